@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the test suite. Creates or reuses .venv, installs the test extras, runs pytest.
+# Extra arguments go to pytest, e.g. ./run_tests.sh -k metrics
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/ensure_venv.sh test
+exec python -m pytest "$@"

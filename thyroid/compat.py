@@ -1,0 +1,46 @@
+"""The one place where TensorFlow and TF-Slim are imported.
+
+tf-slim 1.1.0 builds batch norm through ``tensorflow.python.layers.normalization``,
+which lazily imports ``tf_keras.legacy_tf_layers.normalization``. tf-keras 2.21 ships
+that package only as ``tf_keras.src.legacy_tf_layers``, so we register the old name
+before slim is first used. Every module imports ``tf`` and ``slim`` from here.
+"""
+
+import importlib
+import os
+import sys
+
+# Quieter TensorFlow start-up; users can still override these.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF-Slim layers need the Keras 2 implementation, not Keras 3.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def _alias_legacy_tf_layers():
+    old_name = "tf_keras.legacy_tf_layers"
+    if old_name in sys.modules:
+        return
+    try:
+        importlib.import_module(old_name)
+        return
+    except ImportError:
+        pass
+    package = importlib.import_module("tf_keras.src.legacy_tf_layers")
+    sys.modules[old_name] = package
+    for submodule in ("base", "convolutional", "core", "normalization", "pooling",
+                      "variable_scope_shim"):
+        try:
+            sys.modules[f"{old_name}.{submodule}"] = importlib.import_module(
+                f"tf_keras.src.legacy_tf_layers.{submodule}")
+        except ImportError:  # only the ones this tf-keras ships
+            pass
+
+
+_alias_legacy_tf_layers()
+
+import tensorflow as tf  # noqa: E402
+import tf_slim as slim  # noqa: E402
+
+tf1 = tf.compat.v1
+
+__all__ = ["tf", "tf1", "slim"]
