@@ -1,0 +1,31 @@
+"""Shared fixtures: one small synthetic dataset (and one build of it) per test session."""
+
+import os
+
+import pytest
+
+from thyroid import synth
+
+SYNTH_CASES = 30
+SYNTH_WIDTH, SYNTH_HEIGHT = 280, 180  # half DDTI size keeps the session fast
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """``<root>/ddti`` and ``<root>/local`` written by thyroid.synth (seed 0)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    synth.generate(str(root), num_cases=SYNTH_CASES, seed=0, width=SYNTH_WIDTH,
+                   height=SYNTH_HEIGHT)
+    return root
+
+
+@pytest.fixture(scope="session")
+def patient_build(synthetic_root, tmp_path_factory):
+    """(output_dir, manifest) of a patient-protocol build over both synthetic sources."""
+    from thyroid import build_tfrecords
+    output = tmp_path_factory.mktemp("patient_build")
+    manifest = build_tfrecords.build(
+        output_dir=str(output), ddti_dir=os.path.join(synthetic_root, "ddti"),
+        local_dir=os.path.join(synthetic_root, "local"), protocol="patient", augment_copies=2,
+        seed=0, overwrite=True)
+    return output, manifest

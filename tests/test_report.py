@@ -1,0 +1,164 @@
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from thyroid import metrics, paper, report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIX_COMMAND = "python -m thyroid.download_checkpoints --model inception_v3"
+
+
+def _fake_rows():
+    """Fabricated test input: two evaluated rows, one skipped, one failed."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    pids = np.repeat(np.arange(30), 2)
+    rows = []
+    for row_id, model, mode, label in paper.STUDY_ROWS:
+        row = {"row_id": row_id, "model": model, "mode": mode, "label": label,
+               "status": "skipped", "checkpoint": None, "note": None,
+               "train_seconds": None, "metrics": None}
+        if row_id in (1, 6):
+            probs = np.clip(labels * 0.3 + rng.random(60) * 0.7, 0, 1)
+            row.update(status="ok", train_seconds=12.5 * row_id,
+                       checkpoint=("random init (no checkpoint)" if row_id == 1
+                                   else "ImageNet (vgg_16_2016_08_28)"),
+                       metrics=metrics.evaluate_predictions(labels, probs, pids,
+                                                            num_samples=200),
+                       labels=labels, probs=probs)
+        elif row_id == 7:
+            row.update(status="failed", note="out of memory | see train.log")
+        else:
+            row.update(note=f"checkpoint missing; run `{FIX_COMMAND}`")
+        rows.append(row)
+    return rows
+
+
+RUN_INFO = {"dataset": "DDTI", "protocol": "patient", "date": "2024-01-01 12:00",
+            "machine": "test box", "total_seconds": 3725.0,
+            "counts": {"train": {"images": 300, "patients": 200}, "test": {"images": 60}}}
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_report_files_csv_and_png(tmp_path):
+    rows = _fake_rows()
+    paths = report.write_report(str(tmp_path), rows, RUN_INFO)
+    for name in ("summary.md", "summary.csv", "roc.png", "confusion_matrices.png"):
+        assert (tmp_path / name).is_file(), name
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert paths["summary_csv"] == str(tmp_path / "summary.csv")
+
+    for png in ("roc.png", "confusion_matrices.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+        assert b"IEND" in data[-16:]
+
+    columns, records = _read_csv(tmp_path / "summary.csv")
+    expected = ["row_id", "model", "mode", "status", "checkpoint"]
+    for name in ("accuracy", "sensitivity", "specificity", "auc"):
+        expected += [name, f"{name}_ci_low", f"{name}_ci_high"]
+    expected += ["train_seconds", "note"]
+    assert columns == expected
+    assert len(records) == len(paper.STUDY_ROWS) == 10
+    assert [int(r["row_id"]) for r in records] == list(range(1, 11))
+
+    by_id = {int(r["row_id"]): r for r in records}
+    for row in rows:
+        rec = by_id[row["row_id"]]
+        assert rec["model"] == row["model"] and rec["mode"] == row["mode"]
+        assert rec["status"] == row["status"]
+        if row["status"] == "ok":
+            for name in ("accuracy", "sensitivity", "specificity", "auc"):
+                entry = row["metrics"][name]
+                assert float(rec[name]) == pytest.approx(entry["value"], rel=1e-5)
+                assert float(rec[f"{name}_ci_low"]) == pytest.approx(entry["ci95"][0], rel=1e-5)
+                assert float(rec[f"{name}_ci_high"]) == pytest.approx(entry["ci95"][1], rel=1e-5)
+                assert float(rec[f"{name}_ci_low"]) <= float(rec[name]) <= float(
+                    rec[f"{name}_ci_high"])
+            assert float(rec["train_seconds"]) == pytest.approx(row["train_seconds"])
+            assert rec["checkpoint"] == row["checkpoint"]
+        else:
+            assert rec["accuracy"] == "" and rec["auc_ci_high"] == ""
+            assert rec["note"] == row["note"]
+    assert FIX_COMMAND in by_id[2]["note"]
+
+
+def test_summary_markdown_content(tmp_path):
+    rows = _fake_rows()
+    report.write_report(str(tmp_path), rows, RUN_INFO)
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "DDTI" in md and "test box" in md and "1h 02m 05s" in md
+    assert "Warning: image-level protocol" not in md
+    # Evaluated row formatted as value [low, high].
+    acc = rows[0]["metrics"]["accuracy"]
+    assert f"{acc['value']:.2f} [{acc['ci95'][0]:.2f}, {acc['ci95'][1]:.2f}]" in md
+    # Skipped rows show their fix command; failed row's note survives the table escaping.
+    assert FIX_COMMAND in md
+    assert "out of memory" in md
+    assert "random init (no checkpoint)" in md
+    # Paper's table beside ours: numbers unavailable offline, never invented.
+    assert "Comparison with the paper's Table 1" in md
+    if not paper.has_paper_numbers():
+        assert md.count(paper.NOT_AVAILABLE) >= 7 * 6
+    assert "(roc.png)" in md and "(confusion_matrices.png)" in md
+    for _, _, _, label in paper.STUDY_ROWS:
+        assert label in md
+
+
+def test_image_level_protocol_warns(tmp_path):
+    info = dict(RUN_INFO, protocol="image-level (paper's protocol)")
+    report.write_report(str(tmp_path), _fake_rows(), info)
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "Warning: image-level protocol" in md
+    assert "leaks patients" in md
+
+
+def test_manifest_counts_and_warning(tmp_path):
+    manifest = {"protocol": "image",
+                "splits": {"train": {"patients": 80, "images": 900,
+                                     "original": {"benign": 40, "malignant": 60},
+                                     "total": {"benign": 360, "malignant": 540}},
+                           "test": {"patients": 30, "images": 45,
+                                    "original": {"benign": 20, "malignant": 25},
+                                    "total": {"benign": 20, "malignant": 25}}},
+                "leakage": {"patients_in_multiple_splits": 17},
+                "warning": "Image-level split. Patients in more than one split: 17"}
+    info = {"dataset": "DDTI", "manifest": manifest, "quick": True, "big": list(range(500))}
+    report.write_report(str(tmp_path), _fake_rows(), info)
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "Warning: image-level protocol" in md  # protocol taken from the manifest
+    assert "Patients in more than one split: 17" in md
+    assert "| train | 80 | 900 | 40 / 60 | 360 / 540 |" in md
+    assert "patients in multiple splits 17" in md
+    assert max(len(line) for line in md.splitlines() if line.startswith("| big")) < 260
+
+
+def test_report_with_nothing_evaluated(tmp_path):
+    rows = [{"row_id": 2, "model": "vgg_16", "mode": "bottleneck_svm",
+             "label": "VGG-16 pool5 + SVM", "status": "skipped", "checkpoint": None,
+             "note": FIX_COMMAND, "train_seconds": None, "metrics": None}]
+    report.write_report(str(tmp_path), rows, {})
+    assert (tmp_path / "roc.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (tmp_path / "confusion_matrices.png").read_bytes().startswith(PNG_SIGNATURE)
+    _, records = _read_csv(tmp_path / "summary.csv")
+    assert len(records) == 1 and records[0]["note"] == FIX_COMMAND
+
+
+def test_paper_rows():
+    assert [r[0] for r in paper.STUDY_ROWS] == list(range(1, 11))
+    assert {r[1] for r in paper.STUDY_ROWS} == {"small_cnn", "vgg_16", "inception_v3",
+                                                "efficientnet_lite0"}
+    assert {r[2] for r in paper.STUDY_ROWS} == {"scratch", "bottleneck_svm", "bottleneck_fc",
+                                                "finetune"}
+    assert len(paper.PAPER_TABLE_1) == 7
+    assert ("efficientnet_lite0", "finetune") not in paper.PAPER_TABLE_1
+    assert paper.paper_values("efficientnet_lite0", "finetune") is None
+    if paper.PAPER_SOURCE is None:
+        assert not paper.has_paper_numbers()

@@ -1,0 +1,105 @@
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from thyroid import synth
+from thyroid.datasets import ddti, images, local
+from thyroid.datasets.ddti import parse_polygons
+
+
+def _tree_digest(root):
+    digests = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    synth.generate(str(tmp_path / "a"), num_cases=6, seed=3, width=160, height=104)
+    synth.generate(str(tmp_path / "b"), num_cases=6, seed=3, width=160, height=104)
+    synth.generate(str(tmp_path / "c"), num_cases=6, seed=4, width=160, height=104)
+    first, second = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
+    assert first == second
+    assert any(name.endswith("report.docx") for name in first)
+    assert _tree_digest(tmp_path / "c") != first
+
+
+def test_layout(synthetic_root):
+    ddti_names = os.listdir(synthetic_root / "ddti")
+    xmls = [n for n in ddti_names if n.endswith(".xml")]
+    jpgs = [n for n in ddti_names if n.endswith(".jpg")]
+    assert len(xmls) == 30 and len(jpgs) > 30  # some patients get several images
+    for name in jpgs:
+        assert name.split("_")[0] + ".xml" in xmls
+    patients = sorted(os.listdir(synthetic_root / "local"))
+    assert len(patients) == 30
+    for patient in patients:
+        files = os.listdir(synthetic_root / "local" / patient)
+        assert "report.docx" in files
+        assert any(images.is_image_file(f) for f in files)
+    extensions = {os.path.splitext(f)[1] for p in patients
+                  for f in os.listdir(synthetic_root / "local" / p)}
+    assert {".jpg", ".png", ".bmp", ".docx"} <= extensions
+
+
+def test_ddti_tirads_and_polygons(synthetic_root):
+    result = ddti.read(str(synthetic_root / "ddti"))
+    tirads = {e.tirads for e in result.labelled}
+    assert tirads <= {"2", "3", "4a", "4b", "4c", "5"} and len(tirads) > 2
+    assert {e.label for e in result.labelled} == {0, 1}
+    assert result.excluded  # some empty TIRADS, like DDTI
+    with_polygon = [e for e in result.examples if e.polygons]
+    assert with_polygon and result.marks_without_polygon
+    height, width = images.load_image(with_polygon[0].image_path).shape[:2]
+    for x, y in with_polygon[0].polygons[0]:
+        assert 0 <= x <= width and 0 <= y <= height
+
+
+def test_local_reports_map_to_labels(synthetic_root):
+    result = local.read(str(synthetic_root / "local"))
+    assert {e.label for e in result.labelled} == {0, 1}
+    assert result.counts()["labelled_cases"] >= 25
+
+
+def test_scan_crop_removes_bottom_text_band():
+    rng = np.random.default_rng(0)
+    nodule = synth.sample_nodule(rng, 1)
+    plain, _ = synth.render_image(np.random.default_rng(1), nodule, band_text="")
+    texted, _ = synth.render_image(np.random.default_rng(1), nodule, band_text="TIRADS 5 (5)")
+    text_rows = np.nonzero(np.any(plain != texted, axis=(1, 2)))[0]
+    assert text_rows.size  # the text was drawn
+    top, bottom, left, right = images.find_scan_box(texted)
+    assert bottom <= text_rows.min()
+    assert np.array_equal(images.crop_scan(plain), images.crop_scan(texted))
+    # The crop keeps the field, not a sliver of it.
+    assert (bottom - top) > 0.7 * 360 and (right - left) > 0.6 * 560
+
+
+def test_classes_differ_in_nodule_not_only_in_brightness():
+    rng = np.random.default_rng(0)
+    benign = [synth.sample_nodule(rng, 0) for _ in range(200)]
+    malignant = [synth.sample_nodule(rng, 1) for _ in range(200)]
+    assert all(n["aspect"] > 1 for n in malignant) and all(n["aspect"] < 1 for n in benign)
+    benign_echo = [n["echo"] for n in benign]
+    # Benign cysts are darker than any malignant nodule: brightness alone cannot separate.
+    assert min(benign_echo) < min(n["echo"] for n in malignant)
+    assert max(benign_echo) > max(n["echo"] for n in malignant)
+
+
+def test_synth_svg_is_ddti_json():
+    polygons = parse_polygons(synth._svg_json([(1.0, 2.0), (3.0, 4.0), (5.0, 1.0)]))
+    assert polygons == [[(1.0, 2.0), (3.0, 4.0), (5.0, 1.0)]]
+    assert json.loads(synth._svg_json([(1, 2)]))[0]["points"][0] == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_render_is_fast_enough_and_sized(label):
+    rgb, polygon = synth.render_image(np.random.default_rng(label),
+                                      synth.sample_nodule(np.random.default_rng(5), label))
+    assert rgb.shape == (360, 560, 3) and rgb.dtype == np.uint8 and len(polygon) > 10

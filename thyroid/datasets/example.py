@@ -1,0 +1,70 @@
+"""The record every reader yields, and the result object a whole read returns."""
+
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+Polygon = List[Tuple[float, float]]
+
+
+@dataclasses.dataclass
+class Example:
+    """One image of one patient, with its label (0 benign, 1 malignant, None unknown)."""
+    source: str
+    case_id: str
+    patient_id: str
+    image_path: str
+    label: Optional[int]
+    tirads: str = ""
+    polygons: List[Polygon] = dataclasses.field(default_factory=list)
+    fields: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def make_patient_id(source, case_id):
+    """Patient ids carry their source so two sources never collide."""
+    return f"{source}:{case_id}"
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """What a reader found: every example (labelled or not) plus the bookkeeping.
+
+    ``excluded`` lists cases left out, ``{case_id, reason}``; ``skipped`` lists files that could
+    not be used, ``{path, reason}``. Iterating yields the labelled examples only.
+    """
+    source: str
+    examples: List[Example] = dataclasses.field(default_factory=list)
+    excluded: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+    skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+    cases: int = 0
+    marks_without_polygon: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def labelled(self):
+        return [e for e in self.examples if e.label is not None]
+
+    def __iter__(self):
+        return iter(self.labelled)
+
+    def excluded_reasons(self):
+        reasons = {}
+        for item in self.excluded:
+            reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
+        return reasons
+
+    def counts(self):
+        labelled = self.labelled
+        by_label = {}
+        for name, value in (("benign", 0), ("malignant", 1)):
+            chosen = [e for e in labelled if e.label == value]
+            by_label[name] = {"cases": len({e.case_id for e in chosen}), "images": len(chosen)}
+        return {
+            "cases": self.cases,
+            "labelled_cases": len({e.case_id for e in labelled}),
+            "images": len(self.examples),
+            "labelled_images": len(labelled),
+            "labels": by_label,
+            "excluded_cases": len(self.excluded),
+            "excluded_reasons": self.excluded_reasons(),
+            "marks_without_polygon": len(self.marks_without_polygon),
+            "skipped_files": len(self.skipped),
+        }

@@ -1,0 +1,182 @@
+"""TFRecord shards: writing them (TF-Slim's standard keys plus ours) and reading a split back."""
+
+import dataclasses
+import glob
+import hashlib
+import io
+import os
+from typing import List
+
+import numpy as np
+from PIL import Image
+
+from thyroid import LABEL_NAMES
+from thyroid.io_utils import atomic_path, atomic_write_text, read_json
+
+SPLITS = ("train", "validation", "test")
+JPEG_QUALITY = 95
+MANIFEST_NAME = "manifest.json"
+LABELS_NAME = "labels.txt"
+
+
+def shard_name(split, index, num_shards):
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_paths(dataset_dir, split):
+    return sorted(glob.glob(os.path.join(dataset_dir, f"{split}-?????-of-?????.tfrecord")))
+
+
+def encode_jpeg(rgb):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def make_tf_example(encoded_jpeg, height, width, label, patient_id, source, tirads, augmented):
+    from thyroid.compat import tf
+
+    def to_bytes(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def to_int(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": to_bytes(encoded_jpeg),
+        "image/format": to_bytes(b"jpeg"),
+        "image/class/label": to_int(label),
+        "image/height": to_int(height),
+        "image/width": to_int(width),
+        "image/patient_id": to_bytes(patient_id.encode("utf-8")),
+        "image/source": to_bytes(source.encode("utf-8")),
+        "image/tirads": to_bytes((tirads or "").encode("utf-8")),
+        "image/augmented": to_int(1 if augmented else 0),
+    }))
+
+
+def write_split(records, dataset_dir, split, num_shards):
+    """Writes serialized tf.train.Examples round-robin over ``num_shards`` files.
+
+    Each shard is written under a temporary name and renamed only when complete.
+    Returns the shard paths.
+    """
+    from thyroid.compat import tf
+    paths = [os.path.join(dataset_dir, shard_name(split, i, num_shards)) for i in range(num_shards)]
+    for index, path in enumerate(paths):
+        with atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for record in records[index::num_shards]:
+                    writer.write(record)
+    return paths
+
+
+def write_labels_file(dataset_dir):
+    text = "".join(f"{i}:{name}\n" for i, name in enumerate(LABEL_NAMES))
+    atomic_write_text(os.path.join(dataset_dir, LABELS_NAME), text)
+
+
+def read_manifest(dataset_dir):
+    return read_json(os.path.join(dataset_dir, MANIFEST_NAME))
+
+
+@dataclasses.dataclass
+class SplitData:
+    images: List[np.ndarray]
+    labels: np.ndarray
+    patient_ids: np.ndarray
+    augmented: np.ndarray
+    tirads: List[str]
+
+    def __len__(self):
+        return len(self.images)
+
+
+def iter_records(dataset_dir, split):
+    """Yields the serialized records of a split, shard by shard."""
+    from thyroid.compat import tf
+    for path in shard_paths(dataset_dir, split):
+        for record in tf.data.TFRecordDataset(path):
+            yield record.numpy()
+
+
+def load_split(dataset_dir, split):
+    """Decodes every record of ``split`` into numpy (images are uint8 HxWx3)."""
+    from thyroid.compat import tf
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    images, labels, patients, augmented, tirads = [], [], [], [], []
+    for record in iter_records(dataset_dir, split):
+        feature = tf.train.Example.FromString(record).features.feature
+        encoded = feature["image/encoded"].bytes_list.value[0]
+        with Image.open(io.BytesIO(encoded)) as image:
+            images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        labels.append(feature["image/class/label"].int64_list.value[0])
+        patients.append(feature["image/patient_id"].bytes_list.value[0].decode("utf-8"))
+        augmented.append(bool(feature["image/augmented"].int64_list.value[0]))
+        tirads.append(feature["image/tirads"].bytes_list.value[0].decode("utf-8"))
+    return SplitData(images=images, labels=np.asarray(labels, dtype=np.int64),
+                     patient_ids=np.asarray(patients, dtype=str),
+                     augmented=np.asarray(augmented, dtype=bool), tirads=tirads)
+
+
+_FINGERPRINTS = {}
+
+
+def split_fingerprint(dataset_dir, split):
+    """sha256 over the split's shard names and contents (cached by path, size and mtime)."""
+    paths = shard_paths(dataset_dir, split)
+    key = tuple((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for path in paths:
+            digest.update(os.path.basename(path).encode("utf-8"))
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        _FINGERPRINTS[key] = digest.hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def _restore_control_flow_case():
+    """tf-slim's Image handler calls ``control_flow_ops.case`` and ``.cond``, which TF 2.21
+    moved to ``control_flow_case`` and ``cond``; put the old names back.
+    (Belongs in thyroid.compat.)"""
+    from thyroid.compat import tf  # noqa: F401  (imports TensorFlow first)
+    from tensorflow.python.ops import control_flow_ops
+    if not hasattr(control_flow_ops, "case"):
+        from tensorflow.python.ops import control_flow_case
+        control_flow_ops.case = control_flow_case.case
+    if not hasattr(control_flow_ops, "cond"):
+        from tensorflow.python.ops import cond
+        control_flow_ops.cond = cond.cond
+
+
+def slim_keys_to_features():
+    from thyroid.compat import tf
+    return {
+        "image/encoded": tf.io.FixedLenFeature((), tf.string, default_value=""),
+        "image/format": tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "image/patient_id": tf.io.FixedLenFeature((), tf.string, default_value=""),
+        "image/source": tf.io.FixedLenFeature((), tf.string, default_value=""),
+        "image/tirads": tf.io.FixedLenFeature((), tf.string, default_value=""),
+        "image/augmented": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    }
+
+
+def slim_decoder():
+    """A standard ``slim.tfexample_decoder.TFExampleDecoder`` for our shards (graph mode).
+
+    Items: image (uint8 HxWx3), label, height, width, patient_id, source, tirads, augmented.
+    """
+    from thyroid.compat import slim
+    _restore_control_flow_case()
+    decoders = slim.tfexample_decoder
+    handlers = {"image": decoders.Image(channels=3),
+                "label": decoders.Tensor("image/class/label")}
+    for name in ("height", "width", "patient_id", "source", "tirads", "augmented"):
+        handlers[name] = decoders.Tensor(f"image/{name}")
+    return decoders.TFExampleDecoder(slim_keys_to_features(), handlers)

@@ -1,0 +1,41 @@
+"""Predictions and metrics of a trained run on one split, for every mode."""
+
+import os
+
+from absl import logging
+
+from thyroid import metrics
+from thyroid.compat import tf
+from thyroid.io_utils import atomic_write_json
+from thyroid.training import svm
+from thyroid.training.inputs import load_split_inputs
+from thyroid.training.loop import load_and_predict
+from thyroid.training.run_config import RunConfig
+
+
+def predict_split(train_dir, split="test", dataset_dir=None, batch_size=64):
+    """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
+    config = RunConfig.load(train_dir)
+    if dataset_dir:
+        config.dataset_dir = os.path.abspath(dataset_dir)
+    inputs = load_split_inputs(config, split, batch_size)
+    if config.mode == "bottleneck_svm":
+        probs = svm.svm_scores(svm.load_svm(train_dir), inputs.values)
+    else:
+        probs = load_and_predict(config, train_dir, inputs, batch_size)
+    return inputs.labels, probs, inputs.patient_ids, config
+
+
+def evaluate_run(train_dir, split="test", dataset_dir=None, threshold=None, num_bootstrap=1000,
+                 output_path=None, seed=0):
+    """Writes ``metrics.json`` (default: <train_dir>/metrics_<split>.json) and returns the result."""
+    devices = [d.name for d in tf.config.list_physical_devices("GPU")]
+    logging.info("evaluating on %s", devices or "CPU")
+    labels, probs, patient_ids, config = predict_split(train_dir, split, dataset_dir)
+    result = metrics.evaluate_predictions(labels, probs, patient_ids,
+                                          threshold=config.threshold if threshold is None else threshold,
+                                          num_samples=num_bootstrap, seed=seed)
+    result.update(model=config.model, mode=config.mode, split=split,
+                  checkpoint=config.checkpoint_description)
+    atomic_write_json(output_path or os.path.join(train_dir, f"metrics_{split}.json"), result)
+    return result, labels, probs

@@ -1,0 +1,366 @@
+"""The one place where classification metrics are defined.
+
+Malignant (label 1) is the positive class. An image is predicted malignant when
+``P(malignant) >= threshold``.
+
+* accuracy    = (TP + TN) / N
+* sensitivity = TP / (TP + FN)      (recall of malignant; nan without malignant images)
+* specificity = TN / (TN + FP)      (recall of benign; nan without benign images)
+* auc         = P(score_pos > score_neg) + 1/2 P(score_pos == score_neg)
+                (Mann-Whitney U / (n_pos * n_neg); nan when one class is absent)
+
+The same definitions exist three times, and the tests check they agree:
+``binary_metrics`` (numpy), ``metric_ops`` (TF graph ops, for training summaries) and
+``bootstrap_ci`` (vectorised numpy over patient-level bootstrap resamples).
+"""
+
+import math
+
+import numpy as np
+
+METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "auc")
+COUNT_NAMES = ("tp", "fp", "tn", "fn")
+
+
+def _as_arrays(labels, probs):
+    labels = np.asarray(labels).reshape(-1)
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if labels.shape != probs.shape:
+        raise ValueError(f"labels and probs differ in length: {labels.shape} vs {probs.shape}")
+    if labels.size and not np.all((labels == 0) | (labels == 1)):
+        raise ValueError("labels must be 0 (benign) or 1 (malignant)")
+    return labels.astype(np.int64), probs
+
+
+def _ratio(num, den):
+    return float(num) / float(den) if den > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------------------
+# numpy
+# --------------------------------------------------------------------------------------
+
+def confusion_counts(labels, probs, threshold=0.5):
+    """Returns dict(tp, fp, tn, fn) as ints; malignant is predicted when prob >= threshold."""
+    labels, probs = _as_arrays(labels, probs)
+    pred = probs >= threshold
+    pos = labels == 1
+    return {
+        "tp": int(np.sum(pred & pos)),
+        "fp": int(np.sum(pred & ~pos)),
+        "tn": int(np.sum(~pred & ~pos)),
+        "fn": int(np.sum(~pred & pos)),
+    }
+
+
+def auc_score(labels, probs):
+    """Rank-based (Mann-Whitney) ROC AUC; ties count 1/2; nan when a class is absent."""
+    labels, probs = _as_arrays(labels, probs)
+    n_pos = int(np.sum(labels == 1))
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    # Average ranks (1-based) make each tie contribute exactly 1/2.
+    order = np.argsort(probs, kind="mergesort")
+    sorted_probs = probs[order]
+    ranks_sorted = np.empty(probs.size, dtype=np.float64)
+    # Boundaries of runs of equal values.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_probs)) + 1]
+    ends = np.r_[starts[1:], probs.size]
+    run_ranks = (starts + 1 + ends) / 2.0  # mean of ranks start+1 .. end
+    ranks_sorted[:] = np.repeat(run_ranks, ends - starts)
+    ranks = np.empty_like(ranks_sorted)
+    ranks[order] = ranks_sorted
+    u = np.sum(ranks[labels == 1]) - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def binary_metrics(labels, probs, threshold=0.5):
+    """Point metrics. Undefined ratios are nan, never an exception."""
+    labels, probs = _as_arrays(labels, probs)
+    c = confusion_counts(labels, probs, threshold)
+    n = int(labels.size)
+    n_pos = int(np.sum(labels == 1))
+    out = {
+        "accuracy": _ratio(c["tp"] + c["tn"], n),
+        "sensitivity": _ratio(c["tp"], c["tp"] + c["fn"]),
+        "specificity": _ratio(c["tn"], c["tn"] + c["fp"]),
+        "auc": auc_score(labels, probs),
+        "n": n,
+        "n_positive": n_pos,
+        "n_negative": n - n_pos,
+        "threshold": float(threshold),
+    }
+    out.update(c)
+    return out
+
+
+def roc_points(labels, probs):
+    """(fpr, tpr, thresholds) of the ROC curve; three empty arrays when a class is absent."""
+    labels, probs = _as_arrays(labels, probs)
+    if labels.size == 0 or np.all(labels == 1) or np.all(labels == 0):
+        empty = np.zeros(0, dtype=np.float64)
+        return empty, empty.copy(), empty.copy()
+    from sklearn.metrics import roc_curve
+    fpr, tpr, thresholds = roc_curve(labels, probs, pos_label=1, drop_intermediate=False)
+    return fpr, tpr, thresholds
+
+
+# --------------------------------------------------------------------------------------
+# TF graph ops (tf1 graph mode)
+# --------------------------------------------------------------------------------------
+
+def metric_ops(labels, probs, threshold=0.5):
+    """Scalar float32 tensors with the same definitions as ``binary_metrics``.
+
+    ``labels``: int/float tensor [batch] of 0/1; ``probs``: P(malignant) [batch].
+    The AUC is exact (all pairwise comparisons, ties count 1/2): O(batch^2) memory,
+    meant for batch-sized inputs. Undefined values are nan.
+    Returns dict with accuracy, sensitivity, specificity, auc, tp, fp, tn, fn.
+    """
+    from thyroid.compat import tf
+
+    with tf.name_scope("metrics"):
+        labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+        probs = tf.reshape(tf.cast(probs, tf.float32), [-1])
+        pos = tf.cast(tf.equal(labels, 1.0), tf.float32)
+        neg = 1.0 - pos
+        pred = tf.cast(probs >= tf.cast(threshold, tf.float32), tf.float32)
+        tp = tf.reduce_sum(pred * pos, name="tp")
+        fp = tf.reduce_sum(pred * neg, name="fp")
+        tn = tf.reduce_sum((1.0 - pred) * neg, name="tn")
+        fn = tf.reduce_sum((1.0 - pred) * pos, name="fn")
+        nan = tf.constant(float("nan"), tf.float32)
+
+        def ratio(num, den, name):
+            safe = tf.where(den > 0, den, tf.ones_like(den))
+            return tf.where(den > 0, num / safe, nan, name=name)
+
+        n_pos = tf.reduce_sum(pos)
+        n_neg = tf.reduce_sum(neg)
+        accuracy = ratio(tp + tn, n_pos + n_neg, "accuracy")
+        sensitivity = ratio(tp, tp + fn, "sensitivity")
+        specificity = ratio(tn, tn + fp, "specificity")
+
+        # pair[i, j] compares positive i with negative j.
+        diff = probs[:, None] - probs[None, :]
+        wins = tf.cast(diff > 0, tf.float32) + 0.5 * tf.cast(tf.equal(diff, 0.0), tf.float32)
+        pair_mask = pos[:, None] * neg[None, :]
+        u = tf.reduce_sum(wins * pair_mask)
+        auc = ratio(u, n_pos * n_neg, "auc")
+    return {"accuracy": accuracy, "sensitivity": sensitivity, "specificity": specificity,
+            "auc": auc, "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+
+
+def add_metric_summaries(metric_tensors, prefix):
+    """Adds a tf1.summary.scalar '<prefix>/<name>' per tensor; returns the summary ops.
+
+    nan values are written as they are (TensorBoard shows them as gaps).
+    """
+    from thyroid.compat import tf1
+
+    prefix = prefix.rstrip("/")
+    ops = []
+    for name in sorted(metric_tensors):
+        tag = f"{prefix}/{name}" if prefix else name
+        ops.append(tf1.summary.scalar(tag, metric_tensors[name]))
+    return ops
+
+
+# --------------------------------------------------------------------------------------
+# Patient-level bootstrap
+# --------------------------------------------------------------------------------------
+
+def _bootstrap_weights(patient_ids, num_samples, rng):
+    """(num_samples, n_images) multiplicities: how often each image's patient was drawn."""
+    patient_ids = np.asarray(patient_ids).reshape(-1)
+    _, patient_index = np.unique(patient_ids, return_inverse=True)
+    patient_index = patient_index.reshape(-1)
+    n_patients = int(patient_index.max()) + 1 if patient_index.size else 0
+    draws = rng.integers(0, n_patients, size=(num_samples, n_patients))
+    # counts[b, p] = times patient p was drawn in sample b.
+    offsets = (np.arange(num_samples) * n_patients)[:, None]
+    counts = np.bincount((draws + offsets).reshape(-1),
+                         minlength=num_samples * n_patients).reshape(num_samples, n_patients)
+    return counts[:, patient_index].astype(np.float64)
+
+
+def _weighted_metrics(labels, probs, weights, threshold):
+    """Metrics for each row of ``weights`` (image multiplicities); arrays of shape (B,)."""
+    pos = (labels == 1).astype(np.float64)
+    neg = 1.0 - pos
+    pred = (probs >= threshold).astype(np.float64)
+    tp = weights @ (pred * pos)
+    fp = weights @ (pred * neg)
+    tn = weights @ ((1 - pred) * neg)
+    fn = weights @ ((1 - pred) * pos)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = tp + fp + tn + fn
+        accuracy = np.where(n > 0, (tp + tn) / n, np.nan)
+        sensitivity = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+        specificity = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
+
+        # Weighted Mann-Whitney, O(B * n): sort by score, group equal scores into levels;
+        # each positive gains the negative weight strictly below its level plus half of
+        # the negative weight at its level.
+        order = np.argsort(probs, kind="mergesort")
+        sorted_probs = probs[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_probs)) + 1]
+        ends = np.r_[starts[1:], probs.size]
+        level_of = np.repeat(np.arange(starts.size), ends - starts)
+        w_pos = (weights * pos)[:, order]
+        w_neg = (weights * neg)[:, order]
+        cum = np.zeros((weights.shape[0], probs.size + 1))
+        np.cumsum(w_neg, axis=1, out=cum[:, 1:])
+        below = cum[:, starts]            # (B, L) negative weight below each level
+        at = cum[:, ends] - below         # (B, L) negative weight at each level
+        u = np.sum(w_pos * (below + 0.5 * at)[:, level_of], axis=1)
+        pairs = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+        auc = np.where(pairs > 0, u / pairs, np.nan)
+    return {"accuracy": accuracy, "sensitivity": sensitivity,
+            "specificity": specificity, "auc": auc}
+
+
+def bootstrap_samples(labels, probs, patient_ids, threshold=0.5, num_samples=1000, seed=0):
+    """Per-resample metric values (dict metric -> array (num_samples,), nan where undefined).
+
+    Patients are drawn with replacement; every image of a drawn patient comes along
+    (once per draw).
+    """
+    labels, probs = _as_arrays(labels, probs)
+    patient_ids = np.asarray(patient_ids).reshape(-1)
+    if patient_ids.shape != labels.shape:
+        raise ValueError("patient_ids must have one entry per image")
+    if labels.size == 0 or num_samples <= 0:
+        return {name: np.full(max(num_samples, 0), np.nan) for name in METRIC_NAMES}
+    rng = np.random.default_rng(seed)
+    out = {name: np.empty(num_samples) for name in METRIC_NAMES}
+    chunk = 250  # bounds memory at a few chunk x n_images arrays
+    for start in range(0, num_samples, chunk):
+        size = min(chunk, num_samples - start)
+        weights = _bootstrap_weights(patient_ids, size, rng)
+        values = _weighted_metrics(labels, probs, weights, threshold)
+        for name in METRIC_NAMES:
+            out[name][start:start + size] = values[name]
+    return out
+
+
+def bootstrap_ci(labels, probs, patient_ids, threshold=0.5, num_samples=1000,
+                 confidence=0.95, seed=0):
+    """Percentile bootstrap intervals, resampling patients: dict metric -> (low, high).
+
+    Resamples where a metric is undefined (nan) are ignored for that metric; an interval
+    with no defined resample is (nan, nan).
+    """
+    samples = bootstrap_samples(labels, probs, patient_ids, threshold, num_samples, seed)
+    alpha = (1.0 - confidence) / 2.0
+    out = {}
+    for name in METRIC_NAMES:
+        values = samples[name]
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            out[name] = (float("nan"), float("nan"))
+        else:
+            low, high = np.quantile(values, [alpha, 1.0 - alpha])
+            out[name] = (float(low), float(high))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Combined, JSON-ready result
+# --------------------------------------------------------------------------------------
+
+def _json_float(x):
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def evaluate_predictions(labels, probs, patient_ids, threshold=0.5, num_samples=1000, seed=0):
+    """Point metrics + patient-bootstrap 95% intervals + confusion matrix + counts.
+
+    Returns a JSON-serialisable dict (nan -> None)::
+
+        {"accuracy": {"value": v, "ci95": [lo, hi]}, "sensitivity": ..., "specificity": ...,
+         "auc": ..., "confusion_matrix": [[tn, fp], [fn, tp]],
+         "confusion": {"tp", "fp", "tn", "fn"},
+         "counts": {"images", "patients", "benign", "malignant",
+                    "benign_patients", "malignant_patients"},
+         "threshold": t, "bootstrap": {"unit": "patient", "num_samples", "seed",
+                                       "confidence"}}
+
+    ``counts.benign``/``malignant`` count images; a patient counts as malignant when any
+    of their images is. With ``num_samples=0`` the intervals are [None, None].
+    """
+    labels, probs = _as_arrays(labels, probs)
+    patient_ids = np.asarray(patient_ids).reshape(-1)
+    point = binary_metrics(labels, probs, threshold)
+    if num_samples > 0:
+        ci = bootstrap_ci(labels, probs, patient_ids, threshold, num_samples, 0.95, seed)
+    else:
+        ci = {name: (None, None) for name in METRIC_NAMES}
+    result = {}
+    for name in METRIC_NAMES:
+        result[name] = {"value": _json_float(point[name]),
+                        "ci95": [_json_float(ci[name][0]), _json_float(ci[name][1])]}
+    result["confusion"] = {k: int(point[k]) for k in COUNT_NAMES}
+    result["confusion_matrix"] = [[int(point["tn"]), int(point["fp"])],
+                                  [int(point["fn"]), int(point["tp"])]]
+    unique_patients = np.unique(patient_ids)
+    malignant_patients = np.unique(patient_ids[labels == 1]) if labels.size else []
+    result["counts"] = {
+        "images": int(point["n"]),
+        "patients": int(unique_patients.size),
+        "benign": int(point["n_negative"]),
+        "malignant": int(point["n_positive"]),
+        "malignant_patients": int(len(malignant_patients)),
+        "benign_patients": int(unique_patients.size - len(malignant_patients)),
+    }
+    result["threshold"] = float(threshold)
+    result["bootstrap"] = {"unit": "patient", "num_samples": int(num_samples),
+                           "seed": int(seed), "confidence": 0.95}
+    return result
+
+
+def format_value(entry, digits=2):
+    """'0.83 [0.71, 0.92]' from {"value", "ci95"}; 'n/a' for undefined values."""
+    if entry is None or entry.get("value") is None:
+        return "n/a"
+    text = f"{entry['value']:.{digits}f}"
+    ci = entry.get("ci95") or [None, None]
+    if ci[0] is not None and ci[1] is not None:
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text
+
+
+def format_metrics_table(result):
+    """Plain-text table of an ``evaluate_predictions`` result, for printing."""
+    labels = {"accuracy": "Accuracy", "sensitivity": "Sensitivity",
+              "specificity": "Specificity", "auc": "AUC"}
+    lines = [f"{'Metric':<12} {'Value':>6}   95% CI (patient bootstrap)",
+             "-" * 50]
+    for name in METRIC_NAMES:
+        entry = result.get(name) or {}
+        value = entry.get("value")
+        ci = entry.get("ci95") or [None, None]
+        value_text = "n/a" if value is None else f"{value:.3f}"
+        ci_text = ("n/a" if ci[0] is None or ci[1] is None
+                   else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+        lines.append(f"{labels[name]:<12} {value_text:>6}   {ci_text}")
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    width = max(len(str(v)) for v in (tn, fp, fn, tp, "benign")) + 2
+    lines += [
+        "",
+        f"Confusion matrix (threshold {result.get('threshold', 0.5):g}; "
+        "rows = true, columns = predicted)",
+        f"{'':<12}{'benign':>{width}}{'malignant':>{width + 3}}",
+        f"{'benign':<12}{tn:>{width}}{fp:>{width + 3}}",
+        f"{'malignant':<12}{fn:>{width}}{tp:>{width + 3}}",
+    ]
+    counts = result.get("counts", {})
+    if counts:
+        lines += ["",
+                  f"Images: {counts.get('images')} ({counts.get('benign')} benign, "
+                  f"{counts.get('malignant')} malignant); patients: {counts.get('patients')}"]
+    return "\n".join(lines)

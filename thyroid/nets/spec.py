@@ -1,0 +1,56 @@
+"""The description of one network: what the registry (`thyroid.nets.get_network`) returns."""
+
+import dataclasses
+import os
+from typing import Callable, Optional, Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """Where an official pre-trained checkpoint comes from.
+
+    ``url``: the tarball's download address (None when it is produced locally, e.g. by
+    ``python -m thyroid.checkpoints convert``); ``tarball``: the archive's file name;
+    ``checkpoint_file``: the checkpoint prefix inside it (``vgg_16.ckpt``);
+    ``subdir``: the folder under ``checkpoint_dir`` it is extracted into.
+    """
+
+    url: Optional[str]
+    tarball: Optional[str]
+    checkpoint_file: str
+    subdir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    scope: str
+    default_image_size: int
+    min_image_size: int
+    preprocess: Callable
+    features: Callable
+    bottleneck_endpoint: str
+    bottleneck_shape: Tuple[int, ...]
+    head_scope: str
+    exclude_scopes: Tuple[str, ...]
+    trainable_scopes: Tuple[str, ...]
+    imagenet_logits: Optional[Callable] = None
+    imagenet_label_offset: int = 0
+    imagenet_num_classes: int = 0
+    checkpoint: Optional[CheckpointInfo] = None
+    frozen_prefix: Optional[Callable] = None
+    trainable_suffix: Optional[Callable] = None
+
+
+def default_checkpoint_path(spec, checkpoint_dir="checkpoints"):
+    """-> (path, exists): where ``spec``'s checkpoint prefix is expected under ``checkpoint_dir``.
+
+    ``path`` is a checkpoint prefix (what ``tf.train.load_checkpoint`` takes), or None for a
+    network without a pre-trained checkpoint (small_cnn). ``exists`` is True when its
+    ``.index`` file (or a V1 single file) is there.
+    """
+    if spec.checkpoint is None:
+        return None, False
+    path = os.path.join(checkpoint_dir, spec.checkpoint.subdir, spec.checkpoint.checkpoint_file)
+    exists = os.path.exists(path + ".index") or os.path.isfile(path)
+    return path, exists

@@ -1,0 +1,1 @@
+"""Image preprocessing: resizing, per-network input scaling, augmentation."""

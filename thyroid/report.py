@@ -1,0 +1,391 @@
+"""Study report: summary.md, summary.csv, roc.png and confusion_matrices.png.
+
+``write_report(run_dir, rows, run_info)``; every file is written atomically.
+
+``rows``: one dict per method, keys
+  row_id, model, mode, label, status ('ok' | 'skipped' | 'failed'),
+  checkpoint (str or None), note (str or None, e.g. the command that fixes a missing
+  checkpoint), train_seconds (float or None), metrics (``thyroid.metrics.evaluate_predictions``
+  result or None), labels / probs (optional arrays, for the ROC curve).
+
+``run_info``: dict, all keys optional
+  dataset, protocol ('patient' or 'image' or a longer description starting with one of
+  them), counts (dict or str), date, machine, total_seconds, threshold, image_level (bool,
+  forces the leakage warning), manifest (the ``build_tfrecords`` manifest: its per-split
+  counts, leakage check and warning are shown), and any other key, listed compactly.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+from thyroid import io_utils, metrics, paper
+
+CSV_COLUMNS = [
+    "row_id", "model", "mode", "status", "checkpoint",
+    "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+    "sensitivity", "sensitivity_ci_low", "sensitivity_ci_high",
+    "specificity", "specificity_ci_low", "specificity_ci_high",
+    "auc", "auc_ci_low", "auc_ci_high",
+    "train_seconds", "note",
+]
+
+SUMMARY_MD = "summary.md"
+SUMMARY_CSV = "summary.csv"
+ROC_PNG = "roc.png"
+CONFUSION_PNG = "confusion_matrices.png"
+
+IMAGE_LEVEL_WARNING = (
+    "**Warning: image-level protocol.** Images were split without regard to patients, so "
+    "images of the same patient (often near-identical frames of the same nodule) can be in "
+    "both the training and the test set. This leaks patients across the split and inflates "
+    "every number below; use the patient-level protocol for an honest estimate.")
+
+_RUN_INFO_ORDER = ("dataset", "protocol", "counts", "threshold", "date", "machine",
+                   "total_seconds")
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+def _entry(row, name):
+    m = row.get("metrics") or {}
+    entry = m.get(name)
+    return entry if isinstance(entry, dict) else None
+
+
+def _num(value):
+    """A finite float or None."""
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _csv_num(value):
+    value = _num(value)
+    return "" if value is None else f"{value:.6g}"
+
+
+def _duration(seconds):
+    seconds = _num(seconds)
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {sec:02d}s" if hours else f"{minutes}m {sec:02d}s"
+
+
+def _md(text):
+    """Text safe inside a markdown table cell."""
+    if text is None:
+        return "—"
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def is_image_level(run_info):
+    """True when the run used the image-level (patient-leaking) protocol."""
+    if run_info.get("image_level"):
+        return True
+    protocol = str(run_info.get("protocol") or "").strip().lower().replace("_", "-")
+    return protocol.startswith("image")
+
+
+def _counts_text(counts):
+    if counts is None:
+        return "—"
+    if isinstance(counts, str):
+        return counts
+    if isinstance(counts, dict):
+        parts = []
+        for key, value in counts.items():
+            if isinstance(value, dict):
+                inner = ", ".join(f"{k} {v}" for k, v in value.items())
+                parts.append(f"{key}: {inner}")
+            else:
+                parts.append(f"{key}: {value}")
+        return "; ".join(parts)
+    return str(counts)
+
+
+def _short(value, limit=200):
+    """A compact one-line rendering of a run_info value."""
+    if isinstance(value, (dict, list, tuple)):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _split_table(split_summary):
+    """Markdown table of a build manifest's per-split counts."""
+    lines = ["| split | patients | images | original benign / malignant | "
+             "with augmentation benign / malignant |", "|---|---|---|---|---|"]
+    for split, info in split_summary.items():
+        if not isinstance(info, dict):
+            continue
+        original = info.get("original") or {}
+        total = info.get("total") or {}
+        lines.append(
+            f"| {_md(split)} | {info.get('patients', '—')} | {info.get('images', '—')} | "
+            f"{original.get('benign', '—')} / {original.get('malignant', '—')} | "
+            f"{total.get('benign', '—')} / {total.get('malignant', '—')} |")
+    return lines + [""]
+
+
+def _roc_arrays(row):
+    """(labels, probs) usable for a ROC curve, or None."""
+    if row.get("status") != "ok":
+        return None
+    labels, probs = row.get("labels"), row.get("probs")
+    if labels is None or probs is None:
+        return None
+    labels = np.asarray(labels).reshape(-1)
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if labels.size == 0 or labels.size != probs.size or len(np.unique(labels)) < 2:
+        return None
+    return labels, probs
+
+
+def _row_title(row):
+    label = row.get("label") or paper.row_label(row.get("model"), row.get("mode"))
+    return f"{row.get('row_id')}. {label}"
+
+
+# --------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------
+
+def summary_csv_text(rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        out = {
+            "row_id": row.get("row_id", ""),
+            "model": row.get("model", ""),
+            "mode": row.get("mode", ""),
+            "status": row.get("status", ""),
+            "checkpoint": row.get("checkpoint") or "",
+            "train_seconds": _csv_num(row.get("train_seconds")),
+            "note": row.get("note") or "",
+        }
+        for name in metrics.METRIC_NAMES:
+            entry = _entry(row, name) or {}
+            ci = entry.get("ci95") or [None, None]
+            out[name] = _csv_num(entry.get("value"))
+            out[f"{name}_ci_low"] = _csv_num(ci[0])
+            out[f"{name}_ci_high"] = _csv_num(ci[1])
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# plots (object-oriented matplotlib on the Agg canvas: no global backend switch)
+# --------------------------------------------------------------------------------------
+
+def _save_figure(fig, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_roc(rows, path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 6.0))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+    drawn = 0
+    for row in rows:
+        arrays = _roc_arrays(row)
+        if arrays is None:
+            continue
+        fpr, tpr, _ = metrics.roc_points(*arrays)
+        auc = metrics.auc_score(*arrays)
+        ax.plot(fpr, tpr, linewidth=1.5, label=f"{_row_title(row)} (AUC {auc:.3f})")
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_title("ROC curves (test set, malignant = positive)")
+    ax.legend(loc="lower right", fontsize=7)
+    _save_figure(fig, path)
+    return drawn
+
+
+def plot_confusion_matrices(rows, path):
+    from matplotlib.figure import Figure
+
+    evaluated = [r for r in rows if r.get("status") == "ok"
+                 and (r.get("metrics") or {}).get("confusion_matrix") is not None]
+    n = max(len(evaluated), 1)
+    cols = min(n, 4)
+    nrows = int(math.ceil(n / cols))
+    fig = Figure(figsize=(3.2 * cols, 3.0 * nrows))
+    if not evaluated:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no evaluated rows", ha="center", va="center")
+    for i, row in enumerate(evaluated):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        cm = np.asarray(row["metrics"]["confusion_matrix"], dtype=np.float64)
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(cm.max(), 1))
+        for (r, c), value in np.ndenumerate(cm):
+            color = "white" if value > cm.max() / 2 else "black"
+            ax.text(c, r, f"{int(value)}", ha="center", va="center", color=color)
+        ax.set_xticks([0, 1])
+        ax.set_yticks([0, 1])
+        ax.set_xticklabels(["benign", "malignant"], fontsize=8)
+        ax.set_yticklabels(["benign", "malignant"], fontsize=8)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        ax.set_title(_row_title(row), fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return len(evaluated)
+
+
+# --------------------------------------------------------------------------------------
+# markdown
+# --------------------------------------------------------------------------------------
+
+def _paper_cell(value):
+    return paper.NOT_AVAILABLE if value is None else f"{value:.2f}"
+
+
+def summary_markdown(rows, run_info):
+    lines = ["# Thyroid ultrasound study: results", ""]
+
+    # Run information.
+    manifest = run_info.get("manifest") if isinstance(run_info.get("manifest"), dict) else {}
+    if "protocol" not in run_info and manifest.get("protocol"):
+        run_info = dict(run_info, protocol=manifest["protocol"])
+    lines += ["## Run", "", "| | |", "|---|---|"]
+    shown = {"image_level", "manifest"}
+    for key in _RUN_INFO_ORDER:
+        if key not in run_info:
+            continue
+        shown.add(key)
+        value = run_info[key]
+        if key == "counts":
+            value = _counts_text(value)
+        elif key == "total_seconds":
+            key, value = "total time", _duration(value)
+        lines.append(f"| {key} | {_md(value)} |")
+    for key, value in run_info.items():
+        if key in shown:
+            continue
+        lines.append(f"| {_md(key)} | {_md(_short(value))} |")
+    lines.append("")
+    if is_image_level(run_info):
+        lines += [IMAGE_LEVEL_WARNING, ""]
+        if manifest.get("warning"):
+            lines += [f"Dataset manifest: {manifest['warning']}", ""]
+    if isinstance(manifest.get("splits"), dict):
+        lines += _split_table(manifest["splits"])
+    if isinstance(manifest.get("leakage"), dict):
+        leak = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in manifest["leakage"].items()
+                         if not isinstance(v, (dict, list)))
+        if leak:
+            lines += [f"Leakage check: {leak}.", ""]
+
+    # Results.
+    lines += ["## Results (test set)", "",
+              "Values: point estimate [95% CI, bootstrap over patients]. "
+              "Malignant is the positive class; sensitivity = TP/(TP+FN), "
+              "specificity = TN/(TN+FP).", "",
+              "| # | Method | Status | Accuracy | Sensitivity | Specificity | AUC | "
+              "Train time | Checkpoint |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ok = row.get("status") == "ok" and row.get("metrics")
+        cells = [metrics.format_value(_entry(row, name)) if ok else "—"
+                 for name in metrics.METRIC_NAMES]
+        label = row.get("label") or paper.row_label(row.get("model"), row.get("mode"))
+        lines.append(
+            f"| {row.get('row_id')} | {_md(label)} | {_md(row.get('status'))} | "
+            + " | ".join(cells)
+            + f" | {_duration(row.get('train_seconds'))} | {_md(row.get('checkpoint'))} |")
+    lines.append("")
+
+    # Skipped / failed rows with their fix.
+    not_run = [r for r in rows if r.get("status") in ("skipped", "failed")]
+    if not_run:
+        lines += ["## Skipped or failed rows", ""]
+        for row in not_run:
+            note = row.get("note") or "(no note)"
+            lines.append(f"- **{_md(_row_title(row))}** ({row.get('status')}): {note}")
+        lines.append("")
+
+    # Paper's Table 1 beside ours.
+    lines += ["## Comparison with the paper's Table 1", "",
+              f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).",
+              ""]
+    if paper.has_paper_numbers():
+        lines += [f"Paper values from: {paper.PAPER_SOURCE}.", ""]
+    else:
+        lines += [f"The paper's numbers are {paper.NOT_AVAILABLE}: its full text could not "
+                  "be retrieved, and numbers are not guessed.", ""]
+    header = ["#", "Method", "Ours acc", "Ours sens", "Ours spec"]
+    for dataset in paper.PAPER_DATASETS:
+        header += [f"Paper {dataset} acc", f"Paper {dataset} sens", f"Paper {dataset} spec"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    by_key = {(r.get("model"), r.get("mode")): r for r in rows}
+    for row_id, model, mode, label in paper.STUDY_ROWS:
+        ours = by_key.get((model, mode))
+        cells = [str(row_id), _md(label)]
+        for name in paper.PAPER_METRICS:
+            entry = _entry(ours, name) if ours and ours.get("status") == "ok" else None
+            cells.append("—" if entry is None or entry.get("value") is None
+                         else f"{entry['value']:.2f}")
+        for dataset in paper.PAPER_DATASETS:
+            values = paper.paper_values(model, mode, dataset)
+            for name in paper.PAPER_METRICS:
+                cells.append("not in paper" if values is None else _paper_cell(values[name]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+
+    lines += ["## Plots", "",
+              f"- [ROC curves]({ROC_PNG})",
+              f"- [Confusion matrices]({CONFUSION_PNG})", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------
+
+def write_report(run_dir, rows, run_info):
+    """Writes summary.md, summary.csv, roc.png and confusion_matrices.png into run_dir.
+
+    Returns {"summary_md", "summary_csv", "roc", "confusion"} -> path.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    rows = list(rows)
+    run_info = dict(run_info or {})
+    paths = {
+        "summary_md": os.path.join(run_dir, SUMMARY_MD),
+        "summary_csv": os.path.join(run_dir, SUMMARY_CSV),
+        "roc": os.path.join(run_dir, ROC_PNG),
+        "confusion": os.path.join(run_dir, CONFUSION_PNG),
+    }
+    io_utils.atomic_write_text(paths["summary_csv"], summary_csv_text(rows))
+    plot_roc(rows, paths["roc"])
+    plot_confusion_matrices(rows, paths["confusion"])
+    io_utils.atomic_write_text(paths["summary_md"], summary_markdown(rows, run_info))
+    return paths

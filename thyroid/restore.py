@@ -1,0 +1,157 @@
+"""Restoring (part of) a graph's variables from a checkpoint: one function every entry point uses.
+
+    restore = build_restore_fn(path, exclude_scopes=spec.exclude_scopes)
+    with tf1.Session() as sess:
+        sess.run(tf1.global_variables_initializer())
+        restore(sess)
+"""
+
+import logging
+import os
+
+from thyroid.compat import tf, tf1
+
+logger = logging.getLogger(__name__)
+
+# Variables that are training state, not model state.
+_OPTIMIZER_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/RMSProp", "/RMSProp_1",
+                       "/Adagrad", "/ExponentialMovingAverage", "/ftrl", "/Ftrl", "/Ftrl_1")
+_NON_MODEL_NAMES = ("global_step", "beta1_power", "beta2_power")
+
+
+class CheckpointMismatchError(ValueError):
+    """The graph's variables and the checkpoint's disagree (missing or shape-mismatched)."""
+
+    def __init__(self, message, missing=(), mismatched=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.mismatched = list(mismatched)
+
+
+def parse_scopes(scopes):
+    """"a, b" / ["a", " b"] / None -> ("a", "b") (empty entries dropped)."""
+    if scopes is None:
+        return ()
+    if isinstance(scopes, str):
+        scopes = scopes.split(",")
+    return tuple(s.strip() for s in scopes if s and s.strip())
+
+
+def _name(variable):
+    return variable.op.name
+
+
+def in_scopes(name, scopes):
+    """Prefix match, as TF-Slim does (``name.startswith(scope)``)."""
+    return any(name.startswith(scope) for scope in scopes)
+
+
+def warn_unmatched_scopes(scopes, variables, what="scope"):
+    """Logs a warning for each of ``scopes`` that matches none of ``variables``; returns them."""
+    names = [_name(v) if not isinstance(v, str) else v for v in variables]
+    unmatched = [s for s in parse_scopes(scopes) if not any(n.startswith(s) for n in names)]
+    for scope in unmatched:
+        logger.warning("%s %r matches no variable", what, scope)
+    return unmatched
+
+
+def variables_in_scopes(scopes, variables=None):
+    """Trainable variables (or ``variables``) under any of ``scopes``; all when ``scopes`` empty."""
+    scopes = parse_scopes(scopes)
+    if variables is None:
+        variables = tf1.trainable_variables()
+    if not scopes:
+        return list(variables)
+    warn_unmatched_scopes(scopes, variables, "trainable scope")
+    return [v for v in variables if in_scopes(_name(v), scopes)]
+
+
+def is_model_variable(variable):
+    name = _name(variable)
+    if name.split("/")[-1] in _NON_MODEL_NAMES or name in _NON_MODEL_NAMES:
+        return False
+    return not any(part in name + "/" for part in (s + "/" for s in _OPTIMIZER_SUFFIXES))
+
+
+def resolve_checkpoint_path(checkpoint_path):
+    """A file prefix or a directory (-> its latest checkpoint) -> a checkpoint prefix."""
+    if checkpoint_path is None:
+        raise ValueError("No checkpoint path given")
+    if os.path.isdir(checkpoint_path):
+        latest = tf1.train.latest_checkpoint(checkpoint_path)
+        if latest is None:
+            candidates = sorted(f[:-len(".index")] for f in os.listdir(checkpoint_path)
+                                if f.endswith(".index"))
+            if len(candidates) == 1:
+                return os.path.join(checkpoint_path, candidates[0])
+            raise ValueError("No checkpoint found in directory %s" % checkpoint_path)
+        return latest
+    if not (os.path.exists(checkpoint_path + ".index") or os.path.isfile(checkpoint_path)):
+        raise ValueError("Checkpoint %s not found (expected %s.index)"
+                         % (checkpoint_path, checkpoint_path))
+    return checkpoint_path
+
+
+def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=False,
+                     var_list=None):
+    """-> fn(sess) restoring the model variables not under ``exclude_scopes`` from the checkpoint.
+
+    ``checkpoint_path``: a checkpoint prefix or a directory (its latest checkpoint).
+    Variables: ``var_list`` or every global variable except optimizer slots and global_step,
+    minus those whose name starts with one of ``exclude_scopes``. Raises
+    ``CheckpointMismatchError`` naming the missing and the shape-mismatched variables, unless
+    ``ignore_missing_vars`` (then they are skipped with a warning). Call it inside the graph.
+    """
+    path = resolve_checkpoint_path(checkpoint_path)
+    exclude_scopes = parse_scopes(exclude_scopes)
+    if var_list is None:
+        var_list = [v for v in tf1.global_variables() if is_model_variable(v)]
+    else:
+        var_list = list(var_list)
+    warn_unmatched_scopes(exclude_scopes, var_list, "exclude scope")
+    variables = [v for v in var_list if not in_scopes(_name(v), exclude_scopes)]
+
+    reader = tf.train.load_checkpoint(path)
+    shapes = reader.get_variable_to_shape_map()
+    missing, mismatched, restore = [], [], {}
+    for variable in variables:
+        name = _name(variable)
+        if name not in shapes:
+            missing.append(name)
+            continue
+        graph_shape = variable.shape.as_list()
+        if list(shapes[name]) != graph_shape:
+            mismatched.append((name, tuple(graph_shape), tuple(shapes[name])))
+            continue
+        restore[name] = variable
+    if missing or mismatched:
+        lines = []
+        if missing:
+            lines.append("%d variable(s) missing from the checkpoint: %s"
+                         % (len(missing), ", ".join(missing)))
+        for name, graph_shape, ckpt_shape in mismatched:
+            lines.append("shape mismatch for %s: graph %s vs checkpoint %s"
+                         % (name, list(graph_shape), list(ckpt_shape)))
+        message = "Checkpoint %s does not match the graph: %s" % (path, "; ".join(lines))
+        if not ignore_missing_vars:
+            raise CheckpointMismatchError(
+                message + " (exclude their scopes or pass ignore_missing_vars)",
+                missing, mismatched)
+        logger.warning("%s; skipping them (ignore_missing_vars)", message)
+    if not restore:
+        logger.warning("Nothing to restore from %s", path)
+
+        def noop(sess):
+            del sess
+        return noop
+
+    saver = tf1.train.Saver(var_list=restore, reshape=False, sharded=False)
+    logger.info("Restoring %d variables from %s", len(restore), path)
+
+    def restore_fn(sess):
+        saver.restore(sess, path)
+
+    restore_fn.checkpoint_path = path
+    restore_fn.restored_names = sorted(restore)
+    restore_fn.skipped_names = sorted(missing + [m[0] for m in mismatched])
+    return restore_fn

@@ -1,0 +1,194 @@
+"""The training loop of the graph modes (scratch, bottleneck_fc, finetune).
+
+Feeds in-memory arrays through placeholders: the datasets are hundreds of images,
+so a tf.data pipeline would add start-up cost and no speed. Resumes from the latest
+checkpoint in train_dir; the batch order depends only on (seed, epoch), so a resumed
+run sees the same batches an uninterrupted one would.
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+from absl import logging
+
+from thyroid import metrics
+from thyroid.compat import tf, tf1
+from thyroid.nets import get_network
+from thyroid.progress import Progress
+from thyroid.restore import build_restore_fn, variables_in_scopes, warn_unmatched_scopes
+from thyroid.training.model import build_logits, malignant_probability
+
+OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop")
+
+
+@dataclasses.dataclass
+class LoopOptions:
+    max_number_of_steps: int
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    class_weight: str = "balanced"  # or "none"
+    checkpoint_exclude_scopes: tuple = ()
+    ignore_missing_vars: bool = False
+    log_every_n_steps: int = 10
+    save_interval_steps: int = 100
+    eval_every_n_steps: int = 50
+
+
+def steps_for_epochs(num_epochs, num_examples, batch_size):
+    return max(1, math.ceil(num_epochs * num_examples / batch_size))
+
+
+def class_weights(labels, how):
+    """Per-class loss weights; 'balanced' gives each class the same total weight."""
+    if how == "none":
+        return np.ones(2, np.float32)
+    if how != "balanced":
+        raise ValueError(f"--class_weight must be 'balanced' or 'none', not {how!r}")
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=2).astype(np.float64)
+    return np.where(counts > 0, counts.sum() / (2.0 * np.maximum(counts, 1)), 0.0).astype(np.float32)
+
+
+def batch_indices(step, num_examples, batch_size, seed):
+    """Indices of the batch at ``step``: a fresh permutation each epoch, fixed by the seed."""
+    start = step * batch_size
+    picks = []
+    while len(picks) < batch_size:
+        epoch, offset = divmod(start + len(picks), num_examples)
+        order = np.random.RandomState(seed + epoch).permutation(num_examples)
+        picks.extend(order[offset:offset + batch_size - len(picks)])
+    return np.asarray(picks)
+
+
+def make_optimizer(name, learning_rate):
+    if name == "adam":
+        return tf1.train.AdamOptimizer(learning_rate)
+    if name == "sgd":
+        return tf1.train.GradientDescentOptimizer(learning_rate)
+    if name == "momentum":
+        return tf1.train.MomentumOptimizer(learning_rate, momentum=0.9)
+    if name == "rmsprop":
+        return tf1.train.RMSPropOptimizer(learning_rate)
+    raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, not {name!r}")
+
+
+def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=64):
+    out = [sess.run(probs, {inputs: values[i:i + batch_size], is_training: False})
+           for i in range(0, len(values), batch_size)]
+    return np.concatenate(out) if out else np.zeros([0], np.float32)
+
+
+def train_graph_model(config, train_dir, options, train_inputs, validation_inputs):
+    """Trains until ``options.max_number_of_steps``; returns the final global step."""
+    spec = get_network(config.model)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(config.seed)
+        global_step = tf1.train.get_or_create_global_step()
+        inputs = tf1.placeholder(train_inputs.values.dtype, [None] + list(train_inputs.values.shape[1:]),
+                                 name="inputs")
+        labels = tf1.placeholder(tf.int64, [None], name="labels")
+        is_training = tf1.placeholder_with_default(False, [], name="is_training")
+        logits = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
+        probs = malignant_probability(logits)
+        model_variables = [v for v in tf1.global_variables() if v is not global_step]
+
+        weights = tf.gather(tf.constant(class_weights(train_inputs.labels, options.class_weight)), labels)
+        loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
+        total_loss = loss + tf1.losses.get_regularization_loss()
+
+        if config.mode == "finetune":
+            warn_unmatched_scopes(config.trainable_scopes, model_variables, "--trainable_scopes")
+            train_variables = variables_in_scopes(config.trainable_scopes)
+        else:
+            train_variables = tf1.trainable_variables()
+        if not train_variables:
+            raise ValueError(f"nothing to train: --trainable_scopes {config.trainable_scopes} "
+                             "match no trainable variable")
+        learning_rate = tf.constant(options.learning_rate, tf.float32)
+        with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+            train_op = make_optimizer(options.optimizer, learning_rate).minimize(
+                total_loss, global_step=global_step, var_list=train_variables)
+
+        tf1.summary.scalar("losses/total_loss", total_loss)
+        tf1.summary.scalar("learning_rate", learning_rate)
+        metrics.add_metric_summaries(metrics.metric_ops(labels, probs, config.threshold), "train")
+        step_summaries = tf1.summary.merge_all()
+        validation_labels = tf1.placeholder(tf.int64, [None])
+        validation_probs = tf1.placeholder(tf.float32, [None])
+        validation_summaries = tf1.summary.merge(metrics.add_metric_summaries(
+            metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
+
+        saver = tf1.train.Saver(max_to_keep=2)
+        latest = tf.train.latest_checkpoint(train_dir)
+        restore_pretrained = None
+        if latest is None and config.mode == "finetune" and config.checkpoint_path:
+            # With the VGG prefix cache only conv5_3 and the head are in this graph.
+            restore_pretrained = build_restore_fn(
+                config.checkpoint_path, options.checkpoint_exclude_scopes or spec.exclude_scopes,
+                options.ignore_missing_vars, var_list=model_variables)
+
+        writer = tf1.summary.FileWriter(train_dir)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            if latest is not None:
+                saver.restore(sess, latest)
+                if config.checkpoint_path:
+                    logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
+                                 train_dir)
+            elif restore_pretrained is not None:
+                restore_pretrained(sess)
+            if latest is None:
+                writer.add_graph(sess.graph)
+            step = int(sess.run(global_step))
+            if step >= options.max_number_of_steps:
+                logging.info("%s already reached step %d", train_dir, step)
+                return step
+            logging.info("training %s/%s from step %d to %d", config.model, config.mode, step,
+                         options.max_number_of_steps)
+            progress = Progress(options.max_number_of_steps - step, f"train {config.model}/{config.mode}",
+                                "steps")
+            started = time.monotonic()
+            while step < options.max_number_of_steps:
+                idx = batch_indices(step, len(train_inputs.labels), options.batch_size, config.seed)
+                feed = {inputs: train_inputs.values[idx], labels: train_inputs.labels[idx], is_training: True}
+                step_loss, _ = sess.run([total_loss, train_op], feed)
+                step += 1
+                if not np.isfinite(step_loss):
+                    raise FloatingPointError(f"loss became {step_loss} at step {step}; "
+                                             "lower --learning_rate")
+                progress.update()
+                last = step == options.max_number_of_steps
+                if step % options.log_every_n_steps == 0 or last:
+                    writer.add_summary(sess.run(step_summaries, feed), step)
+                if validation_inputs is not None and len(validation_inputs.labels) and \
+                        (step % options.eval_every_n_steps == 0 or last):
+                    val_probs = predict_probabilities(sess, probs, inputs, is_training,
+                                                      validation_inputs.values)
+                    writer.add_summary(sess.run(validation_summaries, {
+                        validation_labels: validation_inputs.labels, validation_probs: val_probs}), step)
+                if step % options.save_interval_steps == 0 or last:
+                    saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
+            writer.flush()
+            logging.info("trained %d steps in %.1fs; loss %.4f", progress.done,
+                         time.monotonic() - started, step_loss)
+            return step
+
+
+def load_and_predict(config, train_dir, split_inputs, batch_size=64):
+    """P(malignant) for ``split_inputs`` from the latest checkpoint in ``train_dir``."""
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest is None:
+        raise FileNotFoundError(f"{train_dir}: no trained checkpoint to evaluate")
+    spec = get_network(config.model)
+    with tf.Graph().as_default():
+        inputs = tf1.placeholder(split_inputs.values.dtype, [None] + list(split_inputs.values.shape[1:]))
+        is_training = tf1.placeholder_with_default(False, [])
+        probs = malignant_probability(
+            build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix))
+        saver = tf1.train.Saver(tf1.global_variables())
+        with tf1.Session() as sess:
+            saver.restore(sess, latest)
+            return predict_probabilities(sess, probs, inputs, is_training, split_inputs.values, batch_size)

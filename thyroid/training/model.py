@@ -1,0 +1,45 @@
+"""The classifier graph of every mode, shared by training, evaluation and export."""
+
+from thyroid.compat import tf
+from thyroid.features import BOTTLENECK, FROZEN_PREFIX
+from thyroid.nets import heads
+
+IMAGES = "images"
+NUM_CLASSES = 2  # softmax over benign/malignant; P(malignant) = softmax[:, 1]
+
+
+def input_kind(mode, uses_frozen_prefix=False):
+    """What the graph is fed: raw images or cached frozen activations."""
+    if mode in ("bottleneck_fc", "bottleneck_svm"):
+        return BOTTLENECK
+    if mode == "finetune" and uses_frozen_prefix:
+        return FROZEN_PREFIX
+    return IMAGES
+
+
+def build_logits(spec, mode, inputs, is_training, uses_frozen_prefix=False):
+    """Logits [N, 2] for ``inputs`` of the kind ``input_kind`` names.
+
+    Fine-tuning keeps batch norm in inference mode (ImageNet statistics): the small
+    batches a CPU affords would give noisy statistics. Dropout in the head still
+    follows ``is_training``.
+    """
+    kind = input_kind(mode, uses_frozen_prefix)
+    if kind == BOTTLENECK:
+        features = inputs
+    elif kind == FROZEN_PREFIX:
+        features, _ = spec.trainable_suffix(inputs, is_training=False)
+    else:
+        net_inputs = spec.preprocess(tf.cast(inputs, tf.float32))
+        backbone_training = is_training if mode == "scratch" else False
+        features, _ = spec.features(net_inputs, is_training=backbone_training)
+    spatial = features.shape.ndims == 4
+    if mode == "scratch" or (mode == "bottleneck_fc" and spatial):
+        head = heads.small_cnn_head
+    else:
+        head = heads.fc_head
+    return head(features, NUM_CLASSES, is_training, scope=spec.head_scope)
+
+
+def malignant_probability(logits):
+    return tf.nn.softmax(logits)[:, 1]
