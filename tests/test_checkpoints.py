@@ -2,6 +2,7 @@
 offline download failure."""
 
 import collections
+import importlib
 import io
 import json
 import os
@@ -15,12 +16,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from thyroid.checkpoints import download as download_module
 from thyroid.checkpoints.convert import convert, default_pth_path
 from thyroid.checkpoints.download import DownloadError, download
 from thyroid.checkpoints.pth_reader import UnsafePickleError, load_state_dict
 from thyroid.checkpoints.verify import imagenet_top_k
 
+download_module = importlib.import_module("thyroid.checkpoints.download")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

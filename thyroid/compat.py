@@ -1,4 +1,4 @@
-"""The one place where TensorFlow and TF-Slim are imported.
+"""The one place where TensorFlow and TF-Slim are imported, and where their gaps are bridged.
 
 tf-slim 1.1.0 builds batch norm through ``tensorflow.python.layers.normalization``,
 which lazily imports ``tf_keras.legacy_tf_layers.normalization``. tf-keras 2.21 ships
@@ -39,6 +39,22 @@ def _alias_legacy_tf_layers():
 _alias_legacy_tf_layers()
 
 import tensorflow as tf  # noqa: E402
+
+
+def _alias_moved_control_flow_ops():
+    """tf-slim's image decoder calls ``control_flow_ops.case`` / ``.cond``, which TF 2.21
+    moved to their own modules; put the old names back."""
+    from tensorflow.python.ops import control_flow_ops
+    if not hasattr(control_flow_ops, "case"):
+        from tensorflow.python.ops import control_flow_case
+        control_flow_ops.case = control_flow_case.case
+    if not hasattr(control_flow_ops, "cond"):
+        from tensorflow.python.ops import cond
+        control_flow_ops.cond = cond.cond
+
+
+_alias_moved_control_flow_ops()
+
 import tf_slim as slim  # noqa: E402
 
 tf1 = tf.compat.v1

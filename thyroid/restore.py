@@ -108,11 +108,14 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
         var_list = [v for v in tf1.global_variables() if is_model_variable(v)]
     else:
         var_list = list(var_list)
-    warn_unmatched_scopes(exclude_scopes, var_list, "exclude scope")
     variables = [v for v in var_list if not in_scopes(_name(v), exclude_scopes)]
 
     reader = tf.train.load_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()
+    # An exclude scope is a likely typo when it matches neither the graph nor the checkpoint
+    # (excluding the checkpoint's ImageNet classifier from a graph without one is normal).
+    warn_unmatched_scopes(exclude_scopes, [_name(v) for v in var_list] + list(shapes),
+                          "exclude scope")
     missing, mismatched, restore = [], [], {}
     for variable in variables:
         name = _name(variable)

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image, ImageDraw, ImageFont
 
-from thyroid import BENIGN, MALIGNANT
+from thyroid import MALIGNANT
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 560, 360
 # Scan field, as fractions of the image (DDTI-like: text on the right, band at the bottom).

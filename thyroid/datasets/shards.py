@@ -138,20 +138,6 @@ def split_fingerprint(dataset_dir, split):
     return _FINGERPRINTS[key]
 
 
-def _restore_control_flow_case():
-    """tf-slim's Image handler calls ``control_flow_ops.case`` and ``.cond``, which TF 2.21
-    moved to ``control_flow_case`` and ``cond``; put the old names back.
-    (Belongs in thyroid.compat.)"""
-    from thyroid.compat import tf  # noqa: F401  (imports TensorFlow first)
-    from tensorflow.python.ops import control_flow_ops
-    if not hasattr(control_flow_ops, "case"):
-        from tensorflow.python.ops import control_flow_case
-        control_flow_ops.case = control_flow_case.case
-    if not hasattr(control_flow_ops, "cond"):
-        from tensorflow.python.ops import cond
-        control_flow_ops.cond = cond.cond
-
-
 def slim_keys_to_features():
     from thyroid.compat import tf
     return {
@@ -173,7 +159,6 @@ def slim_decoder():
     Items: image (uint8 HxWx3), label, height, width, patient_id, source, tirads, augmented.
     """
     from thyroid.compat import slim
-    _restore_control_flow_case()
     decoders = slim.tfexample_decoder
     handlers = {"image": decoders.Image(channels=3),
                 "label": decoders.Tensor("image/class/label")}

@@ -1,0 +1,153 @@
+"""End to end in headless Chromium: python -m thyroid.serve, upload through the page, read the
+answer. Skips when chromium / chromedriver / selenium are absent
+(Debian: apt-get install -y chromium chromium-driver).
+
+THYROID_SCREENSHOT=docs/screenshot.png saves the screenshot there (else in a temp folder).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from deploy_fixtures import exported, full_frame, save_png, synthetic_scan, trained  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("THYROID_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def _browser_available():
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return f"{path} not found (apt-get install -y chromium chromium-driver)"
+    return None
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(exported):  # noqa: F811
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thyroid.serve", f"--model={exported['float'].output_dir}",
+         f"--port={port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail("server exited: " + log.read().decode(errors="replace")[-3000:])
+            try:
+                with urllib.request.urlopen(url + "api/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not start within 120 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    reason = _browser_available()
+    if reason:
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run", "--window-size=430,1000",
+                     f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_upload_in_a_real_browser(server, browser, exported, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    from thyroid.deploy.tflite_model import TFLiteModel, load_image_file
+    from thyroid.predict import predict_files
+
+    image_path = save_png(tmp_path / "ultrasound.png",
+                          full_frame(synthetic_scan(1, np.random.RandomState(21))))
+    expected = predict_files(TFLiteModel.load(exported["float"].model), [image_path])[0]
+
+    browser.get(server)
+    assert "not a diagnosis" in browser.find_element(By.CSS_SELECTOR, ".notice").text
+    file_input = browser.find_element(By.ID, "image-input")
+    assert file_input.get_attribute("capture") == "environment"
+    file_input.send_keys(image_path)
+    WebDriverWait(browser, 30).until(ec.element_to_be_clickable((By.ID, "submit"))).click()
+    WebDriverWait(browser, 60).until(
+        lambda d: d.find_element(By.ID, "probability").text.strip()
+        or "error" in (d.find_element(By.ID, "status").get_attribute("class") or ""))
+    status = browser.find_element(By.ID, "status")
+    assert "error" not in (status.get_attribute("class") or ""), status.text
+
+    shown = float(browser.find_element(By.ID, "probability").text)
+    exact = float(browser.find_element(By.ID, "probability").get_attribute("data-probability"))
+    assert 0.0 <= shown <= 1.0
+    assert abs(shown - expected["probability"]) <= 5e-5 + 1e-9
+    assert abs(exact - expected["probability"]) <= 1e-6
+    assert browser.find_element(By.ID, "label").text == expected["label_name"]
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "var i = document.getElementById('gradcam');"
+        "return i.complete && i.naturalWidth > 0 && !i.closest('figure').hidden;"))
+
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(430, min(max(int(height) + 140, 800), 2400))
+    target = os.environ.get("THYROID_SCREENSHOT")
+    if target:
+        target = os.path.join(ROOT, target) if not os.path.isabs(target) else target
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+    else:
+        target = str(tmp_path / "screenshot.png")
+    assert browser.save_screenshot(target)
+    assert os.path.getsize(target) > 1000
+
+    # The browser's limit check stops an oversized file before any upload.
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.write(b"\0" * (10 * 1024 * 1024 + 1))
+    browser.execute_script("document.getElementById('image-input').value = '';")
+    browser.find_element(By.ID, "image-input").send_keys(str(big))
+    WebDriverWait(browser, 10).until(lambda d: "too large" in d.find_element(By.ID, "status").text)
+    # The server process is still up.
+    with urllib.request.urlopen(server + "api/health", timeout=10) as response:
+        assert response.status == 200

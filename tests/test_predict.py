@@ -1,0 +1,121 @@
+"""thyroid.predict: table / JSON output, per-file errors, Grad-CAM overlays."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deploy_fixtures import (IMAGE_SIZE, exported, full_frame, save_png,  # noqa: F401
+                             synthetic_scan, trained)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predict_images")
+    rng = np.random.RandomState(7)
+    good = [save_png(folder / "benign_frame.png", full_frame(synthetic_scan(0, rng))),
+            str(folder / "malignant.jpg")]
+    Image.fromarray(full_frame(synthetic_scan(1, rng))).save(good[1], quality=90)
+    corrupt = folder / "corrupt.png"
+    with open(good[0], "rb") as f:
+        corrupt.write_bytes(f.read()[:200])  # truncated PNG
+    text = folder / "notes.png"
+    text.write_text("this is not an image\n")
+    bad = {str(corrupt): "cannot decode", str(text): "cannot decode",
+           str(folder / "missing.png"): "no such file"}
+    return good, bad
+
+
+def run_predict(args):
+    return subprocess.run([sys.executable, "-m", "thyroid.predict"] + args, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_json_and_gradcam_with_bad_files(exported, image_files, tmp_path):  # noqa: F811
+    from thyroid.deploy.tflite_model import TFLiteModel, load_image_file
+    good, bad = image_files
+    gradcam_dir = tmp_path / "cams"
+    files = [good[0], *bad, good[1]]
+    result = run_predict([f"--model={exported['float'].model}", "--json",
+                          f"--gradcam={gradcam_dir}", *files])
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["threshold"] == 0.5 and "not a diagnosis" in report["notice"]
+    rows = {row["file"]: row for row in report["results"]}
+    assert list(rows) == files
+    model = TFLiteModel.load(exported["float"].output_dir)
+    for path in good:
+        row = rows[path]
+        assert 0.0 <= row["probability"] <= 1.0
+        assert row["label"] == int(row["probability"] >= 0.5)
+        assert row["label_name"] == ("benign", "malignant")[row["label"]]
+        rgb = load_image_file(path)
+        assert abs(row["probability"] - model.predict(rgb).probability) < 1e-6
+        with Image.open(row["gradcam"]) as cam:
+            cam.verify()
+        with Image.open(row["gradcam"]) as cam:
+            assert cam.format == "PNG" and cam.size == (rgb.shape[1], rgb.shape[0])
+    assert sorted(os.listdir(gradcam_dir)) == ["benign_frame.gradcam.png",
+                                              "malignant.gradcam.png"]
+    for path, reason in bad.items():
+        assert reason in rows[path]["error"]
+        assert f"predict: error: {path}: " in result.stderr
+
+
+def test_table_output(exported, image_files):  # noqa: F811
+    good, bad = image_files
+    result = run_predict([f"--model={exported['int8'].output_dir}", *good])
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["file", "P(malignant)", "label"]
+    for path, line in zip(good, lines[1:3]):
+        name, probability, label = line.split()
+        assert name == path and 0.0 <= float(probability) <= 1.0
+        assert label == ("malignant" if float(probability) >= 0.5 else "benign")
+    assert "not a diagnosis" in result.stdout
+
+    failed = run_predict([f"--model={exported['int8'].output_dir}", list(bad)[1]])
+    assert failed.returncode == 1 and "ERROR: cannot decode" in failed.stdout
+
+
+def test_missing_model_is_a_clear_error(tmp_path, image_files):
+    result = run_predict([f"--model={tmp_path / 'nothing' / 'model.tflite'}", image_files[0][0]])
+    assert result.returncode == 2
+    assert "no such model file" in result.stderr
+
+
+def test_prepare_crops_like_training(exported):  # noqa: F811
+    from thyroid.datasets.images import crop
+    from thyroid.deploy.tflite_model import TFLiteModel
+    from thyroid.preprocessing.resize import resize_square
+    model = TFLiteModel.load(exported["float"].output_dir)
+    frame = full_frame(synthetic_scan(1, np.random.RandomState(3)))
+    prepared = model.prepare(frame)
+    np.testing.assert_array_equal(prepared.net_input,
+                                  resize_square(crop(frame, "scan"), IMAGE_SIZE))
+    top, bottom, left, right = prepared.box
+    assert bottom - top < frame.shape[0] and right - left < frame.shape[1]
+
+
+def test_gradcam_matches_exported_model(trained, exported):  # noqa: F811
+    from thyroid.deploy.gradcam import GradCam, overlay
+    from thyroid.deploy.tflite_model import TFLiteModel
+    model = TFLiteModel.load(exported["float"].output_dir)
+    gradcam = GradCam(trained["train_dir"])
+    try:
+        assert gradcam.layer_name == "conv_head"
+        frame = full_frame(synthetic_scan(1, np.random.RandomState(5)))
+        prepared = model.prepare(frame)
+        heat, probability = gradcam.compute(prepared.net_input)
+        assert heat.shape == (2, 2) and heat.min() >= 0.0 and heat.max() <= 1.0
+        assert abs(probability - model.predict_prepared(prepared).probability) < 1e-4
+        image = overlay(frame, heat, prepared.box)
+        assert image.shape == frame.shape and image.dtype == np.uint8
+    finally:
+        gradcam.close()

@@ -1,0 +1,169 @@
+"""Every mode trains and evaluates end to end; resume, caches and the VGG prefix path."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from thyroid import features
+from thyroid.compat import tf, tf1
+from thyroid.evaluation import evaluate_run
+from thyroid.nets import get_network
+from thyroid.progress import Progress
+from thyroid.training.model import build_logits
+from thyroid.training.run import MissingCheckpointError, TrainOptions, train
+
+TINY = {"small_cnn": 32, "vgg_16": 32, "inception_v3": 75, "efficientnet_lite0": 64}
+
+
+def options(dataset_dir, train_dir, model, mode, **kwargs):
+    values = dict(model=model, mode=mode, dataset_dir=str(dataset_dir), train_dir=str(train_dir),
+                  image_size=TINY[model], batch_size=8, max_number_of_steps=3,
+                  allow_random_init=True, checkpoint_dir=str(train_dir) + "-no-checkpoints",
+                  cache_dir=str(train_dir) + "-cache", log_every_n_steps=1, eval_every_n_steps=2)
+    values.update(kwargs)
+    return TrainOptions(**values)
+
+
+def saved_steps(train_dir):
+    return sorted(int(name.split("-")[1].split(".")[0]) for name in os.listdir(train_dir)
+                  if name.startswith("model.ckpt-") and name.endswith(".index"))
+
+
+@pytest.mark.parametrize("model,mode", [
+    ("small_cnn", "scratch"),
+    ("efficientnet_lite0", "bottleneck_svm"),
+    ("efficientnet_lite0", "bottleneck_fc"),
+    ("efficientnet_lite0", "finetune"),
+    ("vgg_16", "bottleneck_fc"),
+    ("vgg_16", "finetune"),
+    ("inception_v3", "finetune"),
+])
+def test_every_mode_trains_and_evaluates(patient_build, tmp_path, model, mode):
+    dataset_dir, manifest = patient_build
+    train_dir = tmp_path / f"{model}_{mode}"
+    result = train(options(dataset_dir, train_dir, model, mode))
+    assert "random init" in result.checkpoint_description
+    metrics, labels, probs = evaluate_run(str(train_dir), "test", num_bootstrap=50)
+    test_images = manifest["splits"]["test"]["total"]
+    assert len(labels) == test_images["benign"] + test_images["malignant"]
+    assert np.all((probs >= 0) & (probs <= 1))
+    assert metrics["counts"]["images"] == len(labels)
+    assert set(metrics) >= {"accuracy", "sensitivity", "specificity", "auc", "confusion_matrix"}
+    with open(train_dir / "metrics_test.json") as f:
+        assert json.load(f)["mode"] == mode
+    if mode != "bottleneck_svm":
+        assert saved_steps(train_dir)[-1] == 3
+        assert any(name.startswith("events.out.tfevents") for name in os.listdir(train_dir))
+
+
+def test_missing_checkpoint_names_the_fix(patient_build, tmp_path):
+    dataset_dir, _ = patient_build
+    with pytest.raises(MissingCheckpointError, match="thyroid.checkpoints download --models=vgg_16"):
+        train(options(dataset_dir, tmp_path / "vgg", "vgg_16", "bottleneck_svm", allow_random_init=False))
+
+
+def test_interrupted_training_resumes_at_the_step_it_reached(patient_build, tmp_path, monkeypatch):
+    dataset_dir, _ = patient_build
+    train_dir = tmp_path / "scratch"
+    original_update = Progress.update
+
+    def interrupt_in_step_five(self, count=1):  # after step 5 ran, before it could be saved
+        original_update(self, count)
+        if self.done == 5:
+            raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(Progress, "update", interrupt_in_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        train(options(dataset_dir, train_dir, "small_cnn", "scratch", max_number_of_steps=10,
+                      save_interval_steps=2))
+    assert saved_steps(train_dir)[-1] == 4
+    monkeypatch.setattr(Progress, "update", original_update)
+
+    resumed_from = []
+    original_init = Progress.__init__
+
+    def record_total(self, total, *args, **kwargs):
+        resumed_from.append(total)
+        original_init(self, total, *args, **kwargs)
+
+    monkeypatch.setattr(Progress, "__init__", record_total)
+    train(options(dataset_dir, train_dir, "small_cnn", "scratch", max_number_of_steps=10,
+                  save_interval_steps=2))
+    assert resumed_from == [6]  # the last saved step 4 -> 10, not 0 -> 10
+    assert saved_steps(train_dir)[-1] == 10
+
+
+def test_bottleneck_cache_is_reused_and_invalidated(patient_build, tmp_path):
+    dataset_dir, _ = patient_build
+    spec = get_network("efficientnet_lite0")
+    cache = str(tmp_path / "cache")
+
+    def run(size=64, checkpoint=None, data=dataset_dir):
+        return features.load_or_compute(spec, str(data), "validation", features.BOTTLENECK,
+                                        checkpoint, size, cache, batch_size=16)
+
+    first = run()
+    second = run()
+    assert not first.reused and second.reused
+    np.testing.assert_array_equal(first.values, second.values)
+    assert first.values.shape[1:] == (1280,)
+    assert not run(size=72).reused  # preprocessing changed
+
+    # A different checkpoint: save random weights and point at them.
+    checkpoint = str(tmp_path / "weights" / "model.ckpt")
+    with tf.Graph().as_default():
+        spec.features(tf1.placeholder(tf.float32, [1, 64, 64, 3]), is_training=False)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, checkpoint)
+    with_checkpoint = run(checkpoint=checkpoint)
+    assert not with_checkpoint.reused and with_checkpoint.key != first.key
+    assert run(checkpoint=checkpoint).reused
+
+    # Changed shards: a copy with one shard's bytes altered gets a new key.
+    import shutil
+    changed = tmp_path / "changed"
+    shutil.copytree(dataset_dir, changed)
+    shard = sorted(p for p in os.listdir(changed) if p.startswith("validation-"))[0]
+    with open(changed / shard, "ab") as f:
+        f.write(b"\0")
+    assert features.cache_key(spec.name, features.BOTTLENECK, None, str(changed), "validation", 64) \
+        != first.key
+
+
+def test_vgg_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build, tmp_path):
+    dataset_dir, _ = patient_build
+    spec = get_network("vgg_16")
+    from thyroid.datasets import shards
+    from thyroid.preprocessing.resize import resize_batch
+    data = shards.load_split(str(dataset_dir), "train")
+    images = resize_batch(data.images[:6], 32)
+    labels = np.asarray(data.labels[:6], np.int64)
+    checkpoint = str(tmp_path / "vgg" / "model.ckpt")
+
+    def loss_of(logits, label_input):
+        return tf1.losses.sparse_softmax_cross_entropy(label_input, logits)
+
+    with tf.Graph().as_default():  # the plain path: whole network, weights saved for the other
+        tf1.set_random_seed(1)
+        image_input = tf1.placeholder(tf.uint8, [None, 32, 32, 3])
+        label_input = tf1.placeholder(tf.int64, [None])
+        loss = loss_of(build_logits(spec, "finetune", image_input, False), label_input)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, checkpoint)
+            full_loss = sess.run(loss, {image_input: images, label_input: labels})
+
+    prefix = features.compute_activations(spec, images, features.FROZEN_PREFIX, checkpoint)
+    assert prefix.shape == (6, 2, 2, 512)
+    with tf.Graph().as_default():  # the cached path: conv5_2 activations in, suffix + head on top
+        prefix_input = tf1.placeholder(tf.float32, [None] + list(prefix.shape[1:]))
+        label_input = tf1.placeholder(tf.int64, [None])
+        loss = loss_of(build_logits(spec, "finetune", prefix_input, False, uses_frozen_prefix=True),
+                       label_input)
+        with tf1.Session() as sess:
+            tf1.train.Saver().restore(sess, checkpoint)
+            cached_loss = sess.run(loss, {prefix_input: prefix, label_input: labels})
+    assert cached_loss == pytest.approx(full_loss, rel=1e-5, abs=1e-6)
