@@ -33,6 +33,7 @@ setup(
     description="Transfer learning for benign/malignant thyroid ultrasound classification (TF-Slim).",
     python_requires=">=3.10",
     packages=find_packages(include=["thyroid", "thyroid.*", "bench"]),
+    package_data={"thyroid.deploy": ["templates/*.html", "static/*.css", "static/*.js"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

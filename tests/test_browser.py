@@ -18,8 +18,6 @@ import pytest
 
 from deploy_fixtures import exported, full_frame, save_png, synthetic_scan, trained  # noqa: F401
 
-pytestmark = pytest.mark.browser
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("THYROID_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -27,13 +25,18 @@ CHROMEDRIVER = os.environ.get("THYROID_CHROMEDRIVER", "/usr/bin/chromedriver")
 
 def _browser_available():
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401  (only whether it imports)
     except ImportError:
         return "selenium is not installed"
     for path in (CHROMIUM, CHROMEDRIVER):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             return f"{path} not found (apt-get install -y chromium chromium-driver)"
     return None
+
+
+_UNAVAILABLE = _browser_available()
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(_UNAVAILABLE is not None, reason=str(_UNAVAILABLE))]
 
 
 def free_port():
@@ -78,9 +81,6 @@ def server(exported):  # noqa: F811
 
 @pytest.fixture()
 def browser(tmp_path):
-    reason = _browser_available()
-    if reason:
-        pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
@@ -101,7 +101,7 @@ def test_upload_in_a_real_browser(server, browser, exported, tmp_path):  # noqa:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
-    from thyroid.deploy.tflite_model import TFLiteModel, load_image_file
+    from thyroid.deploy.tflite_model import TFLiteModel
     from thyroid.predict import predict_files
 
     image_path = save_png(tmp_path / "ultrasound.png",

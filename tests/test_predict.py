@@ -119,3 +119,22 @@ def test_gradcam_matches_exported_model(trained, exported):  # noqa: F811
         assert image.shape == frame.shape and image.dtype == np.uint8
     finally:
         gradcam.close()
+
+
+def test_synthetic_ddti_frames(exported, synthetic_root):  # noqa: F811
+    """Whole DDTI-like frames from thyroid.synth (tests/conftest.py) go through the same crop
+    build_tfrecords applies before training."""
+    from thyroid.datasets.images import crop, load_image
+    from thyroid.deploy.tflite_model import TFLiteModel
+    from thyroid.preprocessing.resize import resize_square
+    model = TFLiteModel.load(exported["int8"].model)
+    ddti = os.path.join(str(synthetic_root), "ddti")
+    frames = sorted(f for f in os.listdir(ddti) if f.endswith(".jpg"))[:3]
+    assert frames
+    for name in frames:
+        rgb = load_image(os.path.join(ddti, name))
+        prepared = model.prepare(rgb)
+        np.testing.assert_array_equal(prepared.net_input,
+                                      resize_square(crop(rgb, "scan"), IMAGE_SIZE))
+        assert prepared.box[1] < rgb.shape[0]  # the burned-in text band is cropped away
+        assert 0.0 <= model.predict_prepared(prepared).probability <= 1.0

@@ -9,6 +9,7 @@ before slim is first used. Every module imports ``tf`` and ``slim`` from here.
 import importlib
 import os
 import sys
+import warnings
 
 # Quieter TensorFlow start-up; users can still override these.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,6 +57,11 @@ def _alias_moved_control_flow_ops():
 _alias_moved_control_flow_ops()
 
 import tf_slim as slim  # noqa: E402
+
+# Slim's layers go through Keras' legacy layer classes, which warn on every call that
+# they are deprecated; the warnings say nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed.*")
+tf.get_logger().setLevel("ERROR")
 
 tf1 = tf.compat.v1
 

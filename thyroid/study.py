@@ -19,7 +19,9 @@ import traceback
 from absl import app, flags, logging
 
 from thyroid import build_tfrecords, paper, report, synth
-from thyroid.checkpoints import ensure_offline_checkpoints
+from thyroid.checkpoints.convert import convert
+from thyroid.checkpoints.download import DownloadError, download
+from thyroid.nets import default_checkpoint_path, get_network
 from thyroid.evaluation import evaluate_run
 from thyroid.training.run import MissingCheckpointError, TrainOptions, fix_command, train
 
@@ -36,6 +38,8 @@ flags.DEFINE_boolean("allow_random_init", False, "Run rows without a checkpoint 
 flags.DEFINE_boolean("quick", False, "Tiny images, few steps, small synthetic set (for CI).")
 flags.DEFINE_integer("num_cases", 0, "Synthetic cases (default 200; 48 with --quick).")
 flags.DEFINE_string("rows", "", "Comma-separated row ids to run (default: all ten).")
+flags.DEFINE_boolean("download_checkpoints", True,
+                     "Try to fetch missing official checkpoints (skipped quietly when offline).")
 flags.DEFINE_boolean("export", True, "Export the best mobile model of the run to TFLite.")
 flags.DEFINE_integer("seed", 0, "Seed for data, splits and training.")
 
@@ -83,6 +87,24 @@ def prepare_data(run_dir, quick, seed):
             f"synthetic ({num_cases} DDTI-style cases + local-style patients, seed {seed})")
 
 
+def prepare_checkpoints(checkpoint_dir, models, try_download):
+    """Converts EfficientNet-Lite0 when missing; fetches official checkpoints when online."""
+    for model in models:
+        spec = get_network(model)
+        if spec.checkpoint is None or default_checkpoint_path(spec, checkpoint_dir)[1]:
+            continue
+        if spec.checkpoint.url is None:
+            logging.info("converting the %s ImageNet weights into %s", model, checkpoint_dir)
+            convert(model, checkpoint_dir)
+        elif try_download:
+            try:
+                download(model, checkpoint_dir, timeout=5)
+            except DownloadError as error:
+                logging.warning("%s", error)
+                logging.warning("no network: rows that need official checkpoints will be skipped")
+                try_download = False  # one failure is enough to know we are offline
+
+
 def run_row(row, dataset_dir, run_dir, quick, seed):
     row_id, model, mode, label = row
     settings = row_settings(model, mode, quick)
@@ -112,6 +134,28 @@ def run_row(row, dataset_dir, run_dir, quick, seed):
     return entry
 
 
+MOBILE_MODELS = ("mobilenet_v1", "efficientnet_lite0")
+
+
+def export_best_mobile_model(rows, run_dir):
+    """Exports the fine-tuned mobile network with the best test AUC to <run_dir>/mobile."""
+    from thyroid.export import export_model  # TFLite conversion is only needed here
+    candidates = [row for row in rows if row["status"] == "ok" and row["mode"] == "finetune"
+                  and row["model"] in MOBILE_MODELS]
+    if not candidates:
+        logging.info("no fine-tuned mobile model to export")
+        return None
+    best = max(candidates, key=lambda row: row["metrics"]["auc"]["value"] or 0.0)
+    output_dir = os.path.join(run_dir, "mobile")
+    try:
+        export_model(best["train_dir"], output_dir, quantize="none")
+    except Exception:  # the study's table is worth keeping even if export fails
+        logging.error("export failed:\n%s", traceback.format_exc())
+        return None
+    logging.info("exported %s (row %d) to %s", best["model"], best["row_id"], output_dir)
+    return f"{best['label']} (row {best['row_id']}) -> {os.path.join(output_dir, 'model.tflite')}"
+
+
 def main(argv):
     del argv
     started = time.monotonic()
@@ -121,6 +165,7 @@ def main(argv):
                                   + f"-{source}-{FLAGS.protocol}" + ("-quick" if quick else ""))
     run_dir = os.path.abspath(os.path.join(FLAGS.output_dir, run_name))
     os.makedirs(run_dir, exist_ok=True)
+    FLAGS.alsologtostderr = True  # progress on the console, the full log in the run folder
     logging.get_absl_handler().use_absl_log_file("study", run_dir)
     logging.info("study run in %s", run_dir)
 
@@ -129,24 +174,22 @@ def main(argv):
     manifest = build_tfrecords.build(
         ddti_dir=ddti_dir, local_dir=local_dir, output_dir=dataset_dir, protocol=FLAGS.protocol,
         augment_copies=FLAGS.augment_copies, seed=FLAGS.seed, overwrite=True)
-    ensure_offline_checkpoints(FLAGS.checkpoint_dir)
-
     wanted = {int(r) for r in FLAGS.rows.split(",") if r.strip()}
+    study_rows = [row for row in paper.STUDY_ROWS if not wanted or row[0] in wanted]
+    prepare_checkpoints(FLAGS.checkpoint_dir, sorted({row[1] for row in study_rows}),
+                        FLAGS.download_checkpoints)
     rows = []
-    for row in paper.STUDY_ROWS:
-        if wanted and row[0] not in wanted:
-            continue
+    for row in study_rows:
         logging.info("=== row %d: %s ===", row[0], row[3])
         rows.append(run_row(row, dataset_dir, run_dir, quick, FLAGS.seed))
 
-    if FLAGS.export:
-        from thyroid.study_export import export_best_mobile_model
-        export_best_mobile_model(rows, run_dir)
+    mobile = export_best_mobile_model(rows, run_dir) if FLAGS.export else None
     run_info = {
         "run_name": run_name, "data": data_description, "protocol": FLAGS.protocol,
         "manifest": manifest, "quick": quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
         "total_seconds": time.monotonic() - started,
+        "mobile_model": mobile or "not exported (no fine-tuned mobile model in this run)",
     }
     report.write_report(run_dir, rows, run_info)
     logging.info("study finished in %.0fs", time.monotonic() - started)

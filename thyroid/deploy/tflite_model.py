@@ -16,7 +16,7 @@ import threading
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import images as image_io
@@ -74,8 +74,11 @@ def decode_image_bytes(data):
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except image_io.ImageError:
         raise
-    except Exception as error:  # PIL raises many types for broken or non-image data
-        raise image_io.ImageError(f"not a readable image ({error})") from error
+    except UnidentifiedImageError as error:
+        raise image_io.ImageError("unrecognised image format (expected JPEG, PNG, BMP, ...)") \
+            from error
+    except Exception as error:  # PIL raises many types for broken data
+        raise image_io.ImageError(f"cannot decode image: {error}") from error
     if rgb.shape[0] < image_io.MIN_SIDE or rgb.shape[1] < image_io.MIN_SIDE:
         raise image_io.ImageError(f"image too small: {rgb.shape[1]}x{rgb.shape[0]}")
     return rgb

@@ -133,7 +133,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
         try:
             rgb = decode_image_bytes(data)
         except ImageError as error:
-            return _error(f"{name}: not a usable image: {error}.", 400)
+            return _error(f"{name}: not a usable image: {error}", 400)
         finally:
             del data
         prepared = model.prepare(rgb)

@@ -1,0 +1,1 @@
+"""Benchmarks of the thyroid toolkit (see bench/README.md)."""

@@ -1,0 +1,196 @@
+"""Bottleneck throughput: the project's cache path against the bare forward pass and Keras.
+
+    python -m bench.bottleneck_throughput [--models=vgg_16,inception_v3,efficientnet_lite0]
+
+For each network, images per second of
+  project: ``thyroid.features.load_or_compute`` on a fresh cache dir (read shards, JPEG
+           decode, resize, graph build, preprocessing + forward, writing the .npz);
+  (a) bare: the same graph (uint8 placeholder -> spec.preprocess -> bottleneck), same
+           batch size, default ``tf1.Session()``, fed images already resized in memory,
+           after one warm-up batch;
+  (b) keras: ``tf_keras.applications`` model of the same architecture (include_top=False,
+           pooling='avg', weights=None) ``predict`` on the same tensors (float32), after a
+           warm-up call. For EfficientNet-Lite0 the closest Keras has is EfficientNetB0,
+           which adds squeeze-excite and swish (more work per image than Lite0).
+The project path is also broken into its stages (one extra timed pass) to show where
+time goes. Targets: project >= 0.9 x bare and >= keras.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common
+
+# synthetic cases per network (train split ~0.7 image per case, x3 with 2 augmented copies),
+# chosen so each measurement takes ~10-60 s on 2 cores
+DEFAULT_CASES = {"vgg_16": 40, "inception_v3": 90, "efficientnet_lite0": 450}
+AUGMENT_COPIES = 2
+KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0": "EfficientNetB0"}
+
+
+def checkpoint_for(model, checkpoint_dir):
+    from thyroid.nets import default_checkpoint_path, get_network
+    path, exists = default_checkpoint_path(get_network(model), checkpoint_dir)
+    if exists:
+        return path
+    if model == "efficientnet_lite0":
+        try:
+            from thyroid.checkpoints.convert import convert
+            return convert(model, checkpoint_dir)
+        except FileNotFoundError as error:
+            print(f"no EfficientNet-Lite0 weights ({error}); random weights")
+    return None
+
+
+def project_path(spec, shard_dir, checkpoint, size, batch_size):
+    from thyroid.datasets import shards
+    from thyroid.features import BOTTLENECK, load_or_compute
+    cache_dir = tempfile.mkdtemp(prefix="bench-cache-")
+    shards._FINGERPRINTS.clear()  # a fresh process would hash the shards too
+    try:
+        seconds, result = common.timed(load_or_compute, spec, shard_dir, "train", BOTTLENECK,
+                                       checkpoint, size, cache_dir, batch_size)
+        assert not result.reused
+        return seconds, result.values
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def project_stages(spec, shard_dir, checkpoint, size, batch_size):
+    """Seconds per stage of the same work load_or_compute does, done one by one."""
+    from thyroid import features
+    from thyroid.datasets import shards
+    from thyroid.preprocessing.resize import resize_batch
+    shards._FINGERPRINTS.clear()
+    stages = {}
+    stages["fingerprint"], _ = common.timed(features.cache_key, spec.name, features.BOTTLENECK,
+                                            checkpoint, shard_dir, "train", size)
+    stages["read+decode shards"], data = common.timed(shards.load_split, shard_dir, "train")
+    stages["resize"], images = common.timed(resize_batch, data.images, size)
+    stages["graph+session+forward"], values = common.timed(
+        features.compute_activations, spec, images, features.BOTTLENECK, checkpoint, batch_size)
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-npz-"), "x.npz")
+    stages["write npz"], _ = common.timed(lambda: np.savez(open(path, "wb"), values=values))
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    return stages, images
+
+
+def bare_forward(spec, images, checkpoint, batch_size, repeats):
+    from thyroid.compat import tf, tf1
+    from thyroid.features import BOTTLENECK, output_tensor
+    from thyroid.restore import build_restore_fn
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)
+        image_input = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]), name="images")
+        values = output_tensor(spec, spec.preprocess(tf.cast(image_input, tf.float32)), BOTTLENECK)
+        restore = build_restore_fn(checkpoint, exclude_scopes=spec.exclude_scopes) if checkpoint else None
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            if restore:
+                restore(sess)
+            sess.run(values, {image_input: images[:batch_size]})  # warm-up
+
+            def run():
+                for start in range(0, len(images), batch_size):
+                    sess.run(values, {image_input: images[start:start + batch_size]})
+            return common.repeat(run, repeats)
+
+
+def keras_predict(model, images, batch_size, repeats):
+    import tf_keras
+    from thyroid.compat import tf
+    tf_keras.backend.clear_session()
+    net = getattr(tf_keras.applications, KERAS[model])(
+        include_top=False, pooling="avg", weights=None, input_shape=images.shape[1:])
+    x = tf.constant(images.astype(np.float32))
+    net.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # warm-up / trace
+    stats = common.repeat(lambda: net.predict(x, batch_size=batch_size, verbose=0), repeats)
+    del net
+    tf_keras.backend.clear_session()
+    return stats
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(DEFAULT_CASES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the case counts")
+    parser.add_argument("--checkpoint_dir", default=None, help="default: a temp dir")
+    args = parser.parse_args()
+    common.quiet_tf()
+    from thyroid.nets import get_network
+
+    work_dir = tempfile.mkdtemp(prefix="bench-bottleneck-")
+    checkpoint_dir = args.checkpoint_dir or os.path.join(work_dir, "checkpoints")
+    results, table = {}, []
+    try:
+        for model in args.models.split(","):
+            spec = get_network(model)
+            size = spec.default_image_size
+            cases = int(DEFAULT_CASES[model] * args.scale)
+            shard_dir = common.synthetic_shards(os.path.join(work_dir, model), num_cases=cases,
+                                                 augment_copies=AUGMENT_COPIES)
+            checkpoint = checkpoint_for(model, checkpoint_dir)
+            load = [common.load_average()]
+            runs = []
+            for _ in range(args.repeats):
+                seconds, values = project_path(spec, shard_dir, checkpoint, size, args.batch_size)
+                runs.append(seconds)
+            project = common.summarize(runs)
+            count = len(values)
+            stages, images = project_stages(spec, shard_dir, checkpoint, size, args.batch_size)
+            bare = bare_forward(spec, images, checkpoint, args.batch_size, args.repeats)
+            keras = keras_predict(model, images, args.batch_size, args.repeats)
+            load.append(common.load_average())
+            ips = {name: count / stats["median"] for name, stats in
+                   (("project", project), ("bare", bare), ("keras", keras))}
+            results[model] = {
+                "images": count, "image_size": size, "batch_size": args.batch_size,
+                "weights": checkpoint or "random", "features": list(values.shape[1:]),
+                "keras_model": KERAS[model], "seconds": {"project": project, "bare": bare, "keras": keras},
+                "images_per_second": ips, "project_stages_seconds": stages,
+                "ratio_project_to_bare": ips["project"] / ips["bare"],
+                "ratio_project_to_keras": ips["project"] / ips["keras"],
+                "load_average_1min": load,
+                "spread": {k: common.spread(v) for k, v in
+                           (("project", project), ("bare", bare), ("keras", keras))},
+            }
+            r = results[model]
+            table.append((model, count, size, ips["project"], ips["bare"], ips["keras"],
+                          r["ratio_project_to_bare"], r["ratio_project_to_keras"],
+                          r["ratio_project_to_bare"] >= 0.9, r["ratio_project_to_keras"] >= 1.0))
+            print(common.format_table(["stage", "seconds"], sorted(stages.items(), key=lambda kv: -kv[1])))
+            print(common.format_table(
+                ["model", "images", "size", "project img/s", "bare img/s", "keras img/s",
+                 "project/bare", "project/keras", ">=0.9 bare", ">= keras"], table[-1:]), flush=True)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    md = [common.format_table(
+        ["model", "images", "size", "project img/s", "bare img/s", "keras img/s",
+         "project/bare", "project/keras", ">=0.9 bare", ">= keras"], table), "",
+        "Medians of %d runs, batch %d. Spread (max-min)/median and load average per model in "
+        "results/bottleneck_throughput.json. Keras column: VGG16, InceptionV3, and EfficientNetB0 "
+        "for EfficientNet-Lite0 (the closest Keras has; B0 adds squeeze-excite and swish)." %
+        (args.repeats, args.batch_size), "", "Project path by stage (seconds, one pass):", ""]
+    stage_names = list(next(iter(results.values()))["project_stages_seconds"])
+    md.append(common.format_table(["model"] + stage_names,
+                                  [[m] + [r["project_stages_seconds"][s] for s in stage_names]
+                                   for m, r in results.items()]))
+    markdown = "\n".join(md)
+    print(markdown)
+    common.write_results("bottleneck_throughput", {"models": results}, markdown)
+
+
+if __name__ == "__main__":
+    main()
