@@ -32,7 +32,7 @@ from bench import common
 
 # synthetic cases per network (train split ~0.7 image per case, x3 with 2 augmented copies),
 # chosen so each measurement takes ~10-60 s on 2 cores
-DEFAULT_CASES = {"vgg_16": 40, "inception_v3": 90, "efficientnet_lite0": 450}
+DEFAULT_CASES = {"vgg_16": 28, "inception_v3": 60, "efficientnet_lite0": 450}
 AUGMENT_COPIES = 2
 KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0": "EfficientNetB0"}
 
@@ -125,6 +125,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the case counts")
+    parser.add_argument("--fresh", action="store_true", help="drop models of earlier invocations")
     parser.add_argument("--checkpoint_dir", default=None, help="default: a temp dir")
     args = parser.parse_args()
     common.quiet_tf()
@@ -176,6 +177,18 @@ def main():
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
+    old_json = os.path.join(common.RESULTS_DIR, "bottleneck_throughput.json")
+    if os.path.exists(old_json) and not args.fresh:  # keep models measured by an earlier invocation
+        import json
+        with open(old_json) as f:
+            old = json.load(f).get("models", {})
+        for model, r in old.items():
+            if model not in results:
+                results[model] = r
+                ips = r["images_per_second"]
+                table.append((model, r["images"], r["image_size"], ips["project"], ips["bare"], ips["keras"],
+                              r["ratio_project_to_bare"], r["ratio_project_to_keras"],
+                              r["ratio_project_to_bare"] >= 0.9, r["ratio_project_to_keras"] >= 1.0))
     md = [common.format_table(
         ["model", "images", "size", "project img/s", "bare img/s", "keras img/s",
          "project/bare", "project/keras", ">=0.9 bare", ">= keras"], table), "",
