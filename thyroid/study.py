@@ -32,7 +32,8 @@ flags.DEFINE_enum("protocol", "patient", ["patient", "image"],
                   "patient: leak-free split; image: the paper's image-level split (leaks patients).")
 flags.DEFINE_integer("augment_copies", 2, "Augmented copies per training image.")
 flags.DEFINE_string("output_dir", "results", "Runs go to <output_dir>/<run_name>/.")
-flags.DEFINE_string("run_name", None, "Default: a timestamp plus the data source.")
+flags.DEFINE_string("run_name", None, "Default: a timestamp plus the data source. Re-running "
+                    "with an existing run name resumes its rows from their checkpoints.")
 flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where ImageNet checkpoints live.")
 flags.DEFINE_boolean("allow_random_init", False, "Run rows without a checkpoint from random weights.")
 flags.DEFINE_boolean("quick", False, "Tiny images, few steps, small synthetic set (for CI).")
@@ -118,6 +119,8 @@ def run_row(row, dataset_dir, run_dir, quick, seed):
                            eval_every_n_steps=25 if quick else 100)
     try:
         trained = train(options)
+        result, labels, probs = evaluate_run(train_dir, "test", num_bootstrap=200 if quick else 1000,
+                                             seed=seed)
     except MissingCheckpointError as error:
         logging.warning("row %d skipped: %s", row_id, error)
         entry.update(status="skipped", note=f"no ImageNet checkpoint; run `{fix_command(model)}` "
@@ -127,8 +130,6 @@ def run_row(row, dataset_dir, run_dir, quick, seed):
         logging.error("row %d failed:\n%s", row_id, traceback.format_exc())
         entry.update(status="failed", note=f"{type(error).__name__}: {error}")
         return entry
-    result, labels, probs = evaluate_run(train_dir, "test", num_bootstrap=200 if quick else 1000,
-                                         seed=seed)
     entry.update(checkpoint=trained.checkpoint_description, train_seconds=trained.seconds,
                  metrics=result, labels=labels, probs=probs, train_dir=train_dir)
     return entry
