@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common
-from bench.bottleneck_throughput import (AUGMENT_COPIES, bare_forward, checkpoint_for,
+from bench.bottleneck_throughput import (AUGMENT_COPIES, BareForward, checkpoint_for,
                                          project_path)
 
 
@@ -88,15 +88,18 @@ def main():
             shard_dir = common.synthetic_shards(os.path.join(work, model), num_cases=args.cases,
                                                 augment_copies=AUGMENT_COPIES)
             checkpoint = checkpoint_for(model, os.path.join(work, "checkpoints"))
-            project, proto = [], []
-            for _ in range(args.repeats):  # interleaved, so drifting load hits both alike
+            images = resize_batch(shards.load_split(shard_dir, "train").images, size)
+            runner = BareForward(spec, images, checkpoint, args.batch_size)
+            project, proto, bare = [], [], []
+            for _ in range(args.repeats):  # interleaved, so drifting load hits all alike
                 seconds, values = project_path(spec, shard_dir, checkpoint, size, args.batch_size)
                 project.append(seconds)
                 seconds, proto_values = common.timed(pipelined, spec, shard_dir, checkpoint, size,
                                                      args.batch_size)
                 proto.append(seconds)
-            images = resize_batch(shards.load_split(shard_dir, "train").images, size)
-            bare = bare_forward(spec, images, checkpoint, args.batch_size, args.repeats)
+                bare.append(common.timed(runner.run)[0])
+            runner.close()
+            bare = common.summarize(bare)
             n = len(values)
             p, q = common.summarize(project), common.summarize(proto)
             results[model] = {"images": n, "project": p, "prototype": q, "bare": bare,

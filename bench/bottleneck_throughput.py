@@ -7,7 +7,7 @@ For each network, images per second of
            decode, resize, graph build, preprocessing + forward, writing the .npz);
   (a) bare: the same graph (uint8 placeholder -> spec.preprocess -> bottleneck), same
            batch size, default ``tf1.Session()``, fed images already resized in memory,
-           after one warm-up batch;
+           after one warm-up batch (graph build and session start not timed);
   (b) keras: ``tf_keras.applications`` model of the same architecture (include_top=False,
            pooling='avg', weights=None) ``predict`` on the same tensors (float32), after a
            warm-up call. For EfficientNet-Lite0 the closest Keras has is EfficientNetB0,
@@ -32,7 +32,7 @@ from bench import common
 
 # synthetic cases per network (train split ~0.7 image per case, x3 with 2 augmented copies),
 # chosen so each measurement takes ~10-60 s on 2 cores
-DEFAULT_CASES = {"vgg_16": 28, "inception_v3": 60, "efficientnet_lite0": 450}
+DEFAULT_CASES = {"vgg_16": 28, "inception_v3": 60, "efficientnet_lite0": 300}
 AUGMENT_COPIES = 2
 KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0": "EfficientNetB0"}
 
@@ -84,39 +84,73 @@ def project_stages(spec, shard_dir, checkpoint, size, batch_size):
     return stages, images
 
 
-def bare_forward(spec, images, checkpoint, batch_size, repeats):
-    from thyroid.compat import tf, tf1
-    from thyroid.features import BOTTLENECK, output_tensor
-    from thyroid.restore import build_restore_fn
-    with tf.Graph().as_default():
-        tf1.set_random_seed(0)
-        image_input = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]), name="images")
-        values = output_tensor(spec, spec.preprocess(tf.cast(image_input, tf.float32)), BOTTLENECK)
-        restore = build_restore_fn(checkpoint, exclude_scopes=spec.exclude_scopes) if checkpoint else None
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
+class BareForward:
+    """The graph of ``compute_activations`` kept open; ``run()`` feeds in-memory images."""
+
+    def __init__(self, spec, images, checkpoint, batch_size):
+        from thyroid.compat import tf, tf1
+        from thyroid.features import BOTTLENECK, output_tensor
+        from thyroid.restore import build_restore_fn
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.set_random_seed(0)
+            self.input = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]), name="images")
+            self.values = output_tensor(spec, spec.preprocess(tf.cast(self.input, tf.float32)), BOTTLENECK)
+            restore = build_restore_fn(checkpoint, exclude_scopes=spec.exclude_scopes) if checkpoint else None
+            self.sess = tf1.Session(graph=self.graph)
+            self.sess.run(tf1.global_variables_initializer())
             if restore:
-                restore(sess)
-            sess.run(values, {image_input: images[:batch_size]})  # warm-up
+                restore(self.sess)
+        self.images, self.batch_size = images, batch_size
+        self.sess.run(self.values, {self.input: images[:batch_size]})  # warm-up
 
-            def run():
-                for start in range(0, len(images), batch_size):
-                    sess.run(values, {image_input: images[start:start + batch_size]})
-            return common.repeat(run, repeats)
+    def run(self):
+        for start in range(0, len(self.images), self.batch_size):
+            self.sess.run(self.values, {self.input: self.images[start:start + self.batch_size]})
+
+    def close(self):
+        self.sess.close()
 
 
-def keras_predict(model, images, batch_size, repeats):
-    import tf_keras
-    from thyroid.compat import tf
-    tf_keras.backend.clear_session()
-    net = getattr(tf_keras.applications, KERAS[model])(
-        include_top=False, pooling="avg", weights=None, input_shape=images.shape[1:])
-    x = tf.constant(images.astype(np.float32))
-    net.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # warm-up / trace
-    stats = common.repeat(lambda: net.predict(x, batch_size=batch_size, verbose=0), repeats)
-    del net
-    tf_keras.backend.clear_session()
-    return stats
+class KerasPredict:
+    """Keras ``predict`` in a child process (a Keras model is invalidated when slim graphs are
+    built in the same process afterwards); ``run()`` asks the child for one timed pass over the
+    images, so its runs interleave with the parent's."""
+
+    CHILD = """
+import sys, time, numpy as np, tf_keras, tensorflow as tf
+name, path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+images = np.load(path)
+net = getattr(tf_keras.applications, name)(include_top=False, pooling="avg", weights=None,
+                                         input_shape=images.shape[1:])
+x = tf.constant(images.astype(np.float32))
+net.predict(x[:batch], batch_size=batch, verbose=0)  # warm-up / trace
+print("ready", flush=True)
+for line in sys.stdin:
+    started = time.perf_counter()
+    net.predict(x, batch_size=batch, verbose=0)
+    print(time.perf_counter() - started, flush=True)
+"""
+
+    def __init__(self, model, images, batch_size):
+        import subprocess
+        self.dir = tempfile.mkdtemp(prefix="bench-keras-")
+        path = os.path.join(self.dir, "images.npy")
+        np.save(path, images)
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CHILD, KERAS[model], path, str(batch_size)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def run(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def main():
@@ -143,15 +177,20 @@ def main():
                                                  augment_copies=AUGMENT_COPIES)
             checkpoint = checkpoint_for(model, checkpoint_dir)
             load = [common.load_average()]
-            runs = []
-            for _ in range(args.repeats):
-                seconds, values = project_path(spec, shard_dir, checkpoint, size, args.batch_size)
-                runs.append(seconds)
-            project = common.summarize(runs)
-            count = len(values)
             stages, images = project_stages(spec, shard_dir, checkpoint, size, args.batch_size)
-            bare = bare_forward(spec, images, checkpoint, args.batch_size, args.repeats)
-            keras = keras_predict(model, images, args.batch_size, args.repeats)
+            bare_runner = BareForward(spec, images, checkpoint, args.batch_size)
+            keras_runner = KerasPredict(model, images, args.batch_size)
+            runs = {"project": [], "bare": [], "keras": []}
+            for _ in range(args.repeats):  # interleaved, so a change of load hits all three alike
+                seconds, values = project_path(spec, shard_dir, checkpoint, size, args.batch_size)
+                runs["project"].append(seconds)
+                runs["bare"].append(common.timed(bare_runner.run)[0])
+                runs["keras"].append(keras_runner.run())
+                load.append(common.load_average())
+            bare_runner.close()
+            keras_runner.close()
+            project, bare, keras = (common.summarize(runs[k]) for k in ("project", "bare", "keras"))
+            count = len(values)
             load.append(common.load_average())
             ips = {name: count / stats["median"] for name, stats in
                    (("project", project), ("bare", bare), ("keras", keras))}
@@ -192,7 +231,7 @@ def main():
     md = [common.format_table(
         ["model", "images", "size", "project img/s", "bare img/s", "keras img/s",
          "project/bare", "project/keras", ">=0.9 bare", ">= keras"], table), "",
-        "Medians of %d runs, batch %d. Spread (max-min)/median and load average per model in "
+        "Medians of %d interleaved runs (project, bare, keras), batch %d. Spread (max-min)/median and load average per model in "
         "results/bottleneck_throughput.json. Keras column: VGG16, InceptionV3, and EfficientNetB0 "
         "for EfficientNet-Lite0 (the closest Keras has; B0 adds squeeze-excite and swish)." %
         (args.repeats, args.batch_size), "", "Project path by stage (seconds, one pass):", ""]

@@ -192,7 +192,7 @@ def main():
              ("peak RSS of process tree (GiB)", result["peak_tree_rss_bytes"] / 2 ** 30, 4.0, ok_mem),
              ("exit status", result["returncode"], 0, result["returncode"] == 0)]))
         md.append("")
-    md.append(f"Largest single process over all variants (ru_maxrss of children): "
+    md.append(f"Largest single process in this invocation (ru_maxrss of children): "
               f"{max_single / 2 ** 30:.2f} GiB.")
     markdown = "\n".join(md)
     print(markdown)

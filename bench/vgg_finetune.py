@@ -113,33 +113,34 @@ def main():
         checkpoint = write_random_checkpoint(os.path.join(work, "vgg_random", "model.ckpt"))
         results = {}
         extra = dict(zip(("cached", "plain"), map(int, args.epoch_runs.split(","))))
-        for name, cached in (("cached", True), ("plain", False)):
-            load = [common.load_average()]
-            cache_dir = fresh("cache")
-            total, _ = run_train(options(shard_dir, fresh("train"), cache_dir, checkpoint, cached,
-                                         args.epochs, args.batch_size))
-            epochs = []
-            for _ in range(args.repeats):
-                one, _ = run_train(options(shard_dir, fresh("train"), cache_dir, checkpoint, cached,
+        paths = (("cached", True), ("plain", False))
+        results = {name: {"load_average_1min": [common.load_average()]} for name, _ in paths}
+        cache_dirs = {name: fresh("cache") for name, _ in paths}
+        for name, cached in paths:
+            results[name]["total_seconds"], _ = run_train(options(
+                shard_dir, fresh("train"), cache_dirs[name], checkpoint, cached, args.epochs, args.batch_size))
+        epochs = {name: [] for name, _ in paths}
+        for _ in range(args.repeats):  # interleaved, so a change of load hits both paths alike
+            for name, cached in paths:
+                one, _ = run_train(options(shard_dir, fresh("train"), cache_dirs[name], checkpoint, cached,
                                            1, args.batch_size))
-                many, _ = run_train(options(shard_dir, fresh("train"), cache_dir, checkpoint, cached,
+                many, _ = run_train(options(shard_dir, fresh("train"), cache_dirs[name], checkpoint, cached,
                                             1 + extra[name], args.batch_size))
-                epochs.append((many - one) / extra[name])
+                epochs[name].append((many - one) / extra[name])
+                results[name]["load_average_1min"].append(common.load_average())
+        for name, cached in paths:
             losses = {}
             for variant, exclude in (("head_restored", ("vgg_16/fc6", "vgg_16/fc7", "vgg_16/fc8")),
                                      ("head_fresh", ())):
                 train_dir = fresh("loss")
-                run_train(options(shard_dir, train_dir, cache_dir, checkpoint, cached, 1,
+                run_train(options(shard_dir, train_dir, cache_dirs[name], checkpoint, cached, 1,
                                   args.batch_size, max_number_of_steps=1, learning_rate=1e-30,
                                   checkpoint_exclude_scopes=exclude))
                 losses[variant] = first_batch_loss(train_dir, args.batch_size)
-            load.append(common.load_average())
-            results[name] = {"total_seconds": total, "epoch_seconds": common.summarize(epochs),
-                             "first_batch_loss": {k: v[0] for k, v in losses.items()},
-                             "first_batch_p_malignant": {k: v[1].tolist() for k, v in losses.items()},
-                             "load_average_1min": load}
-            print(name, results[name]["total_seconds"], results[name]["epoch_seconds"],
-                  results[name]["first_batch_loss"], flush=True)
+            results[name].update(epoch_seconds=common.summarize(epochs[name]),
+                                 first_batch_loss={k: v[0] for k, v in losses.items()},
+                                 first_batch_p_malignant={k: v[1].tolist() for k, v in losses.items()})
+            print(name, results[name], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -149,7 +150,7 @@ def main():
              r["first_batch_loss"]["head_fresh"]) for name, r in results.items()]
     md = [f"{num_train} training images at {SIZE}x{SIZE}, batch {args.batch_size}, "
           f"{args.epochs} epochs, random VGG-16 checkpoint restored by both paths; epoch time = median "
-          f"of {args.repeats} x (T(1+E epochs) - T(1 epoch)) / E with a warm cache, E = {args.epoch_runs} "
+          f"of {args.repeats} interleaved x (T(1+E epochs) - T(1 epoch)) / E with a warm cache, E = {args.epoch_runs} "
           "(cached, plain).", "",
           common.format_table(["path", "s / epoch", f"total s, {args.epochs} epochs (incl. prefix)",
                                "batch-0 loss, head restored", "batch-0 loss, head fresh"], rows), "",

@@ -6,6 +6,8 @@ VGG-16 ``pool5``, Inception-v3 ``PreLogits``, EfficientNet-Lite0's pooled head. 
 run with the same model, checkpoint, shards and image size reuses the cache.
 """
 
+import sys
+
 from absl import app, flags, logging
 
 from thyroid.datasets.shards import SPLITS
@@ -35,7 +37,7 @@ def main(argv):
     try:
         checkpoint_path, description = resolve_pretrained(spec, options)
     except MissingCheckpointError as error:
-        raise app.UsageError(str(error))
+        sys.exit(f"error: {error}")
     output_dir = FLAGS.output_dir or f"{FLAGS.dataset_dir}/activation_cache"
     for split in SPLITS:
         result = load_or_compute(spec, FLAGS.dataset_dir, split, BOTTLENECK, checkpoint_path,

@@ -7,6 +7,8 @@ Flag names follow TF-Slim's train_image_classifier.py where one exists. Restarti
 with the same --train_dir resumes from its latest checkpoint.
 """
 
+import sys
+
 from absl import app, flags
 
 from thyroid.restore import parse_scopes
@@ -68,7 +70,7 @@ def main(argv):
     try:
         train(options_from_flags())
     except MissingCheckpointError as error:
-        raise app.UsageError(str(error))
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
