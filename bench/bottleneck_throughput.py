@@ -21,7 +21,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -58,7 +57,8 @@ def project_path(spec, shard_dir, checkpoint, size, batch_size):
     shards._FINGERPRINTS.clear()  # a fresh process would hash the shards too
     try:
         seconds, result = common.timed(load_or_compute, spec, shard_dir, "train", BOTTLENECK,
-                                       checkpoint, size, cache_dir, batch_size)
+                                       checkpoint, size, cache_dir, batch_size=batch_size,
+                                       splits=("train",))
         assert not result.reused
         return seconds, result.values
     finally:
@@ -89,13 +89,14 @@ class BareForward:
 
     def __init__(self, spec, images, checkpoint, batch_size):
         from thyroid.compat import tf, tf1
-        from thyroid.features import BOTTLENECK, output_tensor
+        from thyroid.features import BOTTLENECK, output_tensors
         from thyroid.restore import build_restore_fn
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(0)
             self.input = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]), name="images")
-            self.values = output_tensor(spec, spec.preprocess(tf.cast(self.input, tf.float32)), BOTTLENECK)
+            self.values = output_tensors(spec, spec.preprocess(tf.cast(self.input, tf.float32)),
+                                         (BOTTLENECK,))[BOTTLENECK]
             restore = build_restore_fn(checkpoint, exclude_scopes=spec.exclude_scopes) if checkpoint else None
             self.sess = tf1.Session(graph=self.graph)
             self.sess.run(tf1.global_variables_initializer())

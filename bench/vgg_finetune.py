@@ -98,8 +98,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=2, help="repeats of the per-epoch runs")
     args = parser.parse_args()
     common.quiet_tf()
-    from thyroid.nets import get_network
-    spec = get_network("vgg_16")
     work = tempfile.mkdtemp(prefix="bench-vgg-")
     counter = iter(range(10 ** 6))
 

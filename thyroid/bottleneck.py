@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 
 from thyroid.datasets.shards import SPLITS
-from thyroid.features import BOTTLENECK, load_or_compute
+from thyroid.features import BOTTLENECK, FEATURE_BATCH_SIZE, load_or_compute
 from thyroid.nets import get_network
 from thyroid.training.run import MissingCheckpointError, TrainOptions, resolve_pretrained
 
@@ -23,7 +23,7 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where downloaded / convert
 flags.DEFINE_boolean("allow_random_init", False, "Run without an ImageNet checkpoint (random weights).")
 flags.DEFINE_string("output_dir", None, "Cache directory (default: <dataset_dir>/activation_cache).")
 flags.DEFINE_integer("image_size", 0, "Input size; 0 = the network's default.")
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+flags.DEFINE_integer("batch_size", FEATURE_BATCH_SIZE, "Images per forward pass.")
 flags.DEFINE_integer("seed", 0, "Seed of the random weights under --allow_random_init.")
 flags.mark_flag_as_required("dataset_dir")
 

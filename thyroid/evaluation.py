@@ -13,12 +13,12 @@ from thyroid.training.loop import load_and_predict
 from thyroid.training.run_config import RunConfig
 
 
-def predict_split(train_dir, split="test", dataset_dir=None, batch_size=64):
+def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
     """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
     config = RunConfig.load(train_dir)
     if dataset_dir:
         config.dataset_dir = os.path.abspath(dataset_dir)
-    inputs = load_split_inputs(config, split, batch_size)
+    inputs = load_split_inputs(config, split)
     if config.mode == "bottleneck_svm":
         probs = svm.svm_scores(svm.load_svm(train_dir), inputs.values)
     else:

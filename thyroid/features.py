@@ -9,6 +9,7 @@ checkpoint contents, shard contents, image size and, for random weights, the see
 Any change gives a new key, so a stale entry is never read.
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -76,57 +77,147 @@ def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, se
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def output_tensor(spec, inputs, output):
-    if output == BOTTLENECK:
-        return spec.features(inputs, is_training=False)[0]
-    if output == FROZEN_PREFIX:
+# Batch of the frozen forward passes: large enough to keep both cores busy, small enough
+# that VGG-16's 224x224x64 activations stay well under a gigabyte.
+FEATURE_BATCH_SIZE = 16
+
+
+def outputs_computed_together(spec, output):
+    """VGG's pool5 is conv5_3 + pool over its conv5_2 output: one pass caches both."""
+    if spec.frozen_prefix is not None:
+        return (BOTTLENECK, FROZEN_PREFIX)
+    return (output,)
+
+
+def output_tensors(spec, inputs, outputs):
+    """{output: tensor} for the requested frozen outputs, built in one graph."""
+    if FROZEN_PREFIX in outputs:
         if spec.frozen_prefix is None:
             raise ValueError(f"{spec.name} has no frozen prefix to cache")
-        return spec.frozen_prefix(inputs)
-    raise ValueError(f"unknown output {output!r}; expected one of {OUTPUTS}")
+        prefix = spec.frozen_prefix(inputs)
+        tensors = {FROZEN_PREFIX: prefix}
+        if BOTTLENECK in outputs:
+            tensors[BOTTLENECK] = spec.trainable_suffix(prefix, is_training=False)[0]
+        return tensors
+    if outputs != (BOTTLENECK,):
+        raise ValueError(f"unknown outputs {outputs!r}; expected some of {OUTPUTS}")
+    return {BOTTLENECK: spec.features(inputs, is_training=False)[0]}
 
 
-def compute_activations(spec, images, output, checkpoint_path, batch_size=32, seed=0):
-    """Runs the frozen network over uint8 images [N, S, S, 3] in inference mode."""
-    prefix = resolve_checkpoint(checkpoint_path)
-    with tf.Graph().as_default():
-        tf1.set_random_seed(seed)
-        image_input = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]), name="images")
-        values = output_tensor(spec, spec.preprocess(tf.cast(image_input, tf.float32)), output)
-        restore = build_restore_fn(prefix, exclude_scopes=spec.exclude_scopes) if prefix else None
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
+class FrozenNetwork:
+    """One graph and session for a frozen network, reused across splits."""
+
+    def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0):
+        self.spec, self.outputs = spec, tuple(outputs)
+        prefix = resolve_checkpoint(checkpoint_path)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.set_random_seed(seed)
+            self.images = tf1.placeholder(tf.uint8, [None, image_size, image_size, 3], name="images")
+            self.tensors = output_tensors(spec, spec.preprocess(tf.cast(self.images, tf.float32)),
+                                          self.outputs)
+            restore = build_restore_fn(prefix, exclude_scopes=spec.exclude_scopes) if prefix else None
+            self.session = tf1.Session(graph=self.graph)
+            self.session.run(tf1.global_variables_initializer())
             if restore is None:
                 logging.warning("%s: no checkpoint, %s from random weights (seed %d)",
-                                spec.name, output, seed)
+                                spec.name, "/".join(self.outputs), seed)
             else:
-                restore(sess)
-            progress = Progress(len(images), f"{spec.name} {output}", "images")
-            chunks = []
-            for start in range(0, len(images), batch_size):
-                batch = images[start:start + batch_size]
-                chunks.append(sess.run(values, {image_input: batch}))
-                progress.update(len(batch))
-    if not chunks:
-        return np.zeros([0] + values.shape.as_list()[1:], np.float32)
-    return np.concatenate(chunks).astype(np.float32)
+                restore(self.session)
+
+    def run(self, batches, total, what):
+        """Feeds uint8 batches; returns {output: float32 array}. The next batch is prepared
+        in a thread while the session runs the current one."""
+        progress = Progress(total, f"{self.spec.name} {what}", "images")
+        chunks = {output: [] for output in self.outputs}
+        for values in map_ahead(lambda batch: self.session.run(self.tensors, {self.images: batch}),
+                                batches, progress):
+            for output in self.outputs:
+                chunks[output].append(values[output])
+        return {output: (np.concatenate(parts).astype(np.float32) if parts else
+                         np.zeros([0] + self.tensors[output].shape.as_list()[1:], np.float32))
+                for output, parts in chunks.items()}
+
+    def close(self):
+        self.session.close()
+
+
+def map_ahead(run, batches, progress):
+    """run(batch) for each batch of the iterator, preparing the next batch concurrently."""
+    iterator = iter(batches)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, iterator, None)
+        while True:
+            batch = pending.result()
+            if batch is None:
+                return
+            pending = pool.submit(next, iterator, None)
+            yield run(batch)
+            progress.update(len(batch))
+
+
+def resized_batches(encoded_images, image_size, batch_size):
+    for start in range(0, len(encoded_images), batch_size):
+        yield resize_batch([shards.decode_image(encoded)
+                            for encoded in encoded_images[start:start + batch_size]], image_size)
+
+
+def compute_activations(spec, images, output, checkpoint_path, batch_size=FEATURE_BATCH_SIZE, seed=0):
+    """Runs the frozen network over uint8 images [N, S, S, 3] in inference mode."""
+    network = FrozenNetwork(spec, images.shape[1], (output,), checkpoint_path, seed)
+    try:
+        batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+        return network.run(batches, len(images), output)[output]
+    finally:
+        network.close()
+
+
+def cache_path(cache_dir, spec, output, split, key):
+    return os.path.join(cache_dir, f"{spec.name}-{output}-{split}-{key[:20]}.npz")
 
 
 def load_or_compute(spec, dataset_dir, split, output, checkpoint_path, image_size, cache_dir,
-                    batch_size=32, seed=0):
-    """Returns the split's activations, from ``cache_dir`` when its key matches."""
-    key = cache_key(spec.name, output, checkpoint_path, dataset_dir, split, image_size, seed)
-    path = os.path.join(cache_dir, f"{spec.name}-{output}-{split}-{key[:20]}.npz")
-    if os.path.exists(path):
-        with np.load(path, allow_pickle=False) as cached:
-            logging.info("reusing cached %s %s for %s: %s", spec.name, output, split, path)
-            return ActivationSet(cached["values"], cached["labels"], cached["patient_ids"], key, True)
-    data = shards.load_split(dataset_dir, split)
-    values = compute_activations(spec, resize_batch(data.images, image_size), output,
-                                 checkpoint_path, batch_size, seed)
-    patient_ids = np.asarray(data.patient_ids, dtype=str)
+                    batch_size=FEATURE_BATCH_SIZE, seed=0, splits=shards.SPLITS):
+    """Returns ``split``'s activations, from ``cache_dir`` when its key matches.
+
+    A miss computes every split in ``splits`` (and, for VGG-16, both cached outputs) in one
+    graph, since training and evaluation will ask for them next.
+    """
+    outputs = outputs_computed_together(spec, output)
+    wanted = {(s, o): cache_key(spec.name, o, checkpoint_path, dataset_dir, s, image_size, seed)
+              for s in dict.fromkeys((split,) + tuple(splits)) for o in outputs}
+    paths = {pair: cache_path(cache_dir, spec, pair[1], pair[0], key) for pair, key in wanted.items()}
+    reused = os.path.exists(paths[(split, output)])
+    if reused:
+        logging.info("reusing cached %s %s for %s: %s", spec.name, output, split,
+                     paths[(split, output)])
+    else:
+        compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, batch_size, seed,
+                        {pair: path for pair, path in paths.items() if not os.path.exists(path)})
+    with np.load(paths[(split, output)], allow_pickle=False) as cached:
+        return ActivationSet(cached["values"], cached["labels"], cached["patient_ids"],
+                             wanted[(split, output)], reused)
+
+
+def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, batch_size, seed,
+                    missing_paths):
+    """Computes and caches the {(split, output): path} entries, one pass per split."""
+    network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed)
+    try:
+        for split in dict.fromkeys(s for s, _ in missing_paths):
+            data = shards.load_split(dataset_dir, split, decode=False)
+            values = network.run(resized_batches(data.images, image_size, batch_size),
+                                 len(data.images), f"{'/'.join(outputs)} of {split}")
+            for output in outputs:
+                if (split, output) in missing_paths:
+                    save_activations(missing_paths[(split, output)], values[output], data)
+    finally:
+        network.close()
+
+
+def save_activations(path, values, data):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, values=values, labels=data.labels, patient_ids=patient_ids)
-    logging.info("cached %s %s for %s (%d images): %s", spec.name, output, split, len(values), path)
-    return ActivationSet(values, np.asarray(data.labels), patient_ids, key, False)
+            np.savez(f, values=values, labels=data.labels,
+                     patient_ids=np.asarray(data.patient_ids, dtype=str))
+    logging.info("cached %d activations %s: %s", len(values), values.shape[1:], path)

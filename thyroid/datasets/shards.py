@@ -100,8 +100,15 @@ def iter_records(dataset_dir, split):
             yield record.numpy()
 
 
-def load_split(dataset_dir, split):
-    """Decodes every record of ``split`` into numpy (images are uint8 HxWx3)."""
+def decode_image(encoded):
+    """JPEG/PNG bytes of a record -> uint8 HxWx3."""
+    with Image.open(io.BytesIO(encoded)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def load_split(dataset_dir, split, decode=True):
+    """Reads every record of ``split``; images are uint8 HxWx3, or the encoded bytes when
+    ``decode`` is False (for callers that decode batch by batch)."""
     from thyroid.compat import tf
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -109,8 +116,7 @@ def load_split(dataset_dir, split):
     for record in iter_records(dataset_dir, split):
         feature = tf.train.Example.FromString(record).features.feature
         encoded = feature["image/encoded"].bytes_list.value[0]
-        with Image.open(io.BytesIO(encoded)) as image:
-            images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        images.append(decode_image(encoded) if decode else encoded)
         labels.append(feature["image/class/label"].int64_list.value[0])
         patients.append(feature["image/patient_id"].bytes_list.value[0].decode("utf-8"))
         augmented.append(bool(feature["image/augmented"].int64_list.value[0]))

@@ -2,6 +2,14 @@
 
 from thyroid.compat import tf, tf1, slim
 
+# Explicit op-level seeds: with the graph seed they fix each head's initial weights and dropout
+# masks however many backbone ops come before it (so the VGG prefix-cache graph and the
+# whole-network graph start from the same head).
+
+
+def _init(seed):
+    return tf1.glorot_uniform_initializer(seed=seed)
+
 
 def _flatten_if_spatial(features):
     if features.shape.ndims is not None and features.shape.ndims > 2:
@@ -17,13 +25,15 @@ def fc_head(features, num_classes, is_training, scope, dropout_keep_prob=0.5, hi
     """
     with tf1.variable_scope(scope, values=[features]):
         with slim.arg_scope([slim.fully_connected],
-                            weights_initializer=tf1.glorot_uniform_initializer(),
                             weights_regularizer=slim.l2_regularizer(1e-4)):
             net = _flatten_if_spatial(features)
             if hidden_units:
-                net = slim.fully_connected(net, hidden_units, activation_fn=tf.nn.relu, scope="fc1")
-            net = slim.dropout(net, dropout_keep_prob, is_training=is_training, scope="dropout")
-            logits = slim.fully_connected(net, num_classes, activation_fn=None, scope="logits")
+                net = slim.fully_connected(net, hidden_units, activation_fn=tf.nn.relu,
+                                           weights_initializer=_init(11), scope="fc1")
+            net = slim.dropout(net, dropout_keep_prob, is_training=is_training, seed=12,
+                               scope="dropout")
+            logits = slim.fully_connected(net, num_classes, activation_fn=None,
+                                          weights_initializer=_init(13), scope="logits")
     return logits
 
 
@@ -43,18 +53,20 @@ def small_cnn_head(features, num_classes, is_training, scope, dropout_keep_prob=
     with tf1.variable_scope(scope, values=[features]):
         with slim.arg_scope([slim.conv2d, slim.fully_connected],
                             activation_fn=tf.nn.relu,
-                            weights_initializer=tf1.glorot_uniform_initializer(),
                             weights_regularizer=slim.l2_regularizer(1e-4)):
             net = features
             if net.shape.ndims == 4:
                 for index, depth in enumerate((32, 32, 64), start=1):
-                    net = slim.conv2d(net, depth, [3, 3], padding="SAME", scope="conv%d" % index)
+                    net = slim.conv2d(net, depth, [3, 3], padding="SAME",
+                                      weights_initializer=_init(index), scope="conv%d" % index)
                     size = _spatial_size(net)
                     if size is None or size >= 4:
                         net = slim.max_pool2d(net, [2, 2], stride=2, padding="VALID",
                                               scope="pool%d" % index)
                 net = slim.flatten(net, scope="flatten")
-            net = slim.fully_connected(net, 64, scope="fc1")
-            net = slim.dropout(net, dropout_keep_prob, is_training=is_training, scope="dropout")
-            logits = slim.fully_connected(net, num_classes, activation_fn=None, scope="logits")
+            net = slim.fully_connected(net, 64, weights_initializer=_init(4), scope="fc1")
+            net = slim.dropout(net, dropout_keep_prob, is_training=is_training, seed=5,
+                               scope="dropout")
+            logits = slim.fully_connected(net, num_classes, activation_fn=None,
+                                          weights_initializer=_init(6), scope="logits")
     return logits

@@ -18,7 +18,7 @@ class SplitInputs:
     patient_ids: np.ndarray
 
 
-def load_split_inputs(config, split, batch_size=32):
+def load_split_inputs(config, split):
     kind = input_kind(config.mode, config.uses_frozen_prefix)
     if kind == IMAGES:
         data = shards.load_split(config.dataset_dir, split)
@@ -26,6 +26,6 @@ def load_split_inputs(config, split, batch_size=32):
                            np.asarray(data.labels, np.int64), np.asarray(data.patient_ids, str))
     activations = load_or_compute(get_network(config.model), config.dataset_dir, split, kind,
                                   config.checkpoint_path, config.image_size, config.cache_dir,
-                                  batch_size=batch_size, seed=config.seed)
+                                  seed=config.seed)
     return SplitInputs(activations.values, np.asarray(activations.labels, np.int64),
                        activations.patient_ids)

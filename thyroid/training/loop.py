@@ -75,7 +75,7 @@ def make_optimizer(name, learning_rate):
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, not {name!r}")
 
 
-def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=64):
+def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=16):
     out = [sess.run(probs, {inputs: values[i:i + batch_size], is_training: False})
            for i in range(0, len(values), batch_size)]
     return np.concatenate(out) if out else np.zeros([0], np.float32)
@@ -154,15 +154,18 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
             while step < options.max_number_of_steps:
                 idx = batch_indices(step, len(train_inputs.labels), options.batch_size, config.seed)
                 feed = {inputs: train_inputs.values[idx], labels: train_inputs.labels[idx], is_training: True}
-                step_loss, _ = sess.run([total_loss, train_op], feed)
+                last = step + 1 == options.max_number_of_steps
+                log_now = (step + 1) % options.log_every_n_steps == 0 or last
+                # Summaries come from the same forward pass as the update, not a second one.
+                fetched = sess.run([total_loss, train_op] + ([step_summaries] if log_now else []), feed)
+                step_loss = fetched[0]
                 step += 1
                 if not np.isfinite(step_loss):
                     raise FloatingPointError(f"loss became {step_loss} at step {step}; "
                                              "lower --learning_rate")
                 progress.update()
-                last = step == options.max_number_of_steps
-                if step % options.log_every_n_steps == 0 or last:
-                    writer.add_summary(sess.run(step_summaries, feed), step)
+                if log_now:
+                    writer.add_summary(fetched[2], step)
                 if validation_inputs is not None and len(validation_inputs.labels) and \
                         (step % options.eval_every_n_steps == 0 or last):
                     val_probs = predict_probabilities(sess, probs, inputs, is_training,
@@ -177,7 +180,7 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
             return step
 
 
-def load_and_predict(config, train_dir, split_inputs, batch_size=64):
+def load_and_predict(config, train_dir, split_inputs, batch_size=16):
     """P(malignant) for ``split_inputs`` from the latest checkpoint in ``train_dir``."""
     latest = tf.train.latest_checkpoint(train_dir)
     if latest is None:

@@ -109,14 +109,14 @@ def train(options):
     os.makedirs(options.train_dir, exist_ok=True)
     config.save(options.train_dir)
     started = time.monotonic()
-    train_inputs = load_split_inputs(config, "train", options.batch_size)
+    train_inputs = load_split_inputs(config, "train")
     if options.mode == "bottleneck_svm":
         model = svm.fit_svm(train_inputs.values, train_inputs.labels, options.svm_standardize,
                             options.svm_class_weight, options.seed)
         svm.save_svm(model, options.train_dir)
         steps = 1
     else:
-        validation_inputs = load_split_inputs(config, "validation", options.batch_size)
+        validation_inputs = load_split_inputs(config, "validation")
         max_steps = options.max_number_of_steps or steps_for_epochs(
             options.num_epochs, len(train_inputs.labels), options.batch_size)
         loop_options = LoopOptions(
