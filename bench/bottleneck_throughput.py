@@ -31,7 +31,9 @@ from bench import common
 
 # synthetic cases per network (train split ~0.7 image per case, x3 with 2 augmented copies),
 # chosen so each measurement takes ~10-60 s on 2 cores
-DEFAULT_CASES = {"vgg_16": 28, "inception_v3": 60, "efficientnet_lite0": 300}
+# About the real DDTI study's size (238 labelled cases -> ~640 images with 2 augmented copies
+# of the training split), so that fixed costs weigh as much as they do in practice.
+DEFAULT_CASES = {"vgg_16": 240, "inception_v3": 240, "efficientnet_lite0": 240}
 AUGMENT_COPIES = 2
 KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0": "EfficientNetB0"}
 
@@ -51,16 +53,18 @@ def checkpoint_for(model, checkpoint_dir):
 
 
 def project_path(spec, shard_dir, checkpoint, size, batch_size):
+    """What ``python -m thyroid.bottleneck`` does: every split into a fresh cache."""
     from thyroid.datasets import shards
     from thyroid.features import BOTTLENECK, load_or_compute
     cache_dir = tempfile.mkdtemp(prefix="bench-cache-")
     shards._FINGERPRINTS.clear()  # a fresh process would hash the shards too
     try:
-        seconds, result = common.timed(load_or_compute, spec, shard_dir, "train", BOTTLENECK,
-                                       checkpoint, size, cache_dir, batch_size=batch_size,
-                                       splits=("train",))
-        assert not result.reused
-        return seconds, result.values
+        def dump_all_splits():
+            return [load_or_compute(spec, shard_dir, split, BOTTLENECK, checkpoint, size, cache_dir,
+                                    batch_size=batch_size) for split in shards.SPLITS]
+        seconds, results = common.timed(dump_all_splits)
+        assert not results[0].reused and all(r.reused for r in results[1:])
+        return seconds, np.concatenate([r.values for r in results])
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
@@ -72,10 +76,12 @@ def project_stages(spec, shard_dir, checkpoint, size, batch_size):
     from thyroid.preprocessing.resize import resize_batch
     shards._FINGERPRINTS.clear()
     stages = {}
-    stages["fingerprint"], _ = common.timed(features.cache_key, spec.name, features.BOTTLENECK,
-                                            checkpoint, shard_dir, "train", size)
-    stages["read+decode shards"], data = common.timed(shards.load_split, shard_dir, "train")
-    stages["resize"], images = common.timed(resize_batch, data.images, size)
+    stages["fingerprint"], _ = common.timed(
+        lambda: [features.cache_key(spec.name, features.BOTTLENECK, checkpoint, shard_dir, split, size)
+                 for split in shards.SPLITS])
+    stages["read+decode shards"], data = common.timed(
+        lambda: [image for split in shards.SPLITS for image in shards.load_split(shard_dir, split).images])
+    stages["resize"], images = common.timed(resize_batch, data, size)
     stages["graph+session+forward"], values = common.timed(
         features.compute_activations, spec, images, features.BOTTLENECK, checkpoint, batch_size)
     path = os.path.join(tempfile.mkdtemp(prefix="bench-npz-"), "x.npz")
@@ -158,7 +164,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(DEFAULT_CASES))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=16, help="the project's FEATURE_BATCH_SIZE")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the case counts")
     parser.add_argument("--fresh", action="store_true", help="drop models of earlier invocations")
     parser.add_argument("--checkpoint_dir", default=None, help="default: a temp dir")

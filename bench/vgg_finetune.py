@@ -78,7 +78,7 @@ def first_batch_loss(train_dir, batch_size):
     from thyroid.training.loop import batch_indices, class_weights, load_and_predict
     from thyroid.training.run_config import RunConfig
     config = RunConfig.load(train_dir)
-    inputs = load_split_inputs(config, "train", batch_size)
+    inputs = load_split_inputs(config, "train")
     idx = batch_indices(0, len(inputs.labels), batch_size, config.seed)
     batch = type(inputs)(inputs.values[idx], inputs.labels[idx], inputs.patient_ids[idx])
     p1 = np.clip(load_and_predict(config, train_dir, batch).astype(np.float64), 1e-12, 1 - 1e-12)

@@ -23,7 +23,7 @@ from thyroid.datasets import shards
 from thyroid.io_utils import atomic_path
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.progress import Progress
-from thyroid.restore import build_restore_fn
+from thyroid.restore import build_restore_fn, initialize_and_restore
 
 BOTTLENECK = "bottleneck"
 FROZEN_PREFIX = "frozen_prefix"
@@ -118,12 +118,10 @@ class FrozenNetwork:
                                           self.outputs)
             restore = build_restore_fn(prefix, exclude_scopes=spec.exclude_scopes) if prefix else None
             self.session = tf1.Session(graph=self.graph)
-            self.session.run(tf1.global_variables_initializer())
             if restore is None:
                 logging.warning("%s: no checkpoint, %s from random weights (seed %d)",
                                 spec.name, "/".join(self.outputs), seed)
-            else:
-                restore(self.session)
+            initialize_and_restore(self.session, restore)
 
     def run(self, batches, total, what):
         """Feeds uint8 batches; returns {output: float32 array}. The next batch is prepared

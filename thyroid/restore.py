@@ -156,5 +156,18 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
 
     restore_fn.checkpoint_path = path
     restore_fn.restored_names = sorted(restore)
+    restore_fn.restored_variables = list(restore.values())
     restore_fn.skipped_names = sorted(missing + [m[0] for m in mismatched])
     return restore_fn
+
+
+def initialize_and_restore(sess, restore_fn=None):
+    """Initialises the graph's variables and restores ``restore_fn``'s from its checkpoint.
+
+    Restored variables are not initialised first: generating random values for millions of
+    weights only to overwrite them is a noticeable share of a short feature pass.
+    """
+    restored = {id(v) for v in getattr(restore_fn, "restored_variables", ())}
+    sess.run(tf1.variables_initializer([v for v in tf1.global_variables() if id(v) not in restored]))
+    if restore_fn is not None:
+        restore_fn(sess)

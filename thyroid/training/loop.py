@@ -18,7 +18,8 @@ from thyroid import metrics
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
 from thyroid.progress import Progress
-from thyroid.restore import build_restore_fn, variables_in_scopes, warn_unmatched_scopes
+from thyroid.restore import (build_restore_fn, initialize_and_restore, variables_in_scopes,
+                             warn_unmatched_scopes)
 from thyroid.training.model import build_logits, malignant_probability
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop")
@@ -132,14 +133,13 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
 
         writer = tf1.summary.FileWriter(train_dir)
         with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
             if latest is not None:
                 saver.restore(sess, latest)
                 if config.checkpoint_path:
                     logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
                                  train_dir)
-            elif restore_pretrained is not None:
-                restore_pretrained(sess)
+            else:
+                initialize_and_restore(sess, restore_pretrained)
             if latest is None:
                 writer.add_graph(sess.graph)
             step = int(sess.run(global_step))
