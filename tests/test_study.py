@@ -60,3 +60,14 @@ def test_image_protocol_says_it_leaks(tmp_path):
     summary = (run_dir / "summary.md").read_text()
     assert "leak" in summary.lower()
     assert read_rows(run_dir)[1]["status"] == "ok"
+
+
+def test_run_all_script_passes_its_flags_to_the_study(tmp_path):
+    """The newcomer's command: flags reach the study (and not the venv set-up it sources)."""
+    done = subprocess.run(
+        ["./run_all.sh", "--quick", "--rows=1", "--noexport", "--nodownload_checkpoints",
+         f"--output_dir={tmp_path}", "--run_name=script", f"--checkpoint_dir={tmp_path / 'ck'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == f"summary: {tmp_path / 'script' / 'summary.md'}"
+    assert read_rows(tmp_path / "script")[1]["status"] == "ok"
