@@ -61,14 +61,7 @@ def split_units(unit_labels, validation_fraction, test_fraction, seed):
     for label in sorted(by_label):
         units = list(by_label[label])
         rng.shuffle(units)
-        validation, test = _split_sizes(len(units), validation_fraction, test_fraction)
-        for i, unit in enumerate(units):
-            if i < test:
-                assignment[unit] = "test"
-            elif i < test + validation:
-                assignment[unit] = "validation"
-            else:
-                assignment[unit] = "train"
+        assignment.update(_assign_in_order(units, validation_fraction, test_fraction))
     return assignment
 
 
@@ -91,18 +84,16 @@ def split_by_patient(patient_ids, labels, image_hashes, validation_fraction, tes
 
 def split_by_image(count, validation_fraction, test_fraction, seed):
     """The paper's protocol: every image (augmented copies included) split at random."""
-    rng = np.random.RandomState(seed)
-    order = rng.permutation(count)
-    validation, test = _split_sizes(count, validation_fraction, test_fraction)
-    assignment = [None] * count
-    for rank, index in enumerate(order):
-        if rank < test:
-            assignment[index] = "test"
-        elif rank < test + validation:
-            assignment[index] = "validation"
-        else:
-            assignment[index] = "train"
-    return assignment
+    order = np.random.RandomState(seed).permutation(count)
+    by_index = _assign_in_order(list(order), validation_fraction, test_fraction)
+    return [by_index[index] for index in range(count)]
+
+
+def _assign_in_order(items, validation_fraction, test_fraction):
+    """{item: split} for shuffled ``items``: the first go to test, the next to validation."""
+    validation, test = _split_sizes(len(items), validation_fraction, test_fraction)
+    return {item: "test" if rank < test else "validation" if rank < test + validation else "train"
+            for rank, item in enumerate(items)}
 
 
 def patients_by_split(patient_ids, assignment):
