@@ -5,7 +5,6 @@ labels are recoverable from the pixels after the scan crop, and that the convert
 weights give useful features.
 """
 
-import os
 
 import pytest
 

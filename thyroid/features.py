@@ -23,7 +23,7 @@ from thyroid.datasets import shards
 from thyroid.io_utils import atomic_path
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.progress import Progress
-from thyroid.restore import build_restore_fn, initialize_and_restore
+from thyroid.restore import build_restore_fn, initialize_and_restore, resolve_checkpoint_path
 
 BOTTLENECK = "bottleneck"
 FROZEN_PREFIX = "frozen_prefix"
@@ -40,29 +40,30 @@ class ActivationSet:
 
 
 def resolve_checkpoint(checkpoint_path):
-    """A directory means its latest checkpoint; returns a checkpoint prefix or None."""
-    if not checkpoint_path:
-        return None
-    if os.path.isdir(checkpoint_path):
-        latest = tf.train.latest_checkpoint(checkpoint_path)
-        if latest is None:
-            raise FileNotFoundError(f"{checkpoint_path}: directory holds no checkpoint")
-        return latest
-    if not tf.io.gfile.exists(checkpoint_path + ".index") and not tf.io.gfile.exists(checkpoint_path):
-        raise FileNotFoundError(f"{checkpoint_path}: no such checkpoint")
-    return checkpoint_path
+    """A checkpoint prefix (a directory means its latest checkpoint), or None for random weights."""
+    return resolve_checkpoint_path(checkpoint_path) if checkpoint_path else None
+
+
+_CHECKPOINT_FINGERPRINTS = {}
 
 
 def checkpoint_fingerprint(checkpoint_path, seed=0):
-    """Content hash of a checkpoint's index; random weights are named by their seed."""
+    """Content hash of a checkpoint's index (or of a V1 single-file checkpoint); random
+    weights are named by their seed. Memoised by path, size and mtime: an official V1 file
+    is hundreds of megabytes, and every cache key asks for it."""
     prefix = resolve_checkpoint(checkpoint_path)
     if prefix is None:
         return f"random-init-seed-{seed}"
-    index = prefix + ".index" if tf.io.gfile.exists(prefix + ".index") else prefix
-    digest = hashlib.sha256()
-    with open(index, "rb") as f:
-        digest.update(f.read())
-    return digest.hexdigest()
+    path = prefix + ".index" if os.path.exists(prefix + ".index") else prefix
+    stat = os.stat(path)
+    memo_key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _CHECKPOINT_FINGERPRINTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _CHECKPOINT_FINGERPRINTS[memo_key] = digest.hexdigest()
+    return _CHECKPOINT_FINGERPRINTS[memo_key]
 
 
 def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, seed=0):

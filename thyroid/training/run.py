@@ -6,13 +6,12 @@ import time
 
 from absl import logging
 
-from thyroid.nets import get_network
-from thyroid.nets import default_checkpoint_path
+from thyroid.nets import default_checkpoint_path, get_network
 from thyroid.training import MODES
 from thyroid.training.inputs import load_split_inputs
 from thyroid.training.loop import LoopOptions, steps_for_epochs, train_graph_model
-from thyroid.training.run_config import RunConfig
 from thyroid.training import svm
+from thyroid.training.run_config import RunConfig
 
 DEFAULT_LEARNING_RATES = {"scratch": 1e-3, "bottleneck_fc": 1e-3, "finetune": 1e-4}
 
