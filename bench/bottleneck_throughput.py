@@ -3,7 +3,7 @@
     python -m bench.bottleneck_throughput [--models=vgg_16,inception_v3,efficientnet_lite0]
 
 For each network, images per second of
-  project: ``thyroid.features.load_or_compute`` on a fresh cache dir (read shards, JPEG
+  project: ``thyroid.training.features.load_or_compute`` on a fresh cache dir (read shards, JPEG
            decode, resize, graph build, preprocessing + forward, writing the .npz);
   (a) bare: the same graph (uint8 placeholder -> spec.preprocess -> bottleneck), same
            batch size, default ``tf1.Session()``, fed images already resized in memory,
@@ -55,7 +55,7 @@ def checkpoint_for(model, checkpoint_dir):
 def project_path(spec, shard_dir, checkpoint, size, batch_size):
     """What ``python -m thyroid.bottleneck`` does: every split into a fresh cache."""
     from thyroid.datasets import shards
-    from thyroid.features import BOTTLENECK, load_or_compute
+    from thyroid.training.features import BOTTLENECK, load_or_compute
     cache_dir = tempfile.mkdtemp(prefix="bench-cache-")
     shards._FINGERPRINTS.clear()  # a fresh process would hash the shards too
     try:
@@ -71,7 +71,7 @@ def project_path(spec, shard_dir, checkpoint, size, batch_size):
 
 def project_stages(spec, shard_dir, checkpoint, size, batch_size):
     """Seconds per stage of the same work load_or_compute does, done one by one."""
-    from thyroid import features
+    from thyroid.training import features
     from thyroid.datasets import shards
     from thyroid.preprocessing.resize import resize_batch
     shards._FINGERPRINTS.clear()
@@ -95,7 +95,7 @@ class BareForward:
 
     def __init__(self, spec, images, checkpoint, batch_size):
         from thyroid.compat import tf, tf1
-        from thyroid.features import BOTTLENECK, output_tensors
+        from thyroid.training.features import BOTTLENECK, output_tensors
         from thyroid.restore import build_restore_fn
         self.graph = tf.Graph()
         with self.graph.as_default():

@@ -136,7 +136,7 @@ def update_results_md(name, markdown, info, date):
 
 def synthetic_shards(work_dir, num_cases=80, seed=0, augment_copies=0, width=560, height=360):
     """Synthetic DDTI-style cases -> TFRecord shards in ``work_dir/shards``; returns that dir."""
-    from thyroid import build_tfrecords, synth
+    from thyroid.datasets import build as build_tfrecords, synthetic as synth
     data_dir = os.path.join(work_dir, "synthetic")
     synth.generate(data_dir, num_cases=num_cases, seed=seed, width=width, height=height,
                    num_local_cases=0)

@@ -4,7 +4,7 @@
 
 Converts the EfficientNet-Lite0 ImageNet weights (``thyroid.checkpoints.convert``, as
 ``python -m thyroid.checkpoints convert`` does) into a temp dir, fine-tunes it at 224 for
-a few steps on synthetic shards, exports with ``thyroid.export.export_model`` (float and
+a few steps on synthetic shards, exports with ``thyroid.deploy.export.export_model`` (float and
 int8), then times ``tf.lite.Interpreter.invoke`` (batch 1) over N images with 1 and 2
 threads (median of 3 passes; one warm-up invoke). The TF graph's P(malignant) on the
 same images is the reference for the float model's error.
@@ -56,7 +56,7 @@ def main():
     common.quiet_tf()
     from thyroid.checkpoints.convert import convert
     from thyroid.datasets import shards
-    from thyroid.export import export_model, tf_probabilities
+    from thyroid.deploy.export import export_model, tf_probabilities
     from thyroid.preprocessing.resize import resize_batch
     from thyroid.training.run import TrainOptions, train
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from thyroid import synth
+from thyroid.datasets import synthetic as synth
 
 SYNTH_CASES = 30
 SYNTH_WIDTH, SYNTH_HEIGHT = 280, 180  # half DDTI size keeps the session fast
@@ -22,7 +22,7 @@ def synthetic_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def patient_build(synthetic_root, tmp_path_factory):
     """(output_dir, manifest) of a patient-protocol build over both synthetic sources."""
-    from thyroid import build_tfrecords
+    from thyroid.datasets import build as build_tfrecords
     output = tmp_path_factory.mktemp("patient_build")
     manifest = build_tfrecords.build(
         output_dir=str(output), ddti_dir=os.path.join(synthetic_root, "ddti"),

@@ -110,7 +110,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(trained):
     """{'float': ExportPaths, 'int8': ExportPaths} of the trained model."""
-    from thyroid.export import export_model
+    from thyroid.deploy.export import export_model
 
     def build():
         base = trained["base"]

@@ -102,7 +102,7 @@ def test_upload_in_a_real_browser(server, browser, exported, tmp_path):  # noqa:
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
     from thyroid.deploy.tflite_model import TFLiteModel
-    from thyroid.predict import predict_files
+    from thyroid.deploy.predict import predict_files
 
     image_path = save_png(tmp_path / "ultrasound.png",
                           full_frame(synthetic_scan(1, np.random.RandomState(21))))

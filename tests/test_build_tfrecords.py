@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from thyroid import build_tfrecords
+from thyroid.datasets import build as build_tfrecords
 from thyroid.datasets import shards
 
 

@@ -22,7 +22,7 @@ def test_inputs(trained):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def reference(trained, test_inputs):  # noqa: F811
-    from thyroid.export import tf_probabilities
+    from thyroid.deploy.export import tf_probabilities
     return tf_probabilities(trained["train_dir"], test_inputs[0])
 
 
@@ -84,7 +84,7 @@ def test_export_writes_files_and_metadata(trained, exported):  # noqa: F811
 
 
 def test_export_rejects_unsupported_runs(tmp_path, trained):  # noqa: F811
-    from thyroid.export import ExportError, export_model
+    from thyroid.deploy.export import ExportError, export_model
     from thyroid.training.run_config import RunConfig
     with pytest.raises(FileNotFoundError):
         export_model(str(tmp_path / "missing"), str(tmp_path / "out"))

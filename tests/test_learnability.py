@@ -8,9 +8,9 @@ weights give useful features.
 
 import pytest
 
-from thyroid import build_tfrecords, synth
+from thyroid.datasets import build as build_tfrecords, synthetic as synth
 from thyroid.checkpoints.convert import convert
-from thyroid.evaluation import evaluate_run
+from thyroid.evaluation.runs import evaluate_run
 from thyroid.training.run import TrainOptions, train
 
 

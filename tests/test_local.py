@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from thyroid.datasets import local
-from thyroid.synth import docx_bytes
+from thyroid.datasets.synthetic import docx_bytes
 
 
 def _patient(root, name, paragraphs=(), table_rows=(), images=("a.jpg",), report=None):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from thyroid import build_tfrecords
+from thyroid.datasets import build as build_tfrecords
 from thyroid.datasets import ddti, shards
 
 

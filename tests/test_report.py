@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from thyroid import metrics, paper, report
+from thyroid.evaluation import metrics, paper, report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIX_COMMAND = "python -m thyroid.download_checkpoints --model inception_v3"

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from thyroid import synth
+from thyroid.datasets import synthetic as synth
 from thyroid.datasets import ddti, images, local
 from thyroid.datasets.ddti import parse_polygons
 

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from thyroid import features
+from thyroid.training import features
 from thyroid.compat import tf, tf1
-from thyroid.evaluation import evaluate_run
+from thyroid.evaluation.runs import evaluate_run
 from thyroid.nets import get_network
 from thyroid.progress import Progress
 from thyroid.training.model import build_logits

@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 
 from thyroid.datasets.shards import SPLITS
-from thyroid.features import BOTTLENECK, FEATURE_BATCH_SIZE, load_or_compute
+from thyroid.training.features import BOTTLENECK, FEATURE_BATCH_SIZE, load_or_compute
 from thyroid.nets import get_network
 from thyroid.training.run import MissingCheckpointError, TrainOptions, resolve_pretrained
 

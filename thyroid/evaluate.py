@@ -9,8 +9,8 @@ import os
 
 from absl import app, flags
 
-from thyroid import metrics
-from thyroid.evaluation import evaluate_run
+from thyroid.evaluation import metrics
+from thyroid.evaluation.runs import evaluate_run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_dir", None, "A directory written by thyroid.train.")

@@ -15,73 +15,9 @@ import sys
 
 from absl import app, flags
 
-from thyroid.datasets.images import ImageError
 from thyroid.deploy import NOTICE
-from thyroid.deploy.tflite_model import ModelError, TFLiteModel, load_image_file
-
-
-def load_gradcam(model):
-    """GradCam for the TF model behind ``model`` (raises ModelError when it is not available)."""
-    train_dir = model.metadata.get("train_dir")
-    if not train_dir or not os.path.isdir(train_dir):
-        raise ModelError(f"Grad-CAM needs the training directory recorded in metadata.json "
-                         f"({train_dir!r}), which is not available here")
-    from thyroid.deploy.gradcam import GradCam
-    try:
-        gradcam = GradCam(train_dir)
-    except Exception as error:
-        raise ModelError(f"cannot rebuild the TF model from {train_dir} for Grad-CAM: {error}") \
-            from error
-    if gradcam.image_size != model.image_size:
-        raise ModelError(f"{train_dir} has image size {gradcam.image_size}, the TFLite model "
-                         f"{model.image_size}: not the run this model was exported from")
-    return gradcam
-
-
-def _gradcam_name(path, used):
-    stem = os.path.splitext(os.path.basename(path))[0] or "image"
-    name, index = f"{stem}.gradcam.png", 1
-    while name in used:
-        index += 1
-        name = f"{stem}-{index}.gradcam.png"
-    used.add(name)
-    return name
-
-
-def predict_files(model, paths, gradcam=None, gradcam_dir=None):
-    """-> one dict per path: file, probability, label, label_name (or error), gradcam path."""
-    from thyroid.deploy.gradcam import overlay, png_bytes
-    from thyroid.io_utils import atomic_write_bytes
-    results, used = [], set()
-    for path in paths:
-        row = {"file": path}
-        try:
-            rgb = load_image_file(path)
-            prepared = model.prepare(rgb)
-            row.update(model.predict_prepared(prepared).as_dict())
-        except ImageError as error:
-            row["error"] = str(error)
-            results.append(row)
-            continue
-        if gradcam is not None:
-            heat, _ = gradcam.compute(prepared.net_input)
-            out_path = os.path.join(gradcam_dir, _gradcam_name(path, used))
-            atomic_write_bytes(out_path, png_bytes(overlay(rgb, heat, prepared.box)))
-            row["gradcam"] = out_path
-        results.append(row)
-    return results
-
-
-def format_table(results):
-    width = max([len("file")] + [len(r["file"]) for r in results])
-    lines = [f"{'file':<{width}}  {'P(malignant)':>12}  label"]
-    for r in results:
-        if "error" in r:
-            lines.append(f"{r['file']:<{width}}  {'-':>12}  ERROR: {r['error']}")
-        else:
-            lines.append(f"{r['file']:<{width}}  {r['probability']:>12.4f}  {r['label_name']}")
-    return "\n".join(lines)
-
+from thyroid.deploy.predict import format_table, load_gradcam, predict_files
+from thyroid.deploy.tflite_model import ModelError, TFLiteModel
 
 FLAGS = flags.FLAGS
 

@@ -18,11 +18,12 @@ import traceback
 
 from absl import app, flags, logging
 
-from thyroid import build_tfrecords, paper, report, synth
+from thyroid.datasets import build, synthetic
+from thyroid.evaluation import paper, report
 from thyroid.checkpoints.convert import convert
 from thyroid.checkpoints.download import DownloadError, download
 from thyroid.nets import default_checkpoint_path, get_network
-from thyroid.evaluation import evaluate_run
+from thyroid.evaluation.runs import evaluate_run
 from thyroid.training.run import MissingCheckpointError, TrainOptions, fix_command, train
 
 FLAGS = flags.FLAGS
@@ -83,7 +84,7 @@ def prepare_data(run_dir, quick, seed):
     num_cases = FLAGS.num_cases or (48 if quick else 200)
     data_dir = os.path.join(run_dir, "synthetic")
     size = {"width": 280, "height": 180} if quick else {}
-    synth.generate(data_dir, num_cases=num_cases, seed=seed, **size)
+    synthetic.generate(data_dir, num_cases=num_cases, seed=seed, **size)
     return (os.path.join(data_dir, "ddti"), os.path.join(data_dir, "local"),
             f"synthetic ({num_cases} DDTI-style cases + local-style patients, seed {seed})")
 
@@ -140,7 +141,7 @@ MOBILE_MODELS = ("mobilenet_v1", "efficientnet_lite0")
 
 def export_best_mobile_model(rows, run_dir):
     """Exports the fine-tuned mobile network with the best test AUC to <run_dir>/mobile."""
-    from thyroid.export import export_model  # TFLite conversion is only needed here
+    from thyroid.deploy.export import export_model  # TFLite conversion is only needed here
     candidates = [row for row in rows if row["status"] == "ok" and row["mode"] == "finetune"
                   and row["model"] in MOBILE_MODELS]
     if not candidates:
@@ -172,7 +173,7 @@ def main(argv):
 
     ddti_dir, local_dir, data_description = prepare_data(run_dir, quick, FLAGS.seed)
     dataset_dir = os.path.join(run_dir, "shards")
-    manifest = build_tfrecords.build(
+    manifest = build.build(
         ddti_dir=ddti_dir, local_dir=local_dir, output_dir=dataset_dir, protocol=FLAGS.protocol,
         augment_copies=FLAGS.augment_copies, seed=FLAGS.seed, overwrite=True)
     wanted = {int(r) for r in FLAGS.rows.split(",") if r.strip()}

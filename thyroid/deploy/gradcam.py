@@ -31,7 +31,7 @@ class GradCam:
 
     def __init__(self, train_dir):
         from thyroid.compat import tf, tf1
-        from thyroid.export import build_probability_graph, load_run, restore_session
+        from thyroid.deploy.export import build_probability_graph, load_run, restore_session
         config, spec, checkpoint = load_run(train_dir)
         self.train_dir = train_dir
         self.image_size = config.image_size

@@ -58,7 +58,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
     model = TFLiteModel.load(model_dir)
     gradcam_model, gradcam_note = None, None
     if gradcam:
-        from thyroid.predict import load_gradcam
+        from thyroid.deploy.predict import load_gradcam
         from thyroid.deploy.tflite_model import ModelError
         try:
             gradcam_model = load_gradcam(model)

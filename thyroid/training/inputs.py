@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from thyroid.datasets import shards
-from thyroid.features import load_or_compute
+from thyroid.training.features import load_or_compute
 from thyroid.nets import get_network
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.training.model import IMAGES, input_kind

@@ -14,7 +14,7 @@ import time
 import numpy as np
 from absl import logging
 
-from thyroid import metrics
+from thyroid.evaluation import metrics
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
 from thyroid.progress import Progress

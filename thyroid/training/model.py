@@ -1,7 +1,7 @@
 """The classifier graph of every mode, shared by training, evaluation and export."""
 
 from thyroid.compat import tf
-from thyroid.features import BOTTLENECK, FROZEN_PREFIX
+from thyroid.training.features import BOTTLENECK, FROZEN_PREFIX
 from thyroid.nets import heads
 
 IMAGES = "images"

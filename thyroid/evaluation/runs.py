@@ -4,7 +4,7 @@ import os
 
 from absl import logging
 
-from thyroid import metrics
+from thyroid.evaluation import metrics
 from thyroid.compat import tf
 from thyroid.io_utils import atomic_write_json
 from thyroid.training import svm

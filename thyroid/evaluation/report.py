@@ -5,7 +5,7 @@
 ``rows``: one dict per method, keys
   row_id, model, mode, label, status ('ok' | 'skipped' | 'failed'),
   checkpoint (str or None), note (str or None, e.g. the command that fixes a missing
-  checkpoint), train_seconds (float or None), metrics (``thyroid.metrics.evaluate_predictions``
+  checkpoint), train_seconds (float or None), metrics (``thyroid.evaluation.metrics.evaluate_predictions``
   result or None), labels / probs (optional arrays, for the ROC curve).
 
 ``run_info``: dict, all keys optional
@@ -23,7 +23,8 @@ import os
 
 import numpy as np
 
-from thyroid import io_utils, metrics, paper
+from thyroid import io_utils
+from thyroid.evaluation import metrics, paper
 
 CSV_COLUMNS = [
     "row_id", "model", "mode", "status", "checkpoint",

@@ -1,0 +1,399 @@
+"""Synthetic DDTI-style and local-style data, for tests and a default study without real data
+(the library behind ``python -m thyroid.synth``).
+
+``generate`` writes ``DIR/ddti/`` (``<case>.xml`` + ``<case>_<k>.jpg``) and ``DIR/local/``
+(``<patient>/report.docx`` + images). Images imitate B-mode ultrasound: Rayleigh speckle,
+log compression, a scan field with a scale bar, scanner text and a bottom text band that
+repeats the TIRADS (as DDTI burns it in, so the scan crop must remove it).
+
+The nodule carries the label the way radiologists read it: benign nodules are smooth,
+wider-than-tall ovals, iso/hyperechoic or cystic; malignant ones are hypoechoic, irregular,
+taller-than-wide, with microcalcifications. Brightness alone does not separate the classes:
+benign cysts are darker than malignant solid nodules, and the overall gain varies.
+Same seed, same bytes.
+"""
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+from absl import logging
+from PIL import Image, ImageDraw, ImageFont
+
+from thyroid import MALIGNANT
+
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 560, 360
+# Scan field, as fractions of the image (DDTI-like: text on the right, band at the bottom).
+FIELD_BOX = (0.155, 0.04, 0.84, 0.83)  # left, top, right, bottom
+BENIGN_TIRADS = ("2", "3")
+MALIGNANT_TIRADS = ("4a", "4b", "4c", "5")
+FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+# ----------------------------------------------------------------------------- nodules
+
+def sample_nodule(rng, label):
+    """Parameters of one nodule; every view of a case re-uses them."""
+    if label == MALIGNANT:
+        half_width = rng.uniform(0.08, 0.13)
+        return {
+            "label": label, "kind": "solid",
+            "half_width": half_width,
+            "aspect": rng.uniform(1.15, 1.6),  # taller than wide
+            "echo": rng.uniform(0.28, 0.5),  # hypoechoic
+            "harmonics": rng.uniform(0.05, 0.11, size=4) * rng.choice([-1, 1], size=4),
+            "harmonic_orders": rng.choice(np.arange(4, 13), size=4, replace=False),
+            "spikes": int(rng.integers(3, 8)),
+            "calcifications": int(rng.integers(6, 18)),
+            "posterior": rng.uniform(0.55, 0.85),  # shadowing
+        }
+    kind = rng.choice(["iso", "hyper", "cystic"], p=[0.4, 0.3, 0.3])
+    echo = {"iso": rng.uniform(0.85, 1.1), "hyper": rng.uniform(1.3, 1.7),
+            "cystic": rng.uniform(0.04, 0.12)}[kind]
+    return {
+        "label": label, "kind": str(kind),
+        "half_width": rng.uniform(0.11, 0.19),
+        "aspect": rng.uniform(0.55, 0.85),  # wider than tall
+        "echo": echo,
+        "harmonics": rng.uniform(0.0, 0.03, size=2),
+        "harmonic_orders": np.array([2, 3]),
+        "spikes": 0,
+        "calcifications": int(rng.integers(0, 2)) if kind == "hyper" else 0,  # rare macro
+        "posterior": rng.uniform(1.3, 1.6) if kind == "cystic" else 1.0,  # enhancement
+    }
+
+
+def _radius(nodule, theta, spike_angles):
+    r = np.ones_like(theta)
+    for amplitude, order in zip(nodule["harmonics"], nodule["harmonic_orders"]):
+        r = r + amplitude * np.cos(order * theta + 1.3 * order)
+    for angle in spike_angles:  # spiculated margin: narrow outward bumps
+        wrapped = np.mod(theta - angle + np.pi, 2 * np.pi) - np.pi
+        r = r + 0.25 * np.exp(-(wrapped / 0.08) ** 2)
+    return r
+
+
+# ----------------------------------------------------------------------------- images
+
+def _smooth(values, axis, taps):
+    """Moving average along one axis (speckle is correlated over a few pixels)."""
+    out = values.copy()
+    for shift in range(1, taps):
+        if axis == 0:
+            out[shift:] += values[:-shift]
+        else:
+            out[:, shift:] += values[:, :-shift]
+    return out * np.float32(1.0 / taps)
+
+
+def render_field(rng, nodule, height, width, jitter=True):
+    """Echo amplitude of the scan field with its nodule -> (uint8 field, polygon in field px)."""
+    y = (np.arange(height, dtype=np.float32) / max(height - 1, 1))[:, None]
+    x = (np.arange(width, dtype=np.float32) / max(width - 1, 1))[None, :]
+    echo = np.ones((height, width), np.float32)
+    # Skin and subcutaneous fat (bright), strap muscles (darker), then the gland.
+    skin = int(rng.uniform(0.05, 0.09) * height)
+    strap = skin + int(rng.uniform(0.08, 0.14) * height)
+    echo[:skin] = 1.6
+    echo[skin:strap] = 0.6
+    # A carotid artery (anechoic circle) in either class, so "dark round thing" is no label.
+    if rng.random() < 0.6:
+        cx, cy, rad = rng.choice([0.1, 0.9]), rng.uniform(0.55, 0.75), rng.uniform(0.07, 0.1)
+        echo[((x - cx) * width) ** 2 + ((y - cy) * height) ** 2 < (rad * width) ** 2] = 0.05
+    # Gently varying background texture.
+    coarse = rng.normal(0.0, 0.12, size=(6, 8)).astype(np.float32)
+    texture = 1.0 + np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
+    echo *= texture
+
+    # The nodule, computed in a window around it (the rest of the field is untouched).
+    cx = (rng.uniform(0.35, 0.65) if jitter else 0.5) * width
+    cy = (rng.uniform(0.45, 0.6) if jitter else 0.52) * height
+    scale = rng.uniform(0.9, 1.1) if jitter else 1.0
+    half_w = nodule["half_width"] * width * scale
+    half_h = min(half_w * nodule["aspect"], 0.3 * height)
+    spike_angles = rng.uniform(-np.pi, np.pi, size=nodule["spikes"])
+    reach = 1.5
+    y0, y1 = max(0, int(cy - reach * half_h)), min(height, int(cy + reach * half_h) + 1)
+    x0, x1 = max(0, int(cx - reach * half_w)), min(width, int(cx + reach * half_w) + 1)
+    py = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+    px = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+    theta = np.arctan2(py / half_h, px / half_w)
+    rho = np.sqrt((px / half_w) ** 2 + (py / half_h) ** 2)
+    boundary = _radius(nodule, theta, spike_angles)
+    inside = rho < boundary
+    window = echo[y0:y1, x0:x1]
+    window[inside] = (nodule["echo"] * (1.0 + 0.5 * (texture[y0:y1, x0:x1] - 1.0)))[inside]
+    if nodule["kind"] == "iso":  # thin hypoechoic halo around a benign iso nodule
+        window[(rho >= boundary) & (rho < boundary * 1.08)] = 0.3
+    # Posterior shadowing (malignant) or enhancement (cyst) below the nodule's centre.
+    columns = slice(max(0, int(cx - 0.8 * half_w)), min(width, int(cx + 0.8 * half_w) + 1))
+    below = echo[int(cy):, columns]
+    inside_below = np.zeros(below.shape, bool)
+    rows_in_window = min(y1 - int(cy), below.shape[0])
+    inside_below[:rows_in_window] = inside[int(cy) - y0:int(cy) - y0 + rows_in_window,
+                                           columns.start - x0:columns.stop - x0]
+    below[~inside_below] *= nodule["posterior"]
+    # Microcalcifications: small bright foci inside the nodule.
+    count = nodule["calcifications"]
+    if count:
+        angles = rng.uniform(-np.pi, np.pi, count)
+        radii = np.sqrt(rng.uniform(0.0, 0.6, count))
+        size = 1.2 if nodule["label"] == MALIGNANT else 3.5
+        half = int(3 * size) + 1
+        offsets = np.arange(-half, half + 1, dtype=np.float32)
+        for fx, fy in zip(cx + radii * half_w * np.cos(angles), cy + radii * half_h * np.sin(angles)):
+            ix, iy = int(round(fx)), int(round(fy))
+            if not (half <= ix < width - half and half <= iy < height - half):
+                continue
+            spot = np.exp(-((offsets[:, None] + iy - fy) ** 2 + (offsets[None, :] + ix - fx) ** 2)
+                          / (2 * size ** 2))
+            echo[iy - half:iy + half + 1, ix - half:ix + half + 1] += 6.0 * spot
+
+    # Depth attenuation, speckle (Rayleigh, laterally correlated), log compression.
+    echo *= np.exp(-rng.uniform(0.2, 0.6) * y)
+    real = rng.standard_normal((height, width), dtype=np.float32)
+    imag = rng.standard_normal((height, width), dtype=np.float32)
+    speckle = np.hypot(_smooth(_smooth(real, 1, 3), 0, 2), _smooth(_smooth(imag, 1, 3), 0, 2))
+    gain = rng.uniform(0.8, 1.25)
+    pixels = (255.0 * gain / np.log1p(48.0)) * np.log1p(12.0 * echo * speckle)
+    field = np.clip(pixels, 0, 255).astype(np.uint8)
+
+    angles = np.linspace(-np.pi, np.pi, 36, endpoint=False)
+    r = _radius(nodule, angles, spike_angles)
+    polygon = [(float(cx + half_w * ri * np.cos(a)), float(cy + half_h * ri * np.sin(a)))
+               for a, ri in zip(angles, r)]
+    return field, polygon
+
+
+def render_image(rng, nodule, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT, band_text="",
+                 side_text=("P100", "12L6", "12.0", "31fps", "DR65")):
+    """A full frame: black background, scan field, scale bar, scanner text, bottom band.
+
+    Returns (uint8 HxWx3, polygon in image pixels).
+    """
+    left, top = int(FIELD_BOX[0] * width), int(FIELD_BOX[1] * height)
+    right, bottom = int(FIELD_BOX[2] * width), int(FIELD_BOX[3] * height)
+    field, polygon = render_field(rng, nodule, bottom - top, right - left)
+    canvas = np.zeros((height, width), np.uint8)
+    canvas[top:bottom, left:right] = field
+    # Grey scale bar on the left, depth dots along the field edge.
+    bar_top, bar_bottom = int(0.45 * height), int(0.7 * height)
+    bar_x = slice(int(0.015 * width), int(0.03 * width) + 1)
+    canvas[bar_top:bar_bottom, bar_x] = np.linspace(255, 0, bar_bottom - bar_top)[:, None]
+    canvas[top:bottom:max(1, height // 7), max(0, left - 4)] = 200
+    image = Image.fromarray(np.stack([canvas] * 3, axis=2))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for i, line in enumerate(side_text):  # scanner parameters, right margin
+        draw.text((int(0.93 * width), int(0.02 * height) + 11 * i), line, fill=(230, 230, 230),
+                  font=font)
+    if band_text:  # the bottom band where DDTI burns in text, labels included
+        draw.text((int(0.3 * width), int(0.9 * height)), band_text, fill=(235, 235, 235), font=font)
+    polygon = [(px + left, py + top) for px, py in polygon]
+    return np.asarray(image), polygon
+
+
+def _jpeg_bytes(rgb):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def _image_bytes(rgb, file_format):
+    if file_format == "JPEG":
+        return _jpeg_bytes(rgb)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=file_format)
+    return buffer.getvalue()
+
+
+def _views_per_case(rng):
+    return int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))
+
+
+# ----------------------------------------------------------------------------- DDTI
+
+def _ddti_fields(rng, nodule, tirads):
+    malignant = nodule["label"] == MALIGNANT
+    echo_word = {"solid": "hypoechogenicity", "iso": "isoechogenicity",
+                 "hyper": "hyperechogenicity", "cystic": ""}[nodule["kind"]]
+    return {
+        "age": str(int(rng.integers(20, 85))) if rng.random() < 0.8 else "",
+        "sex": str(rng.choice(["F", "F", "F", "M", "u", ""])),
+        "composition": "cystic" if nodule["kind"] == "cystic" else str(rng.choice(["solid", "dense", ""])),
+        "echogenicity": echo_word,
+        "margins": str(rng.choice(["ill- defined", "ill defined", "spiculated"]) if malignant
+                       else rng.choice(["well defined", "well defined smooth"])),
+        "calcifications": str(rng.choice(["microcalcification", "microcalcifications"])
+                              if malignant else rng.choice(["non", ""])),
+        "tirads": tirads,
+        "reportbacaf": "", "reporteco": "",
+    }
+
+
+def _svg_json(polygon):
+    points = [{"x": int(round(x)), "y": int(round(y))} for x, y in polygon]
+    return json.dumps([{"points": points, "annotation": {}, "regionType": "freehand"}])
+
+
+def _case_xml(number, fields, marks):
+    from xml.sax.saxutils import escape
+    parts = [f"<case><number>{number}</number>"]
+    for name in ("age", "sex", "composition", "echogenicity", "margins", "calcifications",
+                 "tirads", "reportbacaf", "reporteco"):
+        parts.append(f"<{name}>{escape(fields[name])}</{name}>")
+    for index, svg in marks:
+        parts.append(f"<mark><image>{index}</image><svg>{escape(svg)}</svg></mark>")
+    parts.append("</case>")
+    return "".join(parts).encode("utf-8")
+
+
+def write_ddti(directory, num_cases, rng, width, height):
+    """Writes DDTI-style cases; returns a summary dict."""
+    os.makedirs(directory, exist_ok=True)
+    summary = {"cases": 0, "images": 0, "unlabelled_cases": 0, "broken_svg": 0, "duplicates": []}
+    first_labelled = None  # (image name, bytes, label, tirads, nodule)
+    copied_into_unlabelled = False
+    labelled_copy_case = max(3, num_cases // 2)
+    for number in range(1, num_cases + 1):
+        unlabelled = rng.random() < 0.12
+        label = int(rng.random() < 0.5)
+        nodule = sample_nodule(rng, label)
+        tirads = "" if unlabelled else str(rng.choice(MALIGNANT_TIRADS if label else BENIGN_TIRADS))
+        copies_labelled = number == labelled_copy_case and first_labelled is not None
+        if copies_labelled:  # a second patient with a byte-identical image (DDTI: 353_2 = 396_1)
+            unlabelled, label, tirads, nodule = False, first_labelled[2], first_labelled[3], first_labelled[4]
+        if tirads and rng.random() < 0.3:
+            tirads = tirads.upper()
+        marks, blobs = [], []
+        for k in range(1, _views_per_case(rng) + 1):
+            band = f"{'DER' if rng.random() < 0.5 else 'IZQ'}   TIRADS {tirads.upper() or '?'}"
+            rgb, polygon = render_image(rng, nodule, width, height,
+                                        band_text=band if rng.random() < 0.7 else "")
+            blobs.append((k, _jpeg_bytes(rgb)))
+            marks.append((k, _svg_json(polygon)))
+        # DDTI quirks: some marks have an empty or truncated <svg>.
+        if number % 13 == 4:
+            marks[-1] = (marks[-1][0], "")
+            summary["broken_svg"] += 1
+        elif number % 13 == 7:
+            marks[-1] = (marks[-1][0], marks[-1][1][:len(marks[-1][1]) // 2])
+            summary["broken_svg"] += 1
+        # Like DDTI, an unlabelled placeholder case can repeat a labelled case's image byte for byte.
+        copies_into_unlabelled = unlabelled and not copied_into_unlabelled
+        if first_labelled is not None and (copies_labelled or copies_into_unlabelled):
+            blobs[0] = (blobs[0][0], first_labelled[1])
+            summary["duplicates"].append([first_labelled[0], f"{number}_{blobs[0][0]}.jpg"])
+            copied_into_unlabelled = copied_into_unlabelled or unlabelled
+        if not unlabelled and first_labelled is None:
+            first_labelled = (f"{number}_1.jpg", blobs[0][1], label, tirads, nodule)
+        for k, data in blobs:
+            with open(os.path.join(directory, f"{number}_{k}.jpg"), "wb") as f:
+                f.write(data)
+        with open(os.path.join(directory, f"{number}.xml"), "wb") as f:
+            f.write(_case_xml(number, _ddti_fields(rng, nodule, tirads), marks))
+        summary["cases"] += 1
+        summary["images"] += len(blobs)
+        summary["unlabelled_cases"] += int(unlabelled)
+    return summary
+
+
+# ----------------------------------------------------------------------------- local
+
+BENIGN_DIAGNOSES = ("Multinodular goiter", "Simple goiter", "Toxic goiter",
+                    "Hashimoto thyroiditis", "Benign nodule", "Benign nodule, TIRADS 3")
+MALIGNANT_DIAGNOSES = ("Papillary carcinoma", "Follicular carcinoma", "Malignant nodule",
+                       "Cancerous nodule, TIRADS 5", "Suspicious nodule, TIRADS 4b")
+UNRECOGNISED_DIAGNOSIS = "Pending further review"
+
+
+def docx_bytes(paragraphs, table_rows=()):
+    """A .docx with the given paragraphs and an optional 2-column table, byte-reproducible."""
+    import datetime
+    import docx
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    if table_rows:
+        table = document.add_table(rows=0, cols=2)
+        for key, value in table_rows:
+            cells = table.add_row().cells
+            cells[0].text, cells[1].text = key, value
+    fixed = datetime.datetime(2020, 1, 1)
+    properties = document.core_properties
+    properties.created = properties.modified = properties.last_printed = fixed
+    properties.author = properties.last_modified_by = "thyroid.synth"
+    properties.revision = 1
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return _fixed_time_zip(buffer.getvalue())
+
+
+def _fixed_time_zip(data):
+    """Rewrites a zip with fixed member timestamps, so equal content gives equal bytes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(zipfile.ZipInfo(info.filename, FIXED_ZIP_TIME), source.read(info),
+                            compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _findings(nodule):
+    return {"solid": "Solid hypoechoic nodule with irregular margins and echogenic foci.",
+            "iso": "Well-circumscribed isoechoic nodule with a thin halo.",
+            "hyper": "Oval hyperechoic nodule with smooth margins.",
+            "cystic": "Anechoic cystic nodule with posterior enhancement."}[nodule["kind"]]
+
+
+def write_local(directory, num_patients, rng, width, height):
+    """Writes ``<patient>/report.docx`` + images; returns a summary dict."""
+    os.makedirs(directory, exist_ok=True)
+    summary = {"patients": 0, "images": 0, "unrecognised": 0}
+    formats = (("JPEG", ".jpg"), ("PNG", ".png"), ("BMP", ".bmp"))
+    for index in range(1, num_patients + 1):
+        patient = f"P{index:04d}"
+        folder = os.path.join(directory, patient)
+        os.makedirs(folder, exist_ok=True)
+        label = int(rng.random() < 0.5)
+        nodule = sample_nodule(rng, label)
+        diagnosis = str(rng.choice(MALIGNANT_DIAGNOSES if label else BENIGN_DIAGNOSES))
+        if index % 17 == 0:  # a report nobody can map to a label
+            diagnosis = UNRECOGNISED_DIAGNOSIS
+            summary["unrecognised"] += 1
+        paragraphs = ["Thyroid ultrasound report", f"Patient ID: {patient}",
+                      f"Findings: {_findings(nodule)}"]
+        table_rows = ()
+        if index % 3 == 0:  # some hospitals put the diagnosis in a table
+            table_rows = (("Patient", patient), ("Diagnosis", diagnosis))
+        else:
+            paragraphs.append(f"Diagnosis: {diagnosis}")
+        with open(os.path.join(folder, "report.docx"), "wb") as f:
+            f.write(docx_bytes(paragraphs, table_rows))
+        for k in range(1, _views_per_case(rng) + 1):
+            file_format, extension = formats[(index + k) % len(formats)]
+            rgb, _ = render_image(rng, nodule, width, height, band_text="HOSP  " + patient,
+                                  side_text=("L12-5", "G 60", "FR 28"))
+            with open(os.path.join(folder, f"image_{k}{extension}"), "wb") as f:
+                f.write(_image_bytes(rgb, file_format))
+            summary["images"] += 1
+        summary["patients"] += 1
+    return summary
+
+
+def generate(output_dir, num_cases=100, seed=0, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
+             num_local_cases=None):
+    """Writes ``output_dir/ddti`` and ``output_dir/local``; returns a summary dict."""
+    num_local_cases = num_cases if num_local_cases is None else num_local_cases
+    rng = np.random.default_rng(seed)
+    ddti_rng, local_rng = (np.random.default_rng(s) for s in rng.integers(0, 2 ** 31, size=2))
+    summary = {
+        "ddti": write_ddti(os.path.join(output_dir, "ddti"), num_cases, ddti_rng, width, height),
+        "local": write_local(os.path.join(output_dir, "local"), num_local_cases, local_rng,
+                             width, height),
+    }
+    logging.info("Synthetic data in %s: %s", output_dir, summary)
+    return summary

@@ -1,0 +1,240 @@
+"""TFLite export of a fine-tuned classifier (the library behind ``python -m thyroid.export``).
+
+Rebuilds the image -> P(malignant) graph of a ``finetune`` run (input float32 [1, S, S, 3]
+with values 0..255, i.e. the resized scan crop; output ``probability`` [1]), restores the
+latest checkpoint and converts it with ``TFLiteConverter.from_session``. ``int8`` applies
+post-training full-integer quantization calibrated on ~100 training images; that model takes
+uint8 pixels and still outputs a float probability. Writes ``model.tflite``, ``labels.txt``
+and ``metadata.json`` (each atomically).
+"""
+
+import dataclasses
+import datetime
+import os
+
+import numpy as np
+from absl import logging
+
+from thyroid import LABEL_NAMES
+from thyroid.compat import tf, tf1
+from thyroid.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from thyroid.nets import get_network
+from thyroid.restore import build_restore_fn
+from thyroid.training.model import build_logits, malignant_probability
+from thyroid.training.run_config import RunConfig
+
+SUPPORTED_MODELS = ("mobilenet_v1", "efficientnet_lite0")
+QUANTIZE_MODES = ("none", "int8")
+INPUT_NAME = "image"
+OUTPUT_NAME = "probability"
+MODEL_FILE = "model.tflite"
+LABELS_FILE = "labels.txt"
+METADATA_FILE = "metadata.json"
+METRICS_FILES = ("metrics_test.json", "metrics.json")
+REPRESENTATIVE_COUNT = 100
+METADATA_FORMAT = 1
+
+
+class ExportError(Exception):
+    """The train_dir cannot be exported (wrong model or mode, no checkpoint, bad arguments)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPaths:
+    output_dir: str
+    model: str
+    labels: str
+    metadata: str
+
+
+@dataclasses.dataclass
+class GraphHandles:
+    inputs: object      # float32 [batch, S, S, 3], 0..255
+    logits: object      # [batch, 2]
+    probability: object  # [batch] P(malignant)
+    end_points: dict    # the backbone's end points (for Grad-CAM)
+
+
+def load_run(train_dir):
+    """-> (RunConfig, NetworkSpec, checkpoint prefix) of an exportable training directory."""
+    config = RunConfig.load(train_dir)
+    if config.model not in SUPPORTED_MODELS:
+        raise ExportError(f"{train_dir}: model {config.model!r} cannot be exported; "
+                          f"supported: {', '.join(SUPPORTED_MODELS)}")
+    if config.mode != "finetune":
+        raise ExportError(f"{train_dir}: mode {config.mode!r} cannot be exported; "
+                          "only 'finetune' runs map an image to a probability")
+    checkpoint = tf.train.latest_checkpoint(train_dir)
+    if checkpoint is None:
+        raise ExportError(f"{train_dir}: no trained checkpoint (checkpoint file missing)")
+    return config, get_network(config.model), checkpoint
+
+
+def build_probability_graph(spec, image_size, batch_size=1):
+    """Builds image (0..255) -> P(malignant) in the default graph, in inference mode."""
+    end_points = {}
+    original_features = spec.features
+
+    def features(net_inputs, is_training=False):
+        net, points = original_features(net_inputs, is_training=is_training)
+        end_points.update(points)
+        return net, points
+
+    capturing = dataclasses.replace(spec, features=features)
+    inputs = tf1.placeholder(tf.float32, [batch_size, image_size, image_size, 3], name=INPUT_NAME)
+    logits = build_logits(capturing, "finetune", inputs, is_training=False,
+                          uses_frozen_prefix=False)
+    probability = tf.identity(malignant_probability(logits), name=OUTPUT_NAME)
+    return GraphHandles(inputs, logits, probability, end_points)
+
+
+def restore_session(sess, checkpoint):
+    """Restores every variable of the current graph from ``checkpoint`` (errors if one is missing)."""
+    build_restore_fn(checkpoint, exclude_scopes=(), var_list=tf1.global_variables())(sess)
+
+
+def tf_probabilities(train_dir, images, batch_size=16):
+    """P(malignant) from the TF graph of ``train_dir`` for uint8/float images [N, S, S, 3]."""
+    config, spec, checkpoint = load_run(train_dir)
+    images = np.asarray(images, np.float32)
+    with tf.Graph().as_default():
+        handles = build_probability_graph(spec, config.image_size, batch_size=None)
+        with tf1.Session() as sess:
+            restore_session(sess, checkpoint)
+            out = [sess.run(handles.probability, {handles.inputs: images[i:i + batch_size]})
+                   for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros([0], np.float32)
+
+
+def representative_images(dataset_dir, image_size, count=REPRESENTATIVE_COUNT, seed=0):
+    """Up to ``count`` training images (already scan-cropped by build_tfrecords), resized."""
+    from thyroid.datasets import shards
+    from thyroid.preprocessing.resize import resize_square
+    data = shards.load_split(dataset_dir, "train")
+    if len(data) == 0:
+        raise ExportError(f"{dataset_dir}: no training images to calibrate int8 quantization")
+    order = np.random.RandomState(seed).permutation(len(data))[:count]
+    return np.stack([resize_square(data.images[i], image_size) for i in order])
+
+
+def _convert(sess, handles, quantize, calibration):
+    converter = tf1.lite.TFLiteConverter.from_session(sess, [handles.inputs], [handles.probability])
+    if quantize == "int8":
+        def representative_dataset():
+            for image in calibration:
+                yield [image[None].astype(np.float32)]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.float32
+    return converter.convert()
+
+
+def _dataset_info(dataset_dir):
+    info = {"dataset_dir": dataset_dir, "protocol": None, "splits": None, "crop": None}
+    path = os.path.join(dataset_dir, "manifest.json")
+    if not os.path.exists(path):
+        logging.warning("%s not found; metadata.json will not describe the data", path)
+        return info
+    manifest = read_json(path)
+    info["protocol"] = manifest.get("protocol")
+    info["crop"] = manifest.get("crop")
+    splits = manifest.get("splits")
+    if isinstance(splits, dict):
+        info["splits"] = {name: {k: v for k, v in summary.items()
+                                 if k in ("images", "patients", "original", "total")}
+                          if isinstance(summary, dict) else summary
+                          for name, summary in splits.items()}
+    if manifest.get("warning"):
+        info["warning"] = manifest["warning"]
+    return info
+
+
+def _test_metrics(train_dir):
+    for name in METRICS_FILES:
+        path = os.path.join(train_dir, name)
+        if os.path.exists(path):
+            try:
+                return {"file": name, "values": read_json(path)}
+            except (OSError, ValueError) as error:
+                logging.warning("cannot read %s: %s", path, error)
+    return None
+
+
+def preprocessing_description(spec_name, image_size, crop):
+    scaling = {"mobilenet_v1": "x / 127.5 - 1 (inside the model)",
+               "efficientnet_lite0": "(x - 127) / 128 (inside the model)"}[spec_name]
+    crop_text = {"scan": "crop to the ultrasound scan field (thyroid.datasets.images.crop, 'scan')",
+                 "roi": "crop to the nodule ROI at training; at prediction time (no polygons) "
+                        "the scan-field crop",
+                 "none": "no crop"}.get(crop, crop)
+    return (f"RGB; {crop_text}; bilinear resize of the whole crop to {image_size}x{image_size} "
+            f"(thyroid.preprocessing.resize.resize_square); pixel values 0..255; {scaling}")
+
+
+def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
+                 seed=0):
+    """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths."""
+    if quantize not in QUANTIZE_MODES:
+        raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
+    train_dir = os.path.abspath(train_dir)
+    config, spec, checkpoint = load_run(train_dir)
+    size = config.image_size
+    calibration = None
+    if quantize == "int8":
+        calibration = representative_images(config.dataset_dir, size, representative_count, seed)
+    with tf.Graph().as_default():
+        handles = build_probability_graph(spec, size, batch_size=1)
+        with tf1.Session() as sess:
+            restore_session(sess, checkpoint)
+            model_bytes = _convert(sess, handles, quantize, calibration)
+    input_details = _input_details(model_bytes)
+
+    dataset = _dataset_info(config.dataset_dir)
+    crop = dataset.get("crop") or "scan"
+    metadata = {
+        "format": METADATA_FORMAT,
+        "model": spec.name,
+        "mode": config.mode,
+        "quantize": quantize,
+        "input": {"name": INPUT_NAME, "shape": [1, size, size, 3], "size": size,
+                  "dtype": input_details["dtype"], "range": [0, 255],
+                  "quantization": input_details["quantization"]},
+        "output": {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
+                   "meaning": "P(malignant) = softmax(logits)[1]"},
+        "labels": list(LABEL_NAMES),
+        "crop": crop,
+        "preprocessing": preprocessing_description(spec.name, size, crop),
+        "threshold": float(config.threshold),
+        "test_metrics": _test_metrics(train_dir),
+        "train_dir": train_dir,
+        "checkpoint": checkpoint,
+        "checkpoint_description": config.checkpoint_description,
+        "data": dataset,
+        "calibration_images": None if calibration is None else int(len(calibration)),
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow": tf.__version__,
+        "notice": "Research tool, not a medical device: not for diagnosis.",
+    }
+    os.makedirs(output_dir, exist_ok=True)
+    paths = ExportPaths(output_dir=os.path.abspath(output_dir),
+                        model=os.path.join(output_dir, MODEL_FILE),
+                        labels=os.path.join(output_dir, LABELS_FILE),
+                        metadata=os.path.join(output_dir, METADATA_FILE))
+    atomic_write_bytes(paths.model, model_bytes)
+    atomic_write_text(paths.labels, "".join(f"{i}:{name}\n" for i, name in enumerate(LABEL_NAMES)))
+    # metadata.json last: its presence marks a complete export.
+    atomic_write_json(paths.metadata, metadata)
+    logging.info("exported %s (%s, %d bytes) -> %s", train_dir, quantize, len(model_bytes),
+                 paths.model)
+    return paths
+
+
+def _input_details(model_bytes):
+    from thyroid.deploy.tflite_model import make_interpreter
+    interpreter = make_interpreter(model_content=model_bytes)
+    detail = interpreter.get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    quantization = None if scale == 0 else {"scale": float(scale), "zero_point": int(zero_point)}
+    return {"dtype": np.dtype(detail["dtype"]).name, "quantization": quantization}

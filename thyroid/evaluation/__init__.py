@@ -1,0 +1,1 @@
+"""Metrics, evaluation of trained runs, the study report and the paper's numbers."""
