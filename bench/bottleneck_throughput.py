@@ -39,7 +39,8 @@ KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0":
 
 
 def checkpoint_for(model, checkpoint_dir):
-    from thyroid.nets import default_checkpoint_path, get_network
+    from thyroid.checkpoints.locate import default_checkpoint_path
+    from thyroid.nets import get_network
     path, exists = default_checkpoint_path(get_network(model), checkpoint_dir)
     if exists:
         return path

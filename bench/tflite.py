@@ -58,17 +58,18 @@ def main():
     from thyroid.datasets import shards
     from thyroid.deploy.export import export_model, tf_probabilities
     from thyroid.preprocessing.resize import resize_batch
-    from thyroid.training.run import TrainOptions, train
+    from thyroid.training.run import train
+    from thyroid.training.run_config import RunConfig
 
     work = tempfile.mkdtemp(prefix="bench-tflite-")
     try:
         shard_dir = common.synthetic_shards(work, num_cases=60)
         checkpoint = convert("efficientnet_lite0", os.path.join(work, "checkpoints"))
         train_dir = os.path.join(work, "train")
-        train_seconds, _ = common.timed(train, TrainOptions(
-            model="efficientnet_lite0", mode="finetune", dataset_dir=shard_dir, train_dir=train_dir,
+        train_seconds, _ = common.timed(train, RunConfig(
+            model="efficientnet_lite0", mode="finetune", dataset_dir=shard_dir,
             checkpoint_path=checkpoint, image_size=SIZE, batch_size=8,
-            max_number_of_steps=args.steps, cache_dir=os.path.join(work, "cache")))
+            max_number_of_steps=args.steps, cache_dir=os.path.join(work, "cache")), train_dir)
         data = shards.load_split(shard_dir, "test")
         images = resize_batch(data.images, SIZE)
         while len(images) < args.images:

@@ -2,7 +2,7 @@
 
     python -m bench.vgg_finetune [--num_cases=48] [--epochs=3] [--batch_size=16]
 
-Both paths (``TrainOptions.use_prefix_cache`` True / False) train the same rows at 224 on
+Both paths (``RunConfig.use_prefix_cache`` True / False) train the same rows at 224 on
 the same synthetic shards, with the same batch size, seed and a random VGG-16 checkpoint
 written first and passed to both as ``checkpoint_path``.
 
@@ -59,16 +59,17 @@ def write_random_checkpoint(path, seed=1234):
 
 
 def options(shard_dir, train_dir, cache_dir, checkpoint, cached, epochs, batch_size, **extra):
-    from thyroid.training.run import TrainOptions
-    return TrainOptions(model="vgg_16", mode="finetune", dataset_dir=shard_dir, train_dir=train_dir,
-                        checkpoint_path=checkpoint, use_prefix_cache=cached, image_size=SIZE,
-                        batch_size=batch_size, num_epochs=epochs, cache_dir=cache_dir, seed=0,
-                        save_interval_steps=100, eval_every_n_steps=100, **extra)
+    from thyroid.training.run_config import RunConfig
+    config = RunConfig(model="vgg_16", mode="finetune", dataset_dir=shard_dir,
+                       checkpoint_path=checkpoint, use_prefix_cache=cached, image_size=SIZE,
+                       batch_size=batch_size, num_epochs=epochs, cache_dir=cache_dir, seed=0,
+                       save_interval_steps=100, eval_every_n_steps=100, **extra)
+    return config, train_dir
 
 
 def run_train(opts):
     from thyroid.training.run import train
-    seconds, result = common.timed(train, opts)
+    seconds, result = common.timed(train, *opts)
     return seconds, result
 
 

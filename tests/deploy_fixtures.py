@@ -80,15 +80,16 @@ def write_dataset(dataset_dir, counts=None, seed=0):
 
 def _build(base):
     from thyroid.io_utils import atomic_write_json
-    from thyroid.training.run import TrainOptions, train
+    from thyroid.training.run import train
+    from thyroid.training.run_config import RunConfig
     dataset_dir = write_dataset(os.path.join(base, "data"))
     train_dir = os.path.join(base, "train")
-    train(TrainOptions(model="efficientnet_lite0", mode="finetune", dataset_dir=dataset_dir,
-                       train_dir=train_dir, checkpoint_dir=os.path.join(base, "no_checkpoints"),
-                       allow_random_init=True, image_size=IMAGE_SIZE, batch_size=16,
-                       learning_rate=3e-3, max_number_of_steps=TRAIN_STEPS,
-                       log_every_n_steps=1000, save_interval_steps=1000,
-                       eval_every_n_steps=1000))
+    train(RunConfig(model="efficientnet_lite0", mode="finetune", dataset_dir=dataset_dir,
+                    checkpoint_dir=os.path.join(base, "no_checkpoints"),
+                    allow_random_init=True, image_size=IMAGE_SIZE, batch_size=16,
+                    learning_rate=3e-3, max_number_of_steps=TRAIN_STEPS,
+                    log_every_n_steps=1000, save_interval_steps=1000,
+                    eval_every_n_steps=1000), train_dir)
     atomic_write_json(os.path.join(train_dir, "metrics_test.json"),
                       {"accuracy": 0.5, "note": "written by the test fixture"})
     return {"base": base, "dataset_dir": dataset_dir, "train_dir": train_dir}

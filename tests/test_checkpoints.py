@@ -182,7 +182,7 @@ def test_verify_efficientnet_lite0_imagenet(converted):
 def test_verify_cli_json(converted):
     checkpoint_dir, _ = converted
     output = subprocess.run(
-        [sys.executable, "-m", "thyroid.checkpoints", "verify", "--model=efficientnet_lite0",
+        [sys.executable, "-m", "thyroid.checkpoints", "verify", "--models=efficientnet_lite0",
          "--checkpoint_dir=%s" % checkpoint_dir, "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert output.returncode == 0, output.stderr[-2000:]

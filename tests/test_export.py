@@ -90,11 +90,13 @@ def test_export_rejects_unsupported_runs(tmp_path, trained):  # noqa: F811
         export_model(str(tmp_path / "missing"), str(tmp_path / "out"))
     for model, mode in (("small_cnn", "scratch"), ("efficientnet_lite0", "bottleneck_svm")):
         train_dir = tmp_path / f"{model}-{mode}"
+        os.makedirs(train_dir)
         RunConfig(model=model, mode=mode, dataset_dir=trained["dataset_dir"],
                   image_size=64).save(str(train_dir))
         with pytest.raises(ExportError, match=mode if model != "small_cnn" else model):
             export_model(str(train_dir), str(tmp_path / "out"))
     no_checkpoint = tmp_path / "no_checkpoint"
+    os.makedirs(no_checkpoint)
     RunConfig(model="mobilenet_v1", mode="finetune", dataset_dir=trained["dataset_dir"],
               image_size=64).save(str(no_checkpoint))
     with pytest.raises(ExportError, match="no trained checkpoint"):

@@ -11,7 +11,8 @@ import pytest
 from thyroid.datasets import build as build_tfrecords, synthetic as synth
 from thyroid.checkpoints.convert import convert
 from thyroid.evaluation.runs import evaluate_run
-from thyroid.training.run import TrainOptions, train
+from thyroid.training.run import train
+from thyroid.training.run_config import RunConfig
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,9 @@ def learnable_shards(tmp_path_factory):
 def test_test_auc_is_clearly_above_chance(learnable_shards, model, mode, image_size, num_epochs):
     root, checkpoint_dir = learnable_shards
     train_dir = str(root / f"{model}_{mode}")
-    result = train(TrainOptions(model=model, mode=mode, dataset_dir=str(root / "shards"),
-                                train_dir=train_dir, checkpoint_dir=checkpoint_dir,
-                                image_size=image_size, num_epochs=num_epochs, batch_size=16))
+    result = train(RunConfig(model=model, mode=mode, dataset_dir=str(root / "shards"),
+                             checkpoint_dir=checkpoint_dir, image_size=image_size,
+                             num_epochs=num_epochs, batch_size=16), train_dir)
     if model != "small_cnn":
         assert result.checkpoint_description.startswith("ImageNet")
     metrics, labels, _ = evaluate_run(train_dir, "test", num_bootstrap=100)

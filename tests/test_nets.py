@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from thyroid.compat import tf, tf1
-from thyroid.nets import NETWORK_NAMES, default_checkpoint_path, get_network
+from thyroid.checkpoints.locate import default_checkpoint_path
+from thyroid.nets import NETWORK_NAMES, get_network
 from thyroid.nets import efficientnet_lite
 from thyroid.nets.heads import fc_head, small_cnn_head
 

@@ -12,18 +12,20 @@ from thyroid.evaluation.runs import evaluate_run
 from thyroid.nets import get_network
 from thyroid.progress import Progress
 from thyroid.training.model import build_logits
-from thyroid.training.run import MissingCheckpointError, TrainOptions, train
+from thyroid.checkpoints.locate import MissingCheckpointError
+from thyroid.training.run import train
+from thyroid.training.run_config import RunConfig
 
 TINY = {"small_cnn": 32, "vgg_16": 32, "inception_v3": 75, "efficientnet_lite0": 64}
 
 
-def options(dataset_dir, train_dir, model, mode, **kwargs):
-    values = dict(model=model, mode=mode, dataset_dir=str(dataset_dir), train_dir=str(train_dir),
+def run_training(dataset_dir, train_dir, model, mode, **kwargs):
+    values = dict(model=model, mode=mode, dataset_dir=str(dataset_dir),
                   image_size=TINY[model], batch_size=8, max_number_of_steps=3,
                   allow_random_init=True, checkpoint_dir=str(train_dir) + "-no-checkpoints",
                   cache_dir=str(train_dir) + "-cache", log_every_n_steps=1, eval_every_n_steps=2)
     values.update(kwargs)
-    return TrainOptions(**values)
+    return train(RunConfig(**values), str(train_dir))
 
 
 def saved_steps(train_dir):
@@ -43,7 +45,7 @@ def saved_steps(train_dir):
 def test_every_mode_trains_and_evaluates(patient_build, tmp_path, model, mode):
     dataset_dir, manifest = patient_build
     train_dir = tmp_path / f"{model}_{mode}"
-    result = train(options(dataset_dir, train_dir, model, mode))
+    result = run_training(dataset_dir, train_dir, model, mode)
     assert "random init" in result.checkpoint_description
     metrics, labels, probs = evaluate_run(str(train_dir), "test", num_bootstrap=50)
     test_images = manifest["splits"]["test"]["total"]
@@ -61,7 +63,7 @@ def test_every_mode_trains_and_evaluates(patient_build, tmp_path, model, mode):
 def test_missing_checkpoint_names_the_fix(patient_build, tmp_path):
     dataset_dir, _ = patient_build
     with pytest.raises(MissingCheckpointError, match="thyroid.checkpoints download --models=vgg_16"):
-        train(options(dataset_dir, tmp_path / "vgg", "vgg_16", "bottleneck_svm", allow_random_init=False))
+        run_training(dataset_dir, tmp_path / "vgg", "vgg_16", "bottleneck_svm", allow_random_init=False)
 
 
 def test_interrupted_training_resumes_at_the_step_it_reached(patient_build, tmp_path, monkeypatch):
@@ -76,8 +78,8 @@ def test_interrupted_training_resumes_at_the_step_it_reached(patient_build, tmp_
 
     monkeypatch.setattr(Progress, "update", interrupt_in_step_five)
     with pytest.raises(KeyboardInterrupt):
-        train(options(dataset_dir, train_dir, "small_cnn", "scratch", max_number_of_steps=10,
-                      save_interval_steps=2))
+        run_training(dataset_dir, train_dir, "small_cnn", "scratch", max_number_of_steps=10,
+                     save_interval_steps=2)
     assert saved_steps(train_dir)[-1] == 4
     monkeypatch.setattr(Progress, "update", original_update)
 
@@ -89,8 +91,8 @@ def test_interrupted_training_resumes_at_the_step_it_reached(patient_build, tmp_
         original_init(self, total, *args, **kwargs)
 
     monkeypatch.setattr(Progress, "__init__", record_total)
-    train(options(dataset_dir, train_dir, "small_cnn", "scratch", max_number_of_steps=10,
-                  save_interval_steps=2))
+    run_training(dataset_dir, train_dir, "small_cnn", "scratch", max_number_of_steps=10,
+                 save_interval_steps=2)
     assert resumed_from == [6]  # the last saved step 4 -> 10, not 0 -> 10
     assert saved_steps(train_dir)[-1] == 10
 
@@ -150,7 +152,7 @@ def test_vgg_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build,
         tf1.set_random_seed(1)
         image_input = tf1.placeholder(tf.uint8, [None, 32, 32, 3])
         label_input = tf1.placeholder(tf.int64, [None])
-        loss = loss_of(build_logits(spec, "finetune", image_input, False), label_input)
+        loss = loss_of(build_logits(spec, "finetune", image_input, False)[0], label_input)
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, checkpoint)
@@ -161,7 +163,7 @@ def test_vgg_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build,
     with tf.Graph().as_default():  # the cached path: conv5_2 activations in, suffix + head on top
         prefix_input = tf1.placeholder(tf.float32, [None] + list(prefix.shape[1:]))
         label_input = tf1.placeholder(tf.int64, [None])
-        loss = loss_of(build_logits(spec, "finetune", prefix_input, False, uses_frozen_prefix=True),
+        loss = loss_of(build_logits(spec, "finetune", prefix_input, False, uses_frozen_prefix=True)[0],
                        label_input)
         with tf1.Session() as sess:
             tf1.train.Saver().restore(sess, checkpoint)

@@ -1,53 +1,47 @@
 """Dump bottleneck features of every split to the activation cache.
 
-    python -m thyroid.bottleneck --model=vgg_16 --dataset_dir=shards --output_dir=cache
+    python -m thyroid.bottleneck --model=vgg_16 --dataset_dir=shards --cache_dir=cache
 
 VGG-16 ``pool5``, Inception-v3 ``PreLogits``, EfficientNet-Lite0's pooled head. A second
 run with the same model, checkpoint, shards and image size reuses the cache.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags, logging
+from thyroid import cli
+from thyroid.training.run_config import MAX_BATCH_SIZE
 
-from thyroid.datasets.shards import SPLITS
-from thyroid.training.features import BOTTLENECK, FEATURE_BATCH_SIZE, load_or_compute
-from thyroid.nets import get_network
-from thyroid.training.run import MissingCheckpointError, TrainOptions, resolve_pretrained
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "efficientnet_lite0", "Network name from thyroid.nets.")
-flags.DEFINE_string("dataset_dir", None, "Directory of TFRecord shards.")
-flags.DEFINE_string("checkpoint_path", None, "ImageNet checkpoint (default: under --checkpoint_dir).")
-flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where downloaded / converted checkpoints live.")
-flags.DEFINE_boolean("allow_random_init", False, "Run without an ImageNet checkpoint (random weights).")
-flags.DEFINE_string("output_dir", None, "Cache directory (default: <dataset_dir>/activation_cache).")
-flags.DEFINE_integer("image_size", 0, "Input size; 0 = the network's default.")
-flags.DEFINE_integer("batch_size", FEATURE_BATCH_SIZE, "Images per forward pass.")
-flags.DEFINE_integer("seed", 0, "Seed of the random weights under --allow_random_init.")
-flags.mark_flag_as_required("dataset_dir")
+COMMAND = "bottleneck"
 
 
-def main(argv):
-    del argv
-    spec = get_network(FLAGS.model)
-    options = TrainOptions(model=spec.name, mode="bottleneck_svm", dataset_dir=FLAGS.dataset_dir,
-                           train_dir="", checkpoint_path=FLAGS.checkpoint_path,
-                           checkpoint_dir=FLAGS.checkpoint_dir, allow_random_init=FLAGS.allow_random_init)
-    try:
-        checkpoint_path, description = resolve_pretrained(spec, options)
-    except MissingCheckpointError as error:
-        sys.exit(f"error: {error}")
-    output_dir = FLAGS.output_dir or f"{FLAGS.dataset_dir}/activation_cache"
-    for split in SPLITS:
-        result = load_or_compute(spec, FLAGS.dataset_dir, split, BOTTLENECK, checkpoint_path,
-                                 FLAGS.image_size or spec.default_image_size, output_dir,
-                                 FLAGS.batch_size, FLAGS.seed)
-        logging.info("%s %s: %s %s (%s)", spec.name, split, result.values.shape,
-                     "reused" if result.reused else "computed", description)
-        print(f"{split}: {result.values.shape[0]} images, features {result.values.shape[1:]}, "
-              f"{'reused' if result.reused else 'computed'}")
+def define_flags(fv):
+    flags.DEFINE_string("model", "efficientnet_lite0", "Network name from thyroid.nets.", flag_values=fv)
+    flags.DEFINE_string("dataset_dir", None, "Directory of TFRecord shards.", flag_values=fv)
+    cli.define_checkpoint_flags(fv)
+    flags.DEFINE_string("cache_dir", "", "Activation cache (default: <dataset_dir>/activation_cache).",
+                        flag_values=fv)
+    cli.define_integer("image_size", 0, "Input size; 0 = the network's default.", fv)
+    flags.DEFINE_integer("batch_size", 0, "Images per forward pass; 0 = the cache's default.",
+                         lower_bound=0, upper_bound=MAX_BATCH_SIZE, flag_values=fv)
+    cli.define_integer("seed", 0, "Seed of the random weights under --allow_random_init.", fv)
+    flags.mark_flag_as_required("dataset_dir", flag_values=fv)
+
+
+def run(fv, args):
+    del args
+    from thyroid.training.features import dump_bottlenecks
+    from thyroid.training.run_config import RunConfig
+    config = RunConfig(model=fv.model, mode="bottleneck_fc", dataset_dir=fv.dataset_dir,
+                       checkpoint_path=fv.checkpoint_path, checkpoint_dir=fv.checkpoint_dir,
+                       allow_random_init=fv.allow_random_init, image_size=fv.image_size,
+                       cache_dir=fv.cache_dir, seed=fv.seed).validate()
+    for line in dump_bottlenecks(config, fv.batch_size):
+        print(line)
+
+
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -12,40 +12,44 @@ probability. Writes ``model.tflite``, ``labels.txt`` and ``metadata.json`` (each
 
 import dataclasses
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 
+from thyroid import cli
 from thyroid.deploy.export import ExportError, QUANTIZE_MODES, REPRESENTATIVE_COUNT, export_model
 
-FLAGS = flags.FLAGS
+COMMAND = "export"
+MAX_REPRESENTATIVE_COUNT = 10_000
 
 
-def define_flags():
+def define_flags(fv):
     flags.DEFINE_string("train_dir", None, "A finetune training directory (run_config.json + "
-                        "checkpoints) of mobilenet_v1 or efficientnet_lite0.")
-    flags.DEFINE_string("output_dir", None, "Where model.tflite, labels.txt and metadata.json go.")
+                        "checkpoints) of mobilenet_v1 or efficientnet_lite0.", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "Where model.tflite, labels.txt and metadata.json go.",
+                        flag_values=fv)
     flags.DEFINE_enum("quantize", "none", QUANTIZE_MODES,
                       "none: float32 model; int8: full-integer post-training quantization "
-                      "calibrated on training images.")
+                      "calibrated on training images.", flag_values=fv)
     flags.DEFINE_integer("representative_count", REPRESENTATIVE_COUNT,
-                         "Training images used to calibrate int8 quantization.")
-    flags.mark_flag_as_required("train_dir")
-    flags.mark_flag_as_required("output_dir")
+                         "Training images used to calibrate int8 quantization.", lower_bound=1,
+                         upper_bound=MAX_REPRESENTATIVE_COUNT, flag_values=fv)
+    flags.mark_flags_as_required(["train_dir", "output_dir"], flag_values=fv)
 
 
-def main(argv):
-    del argv
+def run(fv, args):
+    del args
     try:
-        paths = export_model(FLAGS.train_dir, FLAGS.output_dir, FLAGS.quantize,
-                             FLAGS.representative_count)
-    except (ExportError, FileNotFoundError, ValueError) as error:
-        print(f"export: error: {error}", file=sys.stderr)
-        return 1
+        paths = export_model(fv.train_dir, fv.output_dir, fv.quantize, fv.representative_count)
+    except ExportError as error:
+        cli.print_error(COMMAND, error)
+        return cli.FAILURE_STATUS
     print(json.dumps(dataclasses.asdict(paths), indent=2))
     return 0
 
 
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
+
+
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main()

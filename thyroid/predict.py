@@ -11,51 +11,56 @@ computed from the TF model (metadata.json's train_dir) the TFLite file was expor
 
 import json
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
+from thyroid import cli
 from thyroid.deploy import NOTICE
 from thyroid.deploy.predict import format_table, load_gradcam, predict_files
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
 
-FLAGS = flags.FLAGS
+COMMAND = "predict"
 
 
-def define_flags():
-    flags.DEFINE_string("model", None, "model.tflite (metadata.json beside it) or its folder.")
-    flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
-    flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlay PNGs (one per image).")
-    flags.mark_flag_as_required("model")
+def define_flags(fv):
+    flags.DEFINE_string("model", None, "model.tflite (metadata.json beside it) or its folder.",
+                        flag_values=fv)
+    flags.DEFINE_bool("json", False, "Print JSON instead of a table.", flag_values=fv)
+    flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlay PNGs (one per image).",
+                        flag_values=fv)
+    flags.mark_flag_as_required("model", flag_values=fv)
 
 
-def main(argv):
+def run(fv, argv):
     paths = argv[1:]
     if not paths:
-        print("predict: error: give one or more image files", file=sys.stderr)
-        return 2
+        cli.print_error(COMMAND, "give one or more image files")
+        return cli.USAGE_STATUS
     try:
-        model = TFLiteModel.load(FLAGS.model)
+        model = TFLiteModel.load(fv.model)
         gradcam = None
-        if FLAGS.gradcam:
+        if fv.gradcam:
             gradcam = load_gradcam(model)
-            os.makedirs(FLAGS.gradcam, exist_ok=True)
+            os.makedirs(fv.gradcam, exist_ok=True)
     except ModelError as error:
-        print(f"predict: error: {error}", file=sys.stderr)
-        return 2
-    results = predict_files(model, paths, gradcam, FLAGS.gradcam)
+        cli.print_error(COMMAND, error)
+        return cli.USAGE_STATUS
+    results = predict_files(model, paths, gradcam, fv.gradcam)
     failed = [r for r in results if "error" in r]
-    if FLAGS.json:
+    if fv.json:
         print(json.dumps({"model": model.model_path, "threshold": model.threshold,
                           "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))
         print(f"threshold {model.threshold:g}. {NOTICE}")
     for r in failed:
-        print(f"predict: error: {r['file']}: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
+        cli.print_error(COMMAND, f"{r['file']}: {r['error']}")
+    return cli.FAILURE_STATUS if failed else 0
+
+
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main()

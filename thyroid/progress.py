@@ -29,6 +29,3 @@ class Progress:
         return (f"{self.what}: {self.done}/{self.total} {self.unit} "
                 f"({rate:.1f} {self.unit}/s, {elapsed:.0f}s elapsed, ~{left:.0f}s left)")
 
-    @property
-    def elapsed(self):
-        return time.monotonic() - self.start

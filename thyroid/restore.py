@@ -6,12 +6,12 @@
         restore(sess)
 """
 
-import logging
 import os
 
-from thyroid.compat import tf, tf1
+from absl import logging
 
-logger = logging.getLogger(__name__)
+from thyroid.compat import tf, tf1
+from thyroid.training.run_config import parse_scopes
 
 # Variables that are training state, not model state.
 _OPTIMIZER_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/RMSProp", "/RMSProp_1",
@@ -28,15 +28,6 @@ class CheckpointMismatchError(ValueError):
         self.mismatched = list(mismatched)
 
 
-def parse_scopes(scopes):
-    """"a, b" / ["a", " b"] / None -> ("a", "b") (empty entries dropped)."""
-    if scopes is None:
-        return ()
-    if isinstance(scopes, str):
-        scopes = scopes.split(",")
-    return tuple(s.strip() for s in scopes if s and s.strip())
-
-
 def _name(variable):
     return variable.op.name
 
@@ -51,7 +42,7 @@ def warn_unmatched_scopes(scopes, variables, what="scope"):
     names = [_name(v) if not isinstance(v, str) else v for v in variables]
     unmatched = [s for s in parse_scopes(scopes) if not any(n.startswith(s) for n in names)]
     for scope in unmatched:
-        logger.warning("%s %r matches no variable", what, scope)
+        logging.warning("%s %r matches no variable", what, scope)
     return unmatched
 
 
@@ -140,16 +131,16 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
             raise CheckpointMismatchError(
                 message + " (exclude their scopes or pass ignore_missing_vars)",
                 missing, mismatched)
-        logger.warning("%s; skipping them (ignore_missing_vars)", message)
+        logging.warning("%s; skipping them (ignore_missing_vars)", message)
     if not restore:
-        logger.warning("Nothing to restore from %s", path)
+        logging.warning("Nothing to restore from %s", path)
 
         def noop(sess):
             del sess
         return noop
 
     saver = tf1.train.Saver(var_list=restore, reshape=False, sharded=False)
-    logger.info("Restoring %d variables from %s", len(restore), path)
+    logging.info("Restoring %d variables from %s", len(restore), path)
 
     def restore_fn(sess):
         saver.restore(sess, path)

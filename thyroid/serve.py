@@ -8,23 +8,27 @@ Binds to 127.0.0.1 unless ``--host`` says otherwise; uploads are limited to ``--
 and processed in memory. A research tool, not a diagnosis.
 """
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
+from thyroid import cli
 from thyroid.deploy.tflite_model import ModelError
 
-FLAGS = flags.FLAGS
+COMMAND = "serve"
+MAX_UPLOAD_MB = 1024.0
 
 
-def define_flags():
-    flags.DEFINE_string("model", None, "Export folder (model.tflite + metadata.json) or model.tflite.")
-    flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes it to the network.")
-    flags.DEFINE_integer("port", 8000, "TCP port.")
-    flags.DEFINE_float("max_upload_mb", 10.0, "Largest accepted upload, in MB (larger -> 413).")
+def define_flags(fv):
+    flags.DEFINE_string("model", None, "Export folder (model.tflite + metadata.json) or model.tflite.",
+                        flag_values=fv)
+    flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes it to the network.",
+                        flag_values=fv)
+    flags.DEFINE_integer("port", 8000, "TCP port (0: any free port).", lower_bound=0,
+                         upper_bound=65535, flag_values=fv)
+    flags.DEFINE_float("max_upload_mb", 10.0, "Largest accepted upload, in MB (larger -> 413).",
+                       lower_bound=0.001, upper_bound=MAX_UPLOAD_MB, flag_values=fv)
     flags.DEFINE_bool("gradcam", True, "Draw Grad-CAM overlays (needs the train_dir recorded "
-                      "in metadata.json).")
-    flags.mark_flag_as_required("model")
+                      "in metadata.json).", flag_values=fv)
+    flags.mark_flag_as_required("model", flag_values=fv)
 
 
 def make_server(model, host="127.0.0.1", port=8000, gradcam=True, max_upload_mb=10.0):
@@ -35,21 +39,20 @@ def make_server(model, host="127.0.0.1", port=8000, gradcam=True, max_upload_mb=
     return werkzeug_server(host, port, flask_app, threaded=True)
 
 
-def main(argv):
-    del argv
+def run(fv, args):
+    del args
     try:
-        server = make_server(FLAGS.model, FLAGS.host, FLAGS.port, FLAGS.gradcam,
-                             FLAGS.max_upload_mb)
+        server = make_server(fv.model, fv.host, fv.port, fv.gradcam, fv.max_upload_mb)
     except ModelError as error:
-        print(f"serve: error: {error}", file=sys.stderr)
-        return 2
+        cli.print_error(COMMAND, error)
+        return cli.USAGE_STATUS
     except OSError as error:
-        print(f"serve: error: cannot listen on {FLAGS.host}:{FLAGS.port}: {error}", file=sys.stderr)
-        return 2
-    if FLAGS.host not in ("127.0.0.1", "localhost", "::1"):
+        cli.print_error(COMMAND, f"cannot listen on {fv.host}:{fv.port}: {error}")
+        return cli.USAGE_STATUS
+    if fv.host not in ("127.0.0.1", "localhost", "::1"):
         logging.warning("listening on %s: reachable from other machines; there is no "
-                        "authentication", FLAGS.host)
-    print(f"Serving on http://{FLAGS.host}:{server.server_port}/ (Ctrl-C to stop). "
+                        "authentication", fv.host)
+    print(f"Serving on http://{fv.host}:{server.server_port}/ (Ctrl-C to stop). "
           "Research tool, not a diagnosis.", flush=True)
     try:
         server.serve_forever()
@@ -60,6 +63,9 @@ def main(argv):
     return 0
 
 
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
+
+
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main()

@@ -14,30 +14,40 @@ benign cysts are darker than malignant solid nodules, and the overall gain varie
 Same seed, same bytes.
 """
 
+from absl import flags
 
-from absl import app, flags
-
+from thyroid import cli
 from thyroid.datasets.synthetic import DEFAULT_HEIGHT, DEFAULT_WIDTH, generate
 
-FLAGS = flags.FLAGS
+COMMAND = "synth"
+MAX_CASES = 100_000
+# Below these the scan field, text bands and nodule no longer fit in the frame.
+MIN_WIDTH, MIN_HEIGHT, MAX_SIDE = 160, 120, 4096
 
 
-def define_flags():
-    flags.DEFINE_string("output_dir", None, "Folder to write ddti/ and local/ into.")
-    flags.DEFINE_integer("num_cases", 100, "DDTI-style cases to write.")
-    flags.DEFINE_integer("num_local_cases", None, "Local patients (default: --num_cases).")
-    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
-    flags.DEFINE_integer("width", DEFAULT_WIDTH, "Image width (DDTI: 560).")
-    flags.DEFINE_integer("height", DEFAULT_HEIGHT, "Image height (DDTI: 360).")
-    flags.mark_flag_as_required("output_dir")
+def define_flags(fv):
+    flags.DEFINE_string("output_dir", None, "Folder to write ddti/ and local/ into.", flag_values=fv)
+    flags.DEFINE_integer("num_cases", 100, "DDTI-style cases to write.", lower_bound=1,
+                         upper_bound=MAX_CASES, flag_values=fv)
+    flags.DEFINE_integer("num_local_cases", None, "Local patients (default: --num_cases).",
+                         lower_bound=0, upper_bound=MAX_CASES, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.",
+                         lower_bound=0, upper_bound=2**31 - 1, flag_values=fv)
+    flags.DEFINE_integer("width", DEFAULT_WIDTH, "Image width (DDTI: 560).", lower_bound=MIN_WIDTH,
+                         upper_bound=MAX_SIDE, flag_values=fv)
+    flags.DEFINE_integer("height", DEFAULT_HEIGHT, "Image height (DDTI: 360).",
+                         lower_bound=MIN_HEIGHT, upper_bound=MAX_SIDE, flag_values=fv)
+    flags.mark_flag_as_required("output_dir", flag_values=fv)
 
 
-def main(argv):
-    del argv
-    generate(FLAGS.output_dir, FLAGS.num_cases, FLAGS.seed, FLAGS.width, FLAGS.height,
-             FLAGS.num_local_cases)
+def run(fv, args):
+    del args
+    generate(fv.output_dir, fv.num_cases, fv.seed, fv.width, fv.height, fv.num_local_cases)
+
+
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main()

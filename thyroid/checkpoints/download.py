@@ -6,7 +6,6 @@ file. Without network access it fails within ``timeout`` seconds and says how to
 by hand.
 """
 
-import logging
 import os
 import shutil
 import socket
@@ -17,13 +16,13 @@ import time
 import urllib.error
 import urllib.request
 
+from absl import logging
+
 from thyroid.compat import tf, tf1
 from thyroid.io_utils import atomic_path
 from thyroid.nets import get_network
-from thyroid.nets.spec import default_checkpoint_path
+from thyroid.checkpoints.locate import default_checkpoint_path, fetch_command
 from thyroid.restore import build_restore_fn
-
-logger = logging.getLogger(__name__)
 
 DOWNLOADABLE = ("vgg_16", "inception_v3", "mobilenet_v1")
 DEFAULT_TIMEOUT_S = 10.0
@@ -125,17 +124,17 @@ def download(model, checkpoint_dir="checkpoints", url=None, timeout=DEFAULT_TIME
     spec = get_network(model)
     if spec.checkpoint is None or spec.checkpoint.url is None:
         raise DownloadError("%s has no downloadable checkpoint%s" % (
-            model, " (use `python -m thyroid.checkpoints convert --model=%s`)" % model
+            model, " (use `%s`)" % fetch_command(model)
             if spec.checkpoint is not None else ""))
     info = spec.checkpoint
     url = url or info.url
     path, exists = default_checkpoint_path(spec, checkpoint_dir)
     if exists and not force:
-        logger.info("%s already present at %s", model, path)
+        logging.info("%s already present at %s", model, path)
     else:
         tarball = os.path.join(checkpoint_dir, info.tarball)
         if not os.path.exists(tarball):
-            logger.info("Downloading %s", url)
+            logging.info("Downloading %s", url)
             try:
                 fetch(url, tarball, timeout=timeout, progress=progress)
             except (urllib.error.URLError, socket.timeout, socket.error, OSError) as error:
@@ -149,5 +148,5 @@ def download(model, checkpoint_dir="checkpoints", url=None, timeout=DEFAULT_TIME
                 tarball, error, manual_instructions(spec, checkpoint_dir, url))) from error
         os.remove(tarball)
     count = verify_variables(model, path)
-    logger.info("%s: %d variables match %s", model, count, path)
+    logging.info("%s: %d variables match %s", model, count, path)
     return path

@@ -7,7 +7,7 @@ import numpy as np
 
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
-from thyroid.nets.spec import default_checkpoint_path
+from thyroid.checkpoints.locate import require_checkpoint
 from thyroid.preprocessing.resize import resize_square
 from thyroid.restore import build_restore_fn
 
@@ -35,13 +35,7 @@ def imagenet_top_k(model, checkpoint_path=None, images=None, k=5, checkpoint_dir
     if spec.imagenet_logits is None:
         raise ValueError("%s has no ImageNet classifier to verify" % model)
     if checkpoint_path is None:
-        checkpoint_path, exists = default_checkpoint_path(spec, checkpoint_dir)
-        if not exists:
-            raise FileNotFoundError(
-                "No checkpoint for %s at %s; run `python -m thyroid.checkpoints %s`"
-                % (model, checkpoint_path,
-                   "convert --model=%s" % model if spec.checkpoint.url is None
-                   else "download --models=%s" % model))
+        checkpoint_path = require_checkpoint(model, checkpoint_dir)
     if images is None:
         images = load_sample_images()
     names = list(images)

@@ -4,7 +4,6 @@ import collections
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
 
 
 class _UnionFind:
@@ -94,13 +93,6 @@ def _assign_in_order(items, validation_fraction, test_fraction):
     validation, test = _split_sizes(len(items), validation_fraction, test_fraction)
     return {item: "test" if rank < test else "validation" if rank < test + validation else "train"
             for rank, item in enumerate(items)}
-
-
-def patients_by_split(patient_ids, assignment):
-    result = {split: set() for split in SPLITS}
-    for patient, split in zip(patient_ids, assignment):
-        result[split].add(patient)
-    return result
 
 
 def leakage(patient_ids, assignment):

@@ -17,7 +17,10 @@ from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.compat import tf, tf1
-from thyroid.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from thyroid.datasets import shards
+from thyroid.deploy.tflite_model import METADATA_FILE, MODEL_FILE, make_interpreter
+from thyroid.evaluation.runs import metrics_file_name
+from thyroid.io_utils import atomic_write_bytes, atomic_write_json, read_json
 from thyroid.nets import get_network
 from thyroid.restore import build_restore_fn
 from thyroid.training.model import build_logits, malignant_probability
@@ -27,10 +30,6 @@ SUPPORTED_MODELS = ("mobilenet_v1", "efficientnet_lite0")
 QUANTIZE_MODES = ("none", "int8")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
-MODEL_FILE = "model.tflite"
-LABELS_FILE = "labels.txt"
-METADATA_FILE = "metadata.json"
-METRICS_FILES = ("metrics_test.json", "metrics.json")
 REPRESENTATIVE_COUNT = 100
 METADATA_FORMAT = 1
 
@@ -72,18 +71,9 @@ def load_run(train_dir):
 
 def build_probability_graph(spec, image_size, batch_size=1):
     """Builds image (0..255) -> P(malignant) in the default graph, in inference mode."""
-    end_points = {}
-    original_features = spec.features
-
-    def features(net_inputs, is_training=False):
-        net, points = original_features(net_inputs, is_training=is_training)
-        end_points.update(points)
-        return net, points
-
-    capturing = dataclasses.replace(spec, features=features)
     inputs = tf1.placeholder(tf.float32, [batch_size, image_size, image_size, 3], name=INPUT_NAME)
-    logits = build_logits(capturing, "finetune", inputs, is_training=False,
-                          uses_frozen_prefix=False)
+    logits, end_points = build_logits(spec, "finetune", inputs, is_training=False,
+                                      uses_frozen_prefix=False)
     probability = tf.identity(malignant_probability(logits), name=OUTPUT_NAME)
     return GraphHandles(inputs, logits, probability, end_points)
 
@@ -108,7 +98,6 @@ def tf_probabilities(train_dir, images, batch_size=16):
 
 def representative_images(dataset_dir, image_size, count=REPRESENTATIVE_COUNT, seed=0):
     """Up to ``count`` training images (already scan-cropped by build_tfrecords), resized."""
-    from thyroid.datasets import shards
     from thyroid.preprocessing.resize import resize_square
     data = shards.load_split(dataset_dir, "train")
     if len(data) == 0:
@@ -152,14 +141,20 @@ def _dataset_info(dataset_dir):
 
 
 def _test_metrics(train_dir):
-    for name in METRICS_FILES:
-        path = os.path.join(train_dir, name)
-        if os.path.exists(path):
-            try:
-                return {"file": name, "values": read_json(path)}
-            except (OSError, ValueError) as error:
-                logging.warning("cannot read %s: %s", path, error)
-    return None
+    """The test split's metrics and the file they came from; never another split's."""
+    path = os.path.join(train_dir, metrics_file_name("test"))
+    if not os.path.exists(path):
+        logging.warning("%s not found; metadata.json will carry no test metrics", path)
+        return None
+    try:
+        values = read_json(path)
+    except (OSError, ValueError) as error:
+        logging.warning("cannot read %s: %s", path, error)
+        return None
+    if values.get("split", "test") != "test":
+        logging.warning("%s holds %s metrics, not test; left out", path, values.get("split"))
+        return None
+    return {"file": os.path.basename(path), "values": values}
 
 
 def preprocessing_description(spec_name, image_size, crop):
@@ -220,10 +215,10 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
     os.makedirs(output_dir, exist_ok=True)
     paths = ExportPaths(output_dir=os.path.abspath(output_dir),
                         model=os.path.join(output_dir, MODEL_FILE),
-                        labels=os.path.join(output_dir, LABELS_FILE),
+                        labels=os.path.join(output_dir, shards.LABELS_NAME),
                         metadata=os.path.join(output_dir, METADATA_FILE))
     atomic_write_bytes(paths.model, model_bytes)
-    atomic_write_text(paths.labels, "".join(f"{i}:{name}\n" for i, name in enumerate(LABEL_NAMES)))
+    shards.write_labels_file(output_dir)
     # metadata.json last: its presence marks a complete export.
     atomic_write_json(paths.metadata, metadata)
     logging.info("exported %s (%s, %d bytes) -> %s", train_dir, quantize, len(model_bytes),
@@ -232,7 +227,6 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
 
 
 def _input_details(model_bytes):
-    from thyroid.deploy.tflite_model import make_interpreter
     interpreter = make_interpreter(model_content=model_bytes)
     detail = interpreter.get_input_details()[0]
     scale, zero_point = detail["quantization"]

@@ -14,9 +14,9 @@ the answer.
 
 import base64
 import io
-import logging
 import os
 
+from absl import logging
 from flask import Flask, jsonify, render_template, request
 from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -24,8 +24,6 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from thyroid.datasets.images import ImageError
 from thyroid.deploy import NOTICE
 from thyroid.deploy.tflite_model import TFLiteModel, decode_image_bytes
-
-logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 UPLOAD_FIELD = "image"
@@ -64,7 +62,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
             gradcam_model = load_gradcam(model)
         except ModelError as error:
             gradcam_note = f"Grad-CAM unavailable: {error}"
-            logger.warning("%s", gradcam_note)
+            logging.warning("%s", gradcam_note)
     else:
         gradcam_note = "Grad-CAM disabled"
 
@@ -105,7 +103,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
     def unexpected(error):
         if isinstance(error, HTTPException):
             return http_error(error)
-        logger.exception("unexpected error answering %s", request.path)
+        logging.exception("unexpected error answering %s", request.path)
         return _error("Internal error while processing the image; please try another one.", 500)
 
     @app.get("/")

@@ -13,11 +13,16 @@ from thyroid.training.loop import load_and_predict
 from thyroid.training.run_config import RunConfig
 
 
+def metrics_file_name(split):
+    """Every evaluation of a split writes this file in the train_dir, whoever runs it."""
+    return f"metrics_{split}.json"
+
+
 def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
     """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
     config = RunConfig.load(train_dir)
     if dataset_dir:
-        config.dataset_dir = os.path.abspath(dataset_dir)
+        config = config.replace(dataset_dir=os.path.abspath(dataset_dir))
     inputs = load_split_inputs(config, split)
     if config.mode == "bottleneck_svm":
         probs = svm.svm_scores(svm.load_svm(train_dir), inputs.values)
@@ -27,8 +32,8 @@ def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
 
 
 def evaluate_run(train_dir, split="test", dataset_dir=None, threshold=None, num_bootstrap=1000,
-                 output_path=None, seed=0):
-    """Writes ``metrics.json`` (default: <train_dir>/metrics_<split>.json) and returns the result."""
+                 seed=0):
+    """Writes <train_dir>/metrics_<split>.json; -> (result, labels, P(malignant))."""
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     logging.info("evaluating on %s", devices or "CPU")
     labels, probs, patient_ids, config = predict_split(train_dir, split, dataset_dir)
@@ -37,5 +42,5 @@ def evaluate_run(train_dir, split="test", dataset_dir=None, threshold=None, num_
                                           num_samples=num_bootstrap, seed=seed)
     result.update(model=config.model, mode=config.mode, split=split,
                   checkpoint=config.checkpoint_description)
-    atomic_write_json(output_path or os.path.join(train_dir, f"metrics_{split}.json"), result)
+    atomic_write_json(os.path.join(train_dir, metrics_file_name(split)), result)
     return result, labels, probs

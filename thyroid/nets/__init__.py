@@ -1,7 +1,7 @@
 """Network registry: ``get_network(name) -> NetworkSpec`` (see docs/DESIGN.md)."""
 
 from thyroid.nets import efficientnet_lite, inception, mobilenet_v1, small_cnn, vgg
-from thyroid.nets.spec import CheckpointInfo, NetworkSpec, default_checkpoint_path
+from thyroid.nets.spec import CheckpointInfo, NetworkSpec
 
 _FACTORIES = {
     "vgg_16": vgg.make_spec,
@@ -25,5 +25,4 @@ def get_network(name):
     return _CACHE[name]
 
 
-__all__ = ["get_network", "NETWORK_NAMES", "NetworkSpec", "CheckpointInfo",
-           "default_checkpoint_path"]
+__all__ = ["get_network", "NETWORK_NAMES", "NetworkSpec", "CheckpointInfo"]

@@ -135,6 +135,5 @@ def make_spec():
         trainable_scopes=(last, "efficientnet_lite0/conv_head", "efficientnet_lite0/Head"),
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=0,
-        imagenet_num_classes=1000,
         checkpoint=CHECKPOINT,
     )

@@ -54,6 +54,5 @@ def make_spec():
         trainable_scopes=("InceptionV3/Mixed_7c", "InceptionV3/Logits"),
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=1,
-        imagenet_num_classes=1001,
         checkpoint=CHECKPOINT,
     )

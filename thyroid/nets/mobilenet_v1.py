@@ -105,6 +105,5 @@ def make_spec():
                           "MobilenetV1/Logits"),
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=1,
-        imagenet_num_classes=1001,
         checkpoint=CHECKPOINT,
     )

@@ -1,6 +1,5 @@
-"""The small CNN trained from scratch: ``small_cnn_head`` applied to preprocessed images."""
+"""The small CNN trained from scratch: ``heads.small_cnn_head`` on [0, 1]-scaled images."""
 
-from thyroid.nets.heads import small_cnn_head
 from thyroid.nets.spec import NetworkSpec
 from thyroid.preprocessing.net_inputs import unit_preprocess
 
@@ -12,11 +11,6 @@ def features(inputs, is_training=False):
     """Identity: the whole small CNN is its head."""
     del is_training
     return inputs, {"images": inputs}
-
-
-def network(images, num_classes=2, is_training=False):
-    """The complete small CNN on [0, 1]-scaled images -> logits [N, num_classes]."""
-    return small_cnn_head(images, num_classes, is_training, SCOPE)
 
 
 def make_spec():
@@ -34,6 +28,5 @@ def make_spec():
         trainable_scopes=(SCOPE,),
         imagenet_logits=None,
         imagenet_label_offset=0,
-        imagenet_num_classes=0,
         checkpoint=None,
     )

@@ -1,7 +1,6 @@
 """The description of one network: what the registry (`thyroid.nets.get_network`) returns."""
 
 import dataclasses
-import os
 from typing import Callable, Optional, Tuple
 
 
@@ -36,21 +35,7 @@ class NetworkSpec:
     trainable_scopes: Tuple[str, ...]
     imagenet_logits: Optional[Callable] = None
     imagenet_label_offset: int = 0
-    imagenet_num_classes: int = 0
     checkpoint: Optional[CheckpointInfo] = None
     frozen_prefix: Optional[Callable] = None
     trainable_suffix: Optional[Callable] = None
 
-
-def default_checkpoint_path(spec, checkpoint_dir="checkpoints"):
-    """-> (path, exists): where ``spec``'s checkpoint prefix is expected under ``checkpoint_dir``.
-
-    ``path`` is a checkpoint prefix (what ``tf.train.load_checkpoint`` takes), or None for a
-    network without a pre-trained checkpoint (small_cnn). ``exists`` is True when its
-    ``.index`` file (or a V1 single file) is there.
-    """
-    if spec.checkpoint is None:
-        return None, False
-    path = os.path.join(checkpoint_dir, spec.checkpoint.subdir, spec.checkpoint.checkpoint_file)
-    exists = os.path.exists(path + ".index") or os.path.isfile(path)
-    return path, exists

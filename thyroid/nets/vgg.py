@@ -107,7 +107,6 @@ def make_spec():
         trainable_scopes=("vgg_16/conv5/conv5_3", "vgg_16/Head"),
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=0,
-        imagenet_num_classes=1000,
         checkpoint=CHECKPOINT,
         frozen_prefix=frozen_prefix,
         trainable_suffix=trainable_suffix,

@@ -31,11 +31,3 @@ def unit_preprocess(images):
     """Scales [0, 255] to [0, 1] (the small CNN trained from scratch)."""
     return _as_float(images) / 255.0
 
-
-PREPROCESSORS = {
-    "vgg": vgg_preprocess,
-    "inception": inception_preprocess,
-    "mobilenet": inception_preprocess,
-    "efficientnet_lite": efficientnet_lite_preprocess,
-    "unit": unit_preprocess,
-}

@@ -220,3 +220,21 @@ def save_activations(path, values, data):
             np.savez(f, values=values, labels=data.labels,
                      patient_ids=np.asarray(data.patient_ids, dtype=str))
     logging.info("cached %d activations %s: %s", len(values), values.shape[1:], path)
+
+
+def dump_bottlenecks(config, batch_size=0):
+    """Fills the activation cache with every split's bottlenecks; yields one line per split."""
+    from thyroid.checkpoints.locate import resolve_pretrained
+    from thyroid.nets import get_network
+    spec = get_network(config.model)
+    checkpoint_path, description = resolve_pretrained(
+        spec.name, "bottleneck_fc", config.checkpoint_path, config.checkpoint_dir,
+        config.allow_random_init)
+    cache_dir = config.cache_dir or os.path.join(config.dataset_dir, "activation_cache")
+    for split in shards.SPLITS:
+        result = load_or_compute(spec, config.dataset_dir, split, BOTTLENECK, checkpoint_path,
+                                 config.image_size or spec.default_image_size, cache_dir,
+                                 batch_size or FEATURE_BATCH_SIZE, config.seed)
+        how = "reused" if result.reused else "computed"
+        logging.info("%s %s: %s %s (%s)", spec.name, split, result.values.shape, how, description)
+        yield (f"{split}: {result.values.shape[0]} images, features {result.values.shape[1:]}, {how}")

@@ -6,8 +6,6 @@ checkpoint in train_dir; the batch order depends only on (seed, epoch), so a res
 run sees the same batches an uninterrupted one would.
 """
 
-import dataclasses
-import math
 import os
 import time
 
@@ -21,27 +19,7 @@ from thyroid.progress import Progress
 from thyroid.restore import (build_restore_fn, initialize_and_restore, variables_in_scopes,
                              warn_unmatched_scopes)
 from thyroid.training.model import build_logits, malignant_probability
-
-OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop")
-
-
-@dataclasses.dataclass
-class LoopOptions:
-    max_number_of_steps: int
-    batch_size: int = 32
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    class_weight: str = "balanced"  # or "none"
-    checkpoint_exclude_scopes: tuple = ()
-    ignore_missing_vars: bool = False
-    log_every_n_steps: int = 10
-    save_interval_steps: int = 100
-    eval_every_n_steps: int = 50
-
-
-def steps_for_epochs(num_epochs, num_examples, batch_size):
-    return max(1, math.ceil(num_epochs * num_examples / batch_size))
-
+from thyroid.training.run_config import OPTIMIZERS
 
 def class_weights(labels, how):
     """Per-class loss weights; 'balanced' gives each class the same total weight."""
@@ -82,8 +60,8 @@ def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=1
     return np.concatenate(out) if out else np.zeros([0], np.float32)
 
 
-def train_graph_model(config, train_dir, options, train_inputs, validation_inputs):
-    """Trains until ``options.max_number_of_steps``; returns the final global step."""
+def train_graph_model(config, train_dir, train_inputs, validation_inputs):
+    """Trains until ``config.max_number_of_steps``; returns the final global step."""
     spec = get_network(config.model)
     with tf.Graph().as_default():
         tf1.set_random_seed(config.seed)
@@ -92,11 +70,11 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
                                  name="inputs")
         labels = tf1.placeholder(tf.int64, [None], name="labels")
         is_training = tf1.placeholder_with_default(False, [], name="is_training")
-        logits = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
+        logits, _ = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
         probs = malignant_probability(logits)
         model_variables = [v for v in tf1.global_variables() if v is not global_step]
 
-        weights = tf.gather(tf.constant(class_weights(train_inputs.labels, options.class_weight)), labels)
+        weights = tf.gather(tf.constant(class_weights(train_inputs.labels, config.class_weight)), labels)
         loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
         total_loss = loss + tf1.losses.get_regularization_loss()
 
@@ -108,9 +86,9 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
         if not train_variables:
             raise ValueError(f"nothing to train: --trainable_scopes {config.trainable_scopes} "
                              "match no trainable variable")
-        learning_rate = tf.constant(options.learning_rate, tf.float32)
+        learning_rate = tf.constant(config.learning_rate, tf.float32)
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
-            train_op = make_optimizer(options.optimizer, learning_rate).minimize(
+            train_op = make_optimizer(config.optimizer, learning_rate).minimize(
                 total_loss, global_step=global_step, var_list=train_variables)
 
         tf1.summary.scalar("losses/total_loss", total_loss)
@@ -128,8 +106,8 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
         if latest is None and config.mode == "finetune" and config.checkpoint_path:
             # With the VGG prefix cache only conv5_3 and the head are in this graph.
             restore_pretrained = build_restore_fn(
-                config.checkpoint_path, options.checkpoint_exclude_scopes or spec.exclude_scopes,
-                options.ignore_missing_vars, var_list=model_variables)
+                config.checkpoint_path, config.checkpoint_exclude_scopes,
+                config.ignore_missing_vars, var_list=model_variables)
 
         writer = tf1.summary.FileWriter(train_dir)
         with tf1.Session() as sess:
@@ -143,19 +121,19 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
             if latest is None:
                 writer.add_graph(sess.graph)
             step = int(sess.run(global_step))
-            if step >= options.max_number_of_steps:
+            if step >= config.max_number_of_steps:
                 logging.info("%s already reached step %d", train_dir, step)
                 return step
             logging.info("training %s/%s from step %d to %d", config.model, config.mode, step,
-                         options.max_number_of_steps)
-            progress = Progress(options.max_number_of_steps - step, f"train {config.model}/{config.mode}",
+                         config.max_number_of_steps)
+            progress = Progress(config.max_number_of_steps - step, f"train {config.model}/{config.mode}",
                                 "steps")
             started = time.monotonic()
-            while step < options.max_number_of_steps:
-                idx = batch_indices(step, len(train_inputs.labels), options.batch_size, config.seed)
+            while step < config.max_number_of_steps:
+                idx = batch_indices(step, len(train_inputs.labels), config.batch_size, config.seed)
                 feed = {inputs: train_inputs.values[idx], labels: train_inputs.labels[idx], is_training: True}
-                last = step + 1 == options.max_number_of_steps
-                log_now = (step + 1) % options.log_every_n_steps == 0 or last
+                last = step + 1 == config.max_number_of_steps
+                log_now = (step + 1) % config.log_every_n_steps == 0 or last
                 # Summaries come from the same forward pass as the update, not a second one.
                 fetched = sess.run([total_loss, train_op] + ([step_summaries] if log_now else []), feed)
                 step_loss = fetched[0]
@@ -167,12 +145,12 @@ def train_graph_model(config, train_dir, options, train_inputs, validation_input
                 if log_now:
                     writer.add_summary(fetched[2], step)
                 if validation_inputs is not None and len(validation_inputs.labels) and \
-                        (step % options.eval_every_n_steps == 0 or last):
+                        (step % config.eval_every_n_steps == 0 or last):
                     val_probs = predict_probabilities(sess, probs, inputs, is_training,
                                                       validation_inputs.values)
                     writer.add_summary(sess.run(validation_summaries, {
                         validation_labels: validation_inputs.labels, validation_probs: val_probs}), step)
-                if step % options.save_interval_steps == 0 or last:
+                if step % config.save_interval_steps == 0 or last:
                     saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
             writer.flush()
             logging.info("trained %d steps in %.1fs; loss %.4f", progress.done,
@@ -189,8 +167,8 @@ def load_and_predict(config, train_dir, split_inputs, batch_size=16):
     with tf.Graph().as_default():
         inputs = tf1.placeholder(split_inputs.values.dtype, [None] + list(split_inputs.values.shape[1:]))
         is_training = tf1.placeholder_with_default(False, [])
-        probs = malignant_probability(
-            build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix))
+        logits, _ = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
+        probs = malignant_probability(logits)
         saver = tf1.train.Saver(tf1.global_variables())
         with tf1.Session() as sess:
             saver.restore(sess, latest)

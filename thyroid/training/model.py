@@ -18,7 +18,10 @@ def input_kind(mode, uses_frozen_prefix=False):
 
 
 def build_logits(spec, mode, inputs, is_training, uses_frozen_prefix=False):
-    """Logits [N, 2] for ``inputs`` of the kind ``input_kind`` names.
+    """(logits [N, 2], end_points) for ``inputs`` of the kind ``input_kind`` names.
+
+    ``end_points`` are the backbone's (empty when fed cached bottlenecks) plus ``Logits``,
+    as slim's network functions return them; Grad-CAM reads its feature map there.
 
     Fine-tuning keeps batch norm in inference mode (ImageNet statistics): the small
     batches a CPU affords would give noisy statistics. Dropout in the head still
@@ -26,19 +29,21 @@ def build_logits(spec, mode, inputs, is_training, uses_frozen_prefix=False):
     """
     kind = input_kind(mode, uses_frozen_prefix)
     if kind == BOTTLENECK:
-        features = inputs
+        features, end_points = inputs, {}
     elif kind == FROZEN_PREFIX:
-        features, _ = spec.trainable_suffix(inputs, is_training=False)
+        features, end_points = spec.trainable_suffix(inputs, is_training=False)
     else:
         net_inputs = spec.preprocess(tf.cast(inputs, tf.float32))
         backbone_training = is_training if mode == "scratch" else False
-        features, _ = spec.features(net_inputs, is_training=backbone_training)
+        features, end_points = spec.features(net_inputs, is_training=backbone_training)
     spatial = features.shape.ndims == 4
     if mode == "scratch" or (mode == "bottleneck_fc" and spatial):
         head = heads.small_cnn_head
     else:
         head = heads.fc_head
-    return head(features, NUM_CLASSES, is_training, scope=spec.head_scope)
+    logits = head(features, NUM_CLASSES, is_training, scope=spec.head_scope)
+    end_points = dict(end_points, Logits=logits)
+    return logits, end_points
 
 
 def malignant_probability(logits):

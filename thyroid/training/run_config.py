@@ -1,38 +1,192 @@
-"""What a training run was, saved in its train_dir so evaluation and export can rebuild it."""
+"""Every setting of one training run, validated once and saved whole in its train_dir.
+
+``RunConfig`` is built from flags by ``thyroid.train`` or by the study, checked by
+``validate()`` and handed to training, evaluation and export. ``train`` resolves the
+defaults (image size, learning rate, step count, scopes, checkpoint) before saving, so
+``run_config.json`` says exactly how the run was trained and ``RunConfig.load`` rebuilds it.
+"""
 
 import dataclasses
+import glob
 import os
+import sys
+
+from absl import logging
 
 from thyroid.io_utils import atomic_write_json, read_json
 
 FILE_NAME = "run_config.json"
+FORMAT = 2
+MODES = ("scratch", "bottleneck_svm", "bottleneck_fc", "finetune")
+OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop")
+CLASS_WEIGHTS = ("balanced", "none")
+SVM_CLASS_WEIGHTS = (None, "balanced")
+DEFAULT_LEARNING_RATES = {"scratch": 1e-3, "bottleneck_svm": 1e-3, "bottleneck_fc": 1e-3,
+                          "finetune": 1e-4}
+MAX_IMAGE_SIZE = 1024
+MAX_BATCH_SIZE = 4096
+MAX_STEPS = 10_000_000
+MAX_EPOCHS = 10_000.0
+MAX_LEARNING_RATE = 10.0
+MAX_INTERVAL = 1_000_000
+# Where a value may be 0, 0 means "the default resolved at training time".
+INTEGER_RANGES = {
+    "image_size": (0, MAX_IMAGE_SIZE), "batch_size": (1, MAX_BATCH_SIZE),
+    "max_number_of_steps": (0, MAX_STEPS), "seed": (0, 2**31 - 1),
+    "log_every_n_steps": (1, MAX_INTERVAL), "save_interval_steps": (1, MAX_INTERVAL),
+    "eval_every_n_steps": (1, MAX_INTERVAL),
+}
 
 
-@dataclasses.dataclass
+class ConfigError(ValueError):
+    """A setting is out of range or inconsistent; ``flag`` names it, ``value`` is what was given."""
+
+    def __init__(self, flag, value, reason):
+        super().__init__(f"--{flag}={value}: {reason}")
+        self.flag, self.value, self.reason = flag, value, reason
+
+
+class OldFormatError(ValueError):
+    """A run_config.json this version cannot read."""
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     model: str
     mode: str
     dataset_dir: str
-    image_size: int
-    # The ImageNet checkpoint the frozen part comes from (None: random weights).
+    # ImageNet checkpoint of the frozen / restored part; None: resolved from checkpoint_dir.
     checkpoint_path: str | None = None
-    checkpoint_description: str = ""
-    cache_dir: str = ""
+    checkpoint_dir: str = "checkpoints"
+    checkpoint_exclude_scopes: tuple = ()
     trainable_scopes: tuple = ()
-    # Whether fine-tuning trains from cached frozen-prefix activations.
-    uses_frozen_prefix: bool = False
+    ignore_missing_vars: bool = False
+    allow_random_init: bool = False
+    use_prefix_cache: bool = True
+    image_size: int = 0
+    optimizer: str = "adam"
+    learning_rate: float = 0.0
+    batch_size: int = 32
+    max_number_of_steps: int = 0
+    num_epochs: float = 10.0
+    class_weight: str = "balanced"
+    svm_standardize: bool = False
+    svm_class_weight: str | None = None
+    cache_dir: str = ""
     seed: int = 0
+    log_every_n_steps: int = 10
+    save_interval_steps: int = 100
+    eval_every_n_steps: int = 50
     threshold: float = 0.5
-    extra: dict = dataclasses.field(default_factory=dict)
+    # Filled in by training: what the weights started from, and whether VGG fine-tuning
+    # trained from cached frozen-prefix activations.
+    checkpoint_description: str = ""
+    uses_frozen_prefix: bool = False
 
-    def save(self, train_dir):
-        atomic_write_json(os.path.join(train_dir, FILE_NAME), dataclasses.asdict(self))
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, check_dataset=True):
+        """Raises ConfigError naming the first bad setting; returns self.
+
+        The checks that need no network come first, so most mistakes are reported before
+        TensorFlow loads.
+        """
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _check_choice("svm_class_weight", self.svm_class_weight, SVM_CLASS_WEIGHTS)
+        for name, (low, high) in INTEGER_RANGES.items():
+            _check_range(name, getattr(self, name), low, high)
+        _check_range("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE,
+                     "0 = the mode's default")
+        _check_range("threshold", self.threshold, 0.0, 1.0)
+        if not 0.0 < self.num_epochs <= MAX_EPOCHS:
+            raise ConfigError("num_epochs", self.num_epochs, f"must be in (0, {MAX_EPOCHS:g}]")
+        if check_dataset:
+            check_dataset_dir(self.dataset_dir)
+        self._validate_network()
+        return self
+
+    def _validate_network(self):
+        from thyroid.nets import NETWORK_NAMES, get_network
+        _check_choice("model", self.model, NETWORK_NAMES)
+        spec = get_network(self.model)
+        if self.image_size and self.image_size < spec.min_image_size:
+            raise ConfigError("image_size", self.image_size,
+                              f"{self.model} needs at least {spec.min_image_size} "
+                              f"(0 = its default {spec.default_image_size})")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, train_dir, argv=None):
+        """Writes run_config.json: every setting, the package version and the command line."""
+        from thyroid import __version__
+        atomic_write_json(os.path.join(train_dir, FILE_NAME), {
+            "format": FORMAT, "thyroid_version": __version__,
+            "command_line": list(sys.argv if argv is None else argv), "config": self.to_dict()})
 
     @classmethod
     def load(cls, train_dir):
         path = os.path.join(train_dir, FILE_NAME)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: not a training directory (no {FILE_NAME})")
-        values = read_json(path)
-        values["trainable_scopes"] = tuple(values.get("trainable_scopes", ()))
+        return cls.from_saved(read_json(path), path)
+
+    @classmethod
+    def from_saved(cls, saved, path=FILE_NAME):
+        if saved.get("format") == FORMAT:
+            values = dict(saved["config"])
+        elif "format" not in saved and "model" in saved:
+            values = _from_first_format(saved)
+        else:
+            raise OldFormatError(f"{path}: format {saved.get('format')!r} is not readable by this "
+                                 f"version (expects {FORMAT}); retrain the run with thyroid.train")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OldFormatError(f"{path}: unknown settings {', '.join(unknown)}; it was written by "
+                                 "another version of thyroid: retrain the run or remove them")
+        for key in ("checkpoint_exclude_scopes", "trainable_scopes"):
+            values[key] = tuple(values.get(key, ()))
         return cls(**values)
+
+
+def _from_first_format(saved):
+    """The first run_config.json kept no training settings: load what it has, defaults for the rest."""
+    values = {key: value for key, value in saved.items() if key != "extra"}
+    logging.warning("run_config.json of the first format: optimizer, learning rate, batch size and "
+                    "steps were not recorded; their defaults are shown instead")
+    return values
+
+
+def _check_choice(flag, value, choices):
+    if value not in choices:
+        allowed = ", ".join(str(choice) for choice in choices)
+        raise ConfigError(flag, value, f"must be one of {allowed}")
+
+
+def _check_range(flag, value, low, high, note=""):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(flag, value, f"must be in [{low:g}, {high:g}]" + (f" ({note})" if note else ""))
+
+
+def parse_scopes(scopes):
+    """"a, b" / ["a", " b"] / None -> ("a", "b") (empty entries dropped)."""
+    if scopes is None:
+        return ()
+    if isinstance(scopes, str):
+        scopes = scopes.split(",")
+    return tuple(s.strip() for s in scopes if s and s.strip())
+
+
+def check_dataset_dir(dataset_dir, split="train"):
+    """The folder exists and holds shards of ``split`` (from thyroid.build_tfrecords)."""
+    if not dataset_dir:
+        raise ConfigError("dataset_dir", dataset_dir, "is required (a folder of TFRecord shards)")
+    if not os.path.isdir(dataset_dir):
+        raise ConfigError("dataset_dir", dataset_dir, "no such folder")
+    if not glob.glob(os.path.join(dataset_dir, f"{split}-*.tfrecord")):
+        raise ConfigError("dataset_dir", dataset_dir, f"holds no {split}-*.tfrecord shards; "
+                          "build them with python -m thyroid.build_tfrecords")

@@ -1,0 +1,117 @@
+"""What every ``python -m thyroid.<command>`` shares: parse flags, run, fail in one line.
+
+An entry point defines its flags into a ``FlagValues`` and hands ``run(flag_values, args)``
+to ``main``. A bad flag value (absl's own checks or a ``UsageError``/``ConfigError``) prints
+one line ``<command>: error: --flag=value: reason`` on stderr and exits 2; an expected
+failure of the work itself (a missing file, a missing checkpoint) prints one line and exits 1.
+``main`` with an ``argv`` list runs on fresh flags and returns the exit status instead of
+exiting, so tests can call entry points in-process.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from thyroid.training.run_config import INTEGER_RANGES
+
+USAGE_STATUS = 2
+FAILURE_STATUS = 1
+# The command line being run, recorded in what a command writes (run_config.json).
+_command_line = []
+
+
+def command_line():
+    return list(_command_line)
+
+
+class UsageError(ValueError):
+    """A flag value the command cannot use; the message names the flag."""
+
+    def __init__(self, flag, value, reason):
+        super().__init__(f"--{flag}={value}: {reason}")
+
+
+def define_checkpoint_flags(fv):
+    """The flags that say where ImageNet weights come from (train and bottleneck)."""
+    flags.DEFINE_string("checkpoint_path", None, "ImageNet checkpoint (file prefix or directory). "
+                        "Default: the model's file under --checkpoint_dir.", flag_values=fv)
+    flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where downloaded / converted checkpoints "
+                        "live.", flag_values=fv)
+    flags.DEFINE_boolean("allow_random_init", False, "Run without an ImageNet checkpoint "
+                         "(random weights).", flag_values=fv)
+
+
+def define_integer(name, default, help_text, fv):
+    """An integer flag with the range RunConfig.validate checks."""
+    low, high = INTEGER_RANGES[name]
+    flags.DEFINE_integer(name, default, help_text, lower_bound=low, upper_bound=high, flag_values=fv)
+
+
+def failure_types():
+    """Errors that are the user's situation, not a bug: one line, exit 1."""
+    from thyroid.checkpoints.locate import MissingCheckpointError
+    return (MissingCheckpointError, FileNotFoundError, NotADirectoryError, PermissionError,
+            FloatingPointError, ValueError, OSError)
+
+
+def usage_types():
+    from thyroid.training.run_config import ConfigError
+    return (UsageError, ConfigError)
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+def print_error(command, message):
+    print(f"{command}: error: {one_line(message)}", file=sys.stderr)
+
+
+def flag_error_message(error):
+    """absl's 'flag --x=1: reason' (or a multi-line text) as '--x=1: reason'."""
+    text = one_line(error)
+    return text[len("flag "):] if text.startswith("flag --") else text
+
+
+def parse(command, define_flags, argv, flag_values):
+    """Defines and parses the flags; -> (other arguments, None) or (None, exit status)."""
+    define_flags(flag_values)
+    try:
+        return flag_values(argv), None
+    except flags.Error as error:
+        print_error(command, flag_error_message(error))
+        return None, USAGE_STATUS
+
+
+def call(command, run, flag_values, args):
+    """Runs ``run`` and turns the known errors into one line and an exit status."""
+    try:
+        status = run(flag_values, args)
+    except usage_types() as error:
+        print_error(command, error)
+        return USAGE_STATUS
+    except KeyboardInterrupt:
+        print_error(command, "interrupted")
+        return 130
+    except failure_types() as error:
+        logging.debug("%s failed", command, exc_info=True)
+        print_error(command, error)
+        return FAILURE_STATUS
+    return int(status or 0)
+
+
+def main(command, define_flags, run, argv=None):
+    """The whole life of a command. ``argv=None``: the process's own, and exit with the status."""
+    _command_line[:] = sys.argv if argv is None else argv
+    if argv is not None:
+        flag_values = flags.FlagValues()
+        rest, status = parse(command, define_flags, list(argv), flag_values)
+        return status if rest is None else call(command, run, flag_values, rest)
+
+    def parser(process_argv):
+        rest, status = parse(command, define_flags, process_argv, flags.FLAGS)
+        if rest is None:
+            sys.exit(status)
+        return rest
+
+    app.run(lambda rest: sys.exit(call(command, run, flags.FLAGS, rest)), flags_parser=parser)
