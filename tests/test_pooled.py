@@ -147,3 +147,18 @@ def test_predictions_csv_rejects_bad_label(tmp_path):
     (tmp_path / "q.csv").write_text("row_id,prob\n1,0.5\n")
     with pytest.raises(ValueError, match="q.csv"):
         report.read_predictions_csv(str(tmp_path / "q.csv"))
+
+
+def test_cv_results_markdown():
+    summaries = pooled.summarize_predictions(_study_predictions(num_repeats=1), num_samples=100)
+    rows = [{"row_id": 1, "model": "vgg_16", "mode": "bottleneck_svm", "status": "ok"},
+            {"row_id": 3, "model": "small_cnn", "mode": "scratch", "status": "ok"},
+            {"row_id": 4, "model": "inception_v3", "mode": "finetune", "status": "skipped"}]
+    lines = report.cv_results_markdown(rows, summaries)
+    first = summaries[1]
+    assert lines[2].startswith("| 1 | VGG-16 pool5 + SVM | ok | "
+                               f"{first['auc']:.2f} [{first['auc_ci_low']:.2f}, "
+                               f"{first['auc_ci_high']:.2f}] | {first['auc_fold_mean']:.2f} ± ")
+    assert lines[2].endswith("| best |") and lines[3].endswith("| < 0.001 |")
+    assert lines[4].startswith("| 4 | Inception-v3 fine-tuning | skipped | — |")
+    assert "not corrected for multiple comparisons" in "\n".join(lines)

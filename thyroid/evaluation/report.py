@@ -509,6 +509,54 @@ def plot_calibration(rows, records, path, num_bins=10):
     return drawn
 
 
+P_VALUE_NOTE = ("p vs best: DeLong's test of each row's pooled out-of-fold AUC against the "
+                "row with the highest one, on the same images; not corrected for multiple "
+                "comparisons.")
+
+
+def _with_ci(figures, name, digits=2):
+    value = _num(figures.get(name))
+    if value is None:
+        return "—"
+    low, high = _num(figures.get(f"{name}_ci_low")), _num(figures.get(f"{name}_ci_high"))
+    text = f"{value:.{digits}f}"
+    return text if low is None or high is None else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _plain(figures, name, digits=2):
+    value = _num(figures.get(name))
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _p_text(value):
+    value = _num(value)
+    if value is None:
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def cv_results_markdown(rows, summaries):
+    """The cross-validated results table (markdown lines) with its p-value note."""
+    lines = ["| # | Method | Status | AUC | AUC over folds | Threshold | Sensitivity | "
+             "Specificity | Accuracy | Brier | Calibration intercept / slope | p vs best |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        figures = summaries.get(pooled.row_key(row.get("row_id"))) or {}
+        fold_mean, fold_sd = _num(figures.get("auc_fold_mean")), _num(figures.get("auc_fold_sd"))
+        over_folds = "—" if fold_mean is None else (
+            f"{fold_mean:.2f}" + ("" if fold_sd is None else f" ± {fold_sd:.2f}"))
+        best = figures.get("best_row")
+        cells = [_with_ci(figures, "auc"), over_folds, _plain(figures, "threshold"),
+                 _with_ci(figures, "sensitivity"), _with_ci(figures, "specificity"),
+                 _with_ci(figures, "accuracy"), _plain(figures, "brier", 3),
+                 f"{_plain(figures, 'calibration_intercept')} / "
+                 f"{_plain(figures, 'calibration_slope')}",
+                 "best" if best else _p_text(figures.get("p_vs_best"))]
+        lines.append(f"| {row.get('row_id')} | {_md(_row_title(row).split('. ', 1)[-1])} | "
+                     f"{_md(row.get('status'))} | " + " | ".join(cells) + " |")
+    return lines + ["", P_VALUE_NOTE, ""]
+
+
 # --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
