@@ -1,7 +1,6 @@
 """Pooled out-of-fold summary and the cross-validation report files."""
 
 import csv
-import math
 import time
 
 import numpy as np
