@@ -31,23 +31,45 @@ def _usage(message):
     return 2
 
 
+def _expected_errors():
+    """What a bad file, a missing file or a failed download raises: reported in one line."""
+    from thyroid.checkpoints import DownloadError
+    from thyroid.checkpoints.pth_reader import PthReadError
+    from thyroid.compat import tf
+    from thyroid.restore import CheckpointMismatchError
+    return (DownloadError, CheckpointMismatchError, PthReadError, OSError, ValueError,
+            tf.errors.OpError)
+
+
+def _report(error):
+    sys.stderr.write("error: %s\n" % " ".join(str(error).split()))
+
+
 def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(argv) < 2 or argv[1] not in COMMANDS:
         return _usage("Give a command: one of %s" % ", ".join(COMMANDS))
-    command, rest = argv[1], argv[2:]
+    errors = _expected_errors()
+    try:
+        return _run(argv[1], argv[2:], errors)
+    except errors as error:
+        _report(error)
+        return 1
+
+
+def _run(command, rest, errors):
     from thyroid import checkpoints
     from thyroid.restore import parse_scopes
 
     if command == "download":
         failures = 0
         for model in parse_scopes(FLAGS.models):
-            try:
+            try:  # one model failing does not stop the others
                 path = checkpoints.download(model, FLAGS.checkpoint_dir, url=FLAGS.url,
                                             timeout=FLAGS.timeout)
                 print("%s: %s OK" % (model, path))
-            except checkpoints.DownloadError as error:
-                sys.stderr.write("ERROR: %s\n" % error)
+            except errors as error:
+                _report(error)
                 failures += 1
         return 1 if failures else 0
     if command == "convert":
