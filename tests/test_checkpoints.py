@@ -208,37 +208,193 @@ def test_download_offline_fails_fast(tmp_path):
     assert os.listdir(tmp_path) == []  # no half-written file
 
 
-def test_download_extracts_a_placed_tarball(tmp_path, monkeypatch):
-    """A tarball placed by hand is extracted and checked without any network access."""
+def _tarball(path, files):
+    """Writes a .tgz holding ``files`` (name -> bytes) under ``./``, like the official ones."""
     import tarfile
-    monkeypatch.setattr(download_module, "fetch", lambda *a, **k: pytest.fail("no network"))
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+MOBILENET_FILES = {"mobilenet_v1_1.0_224.ckpt" + suffix: b"x" for suffix in (
+    ".index", ".data-00000-of-00001", ".meta")}
+MOBILENET_FILES["mobilenet_v1_1.0_224.tflite"] = b"x"
+
+
+def _no_verify(monkeypatch):
     checked = []
     monkeypatch.setattr(download_module, "verify_variables",
                         lambda model, path: checked.append((model, path)) or 1)
-    source = tmp_path / "src"
-    source.mkdir()
-    for suffix in (".index", ".data-00000-of-00001", ".meta"):
-        (source / ("mobilenet_v1_1.0_224.ckpt" + suffix)).write_bytes(b"x")
-    (source / "mobilenet_v1_1.0_224.tflite").write_bytes(b"x")
+    return checked
+
+
+def _sha256(path):
+    import hashlib
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_download_extracts_a_placed_tarball(tmp_path, monkeypatch):
+    """A tarball placed by hand is checked against the pinned hash, extracted and verified
+    without any network access; its sha256 is recorded beside the checkpoint."""
+    monkeypatch.setattr(download_module, "fetch", lambda *a, **k: pytest.fail("no network"))
+    checked = _no_verify(monkeypatch)
     checkpoint_dir = tmp_path / "checkpoints"
     checkpoint_dir.mkdir()
-    with tarfile.open(checkpoint_dir / "mobilenet_v1_1.0_224.tgz", "w:gz") as archive:
-        for f in sorted(source.iterdir()):
-            archive.add(f, arcname="./" + f.name)
+    tarball = _tarball(checkpoint_dir / "mobilenet_v1_1.0_224.tgz", MOBILENET_FILES)
+    digest = _sha256(tarball)
+    monkeypatch.setitem(download_module.PUBLISHED_SHA256, "mobilenet_v1_1.0_224.tgz", digest)
     path = download("mobilenet_v1", str(checkpoint_dir), progress=False)
     assert path == str(checkpoint_dir / "mobilenet_v1" / "mobilenet_v1_1.0_224.ckpt")
     assert sorted(os.listdir(checkpoint_dir / "mobilenet_v1")) == [
         "mobilenet_v1_1.0_224.ckpt.data-00000-of-00001", "mobilenet_v1_1.0_224.ckpt.index",
-        "mobilenet_v1_1.0_224.ckpt.meta"]
+        "mobilenet_v1_1.0_224.ckpt.meta", "mobilenet_v1_1.0_224.tgz.sha256"]
+    record = (checkpoint_dir / "mobilenet_v1" / "mobilenet_v1_1.0_224.tgz.sha256").read_text()
+    assert record == "%s  mobilenet_v1_1.0_224.tgz\n" % digest
     assert checked == [("mobilenet_v1", path)]
     assert os.listdir(checkpoint_dir) == ["mobilenet_v1"]
 
 
+def test_placed_tarball_with_wrong_hash_is_not_extracted(tmp_path, monkeypatch):
+    checked = _no_verify(monkeypatch)
+    tarball = _tarball(tmp_path / "mobilenet_v1_1.0_224.tgz", MOBILENET_FILES)
+    with pytest.raises(download_module.ChecksumError) as info:
+        download("mobilenet_v1", str(tmp_path), progress=False)
+    assert download_module.PUBLISHED_SHA256["mobilenet_v1_1.0_224.tgz"] in str(info.value)
+    assert _sha256(tarball) in str(info.value) and "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == ["mobilenet_v1_1.0_224.tgz"] and not checked
+
+
+def test_official_urls_are_https():
+    from thyroid.nets import get_network
+    for model in download_module.DOWNLOADABLE:
+        spec = get_network(model)
+        url = download_module.official_url(spec.checkpoint.url)
+        assert url.startswith("https://storage.googleapis.com/download.tensorflow.org/models/")
+        assert url.endswith("/" + spec.checkpoint.tarball)
+        assert url in download_module.manual_instructions(spec, "checkpoints")
+    readme = open(os.path.join(REPO, "checkpoints", "README.md")).read()
+    assert "http://" not in readme and readme.count("https://storage.googleapis.com/") >= 3
+    assert download_module.PUBLISHED_SHA256["mobilenet_v1_1.0_224.tgz"] in readme
+
+
+def test_manual_instructions_name_the_real_files():
+    from thyroid.nets import get_network
+    expected = {"vgg_16": ["vgg_16.ckpt"], "inception_v3": ["inception_v3.ckpt"],
+                "mobilenet_v1": ["mobilenet_v1_1.0_224.ckpt.index",
+                                 "mobilenet_v1_1.0_224.ckpt.data-00000-of-00001"]}
+    for model, files in expected.items():
+        spec = get_network(model)
+        assert download_module.checkpoint_files(spec) == files
+        text = download_module.manual_instructions(spec, "checkpoints")
+        assert "put %s into" % " and ".join(files) in text
+        assert ".index" not in text or model == "mobilenet_v1"
+
+
+@pytest.fixture
+def tarball_server(tmp_path):
+    """-> (folder, base URL) of a local http server over ``folder`` (no network needed)."""
+    import functools
+    import http.server
+    import threading
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_records_sha256(tmp_path, tarball_server, monkeypatch):
+    folder, base = tarball_server
+    checked = _no_verify(monkeypatch)
+    tarball = _tarball(folder / "vgg_16_2016_08_28.tar.gz", {"vgg_16.ckpt": b"weights"})
+    checkpoint_dir = tmp_path / "checkpoints"
+    path = download("vgg_16", str(checkpoint_dir), url=base + "/vgg_16_2016_08_28.tar.gz",
+                    progress=False)
+    assert path == str(checkpoint_dir / "vgg_16" / "vgg_16.ckpt")
+    assert (checkpoint_dir / "vgg_16" / "vgg_16.ckpt").read_bytes() == b"weights"
+    record = checkpoint_dir / "vgg_16" / "vgg_16_2016_08_28.tar.gz.sha256"
+    assert record.read_text() == "%s  vgg_16_2016_08_28.tar.gz\n" % _sha256(tarball)
+    assert os.listdir(checkpoint_dir) == ["vgg_16"] and checked == [("vgg_16", path)]
+
+
+def test_download_refuses_pinned_hash_mismatch(tmp_path, tarball_server, monkeypatch):
+    folder, base = tarball_server
+    checked = _no_verify(monkeypatch)
+    _tarball(folder / "mobilenet_v1_1.0_224.tgz", MOBILENET_FILES)
+    checkpoint_dir = tmp_path / "checkpoints"
+    with pytest.raises(download_module.ChecksumError, match="not the published 2fadeabb"):
+        download("mobilenet_v1", str(checkpoint_dir), url=base + "/mobilenet_v1_1.0_224.tgz",
+                 progress=False)
+    assert os.listdir(checkpoint_dir) == [] and not checked  # no tarball, temp or extraction
+
+
+def test_download_refuses_a_tarball_without_the_checkpoint(tmp_path, tarball_server, monkeypatch):
+    folder, base = tarball_server
+    _no_verify(monkeypatch)
+    monkeypatch.setattr(download_module, "PUBLISHED_SHA256", {})
+    files = {k: v for k, v in MOBILENET_FILES.items() if not k.endswith(".index")}
+    _tarball(folder / "mobilenet_v1_1.0_224.tgz", files)
+    with pytest.raises(DownloadError, match="holds no mobilenet_v1_1.0_224.ckpt.index"):
+        download("mobilenet_v1", str(tmp_path / "c"), url=base + "/mobilenet_v1_1.0_224.tgz",
+                 progress=False)
+    assert not (tmp_path / "c" / "mobilenet_v1").exists()
+
+
+def _cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    output = subprocess.run([sys.executable, "-m", "thyroid.checkpoints"] + list(args),
+                            cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    errors = [line for line in output.stderr.splitlines() if "error: " in line]
+    assert "Traceback" not in output.stderr, output.stderr[-3000:]
+    return output, errors
+
+
+def test_cli_errors_are_one_line(tmp_path, tarball_server):
+    folder, base = tarball_server
+    _tarball(folder / "mobilenet_v1_1.0_224.tgz", MOBILENET_FILES)
+    checkpoint_dir = tmp_path / "checkpoints"
+    output, errors = _cli("download", "--models=mobilenet_v1",
+                          "--checkpoint_dir=%s" % checkpoint_dir,
+                          "--url=%s/mobilenet_v1_1.0_224.tgz" % base)
+    assert output.returncode == 1 and len(errors) == 1 and "sha256" in errors[0]
+    assert os.listdir(checkpoint_dir) == []
+    output, errors = _cli("inspect", str(tmp_path / "absent"))
+    assert output.returncode == 1 and len(errors) == 1 and "absent" in errors[0]
+    output, errors = _cli("verify", "--model=mobilenet_v1",
+                          "--checkpoint_path=%s" % (tmp_path / "absent.ckpt"))
+    assert output.returncode == 1 and len(errors) == 1 and "absent.ckpt" in errors[0]
+
+
+def test_cli_checkpoint_mismatch_is_one_line(tmp_path):
+    """A checkpoint in place whose variables are not MobileNet's: one line, exit 1."""
+    from thyroid.compat import tf, tf1
+    target = tmp_path / "mobilenet_v1"
+    with tf.Graph().as_default():
+        tf1.get_variable("MobilenetV1/Conv2d_0/weights", [1, 1, 1, 1])
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, str(target / "mobilenet_v1_1.0_224.ckpt"),
+                                   write_meta_graph=False)
+    output, errors = _cli("download", "--models=mobilenet_v1", "--checkpoint_dir=%s" % tmp_path)
+    assert output.returncode == 1 and len(errors) == 1, output.stderr[-3000:]
+    assert "MobilenetV1/Conv2d_0/weights" in errors[0]
+
+
 def test_download_cli_offline(tmp_path):
-    output = subprocess.run(
-        [sys.executable, "-m", "thyroid.checkpoints", "download", "--models=inception_v3",
-         "--checkpoint_dir=%s" % tmp_path, "--url=http://127.0.0.1:9/x.tar.gz", "--timeout=5"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert output.returncode == 1
-    assert "inception_v3_2016_08_28.tar.gz" in output.stderr
-    assert "inception_v3.ckpt" in output.stderr
+    output, errors = _cli("download", "--models=inception_v3", "--checkpoint_dir=%s" % tmp_path,
+                          "--url=http://127.0.0.1:9/x.tar.gz", "--timeout=5")
+    assert output.returncode == 1 and len(errors) == 1
+    assert "inception_v3_2016_08_28.tar.gz" in errors[0]
+    assert "put inception_v3.ckpt into" in errors[0] and ".index" not in errors[0]

@@ -33,6 +33,16 @@ def define_flags(fv):
                         flag_values=fv)
 
 
+def expected_errors():
+    """What a bad file, a missing file or a failed download raises: reported in one line."""
+    from thyroid.checkpoints import DownloadError
+    from thyroid.checkpoints.pth_reader import PthReadError
+    from thyroid.compat import tf
+    from thyroid.restore import CheckpointMismatchError
+    return (DownloadError, CheckpointMismatchError, PthReadError, OSError, ValueError,
+            tf.errors.OpError)
+
+
 def usage(message):
     cli.print_error(COMMAND, f"{message} (usage: {__doc__.splitlines()[0]})")
     return cli.USAGE_STATUS
@@ -45,7 +55,7 @@ def download(fv, models):
         try:
             path = checkpoints.download(model, fv.checkpoint_dir, url=fv.url, timeout=fv.timeout)
             print(f"{model}: {path} OK")
-        except checkpoints.DownloadError as error:
+        except expected_errors() as error:  # one model failing does not stop the others
             cli.print_error(COMMAND, error)
             failures += 1
     return cli.FAILURE_STATUS if failures else 0
@@ -65,6 +75,16 @@ def verify(fv, models):
 
 
 def run(fv, argv):
+    try:
+        return dispatch(fv, argv)
+    except cli.UsageError:
+        raise
+    except expected_errors() as error:
+        cli.print_error(COMMAND, error)
+        return cli.FAILURE_STATUS
+
+
+def dispatch(fv, argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         return usage(f"give a command: one of {', '.join(COMMANDS)}")
     command, rest = argv[1], argv[2:]

@@ -112,3 +112,100 @@ def leakage(patient_ids, assignment):
 def assert_no_patient_overlap(patient_ids, assignment):
     shared = leakage(patient_ids, assignment)["patients_in_multiple_splits"]
     assert shared == 0, f"{shared} patients appear in more than one split"
+
+
+# --------------------------------------------------------------------------------------
+# Cross-validation
+# --------------------------------------------------------------------------------------
+
+def split_units_of_images(patient_ids, image_hashes):
+    """One split unit per image: its patient's unit after merging duplicate-linked patients."""
+    units = group_patients(patient_ids, image_hashes)
+    return [units[patient] for patient in patient_ids]
+
+
+def unit_labels_of(labels, groups):
+    """{unit: label} for labelled images; a unit with any malignant image counts as malignant.
+
+    This is the rule ``split_by_patient`` uses, so a mixed unit is stratified the same way
+    in both protocols. Images whose label is None are ignored.
+    """
+    unit_labels = {}
+    for label, unit in zip(labels, groups):
+        if label is not None:
+            unit_labels[unit] = max(unit_labels.get(unit, 0), int(label))
+    return unit_labels
+
+
+def _deal_units_to_folds(unit_labels, num_folds, rng):
+    """{unit: fold}: each class's units shuffled, then dealt round-robin.
+
+    Dealing class by class (the next class continuing where the last stopped) gives every
+    fold floor or ceil of (units of that class / num_folds) units of each class, and fold
+    totals that differ by at most one unit.
+    """
+    by_label = collections.defaultdict(list)
+    for unit, label in sorted(unit_labels.items()):
+        by_label[label].append(unit)
+    fold_of, position = {}, 0
+    for label in sorted(by_label):
+        units = by_label[label]
+        rng.shuffle(units)
+        for unit in units:
+            fold_of[unit] = position % num_folds
+            position += 1
+    return fold_of
+
+
+def cross_validation_folds(labels, groups, num_folds, num_repeats=1, seed=0,
+                           inner_validation_fraction=0.15):
+    """Patient-grouped, label-stratified K-fold assignment, repeated with fresh shuffles.
+
+    ``labels``: per image 0, 1 or None (unlabelled images take part in no fold);
+    ``groups``: per image its split unit (``split_units_of_images``), so patients that
+    share a byte-identical image always land in the same fold.
+    Stratification is over units (``unit_labels_of``): in every repeat each fold's test
+    part holds floor or ceil of (units of class c / num_folds) units of class c.
+    Inside each fold's training units a stratified inner-validation subset of about
+    ``inner_validation_fraction`` of each class's units is held out (at least one unit per
+    class when the class has three or more training units).
+
+    Returns a JSON-ready dict: {"num_folds", "num_repeats", "seed",
+    "inner_validation_fraction", "unit": "patient (duplicate-linked patients merged)",
+    "repeats": [{"repeat": r, "folds": [{"fold": k, "train": [...], "validation": [...],
+    "test": [...]}]}]}, lists of sorted image indices.
+    """
+    if len(labels) != len(groups):
+        raise ValueError(f"labels and groups differ in length: {len(labels)} vs {len(groups)}")
+    if num_folds < 2 or num_repeats < 1:
+        raise ValueError(f"need num_folds >= 2 and num_repeats >= 1, got {num_folds}, "
+                         f"{num_repeats}")
+    if not 0.0 <= inner_validation_fraction < 1.0:
+        raise ValueError(f"inner_validation_fraction must be in [0, 1), got "
+                         f"{inner_validation_fraction}")
+    unit_labels = unit_labels_of(labels, groups)
+    if len(unit_labels) < num_folds:
+        raise ValueError(f"{len(unit_labels)} labelled patient units cannot fill "
+                         f"{num_folds} folds")
+    rng = np.random.RandomState(seed)
+    repeats = []
+    for repeat in range(num_repeats):
+        fold_of = _deal_units_to_folds(unit_labels, num_folds, rng)
+        folds = [_fold_indices(labels, groups, unit_labels, fold_of, fold,
+                               inner_validation_fraction, rng.randint(2 ** 31 - 1))
+                 for fold in range(num_folds)]
+        repeats.append({"repeat": repeat, "folds": folds})
+    return {"num_folds": int(num_folds), "num_repeats": int(num_repeats), "seed": int(seed),
+            "inner_validation_fraction": float(inner_validation_fraction),
+            "unit": "patient (duplicate-linked patients merged)", "repeats": repeats}
+
+
+def _fold_indices(labels, groups, unit_labels, fold_of, fold, validation_fraction, seed):
+    train_units = {u: label for u, label in unit_labels.items() if fold_of[u] != fold}
+    inner = split_units(train_units, validation_fraction, 0.0, seed)
+    parts = {"train": [], "validation": [], "test": []}
+    for index, (label, unit) in enumerate(zip(labels, groups)):
+        if label is None:
+            continue
+        parts["test" if fold_of[unit] == fold else inner[unit]].append(index)
+    return {"fold": int(fold), **parts}

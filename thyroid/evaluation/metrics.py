@@ -12,6 +12,12 @@ Malignant (label 1) is the positive class. An image is predicted malignant when
 The same definitions exist three times, and the tests check they agree:
 ``binary_metrics`` (numpy), ``metric_ops`` (TF graph ops, for training summaries) and
 ``bootstrap_ci`` (vectorised numpy over patient-level bootstrap resamples).
+The numpy functions also take one threshold per image (an array), as cross-validation
+gives each fold's images the threshold chosen on that fold's validation data.
+
+Beyond the thresholded metrics (defined in the sections below): the Brier score, the
+calibration intercept and slope, reliability-diagram bins, and DeLong's test comparing
+two correlated AUCs.
 """
 
 import math
@@ -30,6 +36,11 @@ def _as_arrays(labels, probs):
     if labels.size and not np.all((labels == 0) | (labels == 1)):
         raise ValueError("labels must be 0 (benign) or 1 (malignant)")
     return labels.astype(np.int64), probs
+
+
+def _threshold_value(threshold):
+    """A scalar threshold as float; per-image thresholds (an array) are summarised by None."""
+    return float(threshold) if np.ndim(threshold) == 0 else None
 
 
 def _ratio(num, den):
@@ -60,19 +71,24 @@ def auc_score(labels, probs):
     n_neg = labels.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    # Average ranks (1-based) make each tie contribute exactly 1/2.
-    order = np.argsort(probs, kind="mergesort")
-    sorted_probs = probs[order]
-    ranks_sorted = np.empty(probs.size, dtype=np.float64)
-    # Boundaries of runs of equal values.
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_probs)) + 1]
-    ends = np.r_[starts[1:], probs.size]
-    run_ranks = (starts + 1 + ends) / 2.0  # mean of ranks start+1 .. end
-    ranks_sorted[:] = np.repeat(run_ranks, ends - starts)
-    ranks = np.empty_like(ranks_sorted)
-    ranks[order] = ranks_sorted
+    # Average ranks make each tie contribute exactly 1/2.
+    ranks = midranks(probs)
     u = np.sum(ranks[labels == 1]) - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def midranks(values):
+    """1-based ranks of ``values``, tied values sharing the mean of their ranks; O(n log n)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # Boundaries of runs of equal values.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
+    ends = np.r_[starts[1:], values.size]
+    run_ranks = (starts + 1 + ends) / 2.0  # mean of ranks start+1 .. end
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(run_ranks, ends - starts)
+    return ranks
 
 
 def binary_metrics(labels, probs, threshold=0.5):
@@ -89,7 +105,7 @@ def binary_metrics(labels, probs, threshold=0.5):
         "n": n,
         "n_positive": n_pos,
         "n_negative": n - n_pos,
-        "threshold": float(threshold),
+        "threshold": _threshold_value(threshold),
     }
     out.update(c)
     return out
@@ -267,6 +283,132 @@ def bootstrap_ci(labels, probs, patient_ids, threshold=0.5, num_samples=1000,
 
 
 # --------------------------------------------------------------------------------------
+# Probability quality: Brier score, calibration, reliability bins
+# --------------------------------------------------------------------------------------
+
+#: Probabilities are clipped to [eps, 1 - eps] before taking logits.
+LOGIT_CLIP = 1e-6
+
+
+def brier_score(labels, probs):
+    """Mean squared difference between P(malignant) and the label; nan without images."""
+    labels, probs = _as_arrays(labels, probs)
+    return float(np.mean((probs - labels) ** 2)) if labels.size else float("nan")
+
+
+def _logit(probs):
+    probs = np.clip(probs, LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    return np.log(probs) - np.log1p(-probs)
+
+
+def _fit_logistic(labels, design, offset, iterations=50):
+    """Maximum-likelihood coefficients of logit P(y=1) = design @ beta + offset (Newton).
+
+    Returns nan coefficients when the fit does not converge (e.g. perfectly separated data,
+    where the likelihood has no maximum).
+    """
+    beta = np.zeros(design.shape[1])
+    for _ in range(iterations):
+        eta = np.clip(design @ beta + offset, -35.0, 35.0)
+        fitted = 1.0 / (1.0 + np.exp(-eta))
+        gradient = design.T @ (labels - fitted)
+        hessian = (design * (fitted * (1.0 - fitted))[:, None]).T @ design
+        try:
+            step = np.linalg.solve(hessian, gradient)
+        except np.linalg.LinAlgError:
+            break
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            return beta
+    return np.full(design.shape[1], np.nan)
+
+
+def calibration_intercept_slope(labels, probs):
+    """(intercept, slope) of logistic recalibration on logit(P(malignant)).
+
+    * slope: b in the logistic regression  logit P(y=1) = a + b * logit(p)  (1 is ideal;
+      below 1 the probabilities are too extreme, above 1 too timid).
+    * intercept: calibration-in-the-large, a in  logit P(y=1) = a + 1 * logit(p), i.e. the
+      slope fixed at 1 as an offset (0 is ideal; above 0 the model under-predicts
+      malignancy on average).
+
+    p is clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP]. Both are nan when a class is absent or
+    the fit does not converge.
+    """
+    labels, probs = _as_arrays(labels, probs)
+    if labels.size == 0 or np.all(labels == 1) or np.all(labels == 0):
+        return float("nan"), float("nan")
+    logits = _logit(probs)
+    ones = np.ones((labels.size, 1))
+    intercept = _fit_logistic(labels, ones, logits)[0]
+    slope = _fit_logistic(labels, np.hstack([ones, logits[:, None]]), 0.0)[1]
+    return float(intercept), float(slope)
+
+
+def calibration_bins(labels, probs, num_bins=10):
+    """Reliability-diagram points over ``num_bins`` equal-width bins of P(malignant).
+
+    Returns (mean predicted, observed malignant fraction, image count) for each non-empty
+    bin, as three arrays.
+    """
+    labels, probs = _as_arrays(labels, probs)
+    index = np.minimum((probs * num_bins).astype(np.int64), num_bins - 1)
+    counts = np.bincount(index, minlength=num_bins)
+    predicted = np.bincount(index, weights=probs, minlength=num_bins)
+    observed = np.bincount(index, weights=labels, minlength=num_bins)
+    filled = counts > 0
+    return (predicted[filled] / counts[filled], observed[filled] / counts[filled],
+            counts[filled])
+
+
+# --------------------------------------------------------------------------------------
+# DeLong's test for two correlated AUCs
+# --------------------------------------------------------------------------------------
+
+def _structural_components(labels, scores):
+    """DeLong's placement values via midranks (the O(n log n) form): (V10, V01)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    ranks_all = midranks(np.r_[pos, neg])
+    # A positive's rank among all scores minus its rank among positives counts the
+    # negatives below it (ties 1/2); likewise for negatives.
+    v10 = (ranks_all[:pos.size] - midranks(pos)) / neg.size
+    v01 = 1.0 - (ranks_all[pos.size:] - midranks(neg)) / pos.size
+    return v10, v01
+
+
+def delong_test(labels, probs_a, probs_b):
+    """DeLong's test of AUC(a) == AUC(b) for two scores of the same images.
+
+    Returns {"auc_a", "auc_b", "difference" (a - b), "se", "z", "p_value" (two-sided,
+    normal approximation)}. With fewer than two images of a class everything is nan.
+    When the standard error is 0 (identical rankings), z is 0 and p is 1 if the AUCs are
+    equal; otherwise z is infinite and p is 0.
+    """
+    labels, probs_a = _as_arrays(labels, probs_a)
+    _, probs_b = _as_arrays(labels, probs_b)
+    n_pos = int(np.sum(labels == 1))
+    n_neg = labels.size - n_pos
+    nan = float("nan")
+    if n_pos < 2 or n_neg < 2:
+        return {"auc_a": nan, "auc_b": nan, "difference": nan, "se": nan, "z": nan,
+                "p_value": nan}
+    v10_a, v01_a = _structural_components(labels, probs_a)
+    v10_b, v01_b = _structural_components(labels, probs_b)
+    auc_a, auc_b = float(np.mean(v10_a)), float(np.mean(v10_b))
+    covariance = np.cov([v10_a, v10_b]) / n_pos + np.cov([v01_a, v01_b]) / n_neg
+    variance = covariance[0, 0] + covariance[1, 1] - 2.0 * covariance[0, 1]
+    se = math.sqrt(max(variance, 0.0))
+    difference = auc_a - auc_b
+    if se > 1e-15:
+        z = difference / se
+    else:
+        z = 0.0 if abs(difference) < 1e-15 else math.copysign(math.inf, difference)
+    p_value = math.erfc(abs(z) / math.sqrt(2.0))
+    return {"auc_a": auc_a, "auc_b": auc_b, "difference": difference, "se": se, "z": z,
+            "p_value": p_value}
+
+
+# --------------------------------------------------------------------------------------
 # Combined, JSON-ready result
 # --------------------------------------------------------------------------------------
 
@@ -317,7 +459,7 @@ def evaluate_predictions(labels, probs, patient_ids, threshold=0.5, num_samples=
         "malignant_patients": int(len(malignant_patients)),
         "benign_patients": int(unique_patients.size - len(malignant_patients)),
     }
-    result["threshold"] = float(threshold)
+    result["threshold"] = _threshold_value(threshold)
     result["bootstrap"] = {"unit": "patient", "num_samples": int(num_samples),
                            "seed": int(seed), "confidence": 0.95}
     return result

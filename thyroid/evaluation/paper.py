@@ -1,27 +1,28 @@
 """The study's rows and the numbers the paper reports.
 
-Paper: Sai Sundar & Siva Sankara Sai, "Exploring Transfer Learning, Fine-tuning of
-Thyroid Ultrasound Images", MIDL 2018 abstract (OpenReview id HyMTQPojf); a 2019 paper with
-the same abstract, "Exploring Image Classification of Thyroid Ultrasound Images Using Deep
-Learning", is also listed (acemap.info/paper/392684915). Its Table 1 reports accuracy,
-sensitivity and specificity of seven methods on two datasets (the public DDTI collection
-and a local dataset).
+Paper: K.V. Sai Sundar & S. Siva Sankara Sai, "Exploring Transfer Learning, Fine-tuning of
+Thyroid Ultrasound Images" (MIDL 2018 abstract, OpenReview id HyMTQPojf). Its Table 1 gives
+accuracy, sensitivity and specificity of seven methods on one dataset only: DDTI combined
+with the authors' local (non-public) images, augmented (flips, rotations, noise) before a
+random split into 2525 training and 613 test samples. That is an image-level protocol:
+copies of one image, and images of one patient, can sit on both sides of the split.
+The paper gives no per-dataset numbers and no AUC.
 
-The table's numbers are NOT stored here: the full text was not reachable offline (only the
-abstract pages were found: openreview.net/forum?id=HyMTQPojf and acemap.info/paper/392684915,
-neither of which contains the table). Rather than invent numbers, every value is ``None``
-and the report prints "not available offline". Fill them in from the paper's PDF (and set
-``PAPER_SOURCE``) when it is at hand.
+The values below are Table 1's numbers as printed (the text of the paper is kept beside
+the shared data, in ``paper/paper.txt``).
 """
 
 PAPER_TITLE = "Exploring Transfer Learning, Fine-tuning of Thyroid Ultrasound Images"
-PAPER_AUTHORS = "Sai Sundar & Siva Sankara Sai"
+PAPER_AUTHORS = "K.V. Sai Sundar & S. Siva Sankara Sai"
 PAPER_URL = "https://openreview.net/forum?id=HyMTQPojf"
-#: Where the numbers in PAPER_TABLE_1 come from; None while they are unavailable.
-PAPER_SOURCE = None
-NOT_AVAILABLE = "not available offline"
+#: Where the numbers in PAPER_TABLE_1 come from.
+PAPER_SOURCE = ("the paper's Table 1 (combined DDTI + local dataset, augmented before a random "
+                "image-level split: 2525 training / 613 test samples)")
+#: Printed where the paper has no value.
+NOT_AVAILABLE = "not reported"
 
-PAPER_DATASETS = ("DDTI", "local")
+#: Table 1 covers the combined dataset only.
+PAPER_DATASETS = ("combined",)
 PAPER_METRICS = ("accuracy", "sensitivity", "specificity")
 
 #: (row_id, model, mode, label) in the order the report lists them. Rows 1-7 are the
@@ -42,15 +43,26 @@ STUDY_ROWS = [
 #: Rows that appear in the paper (the first seven).
 PAPER_ROWS = [row for row in STUDY_ROWS if row[0] <= 7]
 
-#: (model, mode) -> {dataset: {metric: value in [0, 1] or None}}.
+#: (model, mode) -> {dataset: {metric: value in [0, 1]}}, Table 1 as printed.
 PAPER_TABLE_1 = {
-    (model, mode): {dataset: {metric: None for metric in PAPER_METRICS}
-                    for dataset in PAPER_DATASETS}
-    for _, model, mode, _ in PAPER_ROWS
+    ("small_cnn", "scratch"): {"combined": {"accuracy": 0.82, "sensitivity": 0.89,
+                                            "specificity": 0.82}},
+    ("vgg_16", "bottleneck_svm"): {"combined": {"accuracy": 0.99, "sensitivity": 1.00,
+                                                "specificity": 0.985}},
+    ("inception_v3", "bottleneck_svm"): {"combined": {"accuracy": 0.967, "sensitivity": 0.985,
+                                                      "specificity": 0.95}},
+    ("vgg_16", "bottleneck_fc"): {"combined": {"accuracy": 0.94, "sensitivity": 0.96,
+                                               "specificity": 0.92}},
+    ("inception_v3", "bottleneck_fc"): {"combined": {"accuracy": 0.98, "sensitivity": 0.99,
+                                                     "specificity": 0.97}},
+    ("vgg_16", "finetune"): {"combined": {"accuracy": 0.76, "sensitivity": 0.84,
+                                          "specificity": 0.68}},
+    ("inception_v3", "finetune"): {"combined": {"accuracy": 0.79, "sensitivity": 0.80,
+                                                "specificity": 0.77}},
 }
 
 
-def paper_values(model, mode, dataset="DDTI"):
+def paper_values(model, mode, dataset="combined"):
     """The paper's {metric: value-or-None} for a row, or None when the paper has no such row."""
     entry = PAPER_TABLE_1.get((model, mode))
     if entry is None:

@@ -1,6 +1,9 @@
 """Study report: summary.md, summary.csv, roc.png and confusion_matrices.png.
 
 ``write_report(run_dir, rows, run_info)``; every file is written atomically.
+Cross-validated studies use the pieces under "Cross-validation" beside the single-split
+table: ``write_predictions_csv``, ``cv_summary_csv_text``, ``plot_pooled_roc`` and
+``plot_calibration`` (their figures come from ``thyroid.evaluation.pooled``).
 
 ``rows``: one dict per method, keys
   row_id, model, mode, label, status ('ok' | 'skipped' | 'failed'),
@@ -24,7 +27,7 @@ import os
 import numpy as np
 
 from thyroid import io_utils
-from thyroid.evaluation import metrics, paper
+from thyroid.evaluation import metrics, paper, pooled
 
 CSV_COLUMNS = [
     "row_id", "model", "mode", "status", "checkpoint",
@@ -45,6 +48,12 @@ IMAGE_LEVEL_WARNING = (
     "images of the same patient (often near-identical frames of the same nodule) can be in "
     "both the training and the test set. This leaks patients across the split and inflates "
     "every number below; use the patient-level protocol for an honest estimate.")
+
+PAPER_PROTOCOL_NOTE = (
+    f"Paper values: {paper.PAPER_SOURCE}. The paper augmented its images before splitting "
+    "them at random, so copies of an image and images of one patient could fall on both "
+    "sides of the split (an image-level protocol); its numbers are therefore not comparable "
+    "with patient-level results. `--protocol=image` reproduces that protocol here.")
 
 _RUN_INFO_ORDER = ("dataset", "protocol", "counts", "threshold", "date", "machine",
                    "total_seconds")
@@ -202,7 +211,7 @@ def _save_figure(fig, path):
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def plot_roc(rows, path):
+def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 6.0))
@@ -223,7 +232,7 @@ def plot_roc(rows, path):
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("1 - specificity (false positive rate)")
     ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_title("ROC curves (test set, malignant = positive)")
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize=7)
     _save_figure(fig, path)
     return drawn
@@ -266,7 +275,10 @@ def plot_confusion_matrices(rows, path):
 # --------------------------------------------------------------------------------------
 
 def _paper_cell(value):
-    return paper.NOT_AVAILABLE if value is None else f"{value:.2f}"
+    """Table 1's value as printed (two decimals, or three where the paper gives three)."""
+    if value is None:
+        return paper.NOT_AVAILABLE
+    return f"{value:.2f}" if abs(round(value, 2) - value) < 1e-9 else f"{value:.3f}"
 
 
 def summary_markdown(rows, run_info):
@@ -337,11 +349,7 @@ def summary_markdown(rows, run_info):
     lines += ["## Comparison with the paper's Table 1", "",
               f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).",
               ""]
-    if paper.has_paper_numbers():
-        lines += [f"Paper values from: {paper.PAPER_SOURCE}.", ""]
-    else:
-        lines += [f"The paper's numbers are {paper.NOT_AVAILABLE}: its full text could not "
-                  "be retrieved, and numbers are not guessed.", ""]
+    lines += [PAPER_PROTOCOL_NOTE, ""]
     header = ["#", "Method", "Ours acc", "Ours sens", "Ours spec"]
     for dataset in paper.PAPER_DATASETS:
         header += [f"Paper {dataset} acc", f"Paper {dataset} sens", f"Paper {dataset} spec"]
@@ -365,6 +373,188 @@ def summary_markdown(rows, run_info):
               f"- [ROC curves]({ROC_PNG})",
               f"- [Confusion matrices]({CONFUSION_PNG})", ""]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Cross-validation: predictions.csv, summary.csv, pooled ROC, reliability diagram
+# --------------------------------------------------------------------------------------
+
+PREDICTIONS_CSV = "predictions.csv"
+CALIBRATION_PNG = "calibration.png"
+
+_RATES_WITH_CI = [f"{name}{suffix}" for name in ("sensitivity", "specificity", "accuracy")
+                  for suffix in ("", "_ci_low", "_ci_high")]
+_CV_FIGURES = (["auc", "auc_ci_low", "auc_ci_high", "auc_fold_mean", "auc_fold_sd",
+                "threshold"] + _RATES_WITH_CI
+               + ["brier", "calibration_intercept", "calibration_slope"])
+_AT_0_5 = [name.replace("_ci", "_at_0_5_ci") if "_ci" in name else f"{name}_at_0_5"
+           for name in _RATES_WITH_CI]
+_EXTERNAL = [f"external_{name}" for name in _CV_FIGURES
+             if name not in ("auc_fold_mean", "auc_fold_sd", "threshold")]
+
+CV_CSV_COLUMNS = (["row_id", "model", "mode", "status"] + _CV_FIGURES + ["p_vs_best"]
+                  + _AT_0_5 + ["images", "patients", "note"])
+
+
+def _prediction_line(record):
+    fold = record["fold"]
+    if str(fold) != pooled.EXTERNAL_FOLD:
+        fold = int(fold)
+    label = int(record["label"])
+    if label not in (0, 1):
+        raise ValueError(f"prediction for image {record['image']!r}: label {label} is not 0/1")
+    return {"row_id": record["row_id"], "repeat": int(record["repeat"]), "fold": fold,
+            "image": record["image"], "patient_id": record["patient_id"], "label": label,
+            "prob": f"{float(record['prob']):.9g}",
+            "threshold": f"{float(record['threshold']):.9g}"}
+
+
+def write_predictions_csv(path, records):
+    """predictions.csv: one line per row, repeat and image, columns PREDICTION_COLUMNS."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=pooled.PREDICTION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(_prediction_line(record))
+    io_utils.atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def read_predictions_csv(path):
+    """The records of a predictions.csv (values as strings, as ``pooled`` accepts them)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != pooled.PREDICTION_COLUMNS:
+            raise ValueError(f"{path}: columns {reader.fieldnames} are not "
+                             f"{','.join(pooled.PREDICTION_COLUMNS)}")
+        return list(reader)
+
+
+def cv_summary_csv_text(rows, summaries, external=None):
+    """summary.csv of a cross-validated study.
+
+    ``rows``: dicts with row_id, model, mode, status, note; ``summaries``: {row_id: figures}
+    from ``pooled.summarize_predictions``; ``external``: {row_id: figures} from
+    ``pooled.summarize_external`` or None (then there are no ``external_`` columns).
+    """
+    columns = list(CV_CSV_COLUMNS)
+    if external is not None:
+        columns[columns.index("images"):columns.index("images")] = _EXTERNAL
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        key = pooled.row_key(row.get("row_id"))
+        figures = summaries.get(key) or {}
+        outside = (external or {}).get(key) or {}
+        out = {name: row.get(name) or "" for name in ("row_id", "model", "mode", "status",
+                                                      "note")}
+        for name in columns[4:]:
+            if name.startswith("external_"):
+                out[name] = _csv_num(outside.get(name[len("external_"):]))
+            elif name != "note":
+                out[name] = _csv_num(figures.get(name))
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def _pooled_rows(rows, records):
+    """Rows with the labels and probabilities of every repeat's out-of-fold predictions."""
+    by_row = {}
+    for record in records:
+        if str(record["fold"]) != pooled.EXTERNAL_FOLD:
+            entry = by_row.setdefault(str(record["row_id"]), ([], []))
+            entry[0].append(int(record["label"]))
+            entry[1].append(float(record["prob"]))
+    out = []
+    for row in rows:
+        labels, probs = by_row.get(str(row.get("row_id")), ([], []))
+        out.append(dict(row, labels=np.asarray(labels), probs=np.asarray(probs)))
+    return out
+
+
+def plot_pooled_roc(rows, records, path):
+    """roc.png from the pooled out-of-fold predictions (all repeats together)."""
+    return plot_roc(_pooled_rows(rows, records), path,
+                    title="ROC curves (pooled out-of-fold predictions)")
+
+
+def plot_calibration(rows, records, path, num_bins=10):
+    """calibration.png: observed malignant fraction against mean predicted P(malignant)
+    in ``num_bins`` equal-width bins, one line per row, with the diagonal."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 6.0))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1,
+            label="perfect calibration")
+    drawn = 0
+    for row in _pooled_rows(rows, records):
+        arrays = _roc_arrays(row)
+        if arrays is None:
+            continue
+        predicted, observed, _ = metrics.calibration_bins(*arrays, num_bins=num_bins)
+        ax.plot(predicted, observed, marker="o", markersize=3, linewidth=1.2,
+                label=_row_title(row))
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("mean predicted P(malignant) in bin")
+    ax.set_ylabel("observed fraction malignant")
+    ax.set_title(f"Reliability diagram ({num_bins} bins, out-of-fold predictions)")
+    ax.legend(loc="upper left", fontsize=7)
+    _save_figure(fig, path)
+    return drawn
+
+
+P_VALUE_NOTE = ("p vs best: DeLong's test of each row's pooled out-of-fold AUC against the "
+                "row with the highest one, on the same images; not corrected for multiple "
+                "comparisons.")
+
+
+def _with_ci(figures, name, digits=2):
+    value = _num(figures.get(name))
+    if value is None:
+        return "—"
+    low, high = _num(figures.get(f"{name}_ci_low")), _num(figures.get(f"{name}_ci_high"))
+    text = f"{value:.{digits}f}"
+    return text if low is None or high is None else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _plain(figures, name, digits=2):
+    value = _num(figures.get(name))
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _p_text(value):
+    value = _num(value)
+    if value is None:
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def cv_results_markdown(rows, summaries):
+    """The cross-validated results table (markdown lines) with its p-value note."""
+    lines = ["| # | Method | Status | AUC | AUC over folds | Threshold | Sensitivity | "
+             "Specificity | Accuracy | Brier | Calibration intercept / slope | p vs best |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        figures = summaries.get(pooled.row_key(row.get("row_id"))) or {}
+        fold_mean, fold_sd = _num(figures.get("auc_fold_mean")), _num(figures.get("auc_fold_sd"))
+        over_folds = "—" if fold_mean is None else (
+            f"{fold_mean:.2f}" + ("" if fold_sd is None else f" ± {fold_sd:.2f}"))
+        best = figures.get("best_row")
+        cells = [_with_ci(figures, "auc"), over_folds, _plain(figures, "threshold"),
+                 _with_ci(figures, "sensitivity"), _with_ci(figures, "specificity"),
+                 _with_ci(figures, "accuracy"), _plain(figures, "brier", 3),
+                 f"{_plain(figures, 'calibration_intercept')} / "
+                 f"{_plain(figures, 'calibration_slope')}",
+                 "best" if best else _p_text(figures.get("p_vs_best"))]
+        lines.append(f"| {row.get('row_id')} | {_md(_row_title(row).split('. ', 1)[-1])} | "
+                     f"{_md(row.get('status'))} | " + " | ".join(cells) + " |")
+    return lines + ["", P_VALUE_NOTE, ""]
 
 
 # --------------------------------------------------------------------------------------

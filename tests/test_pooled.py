@@ -1,0 +1,163 @@
+"""Pooled out-of-fold summary and the cross-validation report files."""
+
+import csv
+import time
+
+import numpy as np
+import pytest
+
+from thyroid.datasets import splits
+from thyroid.evaluation import metrics, operating_point, pooled, report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _study_predictions(num_patients=80, num_repeats=2, seed=0):
+    """Fabricated cross-validation output: rows 1 (strong), 2 (weak), 3 (noise)."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat(np.arange(num_patients), 2)
+    labels = np.repeat((rng.random(num_patients) < 0.6).astype(int), 2)
+    groups = [f"p{p}" for p in patients]
+    assignment = splits.cross_validation_folds(labels.tolist(), groups, 4, num_repeats, seed)
+    strength = {1: 2.5, 2: 0.8, 3: 0.0}
+    records = []
+    for repeat in assignment["repeats"]:
+        for row_id, gap in strength.items():
+            probs = 1 / (1 + np.exp(-(gap * (labels - 0.5) + rng.normal(size=labels.size))))
+            for fold in repeat["folds"]:
+                val = fold["validation"]
+                threshold = operating_point.choose_threshold("youden", labels[val], probs[val])
+                for i in fold["test"]:
+                    records.append({"row_id": row_id, "repeat": repeat["repeat"],
+                                    "fold": fold["fold"], "image": f"img{i}.png",
+                                    "patient_id": f"ddti:{patients[i]}",
+                                    "label": int(labels[i]), "prob": float(probs[i]),
+                                    "threshold": threshold})
+    return records
+
+
+def test_every_image_has_one_out_of_fold_prediction_per_repeat_and_row():
+    records = _study_predictions()
+    keys = [(r["row_id"], r["repeat"], r["image"]) for r in records]
+    assert len(keys) == len(set(keys)) == 3 * 2 * 160
+
+
+def test_summary_matches_metrics_on_one_repeat():
+    records = [r for r in _study_predictions() if r["repeat"] == 0]
+    summary = pooled.summarize_predictions(records, num_samples=300)
+    row = [r for r in records if r["row_id"] == 1]
+    labels = [r["label"] for r in row]
+    probs = [r["prob"] for r in row]
+    thresholds = np.array([r["threshold"] for r in row])
+    figures = summary[1]
+    assert figures["auc"] == pytest.approx(metrics.auc_score(labels, probs))
+    at_folds = metrics.binary_metrics(labels, probs, thresholds)
+    assert figures["sensitivity"] == pytest.approx(at_folds["sensitivity"])
+    assert figures["specificity_at_0_5"] == pytest.approx(
+        metrics.binary_metrics(labels, probs, 0.5)["specificity"])
+    assert figures["brier"] == pytest.approx(metrics.brier_score(labels, probs))
+    assert figures["auc_ci_low"] <= figures["auc"] <= figures["auc_ci_high"]
+    assert figures["threshold"] == pytest.approx(thresholds.mean())
+    assert figures["images"] == 160 and figures["patients"] == 80
+    fold_aucs = [metrics.auc_score([r["label"] for r in row if r["fold"] == k],
+                                   [r["prob"] for r in row if r["fold"] == k])
+                 for k in range(4)]
+    assert figures["auc_fold_mean"] == pytest.approx(np.mean(fold_aucs))
+    assert figures["auc_fold_sd"] == pytest.approx(np.std(fold_aucs, ddof=1))
+
+
+def test_repeats_are_averaged_and_best_row_compared():
+    summary = pooled.summarize_predictions(_study_predictions(), num_samples=200)
+    assert len(summary[1]["auc_by_repeat"]) == 2
+    assert summary[1]["auc"] == pytest.approx(np.mean(summary[1]["auc_by_repeat"]))
+    assert summary[1]["auc"] > 0.85 and abs(summary[3]["auc"] - 0.5) < 0.12
+    assert summary[1]["p_vs_best"] is None and summary[1].get("best_row")
+    assert summary[3]["p_vs_best"] < 0.001
+    assert 0 < summary[2]["p_vs_best"] < 1
+
+
+def test_external_records_are_summarised_apart():
+    records = _study_predictions(num_repeats=1)
+    external = [dict(r, fold="external", image="ext-" + r["image"]) for r in records
+                if r["row_id"] == 2]
+    summary = pooled.summarize_predictions(records + external, num_samples=100)
+    assert summary[2]["images"] == 160
+    outside = pooled.summarize_external(records + external, num_samples=100)
+    assert set(outside) == {2} and outside[2]["images"] == 160
+    assert outside[2]["auc"] == pytest.approx(summary[2]["auc"])
+
+
+def test_summary_is_fast():
+    records = _study_predictions(num_patients=300, num_repeats=1)
+    start = time.perf_counter()
+    pooled.summarize_predictions(records, num_samples=1000)
+    assert time.perf_counter() - start < 5.0
+
+
+def test_cv_report_files(tmp_path):
+    records = _study_predictions(num_repeats=1)
+    external = [dict(r, fold="external") for r in records if r["row_id"] == 1]
+    rows = [{"row_id": 1, "model": "vgg_16", "mode": "bottleneck_svm", "status": "ok",
+             "label": "VGG-16 pool5 + SVM"},
+            {"row_id": 2, "model": "vgg_16", "mode": "finetune", "status": "ok"},
+            {"row_id": 3, "model": "small_cnn", "mode": "scratch", "status": "ok"},
+            {"row_id": 4, "model": "inception_v3", "mode": "finetune", "status": "skipped",
+             "note": "checkpoint missing"}]
+    path = report.write_predictions_csv(str(tmp_path / report.PREDICTIONS_CSV),
+                                        records + external)
+    read_back = report.read_predictions_csv(path)
+    with open(path, encoding="utf-8") as f:
+        assert f.readline().strip() == "row_id,repeat,fold,image,patient_id,label,prob,threshold"
+    assert len(read_back) == len(records) + len(external)
+    assert {r["fold"] for r in read_back} == {"0", "1", "2", "3", "external"}
+
+    summaries = pooled.summarize_predictions(read_back, num_samples=100)
+    assert summaries[1]["auc"] == pytest.approx(
+        pooled.summarize_predictions(records, num_samples=100)[1]["auc"])
+    outside = pooled.summarize_external(read_back, num_samples=100)
+    text = report.cv_summary_csv_text(rows, summaries, outside)
+    table = list(csv.DictReader(text.splitlines()))
+    required = ("row_id,model,mode,status,auc,auc_ci_low,auc_ci_high,auc_fold_mean,"
+                "auc_fold_sd,threshold,sensitivity,specificity,accuracy,brier,"
+                "calibration_intercept,calibration_slope,p_vs_best,sensitivity_at_0_5,"
+                "specificity_at_0_5,accuracy_at_0_5,external_auc,external_sensitivity,"
+                "external_brier,external_calibration_slope").split(",")
+    assert set(required) <= set(table[0])
+    by_id = {r["row_id"]: r for r in table}
+    assert float(by_id["1"]["auc"]) == pytest.approx(summaries[1]["auc"], rel=1e-5)
+    assert by_id["1"]["p_vs_best"] == "" and float(by_id["3"]["p_vs_best"]) < 0.05
+    assert float(by_id["1"]["external_auc"]) == pytest.approx(outside[1]["auc"], rel=1e-5)
+    assert by_id["2"]["external_auc"] == "" and by_id["4"]["auc"] == ""
+    assert by_id["4"]["note"] == "checkpoint missing"
+    assert "external_auc" not in report.cv_summary_csv_text(rows, summaries).split("\n")[0]
+
+    for name, plot in (("roc.png", report.plot_pooled_roc),
+                       ("calibration.png", report.plot_calibration)):
+        assert plot(rows, read_back, str(tmp_path / name)) == 3
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_predictions_csv_rejects_bad_label(tmp_path):
+    record = {"row_id": 1, "repeat": 0, "fold": 0, "image": "a.png", "patient_id": "p",
+              "label": 2, "prob": 0.3, "threshold": 0.5}
+    with pytest.raises(ValueError, match="a.png"):
+        report.write_predictions_csv(str(tmp_path / "p.csv"), [record])
+    assert not (tmp_path / "p.csv").exists()
+    (tmp_path / "q.csv").write_text("row_id,prob\n1,0.5\n")
+    with pytest.raises(ValueError, match="q.csv"):
+        report.read_predictions_csv(str(tmp_path / "q.csv"))
+
+
+def test_cv_results_markdown():
+    summaries = pooled.summarize_predictions(_study_predictions(num_repeats=1), num_samples=100)
+    rows = [{"row_id": 1, "model": "vgg_16", "mode": "bottleneck_svm", "status": "ok"},
+            {"row_id": 3, "model": "small_cnn", "mode": "scratch", "status": "ok"},
+            {"row_id": 4, "model": "inception_v3", "mode": "finetune", "status": "skipped"}]
+    lines = report.cv_results_markdown(rows, summaries)
+    first = summaries[1]
+    assert lines[2].startswith("| 1 | VGG-16 pool5 + SVM | ok | "
+                               f"{first['auc']:.2f} [{first['auc_ci_low']:.2f}, "
+                               f"{first['auc_ci_high']:.2f}] | {first['auc_fold_mean']:.2f} ± ")
+    assert lines[2].endswith("| best |") and lines[3].endswith("| < 0.001 |")
+    assert lines[4].startswith("| 4 | Inception-v3 fine-tuning | skipped | — |")
+    assert "not corrected for multiple comparisons" in "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Per-row summary of cross-validated (out-of-fold) predictions.
+
+A predictions table has one record per row, repeat and image with the keys of
+``PREDICTION_COLUMNS`` (``fold`` is an int, or ``EXTERNAL_FOLD`` for an external image).
+Every metric comes from ``thyroid.evaluation.metrics``; this module only pools and
+aggregates:
+
+* ``auc``: the AUC of each repeat's pooled out-of-fold predictions, mean over repeats;
+  ``auc_ci_low/high``: the patient-bootstrap 95% interval of each repeat, bounds averaged
+  over repeats (with one repeat: that repeat's interval).
+* ``auc_fold_mean`` / ``auc_fold_sd``: over every (repeat, fold) with both classes.
+* ``sensitivity``, ``specificity``, ``accuracy``: each image judged at its own fold's
+  threshold, pooled per repeat, averaged like the AUC; the same at 0.5 as ``*_at_0_5``.
+  ``threshold``: the mean of the per-fold thresholds.
+* ``brier``, ``calibration_intercept``, ``calibration_slope``: on the pooled predictions,
+  mean over repeats.
+* ``p_vs_best``: DeLong's test against the row with the highest ``auc``, on the images
+  both rows scored, each image's probability averaged over repeats. Not corrected for
+  multiple comparisons. None for the best row itself.
+"""
+
+import collections
+import math
+
+import numpy as np
+
+from thyroid.evaluation import metrics
+
+PREDICTION_COLUMNS = ("row_id", "repeat", "fold", "image", "patient_id", "label", "prob",
+                      "threshold")
+EXTERNAL_FOLD = "external"
+RATE_NAMES = ("accuracy", "sensitivity", "specificity")
+
+
+def _arrays(records):
+    return {
+        "repeat": np.array([int(r["repeat"]) for r in records], dtype=np.int64),
+        "fold": np.array([str(r["fold"]) for r in records]),
+        "image": np.array([str(r["image"]) for r in records]),
+        "patient_id": np.array([str(r["patient_id"]) for r in records]),
+        "label": np.array([int(r["label"]) for r in records], dtype=np.int64),
+        "prob": np.array([float(r["prob"]) for r in records], dtype=np.float64),
+        "threshold": np.array([float(r["threshold"]) for r in records], dtype=np.float64),
+    }
+
+
+def row_key(row_id):
+    """Row ids as ints where they are numbers, so CSV text and study ints agree."""
+    text = str(row_id).strip()
+    return int(text) if text.lstrip("-").isdigit() else row_id
+
+
+def _select(table, mask):
+    return {key: values[mask] for key, values in table.items()}
+
+
+def _mean(values):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _pooled_figures(table, num_samples, seed):
+    """Metrics of one repeat's pooled predictions (or of an external set)."""
+    labels, probs, patients = table["label"], table["prob"], table["patient_id"]
+    figures = {}
+    for suffix, threshold in (("", table["threshold"]), ("_at_0_5", 0.5)):
+        point = metrics.binary_metrics(labels, probs, threshold)
+        ci = metrics.bootstrap_ci(labels, probs, patients, threshold, num_samples, seed=seed)
+        names = RATE_NAMES + ("auc",) if not suffix else RATE_NAMES
+        for name in names:
+            figures[name + suffix] = point[name]
+            figures[f"{name}{suffix}_ci_low"], figures[f"{name}{suffix}_ci_high"] = ci[name]
+    figures["brier"] = metrics.brier_score(labels, probs)
+    (figures["calibration_intercept"],
+     figures["calibration_slope"]) = metrics.calibration_intercept_slope(labels, probs)
+    figures["threshold"] = float(np.mean(table["threshold"])) if labels.size else float("nan")
+    figures["images"] = int(labels.size)
+    figures["patients"] = int(np.unique(patients).size)
+    return figures
+
+
+def summarize_predictions(records, num_samples=1000, seed=0):
+    """{row_id: figures} over the cross-validation records (external ones are left out).
+
+    Row ids are keyed through ``row_key`` (numbers become ints).
+    """
+    by_row = collections.defaultdict(list)
+    for record in records:
+        if str(record["fold"]) != EXTERNAL_FOLD:
+            by_row[row_key(record["row_id"])].append(record)
+    summaries = {row_id: _summarize_row(_arrays(rows), num_samples, seed)
+                 for row_id, rows in by_row.items()}
+    _add_delong_vs_best(summaries, {row_id: _arrays(rows) for row_id, rows in by_row.items()})
+    return summaries
+
+
+def _summarize_row(table, num_samples, seed):
+    per_repeat = [_pooled_figures(_select(table, table["repeat"] == repeat), num_samples,
+                                  seed)
+                  for repeat in np.unique(table["repeat"])]
+    summary = {key: _mean([figures[key] for figures in per_repeat])
+               for key in per_repeat[0] if key not in ("images", "patients")}
+    summary["images"] = per_repeat[0]["images"]
+    summary["patients"] = per_repeat[0]["patients"]
+    summary["auc_by_repeat"] = [figures["auc"] for figures in per_repeat]
+    fold_aucs = [metrics.auc_score(table["label"][mask], table["prob"][mask])
+                 for mask in _fold_masks(table)]
+    fold_aucs = [auc for auc in fold_aucs if not math.isnan(auc)]
+    summary["auc_fold_mean"] = _mean(fold_aucs)
+    summary["auc_fold_sd"] = float(np.std(fold_aucs, ddof=1)) if len(fold_aucs) > 1 \
+        else float("nan")
+    return summary
+
+
+def _fold_masks(table):
+    keys = set(zip(table["repeat"].tolist(), table["fold"].tolist()))
+    return [(table["repeat"] == repeat) & (table["fold"] == fold)
+            for repeat, fold in sorted(keys)]
+
+
+def _mean_prob_by_image(table):
+    """{image: (label, probability averaged over repeats)}."""
+    sums = collections.defaultdict(lambda: [0, 0.0, 0])
+    for image, label, prob in zip(table["image"], table["label"], table["prob"]):
+        entry = sums[image]
+        entry[0], entry[1], entry[2] = label, entry[1] + prob, entry[2] + 1
+    return {image: (label, total / count) for image, (label, total, count) in sums.items()}
+
+
+def _add_delong_vs_best(summaries, tables):
+    ranked = [row for row in summaries if not math.isnan(summaries[row]["auc"])]
+    for row in summaries:
+        summaries[row]["p_vs_best"] = None
+    if not ranked:
+        return
+    best = max(ranked, key=lambda row: summaries[row]["auc"])
+    best_scores = _mean_prob_by_image(tables[best])
+    for row in ranked:
+        if row == best:
+            continue
+        scores = _mean_prob_by_image(tables[row])
+        shared = sorted(set(scores) & set(best_scores))
+        labels = [best_scores[image][0] for image in shared]
+        result = metrics.delong_test(labels, [scores[image][1] for image in shared],
+                                     [best_scores[image][1] for image in shared])
+        summaries[row]["p_vs_best"] = result["p_value"]
+    summaries[best]["best_row"] = True
+
+
+def summarize_external(records, num_samples=1000, seed=0):
+    """{row_id: figures} for the records whose fold is ``EXTERNAL_FOLD``."""
+    by_row = collections.defaultdict(list)
+    for record in records:
+        if str(record["fold"]) == EXTERNAL_FOLD:
+            by_row[row_key(record["row_id"])].append(record)
+    return {row_id: _pooled_figures(_arrays(rows), num_samples, seed)
+            for row_id, rows in by_row.items()}
