@@ -151,8 +151,10 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     decision = explain_diagnosis(lines, table, suspicious_as_malignant)
     label, diagnosis = decision.label, decision.text
     if label is None:
-        result.excluded.append({"case_id": patient, "reason": decision.reason,
-                                "words": decision.text})
+        excluded = {"case_id": patient, "reason": decision.reason}
+        if decision.text:
+            excluded["words"] = decision.text
+        result.excluded.append(excluded)
     else:
         result.labels.append({"case_id": patient, "label": label, "words": decision.text})
     if not image_paths:
