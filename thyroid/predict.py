@@ -1,7 +1,9 @@
 """Predicts P(malignant) for ultrasound images with an exported TFLite model.
 
-    python -m thyroid.predict --model=OUT/model.tflite IMAGE... [--json] [--gradcam=DIR]
+    python -m thyroid.predict --model=OUT/model.tflite IMAGE_OR_FOLDER... [--json]
+        [--gradcam=DIR] [--csv=FILE]
 
+Folders are searched recursively for images.
 Each image is cropped to the scan field and resized as in training (the crop is recorded in
 metadata.json), then classified with the threshold from metadata.json. A file that cannot be
 used gets an error line naming it and the reason; the others are still predicted and the exit
@@ -16,7 +18,9 @@ import sys
 from absl import app, flags
 
 from thyroid.deploy import NOTICE
-from thyroid.deploy.predict import format_table, load_gradcam, predict_files
+from thyroid.datasets.images import DEFAULT_MAX_PIXELS
+from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, predict_files,
+                                    write_csv)
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
 
 FLAGS = flags.FLAGS
@@ -26,13 +30,17 @@ def define_flags():
     flags.DEFINE_string("model", None, "model.tflite (metadata.json beside it) or its folder.")
     flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
     flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlay PNGs (one per image).")
+    flags.DEFINE_string("csv", None, "Also write FILE with one row per image: path, "
+                        "probability, label, error.")
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images whose header declares "
+                         "more pixels than this (checked before decoding).", lower_bound=1)
     flags.mark_flag_as_required("model")
 
 
 def main(argv):
-    paths = argv[1:]
+    paths = expand_paths(argv[1:])
     if not paths:
-        print("predict: error: give one or more image files", file=sys.stderr)
+        print("predict: error: give one or more image files or folders", file=sys.stderr)
         return 2
     try:
         model = TFLiteModel.load(FLAGS.model)
@@ -43,7 +51,9 @@ def main(argv):
     except ModelError as error:
         print(f"predict: error: {error}", file=sys.stderr)
         return 2
-    results = predict_files(model, paths, gradcam, FLAGS.gradcam)
+    results = predict_files(model, paths, gradcam, FLAGS.gradcam, FLAGS.max_pixels)
+    if FLAGS.csv:
+        write_csv(results, FLAGS.csv)
     failed = [r for r in results if "error" in r]
     if FLAGS.json:
         print(json.dumps({"model": model.model_path, "threshold": model.threshold,
