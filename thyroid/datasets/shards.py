@@ -80,7 +80,7 @@ class DatasetError(ValueError):
     """A dataset folder whose manifest and shard files disagree (or that has no manifest)."""
 
 
-def check_split_files(dataset_dir, split):
+def check_split_files(dataset_dir, split, check_sizes=True):
     """Raises DatasetError unless the split's shard files are exactly those the manifest lists,
     with the listed sizes (manifests without a listing: the shard count must match)."""
     manifest_path = os.path.join(dataset_dir, MANIFEST_NAME)
@@ -99,6 +99,8 @@ def check_split_files(dataset_dir, split):
             f"has {len(on_disk)} {split} shard(s), manifest says {manifest['num_shards']}"
     else:
         expected = {item["name"]: item["bytes"] for item in listed}
+        if not check_sizes:
+            on_disk = {name: expected.get(name) for name in on_disk}
         problem = _listing_problem(split, expected, on_disk)
     if problem:
         raise DatasetError(f"{dataset_dir}: {problem}; the dataset is incomplete or mixed "
@@ -181,8 +183,9 @@ _FINGERPRINTS = {}
 
 
 def split_fingerprint(dataset_dir, split):
-    """sha256 over the split's shard names and contents (cached by path, size and mtime)."""
-    check_split_files(dataset_dir, split)
+    """sha256 over the split's shard names and contents (cached by path, size and mtime).
+    The shard names must agree with the manifest; sizes are checked when the split is loaded."""
+    check_split_files(dataset_dir, split, check_sizes=False)
     paths = shard_paths(dataset_dir, split)
     key = tuple((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
     if key not in _FINGERPRINTS:
