@@ -189,3 +189,25 @@ def test_report_size_limits_refuse_before_parsing(tmp_path, monkeypatch):
     monkeypatch.setattr(local, "MAX_REPORT_BYTES", 30_000)  # the good report is about 36 kB
     reasons = {e["case_id"]: e["reason"] for e in local.read(str(root)).excluded}
     assert reasons["good"].startswith("unreadable report (report too large")
+
+
+def test_command_line_folders_evaluation_only(folder_root, tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "thyroid.build_tfrecords", f"--image_dir={folder_root}",
+               f"--output_dir={tmp_path / 'external'}", "--evaluation_only", "--crop=none",
+               "--class_map=unsorted:0", "--num_shards=1", "--max_pixels=5000"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = shards.read_manifest(str(tmp_path / "external"))
+    assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2 + 2  # unsorted/ now benign
+    assert manifest["max_pixels"] == 5000 and manifest["evaluation_only"]
+    bad = subprocess.run(command[:-1] + ["--max_pixels=1000", "--overwrite"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "no usable labelled image" in bad.stderr
+    assert shards.read_manifest(str(tmp_path / "external"))["max_pixels"] == 5000  # kept
+    wrong = subprocess.run(command[:5] + ["--class_map=benign:7"], cwd=root,
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1
+    assert "--class_map entry 'benign:7': expected name:0 or name:1" in wrong.stderr
