@@ -211,3 +211,24 @@ def test_command_line_folders_evaluation_only(folder_root, tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 1
     assert "--class_map entry 'benign:7': expected name:0 or name:1" in wrong.stderr
+
+
+def test_dicom_in_class_folders_uses_patient_id(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_images import write_dicom
+    root = tmp_path / "scanner"
+    for index, (label, patient) in enumerate((("benign", "A1"), ("benign", "A1"),
+                                              ("malignant", "B2"))):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        pixels = np.full((32, 40), 40 * (index + 1), np.uint8)
+        write_dicom(root / label / f"{index}.dcm", pixels, patient_id=patient)
+    (root / "malignant" / "broken.dcm").write_bytes(b"\0" * 10)
+    result = folders.read(str(root))
+    assert sorted((e.patient_id, e.label) for e in result.labelled) == [
+        ("folders:A1", 0), ("folders:A1", 0), ("folders:B2", 1)]
+    assert [os.path.basename(s["path"]) for s in result.skipped] == ["broken.dcm"]
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), crop="none",
+                               evaluation_only=True, num_shards=1)
+    test = shards.load_split(str(tmp_path / "out"), "test")
+    assert sorted(set(test.patient_ids)) == ["folders:A1", "folders:B2"]
+    assert manifest["splits"]["test"]["original"] == {"benign": 2, "malignant": 1}

@@ -5,7 +5,7 @@ copies of one another and of one patient, so more frames add no independent evid
 frame count is kept in the example's fields. Greyscale (MONOCHROME1/2) is windowed with the
 file's VOI LUT, else its window centre/width, else scaled by BitsStored; MONOCHROME1 is
 inverted so that bright means echogenic as in MONOCHROME2. RGB and YBR files are returned as
-RGB. ``PatientID`` is the patient id when present, else the file's folder.
+RGB. ``PatientID`` is the patient id when present (the readers fall back to one patient per file).
 """
 
 import os
@@ -94,5 +94,7 @@ def load_rgb(source):
 def dicom_patient(path, default):
     """(PatientID or ``default``, number of frames) from the header; ImageError if unreadable."""
     header = _read_header(path)
+    if not header.get("Rows") or not header.get("Columns"):
+        raise images.ImageError("cannot decode image: not a DICOM image (no Rows/Columns)")
     patient = str(header.get("PatientID", "") or "").strip()
     return patient or default, int(header.get("NumberOfFrames", 1) or 1)
