@@ -219,7 +219,7 @@ def _write_splits(items, directory, num_shards, seed):
     return summary, listing
 
 
-def _source_summary(kind, path, result):
+def _source_summary(path, result):
     return dict(result.counts(), path=os.path.abspath(path), excluded=result.excluded,
                 labels=result.labels, notes=result.notes,
                 marks_without_polygon=result.marks_without_polygon)
@@ -246,7 +246,9 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
     if swap.holds_dataset(output_dir) and not overwrite:
         raise OutputExistsError(f"{output_dir} already holds a dataset; "
                                 "pass --overwrite to replace it")
-    swap.check_replaceable(output_dir)
+    problem = swap.replace_problem(output_dir)
+    if problem:
+        raise BuildError(problem)
 
     results = _read_sources(source_paths, options)
     skipped = [item for result in results.values() for item in result.skipped]
@@ -276,7 +278,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
         "num_shards": num_shards,
         "max_pixels": max_pixels,
         "labels": {str(i): name for i, name in enumerate(LABEL_NAMES)},
-        "sources": {kind: _source_summary(kind, source_paths[kind], result)
+        "sources": {kind: _source_summary(source_paths[kind], result)
                     for kind, result in results.items()},
         "splits": split_summary,
         "shards": listing,

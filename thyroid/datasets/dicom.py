@@ -8,9 +8,9 @@ inverted so that bright means echogenic as in MONOCHROME2. RGB and YBR files are
 RGB. ``PatientID`` is the patient id when present (the readers fall back to one patient per file).
 """
 
-import os
 
 import numpy as np
+
 from thyroid.datasets import images
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")

@@ -92,17 +92,17 @@ def _dataset_file(name):
             or name.startswith(".tmp-"))
 
 
-def check_replaceable(output_dir):
-    """A folder that will be swapped away must hold nothing but a dataset's files."""
-    from thyroid.datasets.build import BuildError
+def replace_problem(output_dir):
+    """Why ``output_dir`` must not be swapped away ('' when it may): it must hold nothing but
+    a dataset's files."""
     if not os.path.isdir(output_dir):
-        if os.path.exists(output_dir):
-            raise BuildError(f"--output_dir {output_dir} exists and is not a folder")
-        return
+        return f"--output_dir {output_dir} exists and is not a folder" \
+            if os.path.exists(output_dir) else ""
     others = sorted(n for n in os.listdir(output_dir) if not _dataset_file(n))
     if others:
-        raise BuildError(f"--output_dir {output_dir} holds files that are not part of a dataset "
-                         f"({', '.join(others[:5])}); give an empty or dataset-only folder")
+        return (f"--output_dir {output_dir} holds files that are not part of a dataset "
+                f"({', '.join(others[:5])}); give an empty or dataset-only folder")
+    return ""
 
 
 def swap_in(temporary, output_dir):
