@@ -24,8 +24,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # The tensorflow wheel runs on CPU as is; this pulls the CUDA libraries it loads on a GPU.
     "gpu": ["tensorflow[and-cuda]==2.21.0"],
-    "dicom": ["pydicom"],
-    "test": ["pytest==9.2.0", "selenium==4.51.0"],
+    "dicom": ["pydicom==3.0.2"],
+    "test": ["pytest==9.2.0", "selenium==4.51.0", "pydicom==3.0.2"],  # DICOM tests write files
 }
 
 setup(

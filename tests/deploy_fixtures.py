@@ -59,7 +59,7 @@ def write_dataset(dataset_dir, counts=None, seed=0):
     counts = counts or {"train": 48, "validation": 12, "test": 40}
     rng = np.random.RandomState(seed)
     os.makedirs(dataset_dir, exist_ok=True)
-    summary = {}
+    summary, listing = {}, {}
     for split, count in counts.items():
         labels = [i % 2 for i in range(count)]
         records = []
@@ -68,13 +68,14 @@ def write_dataset(dataset_dir, counts=None, seed=0):
             records.append(shards.make_tf_example(
                 shards.encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], label,
                 f"synth:{split}-{index}", "synth", "", False).SerializeToString())
-        shards.write_split(records, dataset_dir, split, 1)
+        listing[split] = shards.describe_shards(shards.write_split(records, dataset_dir, split, 1))
         by_name = {name: labels.count(i) for i, name in enumerate(LABEL_NAMES)}
         summary[split] = {"patients": count, "images": count, "original": by_name,
                           "total": by_name}
     shards.write_labels_file(dataset_dir)
     atomic_write_json(os.path.join(dataset_dir, shards.MANIFEST_NAME),
-                      {"protocol": "patient", "crop": "scan", "seed": seed, "splits": summary})
+                      {"protocol": "patient", "crop": "scan", "seed": seed, "splits": summary,
+                       "num_shards": 1, "shards": listing})
     return dataset_dir
 
 

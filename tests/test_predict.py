@@ -138,3 +138,36 @@ def test_synthetic_ddti_frames(exported, synthetic_root):  # noqa: F811
                                       resize_square(crop(rgb, "scan"), IMAGE_SIZE))
         assert prepared.box[1] < rgb.shape[0]  # the burned-in text band is cropped away
         assert 0.0 <= model.predict_prepared(prepared).probability <= 1.0
+
+
+def test_folders_recursively_with_csv(exported, image_files, tmp_path):  # noqa: F811
+    good, bad = image_files
+    folder = tmp_path / "scans"
+    (folder / "left" / "deep").mkdir(parents=True)
+    (folder / "empty").mkdir()
+    names = [folder / "a.png", folder / "left" / "deep" / "b.jpg"]
+    for source, target in zip(good, names):
+        target.write_bytes(open(source, "rb").read())
+    (folder / "left" / "readme.txt").write_text("not an image")
+    broken = folder / "left" / "broken.png"
+    broken.write_bytes(open(next(iter(bad)), "rb").read())  # the truncated PNG
+    big = folder / "huge.png"
+    Image.new("L", (300, 200)).save(big)
+    csv_path = tmp_path / "out" / "predictions.csv"
+    result = run_predict([f"--model={exported['float'].output_dir}", f"--csv={csv_path}",
+                          "--max_pixels=50000", str(folder), str(folder / "empty")])
+    assert result.returncode == 1, result.stderr[-3000:]
+    import csv
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(folder / "a.png"), str(big), str(broken),
+                                         str(names[1]), str(folder / "empty")]
+    by_path = {r["path"]: r for r in rows}
+    for path in (names[0], names[1]):
+        row = by_path[str(path)]
+        assert 0.0 <= float(row["probability"]) <= 1.0 and row["error"] == ""
+        assert row["label"] == ("malignant" if float(row["probability"]) >= 0.5 else "benign")
+    assert "too large: 300x200" in by_path[str(big)]["error"]
+    assert "cannot decode" in by_path[str(broken)]["error"]
+    assert by_path[str(folder / "empty")]["error"] == "a folder with no image files"
+    assert all(by_path[p]["probability"] == "" for p in (str(big), str(broken)))

@@ -1,7 +1,9 @@
 """Predicts P(malignant) for ultrasound images with an exported TFLite model.
 
-    python -m thyroid.predict --model=OUT/model.tflite IMAGE... [--json] [--gradcam=DIR]
+    python -m thyroid.predict --model=OUT/model.tflite IMAGE_OR_FOLDER... [--json]
+        [--gradcam=DIR] [--csv=FILE]
 
+Folders are searched recursively for images.
 Each image is cropped to the scan field and resized as in training (the crop is recorded in
 metadata.json), then classified with the threshold from metadata.json. A file that cannot be
 used gets an error line naming it and the reason; the others are still predicted and the exit
@@ -16,7 +18,9 @@ from absl import flags
 
 from thyroid import cli
 from thyroid.deploy import NOTICE
-from thyroid.deploy.predict import format_table, load_gradcam, predict_files
+from thyroid.datasets.images import DEFAULT_MAX_PIXELS
+from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, predict_files,
+                                    write_csv)
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
 
 COMMAND = "predict"
@@ -28,13 +32,18 @@ def define_flags(fv):
     flags.DEFINE_bool("json", False, "Print JSON instead of a table.", flag_values=fv)
     flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlay PNGs (one per image).",
                         flag_values=fv)
+    flags.DEFINE_string("csv", None, "Also write FILE with one row per image: path, "
+                        "probability, label, error.", flag_values=fv)
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images whose header declares "
+                         "more pixels than this (checked before decoding).", lower_bound=1,
+                         upper_bound=10**9, flag_values=fv)
     flags.mark_flag_as_required("model", flag_values=fv)
 
 
 def run(fv, argv):
-    paths = argv[1:]
+    paths = expand_paths(argv[1:])
     if not paths:
-        cli.print_error(COMMAND, "give one or more image files")
+        cli.print_error(COMMAND, "give one or more image files or folders")
         return cli.USAGE_STATUS
     try:
         model = TFLiteModel.load(fv.model)
@@ -45,7 +54,9 @@ def run(fv, argv):
     except ModelError as error:
         cli.print_error(COMMAND, error)
         return cli.USAGE_STATUS
-    results = predict_files(model, paths, gradcam, fv.gradcam)
+    results = predict_files(model, paths, gradcam, fv.gradcam, fv.max_pixels)
+    if fv.csv:
+        write_csv(results, fv.csv)
     failed = [r for r in results if "error" in r]
     if fv.json:
         print(json.dumps({"model": model.model_path, "threshold": model.threshold,

@@ -5,6 +5,11 @@
 share a byte-identical image together, and augments training images only.
 ``protocol='image'`` is the paper's protocol: augment every image, then split images at random;
 it leaks patients across splits, and the manifest says so.
+A source's own split (a CSV ``split`` column) is honoured; ``evaluation_only`` puts every
+labelled image in the test split, unaugmented, for external validation.
+
+The build writes into a sibling temporary folder and swaps it in only when complete (see
+``thyroid.datasets.swap``), so a kill leaves the old dataset or the new one, never a mixture.
 """
 
 import collections
@@ -15,8 +20,8 @@ import numpy as np
 from absl import logging
 
 from thyroid import LABEL_NAMES
-from thyroid.datasets import splits
-from thyroid.datasets import READERS, images, shards
+from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
+from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, read_sources
 from thyroid.io_utils import atomic_write_json
 from thyroid.preprocessing import augment
 
@@ -39,27 +44,11 @@ class OutputExistsError(BuildError):
     """The output folder already holds a dataset and overwrite was not asked for."""
 
 
-def _existing_outputs(output_dir):
-    if not os.path.isdir(output_dir):
-        return []
-    names = [shards.MANIFEST_NAME, shards.LABELS_NAME]
-    found = [os.path.join(output_dir, n) for n in names
-             if os.path.exists(os.path.join(output_dir, n))]
-    for split in shards.SPLITS:
-        found += shards.shard_paths(output_dir, split)
-    return found
-
-
-def _read_sources(source_dirs, diagnosis_table):
-    results = {}
-    for name, directory in source_dirs.items():
-        if not os.path.isdir(directory):
-            raise BuildError(f"--{name}_dir {directory} is not a folder")
-        if name == "local":
-            results[name] = READERS[name](directory, diagnosis_table=diagnosis_table)
-        else:
-            results[name] = READERS[name](directory)
-    return results
+def _read_sources(sources, options):
+    try:
+        return read_sources(sources, options)
+    except SourceError as error:
+        raise BuildError(str(error)) from error
 
 
 def _hash_all(results, skipped):
@@ -95,7 +84,7 @@ def _duplicate_groups(results, hashes):
     return groups
 
 
-def _load_usable(results, hashes, crop, skipped):
+def _load_usable(results, hashes, crop, skipped, max_pixels):
     """Labelled examples whose image decodes -> list of (example, cropped rgb)."""
     usable = []
     for result in results.values():
@@ -103,7 +92,7 @@ def _load_usable(results, hashes, crop, skipped):
             if example.image_path not in hashes:
                 continue
             try:
-                rgb = images.load_image(example.image_path)
+                rgb = images.load_image(example.image_path, max_pixels)
             except images.ImageError as error:
                 logging.warning("Skipping %s: %s", example.image_path, error)
                 skipped.append({"path": example.image_path, "reason": str(error)})
@@ -119,66 +108,88 @@ def _label_counts(items):
     return counts
 
 
-def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
-          validation_fraction=0.15, test_fraction=0.2, augment_copies=2, crop="scan",
-          num_shards=2, seed=0, overwrite=False, diagnosis_table=None):
-    """Reads the sources, splits, augments, writes shards, labels.txt and manifest.json.
-
-    Returns the manifest dict. Raises NoUsableExamplesError, OutputExistsError or BuildError.
-    """
-    started = time.time()
+def _check_arguments(protocol, crop, num_shards, augment_copies, validation_fraction,
+                     test_fraction):
     if protocol not in PROTOCOLS:
         raise BuildError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if crop not in images.CROP_MODES:
         raise BuildError(f"unknown crop {crop!r}; expected one of {images.CROP_MODES}")
     if num_shards < 1 or augment_copies < 0:
         raise BuildError("num_shards must be >= 1 and augment_copies >= 0")
+    if test_fraction == 1 and validation_fraction == 0:
+        return  # evaluation only
     if not (validation_fraction >= 0 and test_fraction >= 0
             and validation_fraction + test_fraction < 1):
-        raise BuildError("validation_fraction + test_fraction must be in [0, 1)")
-    source_dirs = {name: d for name, d in (("ddti", ddti_dir), ("local", local_dir)) if d}
-    if not source_dirs:
-        raise BuildError("give --ddti_dir, --local_dir or both")
-    existing = _existing_outputs(output_dir)
-    if existing and not overwrite:
-        raise OutputExistsError(f"{output_dir} already holds a dataset ({len(existing)} files); "
-                                "pass --overwrite to replace it")
+        raise BuildError("validation_fraction + test_fraction must be in [0, 1) "
+                         "(or test_fraction=1 with validation_fraction=0: evaluation only)")
 
-    results = _read_sources(source_dirs, diagnosis_table)
-    skipped = [item for result in results.values() for item in result.skipped]
-    hashes = _hash_all(results, skipped)
-    duplicates = _duplicate_groups(results, hashes)
-    usable = _load_usable(results, hashes, crop, skipped)
-    if not usable:
-        raise NoUsableExamplesError(
-            f"no usable labelled image in {', '.join(source_dirs.values())} "
-            f"({len(skipped)} files skipped); nothing to write")
 
+def _source_paths(ddti_dir, local_dir, image_dir, csv_path, sources):
+    named = {"ddti": ddti_dir, "local": local_dir, "folders": image_dir, "csv": csv_path}
+    chosen = dict(sources or {})
+    chosen.update({kind: path for kind, path in named.items() if path})
+    if not chosen:
+        raise BuildError(f"give at least one of {', '.join(SOURCE_FLAGS.values())}")
+    return chosen
+
+
+def _unit_fixed_splits(usable, units):
+    fixed = collections.defaultdict(set)
+    for example, _ in usable:
+        if example.split:
+            fixed[units[example.patient_id]].add(example.split)
+    return fixed
+
+
+def _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed):
+    """Split per image: a source's own split where it gives one (and for the rest of that
+    patient's images), the stratified patient split for everyone else."""
+    patient_ids = [e.patient_id for e, _ in usable]
+    units = splits.group_patients(patient_ids, [hashes[e.image_path] for e, _ in usable])
+    fixed = _unit_fixed_splits(usable, units)
+    free_labels = {}
+    for example, _ in usable:
+        unit = units[example.patient_id]
+        if unit not in fixed:
+            free_labels[unit] = max(free_labels.get(unit, 0), int(example.label))
+    free_split = splits.split_units(free_labels, validation_fraction, test_fraction, seed)
+    assignment = []
+    for example, _ in usable:
+        unit = units[example.patient_id]
+        unit_split = free_split.get(unit) or min(fixed[unit], key=shards.SPLITS.index)
+        assignment.append(example.split or unit_split)
+    if not fixed:
+        splits.assert_no_patient_overlap(patient_ids, assignment)
+    return assignment
+
+
+def _make_items(usable, hashes, protocol, validation_fraction, test_fraction, augment_copies,
+                seed):
+    """Dicts of example fields + image + split, augmented copies included (train only, or
+    before the split under the image protocol)."""
     rng = np.random.RandomState(seed)
-    items = []  # dicts: example fields + image + split
+    items = []
     if protocol == "patient":
-        assignment = splits.split_by_patient(
-            [e.patient_id for e, _ in usable], [e.label for e, _ in usable],
-            [hashes[e.image_path] for e, _ in usable], validation_fraction, test_fraction, seed)
+        assignment = _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed)
         for (example, rgb), split in zip(usable, assignment):
             items.append(_item(example, rgb, split, False))
             if split == "train":
                 for copy in augment.augmented_copies(rgb, augment_copies, rng):
                     items.append(_item(example, copy, split, True))
-    else:
-        for example, rgb in usable:
-            items.append(_item(example, rgb, None, False))
-            for copy in augment.augmented_copies(rgb, augment_copies, rng):
-                items.append(_item(example, copy, None, True))
-        for item, split in zip(items, splits.split_by_image(
-                len(items), validation_fraction, test_fraction, seed)):
-            item["split"] = split
+        return items
+    for example, rgb in usable:
+        items.append(_item(example, rgb, example.split, False))
+        for copy in augment.augmented_copies(rgb, augment_copies, rng):
+            items.append(_item(example, copy, example.split, True))
+    random_splits = splits.split_by_image(len(items), validation_fraction, test_fraction, seed)
+    for item, split in zip(items, random_splits):
+        item["split"] = item["split"] or split
+    return items
 
+
+def _leakage(items, duplicates):
     patient_ids = [item["patient_id"] for item in items]
-    assignment = [item["split"] for item in items]
-    leakage = splits.leakage(patient_ids, assignment)
-    if protocol == "patient":
-        splits.assert_no_patient_overlap(patient_ids, assignment)
+    leakage = splits.leakage(patient_ids, [item["split"] for item in items])
     split_of_path = collections.defaultdict(set)
     for item in items:
         split_of_path[item["path"]].add(item["split"])
@@ -186,40 +197,91 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
         group["splits"] = sorted({s for p in group["paths"] for s in split_of_path.get(p, ())})
     leakage["duplicate_groups_in_multiple_splits"] = sum(
         1 for g in duplicates if len(g["splits"]) > 1)
+    return leakage
 
-    os.makedirs(output_dir, exist_ok=True)
-    for path in existing:  # stale shards of another --num_shards must not linger
-        if path.endswith(".tfrecord"):
-            os.remove(path)
-    split_summary = {}
+
+def _write_splits(items, directory, num_shards, seed):
+    """Shards of every split into ``directory`` -> (split summary, shard listing)."""
+    summary, listing = {}, {}
     for split in shards.SPLITS:
         chosen = [item for item in items if item["split"] == split]
         order = np.random.RandomState(seed + 1 + shards.SPLITS.index(split)).permutation(len(chosen))
         chosen = [chosen[i] for i in order]  # shuffled so shards mix labels and patients
-        records = [_serialize(item) for item in chosen]
-        shards.write_split(records, output_dir, split, num_shards)
-        split_summary[split] = {
+        paths = shards.write_split([_serialize(item) for item in chosen], directory, split,
+                                   num_shards)
+        listing[split] = shards.describe_shards(paths)
+        summary[split] = {
             "patients": len({item["patient_id"] for item in chosen}),
             "images": len(chosen),
             "original": _label_counts([i for i in chosen if not i["augmented"]]),
             "total": _label_counts(chosen),
         }
-    shards.write_labels_file(output_dir)
+    return summary, listing
 
+
+def _source_summary(path, result):
+    return dict(result.counts(), path=os.path.abspath(path), excluded=result.excluded,
+                labels=result.labels, notes=result.notes,
+                marks_without_polygon=result.marks_without_polygon)
+
+
+def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
+          validation_fraction=0.15, test_fraction=0.2, augment_copies=2, crop="scan",
+          num_shards=2, seed=0, overwrite=False, diagnosis_table=None, image_dir=None,
+          csv_path=None, sources=None, reader_options=None, evaluation_only=False,
+          max_pixels=images.DEFAULT_MAX_PIXELS):
+    """Reads the sources, splits, augments, writes shards, labels.txt and manifest.json.
+
+    Sources: the named paths and/or ``sources={kind: path}`` (``thyroid.datasets.sources``).
+    Returns the manifest dict. Raises NoUsableExamplesError, OutputExistsError or BuildError.
+    """
+    started = time.time()
+    if evaluation_only:
+        validation_fraction, test_fraction, augment_copies = 0.0, 1.0, 0
+    _check_arguments(protocol, crop, num_shards, augment_copies, validation_fraction,
+                     test_fraction)
+    source_paths = _source_paths(ddti_dir, local_dir, image_dir, csv_path, sources)
+    options = reader_options or ReaderOptions(diagnosis_table=diagnosis_table)
+    swap.remove_stale(output_dir)
+    if swap.holds_dataset(output_dir) and not overwrite:
+        raise OutputExistsError(f"{output_dir} already holds a dataset; "
+                                "pass --overwrite to replace it")
+    problem = swap.replace_problem(output_dir)
+    if problem:
+        raise BuildError(problem)
+
+    results = _read_sources(source_paths, options)
+    skipped = [item for result in results.values() for item in result.skipped]
+    hashes = _hash_all(results, skipped)
+    duplicates = _duplicate_groups(results, hashes)
+    usable = _load_usable(results, hashes, crop, skipped, max_pixels)
+    if not usable:
+        raise NoUsableExamplesError(
+            f"no usable labelled image in {', '.join(source_paths.values())} "
+            f"({len(skipped)} files skipped); nothing to write")
+
+    items = _make_items(usable, hashes, protocol, validation_fraction, test_fraction,
+                        augment_copies, seed)
+    leakage = _leakage(items, duplicates)
+    temporary = swap.temporary_dir(output_dir)
+    split_summary, listing = _write_splits(items, temporary, num_shards, seed)
+    shards.write_labels_file(temporary)
+    swap.stall_point("shards")
     manifest = {
         "protocol": protocol,
+        "evaluation_only": bool(test_fraction == 1),
         "seed": seed,
         "crop": crop,
         "augment_copies": augment_copies,
         "validation_fraction": validation_fraction,
         "test_fraction": test_fraction,
         "num_shards": num_shards,
+        "max_pixels": max_pixels,
         "labels": {str(i): name for i, name in enumerate(LABEL_NAMES)},
-        "sources": {name: dict(result.counts(), directory=os.path.abspath(source_dirs[name]),
-                               excluded=result.excluded,
-                               marks_without_polygon=result.marks_without_polygon)
-                    for name, result in results.items()},
+        "sources": {kind: _source_summary(source_paths[kind], result)
+                    for kind, result in results.items()},
         "splits": split_summary,
+        "shards": listing,
         "skipped": skipped,
         "leakage": leakage,
         "duplicates": duplicates,
@@ -230,7 +292,8 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
                                f"{leakage['patients_in_multiple_splits']}; test images whose "
                                f"patient is in train: {leakage['test_images_with_patient_in_train']}.")
         logging.warning(manifest["warning"])
-    atomic_write_json(os.path.join(output_dir, shards.MANIFEST_NAME), manifest)
+    atomic_write_json(os.path.join(temporary, shards.MANIFEST_NAME), manifest)
+    swap.swap_in(temporary, output_dir)
     logging.info("Wrote %s in %.1fs: %s; %d files skipped", output_dir, time.time() - started,
                  {s: v["images"] for s, v in split_summary.items()}, len(skipped))
     return manifest

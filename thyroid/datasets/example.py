@@ -17,6 +17,7 @@ class Example:
     tirads: str = ""
     polygons: List[Polygon] = dataclasses.field(default_factory=list)
     fields: Dict[str, str] = dataclasses.field(default_factory=dict)
+    split: Optional[str] = None  # a split the source fixes (CSV split column), else None
 
 
 def make_patient_id(source, case_id):
@@ -37,6 +38,8 @@ class ReadResult:
     skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
     cases: int = 0
     marks_without_polygon: List[str] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)  # caveats for the manifest
+    labels: List[Dict[str, str]] = dataclasses.field(default_factory=list)  # how cases got labels
 
     @property
     def labelled(self):

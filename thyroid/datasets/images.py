@@ -1,18 +1,29 @@
-"""Image loading and validation, scan / ROI cropping, and content hashing for duplicates."""
+"""Image loading and validation, scan / ROI cropping, and content hashing for duplicates.
+
+Every decoding path (dataset build, predict, the web app) goes through ``check_pixel_count``
+before decoding and ``to_rgb8`` after it, so limits and bit-depth handling are the same
+everywhere.
+"""
 
 import hashlib
+import io
 import os
+import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-RASTER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+RASTER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 MIN_SIDE = 16  # anything smaller is not an ultrasound frame
+# An ultrasound frame is about 1 Mpx; 40 Mpx leaves room for stitched or high-resolution
+# exports while a decode stays under about 160 MB of RGB (Pillow alone allows 179 Mpx).
+DEFAULT_MAX_PIXELS = 40_000_000
+DICOM_MAGIC_OFFSET = 128
 
 
 class ImageError(Exception):
-    """An image file that cannot be used (corrupt, truncated, empty, unsupported)."""
+    """An image file that cannot be used (corrupt, truncated, empty, unsupported, too large)."""
 
 
 def dicom_available():
@@ -36,40 +47,128 @@ def file_sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def _load_dicom(path):
-    import pydicom
-    pixels = np.asarray(pydicom.dcmread(path).pixel_array, dtype=np.float64)
-    if pixels.ndim == 3 and pixels.shape[0] not in (pixels.shape[1], 3) and pixels.shape[-1] != 3:
-        pixels = pixels[0]  # multi-frame: first frame
-    low, high = float(pixels.min()), float(pixels.max())
-    scaled = (pixels - low) / max(high - low, 1e-9) * 255.0
-    array = scaled.astype(np.uint8)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array[:, :, :3])
+def _is_dicom_bytes(data):
+    return data[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def load_image(path):
+def _open_source(path_or_bytes):
+    return io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) \
+        else path_or_bytes
+
+
+def _raster_size(path_or_bytes):
+    """(width, height, frames) from the header; Pillow's open does not decode pixels."""
+    try:
+        with warnings.catch_warnings():  # our own limit, checked next, is the stricter one
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(_open_source(path_or_bytes)) as image:
+                return image.width, image.height, 1
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"image too large: {error}") from error
+    except UnidentifiedImageError as error:
+        raise ImageError("cannot decode image: unrecognised format (expected JPEG, PNG, BMP, "
+                         "TIFF or DICOM)") \
+            from error
+    except Exception as error:  # PIL raises many types for broken headers
+        raise ImageError(f"cannot decode image: {error}") from error
+
+
+def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
+    """Refuses an image whose header declares more than ``max_pixels`` pixels, before decoding.
+
+    ``path_or_bytes``: a file path or the file's contents (JPEG, PNG, BMP, TIFF or DICOM).
+    Returns (width, height, frames); raises ImageError naming the size and the limit.
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        is_dicom = _is_dicom_bytes(path_or_bytes)
+    else:
+        is_dicom = os.path.splitext(path_or_bytes)[1].lower() in DICOM_EXTENSIONS
+    if is_dicom:
+        from thyroid.datasets import dicom
+        width, height, frames = dicom.header_size(_open_source(path_or_bytes))
+    else:
+        width, height, frames = _raster_size(path_or_bytes)
+    # Only one frame is ever decoded (see dicom.py), so the limit applies per frame.
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"image too large: {width}x{height} = {width * height} pixels, above "
+                         f"the limit of {max_pixels} (--max_pixels)")
+    return width, height, frames
+
+
+def effective_bit_depth(max_value):
+    """Smallest bit depth (at least 8) whose range holds ``max_value``: 12-bit data in a 16-bit
+    container scales by 4095, and 16-bit files holding only 0..255 stay unchanged."""
+    return max(8, int(np.ceil(np.log2(float(max_value) + 1.0))))
+
+
+def scale_to_uint8(values, full_scale):
+    """Linear map of 0..full_scale onto 0..255 (rounded, not clipped at 255 from above)."""
+    scaled = np.asarray(values, np.float64) * (255.0 / max(float(full_scale), 1.0))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_rgb8(image):
+    """A decoded PIL image -> uint8 HxWx3. 8-bit modes convert as Pillow does; 16/32-bit integer
+    greyscale is scaled by its effective bit depth (never clipped); float by its own range."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.int64)
+        values = values - min(int(values.min()), 0)  # signed data starts at zero
+        gray = scale_to_uint8(values, 2 ** effective_bit_depth(values.max()) - 1)
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            low, high = 0.0, 1.0
+        gray = scale_to_uint8(values - low, high - low)
+    else:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def _decode_raster(path_or_bytes):
+    with Image.open(_open_source(path_or_bytes)) as image:
+        image.load()  # forces a full decode, so truncation shows up here
+        return to_rgb8(image)
+
+
+def _decode(path_or_bytes, is_dicom, max_pixels):
+    check_pixel_count(path_or_bytes, max_pixels)
+    try:
+        if is_dicom:
+            from thyroid.datasets import dicom
+            return dicom.load_rgb(_open_source(path_or_bytes))
+        return _decode_raster(path_or_bytes)
+    except ImageError:
+        raise
+    except Exception as error:  # PIL / pydicom raise many types for broken files
+        raise ImageError(f"cannot decode image: {error}") from error
+
+
+def _check_side(array):
+    if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
+        raise ImageError(f"image too small: {array.shape[1]}x{array.shape[0]}")
+    return array
+
+
+def decode_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Image file contents -> uint8 HxWx3, or ImageError saying why they cannot be used."""
+    if not data:
+        raise ImageError("empty file")
+    data = bytes(data)
+    is_dicom = _is_dicom_bytes(data)
+    if is_dicom and not dicom_available():
+        raise ImageError("DICOM needs pydicom: pip install -e .[dicom]")
+    return _check_side(_decode(data, is_dicom, max_pixels))
+
+
+def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Reads an image as uint8 HxWx3, or raises ImageError saying why it cannot be used."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in supported_extensions():
         raise ImageError(f"unsupported file type {extension or '(none)'}")
     if os.path.getsize(path) == 0:
         raise ImageError("empty file")
-    try:
-        if extension in DICOM_EXTENSIONS:
-            array = _load_dicom(path)
-        else:
-            with Image.open(path) as image:
-                image.load()  # forces a full decode, so truncation shows up here
-                array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except ImageError:
-        raise
-    except Exception as error:  # PIL raises many types for broken files
-        raise ImageError(f"cannot decode image: {error}") from error
-    if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
-        raise ImageError(f"image too small: {array.shape[1]}x{array.shape[0]}")
-    return array
+    return _check_side(_decode(path, extension in DICOM_EXTENSIONS, max_pixels))
 
 
 def _box_mean(values, size):

@@ -1,49 +1,38 @@
 """Reader for the local hospital layout: ``<root>/<patient_id>/report.docx`` plus images.
 
-The report's diagnosis gives the label through ``DIAGNOSIS_LABELS``, a table of phrases that
-callers may extend or override (``read(..., diagnosis_table=...)`` or a JSON file of
-``{"phrase": 0 or 1}`` via ``load_diagnosis_table``). Matching is on whole words, case- and
-hyphen-insensitive. A line that starts with "diagnosis", "impression" or "conclusion" (or a
-table row headed so) is searched first, then the whole report. When both a benign and a
-malignant phrase match, malignant wins ("multinodular goiter with papillary carcinoma").
+The report gives the label through ``thyroid.datasets.report_labels`` (negation, uncertainty,
+indication and history aware) and ``DIAGNOSIS_LABELS``, a table of phrases that callers may
+extend or override (``read(..., diagnosis_table=...)`` or a JSON file of ``{"phrase": 0 or 1}``
+via ``load_diagnosis_table``). The result lists, per patient, the label and the words that
+decided it, and every excluded report with its reason.
+
+report.docx is a zip archive: it is refused before parsing when it is larger than
+``MAX_REPORT_BYTES``, holds more than ``MAX_REPORT_MEMBERS`` members or declares more than
+``MAX_REPORT_UNCOMPRESSED`` bytes in its central directory (zip bombs).
 """
 
 import json
 import os
-import re
+import zipfile
 
 from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import images
+from thyroid.datasets import images, report_labels
 from thyroid.datasets.example import Example, ReadResult, make_patient_id
 
 SOURCE = "local"
 REPORT_NAME = "report.docx"
-DIAGNOSIS_LABELS = {
-    "cancerous": MALIGNANT,
-    "cancer": MALIGNANT,
-    "malignant": MALIGNANT,
-    "malignancy": MALIGNANT,
-    "carcinoma": MALIGNANT,
-    "normal": BENIGN,
-    "simple goiter": BENIGN,
-    "multinodular goiter": BENIGN,
-    "toxic goiter": BENIGN,
-    "goiter": BENIGN,
-    "thyroiditis": BENIGN,
-    "benign nodule": BENIGN,
-    "benign": BENIGN,
-}
-# Negated phrases that would otherwise match a malignant word.
-NEGATIONS = ("non cancerous", "noncancerous", "not malignant", "no malignancy",
-             "no evidence of malignancy", "non malignant", "nonmalignant", "not cancerous")
-TIRADS_PATTERN = re.compile(r"\bti\s?rads\s*:?\s*([1-5])\s*([abc])?\b")
-DIAGNOSIS_HEADINGS = ("diagnosis", "impression", "conclusion")
+DIAGNOSIS_LABELS = report_labels.DIAGNOSIS_LABELS
+DIAGNOSIS_HEADINGS = report_labels.HEADINGS
+# A text report is a few tens of kB; these leave a wide margin for embedded pictures.
+MAX_REPORT_BYTES = 20_000_000
+MAX_REPORT_UNCOMPRESSED = 100_000_000
+MAX_REPORT_MEMBERS = 1000
 
 
 class ReportError(Exception):
-    """A report .docx that cannot be opened."""
+    """A report .docx that cannot (or must not) be opened."""
 
 
 def load_diagnosis_table(json_path=None):
@@ -55,13 +44,33 @@ def load_diagnosis_table(json_path=None):
         for phrase, label in overrides.items():
             if label not in (BENIGN, MALIGNANT):
                 raise ValueError(f"label for {phrase!r} must be 0 or 1, got {label!r}")
-            table[_normalise(phrase)] = int(label)
+            table[report_labels.normalise(phrase)] = int(label)
     return table
+
+
+def check_report_size(docx_path):
+    """Raises ReportError when the archive is too large, too many-membered or a zip bomb."""
+    size = os.path.getsize(docx_path)
+    if size > MAX_REPORT_BYTES:
+        raise ReportError(f"report too large: {size} bytes (limit {MAX_REPORT_BYTES})")
+    try:
+        with zipfile.ZipFile(docx_path) as archive:
+            members = archive.infolist()  # the central directory only; nothing is inflated
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ReportError(f"unreadable .docx: {error}") from error
+    if len(members) > MAX_REPORT_MEMBERS:
+        raise ReportError(f"report has {len(members)} zip members (limit {MAX_REPORT_MEMBERS})")
+    total = sum(member.file_size for member in members)
+    if total > MAX_REPORT_UNCOMPRESSED:
+        raise ReportError(f"report expands to {total} bytes (limit {MAX_REPORT_UNCOMPRESSED})")
 
 
 def read_report_lines(docx_path):
     """Paragraph texts, then one line per table row (cells joined by ': ')."""
     import docx  # python-docx
+    if os.path.getsize(docx_path) == 0:
+        raise ReportError("unreadable .docx: empty file")
+    check_report_size(docx_path)
     try:
         document = docx.Document(docx_path)
     except Exception as error:  # zipfile, KeyError, lxml errors for broken files
@@ -78,46 +87,27 @@ def read_report_lines(docx_path):
     return lines
 
 
-def _normalise(text):
-    return re.sub(r"\s+", " ", text.lower().replace("-", " ").replace("_", " ")).strip()
-
-
-def _phrase_labels(text, table):
-    text = _normalise(text)
-    for negation in NEGATIONS:
-        text = text.replace(negation, " ")
-    found = set()
-    for phrase, label in table.items():
-        if re.search(r"\b" + re.escape(_normalise(phrase)) + r"\b", text):
-            found.add(label)
-    for match in TIRADS_PATTERN.finditer(text):
-        found.add(MALIGNANT if int(match.group(1)) >= 4 else BENIGN)
-    return found
-
-
 def find_tirads(lines):
     for line in lines:
-        match = TIRADS_PATTERN.search(_normalise(line))
+        match = report_labels.TIRADS.search(report_labels.normalise(line))
         if match:
             return match.group(1) + (match.group(2) or "")
     return ""
 
 
-def diagnosis_label(lines, table=None):
-    """(label or None, the text it came from)."""
+def explain_diagnosis(lines, table=None, suspicious_as_malignant=False):
+    """report_labels.Decision(label or None, deciding words, reason when None)."""
     table = DIAGNOSIS_LABELS if table is None else table
-    headed = [line for line in lines if _normalise(line).startswith(DIAGNOSIS_HEADINGS)]
-    for candidates in (headed, lines):
-        found = set()
-        for line in candidates:
-            found |= _phrase_labels(line, table)
-        if found:
-            text = " | ".join(candidates if candidates is headed else lines)
-            return max(found), text
-    return None, ""
+    return report_labels.explain(lines, table, suspicious_as_malignant)
 
 
-def read(directory, diagnosis_table=None):
+def diagnosis_label(lines, table=None):
+    """(label or None, the words that decided it)."""
+    decision = explain_diagnosis(lines, table)
+    return decision.label, decision.text
+
+
+def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
     """Reads ``<directory>/<patient>/`` folders into a ReadResult."""
     table = load_diagnosis_table() if diagnosis_table is None else diagnosis_table
     if isinstance(table, str):
@@ -128,7 +118,7 @@ def read(directory, diagnosis_table=None):
         if not os.path.isdir(path):
             _skip(result, path, "not a patient folder")
             continue
-        _read_patient(result, name, path, table)
+        _read_patient(result, name, path, table, suspicious_as_malignant)
     counts = result.counts()
     logging.info("Local %s: %d patients (%d labelled), %d images (%d labelled), excluded %s, "
                  "%d files skipped", directory, counts["cases"], counts["labelled_cases"],
@@ -137,7 +127,7 @@ def read(directory, diagnosis_table=None):
     return result
 
 
-def _read_patient(result, patient, folder, table):
+def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     result.cases += 1
     image_paths = []
     for name in sorted(os.listdir(folder)):
@@ -156,11 +146,17 @@ def _read_patient(result, patient, folder, table):
         lines = read_report_lines(report_path)
     except ReportError as error:
         _skip(result, report_path, str(error))
-        result.excluded.append({"case_id": patient, "reason": "unreadable report"})
+        result.excluded.append({"case_id": patient, "reason": f"unreadable report ({error})"})
         return
-    label, diagnosis = diagnosis_label(lines, table)
+    decision = explain_diagnosis(lines, table, suspicious_as_malignant)
+    label, diagnosis = decision.label, decision.text
     if label is None:
-        result.excluded.append({"case_id": patient, "reason": "no recognisable diagnosis"})
+        excluded = {"case_id": patient, "reason": decision.reason}
+        if decision.text:
+            excluded["words"] = decision.text
+        result.excluded.append(excluded)
+    else:
+        result.labels.append({"case_id": patient, "label": label, "words": decision.text})
     if not image_paths:
         result.excluded.append({"case_id": patient, "reason": "no images"})
     fields = {"diagnosis": diagnosis, "report": "\n".join(lines)}

@@ -71,6 +71,54 @@ def write_split(records, dataset_dir, split, num_shards):
     return paths
 
 
+def describe_shards(paths):
+    """[{name, bytes}] of written shards, recorded in the manifest and checked on loading."""
+    return [{"name": os.path.basename(p), "bytes": os.path.getsize(p)} for p in paths]
+
+
+class DatasetError(ValueError):
+    """A dataset folder whose manifest and shard files disagree (or that has no manifest)."""
+
+
+def check_split_files(dataset_dir, split, check_sizes=True):
+    """Raises DatasetError unless the split's shard files are exactly those the manifest lists,
+    with the listed sizes (manifests without a listing: the shard count must match)."""
+    manifest_path = os.path.join(dataset_dir, MANIFEST_NAME)
+    if not os.path.isfile(manifest_path):
+        raise DatasetError(f"{dataset_dir}: no {MANIFEST_NAME}; not a complete dataset "
+                           "(rebuild with python -m thyroid.build_tfrecords)")
+    manifest = read_json(manifest_path)
+    on_disk = {os.path.basename(p): os.path.getsize(p) for p in shard_paths(dataset_dir, split)}
+    listed = manifest.get("shards", {}).get(split)
+    if listed is None and "num_shards" not in manifest:
+        problem = ""  # a hand-written manifest without a listing: nothing to compare
+    elif listed is None:
+        expected = {shard_name(split, i, manifest["num_shards"])
+                    for i in range(manifest["num_shards"])}
+        problem = "" if set(on_disk) == expected else \
+            f"has {len(on_disk)} {split} shard(s), manifest says {manifest['num_shards']}"
+    else:
+        expected = {item["name"]: item["bytes"] for item in listed}
+        if not check_sizes:
+            on_disk = {name: expected.get(name) for name in on_disk}
+        problem = _listing_problem(split, expected, on_disk)
+    if problem:
+        raise DatasetError(f"{dataset_dir}: {problem}; the dataset is incomplete or mixed "
+                           "(rebuild with python -m thyroid.build_tfrecords --overwrite)")
+    return manifest
+
+
+def _listing_problem(split, expected, on_disk):
+    missing = sorted(set(expected) - set(on_disk))
+    extra = sorted(set(on_disk) - set(expected))
+    resized = sorted(n for n in set(expected) & set(on_disk) if expected[n] != on_disk[n])
+    for what, names in (("missing", missing), ("not in the manifest", extra),
+                        ("of another size than the manifest says", resized)):
+        if names:
+            return f"{split} shard(s) {what}: {', '.join(names)}"
+    return ""
+
+
 def write_labels_file(dataset_dir):
     text = "".join(f"{i}:{name}\n" for i, name in enumerate(LABEL_NAMES))
     atomic_write_text(os.path.join(dataset_dir, LABELS_NAME), text)
@@ -112,6 +160,7 @@ def load_split(dataset_dir, split, decode=True):
     from thyroid.compat import tf
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    manifest = check_split_files(dataset_dir, split)
     images, labels, patients, augmented, tirads = [], [], [], [], []
     for record in iter_records(dataset_dir, split):
         feature = tf.train.Example.FromString(record).features.feature
@@ -121,6 +170,10 @@ def load_split(dataset_dir, split, decode=True):
         patients.append(feature["image/patient_id"].bytes_list.value[0].decode("utf-8"))
         augmented.append(bool(feature["image/augmented"].int64_list.value[0]))
         tirads.append(feature["image/tirads"].bytes_list.value[0].decode("utf-8"))
+    expected = manifest.get("splits", {}).get(split, {}).get("images")
+    if expected is not None and expected != len(images):
+        raise DatasetError(f"{dataset_dir}: {split} shards hold {len(images)} records, "
+                           f"manifest says {expected}; the dataset is incomplete or mixed")
     return SplitData(images=images, labels=np.asarray(labels, dtype=np.int64),
                      patient_ids=np.asarray(patients, dtype=str),
                      augmented=np.asarray(augmented, dtype=bool), tirads=tirads)
@@ -130,7 +183,9 @@ _FINGERPRINTS = {}
 
 
 def split_fingerprint(dataset_dir, split):
-    """sha256 over the split's shard names and contents (cached by path, size and mtime)."""
+    """sha256 over the split's shard names and contents (cached by path, size and mtime).
+    The shard names must agree with the manifest; sizes are checked when the split is loaded."""
+    check_split_files(dataset_dir, split, check_sizes=False)
     paths = shard_paths(dataset_dir, split)
     key = tuple((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
     if key not in _FINGERPRINTS:

@@ -2,10 +2,44 @@
 (the library behind ``python -m thyroid.predict``).
 """
 
+import csv
+import io
 import os
 
-from thyroid.datasets.images import ImageError
+from thyroid.datasets.images import DEFAULT_MAX_PIXELS, ImageError, is_image_file
 from thyroid.deploy.tflite_model import ModelError, load_image_file
+from thyroid.io_utils import atomic_write_text
+
+CSV_COLUMNS = ("path", "probability", "label", "error")
+
+
+def expand_paths(paths):
+    """Files as given; folders replaced by the image files below them (recursively, sorted).
+    A folder without images stays in the list so that it gets an error row."""
+    expanded = []
+    for path in paths:
+        if not os.path.isdir(path):
+            expanded.append(path)
+            continue
+        found = []
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            found += [os.path.join(folder, n) for n in sorted(names)
+                      if not n.startswith(".") and is_image_file(n)]
+        expanded += found or [path]
+    return expanded
+
+
+def write_csv(results, csv_path):
+    """One row per file: path, probability, label (name), error (empty when predicted)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in results:
+        probability = "" if "error" in row else f"{row['probability']:.6f}"
+        writer.writerow([row["file"], probability, row.get("label_name", ""),
+                         row.get("error", "")])
+    atomic_write_text(csv_path, buffer.getvalue())
 
 
 def load_gradcam(model):
@@ -36,7 +70,7 @@ def _gradcam_name(path, used):
     return name
 
 
-def predict_files(model, paths, gradcam=None, gradcam_dir=None):
+def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAULT_MAX_PIXELS):
     """-> one dict per path: file, probability, label, label_name (or error), gradcam path."""
     from thyroid.deploy.gradcam import overlay, png_bytes
     from thyroid.io_utils import atomic_write_bytes
@@ -44,7 +78,7 @@ def predict_files(model, paths, gradcam=None, gradcam_dir=None):
     for path in paths:
         row = {"file": path}
         try:
-            rgb = load_image_file(path)
+            rgb = load_image_file(path, max_pixels)
             prepared = model.prepare(rgb)
             row.update(model.predict_prepared(prepared).as_dict())
         except ImageError as error:

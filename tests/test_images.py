@@ -1,0 +1,149 @@
+"""Bit depths, the header-only pixel limit and DICOM decoding."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thyroid.datasets import images
+from thyroid.deploy.tflite_model import decode_image_bytes
+
+
+def _save(path, array):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def _gradient(high, dtype, shape=(32, 40)):
+    return (np.linspace(0, high, shape[0] * shape[1]).reshape(shape)).astype(dtype)
+
+
+def test_eight_bit_images_are_unchanged(tmp_path):
+    gray = _gradient(255, np.uint8)
+    rgb = np.stack([gray, 255 - gray, gray // 2], axis=2)
+    for name, array in (("g.png", gray), ("c.png", rgb), ("c.bmp", rgb), ("g.tif", gray)):
+        loaded = images.load_image(_save(tmp_path / name, array))
+        expected = array if array.ndim == 3 else np.repeat(array[:, :, None], 3, axis=2)
+        assert np.array_equal(loaded, expected), name
+
+
+@pytest.mark.parametrize("extension", [".png", ".tif"])
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path, extension):
+    twelve_bit = _gradient(4095, np.uint16)
+    loaded = images.load_image(_save(tmp_path / f"a{extension}", twelve_bit))[:, :, 0]
+    assert loaded.max() == 255 and loaded.min() == 0
+    assert np.all(np.diff(loaded.ravel().astype(int)) >= 0)  # order kept, no clipping plateau
+    assert np.count_nonzero(loaded == 255) < 0.01 * loaded.size
+    expected = np.rint(twelve_bit.astype(float) * 255 / 4095).astype(np.uint8)
+    assert np.array_equal(loaded, expected)
+    full = images.load_image(_save(tmp_path / f"b{extension}", _gradient(65535, np.uint16)))
+    assert full[0, 0, 0] == 0 and full[-1, -1, 0] == 255 and 120 <= full[16, 0, 0] <= 135
+
+
+def test_sixteen_bit_holding_eight_bit_values_keeps_them(tmp_path):
+    values = np.full((32, 32), 100, np.uint16)
+    values[0, 0] = 200
+    loaded = images.load_image(_save(tmp_path / "grey100.png", values))
+    assert loaded[5, 5, 0] == 100 and loaded[0, 0, 0] == 200
+
+
+def test_pixel_limit_checked_from_header(tmp_path):
+    path = _save(tmp_path / "big.png", np.zeros((300, 400), np.uint8))
+    assert images.check_pixel_count(path, 120_000) == (400, 300, 1)
+    with pytest.raises(images.ImageError, match=r"image too large: 400x300 = 120000 pixels.*"
+                                                r"limit of 119999"):
+        images.load_image(path, max_pixels=119_999)
+    with open(path, "rb") as f:
+        data = f.read()
+    with pytest.raises(images.ImageError, match="too large"):
+        decode_image_bytes(data, max_pixels=1000)
+    assert decode_image_bytes(data).shape == (300, 400, 3)
+
+
+def test_pixel_limit_refuses_bomb_without_decoding(tmp_path):
+    # 9000 x 9000 declared (under Pillow's own 89 Mpx warning); decoding needs 243 MB of RGB.
+    path = tmp_path / "bomb.png"
+    Image.new("L", (9000, 9000)).save(path)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(images.ImageError, match="9000x9000"):
+        images.load_image(str(path))
+
+
+def test_unrecognised_bytes_give_clear_error():
+    with pytest.raises(images.ImageError, match="cannot decode image: unrecognised format"):
+        images.decode_image_bytes(b"not an image at all")
+
+
+# ---- DICOM (written with pydicom) -------------------------------------------------------
+
+pydicom = pytest.importorskip("pydicom")
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2", bits=8, patient_id="P1", frames=1,
+                **extra):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # ultrasound image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientID = patient_id
+    ds.Modality = "US"
+    ds.PhotometricInterpretation = photometric
+    ds.SamplesPerPixel = 1 if photometric.startswith("MONOCHROME") else 3
+    ds.Rows, ds.Columns = pixels.shape[-2:] if ds.SamplesPerPixel == 1 else pixels.shape[-3:-1]
+    if ds.SamplesPerPixel == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8 if bits == 8 else 16
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return str(path)
+
+
+def test_dicom_monochrome_bit_depths_and_inversion(tmp_path):
+    gray8 = _gradient(255, np.uint8)
+    assert np.array_equal(images.load_image(write_dicom(tmp_path / "a.dcm", gray8))[:, :, 0], gray8)
+    inverted = images.load_image(write_dicom(tmp_path / "b.dcm", gray8, "MONOCHROME1"))
+    assert np.array_equal(inverted[:, :, 0], 255 - gray8)
+    gray12 = _gradient(4095, np.uint16)
+    loaded = images.load_image(write_dicom(tmp_path / "c.dcm", gray12, bits=12))[:, :, 0]
+    assert loaded.min() == 0 and loaded.max() == 255
+    assert np.array_equal(loaded, np.rint(gray12 * 255.0 / 4095).astype(np.uint8))
+
+
+def test_dicom_window_is_applied(tmp_path):
+    gray = _gradient(4095, np.uint16)
+    path = write_dicom(tmp_path / "w.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=400)
+    loaded = images.load_image(path)[:, :, 0]
+    assert loaded[gray < 790].max() == 0 and loaded[gray > 1210].min() == 255
+    middle = loaded[(gray > 900) & (gray < 1100)]
+    assert 0 < middle.min() and middle.max() < 255
+
+
+def test_dicom_rgb_ybr_and_multiframe(tmp_path):
+    rgb = np.zeros((32, 40, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    assert np.array_equal(images.load_image(write_dicom(tmp_path / "rgb.dcm", rgb, "RGB")), rgb)
+    from pydicom.pixels import convert_color_space
+    ybr = convert_color_space(rgb, "RGB", "YBR_FULL")
+    back = images.load_image(write_dicom(tmp_path / "ybr.dcm", ybr, "YBR_FULL"))
+    assert np.abs(back.astype(int) - rgb).max() <= 2
+    frames = np.stack([np.full((32, 40), v, np.uint8) for v in (10, 90, 170)])
+    first = images.load_image(write_dicom(tmp_path / "cine.dcm", frames, frames=3))
+    assert np.all(first == 10)  # the first frame becomes the image
+    assert images.check_pixel_count(str(tmp_path / "cine.dcm")) == (40, 32, 3)
+
+
+def test_dicom_pixel_limit_and_bytes(tmp_path):
+    path = write_dicom(tmp_path / "a.dcm", _gradient(255, np.uint8))
+    with pytest.raises(images.ImageError, match="too large"):
+        images.load_image(path, max_pixels=100)
+    with open(path, "rb") as f:
+        assert decode_image_bytes(f.read()).shape == (32, 40, 3)

@@ -1,0 +1,234 @@
+"""Folder, CSV and local-report readers, evaluation-only builds and report size limits."""
+
+import csv
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thyroid.datasets import build as build_lib
+from thyroid.datasets import csv_list, folders, local, shards
+from thyroid.datasets.synthetic import docx_bytes
+
+SPLIT_WITH_SPACES = "Training Set 2021"
+
+
+def _jpeg(path, seed):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.RandomState(seed).randint(30, 220, (48, 64, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+@pytest.fixture
+def folder_root(tmp_path):
+    """<root>/<split with spaces>/<Benign|Malignant>/p<k>_<i>.jpg, one cross-class duplicate."""
+    root = tmp_path / "images"
+    for split in (SPLIT_WITH_SPACES, "Test"):
+        for label, name in ((0, "Benign"), (1, "Malignant")):
+            for patient in range(4):
+                for index in range(2):
+                    seed = hash((split, label, patient, index)) % 10000
+                    _jpeg(root / split / name / f"p{label}{patient}{split[:2]}_{index}.jpg", seed)
+    duplicate = root / "Test" / "Malignant" / "p10Te_0.jpg"
+    (root / "Test" / "Benign" / "copy_of_p10.jpg").write_bytes(duplicate.read_bytes())
+    (root / "notes.txt").write_text("ignored documentation")
+    (root / "Test" / "unsorted").mkdir()
+    _jpeg(root / "Test" / "unsorted" / "x_0.jpg", 1)
+    return root
+
+
+def test_folder_labels_come_from_class_folders(folder_root, tmp_path):
+    result = folders.read(str(folder_root))
+    for example in result.examples:
+        folder = os.path.basename(os.path.dirname(example.image_path))
+        expected = {"Benign": 0, "Malignant": 1}.get(folder)
+        assert example.label == expected, example.image_path
+    assert result.counts()["labelled_images"] == 2 * 2 * 4 * 2 + 1
+    assert {"case_id": os.path.join("Test", "unsorted", "x_0.jpg"),
+            "reason": "no class folder"} in result.excluded
+    assert result.notes == [folders.NO_PATIENT_NOTE]  # each file is its own patient
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root),
+                               augment_copies=0, num_shards=1, crop="none")
+    assert manifest["sources"]["folders"]["notes"] == [folders.NO_PATIENT_NOTE]
+    groups = [g for g in manifest["duplicates"] if any("copy_of_p10" in p for p in g["paths"])]
+    assert len(groups) == 1 and len(groups[0]["paths"]) == 2 and len(groups[0]["splits"]) == 1
+    written = sum(s["images"] for s in manifest["splits"].values())
+    assert written == 2 * 2 * 4 * 2 + 1
+
+
+def test_patient_regex_and_class_map(folder_root, tmp_path):
+    (folder_root / "Test" / "Suspicious").mkdir()
+    _jpeg(folder_root / "Test" / "Suspicious" / "p90Te_0.jpg", 2)
+    class_map = folders.parse_class_map("suspicious:1")
+    result = folders.read(str(folder_root), class_map=class_map,
+                          patient_id_regex=r"/(?P<patient>p\d+)\w\w_\d+\.jpg$")
+    patients = {e.patient_id for e in result.labelled}
+    assert "folders:p90" in patients and len(patients) == 2 * 4 + 1
+    assert not result.notes
+    skipped = {os.path.basename(s["path"]): s["reason"] for s in result.skipped}
+    assert skipped["copy_of_p10.jpg"] == "--patient_id_regex does not match its path"
+    with pytest.raises(folders.ReaderError, match="--class_map entry 'benign:2'"):
+        folders.parse_class_map("benign:2")
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root), crop="none",
+                               augment_copies=0, num_shards=1,
+                               reader_options=build_lib.ReaderOptions(
+                                   class_map=class_map, patient_id_regex=r"/(p\d+)\w\w_"))
+    assert manifest["leakage"]["patients_in_multiple_splits"] == 0
+
+
+def _write_csv(path, rows, header=("path", "label", "patient_id", "split", "tirads")):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def test_csv_split_column_is_honoured(tmp_path):
+    rows = []
+    for i in range(24):
+        split = ("train", "Validation", "test", "")[i // 2 % 4]  # one split per patient
+        _jpeg(tmp_path / "img" / f"{i}.jpg", i)
+        rows.append([f"img/{i}.jpg", ("benign", "malignant", "0", "1")[i % 4 // 2 + i % 2],
+                     f"pt{i // 2}", split, "4a" if i % 3 == 0 else ""])
+    rows.append(["img/missing.jpg", "0", "x", "", ""])
+    rows.append(["img/0.jpg", "maybe", "x", "", ""])
+    rows.append(["img/1.jpg", "1", "y", "holdout", ""])
+    csv_path = _write_csv(tmp_path / "list.csv", rows)
+    result = csv_list.read(csv_path)
+    reasons = sorted(s["reason"].split(" ")[0] for s in result.skipped)
+    assert reasons == ["no", "unknown", "unknown"] and len(result.examples) == 24
+    manifest = build_lib.build(str(tmp_path / "out"), csv_path=csv_path, augment_copies=1,
+                               num_shards=1, crop="none")
+    by_split = {split: shards.load_split(str(tmp_path / "out"), split) for split in shards.SPLITS}
+    fixed = {f"csv:pt{i // 2}": ("train", "validation", "test")[i // 2 % 4]
+             for i in range(24) if i // 2 % 4 != 3}
+    seen = set()
+    for split, data in by_split.items():
+        for patient in set(data.patient_ids):
+            if patient in fixed:
+                assert fixed[patient] == split, patient
+                seen.add(patient)
+    assert seen == set(fixed)
+    assert manifest["leakage"]["patients_in_multiple_splits"] == 0
+    assert manifest["sources"]["csv"]["labelled_images"] == 24
+    assert sum(s["original"]["benign"] + s["original"]["malignant"]
+               for s in manifest["splits"].values()) == 24
+    assert by_split["train"].augmented.any() and not by_split["test"].augmented.any()
+
+
+def test_csv_without_required_columns(tmp_path):
+    path = _write_csv(tmp_path / "bad.csv", [["a.jpg"]], header=("file",))
+    with pytest.raises(build_lib.BuildError, match="missing column.*path, label"):
+        build_lib.build(str(tmp_path / "out"), csv_path=path)
+
+
+@pytest.mark.parametrize("how", ["flag", "fractions"])
+def test_evaluation_only_build(folder_root, tmp_path, how):
+    kwargs = dict(evaluation_only=True) if how == "flag" else dict(
+        test_fraction=1.0, validation_fraction=0.0, augment_copies=0)
+    manifest = build_lib.build(str(tmp_path / how), image_dir=str(folder_root), crop="none",
+                               num_shards=1, **kwargs)
+    assert manifest["evaluation_only"] is True
+    assert manifest["splits"]["train"]["images"] == manifest["splits"]["validation"]["images"] == 0
+    test = shards.load_split(str(tmp_path / how), "test")
+    assert len(test) == 2 * 2 * 4 * 2 + 1 and not test.augmented.any()
+
+
+def _patient(root, name, paragraphs=(), report=None):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "report.docx").write_bytes(report if report is not None
+                                         else docx_bytes(list(paragraphs), ()))
+    _jpeg(folder / "a.jpg", len(name))
+    return folder
+
+
+def test_local_manifest_records_labels_words_and_reasons(tmp_path):
+    _patient(tmp_path / "local", "p1", ["Diagnosis: negative for malignancy"])
+    _patient(tmp_path / "local", "p2", ["Diagnosis: suspicious for carcinoma"])
+    _patient(tmp_path / "local", "p3", ["Diagnosis: papillary carcinoma"])
+    manifest = build_lib.build(str(tmp_path / "out"), local_dir=str(tmp_path / "local"),
+                               crop="none", augment_copies=0, num_shards=1,
+                               validation_fraction=0.0, test_fraction=0.0)
+    source = manifest["sources"]["local"]
+    assert {"case_id": "p1", "label": 0, "words": "negative for malignancy"} in source["labels"]
+    assert {"case_id": "p3", "label": 1, "words": "papillary carcinoma"} in source["labels"]
+    assert {"case_id": "p2", "reason": "uncertain",
+            "words": "suspicious for carcinoma"} in source["excluded"]
+    suspicious = build_lib.build(
+        str(tmp_path / "out2"), local_dir=str(tmp_path / "local"), crop="none", num_shards=1,
+        augment_copies=0, validation_fraction=0.0, test_fraction=0.0,
+        reader_options=build_lib.ReaderOptions(suspicious_as_malignant=True))
+    assert suspicious["splits"]["train"]["original"]["malignant"] == 2
+
+
+def _bomb_docx(path, member_bytes, members=1):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for index in range(members):
+            archive.writestr(f"word/part{index}.xml", b"\0" * member_bytes)
+
+
+def test_report_size_limits_refuse_before_parsing(tmp_path, monkeypatch):
+    root = tmp_path / "local"
+    bomb = _patient(root, "bomb", report=b"") / "report.docx"
+    _bomb_docx(bomb, local.MAX_REPORT_UNCOMPRESSED + 1)  # about 100 kB on disk
+    assert bomb.stat().st_size < 1_000_000
+    many = _patient(root, "many", report=b"") / "report.docx"
+    _bomb_docx(many, 1, members=local.MAX_REPORT_MEMBERS + 1)
+    _patient(root, "good", ["Diagnosis: benign nodule"])
+    result = local.read(str(root))
+    reasons = {e["case_id"]: e["reason"] for e in result.excluded}
+    assert reasons["bomb"].startswith("unreadable report (report expands to")
+    assert reasons["many"].startswith(f"unreadable report (report has "
+                                      f"{local.MAX_REPORT_MEMBERS + 1} zip members")
+    assert [e.case_id for e in result] == ["good"]
+    monkeypatch.setattr(local, "MAX_REPORT_BYTES", 30_000)  # the good report is about 36 kB
+    reasons = {e["case_id"]: e["reason"] for e in local.read(str(root)).excluded}
+    assert reasons["good"].startswith("unreadable report (report too large")
+
+
+def test_command_line_folders_evaluation_only(folder_root, tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "thyroid.build_tfrecords", f"--image_dir={folder_root}",
+               f"--output_dir={tmp_path / 'external'}", "--evaluation_only", "--crop=none",
+               "--class_map=unsorted:0", "--num_shards=1", "--max_pixels=5000"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = shards.read_manifest(str(tmp_path / "external"))
+    assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2 + 2  # unsorted/ now benign
+    assert manifest["max_pixels"] == 5000 and manifest["evaluation_only"]
+    bad = subprocess.run(command[:-1] + ["--max_pixels=1000", "--overwrite"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "no usable labelled image" in bad.stderr
+    assert shards.read_manifest(str(tmp_path / "external"))["max_pixels"] == 5000  # kept
+    wrong = subprocess.run(command[:5] + ["--class_map=benign:7"], cwd=root,
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1
+    assert "--class_map entry 'benign:7': expected name:0 or name:1" in wrong.stderr
+
+
+def test_dicom_in_class_folders_uses_patient_id(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_images import write_dicom
+    root = tmp_path / "scanner"
+    for index, (label, patient) in enumerate((("benign", "A1"), ("benign", "A1"),
+                                              ("malignant", "B2"))):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        pixels = np.full((32, 40), 40 * (index + 1), np.uint8)
+        write_dicom(root / label / f"{index}.dcm", pixels, patient_id=patient)
+    (root / "malignant" / "broken.dcm").write_bytes(b"\0" * 10)
+    result = folders.read(str(root))
+    assert sorted((e.patient_id, e.label) for e in result.labelled) == [
+        ("folders:A1", 0), ("folders:A1", 0), ("folders:B2", 1)]
+    assert [os.path.basename(s["path"]) for s in result.skipped] == ["broken.dcm"]
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), crop="none",
+                               evaluation_only=True, num_shards=1)
+    test = shards.load_split(str(tmp_path / "out"), "test")
+    assert sorted(set(test.patient_ids)) == ["folders:A1", "folders:B2"]
+    assert manifest["splits"]["test"]["original"] == {"benign": 2, "malignant": 1}

@@ -1,0 +1,82 @@
+"""Reader for a CSV list of images: columns ``path,label`` and optional ``patient_id``,
+``split``, ``tirads``.
+
+Paths are relative to the CSV's folder (absolute paths are kept). Labels are 0/1 or a class-map
+name (benign / malignant, ...). A ``split`` column (train / validation / test; val and valid
+also accepted) is honoured by the build; an empty cell leaves the row to the random split.
+Without ``patient_id`` a DICOM file's PatientID is used, else each file is its own patient.
+"""
+
+import csv
+import os
+
+from absl import logging
+
+from thyroid.datasets import folders, images
+from thyroid.datasets.example import Example, ReadResult, make_patient_id
+
+SOURCE = "csv"
+REQUIRED_COLUMNS = ("path", "label")
+SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation",
+               "val": "validation", "valid": "validation", "test": "test", "": None}
+
+
+def _header(reader, csv_path):
+    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise folders.ReaderError(f"{csv_path}: missing column(s) {', '.join(missing)} "
+                                  f"(has {', '.join(columns) or 'no header'})")
+    return columns
+
+
+def _row_label(value, class_map):
+    text = (value or "").strip().lower()
+    if text not in class_map:
+        raise ValueError(f"unknown label {value!r}")
+    return class_map[text]
+
+
+def _row_split(value):
+    text = (value or "").strip().lower()
+    if text not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {value!r} (train, validation or test)")
+    return SPLIT_NAMES[text]
+
+
+def _example(row, base, class_map):
+    relative = (row.get("path") or "").strip()
+    if not relative:
+        raise ValueError("empty path")
+    path = os.path.join(base, relative)
+    if not os.path.isfile(path):
+        raise ValueError(f"no such file {path}")
+    label, split = _row_label(row["label"], class_map), _row_split(row.get("split"))
+    patient = (row.get("patient_id") or "").strip() or folders.default_patient(path, relative)
+    return Example(source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
+                   image_path=path, label=label, tirads=(row.get("tirads") or "").strip(),
+                   split=split)
+
+
+def read(csv_path, class_map=None):
+    """Reads the rows of ``csv_path`` into a ReadResult; bad rows are skipped with the reason."""
+    class_map = folders.DEFAULT_CLASS_MAP if class_map is None else class_map
+    base = os.path.dirname(os.path.abspath(csv_path))
+    result = ReadResult(source=SOURCE)
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = _header(reader, csv_path)
+        reader.fieldnames = columns
+        if "patient_id" not in columns:
+            result.notes.append(folders.NO_PATIENT_NOTE.replace("--patient_id_regex",
+                                                                "patient_id column"))
+        for number, row in enumerate(reader, start=2):  # line 1 is the header
+            try:
+                result.examples.append(_example(row, base, class_map))
+            except (ValueError, images.ImageError) as error:
+                logging.warning("Skipping %s line %d: %s", csv_path, number, error)
+                result.skipped.append({"path": f"{csv_path}:{number}", "reason": str(error)})
+    result.cases = len({e.patient_id for e in result.examples})
+    logging.info("CSV %s: %d patients, %d images, %d rows skipped", csv_path, result.cases,
+                 len(result.examples), len(result.skipped))
+    return result

@@ -1,0 +1,100 @@
+"""DICOM decoding (the ``dicom`` extra, pydicom); the folder and CSV readers take ``.dcm`` files.
+
+One image per file: the first frame of a multi-frame file (a cine loop's frames are near
+copies of one another and of one patient, so more frames add no independent evidence); the
+frame count is kept in the example's fields. Greyscale (MONOCHROME1/2) is windowed with the
+file's VOI LUT, else its window centre/width, else scaled by BitsStored; MONOCHROME1 is
+inverted so that bright means echogenic as in MONOCHROME2. RGB and YBR files are returned as
+RGB. ``PatientID`` is the patient id when present (the readers fall back to one patient per file).
+"""
+
+
+import numpy as np
+
+from thyroid.datasets import images
+
+GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+
+
+def _pydicom():
+    try:
+        import pydicom
+    except ImportError as error:
+        raise images.ImageError("DICOM needs pydicom: pip install -e .[dicom]") from error
+    return pydicom
+
+
+def _read_header(source):
+    pydicom = _pydicom()
+    try:
+        return pydicom.dcmread(source, stop_before_pixels=True, force=True)
+    except Exception as error:  # pydicom raises many types for broken files
+        raise images.ImageError(f"cannot decode image: unreadable DICOM header ({error})") \
+            from error
+
+
+def header_size(source):
+    """(width, height, frames) from the DICOM header, without reading pixel data."""
+    header = _read_header(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    rows, columns = header.get("Rows"), header.get("Columns")
+    if not rows or not columns:
+        raise images.ImageError("cannot decode image: DICOM without Rows/Columns (no pixel data)")
+    return int(columns), int(rows), int(header.get("NumberOfFrames", 1) or 1)
+
+
+def _first_frame(dataset):
+    from pydicom.pixels import pixel_array
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    # as_rgb converts YBR_* to RGB; index reads one frame only of a multi-frame file.
+    return pixel_array(dataset, index=0 if frames > 1 else None, as_rgb=True)
+
+
+def _window(dataset, pixels):
+    """Greyscale stored values -> floats in 0..1 through VOI LUT or window, else BitsStored."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    has_window = "WindowCenter" in dataset and "WindowWidth" in dataset
+    if "VOILUTSequence" in dataset:
+        values = apply_voi_lut(pixels, dataset).astype(np.float64)
+        bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
+        return values / (2 ** bits - 1)
+    if has_window:
+        values = apply_modality_lut(pixels, dataset).astype(np.float64)
+        center = float(np.ravel([dataset.WindowCenter])[0])
+        width = max(float(np.ravel([dataset.WindowWidth])[0]), 1.0)
+        # DICOM's linear window function (PS3.3 C.11.2.1.2), onto 0..1.
+        return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+    bits = int(dataset.get("BitsStored", 8) or 8)
+    values = pixels.astype(np.float64)
+    if int(dataset.get("PixelRepresentation", 0) or 0) == 1:
+        values = values + 2 ** (bits - 1)  # signed: shift to 0..2^bits-1
+    return values / (2 ** bits - 1)
+
+
+def load_rgb(source):
+    """uint8 HxWx3 of the first frame of a DICOM file (path or file object)."""
+    pydicom = _pydicom()
+    dataset = pydicom.dcmread(source, force=True)
+    interpretation = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    pixels = _first_frame(dataset)
+    if interpretation in GREYSCALE:
+        gray = images.scale_to_uint8(_window(dataset, pixels), 1.0)
+        if interpretation == "MONOCHROME1":
+            gray = 255 - gray
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise images.ImageError(f"unsupported DICOM photometric interpretation {interpretation}")
+    if pixels.dtype != np.uint8:
+        bits = int(dataset.get("BitsStored", 8) or 8)
+        return images.scale_to_uint8(pixels, 2 ** bits - 1)
+    return np.ascontiguousarray(pixels)
+
+
+def dicom_patient(path, default):
+    """(PatientID or ``default``, number of frames) from the header; ImageError if unreadable."""
+    header = _read_header(path)
+    if not header.get("Rows") or not header.get("Columns"):
+        raise images.ImageError("cannot decode image: not a DICOM image (no Rows/Columns)")
+    patient = str(header.get("PatientID", "") or "").strip()
+    return patient or default, int(header.get("NumberOfFrames", 1) or 1)
