@@ -372,7 +372,7 @@ def test_cli_errors_are_one_line(tmp_path, tarball_server):
     assert os.listdir(checkpoint_dir) == []
     output, errors = _cli("inspect", str(tmp_path / "absent"))
     assert output.returncode == 1 and len(errors) == 1 and "absent" in errors[0]
-    output, errors = _cli("verify", "--model=mobilenet_v1",
+    output, errors = _cli("verify", "--models=mobilenet_v1",
                           "--checkpoint_path=%s" % (tmp_path / "absent.ckpt"))
     assert output.returncode == 1 and len(errors) == 1 and "absent.ckpt" in errors[0]
 

@@ -64,7 +64,7 @@ CASES = [
     ("synth", lambda d: [f"--output_dir={d['out']}", "--width=5"], "--width", "range [160,"),
     ("synth", lambda d: [f"--output_dir={d['out']}", "--num_local_cases=-1"], "--num_local_cases", "range [0,"),
     ("synth", lambda d: [f"--output_dir={d['out']}", "--seed=-1"], "--seed", "range [0,"),
-    ("build_tfrecords", lambda d: [f"--output_dir={d['out']}", "--test_fraction=0"], "--test_fraction", "range"),
+    ("build_tfrecords", lambda d: [f"--output_dir={d['out']}", "--test_fraction=1.5"], "--test_fraction", "range"),
     ("build_tfrecords", lambda d: [f"--output_dir={d['out']}", "--validation_fraction=2"], "--validation_fraction", "range"),
     ("build_tfrecords", lambda d: [f"--output_dir={d['out']}", "--validation_fraction=0.5",
                                    "--test_fraction=0.5"], "--test_fraction", "leave images"),

@@ -209,7 +209,7 @@ def test_command_line_folders_evaluation_only(folder_root, tmp_path):
     assert shards.read_manifest(str(tmp_path / "external"))["max_pixels"] == 5000  # kept
     wrong = subprocess.run(command[:5] + ["--class_map=benign:7"], cwd=root,
                            capture_output=True, text=True, timeout=300)
-    assert wrong.returncode == 1
+    assert wrong.returncode == 2  # a usage error: the flag value is wrong
     assert "--class_map entry 'benign:7': expected name:0 or name:1" in wrong.stderr
 
 
