@@ -1,15 +1,20 @@
 """The Flask web app behind ``python -m thyroid.serve``: upload an image, get P(malignant).
 
-``create_app(model_dir)`` returns the app. Routes:
+``create_app(model_dir)`` returns the Flask app; ``create_wsgi_app`` wraps it in the security
+headers, the optional token check and the concurrency limit (``thyroid.deploy.middleware``).
+Routes:
 
 * ``GET /``: a single responsive page (file input with ``capture="environment"`` for phones);
 * ``POST /api/predict``: multipart field ``image`` -> JSON ``probability``, ``label``,
   ``label_name``, ``threshold``, ``gradcam`` (a PNG data URL, or null), ``notice``;
-  errors are JSON ``{"error": ...}`` with 400 (no file, not an image), 413 (too large) or 500;
+  errors are JSON ``{"error": ...}``, one message per cause: 400 (no file, empty file, too many
+  pixels, not decodable), 413 (file too large, too many form parts), 415 (a format other than
+  JPEG or PNG), 500;
 * ``GET /api/health``: ``{"status": "ok", ...}``.
 
-Uploads are parsed into memory (never spooled to a temporary file) and nothing is kept after
-the answer.
+Uploads are parsed into memory (never spooled to a temporary file), their format and pixel
+count are checked from the header before any pixel is decoded, and nothing is kept after the
+answer.
 """
 
 import base64
@@ -18,17 +23,59 @@ import logging
 import os
 
 from flask import Flask, jsonify, render_template, request
+from PIL import Image, UnidentifiedImageError
 from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from thyroid.datasets.images import ImageError
 from thyroid.deploy import NOTICE
-from thyroid.deploy.tflite_model import TFLiteModel, decode_image_bytes
+from thyroid.deploy import middleware
+from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel, decode_image_bytes
 
 logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# A 16-Mpx image decodes to 48 MB of RGB; the crop, resize and Grad-CAM overlay take a few
+# copies, which keeps a request well under 1 GB (64 Mpx took about 3 GB).
+DEFAULT_MAX_PIXELS = 16_000_000
+# The formats the page promises, as Pillow names them after reading the header.
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+# One file field is all the form needs; a few spare parts for clients that add a field.
+MAX_FORM_PARTS = 8
 UPLOAD_FIELD = "image"
+
+
+class UploadError(Exception):
+    """An upload refused before decoding: ``message`` for the client, HTTP ``status``."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def check_pixel_count(width, height, max_pixels):
+    """Refuses images over ``max_pixels``. Kept as one function so that it can defer to a
+    shared check in thyroid.datasets.images once there is one."""
+    if width * height > max_pixels:
+        raise UploadError(f"too many pixels: {width}x{height} is {width * height / 1e6:.1f} "
+                          f"Mpx, the limit is {max_pixels / 1e6:g} Mpx", 400)
+
+
+def check_header(data, max_pixels):
+    """Format and size read from the header only (Pillow opens lazily); raises UploadError."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as error:
+        # Pillow's own guard (twice Image.MAX_IMAGE_PIXELS) fired while reading the header.
+        raise UploadError(f"too many pixels: the header declares more than "
+                          f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx, the limit is "
+                          f"{max_pixels / 1e6:g} Mpx", 400) from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return  # not recognised at all: decoding reports it as not a usable image
+    if image_format not in ACCEPTED_FORMATS:
+        raise UploadError(f"unsupported format {image_format}: send a JPEG or PNG image", 415)
+    check_pixel_count(width, height, max_pixels)
 
 
 class InMemoryRequest(Request):
@@ -49,12 +96,16 @@ def _data_url(png):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
+def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
+               max_pixels=DEFAULT_MAX_PIXELS):
     """The app for the export in ``model_dir`` (or its model.tflite).
 
     ``gradcam``: True to draw Grad-CAM overlays when metadata.json's train_dir is available
     (if it is not, answers say why and carry no overlay); False never to.
+    ``max_pixels``: largest width x height accepted (at most the decoder's own MAX_PIXELS).
     """
+    if not 0 < max_pixels <= MAX_PIXELS:
+        raise ValueError(f"max_pixels must be in (0, {MAX_PIXELS}], got {max_pixels}")
     model = TFLiteModel.load(model_dir)
     gradcam_model, gradcam_note = None, None
     if gradcam:
@@ -74,6 +125,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = max_upload_bytes
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["thyroid_model"] = model
     app.extensions["thyroid_gradcam"] = gradcam_model
@@ -81,11 +133,9 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
 
     @app.after_request
     def headers(response):
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-            "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
+        # Applied here too so that the bare Flask app (tests, other servers) is as strict.
+        for name, value in middleware.SECURITY_HEADERS:
+            response.headers[name] = value
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -93,6 +143,12 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):
         del error
+        # werkzeug raises the same error for too many parts; a body within the byte limit
+        # can only have failed on the parts (a text field over the limit would exceed it).
+        length = request.content_length
+        if length is not None and length <= max_upload_bytes:
+            return _error(f"Too many form parts: send one file in the field '{UPLOAD_FIELD}' "
+                          f"(at most {MAX_FORM_PARTS} parts).", 413)
         return _error(f"The file is too large: the limit is {limit_mb:g} MB.", 413)
 
     @app.errorhandler(HTTPException)
@@ -131,7 +187,10 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
         if not data:
             return _error(f"{name}: the file is empty.", 400)
         try:
+            check_header(data, max_pixels)
             rgb = decode_image_bytes(data)
+        except UploadError as error:
+            return _error(f"{name}: {error}", error.status)
         except ImageError as error:
             return _error(f"{name}: not a usable image: {error}", 400)
         finally:
@@ -152,3 +211,12 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
         return jsonify(result)
 
     return app
+
+
+def create_wsgi_app(flask_app, workers, queue, auth_token=None):
+    """``flask_app`` behind the concurrency limit, the token check (when ``auth_token``) and
+    the security headers, outermost, so that every answer carries them."""
+    wrapped = middleware.ConcurrencyLimit(flask_app, workers, queue)
+    if auth_token:
+        wrapped = middleware.TokenAuth(wrapped, auth_token)
+    return middleware.SecurityHeaders(wrapped)
