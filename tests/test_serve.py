@@ -126,6 +126,23 @@ def test_too_many_pixels_refused_from_the_header(client, frame, width, height):
     assert upload(client, png(frame)).status_code == 200
 
 
+def test_large_image_predicted_in_full_with_a_screen_sized_overlay(client, app, frame):
+    """Over LARGE_IMAGE_PIXELS (decoded one at a time); the prediction uses the full image,
+    the overlay is scaled to OVERLAY_MAX_SIDE."""
+    from thyroid.deploy import webapp
+    from thyroid.deploy.tflite_model import TFLiteModel
+    big = np.asarray(Image.fromarray(frame).resize((2600, 1700), Image.BILINEAR))
+    assert big.shape[0] * big.shape[1] > webapp.LARGE_IMAGE_PIXELS
+    response = upload(client, png(big))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    model = TFLiteModel.load(os.path.dirname(app.extensions["thyroid_model"].model_path))
+    assert abs(body["probability"] - model.predict(big).probability) < 1e-6
+    assert (body["width"], body["height"]) == (2600, 1700)
+    cam = Image.open(io.BytesIO(base64.b64decode(body["gradcam"].split(",", 1)[1])))
+    assert cam.size == (webapp.OVERLAY_MAX_SIDE, round(1700 * webapp.OVERLAY_MAX_SIDE / 2600))
+
+
 def test_pixel_limit_is_configurable(exported, frame):  # noqa: F811
     from thyroid.deploy.webapp import create_app
     client = create_app(exported["int8"].output_dir, gradcam=False,

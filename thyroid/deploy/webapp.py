@@ -18,9 +18,13 @@ answer.
 """
 
 import base64
+import contextlib
 import io
 import logging
 import os
+import threading
+
+import numpy as np
 
 from flask import Flask, jsonify, render_template, request
 from PIL import Image, UnidentifiedImageError
@@ -38,6 +42,11 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # A 16-Mpx image decodes to 48 MB of RGB; the crop, resize and Grad-CAM overlay take a few
 # copies, which keeps a request well under 1 GB (64 Mpx took about 3 GB).
 DEFAULT_MAX_PIXELS = 16_000_000
+# Above this, requests decode one at a time (see predict()).
+LARGE_IMAGE_PIXELS = 4_000_000
+# Grad-CAM overlays are drawn at most this wide or high: they are looked at on a screen, and a
+# full-size overlay of a 16-Mpx image took tens of seconds and hundreds of MB to encode.
+OVERLAY_MAX_SIDE = 1024
 # The formats the page promises, as Pillow names them after reading the header.
 ACCEPTED_FORMATS = ("JPEG", "PNG")
 # One file field is all the form needs; a few spare parts for clients that add a field.
@@ -62,7 +71,8 @@ def check_pixel_count(width, height, max_pixels):
 
 
 def check_header(data, max_pixels):
-    """Format and size read from the header only (Pillow opens lazily); raises UploadError."""
+    """Pixel count read from the header only (Pillow opens lazily), or None when the header is
+    broken; raises UploadError for a format other than JPEG or PNG or too many pixels."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format, (width, height) = image.format, image.size
@@ -71,11 +81,28 @@ def check_header(data, max_pixels):
         raise UploadError(f"too many pixels: the header declares more than "
                           f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx, the limit is "
                           f"{max_pixels / 1e6:g} Mpx", 400) from error
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return  # not recognised at all: decoding reports it as not a usable image
+    except UnidentifiedImageError as error:
+        raise UploadError("not a usable image: unrecognised format: send a JPEG or PNG image",
+                          400) from error
+    except (OSError, ValueError, SyntaxError):
+        return None  # a broken header: decoding reports it as not a usable image
     if image_format not in ACCEPTED_FORMATS:
         raise UploadError(f"unsupported format {image_format}: send a JPEG or PNG image", 415)
     check_pixel_count(width, height, max_pixels)
+    return width * height
+
+
+def display_copy(rgb, box, max_side=OVERLAY_MAX_SIDE):
+    """``rgb`` and its crop ``box`` scaled so that the longer side is at most ``max_side``
+    (for display only: the prediction uses the full image)."""
+    height, width = rgb.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return rgb, box
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    top, bottom, left, right = (round(v * scale) for v in box)
+    return small, (top, max(bottom, top + 1), left, max(right, left + 1))
 
 
 class InMemoryRequest(Request):
@@ -177,6 +204,22 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
                         "quantize": model.metadata.get("quantize"),
                         "threshold": model.threshold, "gradcam": gradcam_model is not None})
 
+    def analyse(rgb):
+        prepared = model.prepare(rgb)
+        result = model.predict_prepared(prepared).as_dict()
+        result["gradcam"] = None
+        if gradcam_model is not None:
+            from thyroid.deploy.gradcam import overlay, png_bytes
+            heat, _ = gradcam_model.compute(prepared.net_input)
+            shown, box = display_copy(rgb, prepared.box)
+            result["gradcam"] = _data_url(png_bytes(overlay(shown, heat, box)))
+            result["gradcam_layer"] = gradcam_model.layer_name
+        else:
+            result["gradcam_note"] = gradcam_note
+        return result
+
+    large_image_slot = threading.Lock()
+
     @app.post("/api/predict")
     def predict():
         upload = request.files.get(UPLOAD_FIELD)
@@ -187,24 +230,18 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
         if not data:
             return _error(f"{name}: the file is empty.", 400)
         try:
-            check_header(data, max_pixels)
-            rgb = decode_image_bytes(data)
+            pixels = check_header(data, max_pixels)
+            # Large images take several hundred MB each while decoded and cropped: one at a
+            # time keeps the server's memory bounded whatever the mix of requests.
+            large = pixels is not None and pixels > LARGE_IMAGE_PIXELS
+            with large_image_slot if large else contextlib.nullcontext():
+                rgb = decode_image_bytes(data)
+                del data
+                result = analyse(rgb)
         except UploadError as error:
             return _error(f"{name}: {error}", error.status)
         except ImageError as error:
             return _error(f"{name}: not a usable image: {error}", 400)
-        finally:
-            del data
-        prepared = model.prepare(rgb)
-        result = model.predict_prepared(prepared).as_dict()
-        result["gradcam"] = None
-        if gradcam_model is not None:
-            from thyroid.deploy.gradcam import overlay, png_bytes
-            heat, _ = gradcam_model.compute(prepared.net_input)
-            result["gradcam"] = _data_url(png_bytes(overlay(rgb, heat, prepared.box)))
-            result["gradcam_layer"] = gradcam_model.layer_name
-        else:
-            result["gradcam_note"] = gradcam_note
         result.update({"file": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                        "model": model.metadata.get("model"),
                        "quantize": model.metadata.get("quantize"), "notice": NOTICE})
