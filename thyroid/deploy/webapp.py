@@ -25,22 +25,20 @@ import os
 import threading
 
 import numpy as np
-
 from flask import Flask, jsonify, render_template, request
-from PIL import Image, UnidentifiedImageError
 from flask.wrappers import Request
+from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from thyroid.datasets.images import ImageError
-from thyroid.deploy import NOTICE
-from thyroid.deploy import middleware
+from thyroid.deploy import NOTICE, middleware
 from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel, decode_image_bytes
 
 logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-# A 16-Mpx image decodes to 48 MB of RGB; the crop, resize and Grad-CAM overlay take a few
-# copies, which keeps a request well under 1 GB (64 Mpx took about 3 GB).
+# A 16-Mpx image decodes to 48 MB of RGB and the scan-field search takes several float copies
+# of it; 64 Mpx took about 3 GB per request (bench/serve_load.py measures the server).
 DEFAULT_MAX_PIXELS = 16_000_000
 # Above this, requests decode one at a time (see predict()).
 LARGE_IMAGE_PIXELS = 4_000_000
