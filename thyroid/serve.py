@@ -1,59 +1,77 @@
 """Serves an exported model as a small web app (phone friendly).
 
     python -m thyroid.serve --model=OUT [--host=127.0.0.1] [--port=8000]
+        [--auth_token=... | THYROID_AUTH_TOKEN=...] [--workers=2] [--queue=16]
 
 Open http://HOST:PORT/ , choose or take an ultrasound picture, and read P(malignant), the label
 and a Grad-CAM overlay. JSON API: ``POST /api/predict`` (multipart field ``image``).
-Binds to 127.0.0.1 unless ``--host`` says otherwise; uploads are limited to ``--max_upload_mb``
-and processed in memory. A research tool, not a diagnosis.
+Runs under waitress (bounded threads, timeouts for idle connections). Binds to 127.0.0.1 unless
+``--host`` says otherwise; any other address needs a token, which clients send as
+``Authorization: Bearer <token>`` and a browser gets by opening ``/?token=<token>`` once.
+Uploads are limited in bytes, pixels and formats (JPEG, PNG) and processed in memory.
+A research tool, not a diagnosis.
 """
+
+import os
 
 from absl import flags, logging
 
 from thyroid import cli
-from thyroid.deploy.tflite_model import ModelError
+from thyroid.deploy.server import TOKEN_ENV, make_server
+from thyroid.deploy.tflite_model import MAX_PIXELS, ModelError
 
 COMMAND = "serve"
-MAX_UPLOAD_MB = 1024.0
 
 
 def define_flags(fv):
     flags.DEFINE_string("model", None, "Export folder (model.tflite + metadata.json) or model.tflite.",
                         flag_values=fv)
-    flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes it to the network.",
-                        flag_values=fv)
+    flags.DEFINE_string("host", "127.0.0.1", "Address to bind; anything but loopback exposes it "
+                        "to the network and needs --auth_token.", flag_values=fv)
     flags.DEFINE_integer("port", 8000, "TCP port (0: any free port).", lower_bound=0,
                          upper_bound=65535, flag_values=fv)
     flags.DEFINE_float("max_upload_mb", 10.0, "Largest accepted upload, in MB (larger -> 413).",
-                       lower_bound=0.001, upper_bound=MAX_UPLOAD_MB, flag_values=fv)
+                       lower_bound=0.01, upper_bound=100.0, flag_values=fv)
+    flags.DEFINE_float("max_megapixels", 16.0, "Largest accepted image, in millions of pixels, "
+                       "read from the header before decoding.", lower_bound=0.01,
+                       upper_bound=MAX_PIXELS / 1e6, flag_values=fv)
+    flags.DEFINE_string("auth_token", None, f"Token every request must carry (default: the "
+                        f"{TOKEN_ENV} environment variable); required off loopback.",
+                        flag_values=fv)
+    flags.DEFINE_integer("workers", 2, "Predictions computed at once.", lower_bound=1,
+                         upper_bound=64, flag_values=fv)
+    flags.DEFINE_integer("queue", 16, "Predictions that may wait for a worker; more -> 503.",
+                         lower_bound=0, upper_bound=1024, flag_values=fv)
+    flags.DEFINE_integer("channel_timeout", 30, "Seconds an idle or stalled connection is kept.",
+                         lower_bound=1, upper_bound=3600, flag_values=fv)
+    flags.DEFINE_integer("connection_limit", 32, "Open connections at most (each may buffer "
+                         "one upload in memory).", lower_bound=1, upper_bound=10000,
+                         flag_values=fv)
     flags.DEFINE_bool("gradcam", True, "Draw Grad-CAM overlays (needs the train_dir recorded "
                       "in metadata.json).", flag_values=fv)
     flags.mark_flag_as_required("model", flag_values=fv)
 
 
-def make_server(model, host="127.0.0.1", port=8000, gradcam=True, max_upload_mb=10.0):
-    """A werkzeug server (threaded) for ``model``; ``serve_forever()`` / ``shutdown()``."""
-    from werkzeug.serving import make_server as werkzeug_server
-    from thyroid.deploy.webapp import create_app
-    flask_app = create_app(model, gradcam=gradcam, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
-    return werkzeug_server(host, port, flask_app, threaded=True)
-
-
 def run(fv, args):
     del args
+    token = fv.auth_token or os.environ.get(TOKEN_ENV) or None
     try:
-        server = make_server(fv.model, fv.host, fv.port, fv.gradcam, fv.max_upload_mb)
-    except ModelError as error:
+        server = make_server(fv.model, fv.host, fv.port, fv.gradcam, fv.max_upload_mb,
+                             fv.max_megapixels, token, fv.workers, fv.queue, fv.channel_timeout,
+                             fv.connection_limit)
+    except (ModelError, ValueError) as error:
         cli.print_error(COMMAND, error)
         return cli.USAGE_STATUS
     except OSError as error:
         cli.print_error(COMMAND, f"cannot listen on {fv.host}:{fv.port}: {error}")
         return cli.USAGE_STATUS
-    if fv.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.warning("listening on %s: reachable from other machines; there is no "
-                        "authentication", fv.host)
-    print(f"Serving on http://{fv.host}:{server.server_port}/ (Ctrl-C to stop). "
-          "Research tool, not a diagnosis.", flush=True)
+    if token:
+        logging.info("access token required: header 'Authorization: Bearer <token>', or open "
+                     "/?token=<token> once in a browser")
+    host, port = server.server_address
+    print(f"Serving on http://{host}:{port}/ (Ctrl-C to stop); "
+          f"{'token required' if token else 'no token (loopback only)'}; "
+          f"{fv.workers} workers, queue {fv.queue}. Research tool, not a diagnosis.", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

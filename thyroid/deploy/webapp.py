@@ -1,32 +1,99 @@
 """The Flask web app behind ``python -m thyroid.serve``: upload an image, get P(malignant).
 
-``create_app(model_dir)`` returns the app. Routes:
+``create_app(model_dir)`` returns the Flask app; ``create_wsgi_app`` wraps it in the security
+headers, the optional token check and the concurrency limit (``thyroid.deploy.middleware``).
+Routes:
 
 * ``GET /``: a single responsive page (file input with ``capture="environment"`` for phones);
 * ``POST /api/predict``: multipart field ``image`` -> JSON ``probability``, ``label``,
   ``label_name``, ``threshold``, ``gradcam`` (a PNG data URL, or null), ``notice``;
-  errors are JSON ``{"error": ...}`` with 400 (no file, not an image), 413 (too large) or 500;
+  errors are JSON ``{"error": ...}``, one message per cause: 400 (no file, empty file, too many
+  pixels, not decodable), 413 (file too large, too many form parts), 415 (a format other than
+  JPEG or PNG), 500;
 * ``GET /api/health``: ``{"status": "ok", ...}``.
 
-Uploads are parsed into memory (never spooled to a temporary file) and nothing is kept after
-the answer.
+Uploads are parsed into memory (never spooled to a temporary file), their format and pixel
+count are checked from the header before any pixel is decoded, and nothing is kept after the
+answer.
 """
 
 import base64
+import contextlib
 import io
 import os
+import threading
 
+import numpy as np
 from absl import logging
 from flask import Flask, jsonify, render_template, request
 from flask.wrappers import Request
+from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from thyroid.datasets.images import ImageError
-from thyroid.deploy import NOTICE
-from thyroid.deploy.tflite_model import TFLiteModel, decode_image_bytes
+from thyroid.datasets.images import ImageError, check_pixel_count
+from thyroid.deploy import NOTICE, middleware
+from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel, decode_image_bytes
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# A 16-Mpx image decodes to 48 MB of RGB and the scan-field search takes several float copies
+# of it; 64 Mpx took about 3 GB per request (bench/serve_load.py measures the server).
+DEFAULT_MAX_PIXELS = 16_000_000
+# Above this, requests decode one at a time (see predict()).
+LARGE_IMAGE_PIXELS = 4_000_000
+# Grad-CAM overlays are drawn at most this wide or high: they are looked at on a screen, and a
+# full-size overlay of a 16-Mpx image took tens of seconds and hundreds of MB to encode.
+OVERLAY_MAX_SIDE = 1024
+# The formats the page promises, as Pillow names them after reading the header.
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+# One file field is all the form needs; a few spare parts for clients that add a field.
+MAX_FORM_PARTS = 8
 UPLOAD_FIELD = "image"
+
+
+class UploadError(Exception):
+    """An upload refused before decoding: ``message`` for the client, HTTP ``status``."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def check_header(data, max_pixels):
+    """Pixel count read from the header only (Pillow opens lazily), or None when the header is
+    broken; raises UploadError for a format other than JPEG or PNG or too many pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as error:
+        # Pillow's own guard (twice Image.MAX_IMAGE_PIXELS) fired while reading the header.
+        raise UploadError(f"too many pixels: the header declares more than "
+                          f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx, the limit is "
+                          f"{max_pixels / 1e6:g} Mpx", 400) from error
+    except UnidentifiedImageError as error:
+        raise UploadError("not a usable image: unrecognised format: send a JPEG or PNG image",
+                          400) from error
+    except (OSError, ValueError, SyntaxError):
+        return None  # a broken header: decoding reports it as not a usable image
+    if image_format not in ACCEPTED_FORMATS:
+        raise UploadError(f"unsupported format {image_format}: send a JPEG or PNG image", 415)
+    try:
+        check_pixel_count(data, max_pixels)  # the one header-only check every reader uses
+    except ImageError as error:
+        raise UploadError(f"too many pixels: {error}", 400) from error
+    return width * height
+
+
+def display_copy(rgb, box, max_side=OVERLAY_MAX_SIDE):
+    """``rgb`` and its crop ``box`` scaled so that the longer side is at most ``max_side``
+    (for display only: the prediction uses the full image)."""
+    height, width = rgb.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return rgb, box
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    top, bottom, left, right = (round(v * scale) for v in box)
+    return small, (top, max(bottom, top + 1), left, max(right, left + 1))
 
 
 class InMemoryRequest(Request):
@@ -47,12 +114,16 @@ def _data_url(png):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
+def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
+               max_pixels=DEFAULT_MAX_PIXELS):
     """The app for the export in ``model_dir`` (or its model.tflite).
 
     ``gradcam``: True to draw Grad-CAM overlays when metadata.json's train_dir is available
     (if it is not, answers say why and carry no overlay); False never to.
+    ``max_pixels``: largest width x height accepted (at most the decoder's own MAX_PIXELS).
     """
+    if not 0 < max_pixels <= MAX_PIXELS:
+        raise ValueError(f"max_pixels must be in (0, {MAX_PIXELS}], got {max_pixels}")
     model = TFLiteModel.load(model_dir)
     gradcam_model, gradcam_note = None, None
     if gradcam:
@@ -72,6 +143,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = max_upload_bytes
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["thyroid_model"] = model
     app.extensions["thyroid_gradcam"] = gradcam_model
@@ -79,11 +151,9 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
 
     @app.after_request
     def headers(response):
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-            "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
+        # Applied here too so that the bare Flask app (tests, other servers) is as strict.
+        for name, value in middleware.SECURITY_HEADERS:
+            response.headers[name] = value
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -91,6 +161,12 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):
         del error
+        # werkzeug raises the same error for too many parts; a body within the byte limit
+        # can only have failed on the parts (a text field over the limit would exceed it).
+        length = request.content_length
+        if length is not None and length <= max_upload_bytes:
+            return _error(f"Too many form parts: send one file in the field '{UPLOAD_FIELD}' "
+                          f"(at most {MAX_FORM_PARTS} parts).", 413)
         return _error(f"The file is too large: the limit is {limit_mb:g} MB.", 413)
 
     @app.errorhandler(HTTPException)
@@ -119,6 +195,22 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
                         "quantize": model.metadata.get("quantize"),
                         "threshold": model.threshold, "gradcam": gradcam_model is not None})
 
+    def analyse(rgb):
+        prepared = model.prepare(rgb)
+        result = model.predict_prepared(prepared).as_dict()
+        result["gradcam"] = None
+        if gradcam_model is not None:
+            from thyroid.deploy.gradcam import overlay, png_bytes
+            heat, _ = gradcam_model.compute(prepared.net_input)
+            shown, box = display_copy(rgb, prepared.box)
+            result["gradcam"] = _data_url(png_bytes(overlay(shown, heat, box)))
+            result["gradcam_layer"] = gradcam_model.layer_name
+        else:
+            result["gradcam_note"] = gradcam_note
+        return result
+
+    large_image_slot = threading.Lock()
+
     @app.post("/api/predict")
     def predict():
         upload = request.files.get(UPLOAD_FIELD)
@@ -129,24 +221,30 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES):
         if not data:
             return _error(f"{name}: the file is empty.", 400)
         try:
-            rgb = decode_image_bytes(data)
+            pixels = check_header(data, max_pixels)
+            # Large images take several hundred MB each while decoded and cropped: one at a
+            # time keeps the server's memory bounded whatever the mix of requests.
+            large = pixels is not None and pixels > LARGE_IMAGE_PIXELS
+            with large_image_slot if large else contextlib.nullcontext():
+                rgb = decode_image_bytes(data)
+                del data
+                result = analyse(rgb)
+        except UploadError as error:
+            return _error(f"{name}: {error}", error.status)
         except ImageError as error:
             return _error(f"{name}: not a usable image: {error}", 400)
-        finally:
-            del data
-        prepared = model.prepare(rgb)
-        result = model.predict_prepared(prepared).as_dict()
-        result["gradcam"] = None
-        if gradcam_model is not None:
-            from thyroid.deploy.gradcam import overlay, png_bytes
-            heat, _ = gradcam_model.compute(prepared.net_input)
-            result["gradcam"] = _data_url(png_bytes(overlay(rgb, heat, prepared.box)))
-            result["gradcam_layer"] = gradcam_model.layer_name
-        else:
-            result["gradcam_note"] = gradcam_note
         result.update({"file": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                        "model": model.metadata.get("model"),
                        "quantize": model.metadata.get("quantize"), "notice": NOTICE})
         return jsonify(result)
 
     return app
+
+
+def create_wsgi_app(flask_app, workers, queue, auth_token=None):
+    """``flask_app`` behind the concurrency limit, the token check (when ``auth_token``) and
+    the security headers, outermost, so that every answer carries them."""
+    wrapped = middleware.ConcurrencyLimit(flask_app, workers, queue)
+    if auth_token:
+        wrapped = middleware.TokenAuth(wrapped, auth_token)
+    return middleware.SecurityHeaders(wrapped)
