@@ -1,10 +1,11 @@
 """Classifier heads put on top of a backbone's bottleneck (or on images, for the small CNN)."""
 
 from thyroid.compat import tf, tf1, slim
+from thyroid.nets import step_random
 
-# Explicit op-level seeds: with the graph seed they fix each head's initial weights and dropout
-# masks however many backbone ops come before it (so the VGG prefix-cache graph and the
-# whole-network graph start from the same head).
+# Explicit op-level seeds: with the graph seed they fix each head's initial weights and (with
+# the global step) its dropout masks however many backbone ops come before it (so the VGG
+# prefix-cache graph and the whole-network graph start from the same head).
 
 
 def _init(seed):
@@ -30,8 +31,7 @@ def fc_head(features, num_classes, is_training, scope, dropout_keep_prob=0.5, hi
             if hidden_units:
                 net = slim.fully_connected(net, hidden_units, activation_fn=tf.nn.relu,
                                            weights_initializer=_init(11), scope="fc1")
-            net = slim.dropout(net, dropout_keep_prob, is_training=is_training, seed=12,
-                               scope="dropout")
+            net = step_random.dropout(net, dropout_keep_prob, is_training, salt=12, scope="dropout")
             logits = slim.fully_connected(net, num_classes, activation_fn=None,
                                           weights_initializer=_init(13), scope="logits")
     return logits
@@ -65,8 +65,7 @@ def small_cnn_head(features, num_classes, is_training, scope, dropout_keep_prob=
                                               scope="pool%d" % index)
                 net = slim.flatten(net, scope="flatten")
             net = slim.fully_connected(net, 64, weights_initializer=_init(4), scope="fc1")
-            net = slim.dropout(net, dropout_keep_prob, is_training=is_training, seed=5,
-                               scope="dropout")
+            net = step_random.dropout(net, dropout_keep_prob, is_training, salt=5, scope="dropout")
             logits = slim.fully_connected(net, num_classes, activation_fn=None,
                                           weights_initializer=_init(6), scope="logits")
     return logits

@@ -3,6 +3,7 @@
 from tf_slim.nets import inception_v3 as slim_inception
 
 from thyroid.compat import tf, tf1, slim
+from thyroid.nets import step_random
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
 from thyroid.preprocessing.net_inputs import inception_preprocess
 
@@ -24,8 +25,8 @@ def features(inputs, is_training=False, dropout_keep_prob=0.8):
             with tf1.name_scope("%s/PreLogitsPool" % SCOPE):
                 net = tf.reduce_mean(net, axis=[1, 2], keepdims=True, name="AvgPool_1a")
                 end_points["AvgPool_1a"] = net
-                if is_training:
-                    net = slim.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout_1b")
+                net = step_random.dropout(net, dropout_keep_prob, is_training, salt=21,
+                                          scope="Dropout_1b")
                 net = tf.squeeze(net, [1, 2], name="PreLogits")
             end_points["PreLogits"] = net
     return net, end_points

@@ -2,8 +2,9 @@
 
 Feeds in-memory arrays through placeholders: the datasets are hundreds of images,
 so a tf.data pipeline would add start-up cost and no speed. Resumes from the latest
-checkpoint in train_dir; the batch order depends only on (seed, epoch), so a resumed
-run sees the same batches an uninterrupted one would.
+checkpoint in train_dir; the batch order depends only on (seed, epoch) and dropout
+masks only on (seed, global step) (``thyroid.nets.step_random``), so a resumed run sees
+the same batches and masks as an uninterrupted one and ends with the same weights.
 """
 
 import os
@@ -20,6 +21,9 @@ from thyroid.restore import (build_restore_fn, initialize_and_restore, variables
                              warn_unmatched_scopes)
 from thyroid.training.model import build_logits, malignant_probability
 from thyroid.training.run_config import OPTIMIZERS
+
+CHECKPOINTS_KEPT = 2  # the newest checkpoints kept in a train_dir, across restarts too
+
 
 def class_weights(labels, how):
     """Per-class loss weights; 'balanced' gives each class the same total weight."""
@@ -58,6 +62,14 @@ def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=1
     out = [sess.run(probs, {inputs: values[i:i + batch_size], is_training: False})
            for i in range(0, len(values), batch_size)]
     return np.concatenate(out) if out else np.zeros([0], np.float32)
+
+
+def recover_saved_checkpoints(saver, train_dir):
+    """Tells a new Saver which checkpoints earlier runs kept, so that its ``max_to_keep``
+    also deletes theirs (by default it only knows the ones it wrote itself)."""
+    state = tf1.train.get_checkpoint_state(train_dir)
+    if state is not None and state.all_model_checkpoint_paths:
+        saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
 
 
 def train_graph_model(config, train_dir, train_inputs, validation_inputs):
@@ -100,8 +112,9 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
         validation_summaries = tf1.summary.merge(metrics.add_metric_summaries(
             metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
 
-        saver = tf1.train.Saver(max_to_keep=2)
+        saver = tf1.train.Saver(max_to_keep=CHECKPOINTS_KEPT)
         latest = tf.train.latest_checkpoint(train_dir)
+        recover_saved_checkpoints(saver, train_dir)
         restore_pretrained = None
         if latest is None and config.mode == "finetune" and config.checkpoint_path:
             # With the VGG prefix cache only conv5_3 and the head are in this graph.

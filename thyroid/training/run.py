@@ -13,6 +13,7 @@ from thyroid.training import svm
 from thyroid.training.inputs import load_split_inputs
 from thyroid.training.loop import train_graph_model
 from thyroid.training.run_config import DEFAULT_LEARNING_RATES
+from thyroid.training.train_dir_lock import locked_train_dir
 
 
 @dataclasses.dataclass
@@ -57,11 +58,18 @@ def train(config, train_dir, argv=None):
     """Trains ``config`` into ``train_dir`` (resuming from its latest checkpoint); -> TrainResult.
 
     ``argv``: the command line recorded in run_config.json (default: this process's).
+    Holds the train_dir's lock throughout: a second trainer there fails at once
+    (``TrainDirBusyError``) instead of overwriting this run's files.
     """
     config = resolve(config.validate())
     if config.mode == "scratch" and get_network(config.model).imagenet_logits is not None:
         logging.info("scratch mode: %s starts from random weights", config.model)
     os.makedirs(train_dir, exist_ok=True)
+    with locked_train_dir(train_dir):
+        return _train_locked(config, train_dir, argv)
+
+
+def _train_locked(config, train_dir, argv):
     started = time.monotonic()
     train_inputs = load_split_inputs(config, "train")
     if config.mode == "bottleneck_svm":
