@@ -1,14 +1,16 @@
 """Image loading and validation, scan / ROI cropping, and content hashing for duplicates."""
 
 import hashlib
+import io
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 RASTER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 MIN_SIDE = 16  # anything smaller is not an ultrasound frame
+MAX_PIXELS = 64_000_000  # refuse decompression bombs
 
 
 class ImageError(Exception):
@@ -175,3 +177,25 @@ def crop(rgb, mode, polygons=()):
     if mode == "none":
         return rgb
     raise ValueError(f"unknown crop mode {mode!r}; expected one of {CROP_MODES}")
+
+
+def decode_image_bytes(data):
+    """Image file contents -> uint8 HxWx3, in memory. Raises ImageError with the reason."""
+    if not data:
+        raise ImageError("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(f"image too large: {image.width}x{image.height} pixels")
+            image.load()
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except UnidentifiedImageError as error:
+        raise ImageError("unrecognised image format (expected JPEG, PNG, BMP, ...)") \
+            from error
+    except Exception as error:  # PIL raises many types for broken data
+        raise ImageError(f"cannot decode image: {error}") from error
+    if rgb.shape[0] < MIN_SIDE or rgb.shape[1] < MIN_SIDE:
+        raise ImageError(f"image too small: {rgb.shape[1]}x{rgb.shape[0]}")
+    return rgb

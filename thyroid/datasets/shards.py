@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from thyroid import LABEL_NAMES
+from thyroid.datasets.images import decode_image_bytes
 from thyroid.io_utils import atomic_path, atomic_write_text, file_sha256, read_json
 
 SPLITS = ("train", "validation", "test")
@@ -102,8 +103,7 @@ def iter_records(dataset_dir, split):
 
 def decode_image(encoded):
     """JPEG/PNG bytes of a record -> uint8 HxWx3."""
-    with Image.open(io.BytesIO(encoded)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return decode_image_bytes(encoded)
 
 
 def load_split(dataset_dir, split, decode=True):

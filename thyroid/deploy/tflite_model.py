@@ -10,13 +10,11 @@ not thread-safe, so calls are serialised with a lock.
 """
 
 import dataclasses
-import io
 import os
 import threading
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import images as image_io
@@ -25,7 +23,6 @@ from thyroid.preprocessing.resize import resize_square
 
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
-MAX_PIXELS = 64_000_000  # refuse decompression bombs
 
 
 class ModelError(Exception):
@@ -60,28 +57,6 @@ def resolve_model_paths(model):
         raise ModelError(f"{metadata_path}: missing; it is written by python -m thyroid.export "
                          "next to model.tflite")
     return model_path, metadata_path
-
-
-def decode_image_bytes(data):
-    """Image file contents -> uint8 HxWx3, in memory. Raises image_io.ImageError with the reason."""
-    if not data:
-        raise image_io.ImageError("empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise image_io.ImageError(f"image too large: {image.width}x{image.height} pixels")
-            image.load()
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except image_io.ImageError:
-        raise
-    except UnidentifiedImageError as error:
-        raise image_io.ImageError("unrecognised image format (expected JPEG, PNG, BMP, ...)") \
-            from error
-    except Exception as error:  # PIL raises many types for broken data
-        raise image_io.ImageError(f"cannot decode image: {error}") from error
-    if rgb.shape[0] < image_io.MIN_SIDE or rgb.shape[1] < image_io.MIN_SIDE:
-        raise image_io.ImageError(f"image too small: {rgb.shape[1]}x{rgb.shape[0]}")
-    return rgb
 
 
 def load_image_file(path):

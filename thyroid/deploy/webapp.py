@@ -21,9 +21,9 @@ from flask import Flask, jsonify, render_template, request
 from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from thyroid.datasets.images import ImageError
+from thyroid.datasets.images import ImageError, decode_image_bytes
 from thyroid.deploy import NOTICE
-from thyroid.deploy.tflite_model import TFLiteModel, decode_image_bytes
+from thyroid.deploy.tflite_model import TFLiteModel
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 UPLOAD_FIELD = "image"
