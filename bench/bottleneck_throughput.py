@@ -55,10 +55,11 @@ def checkpoint_for(model, checkpoint_dir):
 
 def project_path(spec, shard_dir, checkpoint, size, batch_size):
     """What ``python -m thyroid.bottleneck`` does: every split into a fresh cache."""
+    from thyroid import io_utils
     from thyroid.datasets import shards
     from thyroid.training.features import BOTTLENECK, load_or_compute
     cache_dir = tempfile.mkdtemp(prefix="bench-cache-")
-    shards._FINGERPRINTS.clear()  # a fresh process would hash the shards too
+    io_utils._FILE_DIGESTS.clear()  # a fresh process would hash the shards too
     try:
         def dump_all_splits():
             return [load_or_compute(spec, shard_dir, split, BOTTLENECK, checkpoint, size, cache_dir,
@@ -74,8 +75,9 @@ def project_stages(spec, shard_dir, checkpoint, size, batch_size):
     """Seconds per stage of the same work load_or_compute does, done one by one."""
     from thyroid.training import features
     from thyroid.datasets import shards
+    from thyroid import io_utils
     from thyroid.preprocessing.resize import resize_batch
-    shards._FINGERPRINTS.clear()
+    io_utils._FILE_DIGESTS.clear()
     stages = {}
     stages["fingerprint"], _ = common.timed(
         lambda: [features.cache_key(spec.name, features.BOTTLENECK, checkpoint, shard_dir, split, size)

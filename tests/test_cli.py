@@ -27,27 +27,28 @@ def train_args(d, *extra):
     return [f"--dataset_dir={d['shards']}", f"--train_dir={d['train']}", *extra]
 
 
+# train with one bad setting: flag=value -> words the line must contain
+TRAIN_BAD_VALUES = {
+    "batch_size=0": "range [1, 4096]", "save_interval_steps=0": "range [1,",
+    "learning_rate=-1": "-1", "learning_rate=11": "11", "num_epochs=0": "(0, 10000]",
+    "max_number_of_steps=-5": "range [0,", "image_size=7": "at least 8",
+    "image_size=5000": "range [0, 1024]", "log_every_n_steps=0": "range [1,",
+    "eval_every_n_steps=-1": "range [1,", "seed=-1": "range [0,", "model=resnet": "must be one of",
+    "mode=magic": "one of", "optimizer=lbfgs": "one of", "batch_size=many": "invalid literal",
+    "class_weight=heavy": "one of",
+}
+
+
+def train_case(setting, words):
+    return ("train", lambda d: train_args(d, f"--{setting}"), "--" + setting.split("=")[0], words)
+
+
 # (module, argv after the program name, flag the one line must name, words it must contain)
-CASES = [
+CASES = [train_case(setting, words) for setting, words in TRAIN_BAD_VALUES.items()] + [
     ("train", lambda d: ["--train_dir=x"], "--dataset_dir", "value other than None"),
     ("train", lambda d: [f"--dataset_dir={d['missing']}", "--train_dir=x"], "--dataset_dir", "no such folder"),
     ("train", lambda d: [f"--dataset_dir={d['empty']}", "--train_dir=x"], "--dataset_dir", "no train-"),
-    ("train", lambda d: train_args(d, "--batch_size=0"), "--batch_size", "range [1, 4096]"),
-    ("train", lambda d: train_args(d, "--save_interval_steps=0"), "--save_interval_steps", "range [1,"),
-    ("train", lambda d: train_args(d, "--learning_rate=-1"), "--learning_rate", "-1"),
-    ("train", lambda d: train_args(d, "--learning_rate=11"), "--learning_rate", "11"),
-    ("train", lambda d: train_args(d, "--num_epochs=0"), "--num_epochs", "(0, 10000]"),
-    ("train", lambda d: train_args(d, "--max_number_of_steps=-5"), "--max_number_of_steps", "range [0,"),
-    ("train", lambda d: train_args(d, "--image_size=7"), "--image_size", "at least 8"),
     ("train", lambda d: train_args(d, "--model=vgg_16", "--image_size=16"), "--image_size", "at least 32"),
-    ("train", lambda d: train_args(d, "--image_size=5000"), "--image_size", "range [0, 1024]"),
-    ("train", lambda d: train_args(d, "--log_every_n_steps=0"), "--log_every_n_steps", "range [1,"),
-    ("train", lambda d: train_args(d, "--eval_every_n_steps=-1"), "--eval_every_n_steps", "range [1,"),
-    ("train", lambda d: train_args(d, "--seed=-1"), "--seed", "range [0,"),
-    ("train", lambda d: train_args(d, "--model=resnet"), "--model", "must be one of"),
-    ("train", lambda d: train_args(d, "--mode=magic"), "--mode", "one of"),
-    ("train", lambda d: train_args(d, "--optimizer=lbfgs"), "--optimizer", "one of"),
-    ("train", lambda d: train_args(d, "--batch_size=many"), "--batch_size", "invalid literal"),
     ("train", lambda d: train_args(d, "--no_such_flag=1"), "no_such_flag", "Unknown command line flag"),
     ("evaluate", lambda d: [f"--train_dir={d['missing']}"], "--train_dir", "no such folder"),
     ("evaluate", lambda d: ["--train_dir=x", "--num_bootstrap=0"], "--num_bootstrap", "range [1,"),

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from thyroid.datasets import images
-from thyroid.deploy.tflite_model import decode_image_bytes
+from thyroid.datasets.images import decode_image_bytes
 
 
 def _save(path, array):

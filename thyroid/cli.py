@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from thyroid.training.run_config import INTEGER_RANGES
+from thyroid.training.run_config import INTEGER_RANGES, ConfigError
 
 USAGE_STATUS = 2
 FAILURE_STATUS = 1
@@ -47,16 +47,9 @@ def define_integer(name, default, help_text, fv):
     flags.DEFINE_integer(name, default, help_text, lower_bound=low, upper_bound=high, flag_values=fv)
 
 
-def failure_types():
-    """Errors that are the user's situation, not a bug: one line, exit 1."""
-    from thyroid.checkpoints.locate import MissingCheckpointError
-    return (MissingCheckpointError, FileNotFoundError, NotADirectoryError, PermissionError,
-            FloatingPointError, ValueError, OSError)
-
-
-def usage_types():
-    from thyroid.training.run_config import ConfigError
-    return (UsageError, ConfigError)
+# Errors that are the user's situation, not a bug (a missing file or checkpoint, which are
+# OSErrors, unreadable data, a diverging loss): one line, exit 1.
+FAILURE_TYPES = (OSError, ValueError, FloatingPointError)
 
 
 def one_line(text):
@@ -87,13 +80,13 @@ def call(command, run, flag_values, args):
     """Runs ``run`` and turns the known errors into one line and an exit status."""
     try:
         status = run(flag_values, args)
-    except usage_types() as error:
+    except (UsageError, ConfigError) as error:
         print_error(command, error)
         return USAGE_STATUS
     except KeyboardInterrupt:
         print_error(command, "interrupted")
         return 130
-    except failure_types() as error:
+    except FAILURE_TYPES as error:
         logging.debug("%s failed", command, exc_info=True)
         print_error(command, error)
         return FAILURE_STATUS

@@ -12,9 +12,9 @@ import os
 from absl import flags
 
 from thyroid import cli
+from thyroid.datasets.shards import SPLITS
 
 COMMAND = "evaluate"
-SPLITS = ("train", "validation", "test")
 MAX_BOOTSTRAP = 100_000
 
 

@@ -1,6 +1,7 @@
 """File writing that never leaves a half-written file behind."""
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -39,3 +40,20 @@ def atomic_write_json(path, obj):
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+_FILE_DIGESTS = {}
+
+
+def file_sha256(path):
+    """sha256 hex digest of a file's bytes, memoised by path, size and mtime (checkpoints and
+    shards are hundreds of MB, and cache keys ask for them again and again)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]

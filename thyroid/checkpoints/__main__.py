@@ -7,7 +7,6 @@
 """
 
 import json
-import sys
 
 from absl import flags
 

@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from thyroid import LABEL_NAMES
-from thyroid.io_utils import atomic_path, atomic_write_text, read_json
+from thyroid.datasets.images import decode_image_bytes
+from thyroid.io_utils import atomic_path, atomic_write_text, file_sha256, read_json
 
 SPLITS = ("train", "validation", "test")
 JPEG_QUALITY = 95
@@ -150,8 +151,7 @@ def iter_records(dataset_dir, split):
 
 def decode_image(encoded):
     """JPEG/PNG bytes of a record -> uint8 HxWx3."""
-    with Image.open(io.BytesIO(encoded)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return decode_image_bytes(encoded)
 
 
 def load_split(dataset_dir, split, decode=True):
@@ -179,24 +179,15 @@ def load_split(dataset_dir, split, decode=True):
                      augmented=np.asarray(augmented, dtype=bool), tirads=tirads)
 
 
-_FINGERPRINTS = {}
-
-
 def split_fingerprint(dataset_dir, split):
-    """sha256 over the split's shard names and contents (cached by path, size and mtime).
+    """sha256 over the split's shard names and contents (each file's hash memoised).
     The shard names must agree with the manifest; sizes are checked when the split is loaded."""
     check_split_files(dataset_dir, split, check_sizes=False)
-    paths = shard_paths(dataset_dir, split)
-    key = tuple((p, os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256()
-        for path in paths:
-            digest.update(os.path.basename(path).encode("utf-8"))
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()
-    return _FINGERPRINTS[key]
+    digest = hashlib.sha256()
+    for path in shard_paths(dataset_dir, split):
+        digest.update(os.path.basename(path).encode("utf-8"))
+        digest.update(file_sha256(path).encode("ascii"))
+    return digest.hexdigest()
 
 
 def slim_keys_to_features():

@@ -60,14 +60,6 @@ def resolve_model_paths(model):
     return model_path, metadata_path
 
 
-def decode_image_bytes(data, max_pixels=image_io.DEFAULT_MAX_PIXELS):
-    """Image file contents -> uint8 HxWx3, in memory. Raises image_io.ImageError with the reason.
-
-    The pixel limit is checked from the header before decoding; 16-bit images are scaled
-    (``thyroid.datasets.images.decode_image_bytes``)."""
-    return image_io.decode_image_bytes(data, max_pixels)
-
-
 def load_image_file(path, max_pixels=image_io.DEFAULT_MAX_PIXELS):
     """Reads an image file as uint8 HxWx3 or raises image_io.ImageError with the reason."""
     if not os.path.exists(path):

@@ -30,9 +30,9 @@ from flask.wrappers import Request
 from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from thyroid.datasets.images import ImageError
+from thyroid.datasets.images import ImageError, decode_image_bytes
 from thyroid.deploy import NOTICE, middleware
-from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel, decode_image_bytes
+from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # A 16-Mpx image decodes to 48 MB of RGB and the scan-field search takes several float copies

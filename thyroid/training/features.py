@@ -20,7 +20,7 @@ from absl import logging
 
 from thyroid.compat import tf, tf1
 from thyroid.datasets import shards
-from thyroid.io_utils import atomic_path
+from thyroid.io_utils import atomic_path, file_sha256
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.progress import Progress
 from thyroid.restore import build_restore_fn, initialize_and_restore, resolve_checkpoint_path
@@ -44,26 +44,13 @@ def resolve_checkpoint(checkpoint_path):
     return resolve_checkpoint_path(checkpoint_path) if checkpoint_path else None
 
 
-_CHECKPOINT_FINGERPRINTS = {}
-
-
 def checkpoint_fingerprint(checkpoint_path, seed=0):
     """Content hash of a checkpoint's index (or of a V1 single-file checkpoint); random
-    weights are named by their seed. Memoised by path, size and mtime: an official V1 file
-    is hundreds of megabytes, and every cache key asks for it."""
+    weights are named by their seed."""
     prefix = resolve_checkpoint(checkpoint_path)
     if prefix is None:
         return f"random-init-seed-{seed}"
-    path = prefix + ".index" if os.path.exists(prefix + ".index") else prefix
-    stat = os.stat(path)
-    memo_key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _CHECKPOINT_FINGERPRINTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _CHECKPOINT_FINGERPRINTS[memo_key] = digest.hexdigest()
-    return _CHECKPOINT_FINGERPRINTS[memo_key]
+    return file_sha256(prefix + ".index" if os.path.exists(prefix + ".index") else prefix)
 
 
 def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, seed=0):
