@@ -9,8 +9,8 @@ repeats the TIRADS (as DDTI burns it in, so the scan crop must remove it).
 What the generator models, so that the methods can be told apart (rows land well between
 chance and perfect instead of all at 1.00):
 
-- Overlapping classes. Each nodule has a latent suspicion score drawn from N(-1.1, 1) for a
-  benign-looking and N(+1.1, 1) for a malignant-looking nodule (``SUSPICION_MEAN``). Shape
+- Overlapping classes. Each nodule has a latent suspicion score drawn from N(-1.3, 1) for a
+  benign-looking and N(+1.3, 1) for a malignant-looking nodule (``SUSPICION_MEAN``). Shape
   (taller-than-wide aspect), margin irregularity and spiculation, microcalcifications
   (count and micro vs macro), posterior shadowing, halo and size each follow that score plus
   their own noise, so a benign nodule can be taller than wide with a few foci and a
@@ -20,8 +20,9 @@ chance and perfect instead of all at 1.00):
   does not separate the classes: cysts are the darkest nodules and the overall gain varies.
 - Label noise. ``LABEL_NOISE`` (10 %) of cases look like the other class: their recorded
   TIRADS or diagnosis disagrees with the appearance, about the rate at which ultrasound
-  risk categories and cytology/histology disagree. With it no model can reach AUC 1.0; the
-  Bayes limit on the pixels is roughly 0.85-0.9.
+  risk categories and cytology/histology disagree. With it no model can reach AUC 1.0: the
+  latent score itself ranks the recorded labels with an AUC of about 0.87
+  (``bench/synthetic_difficulty.py``); composition adds a little on top.
 - Acquisition: Rayleigh speckle (laterally correlated), log compression, depth attenuation,
   gain, strap muscles and carotid artery (a dark round shape in either class), a scale bar,
   scanner text and a bottom text band.
@@ -57,7 +58,7 @@ LABEL_NOISE = 0.10
 # Mean of the latent suspicion score per appearance class (standard deviation 1). Every
 # visual feature is a noisy function of this score, so the classes overlap: a benign nodule
 # can look suspicious and a malignant one bland.
-SUSPICION_MEAN = {0: -1.1, 1: 1.1}
+SUSPICION_MEAN = {0: -1.3, 1: 1.3}
 # Nodule composition/echogenicity given the appearance class.
 KINDS = ("solid", "iso", "hyper", "cystic")
 KIND_PROBABILITIES = {0: (0.2, 0.35, 0.2, 0.25), 1: (0.7, 0.25, 0.05, 0.0)}
