@@ -86,7 +86,7 @@ def small_cnn_auc(shard_dir, work_dir, epochs):
         image_size=128, num_epochs=epochs, batch_size=32))
     metrics, labels, _ = evaluate_run(train_dir, "test", num_bootstrap=200)
     return {"epochs": epochs, "train seconds": seconds, "test AUC": metrics["auc"]["value"],
-            "test AUC 95% CI": metrics["auc"].get("ci"), "test images": len(labels)}
+            "test AUC 95% CI": metrics["auc"].get("ci95"), "test images": len(labels)}
 
 
 def main(argv=None):
