@@ -233,27 +233,10 @@ def report(cases, isas, times, steps, rounds, loads):
          "loop/keras", "tf.data/feed"], rows)
     return (f"Median of per-step times, {steps} steps per variant per round after "
             f"{WARMUP_STEPS} warm-up steps, {rounds} rounds (variants alternate). "
-            f"{cpu_flags_note()} 1-minute load average during the runs: "
+            f"CPU: {common.cpu_flags_note()}. 1-minute load average during the runs: "
             f"{min(loads):.2f}-{max(loads):.2f} (shared machine). "
             "AVX2 rows: AVX-512 disabled via ONEDNN_MAX_CPU_ISA=AVX2 on this CPU, "
             "not a real AVX2-only machine.\n\n" + table)
-
-
-def cpu_flags_note():
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    avx512 = sorted(f for f in flags if f.startswith("avx512"))
-    amx = sorted(f for f in flags if f.startswith("amx"))
-    return (f"CPU flags: AVX2 {'yes' if 'avx2' in flags else 'no'}, "
-            f"AVX-512 {'yes (' + ', '.join(avx512[:4]) + ', ...)' if avx512 else 'no'}, "
-            f"AMX {'yes' if amx else 'no'}.")
 
 
 def main(argv=None):
