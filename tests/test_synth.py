@@ -97,10 +97,12 @@ def test_classes_overlap_but_differ_and_some_labels_disagree_with_appearance():
     # Label noise near the documented rate (binomial sd over 2000 draws is about 0.007).
     disagree = np.mean([n["appearance"] != n["label"] for n in benign + malignant])
     assert abs(disagree - synth.LABEL_NOISE) < 0.025
-    # Brightness alone cannot separate: benign cysts are darker than any malignant nodule.
-    benign_echo = [n["echo"] for n in benign]
-    assert min(benign_echo) < min(n["echo"] for n in malignant)
-    assert max(benign_echo) > max(n["echo"] for n in malignant)
+    # Brightness alone cannot separate: many benign nodules (cysts) are darker than the typical
+    # malignant one, many (iso/hyperechoic) brighter.
+    benign_echo = np.array([n["echo"] for n in benign])
+    typical_malignant = np.median([n["echo"] for n in malignant])
+    assert np.mean(benign_echo < typical_malignant) > 0.2
+    assert np.mean(benign_echo > typical_malignant) > 0.2
 
 
 def test_latent_score_leaves_room_between_chance_and_perfect():
