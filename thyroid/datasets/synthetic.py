@@ -104,6 +104,11 @@ def sample_nodule(rng, label, label_noise=LABEL_NOISE):
     }
 
 
+def looks_irregular(nodule):
+    """Whether a reader would call the margin irregular (spiculated or clearly lobulated)."""
+    return nodule["spikes"] > 0 or float(np.abs(nodule["harmonics"]).max()) > 0.06
+
+
 def _radius(nodule, theta, spike_angles):
     r = np.ones_like(theta)
     for amplitude, order in zip(nodule["harmonics"], nodule["harmonic_orders"]):
@@ -256,7 +261,7 @@ def _views_per_case(rng):
 
 def _ddti_fields(rng, nodule, tirads):
     """The radiologist's description follows what the image shows, not the recorded label."""
-    irregular = nodule["spikes"] > 0 or np.abs(nodule["harmonics"]).max() > 0.06
+    irregular = looks_irregular(nodule)
     micro = nodule["calcifications"] > 0 and nodule["calcification_size"] < 2
     echo_word = {"solid": "hypoechogenicity", "iso": "isoechogenicity",
                  "hyper": "hyperechogenicity", "cystic": ""}[nodule["kind"]]
@@ -384,10 +389,18 @@ def _fixed_time_zip(data):
 
 
 def _findings(nodule):
-    return {"solid": "Solid hypoechoic nodule with irregular margins and echogenic foci.",
-            "iso": "Well-circumscribed isoechoic nodule with a thin halo.",
-            "hyper": "Oval hyperechoic nodule with smooth margins.",
-            "cystic": "Anechoic cystic nodule with posterior enhancement."}[nodule["kind"]]
+    """The report's findings describe what the image shows (not the recorded diagnosis)."""
+    echo = {"solid": "Solid hypoechoic", "iso": "Isoechoic", "hyper": "Hyperechoic",
+            "cystic": "Anechoic cystic"}[nodule["kind"]]
+    irregular = looks_irregular(nodule)
+    signs = ["irregular margins" if irregular else "smooth margins"]
+    if nodule["aspect"] > 1:
+        signs.append("taller than wide")
+    if nodule["calcifications"] and nodule["calcification_size"] < 2:
+        signs.append("echogenic foci")
+    if nodule["halo"]:
+        signs.append("a thin halo")
+    return f"{echo} nodule with {', '.join(signs)}."
 
 
 def write_local(directory, num_patients, rng, width, height):
