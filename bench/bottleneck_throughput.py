@@ -33,7 +33,9 @@ from bench import common
 # chosen so each measurement takes ~10-60 s on 2 cores
 # About the real DDTI study's size (238 labelled cases -> ~640 images with 2 augmented copies
 # of the training split), so that fixed costs weigh as much as they do in practice.
-DEFAULT_CASES = {"vgg_16": 240, "inception_v3": 240, "efficientnet_lite0": 240}
+# VGG-16 costs ~15 GFLOP per 224 px image (Inception-v3 ~6, Lite0 ~0.4): 60 cases keep its three
+# interleaved measurements within a few minutes on 2 cores; the fixed costs then weigh more.
+DEFAULT_CASES = {"vgg_16": 60, "inception_v3": 120, "efficientnet_lite0": 240}
 AUGMENT_COPIES = 2
 KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0": "EfficientNetB0"}
 
@@ -171,7 +173,13 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the case counts")
     parser.add_argument("--fresh", action="store_true", help="drop models of earlier invocations")
     parser.add_argument("--checkpoint_dir", default=None, help="default: a temp dir")
+    parser.add_argument("--isa", choices=("default", "AVX2"), default="default",
+                        help="AVX2: cap oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA) for this run and its "
+                             "Keras child; results go to a separate section")
     args = parser.parse_args()
+    if args.isa == "AVX2":  # must be set before TensorFlow loads oneDNN
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+    name = "bottleneck_throughput" + ("_avx2" if args.isa == "AVX2" else "")
     common.quiet_tf()
     from thyroid.nets import get_network
 
@@ -226,7 +234,7 @@ def main():
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    old_json = os.path.join(common.RESULTS_DIR, "bottleneck_throughput.json")
+    old_json = os.path.join(common.RESULTS_DIR, f"{name}.json")
     if os.path.exists(old_json) and not args.fresh:  # keep models measured by an earlier invocation
         import json
         with open(old_json) as f:
@@ -251,7 +259,10 @@ def main():
                                    for m, r in results.items()]))
     markdown = "\n".join(md)
     print(markdown)
-    common.write_results("bottleneck_throughput", {"models": results}, markdown)
+    if args.isa == "AVX2":
+        markdown = ("AVX-512 disabled via ONEDNN_MAX_CPU_ISA=AVX2 on this CPU (not a real "
+                    "AVX2-only machine).\n\n" + markdown)
+    common.write_results(name, {"models": results, "isa": args.isa}, markdown)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,29 @@
 log compression, a scan field with a scale bar, scanner text and a bottom text band that
 repeats the TIRADS (as DDTI burns it in, so the scan crop must remove it).
 
-The nodule carries the label the way radiologists read it: benign nodules are smooth,
-wider-than-tall ovals, iso/hyperechoic or cystic; malignant ones are hypoechoic, irregular,
-taller-than-wide, with microcalcifications. Brightness alone does not separate the classes:
-benign cysts are darker than malignant solid nodules, and the overall gain varies.
-Same seed, same bytes.
+What the generator models, so that the methods can be told apart (rows land well between
+chance and perfect instead of all at 1.00):
+
+- Overlapping classes. Each nodule has a latent suspicion score drawn from N(-1.3, 1) for a
+  benign-looking and N(+1.3, 1) for a malignant-looking nodule (``SUSPICION_MEAN``). Shape
+  (taller-than-wide aspect), margin irregularity and spiculation, microcalcifications
+  (count and micro vs macro), posterior shadowing, halo and size each follow that score plus
+  their own noise, so a benign nodule can be taller than wide with a few foci and a
+  malignant one a smooth oval. Composition is drawn per class with overlap
+  (``KIND_PROBABILITIES``): benign nodules are iso/hyperechoic, cystic or (20 %) solid
+  hypoechoic; malignant ones mostly solid hypoechoic, a quarter isoechoic. Brightness alone
+  does not separate the classes: cysts are the darkest nodules and the overall gain varies.
+- Label noise. ``LABEL_NOISE`` (10 %) of cases look like the other class: their recorded
+  TIRADS or diagnosis disagrees with the appearance, about the rate at which ultrasound
+  risk categories and cytology/histology disagree. With it no model can reach AUC 1.0: the
+  latent score itself ranks the recorded labels with an AUC of about 0.87
+  (``bench/synthetic_difficulty.py``); composition adds a little on top.
+- Acquisition: Rayleigh speckle (laterally correlated), log compression, depth attenuation,
+  gain, strap muscles and carotid artery (a dark round shape in either class), a scale bar,
+  scanner text and a bottom text band.
+
+The XML/report text describes the appearance (what a radiologist would see), while the
+label is the recorded one. Same seed, same bytes.
 """
 
 import io
@@ -22,8 +40,6 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw, ImageFont
 
-from thyroid import MALIGNANT
-
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 560, 360
 # Scan field, as fractions of the image (DDTI-like: text on the right, band at the bottom).
 FIELD_BOX = (0.155, 0.04, 0.84, 0.83)  # left, top, right, bottom
@@ -34,35 +50,63 @@ FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
 # ----------------------------------------------------------------------------- nodules
 
-def sample_nodule(rng, label):
-    """Parameters of one nodule; every view of a case re-uses them."""
-    if label == MALIGNANT:
-        half_width = rng.uniform(0.08, 0.13)
-        return {
-            "label": label, "kind": "solid",
-            "half_width": half_width,
-            "aspect": rng.uniform(1.15, 1.6),  # taller than wide
-            "echo": rng.uniform(0.28, 0.5),  # hypoechoic
-            "harmonics": rng.uniform(0.05, 0.11, size=4) * rng.choice([-1, 1], size=4),
-            "harmonic_orders": rng.choice(np.arange(4, 13), size=4, replace=False),
-            "spikes": int(rng.integers(3, 8)),
-            "calcifications": int(rng.integers(6, 18)),
-            "posterior": rng.uniform(0.55, 0.85),  # shadowing
-        }
-    kind = rng.choice(["iso", "hyper", "cystic"], p=[0.4, 0.3, 0.3])
-    echo = {"iso": rng.uniform(0.85, 1.1), "hyper": rng.uniform(1.3, 1.7),
-            "cystic": rng.uniform(0.04, 0.12)}[kind]
+# Share of cases whose recorded label (DDTI TIRADS, local diagnosis) disagrees with what the
+# image shows: the nodule is drawn as the other class would look. About the rate at which
+# ultrasound risk categories and cytology/histology disagree in published series (roughly one
+# case in ten; TIRADS 4-5 nodules that prove benign, TIRADS 2-3 nodules that prove malignant).
+LABEL_NOISE = 0.10
+# Mean of the latent suspicion score per appearance class (standard deviation 1). Every
+# visual feature is a noisy function of this score, so the classes overlap: a benign nodule
+# can look suspicious and a malignant one bland.
+SUSPICION_MEAN = {0: -1.3, 1: 1.3}
+# Nodule composition/echogenicity given the appearance class.
+KINDS = ("solid", "iso", "hyper", "cystic")
+KIND_PROBABILITIES = {0: (0.2, 0.35, 0.2, 0.25), 1: (0.7, 0.25, 0.05, 0.0)}
+ECHO_RANGE = {"solid": (0.28, 0.55), "iso": (0.85, 1.1), "hyper": (1.3, 1.7),
+              "cystic": (0.04, 0.12)}
+
+
+def _sigmoid(value):
+    return 1.0 / (1.0 + np.exp(-value))
+
+
+def sample_nodule(rng, label, label_noise=LABEL_NOISE):
+    """Parameters of one nodule; every view of a case re-uses them.
+
+    ``label`` is the recorded label; with probability ``label_noise`` the nodule looks like
+    the other class (``appearance``). Within a class, shape, margin, calcifications and
+    shadowing follow one latent suspicion score plus independent noise per feature.
+    """
+    appearance = int(label) if rng.random() >= label_noise else 1 - int(label)
+    suspicion = rng.normal(SUSPICION_MEAN[appearance], 1.0)
+    kind = str(rng.choice(KINDS, p=KIND_PROBABILITIES[appearance]))
+    low, high = ECHO_RANGE[kind]
+    irregularity = float(np.clip(0.035 + 0.025 * suspicion + rng.normal(0, 0.015), 0.0, 0.12))
+    micro = rng.random() < _sigmoid(2.0 * suspicion)
+    if kind == "cystic":
+        posterior = rng.uniform(1.3, 1.6)  # enhancement behind fluid
+    else:  # shadowing grows with suspicion
+        posterior = float(np.clip(1.0 - 0.15 * suspicion + rng.normal(0, 0.08), 0.55, 1.1))
     return {
-        "label": label, "kind": str(kind),
-        "half_width": rng.uniform(0.11, 0.19),
-        "aspect": rng.uniform(0.55, 0.85),  # wider than tall
-        "echo": echo,
-        "harmonics": rng.uniform(0.0, 0.03, size=2),
-        "harmonic_orders": np.array([2, 3]),
-        "spikes": 0,
-        "calcifications": int(rng.integers(0, 2)) if kind == "hyper" else 0,  # rare macro
-        "posterior": rng.uniform(1.3, 1.6) if kind == "cystic" else 1.0,  # enhancement
+        "label": int(label), "appearance": appearance, "suspicion": float(suspicion),
+        "kind": kind,
+        "half_width": float(np.clip(0.135 - 0.015 * suspicion + rng.normal(0, 0.025), 0.07, 0.2)),
+        # > 1 is taller than wide, the classic malignant sign; benign centred near 0.7.
+        "aspect": float(np.clip(0.9 + 0.25 * suspicion + rng.normal(0, 0.15), 0.5, 1.7)),
+        "echo": rng.uniform(low, high),
+        "harmonics": irregularity * rng.uniform(0.5, 1.5, size=4) * rng.choice([-1, 1], size=4),
+        "harmonic_orders": rng.choice(np.arange(2, 13), size=4, replace=False),
+        "spikes": int(rng.poisson(max(0.0, 1.2 + 1.5 * suspicion))),
+        "calcifications": int(rng.poisson(max(0.0, 2.0 + 4.0 * suspicion))),
+        "calcification_size": 1.2 if micro else 3.5,  # micro (suspicious) or macro (benign)
+        "halo": kind == "iso" and rng.random() < _sigmoid(-2.0 * suspicion),
+        "posterior": posterior,
     }
+
+
+def looks_irregular(nodule):
+    """Whether a reader would call the margin irregular (spiculated or clearly lobulated)."""
+    return nodule["spikes"] > 0 or float(np.abs(nodule["harmonics"]).max()) > 0.06
 
 
 def _radius(nodule, theta, spike_angles):
@@ -125,7 +169,7 @@ def render_field(rng, nodule, height, width, jitter=True):
     inside = rho < boundary
     window = echo[y0:y1, x0:x1]
     window[inside] = (nodule["echo"] * (1.0 + 0.5 * (texture[y0:y1, x0:x1] - 1.0)))[inside]
-    if nodule["kind"] == "iso":  # thin hypoechoic halo around a benign iso nodule
+    if nodule["halo"]:  # thin hypoechoic halo, mostly around bland iso nodules
         window[(rho >= boundary) & (rho < boundary * 1.08)] = 0.3
     # Posterior shadowing (malignant) or enhancement (cyst) below the nodule's centre.
     columns = slice(max(0, int(cx - 0.8 * half_w)), min(width, int(cx + 0.8 * half_w) + 1))
@@ -140,7 +184,7 @@ def render_field(rng, nodule, height, width, jitter=True):
     if count:
         angles = rng.uniform(-np.pi, np.pi, count)
         radii = np.sqrt(rng.uniform(0.0, 0.6, count))
-        size = 1.2 if nodule["label"] == MALIGNANT else 3.5
+        size = nodule["calcification_size"]
         half = int(3 * size) + 1
         offsets = np.arange(-half, half + 1, dtype=np.float32)
         for fx, fy in zip(cx + radii * half_w * np.cos(angles), cy + radii * half_h * np.sin(angles)):
@@ -216,7 +260,9 @@ def _views_per_case(rng):
 # ----------------------------------------------------------------------------- DDTI
 
 def _ddti_fields(rng, nodule, tirads):
-    malignant = nodule["label"] == MALIGNANT
+    """The radiologist's description follows what the image shows, not the recorded label."""
+    irregular = looks_irregular(nodule)
+    micro = nodule["calcifications"] > 0 and nodule["calcification_size"] < 2
     echo_word = {"solid": "hypoechogenicity", "iso": "isoechogenicity",
                  "hyper": "hyperechogenicity", "cystic": ""}[nodule["kind"]]
     return {
@@ -224,10 +270,10 @@ def _ddti_fields(rng, nodule, tirads):
         "sex": str(rng.choice(["F", "F", "F", "M", "u", ""])),
         "composition": "cystic" if nodule["kind"] == "cystic" else str(rng.choice(["solid", "dense", ""])),
         "echogenicity": echo_word,
-        "margins": str(rng.choice(["ill- defined", "ill defined", "spiculated"]) if malignant
+        "margins": str(rng.choice(["ill- defined", "ill defined", "spiculated"]) if irregular
                        else rng.choice(["well defined", "well defined smooth"])),
         "calcifications": str(rng.choice(["microcalcification", "microcalcifications"])
-                              if malignant else rng.choice(["non", ""])),
+                              if micro else rng.choice(["non", ""])),
         "tirads": tirads,
         "reportbacaf": "", "reporteco": "",
     }
@@ -343,10 +389,18 @@ def _fixed_time_zip(data):
 
 
 def _findings(nodule):
-    return {"solid": "Solid hypoechoic nodule with irregular margins and echogenic foci.",
-            "iso": "Well-circumscribed isoechoic nodule with a thin halo.",
-            "hyper": "Oval hyperechoic nodule with smooth margins.",
-            "cystic": "Anechoic cystic nodule with posterior enhancement."}[nodule["kind"]]
+    """The report's findings describe what the image shows (not the recorded diagnosis)."""
+    echo = {"solid": "Solid hypoechoic", "iso": "Isoechoic", "hyper": "Hyperechoic",
+            "cystic": "Anechoic cystic"}[nodule["kind"]]
+    irregular = looks_irregular(nodule)
+    signs = ["irregular margins" if irregular else "smooth margins"]
+    if nodule["aspect"] > 1:
+        signs.append("taller than wide")
+    if nodule["calcifications"] and nodule["calcification_size"] < 2:
+        signs.append("echogenic foci")
+    if nodule["halo"]:
+        signs.append("a thin halo")
+    return f"{echo} nodule with {', '.join(signs)}."
 
 
 def write_local(directory, num_patients, rng, width, height):
