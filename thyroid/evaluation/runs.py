@@ -18,16 +18,23 @@ def metrics_file_name(split):
     return f"metrics_{split}.json"
 
 
-def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
-    """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
+def predict_inputs(train_dir, split="test", dataset_dir=None, batch_size=16):
+    """(SplitInputs, P(malignant), config) for ``split`` of the run's shards (of its fold,
+    for a cross-validation run). Another ``dataset_dir`` is read whole: its ``split`` as built."""
     config = RunConfig.load(train_dir)
     if dataset_dir:
-        config = config.replace(dataset_dir=os.path.abspath(dataset_dir))
+        config = config.replace(dataset_dir=os.path.abspath(dataset_dir), fold_file=None)
     inputs = load_split_inputs(config, split)
     if config.mode == "bottleneck_svm":
         probs = svm.svm_scores(svm.load_svm(train_dir), inputs.values)
     else:
         probs = load_and_predict(config, train_dir, inputs, batch_size)
+    return inputs, probs, config
+
+
+def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
+    """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
+    inputs, probs, config = predict_inputs(train_dir, split, dataset_dir, batch_size)
     return inputs.labels, probs, inputs.patient_ids, config
 
 
