@@ -79,3 +79,14 @@ def test_refit_settings_are_the_fold_medians():
     svm = [cross_validation.FoldResult(0, 0, 0.3, None, 1.0, [])]
     assert cross_validation.refit_settings(svm) == (0.3, None)
     assert np.isclose(cross_validation.refit_settings(results[:2])[0], 0.4)
+
+
+def test_validation_score_prefers_auc_then_log_loss():
+    from thyroid.training.loop import validation_score
+    labels = [0, 0, 1, 1]
+    perfect, confident = validation_score(labels, [0.4, 0.45, 0.55, 0.6]), \
+        validation_score(labels, [0.1, 0.2, 0.8, 0.9])
+    swapped = validation_score(labels, [0.6, 0.2, 0.8, 0.1])
+    assert perfect[0] == confident[0] == 1.0 and confident > perfect > swapped
+    one_class = validation_score([1, 1], [0.9, 0.8])
+    assert one_class[0] == -1.0 and one_class > validation_score([1, 1], [0.2, 0.3])
