@@ -393,7 +393,8 @@ _EXTERNAL = [f"external_{name}" for name in _CV_FIGURES
              if name not in ("auc_fold_mean", "auc_fold_sd", "threshold")]
 
 CV_CSV_COLUMNS = (["row_id", "model", "mode", "status"] + _CV_FIGURES + ["p_vs_best"]
-                  + _AT_0_5 + ["images", "patients", "note"])
+                  + _AT_0_5 + ["images", "patients", "checkpoint", "note"])
+_ROW_TEXT = ("row_id", "model", "mode", "status", "checkpoint", "note")
 
 
 def _prediction_line(record):
@@ -447,12 +448,11 @@ def cv_summary_csv_text(rows, summaries, external=None):
         key = pooled.row_key(row.get("row_id"))
         figures = summaries.get(key) or {}
         outside = (external or {}).get(key) or {}
-        out = {name: row.get(name) or "" for name in ("row_id", "model", "mode", "status",
-                                                      "note")}
+        out = {name: row.get(name) or "" for name in _ROW_TEXT}
         for name in columns[4:]:
             if name.startswith("external_"):
                 out[name] = _csv_num(outside.get(name[len("external_"):]))
-            elif name != "note":
+            elif name not in _ROW_TEXT:
                 out[name] = _csv_num(figures.get(name))
         writer.writerow(out)
     return buf.getvalue()
@@ -707,6 +707,10 @@ def cv_summary_markdown(rows, summaries, external, run_info, design):
               "rows give a logistic of the decision value, a ranking score rather than a "
               "calibrated probability.", ""]
     lines += cv_results_markdown(rows, summaries)
+    lines += ["Weights each row started from:", ""]
+    lines += [f"- {_md(_row_title(r))}: {_md(r.get('checkpoint'))}" for r in rows
+              if r.get("checkpoint")]
+    lines.append("")
     if external:
         lines += ["## External validation (refitted models)", ""]
         lines += external_results_markdown(rows, external)
