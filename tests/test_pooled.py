@@ -98,7 +98,7 @@ def test_cv_report_files(tmp_path):
     records = _study_predictions(num_repeats=1)
     external = [dict(r, fold="external") for r in records if r["row_id"] == 1]
     rows = [{"row_id": 1, "model": "vgg_16", "mode": "bottleneck_svm", "status": "ok",
-             "label": "VGG-16 pool5 + SVM"},
+             "label": "VGG-16 pool5 + SVM", "checkpoint": "ImageNet (vgg)"},
             {"row_id": 2, "model": "vgg_16", "mode": "finetune", "status": "ok"},
             {"row_id": 3, "model": "small_cnn", "mode": "scratch", "status": "ok"},
             {"row_id": 4, "model": "inception_v3", "mode": "finetune", "status": "skipped",
@@ -129,6 +129,7 @@ def test_cv_report_files(tmp_path):
     assert float(by_id["1"]["external_auc"]) == pytest.approx(outside[1]["auc"], rel=1e-5)
     assert by_id["2"]["external_auc"] == "" and by_id["4"]["auc"] == ""
     assert by_id["4"]["note"] == "checkpoint missing"
+    assert by_id["1"]["checkpoint"] == "ImageNet (vgg)" and by_id["2"]["checkpoint"] == ""
     assert "external_auc" not in report.cv_summary_csv_text(rows, summaries).split("\n")[0]
 
     for name, plot in (("roc.png", report.plot_pooled_roc),

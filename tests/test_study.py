@@ -1,7 +1,9 @@
 """./run_all.sh --quick end to end: data, shards, rows, report, export; and the table's honesty."""
 
 import csv
+import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -23,7 +25,23 @@ def read_rows(run_dir):
         return {int(row["row_id"]): row for row in csv.DictReader(f)}
 
 
-def test_quick_study_runs_offline_and_reports_every_row(tmp_path):
+def read_predictions(run_dir):
+    with open(run_dir / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_one_out_of_fold_prediction_each(run_dir, row_ids, num_repeats=1):
+    assignment = json.loads((run_dir / "shards" / "folds.json").read_text())
+    predictions = [p for p in read_predictions(run_dir) if p["fold"] != "external"]
+    for row_id in row_ids:
+        for repeat in range(num_repeats):
+            images = [p["image"] for p in predictions
+                      if p["row_id"] == str(row_id) and p["repeat"] == str(repeat)]
+            assert sorted(images) == sorted(assignment["images"]), (row_id, repeat)
+    return assignment, predictions
+
+
+def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
     done, run_dir = run_study(tmp_path)
     assert done.stdout.strip().splitlines()[-1] == f"summary: {run_dir / 'summary.md'}"
     rows = read_rows(run_dir)
@@ -32,16 +50,64 @@ def test_quick_study_runs_offline_and_reports_every_row(tmp_path):
         assert rows[row_id]["status"] == "ok", rows[row_id]
         assert 0.0 <= float(rows[row_id]["auc"]) <= 1.0
         assert float(rows[row_id]["auc_ci_low"]) <= float(rows[row_id]["auc"]) <= float(rows[row_id]["auc_ci_high"])
+        assert rows[row_id]["auc_fold_sd"] != "" and rows[row_id]["brier"] != ""
+    assert sum(rows[row_id]["p_vs_best"] == "" for row_id in (1, 8, 9, 10)) == 1  # the best row
     for row_id in range(2, 8):  # no VGG-16 / Inception-v3 weights offline: skipped, with the fix
         assert rows[row_id]["status"] == "skipped"
         assert "python -m thyroid.checkpoints download --models=" in rows[row_id]["note"]
-    assert "ImageNet" in rows[8]["checkpoint"]
+    assignment, predictions = check_one_out_of_fold_prediction_each(run_dir, (1, 8, 9, 10))
+    assert assignment["num_folds"] == 3  # --quick
+    assert {p["fold"] for p in predictions} == {"0", "1", "2"}
     summary = (run_dir / "summary.md").read_text()
-    assert "skipped" in summary and "Comparison with the paper" in summary
-    with open(run_dir / "roc.png", "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    for heading in ("## Study design", "3-fold cross-validation", "skipped",
+                    "Comparison with the paper", "not corrected for multiple comparisons"):
+        assert heading in summary, heading
+    for plot in ("roc.png", "calibration.png"):
+        with open(run_dir / plot, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
-    assert (run_dir / "shards" / "manifest.json").exists()
+    check_exported_threshold(run_dir, predictions)
+
+
+def check_exported_threshold(run_dir, predictions):
+    """The phone model is the refit of row 10 and carries the median fold threshold."""
+    metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())
+    refit = json.loads((run_dir / "train" / "10_efficientnet_lite0_finetune" / "refit"
+                        / "run_config.json").read_text())["config"]
+    fold_thresholds = {p["fold"]: float(p["threshold"]) for p in predictions
+                       if p["row_id"] == "10" and p["fold"] != "external"}
+    assert refit["cv_fold"] == -1
+    assert metadata["threshold"] == refit["threshold"]
+    assert abs(metadata["threshold"] - statistics.median(fold_thresholds.values())) < 1e-6
+
+
+def test_external_validation_scores_the_refitted_rows(tmp_path):
+    from thyroid.datasets import synthetic
+    synthetic.generate(str(tmp_path / "external"), num_cases=12, seed=7, width=280, height=180)
+    _, run_dir = run_study(tmp_path, "--rows=8,9", "--cv_repeats=2", "--noexport",
+                           f"--external_ddti_dir={tmp_path / 'external' / 'ddti'}")
+    check_one_out_of_fold_prediction_each(run_dir, (8, 9), num_repeats=2)
+    external = [p for p in read_predictions(run_dir) if p["fold"] == "external"]
+    external_images = json.loads((run_dir / "external_shards" / "manifest.json").read_text())[
+        "splits"]["train"]["images"]
+    rows = read_rows(run_dir)
+    for row_id in (8, 9):
+        mine = [p for p in external if p["row_id"] == str(row_id)]
+        assert len(mine) == external_images > 0
+        refit = json.loads((run_dir / "train" / f"0{row_id}_efficientnet_lite0_"
+                            f"{rows[row_id]['mode']}" / "refit" / "run_config.json").read_text())
+        # predictions.csv keeps 9 significant digits
+        assert all(abs(float(p["threshold"]) - refit["config"]["threshold"]) < 1e-8 for p in mine)
+        assert 0.0 <= float(rows[row_id]["external_auc"]) <= 1.0
+        assert rows[row_id]["external_brier"] != ""
+    assert "## External validation" in (run_dir / "summary.md").read_text()
+
+
+def test_single_split_study_is_kept_with_cv_folds_0(tmp_path):
+    _, run_dir = run_study(tmp_path, "--cv_folds=0", "--rows=9", "--noexport")
+    assert read_rows(run_dir)[9]["status"] == "ok"
+    assert not (run_dir / "predictions.csv").exists()
+    assert (run_dir / "shards" / "test-00000-of-00002.tfrecord").exists()
 
 
 def test_random_init_rows_are_labelled_as_such(tmp_path):

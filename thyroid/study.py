@@ -3,8 +3,8 @@
     python -m thyroid.study            # what ./run_all.sh runs
     python -m thyroid.study --ddti_dir=../shared/data/ddti --protocol=image
 
-With no data flags it generates the synthetic default. Each row trains and is
-evaluated on the test split; a row whose ImageNet checkpoint is missing is reported
+With no data flags it generates the synthetic default. Each row is cross-validated
+over patient-grouped folds (--cv_folds, default 5; 3 with --quick; 0 = one split); a row whose ImageNet checkpoint is missing is reported
 as skipped with the command that fixes it (or runs from random weights with
 --allow_random_init, labelled so). The log ends with the summary's path.
 """
@@ -15,10 +15,13 @@ from absl import flags
 
 from thyroid import cli
 from thyroid.datasets.build import PROTOCOLS
+from thyroid.evaluation.operating_point import operating_point_flag_checker
 
 COMMAND = "study"
 MAX_CASES = 100_000
 MAX_AUGMENT_COPIES = 100
+MAX_FOLDS = 100
+MAX_REPEATS = 100
 
 
 def define_flags(fv):
@@ -49,6 +52,28 @@ def define_flags(fv):
                          flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed for data, splits and training.", lower_bound=0,
                          upper_bound=2**31 - 1, flag_values=fv)
+    flags.DEFINE_integer("cv_folds", None, "Patient-grouped cross-validation folds (default 5; "
+                         "3 with --quick; 0: one train/validation/test split).", lower_bound=0,
+                         upper_bound=MAX_FOLDS, flag_values=fv)
+    flags.DEFINE_integer("cv_repeats", 1, "Repeats of the cross-validation with fresh folds.",
+                         lower_bound=1, upper_bound=MAX_REPEATS, flag_values=fv)
+    flags.DEFINE_string("operating_point", "youden", "Threshold rule on each fold's inner "
+                        "validation predictions: youden, sensitivity:X, specificity:X or fixed:T.",
+                        flag_values=fv)
+    flags.register_validator("operating_point", operating_point_flag_checker, flag_values=fv)
+    flags.DEFINE_string("external_ddti_dir", None, "External DDTI folder: after cross-validation "
+                        "each row is refitted on all development data and scored on it.",
+                        flag_values=fv)
+    flags.DEFINE_string("external_local_dir", None, "External local-dataset folder (as "
+                        "--external_ddti_dir).", flag_values=fv)
+    flags.DEFINE_string("external_image_dir", None, "External folder of images per class "
+                        "(<root>/[<split>/]<benign|malignant>/..., as build_tfrecords "
+                        "--image_dir).", flag_values=fv)
+    flags.DEFINE_string("external_csv", None, "External CSV of path,label[,patient_id] (as "
+                        "build_tfrecords --csv).", flag_values=fv)
+
+
+EXTERNAL_FLAGS = {"ddti": "ddti_dir", "local": "local_dir", "folders": "image_dir", "csv": "csv"}
 
 
 def parse_rows(values, row_ids):
@@ -72,12 +97,26 @@ def run(fv, args):
     from thyroid.evaluation.study import StudyConfig, run_study
     check_folder("ddti_dir", fv.ddti_dir)
     check_folder("local_dir", fv.local_dir)
+    check_folder("external_ddti_dir", fv.external_ddti_dir)
+    check_folder("external_local_dir", fv.external_local_dir)
+    check_folder("external_image_dir", fv.external_image_dir)
+    external = {kind: path for kind, path in (
+        ("ddti", fv.external_ddti_dir), ("local", fv.external_local_dir),
+        ("folders", fv.external_image_dir), ("csv", fv.external_csv)) if path}
+    if fv.cv_folds == 1:
+        raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
+    if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
+        kind, path = next(iter(external.items()))
+        raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
+                             "external validation needs the cross-validated patient protocol")
     study = StudyConfig(
         output_dir=fv.output_dir, run_name=fv.run_name, ddti_dir=fv.ddti_dir,
         local_dir=fv.local_dir, protocol=fv.protocol, augment_copies=fv.augment_copies,
         checkpoint_dir=fv.checkpoint_dir, allow_random_init=fv.allow_random_init, quick=fv.quick,
         num_cases=fv.num_cases, rows=parse_rows(fv.rows, [row[0] for row in paper.STUDY_ROWS]),
-        download_checkpoints=fv.download_checkpoints, export=fv.export, seed=fv.seed)
+        download_checkpoints=fv.download_checkpoints, export=fv.export, seed=fv.seed,
+        cv_folds=fv.cv_folds, cv_repeats=fv.cv_repeats, operating_point=fv.operating_point,
+        external=tuple(sorted(external.items())))
     flags.FLAGS.alsologtostderr = True  # progress on the console, the full log in the run folder
     print(f"summary: {run_study(study)}")
 

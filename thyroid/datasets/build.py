@@ -299,8 +299,13 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
     return manifest
 
 
+def image_key(example):
+    """The original image's name in the shards: patient id plus file name (unique per source)."""
+    return f"{example.patient_id}/{os.path.basename(example.image_path)}"
+
+
 def _item(example, rgb, split, augmented):
-    return {"path": example.image_path, "patient_id": example.patient_id,
+    return {"path": example.image_path, "key": image_key(example), "patient_id": example.patient_id,
             "source": example.source, "tirads": example.tirads, "label": int(example.label),
             "image": rgb, "split": split, "augmented": augmented}
 
@@ -309,4 +314,4 @@ def _serialize(item):
     rgb = item["image"]
     return shards.make_tf_example(
         shards.encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], item["label"], item["patient_id"],
-        item["source"], item["tirads"], item["augmented"]).SerializeToString()
+        item["source"], item["tirads"], item["augmented"], item["key"]).SerializeToString()

@@ -34,7 +34,9 @@ def encode_jpeg(rgb):
     return buffer.getvalue()
 
 
-def make_tf_example(encoded_jpeg, height, width, label, patient_id, source, tirads, augmented):
+def make_tf_example(encoded_jpeg, height, width, label, patient_id, source, tirads, augmented,
+                    key=""):
+    """``key`` names the original image; an augmented copy carries its original's key."""
     from thyroid.compat import tf
 
     def to_bytes(value):
@@ -53,6 +55,7 @@ def make_tf_example(encoded_jpeg, height, width, label, patient_id, source, tira
         "image/source": to_bytes(source.encode("utf-8")),
         "image/tirads": to_bytes((tirads or "").encode("utf-8")),
         "image/augmented": to_int(1 if augmented else 0),
+        "image/key": to_bytes(key.encode("utf-8")),
     }))
 
 
@@ -136,6 +139,7 @@ class SplitData:
     patient_ids: np.ndarray
     augmented: np.ndarray
     tirads: List[str]
+    keys: np.ndarray  # original image of each record ("" in shards built before keys existed)
 
     def __len__(self):
         return len(self.images)
@@ -161,7 +165,7 @@ def load_split(dataset_dir, split, decode=True):
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     manifest = check_split_files(dataset_dir, split)
-    images, labels, patients, augmented, tirads = [], [], [], [], []
+    images, labels, patients, augmented, tirads, keys = [], [], [], [], [], []
     for record in iter_records(dataset_dir, split):
         feature = tf.train.Example.FromString(record).features.feature
         encoded = feature["image/encoded"].bytes_list.value[0]
@@ -170,13 +174,16 @@ def load_split(dataset_dir, split, decode=True):
         patients.append(feature["image/patient_id"].bytes_list.value[0].decode("utf-8"))
         augmented.append(bool(feature["image/augmented"].int64_list.value[0]))
         tirads.append(feature["image/tirads"].bytes_list.value[0].decode("utf-8"))
+        key = feature["image/key"].bytes_list.value if "image/key" in feature else []
+        keys.append(key[0].decode("utf-8") if key else "")
     expected = manifest.get("splits", {}).get(split, {}).get("images")
     if expected is not None and expected != len(images):
         raise DatasetError(f"{dataset_dir}: {split} shards hold {len(images)} records, "
                            f"manifest says {expected}; the dataset is incomplete or mixed")
     return SplitData(images=images, labels=np.asarray(labels, dtype=np.int64),
                      patient_ids=np.asarray(patients, dtype=str),
-                     augmented=np.asarray(augmented, dtype=bool), tirads=tirads)
+                     augmented=np.asarray(augmented, dtype=bool), tirads=tirads,
+                     keys=np.asarray(keys, dtype=str))
 
 
 def split_fingerprint(dataset_dir, split):
@@ -202,18 +209,19 @@ def slim_keys_to_features():
         "image/source": tf.io.FixedLenFeature((), tf.string, default_value=""),
         "image/tirads": tf.io.FixedLenFeature((), tf.string, default_value=""),
         "image/augmented": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "image/key": tf.io.FixedLenFeature((), tf.string, default_value=""),
     }
 
 
 def slim_decoder():
     """A standard ``slim.tfexample_decoder.TFExampleDecoder`` for our shards (graph mode).
 
-    Items: image (uint8 HxWx3), label, height, width, patient_id, source, tirads, augmented.
+    Items: image (uint8 HxWx3), label, height, width, patient_id, source, tirads, augmented, key.
     """
     from thyroid.compat import slim
     decoders = slim.tfexample_decoder
     handlers = {"image": decoders.Image(channels=3),
                 "label": decoders.Tensor("image/class/label")}
-    for name in ("height", "width", "patient_id", "source", "tirads", "augmented"):
+    for name in ("height", "width", "patient_id", "source", "tirads", "augmented", "key"):
         handlers[name] = decoders.Tensor(f"image/{name}")
     return decoders.TFExampleDecoder(slim_keys_to_features(), handlers)

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from thyroid import io_utils
+from thyroid import LABEL_NAMES, io_utils
 from thyroid.evaluation import metrics, paper, pooled
 
 CSV_COLUMNS = [
@@ -393,7 +393,8 @@ _EXTERNAL = [f"external_{name}" for name in _CV_FIGURES
              if name not in ("auc_fold_mean", "auc_fold_sd", "threshold")]
 
 CV_CSV_COLUMNS = (["row_id", "model", "mode", "status"] + _CV_FIGURES + ["p_vs_best"]
-                  + _AT_0_5 + ["images", "patients", "note"])
+                  + _AT_0_5 + ["images", "patients", "checkpoint", "note"])
+_ROW_TEXT = ("row_id", "model", "mode", "status", "checkpoint", "note")
 
 
 def _prediction_line(record):
@@ -447,12 +448,11 @@ def cv_summary_csv_text(rows, summaries, external=None):
         key = pooled.row_key(row.get("row_id"))
         figures = summaries.get(key) or {}
         outside = (external or {}).get(key) or {}
-        out = {name: row.get(name) or "" for name in ("row_id", "model", "mode", "status",
-                                                      "note")}
+        out = {name: row.get(name) or "" for name in _ROW_TEXT}
         for name in columns[4:]:
             if name.startswith("external_"):
                 out[name] = _csv_num(outside.get(name[len("external_"):]))
-            elif name != "note":
+            elif name not in _ROW_TEXT:
                 out[name] = _csv_num(figures.get(name))
         writer.writerow(out)
     return buf.getvalue()
@@ -579,4 +579,167 @@ def write_report(run_dir, rows, run_info):
     plot_roc(rows, paths["roc"])
     plot_confusion_matrices(rows, paths["confusion"])
     io_utils.atomic_write_text(paths["summary_md"], summary_markdown(rows, run_info))
+    return paths
+
+
+# --------------------------------------------------------------------------------------
+# Cross-validated study: summary.md with its study-design section, and every file
+# --------------------------------------------------------------------------------------
+
+def _class_counts(assignment):
+    """{source: {label name: (images, patients)}} of the images in the folds."""
+    counts = {}
+    for patient, label in zip(assignment["patient_ids"], assignment["labels"]):
+        source = patient.split(":", 1)[0]
+        entry = counts.setdefault(source, {}).setdefault(LABEL_NAMES[int(label)],
+                                                         [0, set()])
+        entry[0] += 1
+        entry[1].add(patient)
+    return {source: {name: (images, len(patients)) for name, (images, patients) in by.items()}
+            for source, by in counts.items()}
+
+
+def _counts_lines(assignment, title):
+    lines = [f"| {title} | benign images (patients) | malignant images (patients) |",
+             "|---|---|---|"]
+    for source, by_label in sorted(_class_counts(assignment).items()):
+        cells = [f"{by_label.get(n, (0, 0))[0]} ({by_label.get(n, (0, 0))[1]})"
+                 for n in ("benign", "malignant")]
+        lines.append(f"| {_md(source)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def study_design_markdown(design):
+    """The study-design section. ``design``: data (description), assignment (folds.json
+    dict), augment_copies, operating_point, eval_every_n_steps, external (description or
+    None), external_assignment-like counts (dict with patient_ids/labels, or None)."""
+    assignment = design["assignment"]
+    lines = ["## Study design", "",
+             f"- **Data**: {_md(design['data'])}. Images used (labelled, readable), by source "
+             "and class:", ""]
+    lines += _counts_lines(assignment, "source")
+    lines += [
+        "- **Labels**: malignant is the positive class. DDTI: the TIRADS of each case's XML, "
+        "1-3 benign, 4a/4b/4c/5 malignant; cases without a TIRADS are excluded. Local set: the "
+        "diagnosis phrase of each patient's report (benign or malignant phrases of the "
+        "diagnosis table, overridable with `--diagnosis_table`; malignant wins when both match).",
+        f"- **Unit of splitting**: the patient; patients that share a byte-identical image are "
+        f"merged into one unit. {assignment['num_folds']}-fold cross-validation, stratified by "
+        f"label over units, {assignment['num_repeats']} repeat(s), seed {assignment['seed']}: "
+        "every image is in exactly one test fold per repeat.",
+        f"- **Inside each fold**: {assignment['inner_validation_fraction']:.0%} of the training "
+        "units of each class form an inner validation set. Trained rows evaluate its AUC every "
+        f"{design['eval_every_n_steps']} steps and keep the best checkpoint (early stopping); "
+        f"{design['augment_copies']} augmented copies of each training image are added to the "
+        "fold's training part only (validation and test images are never augmented).",
+        "- **Class imbalance**: folds are stratified; trained rows weight the loss so that each "
+        "class has the same total weight; the SVM rows keep scikit-learn's defaults (no "
+        "weighting) as in the paper.",
+        f"- **Threshold**: `{_md(design['operating_point'])}`, chosen on each fold's inner "
+        "validation predictions only (never on the test fold). Sensitivity, specificity and "
+        "accuracy judge each image at its own fold's threshold; `summary.csv` also gives them "
+        "at 0.5.",
+        "- **Refit**: after cross-validation a row is trained on all development images for the "
+        "median over folds of its best epoch, with the median fold threshold; that model is "
+        "scored on the external set and is the one exported for the phone.",
+        f"- **External set**: {_md(design.get('external') or 'none given')}.",
+        "- **The paper's protocol differs**: it augmented all images first and then split "
+        "images at random, so copies of one image and images of one patient could be on both "
+        "sides (image level). `--protocol=image` reproduces that protocol on a single split.",
+        ""]
+    if design.get("external_assignment"):
+        lines += _counts_lines(design["external_assignment"], "external source")
+    return lines
+
+
+def external_results_markdown(rows, external):
+    lines = ["| # | Method | AUC | Threshold | Sensitivity | Specificity | Accuracy | Brier | "
+             "Calibration intercept / slope | Images (patients) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        figures = external.get(pooled.row_key(row.get("row_id")))
+        if not figures:
+            continue
+        cells = [_with_ci(figures, "auc"), _plain(figures, "threshold"),
+                 _with_ci(figures, "sensitivity"), _with_ci(figures, "specificity"),
+                 _with_ci(figures, "accuracy"), _plain(figures, "brier", 3),
+                 f"{_plain(figures, 'calibration_intercept')} / "
+                 f"{_plain(figures, 'calibration_slope')}",
+                 f"{figures.get('images')} ({figures.get('patients')})"]
+        lines.append(f"| {row.get('row_id')} | {_md(_row_title(row).split('. ', 1)[-1])} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def cv_paper_markdown(rows, summaries):
+    """The paper's Table 1 beside our pooled out-of-fold figures at 0.5 (the paper's rule)."""
+    header = ["#", "Method", "Ours AUC", "Ours acc @0.5", "Ours sens @0.5", "Ours spec @0.5",
+              "Paper acc", "Paper sens", "Paper spec"]
+    lines = [PAPER_PROTOCOL_NOTE, "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    by_key = {(r.get("model"), r.get("mode")): r for r in rows}
+    for row_id, model, mode, label in paper.STUDY_ROWS:
+        ours = by_key.get((model, mode))
+        figures = summaries.get(pooled.row_key(ours.get("row_id"))) if ours else None
+        figures = figures or {}
+        cells = [str(row_id), _md(label), _plain(figures, "auc")]
+        cells += [_plain(figures, f"{name}_at_0_5") for name in paper.PAPER_METRICS]
+        values = paper.paper_values(model, mode)
+        cells += ["not in paper" if values is None else _paper_cell(values[name])
+                  for name in paper.PAPER_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def cv_summary_markdown(rows, summaries, external, run_info, design):
+    lines = ["# Thyroid ultrasound study: cross-validated results", ""]
+    lines += study_design_markdown(design)
+    lines += ["## Run", "", "| | |", "|---|---|"]
+    for key, value in run_info.items():
+        if key == "total_seconds":
+            key, value = "total time", _duration(value)
+        lines.append(f"| {_md(key)} | {_md(_short(value))} |")
+    lines += ["", "## Results (pooled out-of-fold predictions)", "",
+              "AUC: pooled over every fold's test predictions, 95% interval from a bootstrap "
+              "over patients; AUC over folds: mean ± SD. Threshold: mean of the fold "
+              "thresholds. Rates at each fold's own threshold with bootstrap intervals. "
+              "Calibration: logistic recalibration on logit P(malignant) (ideal 0 / 1). The SVM "
+              "rows give a logistic of the decision value, a ranking score rather than a "
+              "calibrated probability.", ""]
+    lines += cv_results_markdown(rows, summaries)
+    lines += ["Weights each row started from:", ""]
+    lines += [f"- {_md(_row_title(r))}: {_md(r.get('checkpoint'))}" for r in rows
+              if r.get("checkpoint")]
+    lines.append("")
+    if external:
+        lines += ["## External validation (refitted models)", ""]
+        lines += external_results_markdown(rows, external)
+    not_run = [r for r in rows if r.get("status") in ("skipped", "failed")]
+    if not_run:
+        lines += ["## Skipped or failed rows", ""]
+        lines += [f"- **{_md(_row_title(r))}** ({r.get('status')}): {r.get('note') or ''}"
+                  for r in not_run]
+        lines.append("")
+    lines += ["## Comparison with the paper's Table 1", "",
+              f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).", ""]
+    lines += cv_paper_markdown(rows, summaries)
+    lines += ["## Files", "", f"- [ROC curves]({ROC_PNG}), pooled out-of-fold",
+              f"- [Reliability diagram]({CALIBRATION_PNG})",
+              f"- [Every prediction]({PREDICTIONS_CSV}), [summary table]({SUMMARY_CSV})", ""]
+    return "\n".join(lines)
+
+
+def write_cv_report(run_dir, rows, records, summaries, external, run_info, design):
+    """predictions.csv, summary.csv, summary.md, roc.png and calibration.png in run_dir."""
+    os.makedirs(run_dir, exist_ok=True)
+    paths = {name: os.path.join(run_dir, file) for name, file in (
+        ("predictions", PREDICTIONS_CSV), ("summary_csv", SUMMARY_CSV),
+        ("summary_md", SUMMARY_MD), ("roc", ROC_PNG), ("calibration", CALIBRATION_PNG))}
+    write_predictions_csv(paths["predictions"], records)
+    io_utils.atomic_write_text(paths["summary_csv"],
+                               cv_summary_csv_text(rows, summaries, external))
+    plot_pooled_roc(rows, records, paths["roc"])
+    plot_calibration(rows, records, paths["calibration"])
+    io_utils.atomic_write_text(paths["summary_md"],
+                               cv_summary_markdown(rows, summaries, external, run_info, design))
     return paths

@@ -2,13 +2,14 @@
 
 import os
 
+import numpy as np
 from absl import logging
 
 from thyroid.evaluation import metrics
 from thyroid.compat import tf
 from thyroid.io_utils import atomic_write_json
 from thyroid.training import svm
-from thyroid.training.inputs import load_split_inputs
+from thyroid.training.inputs import SplitInputs, load_split_inputs
 from thyroid.training.loop import load_and_predict
 from thyroid.training.run_config import RunConfig
 
@@ -18,16 +19,37 @@ def metrics_file_name(split):
     return f"metrics_{split}.json"
 
 
-def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
-    """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
+def predict_inputs(train_dir, split="test", dataset_dir=None, batch_size=16):
+    """(SplitInputs, P(malignant), config) for ``split`` of the run's shards (of its fold,
+    for a cross-validation run). Another ``dataset_dir`` is read whole: its ``split`` as built."""
     config = RunConfig.load(train_dir)
     if dataset_dir:
-        config = config.replace(dataset_dir=os.path.abspath(dataset_dir))
+        config = config.replace(dataset_dir=os.path.abspath(dataset_dir), fold_file=None)
     inputs = load_split_inputs(config, split)
     if config.mode == "bottleneck_svm":
         probs = svm.svm_scores(svm.load_svm(train_dir), inputs.values)
     else:
         probs = load_and_predict(config, train_dir, inputs, batch_size)
+    return inputs, probs, config
+
+
+def predict_splits(train_dir, splits, batch_size=16):
+    """[(SplitInputs, P(malignant))] for several splits of the run, from one graph and one
+    checkpoint restore (a cross-validation fold predicts its validation and test parts)."""
+    config = RunConfig.load(train_dir)
+    parts = [load_split_inputs(config, split) for split in splits]
+    values = np.concatenate([part.values for part in parts])
+    if config.mode == "bottleneck_svm":
+        probs = svm.svm_scores(svm.load_svm(train_dir), values) if len(values) else values[:0]
+    else:
+        probs = load_and_predict(config, train_dir, SplitInputs(values, None, None), batch_size)
+    ends = np.cumsum([len(part.labels) for part in parts])
+    return list(zip(parts, np.split(np.asarray(probs), ends[:-1])))
+
+
+def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
+    """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
+    inputs, probs, config = predict_inputs(train_dir, split, dataset_dir, batch_size)
     return inputs.labels, probs, inputs.patient_ids, config
 
 

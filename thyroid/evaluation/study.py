@@ -42,10 +42,30 @@ class StudyConfig:
     download_checkpoints: bool = True
     export: bool = True
     seed: int = 0
+    # Cross-validation: None = the default (5 folds, 3 with quick); 0 = one train/validation/
+    # test split, as with --protocol=image.
+    cv_folds: int | None = None
+    cv_repeats: int = 1
+    operating_point: str = "youden"
+    # External validation sets: ((source kind, path), ...), kinds as datasets.read_sources.
+    external: tuple = ()
 
     @property
     def source(self):
         return "ddti" if self.ddti_dir else ("local" if self.local_dir else "synthetic")
+
+    @property
+    def num_folds(self):
+        """Folds of the cross-validation, 0 for a single split (always for protocol=image)."""
+        if self.protocol != "patient":
+            return 0
+        if self.cv_folds is None:
+            return 3 if self.quick else 5
+        return self.cv_folds
+
+    @property
+    def external_sources(self):
+        return dict(self.external)
 
     def resolved_run_name(self):
         return self.run_name or (datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -180,7 +200,18 @@ def run_study(study):
     os.makedirs(run_dir, exist_ok=True)
     logging.get_absl_handler().use_absl_log_file("study", run_dir)
     logging.info("study run in %s", run_dir)
+    if study.protocol != "patient" and study.cv_folds:
+        logging.warning("protocol=%s: cross-validation needs the patient protocol; running the "
+                        "single split", study.protocol)
+    if study.num_folds:
+        from thyroid.evaluation.cv_study import run_cv_study
+        return run_cv_study(study, run_dir, started)
+    return run_single_split_study(study, run_dir, started)
 
+
+def run_single_split_study(study, run_dir, started):
+    """The single train/validation/test split (``cv_folds=0`` or protocol=image)."""
+    run_name = os.path.basename(run_dir)
     ddti_dir, local_dir, data_description = prepare_data(study, run_dir)
     dataset_dir = os.path.join(run_dir, "shards")
     manifest = build.build(

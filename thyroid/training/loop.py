@@ -7,6 +7,7 @@ masks only on (seed, global step) (``thyroid.nets.step_random``), so a resumed r
 the same batches and masks as an uninterrupted one and ends with the same weights.
 """
 
+import math
 import os
 import time
 
@@ -14,6 +15,7 @@ import numpy as np
 from absl import logging
 
 from thyroid.evaluation import metrics
+from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
 from thyroid.progress import Progress
@@ -44,6 +46,45 @@ def batch_indices(step, num_examples, batch_size, seed):
         order = np.random.RandomState(seed + epoch).permutation(num_examples)
         picks.extend(order[offset:offset + batch_size - len(picks)])
     return np.asarray(picks)
+
+
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+
+
+def validation_score(labels, probs):
+    """(AUC, -log loss): higher is better; the loss breaks ties and stands in where the
+    validation set lacks a class (AUC undefined)."""
+    auc = metrics.auc_score(labels, probs)
+    clipped = np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7)
+    log_loss = -np.mean(np.where(np.asarray(labels) == 1, np.log(clipped), np.log1p(-clipped)))
+    return (-1.0 if math.isnan(auc) else float(auc), -float(log_loss))
+
+
+def read_best(train_dir):
+    """best.json of a run that keeps its best checkpoint: {step, validation_auc, ...} or None."""
+    path = os.path.join(train_dir, BEST_FILE)
+    return read_json(path) if os.path.exists(path) else None
+
+
+class BestCheckpoint:
+    """Keeps the checkpoint with the best validation score in <train_dir>/best/."""
+
+    def __init__(self, train_dir):
+        self.train_dir = train_dir
+        self.saver = tf1.train.Saver(max_to_keep=1)
+        best = read_best(train_dir)
+        self.score = tuple(best["score"]) if best else None
+
+    def offer(self, sess, step, labels, probs):
+        score = validation_score(labels, probs)
+        if self.score is not None and score <= self.score:
+            return
+        self.score = score
+        self.saver.save(sess, os.path.join(self.train_dir, BEST_DIR, "model.ckpt"), global_step=step)
+        atomic_write_json(os.path.join(self.train_dir, BEST_FILE), {
+            "step": int(step), "validation_auc": score[0] if score[0] >= 0 else None,
+            "validation_log_loss": -score[1], "score": list(score)})
 
 
 def make_optimizer(name, learning_rate):
@@ -113,6 +154,9 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
             metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
 
         saver = tf1.train.Saver(max_to_keep=CHECKPOINTS_KEPT)
+        keep_best = config.keep_best_checkpoint and validation_inputs is not None and \
+            len(validation_inputs.labels) > 0
+        best = BestCheckpoint(train_dir) if keep_best else None
         latest = tf.train.latest_checkpoint(train_dir)
         recover_saved_checkpoints(saver, train_dir)
         restore_pretrained = None
@@ -163,6 +207,8 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
                                                       validation_inputs.values)
                     writer.add_summary(sess.run(validation_summaries, {
                         validation_labels: validation_inputs.labels, validation_probs: val_probs}), step)
+                    if best is not None:
+                        best.offer(sess, step, validation_inputs.labels, val_probs)
                 if step % config.save_interval_steps == 0 or last:
                     saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
             writer.flush()
@@ -171,9 +217,18 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
             return step
 
 
+def prediction_checkpoint(config, train_dir):
+    """The best-validation checkpoint of a run that keeps one, else the latest."""
+    if config.keep_best_checkpoint:
+        best = tf.train.latest_checkpoint(os.path.join(train_dir, BEST_DIR))
+        if best is not None:
+            return best
+    return tf.train.latest_checkpoint(train_dir)
+
+
 def load_and_predict(config, train_dir, split_inputs, batch_size=16):
-    """P(malignant) for ``split_inputs`` from the latest checkpoint in ``train_dir``."""
-    latest = tf.train.latest_checkpoint(train_dir)
+    """P(malignant) for ``split_inputs`` from the run's checkpoint (``prediction_checkpoint``)."""
+    latest = prediction_checkpoint(config, train_dir)
     if latest is None:
         raise FileNotFoundError(f"{train_dir}: no trained checkpoint to evaluate")
     spec = get_network(config.model)

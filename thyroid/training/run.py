@@ -44,6 +44,7 @@ def resolve(config):
     trainable_scopes = tuple(config.trainable_scopes) or tuple(spec.trainable_scopes)
     return config.replace(
         dataset_dir=os.path.abspath(config.dataset_dir),
+        fold_file=os.path.abspath(config.fold_file) if config.fold_file else None,
         image_size=config.image_size or spec.default_image_size,
         checkpoint_path=os.path.abspath(checkpoint_path) if checkpoint_path else None,
         checkpoint_description=description,

@@ -78,6 +78,13 @@ class RunConfig:
     save_interval_steps: int = 100
     eval_every_n_steps: int = 50
     threshold: float = 0.5
+    # Cross-validation: the fold file (datasets.folds) and which fold of which repeat this run
+    # trains on (fold -1: every image, the refit); None = the shards' own splits.
+    fold_file: str | None = None
+    cv_repeat: int = 0
+    cv_fold: int = 0
+    # Keep the checkpoint with the best validation AUC and predict from it (early stopping).
+    keep_best_checkpoint: bool = False
     # Filled in by training: what the weights started from, and whether VGG fine-tuning
     # trained from cached frozen-prefix activations.
     checkpoint_description: str = ""
@@ -103,6 +110,10 @@ class RunConfig:
         _check_range("threshold", self.threshold, 0.0, 1.0)
         if not 0.0 < self.num_epochs <= MAX_EPOCHS:
             raise ConfigError("num_epochs", self.num_epochs, f"must be in (0, {MAX_EPOCHS:g}]")
+        _check_range("cv_repeat", self.cv_repeat, 0, MAX_INTERVAL)
+        _check_range("cv_fold", self.cv_fold, -1, MAX_INTERVAL, "-1 = every image")
+        if self.fold_file and not os.path.isfile(self.fold_file):
+            raise ConfigError("fold_file", self.fold_file, "no such file")
         if check_dataset:
             check_dataset_dir(self.dataset_dir)
         self._validate_network()

@@ -1,0 +1,92 @@
+"""Study shards built once for cross-validation: folds.json and each fold's records."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from thyroid.datasets import folds, shards
+from thyroid.evaluation import cross_validation
+
+
+@pytest.fixture(scope="module")
+def cv_build(synthetic_root, tmp_path_factory):
+    """Shards of the synthetic DDTI set where case 2's first image is a byte copy of case 1's."""
+    ddti = tmp_path_factory.mktemp("ddti_dup") / "ddti"
+    shutil.copytree(os.path.join(synthetic_root, "ddti"), ddti)
+    images = sorted(p for p in os.listdir(ddti) if p.endswith(".jpg"))
+    first_of = {}
+    for name in images:
+        first_of.setdefault(name.split("_")[0], name)
+    cases = sorted(first_of, key=int)
+    shutil.copyfile(ddti / first_of[cases[0]], ddti / first_of[cases[1]])
+    output = tmp_path_factory.mktemp("cv_shards")
+    manifest, assignment = cross_validation.build_development_shards(
+        str(ddti), None, str(output), augment_copies=2, seed=0, num_folds=3, num_repeats=2)
+    return output, manifest, assignment, (f"ddti:{cases[0]}", f"ddti:{cases[1]}")
+
+
+def test_every_image_once_in_one_split_and_folds_recorded(cv_build):
+    output, manifest, assignment, _ = cv_build
+    assert manifest["splits"]["validation"]["images"] == 0 == manifest["splits"]["test"]["images"]
+    data = shards.load_split(str(output), "train", decode=False)
+    originals = data.keys[~data.augmented]
+    assert sorted(originals) == sorted(assignment["images"])
+    assert len(set(originals)) == len(originals)
+    # Two augmented copies per image, each tagged with its original's key.
+    copies = data.keys[data.augmented]
+    assert sorted(copies) == sorted(list(originals) * 2)
+    assert folds.load_folds(str(output / folds.FOLDS_NAME)) == assignment
+
+
+def test_folds_are_disjoint_by_patient_and_duplicate_group(cv_build):
+    _, _, assignment, (patient_a, patient_b) = cv_build
+    patients = assignment["patient_ids"]
+    for repeat in range(2):
+        tested = []
+        for fold in range(3):
+            members = folds.fold_members(assignment, repeat, fold)
+            by_part = {part: {patients[assignment["images"].index(k)] for k in keys}
+                       for part, keys in members.items()}
+            assert not by_part["test"] & (by_part["train"] | by_part["validation"])
+            assert not by_part["train"] & by_part["validation"]
+            # Patients sharing a byte-identical image are always on the same side.
+            sides = [part for part, ps in by_part.items() if patient_a in ps]
+            assert sides == [part for part, ps in by_part.items() if patient_b in ps]
+            tested += sorted(members["test"])
+        assert sorted(tested) == sorted(assignment["images"])  # exactly one test fold each
+
+
+def test_augmented_copies_only_in_the_training_part(cv_build):
+    output, _, assignment, _ = cv_build
+    data = shards.load_split(str(output), "train", decode=False)
+    members = folds.fold_members(assignment, 1, 2)
+    for part in folds.PARTS:
+        chosen = folds.select(data.keys, data.augmented, members, part)
+        assert set(data.keys[chosen]) == members[part]
+        assert data.augmented[chosen].any() == (part == "train")
+    refit = folds.fold_members(assignment, 0, folds.REFIT_FOLD)
+    assert len(folds.select(data.keys, data.augmented, refit, "train")) == len(data.keys)
+    with pytest.raises(ValueError, match="no fold 3 of repeat 0"):
+        folds.fold_members(assignment, 0, 3)
+
+
+def test_refit_settings_are_the_fold_medians():
+    results = [cross_validation.FoldResult(0, k, t, e, 1.0, []) for k, (t, e) in
+               enumerate([(0.2, 3.0), (0.6, 1.0), (0.4, 8.0)])]
+    assert cross_validation.refit_settings(results) == (0.4, 3.0)
+    svm = [cross_validation.FoldResult(0, 0, 0.3, None, 1.0, [])]
+    assert cross_validation.refit_settings(svm) == (0.3, None)
+    assert np.isclose(cross_validation.refit_settings(results[:2])[0], 0.4)
+
+
+def test_validation_score_prefers_auc_then_log_loss():
+    from thyroid.training.loop import validation_score
+    labels = [0, 0, 1, 1]
+    perfect, confident = validation_score(labels, [0.4, 0.45, 0.55, 0.6]), \
+        validation_score(labels, [0.1, 0.2, 0.8, 0.9])
+    swapped = validation_score(labels, [0.6, 0.2, 0.8, 0.1])
+    assert perfect[0] == confident[0] == 1.0 and confident > perfect > swapped
+    one_class = validation_score([1, 1], [0.9, 0.8])
+    assert one_class[0] == -1.0 and one_class > validation_score([1, 1], [0.2, 0.3])
