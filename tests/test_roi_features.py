@@ -1,5 +1,8 @@
 """Hand-crafted ROI features on drawn shapes, and the DDTI cross-validation harness's pieces."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -99,3 +102,24 @@ def test_run_repeat_learns_a_separable_problem_and_main_skips_without_data(tmp_p
     assert "skipped" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         ddti_cv.main(["--methods", "no_such_method"])
+
+
+def test_dataset_groups_duplicate_images_and_skips_unreadable_ones(tmp_path):
+    from bench.experiments.ddti_features import Dataset
+    from PIL import Image
+    square = json.dumps([{"points": [{"x": 5, "y": 5}, {"x": 30, "y": 5}, {"x": 30, "y": 30},
+                                     {"x": 5, "y": 30}]}])
+    for number, tirads in ((1, "2"), (2, "4a"), (3, "4b"), (4, "5")):
+        (tmp_path / f"{number}.xml").write_text(
+            f"<case><number>{number}</number><tirads>{tirads}</tirads>"
+            f"<mark><image>1</image><svg>{square}</svg></mark></case>")
+    rng = np.random.default_rng(0)
+    for number in (1, 2):
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(
+            tmp_path / f"{number}_1.jpg")
+    shutil.copy(tmp_path / "2_1.jpg", tmp_path / "3_1.jpg")  # one image filed under two cases
+    (tmp_path / "4_1.jpg").write_bytes(b"not a jpeg")
+    dataset = Dataset(str(tmp_path))
+    assert dataset.skipped == 1
+    assert list(dataset.labels) == [0, 1, 1]
+    assert dataset.groups[1] == dataset.groups[2] != dataset.groups[0]

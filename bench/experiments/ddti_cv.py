@@ -250,7 +250,8 @@ def main(argv=None):
     from bench.experiments.ddti_features import Dataset
     dataset = Dataset(args.ddti_dir)
     print(f"{len(dataset.labels)} labelled images, {int((dataset.labels == 0).sum())} benign, "
-          f"{len(set(dataset.patients))} patients, {len(set(dataset.groups))} groups")
+          f"{len(set(dataset.patients))} patients, {len(set(dataset.groups))} groups, "
+          f"{dataset.skipped} unreadable images skipped")
     print("| method | AUC [95% CI] | SD (min-max) over repeats | sens | spec | "
           "patient AUC mean / max | time |")
     print("|---|---|---|---|---|---|---|")

@@ -41,7 +41,8 @@ class Dataset:
         every = list(result.examples)
         hashes = [images.file_sha256(e.image_path) for e in every]
         units = group_patients([e.patient_id for e in every], hashes)
-        keep = [i for i, e in enumerate(every) if e.label is not None]
+        keep = [i for i, e in enumerate(every) if e.label is not None and _usable(e.image_path)]
+        self.skipped = sum(1 for e in every if e.label is not None) - len(keep)
         self.examples = [every[i] for i in keep]
         self.hashes = [hashes[i] for i in keep]
         self.labels = np.array([e.label for e in self.examples], np.int64)
@@ -50,6 +51,15 @@ class Dataset:
 
     def fingerprint(self):
         return hashlib.sha256("".join(self.hashes).encode()).hexdigest()
+
+
+def _usable(path):
+    try:
+        images.load_image(path)
+    except images.ImageError as error:
+        logging.warning("skipping %s: %s", path, error)
+        return False
+    return True
 
 
 def cache_file(cache_dir, name, dataset, extra=""):
@@ -76,7 +86,6 @@ def handcrafted(dataset):
     rows = [roi_features.roi_features(images.load_image(e.image_path), e.polygons)
             for e in dataset.examples]
     return {"features": np.stack(rows)}
-
 
 
 def pooled_layers(dataset, model, crop, checkpoint_path, seed=0):
