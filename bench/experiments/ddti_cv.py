@@ -38,7 +38,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from thyroid import metrics  # noqa: E402
 from thyroid.io_utils import atomic_write_json  # noqa: E402
 
-LOGREG_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 INNER_FOLDS = 4
 BOOTSTRAP_SAMPLES = 1000
 
@@ -97,8 +97,8 @@ def make_classifier(kind, param):
     raise ValueError(f"unknown classifier {kind!r}")
 
 
-def param_grid(kind):
-    return LOGREG_C_GRID if kind in ("logreg", "pca_logreg") else (None,)
+def param_grid(kind, c_grid):
+    return c_grid if kind in ("logreg", "pca_logreg") else (None,)
 
 
 def select_columns(feature_sets, selection):
@@ -124,10 +124,10 @@ def inner_oof(x, y, inner_splits, kind, param):
     return out
 
 
-def fit_member(x, y, train, test, inner_splits, kind):
+def fit_member(x, y, train, test, inner_splits, kind, c_grid):
     """Picks the parameter on the inner CV; -> (test scores, inner out-of-fold scores, param)."""
     best = None
-    for param in param_grid(kind):
+    for param in param_grid(kind, c_grid):
         oof = inner_oof(x[train], y[train], inner_splits, kind, param)
         auc = metrics.auc_score(y[train], oof)
         if best is None or auc > best[0]:
@@ -148,7 +148,7 @@ def youden_threshold(labels, probs):
     return float(best_threshold)
 
 
-def run_repeat(features, y, groups, members, folds, repeat):
+def run_repeat(features, y, groups, members, folds, repeat, c_grid=DEFAULT_C_GRID):
     """-> (out-of-fold scores, out-of-fold 0/1 predictions, chosen params) for one repeat."""
     oof_scores, oof_pred, chosen = np.empty(len(y)), np.empty(len(y), np.int64), []
     outer = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=repeat)
@@ -158,7 +158,7 @@ def run_repeat(features, y, groups, members, folds, repeat):
                      .split(np.zeros(len(train)), y[train], groups[train]))
         test_parts, inner_parts = [], []
         for x, kind in zip(features, (kind for _, kind in members)):
-            test_scores, inner_scores, param = fit_member(x, y, train, test, inner, kind)
+            test_scores, inner_scores, param = fit_member(x, y, train, test, inner, kind, c_grid)
             test_parts.append(test_scores)
             inner_parts.append(inner_scores)
             chosen.append(param)
@@ -196,7 +196,8 @@ def summarise(y, groups, repeat_scores, repeat_preds):
     }
 
 
-def evaluate_method(name, dataset, cache_dir, folds, repeats, checkpoint_dir):
+def evaluate_method(name, dataset, cache_dir, folds, repeats, checkpoint_dir,
+                    c_grid=DEFAULT_C_GRID):
     from bench.experiments import ddti_features
     members = METHODS[name]
     started = time.time()
@@ -205,12 +206,12 @@ def evaluate_method(name, dataset, cache_dir, folds, repeats, checkpoint_dir):
     features_seconds = time.time() - started
     features = [select_columns(sets, selection) for selection, _ in members]
     y, groups = dataset.labels, dataset.groups
-    runs = [run_repeat(features, y, groups, members, folds, r) for r in range(repeats)]
+    runs = [run_repeat(features, y, groups, members, folds, r, c_grid) for r in range(repeats)]
     result = summarise(y, groups, [r[0] for r in runs], [r[1] for r in runs])
     result.update(method=name, folds=folds, repeats=repeats, images=int(len(y)),
                   benign=int((y == 0).sum()), groups=int(len(set(groups))),
                   dimensions=[int(x.shape[1]) for x in features],
-                  chosen_params=[str(p) for r in runs for p in r[2]],
+                  chosen_params=[str(p) for r in runs for p in r[2]], c_grid=list(c_grid),
                   feature_seconds=round(features_seconds, 1),
                   cv_seconds=round(time.time() - started - features_seconds, 1))
     return result
@@ -235,11 +236,17 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cache_dir", default="exp_cache")
     parser.add_argument("--checkpoint_dir", default="checkpoints")
+    parser.add_argument("--c_grid", default=",".join(str(c) for c in DEFAULT_C_GRID),
+                        help="logistic regression C values the inner CV chooses from")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        c_grid = tuple(float(c) for c in args.c_grid.split(","))
+    except ValueError:
+        sys.exit(f"error: --c_grid: {args.c_grid!r} is not a comma-separated list of numbers")
     names = [m for m in args.methods.split(",") if m]
     unknown = [m for m in names if m not in METHODS]
     if unknown:
@@ -257,9 +264,10 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for name in names:
         result = evaluate_method(name, dataset, args.cache_dir, args.folds, args.repeats,
-                                 args.checkpoint_dir)
+                                 args.checkpoint_dir, c_grid)
         os.makedirs(os.path.join(args.cache_dir, "results"), exist_ok=True)
-        atomic_write_json(os.path.join(args.cache_dir, "results", name + ".json"), result)
+        suffix = "" if c_grid == DEFAULT_C_GRID else "-c" + args.c_grid.replace(",", "_")
+        atomic_write_json(os.path.join(args.cache_dir, "results", name + suffix + ".json"), result)
         print(table_row(result), flush=True)
     return 0
 
