@@ -62,6 +62,8 @@ METHODS = {
     "vgg_rand_scan_layers_logreg": [({"vgg_16_scan_layers": ["*/mean", "*/std"]}, "logreg")],
     "handcrafted+effnet_scan_logreg": [({"roi_handcrafted": ["features"]}, "logreg"),
                                        ({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg")],
+    "effnet_scan+roi_layers_logreg": [({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg"),
+                                      ({f"{EFF}_roi_layers": list(EFF_ALL)}, "logreg")],
     "handcrafted+effnet_scan+roi_logreg": [({"roi_handcrafted": ["features"]}, "logreg"),
                                            ({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg"),
                                            ({f"{EFF}_roi_layers": list(EFF_ALL)}, "logreg")],
