@@ -64,6 +64,12 @@ METHODS = {
                                        ({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg")],
     "effnet_scan+roi_layers_logreg": [({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg"),
                                       ({f"{EFF}_roi_layers": list(EFF_ALL)}, "logreg")],
+    # Added after the rows above had run (so its choice saw their outer-fold results).
+    "handcrafted+effnet_scan+roi+vgg_rand_scan_logreg": [
+        ({"roi_handcrafted": ["features"]}, "logreg"),
+        ({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg"),
+        ({f"{EFF}_roi_layers": list(EFF_ALL)}, "logreg"),
+        ({"vgg_16_scan_layers": ["*/mean", "*/std"]}, "logreg")],
     "handcrafted+effnet_scan+roi_logreg": [({"roi_handcrafted": ["features"]}, "logreg"),
                                            ({f"{EFF}_scan_layers": list(EFF_ALL)}, "logreg"),
                                            ({f"{EFF}_roi_layers": list(EFF_ALL)}, "logreg")],
