@@ -3,14 +3,13 @@
 import base64
 import io
 import os
-import struct
 import tempfile
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from bench.serve_load import declared_png  # one builder for the bench and the tests
 from deploy_fixtures import exported, full_frame, synthetic_scan, trained  # noqa: F401
 
 
@@ -36,17 +35,6 @@ def client(app):
 @pytest.fixture(scope="module")
 def frame():
     return full_frame(synthetic_scan(1, np.random.RandomState(11)))
-
-
-def declared_png(width, height):
-    """A valid PNG header declaring width x height RGB, with a few bytes of image data: tiny on
-    disk, enormous once decoded."""
-    def chunk(kind, payload):
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b""))
 
 
 def encoded(rgb, image_format):

@@ -211,31 +211,42 @@ def _save_figure(fig, path):
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
+def _plot_rows(rows, path, diagonal_label, draw_row, axes):
+    """One figure, the diagonal and one line per row that has both classes (``draw_row(ax,
+    row, arrays)``); ``axes`` = (xlabel, ylabel, title, legend location). Returns lines drawn."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 6.0))
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label=diagonal_label)
     drawn = 0
     for row in rows:
         arrays = _roc_arrays(row)
-        if arrays is None:
-            continue
+        if arrays is not None:
+            draw_row(ax, row, arrays)
+            drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
+    xlabel, ylabel, title, legend_location = axes
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend_location, fontsize=7)
+    _save_figure(fig, path)
+    return drawn
+
+
+def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
+    def draw(ax, row, arrays):
         fpr, tpr, _ = metrics.roc_points(*arrays)
         auc = metrics.auc_score(*arrays)
         ax.plot(fpr, tpr, linewidth=1.5, label=f"{_row_title(row)} (AUC {auc:.3f})")
-        drawn += 1
-    if not drawn:
-        ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=7)
-    _save_figure(fig, path)
-    return drawn
+
+    return _plot_rows(rows, path, "chance", draw, (
+        "1 - specificity (false positive rate)", "sensitivity (true positive rate)", title,
+        "lower right"))
 
 
 def plot_confusion_matrices(rows, path):
@@ -482,31 +493,14 @@ def plot_pooled_roc(rows, records, path):
 def plot_calibration(rows, records, path, num_bins=10):
     """calibration.png: observed malignant fraction against mean predicted P(malignant)
     in ``num_bins`` equal-width bins, one line per row, with the diagonal."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.5, 6.0))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1,
-            label="perfect calibration")
-    drawn = 0
-    for row in _pooled_rows(rows, records):
-        arrays = _roc_arrays(row)
-        if arrays is None:
-            continue
+    def draw(ax, row, arrays):
         predicted, observed, _ = metrics.calibration_bins(*arrays, num_bins=num_bins)
         ax.plot(predicted, observed, marker="o", markersize=3, linewidth=1.2,
                 label=_row_title(row))
-        drawn += 1
-    if not drawn:
-        ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("mean predicted P(malignant) in bin")
-    ax.set_ylabel("observed fraction malignant")
-    ax.set_title(f"Reliability diagram ({num_bins} bins, out-of-fold predictions)")
-    ax.legend(loc="upper left", fontsize=7)
-    _save_figure(fig, path)
-    return drawn
+
+    return _plot_rows(_pooled_rows(rows, records), path, "perfect calibration", draw, (
+        "mean predicted P(malignant) in bin", "observed fraction malignant",
+        f"Reliability diagram ({num_bins} bins, out-of-fold predictions)", "upper left"))
 
 
 P_VALUE_NOTE = ("p vs best: DeLong's test of each row's pooled out-of-fold AUC against the "
