@@ -45,17 +45,17 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
     done, run_dir = run_study(tmp_path)
     assert done.stdout.strip().splitlines()[-1] == f"summary: {run_dir / 'summary.md'}"
     rows = read_rows(run_dir)
-    assert sorted(rows) == list(range(1, 11))
-    for row_id in (1, 8, 9, 10):  # scratch and the offline EfficientNet-Lite0 rows run
+    assert sorted(rows) == list(range(1, 12))
+    for row_id in (1, 8, 9, 10, 11):  # scratch and the offline EfficientNet-Lite0 rows run
         assert rows[row_id]["status"] == "ok", rows[row_id]
         assert 0.0 <= float(rows[row_id]["auc"]) <= 1.0
         assert float(rows[row_id]["auc_ci_low"]) <= float(rows[row_id]["auc"]) <= float(rows[row_id]["auc_ci_high"])
         assert rows[row_id]["auc_fold_sd"] != "" and rows[row_id]["brier"] != ""
-    assert sum(rows[row_id]["p_vs_best"] == "" for row_id in (1, 8, 9, 10)) == 1  # the best row
+    assert sum(rows[row_id]["p_vs_best"] == "" for row_id in (1, 8, 9, 10, 11)) == 1  # the best
     for row_id in range(2, 8):  # no VGG-16 / Inception-v3 weights offline: skipped, with the fix
         assert rows[row_id]["status"] == "skipped"
         assert "python -m thyroid.checkpoints download --models=" in rows[row_id]["note"]
-    assignment, predictions = check_one_out_of_fold_prediction_each(run_dir, (1, 8, 9, 10))
+    assignment, predictions = check_one_out_of_fold_prediction_each(run_dir, (1, 8, 9, 10, 11))
     assert assignment["num_folds"] == 3  # --quick
     assert {p["fold"] for p in predictions} == {"0", "1", "2"}
     summary = (run_dir / "summary.md").read_text()
@@ -67,6 +67,7 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
     check_exported_threshold(run_dir, predictions)
+    check_logreg_folds_fit_on_their_training_part(run_dir, assignment)
 
 
 def check_exported_threshold(run_dir, predictions):
@@ -79,6 +80,19 @@ def check_exported_threshold(run_dir, predictions):
     assert refit["cv_fold"] == -1
     assert metadata["threshold"] == refit["threshold"]
     assert abs(metadata["threshold"] - statistics.median(fold_thresholds.values())) < 1e-6
+
+
+def check_logreg_folds_fit_on_their_training_part(run_dir, assignment):
+    """Row 11 chose C inside each fold's training originals: no validation or test image."""
+    from thyroid.datasets import folds
+    from thyroid.training.logreg import C_GRID, SELECTION_FILE
+    fold_data = folds.load_folds(str(run_dir / "shards" / folds.FOLDS_NAME))
+    for fold in range(assignment["num_folds"]):
+        train_dir = run_dir / "train" / "11_efficientnet_lite0_bottleneck_logreg" / f"repeat0_fold{fold}"
+        selection = json.loads((train_dir / SELECTION_FILE).read_text())
+        members = folds.fold_members(fold_data, 0, fold)
+        assert selection["C"] in C_GRID
+        assert selection["images"] == len(members["train"]), fold
 
 
 def test_external_validation_scores_the_refitted_rows(tmp_path):
