@@ -98,18 +98,21 @@ def check_logreg_folds_fit_on_their_training_part(run_dir, assignment):
 def test_external_validation_scores_the_refitted_rows(tmp_path):
     from thyroid.datasets import synthetic
     synthetic.generate(str(tmp_path / "external"), num_cases=12, seed=7, width=280, height=180)
-    _, run_dir = run_study(tmp_path, "--rows=8,9", "--cv_repeats=2", "--noexport",
+    _, run_dir = run_study(tmp_path, "--rows=8,9,11", "--cv_repeats=2", "--noexport",
                            f"--external_ddti_dir={tmp_path / 'external' / 'ddti'}")
-    check_one_out_of_fold_prediction_each(run_dir, (8, 9), num_repeats=2)
+    assignment, _ = check_one_out_of_fold_prediction_each(run_dir, (8, 9, 11), num_repeats=2)
     external = [p for p in read_predictions(run_dir) if p["fold"] == "external"]
     external_images = json.loads((run_dir / "external_shards" / "manifest.json").read_text())[
         "splits"]["test"]["images"]  # an evaluation-only build
     rows = read_rows(run_dir)
-    for row_id in (8, 9):
+    for row_id in (8, 9, 11):
         mine = [p for p in external if p["row_id"] == str(row_id)]
         assert len(mine) == external_images > 0
-        refit = json.loads((run_dir / "train" / f"0{row_id}_efficientnet_lite0_"
-                            f"{rows[row_id]['mode']}" / "refit" / "run_config.json").read_text())
+        refit_dir = run_dir / "train" / f"{row_id:02d}_efficientnet_lite0_{rows[row_id]['mode']}" / "refit"
+        refit = json.loads((refit_dir / "run_config.json").read_text())
+        if row_id == 11:  # the refit chose its C on every development original
+            selection = json.loads((refit_dir / "logreg_selection.json").read_text())
+            assert selection["images"] == len(assignment["images"])
         # predictions.csv keeps 9 significant digits
         assert all(abs(float(p["threshold"]) - refit["config"]["threshold"]) < 1e-8 for p in mine)
         assert 0.0 <= float(rows[row_id]["external_auc"]) <= 1.0

@@ -27,6 +27,7 @@ from thyroid.io_utils import atomic_path, file_sha256
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.progress import Progress
 from thyroid.restore import build_restore_fn, initialize_and_restore, resolve_checkpoint_path
+from thyroid.training.run_config import ConfigError
 
 BOTTLENECK = "bottleneck"
 FROZEN_PREFIX = "frozen_prefix"
@@ -89,7 +90,6 @@ def resolve_layers(spec, layers=()):
     """The end points pooled for ``spec``: ``layers`` or the network's own list."""
     layers = tuple(layers) or tuple(spec.feature_layers)
     if not layers:
-        from thyroid.training.run_config import ConfigError
         raise ConfigError("feature_layers", "", f"{spec.name} has no default layer list; "
                           "name its end points")
     return layers
@@ -102,7 +102,6 @@ def pooled_layer_tensor(spec, inputs, layers):
     averaged: a left-right flip is as plausible a scan, and averaging makes the features
     indifferent to which side the probe was held.
     """
-    from thyroid.training.run_config import ConfigError
     both = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
     _, end_points = spec.features(both, is_training=False)
     parts = []

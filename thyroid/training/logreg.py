@@ -37,10 +37,9 @@ def make_model(c, seed=0):
 
 def inner_splits(labels, groups, seed=0):
     """Grouped, stratified inner folds; [] when there are too few patients of a class."""
-    labels = np.asarray(labels)
-    smallest_class = min(len(set(groups[labels == c])) for c in (0, 1)) if len(set(labels)) == 2 \
-        else 0
-    num_folds = min(INNER_FOLDS, smallest_class)
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    patients_per_class = [len(set(groups[labels == label])) for label in (0, 1)]
+    num_folds = min(INNER_FOLDS, *patients_per_class)
     if num_folds < 2:
         return []
     splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
