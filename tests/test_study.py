@@ -88,7 +88,8 @@ def check_logreg_folds_fit_on_their_training_part(run_dir, assignment):
     from thyroid.training.logreg import C_GRID, SELECTION_FILE
     fold_data = folds.load_folds(str(run_dir / "shards" / folds.FOLDS_NAME))
     for fold in range(assignment["num_folds"]):
-        train_dir = run_dir / "train" / "11_efficientnet_lite0_bottleneck_logreg" / f"repeat0_fold{fold}"
+        row_dir = run_dir / "train" / "11_efficientnet_lite0_bottleneck_logreg"
+        train_dir = row_dir / f"repeat0_fold{fold}"
         selection = json.loads((train_dir / SELECTION_FILE).read_text())
         members = folds.fold_members(fold_data, 0, fold)
         assert selection["C"] in C_GRID
@@ -108,7 +109,8 @@ def test_external_validation_scores_the_refitted_rows(tmp_path):
     for row_id in (8, 9, 11):
         mine = [p for p in external if p["row_id"] == str(row_id)]
         assert len(mine) == external_images > 0
-        refit_dir = run_dir / "train" / f"{row_id:02d}_efficientnet_lite0_{rows[row_id]['mode']}" / "refit"
+        row_name = f"{row_id:02d}_efficientnet_lite0_{rows[row_id]['mode']}"
+        refit_dir = run_dir / "train" / row_name / "refit"
         refit = json.loads((refit_dir / "run_config.json").read_text())
         if row_id == 11:  # the refit chose its C on every development original
             selection = json.loads((refit_dir / "logreg_selection.json").read_text())
