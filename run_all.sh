@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole study: synthetic data (default) or --ddti_dir / --local_dir, shards,
-# checkpoints, the ten rows, evaluation and results/<run>/summary.md.
+# checkpoints, the study rows, evaluation and results/<run>/summary.md.
 # Creates or reuses .venv. Flags go to python -m thyroid.study, e.g.
 #   ./run_all.sh --quick
 #   ./run_all.sh --ddti_dir=../shared/data/ddti --protocol=image

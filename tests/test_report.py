@@ -66,8 +66,8 @@ def test_report_files_csv_and_png(tmp_path):
         expected += [name, f"{name}_ci_low", f"{name}_ci_high"]
     expected += ["train_seconds", "note"]
     assert columns == expected
-    assert len(records) == len(paper.STUDY_ROWS) == 10
-    assert [int(r["row_id"]) for r in records] == list(range(1, 11))
+    assert len(records) == len(paper.STUDY_ROWS) == 11
+    assert [int(r["row_id"]) for r in records] == list(range(1, 12))
 
     by_id = {int(r["row_id"]): r for r in records}
     for row in rows:
@@ -110,7 +110,7 @@ def test_summary_markdown_content(tmp_path):
     acc6 = rows[5]["metrics"]["accuracy"]["value"]
     assert f"| 6 | VGG-16 fine-tuning | {acc6:.2f} |" in md and "| 0.76 | 0.84 | 0.68 |" in md
     assert "augmented its images before splitting" in md and "--protocol=image" in md
-    assert md.count("not in paper") == 3 * 3  # EfficientNet rows
+    assert md.count("not in paper") == 4 * 3  # EfficientNet rows, ours included
     assert paper.NOT_AVAILABLE not in md
     assert "(roc.png)" in md and "(confusion_matrices.png)" in md
     for _, _, _, label in paper.STUDY_ROWS:
@@ -157,11 +157,14 @@ def test_report_with_nothing_evaluated(tmp_path):
 
 
 def test_paper_rows():
-    assert [r[0] for r in paper.STUDY_ROWS] == list(range(1, 11))
+    assert [r[0] for r in paper.STUDY_ROWS] == list(range(1, 12))
     assert {r[1] for r in paper.STUDY_ROWS} == {"small_cnn", "vgg_16", "inception_v3",
                                                 "efficientnet_lite0"}
     assert {r[2] for r in paper.STUDY_ROWS} == {"scratch", "bottleneck_svm", "bottleneck_fc",
-                                                "finetune"}
+                                                "finetune", "bottleneck_logreg"}
+    ours = [r for r in paper.STUDY_ROWS if "(ours)" in r[3]]
+    assert [r[:3] for r in ours] == [(11, "efficientnet_lite0", "bottleneck_logreg")]
+    assert paper.paper_values("efficientnet_lite0", "bottleneck_logreg") is None
     assert len(paper.PAPER_TABLE_1) == 7
     assert ("efficientnet_lite0", "finetune") not in paper.PAPER_TABLE_1
     assert paper.paper_values("efficientnet_lite0", "finetune") is None

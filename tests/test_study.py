@@ -45,17 +45,17 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
     done, run_dir = run_study(tmp_path)
     assert done.stdout.strip().splitlines()[-1] == f"summary: {run_dir / 'summary.md'}"
     rows = read_rows(run_dir)
-    assert sorted(rows) == list(range(1, 11))
-    for row_id in (1, 8, 9, 10):  # scratch and the offline EfficientNet-Lite0 rows run
+    assert sorted(rows) == list(range(1, 12))
+    for row_id in (1, 8, 9, 10, 11):  # scratch and the offline EfficientNet-Lite0 rows run
         assert rows[row_id]["status"] == "ok", rows[row_id]
         assert 0.0 <= float(rows[row_id]["auc"]) <= 1.0
         assert float(rows[row_id]["auc_ci_low"]) <= float(rows[row_id]["auc"]) <= float(rows[row_id]["auc_ci_high"])
         assert rows[row_id]["auc_fold_sd"] != "" and rows[row_id]["brier"] != ""
-    assert sum(rows[row_id]["p_vs_best"] == "" for row_id in (1, 8, 9, 10)) == 1  # the best row
+    assert sum(rows[row_id]["p_vs_best"] == "" for row_id in (1, 8, 9, 10, 11)) == 1  # the best
     for row_id in range(2, 8):  # no VGG-16 / Inception-v3 weights offline: skipped, with the fix
         assert rows[row_id]["status"] == "skipped"
         assert "python -m thyroid.checkpoints download --models=" in rows[row_id]["note"]
-    assignment, predictions = check_one_out_of_fold_prediction_each(run_dir, (1, 8, 9, 10))
+    assignment, predictions = check_one_out_of_fold_prediction_each(run_dir, (1, 8, 9, 10, 11))
     assert assignment["num_folds"] == 3  # --quick
     assert {p["fold"] for p in predictions} == {"0", "1", "2"}
     summary = (run_dir / "summary.md").read_text()
@@ -67,6 +67,7 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
     check_exported_threshold(run_dir, predictions)
+    check_logreg_folds_fit_on_their_training_part(run_dir, assignment)
 
 
 def check_exported_threshold(run_dir, predictions):
@@ -81,21 +82,39 @@ def check_exported_threshold(run_dir, predictions):
     assert abs(metadata["threshold"] - statistics.median(fold_thresholds.values())) < 1e-6
 
 
+def check_logreg_folds_fit_on_their_training_part(run_dir, assignment):
+    """Row 11 chose C inside each fold's training originals: no validation or test image."""
+    from thyroid.datasets import folds
+    from thyroid.training.logreg import C_GRID, SELECTION_FILE
+    fold_data = folds.load_folds(str(run_dir / "shards" / folds.FOLDS_NAME))
+    for fold in range(assignment["num_folds"]):
+        row_dir = run_dir / "train" / "11_efficientnet_lite0_bottleneck_logreg"
+        train_dir = row_dir / f"repeat0_fold{fold}"
+        selection = json.loads((train_dir / SELECTION_FILE).read_text())
+        members = folds.fold_members(fold_data, 0, fold)
+        assert selection["C"] in C_GRID
+        assert selection["images"] == len(members["train"]), fold
+
+
 def test_external_validation_scores_the_refitted_rows(tmp_path):
     from thyroid.datasets import synthetic
     synthetic.generate(str(tmp_path / "external"), num_cases=12, seed=7, width=280, height=180)
-    _, run_dir = run_study(tmp_path, "--rows=8,9", "--cv_repeats=2", "--noexport",
+    _, run_dir = run_study(tmp_path, "--rows=8,9,11", "--cv_repeats=2", "--noexport",
                            f"--external_ddti_dir={tmp_path / 'external' / 'ddti'}")
-    check_one_out_of_fold_prediction_each(run_dir, (8, 9), num_repeats=2)
+    assignment, _ = check_one_out_of_fold_prediction_each(run_dir, (8, 9, 11), num_repeats=2)
     external = [p for p in read_predictions(run_dir) if p["fold"] == "external"]
     external_images = json.loads((run_dir / "external_shards" / "manifest.json").read_text())[
         "splits"]["test"]["images"]  # an evaluation-only build
     rows = read_rows(run_dir)
-    for row_id in (8, 9):
+    for row_id in (8, 9, 11):
         mine = [p for p in external if p["row_id"] == str(row_id)]
         assert len(mine) == external_images > 0
-        refit = json.loads((run_dir / "train" / f"0{row_id}_efficientnet_lite0_"
-                            f"{rows[row_id]['mode']}" / "refit" / "run_config.json").read_text())
+        row_name = f"{row_id:02d}_efficientnet_lite0_{rows[row_id]['mode']}"
+        refit_dir = run_dir / "train" / row_name / "refit"
+        refit = json.loads((refit_dir / "run_config.json").read_text())
+        if row_id == 11:  # the refit chose its C on every development original
+            selection = json.loads((refit_dir / "logreg_selection.json").read_text())
+            assert selection["images"] == len(assignment["images"])
         # predictions.csv keeps 9 significant digits
         assert all(abs(float(p["threshold"]) - refit["config"]["threshold"]) < 1e-8 for p in mine)
         assert 0.0 <= float(rows[row_id]["external_auc"]) <= 1.0

@@ -1,4 +1,4 @@
-"""The whole study in one command: data, shards, checkpoints, ten rows, report.
+"""The whole study in one command: data, shards, checkpoints, eleven rows, report.
 
     python -m thyroid.study            # what ./run_all.sh runs
     python -m thyroid.study --ddti_dir=../shared/data/ddti --protocol=image
@@ -45,7 +45,7 @@ def define_flags(fv):
                          flag_values=fv)
     flags.DEFINE_integer("num_cases", 0, "Synthetic cases (0: 200; 48 with --quick).", lower_bound=0,
                          upper_bound=MAX_CASES, flag_values=fv)
-    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: all ten).", flag_values=fv)
+    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: all).", flag_values=fv)
     flags.DEFINE_boolean("download_checkpoints", True, "Try to fetch missing official checkpoints "
                          "(skipped quietly when offline).", flag_values=fv)
     flags.DEFINE_boolean("export", True, "Export the best mobile model of the run to TFLite.",

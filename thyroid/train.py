@@ -46,6 +46,10 @@ def define_flags(fv):
                          flag_values=fv)
     flags.DEFINE_enum("svm_class_weight", None, ["balanced"], "bottleneck_svm: SVC class_weight.",
                       flag_values=fv)
+    flags.DEFINE_string("feature_layers", None, "bottleneck_logreg: comma-separated end points "
+                        "whose mean and SD over space form the features (default: the network's, "
+                        "e.g. blocks_4,blocks_7,blocks_10,blocks_14,blocks_15,conv_head for "
+                        "efficientnet_lite0).", flag_values=fv)
     flags.DEFINE_string("cache_dir", "", "Activation cache (default: <dataset_dir>/activation_cache).",
                         flag_values=fv)
     cli.define_integer("seed", 0, "Random seed.", fv)
@@ -66,7 +70,8 @@ def config_from_flags(fv):
         optimizer=fv.optimizer, learning_rate=fv.learning_rate, batch_size=fv.batch_size,
         max_number_of_steps=fv.max_number_of_steps, num_epochs=fv.num_epochs,
         class_weight=fv.class_weight, svm_standardize=fv.svm_standardize,
-        svm_class_weight=fv.svm_class_weight, cache_dir=fv.cache_dir, seed=fv.seed,
+        svm_class_weight=fv.svm_class_weight, feature_layers=rc.parse_scopes(fv.feature_layers),
+        cache_dir=fv.cache_dir, seed=fv.seed,
         log_every_n_steps=fv.log_every_n_steps, save_interval_steps=fv.save_interval_steps,
         eval_every_n_steps=fv.eval_every_n_steps)
 

@@ -22,6 +22,7 @@ from thyroid.evaluation.runs import predict_inputs, predict_splits
 from thyroid.training.inputs import part_size
 from thyroid.training.loop import read_best
 from thyroid.training.run import train
+from thyroid.training.run_config import FEATURE_CLASSIFIER_MODES
 
 SPLIT = "train"  # the study's shards hold every labelled image in this one split
 EXTERNAL_SOURCES = ("ddti", "local", "folders", "csv")
@@ -33,7 +34,7 @@ class FoldResult:
     repeat: int
     fold: int
     threshold: float
-    best_epochs: float | None  # None for the SVM rows (no steps)
+    best_epochs: float | None  # None for the scikit-learn rows (no steps)
     seconds: float
     records: list
     checkpoint: str = ""  # what the weights started from
@@ -70,7 +71,7 @@ def prediction_records(row_id, repeat, fold, inputs, probs, threshold):
 
 def best_epochs(trained, train_dir):
     """Epochs at the best inner-validation checkpoint (the last step when none was kept)."""
-    if trained.config.mode == "bottleneck_svm":
+    if trained.config.mode in FEATURE_CLASSIFIER_MODES:
         return None
     best = read_best(train_dir)
     step = best["step"] if best else trained.steps
@@ -121,7 +122,7 @@ def refit_row(config, fold_results, train_dir):
     trained = train(config, train_dir)
     logging.info("refitted %s/%s on all development data: threshold %.3f, %s", config.model,
                  config.mode, threshold,
-                 "SVM" if epochs is None else f"{epochs:.2f} epochs, {trained.steps} steps")
+                 "no steps" if epochs is None else f"{epochs:.2f} epochs, {trained.steps} steps")
     return trained
 
 

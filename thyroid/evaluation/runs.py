@@ -8,15 +8,24 @@ from absl import logging
 from thyroid.evaluation import metrics
 from thyroid.compat import tf
 from thyroid.io_utils import atomic_write_json
-from thyroid.training import svm
+from thyroid.training import logreg, svm
 from thyroid.training.inputs import SplitInputs, load_split_inputs
 from thyroid.training.loop import load_and_predict
-from thyroid.training.run_config import RunConfig
+from thyroid.training.run_config import FEATURE_CLASSIFIER_MODES, RunConfig
 
 
 def metrics_file_name(split):
     """Every evaluation of a split writes this file in the train_dir, whoever runs it."""
     return f"metrics_{split}.json"
+
+
+def feature_classifier_scores(config, train_dir, values):
+    """P(malignant) (a ranking score for the SVM) of a scikit-learn run on cached features."""
+    if not len(values):
+        return np.zeros([0], np.float32)
+    if config.mode == "bottleneck_logreg":
+        return logreg.logreg_scores(logreg.load_logreg(train_dir), values)
+    return svm.svm_scores(svm.load_svm(train_dir), values)
 
 
 def predict_inputs(train_dir, split="test", dataset_dir=None, batch_size=16):
@@ -26,8 +35,8 @@ def predict_inputs(train_dir, split="test", dataset_dir=None, batch_size=16):
     if dataset_dir:
         config = config.replace(dataset_dir=os.path.abspath(dataset_dir), fold_file=None)
     inputs = load_split_inputs(config, split)
-    if config.mode == "bottleneck_svm":
-        probs = svm.svm_scores(svm.load_svm(train_dir), inputs.values)
+    if config.mode in FEATURE_CLASSIFIER_MODES:
+        probs = feature_classifier_scores(config, train_dir, inputs.values)
     else:
         probs = load_and_predict(config, train_dir, inputs, batch_size)
     return inputs, probs, config
@@ -39,8 +48,8 @@ def predict_splits(train_dir, splits, batch_size=16):
     config = RunConfig.load(train_dir)
     parts = [load_split_inputs(config, split) for split in splits]
     values = np.concatenate([part.values for part in parts])
-    if config.mode == "bottleneck_svm":
-        probs = svm.svm_scores(svm.load_svm(train_dir), values) if len(values) else values[:0]
+    if config.mode in FEATURE_CLASSIFIER_MODES:
+        probs = feature_classifier_scores(config, train_dir, values)
     else:
         probs = load_and_predict(config, train_dir, SplitInputs(values, None, None), batch_size)
     ends = np.cumsum([len(part.labels) for part in parts])

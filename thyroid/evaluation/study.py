@@ -1,4 +1,4 @@
-"""The whole study: data, shards, checkpoints, the ten rows, the report (``thyroid.study``).
+"""The whole study: data, shards, checkpoints, the rows, the report (``thyroid.study``).
 
 ``run_study(StudyConfig)`` prepares the data and shards, then ``run_row`` trains and
 evaluates one row of ``paper.STUDY_ROWS`` on a dataset folder; that function is the unit a
@@ -91,6 +91,7 @@ FULL_SETTINGS = {
     ("efficientnet_lite0", "bottleneck_svm"): RowSettings(224, 1),
     ("efficientnet_lite0", "bottleneck_fc"): RowSettings(224, 60),
     ("efficientnet_lite0", "finetune"): RowSettings(224, 8, 16),
+    ("efficientnet_lite0", "bottleneck_logreg"): RowSettings(224, 1),
 }
 QUICK_SIZES = {"small_cnn": 32, "vgg_16": 32, "inception_v3": 75, "efficientnet_lite0": 64}
 

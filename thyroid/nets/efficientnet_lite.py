@@ -136,4 +136,6 @@ def make_spec():
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=0,
         checkpoint=CHECKPOINT,
+        # The end of each resolution stage from the middle of the net on.
+        feature_layers=("blocks_4", "blocks_7", "blocks_10", "blocks_14", "blocks_15", "conv_head"),
     )

@@ -56,4 +56,5 @@ def make_spec():
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=1,
         checkpoint=CHECKPOINT,
+        feature_layers=("Mixed_5d", "Mixed_6e", "Mixed_7c"),
     )

@@ -38,4 +38,6 @@ class NetworkSpec:
     checkpoint: Optional[CheckpointInfo] = None
     frozen_prefix: Optional[Callable] = None
     trainable_suffix: Optional[Callable] = None
+    # End points pooled (mean and SD over space) into the bottleneck_logreg features.
+    feature_layers: Tuple[str, ...] = ()
 

@@ -110,4 +110,5 @@ def make_spec():
         checkpoint=CHECKPOINT,
         frozen_prefix=frozen_prefix,
         trainable_suffix=trainable_suffix,
+        feature_layers=("vgg_16/conv3/conv3_3", "vgg_16/conv4/conv4_3", "vgg_16/conv5/conv5_3"),
     )

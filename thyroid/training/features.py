@@ -1,11 +1,14 @@
 """Activations of a frozen network, computed once per image and cached on disk.
 
-Two frozen outputs are cached: the bottleneck (VGG ``pool5``, Inception ``PreLogits``,
-EfficientNet pooled head), for the SVM and FC-head rows, and VGG-16's ``conv5_2``
-output, so that fine-tuning above it never recomputes the frozen layers.
+Three frozen outputs are cached: the bottleneck (VGG ``pool5``, Inception ``PreLogits``,
+EfficientNet pooled head), for the SVM and FC-head rows; VGG-16's ``conv5_2`` output, so
+that fine-tuning above it never recomputes the frozen layers; and pooled layers (mean and
+SD over space of several end points, averaged with the left-right mirror) for the
+logistic-regression rows.
 
 A cache entry is keyed by everything that determines its values: model, which output,
-checkpoint contents, shard contents, image size and, for random weights, the seed.
+checkpoint contents, shard contents, image size, for random weights the seed, and for
+pooled layers the layer list and the pooling.
 Any change gives a new key, so a stale entry is never read.
 """
 
@@ -24,10 +27,14 @@ from thyroid.io_utils import atomic_path, file_sha256
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.progress import Progress
 from thyroid.restore import build_restore_fn, initialize_and_restore, resolve_checkpoint_path
+from thyroid.training.run_config import ConfigError
 
 BOTTLENECK = "bottleneck"
 FROZEN_PREFIX = "frozen_prefix"
-OUTPUTS = (BOTTLENECK, FROZEN_PREFIX)
+POOLED_LAYERS = "pooled_layers"
+OUTPUTS = (BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS)
+# How POOLED_LAYERS are reduced; part of their cache key, so a change never reads old values.
+LAYER_POOLING = "mean_sd_over_space_mirror_averaged"
 
 
 @dataclasses.dataclass
@@ -53,7 +60,7 @@ def checkpoint_fingerprint(checkpoint_path, seed=0):
     return file_sha256(prefix + ".index" if os.path.exists(prefix + ".index") else prefix)
 
 
-def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, seed=0):
+def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, seed=0, layers=()):
     parts = {
         "model": model,
         "output": output,
@@ -62,6 +69,8 @@ def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, se
         "image_size": int(image_size),
         "format": 1,
     }
+    if output == POOLED_LAYERS:
+        parts.update(layers=list(layers), pooling=LAYER_POOLING)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -72,13 +81,46 @@ FEATURE_BATCH_SIZE = 16
 
 def outputs_computed_together(spec, output):
     """VGG's pool5 is conv5_3 + pool over its conv5_2 output: one pass caches both."""
-    if spec.frozen_prefix is not None:
+    if spec.frozen_prefix is not None and output != POOLED_LAYERS:
         return (BOTTLENECK, FROZEN_PREFIX)
     return (output,)
 
 
-def output_tensors(spec, inputs, outputs):
+def resolve_layers(spec, layers=()):
+    """The end points pooled for ``spec``: ``layers`` or the network's own list."""
+    layers = tuple(layers) or tuple(spec.feature_layers)
+    if not layers:
+        raise ConfigError("feature_layers", "", f"{spec.name} has no default layer list; "
+                          "name its end points")
+    return layers
+
+
+def pooled_layer_tensor(spec, inputs, layers):
+    """[N, 2 * channels summed over layers]: each layer's mean and SD over space.
+
+    The image and its mirror go through the net as one batch and their features are
+    averaged: a left-right flip is as plausible a scan, and averaging makes the features
+    indifferent to which side the probe was held.
+    """
+    both = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
+    _, end_points = spec.features(both, is_training=False)
+    parts = []
+    for layer in layers:
+        if layer not in end_points or end_points[layer].shape.ndims != 4:
+            spatial = sorted(name for name, t in end_points.items() if t.shape.ndims == 4)
+            raise ConfigError("feature_layers", ",".join(layers),
+                              f"{spec.name} has no spatial end point {layer!r}; it has "
+                              + ", ".join(spatial))
+        mean, variance = tf.nn.moments(end_points[layer], axes=[1, 2])
+        parts += [mean, tf.sqrt(variance + 1e-8)]
+    image, mirror = tf.split(tf.concat(parts, axis=1), 2, axis=0)
+    return (image + mirror) / 2.0
+
+
+def output_tensors(spec, inputs, outputs, layers=()):
     """{output: tensor} for the requested frozen outputs, built in one graph."""
+    if outputs == (POOLED_LAYERS,):
+        return {POOLED_LAYERS: pooled_layer_tensor(spec, inputs, resolve_layers(spec, layers))}
     if FROZEN_PREFIX in outputs:
         if spec.frozen_prefix is None:
             raise ValueError(f"{spec.name} has no frozen prefix to cache")
@@ -95,7 +137,7 @@ def output_tensors(spec, inputs, outputs):
 class FrozenNetwork:
     """One graph and session for a frozen network, reused across splits."""
 
-    def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0):
+    def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0, layers=()):
         self.spec, self.outputs = spec, tuple(outputs)
         prefix = resolve_checkpoint(checkpoint_path)
         self.graph = tf.Graph()
@@ -103,7 +145,7 @@ class FrozenNetwork:
             tf1.set_random_seed(seed)
             self.images = tf1.placeholder(tf.uint8, [None, image_size, image_size, 3], name="images")
             self.tensors = output_tensors(spec, spec.preprocess(tf.cast(self.images, tf.float32)),
-                                          self.outputs)
+                                          self.outputs, layers)
             restore = build_restore_fn(prefix, exclude_scopes=spec.exclude_scopes) if prefix else None
             self.session = tf1.Session(graph=self.graph)
             if restore is None:
@@ -148,9 +190,10 @@ def resized_batches(encoded_images, image_size, batch_size):
                             for encoded in encoded_images[start:start + batch_size]], image_size)
 
 
-def compute_activations(spec, images, output, checkpoint_path, batch_size=FEATURE_BATCH_SIZE, seed=0):
+def compute_activations(spec, images, output, checkpoint_path, batch_size=FEATURE_BATCH_SIZE, seed=0,
+                        layers=()):
     """Runs the frozen network over uint8 images [N, S, S, 3] in inference mode."""
-    network = FrozenNetwork(spec, images.shape[1], (output,), checkpoint_path, seed)
+    network = FrozenNetwork(spec, images.shape[1], (output,), checkpoint_path, seed, layers)
     try:
         batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
         return network.run(batches, len(images), output)[output]
@@ -163,14 +206,17 @@ def cache_path(cache_dir, spec, output, split, key):
 
 
 def load_or_compute(spec, dataset_dir, split, output, checkpoint_path, image_size, cache_dir,
-                    batch_size=FEATURE_BATCH_SIZE, seed=0, splits=shards.SPLITS):
+                    batch_size=FEATURE_BATCH_SIZE, seed=0, splits=shards.SPLITS, layers=()):
     """Returns ``split``'s activations, from ``cache_dir`` when its key matches.
 
     A miss computes every split in ``splits`` (and, for VGG-16, both cached outputs) in one
-    graph, since training and evaluation will ask for them next.
+    graph, since training and evaluation will ask for them next. ``layers``: the end
+    points of ``POOLED_LAYERS`` (default: the network's).
     """
     outputs = outputs_computed_together(spec, output)
-    wanted = {(s, o): cache_key(spec.name, o, checkpoint_path, dataset_dir, s, image_size, seed)
+    layers = resolve_layers(spec, layers) if output == POOLED_LAYERS else ()
+    wanted = {(s, o): cache_key(spec.name, o, checkpoint_path, dataset_dir, s, image_size, seed,
+                                layers)
               for s in dict.fromkeys((split,) + tuple(splits)) for o in outputs}
     paths = {pair: cache_path(cache_dir, spec, pair[1], pair[0], key) for pair, key in wanted.items()}
     reused = os.path.exists(paths[(split, output)])
@@ -179,16 +225,17 @@ def load_or_compute(spec, dataset_dir, split, output, checkpoint_path, image_siz
                      paths[(split, output)])
     else:
         compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, batch_size, seed,
-                        {pair: path for pair, path in paths.items() if not os.path.exists(path)})
+                        {pair: path for pair, path in paths.items() if not os.path.exists(path)},
+                        layers)
     with np.load(paths[(split, output)], allow_pickle=False) as cached:
         return ActivationSet(cached["values"], cached["labels"], cached["patient_ids"],
                              wanted[(split, output)], reused)
 
 
 def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, batch_size, seed,
-                    missing_paths):
+                    missing_paths, layers=()):
     """Computes and caches the {(split, output): path} entries, one pass per split."""
-    network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed)
+    network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed, layers)
     try:
         for split in dict.fromkeys(s for s, _ in missing_paths):
             data = shards.load_split(dataset_dir, split, decode=False)

@@ -64,11 +64,11 @@ def _whole_split(config, split):
     def compute():
         activations = load_or_compute(get_network(config.model), config.dataset_dir, split, kind,
                                       config.checkpoint_path, config.image_size, config.cache_dir,
-                                      seed=config.seed)
+                                      seed=config.seed, layers=config.feature_layers)
         return SplitInputs(activations.values, np.asarray(activations.labels, np.int64),
                            activations.patient_ids, keys, augmented)
     return _remember((kind, fingerprint, config.model, config.image_size, config.checkpoint_path,
-                      config.seed), compute)
+                      config.seed, tuple(config.feature_layers)), compute)
 
 
 def load_split_inputs(config, split):

@@ -1,7 +1,7 @@
 """The classifier graph of every mode, shared by training, evaluation and export."""
 
 from thyroid.compat import tf
-from thyroid.training.features import BOTTLENECK, FROZEN_PREFIX
+from thyroid.training.features import BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS
 from thyroid.nets import heads
 
 IMAGES = "images"
@@ -12,6 +12,8 @@ def input_kind(mode, uses_frozen_prefix=False):
     """What the graph is fed: raw images or cached frozen activations."""
     if mode in ("bottleneck_fc", "bottleneck_svm"):
         return BOTTLENECK
+    if mode == "bottleneck_logreg":
+        return POOLED_LAYERS
     if mode == "finetune" and uses_frozen_prefix:
         return FROZEN_PREFIX
     return IMAGES

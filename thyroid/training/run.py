@@ -5,13 +5,15 @@ import math
 import os
 import time
 
+import numpy as np
 from absl import logging
 
 from thyroid.checkpoints.locate import resolve_pretrained
 from thyroid.nets import get_network
-from thyroid.training import svm
+from thyroid.training import logreg, svm
 from thyroid.training.inputs import load_split_inputs
 from thyroid.training.loop import train_graph_model
+from thyroid.training.features import resolve_layers
 from thyroid.training.run_config import DEFAULT_LEARNING_RATES
 from thyroid.training.train_dir_lock import locked_train_dir
 
@@ -51,6 +53,8 @@ def resolve(config):
         checkpoint_exclude_scopes=tuple(config.checkpoint_exclude_scopes) or tuple(spec.exclude_scopes),
         trainable_scopes=trainable_scopes,
         learning_rate=config.learning_rate or DEFAULT_LEARNING_RATES[config.mode],
+        feature_layers=(resolve_layers(spec, config.feature_layers)
+                        if config.mode == "bottleneck_logreg" else tuple(config.feature_layers)),
         cache_dir=os.path.abspath(config.cache_dir or os.path.join(config.dataset_dir, "activation_cache")),
         uses_frozen_prefix=uses_prefix_cache(spec, config.mode, trainable_scopes, config.use_prefix_cache))
 
@@ -80,6 +84,11 @@ def _train_locked(config, train_dir, argv):
                             config.svm_class_weight, config.seed)
         svm.save_svm(model, train_dir)
         steps = 1
+    elif config.mode == "bottleneck_logreg":
+        config = config.replace(max_number_of_steps=1)
+        config.save(train_dir, argv)
+        fit_logreg_run(config, train_dir, train_inputs)
+        steps = 1
     else:
         config = config.replace(max_number_of_steps=config.max_number_of_steps or steps_for_epochs(
             config.num_epochs, len(train_inputs.labels), config.batch_size))
@@ -89,3 +98,17 @@ def _train_locked(config, train_dir, argv):
     seconds = time.monotonic() - started
     logging.info("%s/%s trained in %.1fs -> %s", config.model, config.mode, seconds, train_dir)
     return TrainResult(train_dir, seconds, steps, config.checkpoint_description, config)
+
+
+def fit_logreg_run(config, train_dir, train_inputs):
+    """Fits and saves the logistic regression on the original images of the training part.
+
+    The fixed augmented copies are left out: the mirror average is this mode's augmentation,
+    and the copies' near-duplicate features would only weigh their patients more.
+    """
+    originals = train_inputs
+    if train_inputs.augmented is not None:
+        originals = train_inputs.subset(np.flatnonzero(~np.asarray(train_inputs.augmented, bool)))
+    model, selection = logreg.fit_logreg(originals.values, originals.labels,
+                                         originals.patient_ids, config.seed)
+    logreg.save_logreg(model, selection, train_dir)

@@ -17,12 +17,14 @@ from thyroid.io_utils import atomic_write_json, read_json
 
 FILE_NAME = "run_config.json"
 FORMAT = 2
-MODES = ("scratch", "bottleneck_svm", "bottleneck_fc", "finetune")
+MODES = ("scratch", "bottleneck_svm", "bottleneck_fc", "finetune", "bottleneck_logreg")
+# Modes fitted by scikit-learn on cached activations in one go (no steps, no checkpoints).
+FEATURE_CLASSIFIER_MODES = ("bottleneck_svm", "bottleneck_logreg")
 OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop")
 CLASS_WEIGHTS = ("balanced", "none")
 SVM_CLASS_WEIGHTS = (None, "balanced")
 DEFAULT_LEARNING_RATES = {"scratch": 1e-3, "bottleneck_svm": 1e-3, "bottleneck_fc": 1e-3,
-                          "finetune": 1e-4}
+                          "finetune": 1e-4, "bottleneck_logreg": 1e-3}
 MAX_IMAGE_SIZE = 1024
 MAX_BATCH_SIZE = 4096
 MAX_STEPS = 10_000_000
@@ -72,6 +74,8 @@ class RunConfig:
     class_weight: str = "balanced"
     svm_standardize: bool = False
     svm_class_weight: str | None = None
+    # bottleneck_logreg: end points pooled into the features; () = the network's own list.
+    feature_layers: tuple = ()
     cache_dir: str = ""
     seed: int = 0
     log_every_n_steps: int = 10
@@ -123,6 +127,9 @@ class RunConfig:
         from thyroid.nets import NETWORK_NAMES, get_network
         _check_choice("model", self.model, NETWORK_NAMES)
         spec = get_network(self.model)
+        if self.mode == "bottleneck_logreg" and not (self.feature_layers or spec.feature_layers):
+            raise ConfigError("feature_layers", "", f"{self.model} has no default layer list; "
+                              "name its end points (comma-separated)")
         if self.image_size and self.image_size < spec.min_image_size:
             raise ConfigError("image_size", self.image_size,
                               f"{self.model} needs at least {spec.min_image_size} "
@@ -159,7 +166,7 @@ class RunConfig:
         if unknown:
             raise OldFormatError(f"{path}: unknown settings {', '.join(unknown)}; it was written by "
                                  "another version of thyroid: retrain the run or remove them")
-        for key in ("checkpoint_exclude_scopes", "trainable_scopes"):
+        for key in ("checkpoint_exclude_scopes", "trainable_scopes", "feature_layers"):
             values[key] = tuple(values.get(key, ()))
         return cls(**values)
 
