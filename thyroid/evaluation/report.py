@@ -615,8 +615,10 @@ def study_design_markdown(design):
     lines += [
         "- **Labels**: malignant is the positive class. DDTI: the TIRADS of each case's XML, "
         "1-3 benign, 4a/4b/4c/5 malignant; cases without a TIRADS are excluded. Local set: the "
-        "diagnosis phrase of each patient's report (benign or malignant phrases of the "
-        "diagnosis table, overridable with `--diagnosis_table`; malignant wins when both match).",
+        "report's diagnosis, impression or conclusion lines first, read with negation, "
+        "exclusion, indication, history and uncertainty understood; uncertain or conflicting "
+        "reports are excluded (each reason in the manifest), never guessed. Folders and CSV "
+        "files: the class folder or the label column.",
         f"- **Unit of splitting**: the patient; patients that share a byte-identical image are "
         f"merged into one unit. {assignment['num_folds']}-fold cross-validation, stratified by "
         f"label over units, {assignment['num_repeats']} repeat(s), seed {assignment['seed']}: "
