@@ -191,3 +191,14 @@ def test_training_stops_early_when_validation_stops_improving(patient_build, tmp
     run_training(dataset_dir, full, "small_cnn", "scratch", max_number_of_steps=6,
                  eval_every_n_steps=1, keep_best_checkpoint=True, early_stopping_patience=0)
     assert saved_steps(full)[-1] == 6
+
+
+def test_padded_last_feature_batch_gives_the_unpadded_outputs():
+    spec = get_network("efficientnet_lite0")
+    images = np.random.RandomState(0).randint(0, 256, (6, 64, 64, 3)).astype(np.uint8)
+    output = "bottleneck"
+    # Batches of 4: the last one (2 images) is padded to 4 inside the frozen network.
+    padded = features.compute_activations(spec, images, output, None, batch_size=4)
+    whole = features.compute_activations(spec, images, output, None, batch_size=6)
+    assert padded.shape == whole.shape and padded.shape[0] == 6
+    np.testing.assert_allclose(padded, whole, rtol=1e-4, atol=1e-5)
