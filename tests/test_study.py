@@ -67,6 +67,19 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
     check_exported_threshold(run_dir, predictions)
+    check_time_by_stage(summary)
+
+
+def check_time_by_stage(summary):
+    """Every stage of the run has a line in the "Time by stage" table, in the order run."""
+    table = summary.split("## Time by stage", 1)[1].split("\n## ", 1)[0]
+    stages = [line.split("|")[1].strip() for line in table.splitlines()
+              if line.startswith("| ") and not line.startswith("| Stage")]
+    expected = ["synthetic data", "shards", "checkpoints", "row 1: folds", "row 2: folds"]
+    assert stages[:5] == expected, stages
+    for stage in ("row 10: folds", "report: pooled metrics and bootstrap", "row 10: refit",
+                  "export", "total"):
+        assert stage in stages, stage
 
 
 def check_exported_threshold(run_dir, predictions):
