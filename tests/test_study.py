@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import sys
 
+from thyroid.evaluation.cross_validation import EXTERNAL_SPLIT
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,7 +103,7 @@ def test_external_validation_scores_the_refitted_rows(tmp_path):
     check_one_out_of_fold_prediction_each(run_dir, (8, 9), num_repeats=2)
     external = [p for p in read_predictions(run_dir) if p["fold"] == "external"]
     external_images = json.loads((run_dir / "external_shards" / "manifest.json").read_text())[
-        "splits"]["train"]["images"]
+        "splits"][EXTERNAL_SPLIT]["images"]
     rows = read_rows(run_dir)
     for row_id in (8, 9):
         mine = [p for p in external if p["row_id"] == str(row_id)]
