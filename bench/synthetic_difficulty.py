@@ -7,7 +7,7 @@ patients, seed 0, full-size frames), builds shards by patient (no augmented copi
 this quick), then reports the test AUC of
   - EfficientNet-Lite0 bottleneck (224 px, converted ImageNet weights) + logistic regression,
     its C chosen on the validation split;
-  - the small CNN from scratch at 128 px for ``--cnn_epochs`` epochs (the study runs 40).
+  - the small CNN from scratch at 128 px for ``--cnn_epochs`` epochs (the study's own rows: ``bench/learning_curve.py``).
 It also reports the AUC of the generator's latent suspicion score against the recorded label
 over many sampled nodules: the ceiling that label noise and class overlap leave.
 The aim is rows between about 0.65 and 0.95 that differ, not 1.00 everywhere.

@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import sys
 
+from thyroid.evaluation.cross_validation import EXTERNAL_SPLIT
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,6 +69,19 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
     check_exported_threshold(run_dir, predictions)
     check_logreg_folds_fit_on_their_training_part(run_dir, assignment)
+    check_time_by_stage(summary)
+
+
+def check_time_by_stage(summary):
+    """Every stage of the run has a line in the "Time by stage" table, in the order run."""
+    table = summary.split("## Time by stage", 1)[1].split("\n## ", 1)[0]
+    stages = [line.split("|")[1].strip() for line in table.splitlines()
+              if line.startswith("| ") and not line.startswith("| Stage")]
+    expected = ["synthetic data", "shards", "checkpoints", "row 1: folds", "row 2: folds"]
+    assert stages[:5] == expected, stages
+    for stage in ("row 10: folds", "report: pooled metrics and bootstrap", "row 10: refit",
+                  "export", "total"):
+        assert stage in stages, stage
 
 
 def check_exported_threshold(run_dir, predictions):
@@ -104,7 +118,7 @@ def test_external_validation_scores_the_refitted_rows(tmp_path):
     assignment, _ = check_one_out_of_fold_prediction_each(run_dir, (8, 9, 11), num_repeats=2)
     external = [p for p in read_predictions(run_dir) if p["fold"] == "external"]
     external_images = json.loads((run_dir / "external_shards" / "manifest.json").read_text())[
-        "splits"]["test"]["images"]  # an evaluation-only build
+        "splits"][EXTERNAL_SPLIT]["images"]
     rows = read_rows(run_dir)
     for row_id in (8, 9, 11):
         mine = [p for p in external if p["row_id"] == str(row_id)]

@@ -169,3 +169,36 @@ def test_vgg_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build,
             tf1.train.Saver().restore(sess, checkpoint)
             cached_loss = sess.run(loss, {prefix_input: prefix, label_input: labels})
     assert cached_loss == pytest.approx(full_loss, rel=1e-5, abs=1e-6)
+
+
+def test_training_stops_early_when_validation_stops_improving(patient_build, tmp_path,
+                                                              monkeypatch):
+    from thyroid.training import loop
+    dataset_dir, _ = patient_build
+    # A validation score that never improves: the first evaluation (step 1) stays the best.
+    monkeypatch.setattr(loop, "validation_score", lambda labels, probs: (0.5, 0.0))
+    stopped = tmp_path / "stopped"
+    run_training(dataset_dir, stopped, "small_cnn", "scratch", max_number_of_steps=20,
+                 eval_every_n_steps=1, keep_best_checkpoint=True, early_stopping_patience=2)
+    assert saved_steps(stopped)[-1] == 3
+    assert loop.read_best(str(stopped))["step"] == 1
+    # Resumed with more steps allowed, it stays stopped: the same patience is already used up.
+    resumed = run_training(dataset_dir, stopped, "small_cnn", "scratch", max_number_of_steps=40,
+                           eval_every_n_steps=1, keep_best_checkpoint=True,
+                           early_stopping_patience=2)
+    assert resumed.steps == 3
+    full = tmp_path / "full"
+    run_training(dataset_dir, full, "small_cnn", "scratch", max_number_of_steps=6,
+                 eval_every_n_steps=1, keep_best_checkpoint=True, early_stopping_patience=0)
+    assert saved_steps(full)[-1] == 6
+
+
+def test_padded_last_feature_batch_gives_the_unpadded_outputs():
+    spec = get_network("efficientnet_lite0")
+    images = np.random.RandomState(0).randint(0, 256, (6, 64, 64, 3)).astype(np.uint8)
+    output = "bottleneck"
+    # Batches of 4: the last one (2 images) is padded to 4 inside the frozen network.
+    padded = features.compute_activations(spec, images, output, None, batch_size=4)
+    whole = features.compute_activations(spec, images, output, None, batch_size=6)
+    assert padded.shape == whole.shape and padded.shape[0] == 6
+    np.testing.assert_allclose(padded, whole, rtol=1e-4, atol=1e-5)

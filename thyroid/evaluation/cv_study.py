@@ -6,6 +6,7 @@ set is given, refitted on all development data and scored on it. The exported mo
 model is the refit of the fine-tuned mobile row with the best pooled AUC.
 """
 
+import contextlib
 import datetime
 import os
 import platform
@@ -20,6 +21,17 @@ from thyroid.evaluation import cross_validation, pooled, report
 from thyroid.evaluation.study import (MOBILE_MODELS, prepare_checkpoints, prepare_data,
                                       row_config, selected_rows)
 from thyroid.io_utils import atomic_write_json
+
+
+@contextlib.contextmanager
+def timed(stages, name):
+    """Appends (name, seconds taken by the block) to ``stages``."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        stages.append((name, time.monotonic() - started))
+        logging.info("stage %s: %.1fs", name, stages[-1][1])
 
 
 def row_train_root(run_dir, row):
@@ -59,6 +71,7 @@ def refit(entry, run_dir):
         return entry["refit_dir"]
     train_dir = os.path.join(row_train_root(run_dir, (entry["row_id"], entry["model"],
                                                       entry["mode"], None)), "refit")
+    started = time.monotonic()
     try:
         cross_validation.refit_row(entry["config"], entry["fold_results"], train_dir)
     except Exception as error:
@@ -66,6 +79,7 @@ def refit(entry, run_dir):
         entry["note"] = f"refit failed: {type(error).__name__}: {error}"
         return None
     entry["refit_dir"] = train_dir
+    entry["refit_seconds"] = time.monotonic() - started
     return train_dir
 
 
@@ -79,18 +93,19 @@ def score_external(entries, run_dir, external_dir):
     return records
 
 
-def export_mobile(entries, summaries, run_dir):
-    """Exports the refit of the fine-tuned mobile row with the best pooled AUC."""
-    from thyroid.deploy.export import export_model  # TFLite conversion is only needed here
+def export_candidate(entries, summaries):
+    """The fine-tuned mobile row with the best pooled AUC, or None."""
     candidates = [e for e in entries if e["status"] == "ok" and e["mode"] == "finetune"
                   and e["model"] in MOBILE_MODELS and e["row_id"] in summaries]
     if not candidates:
         logging.info("no fine-tuned mobile model to export")
         return None
-    best = max(candidates, key=lambda e: summaries[e["row_id"]]["auc"] or 0.0)
-    train_dir = refit(best, run_dir)
-    if train_dir is None:
-        return None
+    return max(candidates, key=lambda e: summaries[e["row_id"]]["auc"] or 0.0)
+
+
+def export_mobile(best, train_dir, run_dir):
+    """Exports ``train_dir``, the refit of the row entry ``best``, to <run_dir>/mobile."""
+    from thyroid.deploy.export import export_model  # TFLite conversion is only needed here
     output_dir = os.path.join(run_dir, "mobile")
     try:
         export_model(train_dir, output_dir, quantize="none")
@@ -103,33 +118,48 @@ def export_mobile(entries, summaries, run_dir):
 
 def run_cv_study(study, run_dir, started):
     """Cross-validated study into ``run_dir``; returns the summary's path."""
-    ddti_dir, local_dir, data_description = prepare_data(study, run_dir)
+    stages = []
+    with timed(stages, "data" if study.ddti_dir or study.local_dir else "synthetic data"):
+        ddti_dir, local_dir, data_description = prepare_data(study, run_dir)
     dataset_dir = os.path.join(run_dir, "shards")
-    manifest, assignment = cross_validation.build_development_shards(
-        ddti_dir, local_dir, dataset_dir, study.augment_copies, study.seed, study.num_folds,
-        study.cv_repeats)
+    with timed(stages, "shards"):
+        manifest, assignment = cross_validation.build_development_shards(
+            ddti_dir, local_dir, dataset_dir, study.augment_copies, study.seed, study.num_folds,
+            study.cv_repeats)
     external_dir = external_assignment = None
     if study.external_sources:
         external_dir = os.path.join(run_dir, "external_shards")
-        cross_validation.build_external_shards(study.external_sources, external_dir, study.seed)
+        with timed(stages, "external shards"):
+            cross_validation.build_external_shards(study.external_sources, external_dir,
+                                                   study.seed)
         external_assignment = external_counts(external_dir)
     study_rows = selected_rows(study)
-    prepare_checkpoints(study.checkpoint_dir, sorted({row[1] for row in study_rows}),
-                        study.download_checkpoints)
+    with timed(stages, "checkpoints"):
+        prepare_checkpoints(study.checkpoint_dir, sorted({row[1] for row in study_rows}),
+                            study.download_checkpoints)
     entries, records = [], []
     for row in study_rows:
         logging.info("=== row %d: %s (%d folds x %d repeats) ===", row[0], row[3],
                      assignment["num_folds"], assignment["num_repeats"])
-        entry, row_records = cross_validate(study, row, dataset_dir, assignment, run_dir)
+        with timed(stages, f"row {row[0]}: folds"):
+            entry, row_records = cross_validate(study, row, dataset_dir, assignment, run_dir)
         entries.append(entry)
         records += row_records
     if external_dir:
         records += score_external(entries, run_dir, external_dir)
-    num_bootstrap = 200 if study.quick else 1000
-    summaries = pooled.summarize_predictions(records, num_bootstrap, study.seed)
-    external = pooled.summarize_external(records, num_bootstrap, study.seed) if external_dir \
-        else None
-    mobile = export_mobile(entries, summaries, run_dir) if study.export else None
+    with timed(stages, "report: pooled metrics and bootstrap"):
+        num_bootstrap = 200 if study.quick else 1000
+        summaries = pooled.summarize_predictions(records, num_bootstrap, study.seed)
+        external = pooled.summarize_external(records, num_bootstrap, study.seed) \
+            if external_dir else None
+    best = export_candidate(entries, summaries) if study.export else None
+    refit_dir = refit(best, run_dir) if best else None
+    stages += [(f"row {e['row_id']}: refit", e["refit_seconds"]) for e in entries
+               if e.get("refit_seconds") is not None]
+    mobile = None
+    if refit_dir:
+        with timed(stages, "export"):
+            mobile = export_mobile(best, refit_dir, run_dir)
     atomic_write_json(os.path.join(run_dir, "folds_by_row.json"),
                       {str(e["row_id"]): e.get("folds", []) for e in entries})
     run_info = {
@@ -140,6 +170,7 @@ def run_cv_study(study, run_dir, started):
         "build seconds": manifest.get("build_seconds"),
         "total_seconds": time.monotonic() - started,
         "mobile_model": mobile or "not exported (no fine-tuned mobile model in this run)",
+        "stages": stages,
     }
     design = {"data": data_description, "assignment": assignment,
               "augment_copies": study.augment_copies, "operating_point": study.operating_point,
@@ -148,7 +179,8 @@ def run_cv_study(study, run_dir, started):
               "external_assignment": external_assignment}
     report.write_cv_report(run_dir, [strip(e) for e in entries], records, summaries, external,
                            run_info, design)
-    logging.info("study finished in %.0fs", time.monotonic() - started)
+    logging.info("study finished in %.0fs; by stage: %s", time.monotonic() - started,
+                 ", ".join(f"{name} {seconds:.1f}s" for name, seconds in stages))
     return os.path.join(run_dir, report.SUMMARY_MD)
 
 

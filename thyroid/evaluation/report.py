@@ -687,15 +687,31 @@ def cv_paper_markdown(rows, summaries):
     return lines + [""]
 
 
+def stage_times_markdown(stages, total_seconds):
+    """The "Time by stage" table: [(stage, seconds), ...] and their share of the total."""
+    lines = ["## Time by stage", "", "| Stage | Time | Share |", "|---|---|---|"]
+    total = _num(total_seconds) or 0.0
+    for name, seconds in stages:
+        share = f"{100.0 * seconds / total:.0f} %" if total > 0 else "—"
+        lines.append(f"| {_md(name)} | {_duration(seconds)} | {share} |")
+    lines += [f"| total | {_duration(total_seconds)} | |", ""]
+    return lines
+
+
 def cv_summary_markdown(rows, summaries, external, run_info, design):
     lines = ["# Thyroid ultrasound study: cross-validated results", ""]
     lines += study_design_markdown(design)
     lines += ["## Run", "", "| | |", "|---|---|"]
     for key, value in run_info.items():
+        if key == "stages":
+            continue
         if key == "total_seconds":
             key, value = "total time", _duration(value)
         lines.append(f"| {_md(key)} | {_md(_short(value))} |")
-    lines += ["", "## Results (pooled out-of-fold predictions)", "",
+    lines.append("")
+    if run_info.get("stages"):
+        lines += stage_times_markdown(run_info["stages"], run_info.get("total_seconds"))
+    lines += ["## Results (pooled out-of-fold predictions)", "",
               "AUC: pooled over every fold's test predictions, 95% interval from a bootstrap "
               "over patients; AUC over folds: mean ± SD. Threshold: mean of the fold "
               "thresholds. Rates at each fold's own threshold with bootstrap intervals. "

@@ -24,6 +24,7 @@ from thyroid.training.run import train
 from thyroid.training.run_config import RunConfig
 
 MOBILE_MODELS = ("mobilenet_v1", "efficientnet_lite0")
+DEFAULT_SYNTHETIC_CASES = 120  # DDTI-style cases, and as many local-style patients
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,7 @@ class RowSettings:
 
 # Image sizes and epochs per (model, mode). Full runs use each net's own input size.
 FULL_SETTINGS = {
-    ("small_cnn", "scratch"): RowSettings(128, 40),
+    ("small_cnn", "scratch"): RowSettings(64, 30),
     ("vgg_16", "bottleneck_svm"): RowSettings(224, 1),
     ("vgg_16", "bottleneck_fc"): RowSettings(224, 60),
     ("vgg_16", "finetune"): RowSettings(224, 10),
@@ -90,10 +91,15 @@ FULL_SETTINGS = {
     ("inception_v3", "finetune"): RowSettings(299, 3, 16),
     ("efficientnet_lite0", "bottleneck_svm"): RowSettings(224, 1),
     ("efficientnet_lite0", "bottleneck_fc"): RowSettings(224, 60),
-    ("efficientnet_lite0", "finetune"): RowSettings(224, 8, 16),
+    ("efficientnet_lite0", "finetune"): RowSettings(128, 4, 16),
     ("efficientnet_lite0", "bottleneck_logreg"): RowSettings(224, 1),
 }
 QUICK_SIZES = {"small_cnn": 32, "vgg_16": 32, "inception_v3": 75, "efficientnet_lite0": 64}
+
+
+# Fold training stops after this many inner-validation evaluations without a better AUC
+# (the best checkpoint is kept either way); the epochs above are then only a ceiling.
+EARLY_STOPPING_PATIENCE = 4
 
 
 def row_settings(model, mode, quick):
@@ -110,7 +116,7 @@ def row_config(study, model, mode, dataset_dir):
                      checkpoint_dir=study.checkpoint_dir, allow_random_init=study.allow_random_init,
                      image_size=settings.image_size, batch_size=settings.batch_size,
                      num_epochs=settings.num_epochs, seed=study.seed,
-                     eval_every_n_steps=25 if study.quick else 100)
+                     eval_every_n_steps=25, early_stopping_patience=EARLY_STOPPING_PATIENCE)
 
 
 def prepare_data(study, run_dir):
@@ -118,7 +124,7 @@ def prepare_data(study, run_dir):
     if study.ddti_dir or study.local_dir:
         named = (("DDTI", study.ddti_dir), ("local", study.local_dir))
         return study.ddti_dir, study.local_dir, ", ".join(f"{n} {p}" for n, p in named if p)
-    num_cases = study.num_cases or (48 if study.quick else 200)
+    num_cases = study.num_cases or (48 if study.quick else DEFAULT_SYNTHETIC_CASES)
     data_dir = os.path.join(run_dir, "synthetic")
     size = {"width": 280, "height": 180} if study.quick else {}
     synthetic.generate(data_dir, num_cases=num_cases, seed=study.seed, **size)

@@ -139,6 +139,7 @@ class FrozenNetwork:
 
     def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0, layers=()):
         self.spec, self.outputs = spec, tuple(outputs)
+        self.batch_size = 0  # the largest batch fed so far; shorter ones are padded to it
         prefix = resolve_checkpoint(checkpoint_path)
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -158,13 +159,24 @@ class FrozenNetwork:
         in a thread while the session runs the current one."""
         progress = Progress(total, f"{self.spec.name} {what}", "images")
         chunks = {output: [] for output in self.outputs}
-        for values in map_ahead(lambda batch: self.session.run(self.tensors, {self.images: batch}),
-                                batches, progress):
+        for values in map_ahead(self.run_batch, batches, progress):
             for output in self.outputs:
                 chunks[output].append(values[output])
         return {output: (np.concatenate(parts).astype(np.float32) if parts else
                          np.zeros([0] + self.tensors[output].shape.as_list()[1:], np.float32))
                 for output, parts in chunks.items()}
+
+    def run_batch(self, batch):
+        """One batch, a short one padded with zeros to the first batch's size: every run
+        then has one input shape, so the last batch costs no new kernel selection. Inference
+        mode has no batch statistics, so the padding cannot change the other images' outputs."""
+        size = len(batch)
+        self.batch_size = max(self.batch_size, size)
+        if size < self.batch_size:
+            padding = np.zeros((self.batch_size - size,) + batch.shape[1:], batch.dtype)
+            batch = np.concatenate([batch, padding])
+        values = self.session.run(self.tensors, {self.images: batch})
+        return {output: value[:size] for output, value in values.items()}
 
     def close(self):
         self.session.close()

@@ -75,12 +75,19 @@ class BestCheckpoint:
         self.saver = tf1.train.Saver(max_to_keep=1)
         best = read_best(train_dir)
         self.score = tuple(best["score"]) if best else None
+        self.step = int(best["step"]) if best else 0
+
+    def stale(self, step, patience, eval_every_n_steps):
+        """True once ``patience`` evaluations in a row have not improved on the best.
+        Counted from the best step, so a resumed run stops where an uninterrupted one would."""
+        return patience > 0 and self.score is not None and \
+            step - self.step >= patience * eval_every_n_steps
 
     def offer(self, sess, step, labels, probs):
         score = validation_score(labels, probs)
         if self.score is not None and score <= self.score:
             return
-        self.score = score
+        self.score, self.step = score, int(step)
         self.saver.save(sess, os.path.join(self.train_dir, BEST_DIR, "model.ckpt"), global_step=step)
         atomic_write_json(os.path.join(self.train_dir, BEST_FILE), {
             "step": int(step), "validation_auc": score[0] if score[0] >= 0 else None,
@@ -178,8 +185,9 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
             if latest is None:
                 writer.add_graph(sess.graph)
             step = int(sess.run(global_step))
-            if step >= config.max_number_of_steps:
-                logging.info("%s already reached step %d", train_dir, step)
+            if step >= config.max_number_of_steps or (best is not None and best.stale(
+                    step, config.early_stopping_patience, config.eval_every_n_steps)):
+                logging.info("%s already finished at step %d", train_dir, step)
                 return step
             logging.info("training %s/%s from step %d to %d", config.model, config.mode, step,
                          config.max_number_of_steps)
@@ -209,8 +217,15 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
                         validation_labels: validation_inputs.labels, validation_probs: val_probs}), step)
                     if best is not None:
                         best.offer(sess, step, validation_inputs.labels, val_probs)
+                        if best.stale(step, config.early_stopping_patience,
+                                      config.eval_every_n_steps):
+                            logging.info("early stop at step %d: no better validation score "
+                                         "since step %d", step, best.step)
+                            last = True
                 if step % config.save_interval_steps == 0 or last:
                     saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
+                if last:
+                    break
             writer.flush()
             logging.info("trained %d steps in %.1fs; loss %.4f", progress.done,
                          time.monotonic() - started, step_loss)

@@ -36,7 +36,7 @@ INTEGER_RANGES = {
     "image_size": (0, MAX_IMAGE_SIZE), "batch_size": (1, MAX_BATCH_SIZE),
     "max_number_of_steps": (0, MAX_STEPS), "seed": (0, 2**31 - 1),
     "log_every_n_steps": (1, MAX_INTERVAL), "save_interval_steps": (1, MAX_INTERVAL),
-    "eval_every_n_steps": (1, MAX_INTERVAL),
+    "eval_every_n_steps": (1, MAX_INTERVAL), "early_stopping_patience": (0, MAX_INTERVAL),
 }
 
 
@@ -89,6 +89,9 @@ class RunConfig:
     cv_fold: int = 0
     # Keep the checkpoint with the best validation AUC and predict from it (early stopping).
     keep_best_checkpoint: bool = False
+    # With keep_best_checkpoint: stop once this many validation evaluations in a row have not
+    # beaten the best one (0 = train for every step).
+    early_stopping_patience: int = 0
     # Filled in by training: what the weights started from, and whether VGG fine-tuning
     # trained from cached frozen-prefix activations.
     checkpoint_description: str = ""
