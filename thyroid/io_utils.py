@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 
 
@@ -35,6 +36,19 @@ def atomic_write_text(path, text):
 
 def atomic_write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_pickle(path, obj):
+    atomic_write_bytes(path, pickle.dumps(obj))
+
+
+def read_own_pickle(path, what):
+    """Loads a pickle this project wrote (only ever open your own runs: pickle runs code).
+    ``what`` names the missing thing in the error."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no trained {what}")
+    with open(path, "rb") as f:
+        return pickle.load(f)
 
 
 def read_json(path):

@@ -7,7 +7,6 @@ given takes part in the choice; the fold's validation and test images never do.
 """
 
 import os
-import pickle
 
 import numpy as np
 from absl import logging
@@ -17,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from thyroid.evaluation.metrics import auc_score
-from thyroid.io_utils import atomic_write_bytes, atomic_write_json
+from thyroid.io_utils import atomic_write_json, atomic_write_pickle, read_own_pickle
 
 MODEL_FILE = "logreg.pkl"
 SELECTION_FILE = "logreg_selection.json"
@@ -95,14 +94,10 @@ def logreg_scores(model, features):
 
 
 def save_logreg(model, selection, train_dir):
-    atomic_write_bytes(os.path.join(train_dir, MODEL_FILE), pickle.dumps(model))
+    atomic_write_pickle(os.path.join(train_dir, MODEL_FILE), model)
     atomic_write_json(os.path.join(train_dir, SELECTION_FILE), selection)
 
 
 def load_logreg(train_dir):
-    """Loads the model this project wrote in ``train_dir`` (pickle: only open your own runs)."""
-    path = os.path.join(train_dir, MODEL_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no trained logistic regression")
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """The model this project wrote in ``train_dir``."""
+    return read_own_pickle(os.path.join(train_dir, MODEL_FILE), "logistic regression")

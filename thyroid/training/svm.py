@@ -7,14 +7,13 @@ probability.
 """
 
 import os
-import pickle
 
 import numpy as np
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from thyroid.io_utils import atomic_write_bytes
+from thyroid.io_utils import atomic_write_pickle, read_own_pickle
 
 MODEL_FILE = "svm.pkl"
 
@@ -33,13 +32,9 @@ def svm_scores(model, features):
 
 
 def save_svm(model, train_dir):
-    atomic_write_bytes(os.path.join(train_dir, MODEL_FILE), pickle.dumps(model))
+    atomic_write_pickle(os.path.join(train_dir, MODEL_FILE), model)
 
 
 def load_svm(train_dir):
-    """Loads the model this project wrote in ``train_dir`` (pickle: only open your own runs)."""
-    path = os.path.join(train_dir, MODEL_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no trained SVM")
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """The model this project wrote in ``train_dir``."""
+    return read_own_pickle(os.path.join(train_dir, MODEL_FILE), "SVM")
