@@ -56,6 +56,17 @@ def _alias_moved_control_flow_ops():
 
 _alias_moved_control_flow_ops()
 
+
+def _alias_moved_tensor_class():
+    """tf-slim's fused batch norm (thyroid/nets/batch_norm.py) checks ``ops.Tensor``, which
+    TF 2.21 moved to ``framework.tensor``; put the old name back."""
+    from tensorflow.python.framework import ops, tensor
+    if not hasattr(ops, "Tensor"):
+        ops.Tensor = tensor.Tensor
+
+
+_alias_moved_tensor_class()
+
 import tf_slim as slim  # noqa: E402
 
 # Slim's layers go through Keras' legacy layer classes, which warn on every call that

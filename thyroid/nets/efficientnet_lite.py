@@ -9,6 +9,7 @@ classifier ``efficientnet_lite0/Logits/fc/{weights,biases}`` (1000 classes).
 """
 
 from thyroid.compat import tf, tf1, slim
+from thyroid.nets import batch_norm
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
 from thyroid.preprocessing.net_inputs import efficientnet_lite_preprocess
 
@@ -46,7 +47,7 @@ NUM_BLOCKS = len(block_table())  # 16
 
 
 def arg_scope(is_training=False, weight_decay=1e-5):
-    batch_norm_params = dict(BATCH_NORM_PARAMS, is_training=is_training)
+    batch_norm_params = dict(BATCH_NORM_PARAMS, is_training=is_training, **batch_norm.FUSED_BUILD)
     with slim.arg_scope([slim.conv2d, slim.separable_conv2d],
                         weights_initializer=tf1.variance_scaling_initializer(2.0, "fan_out"),
                         activation_fn=tf.nn.relu6, normalizer_fn=slim.batch_norm,

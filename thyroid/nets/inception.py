@@ -3,7 +3,7 @@
 from tf_slim.nets import inception_v3 as slim_inception
 
 from thyroid.compat import tf, tf1, slim
-from thyroid.nets import step_random
+from thyroid.nets import batch_norm, step_random
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
 from thyroid.preprocessing.net_inputs import inception_preprocess
 
@@ -17,9 +17,16 @@ CHECKPOINT = CheckpointInfo(
 )
 
 
+def _arg_scope():
+    """slim's Inception-v3 scope (fused batch norm already), with batch_norm.FUSED_BUILD's
+    update collections."""
+    updates = batch_norm.FUSED_BUILD.get("updates_collections", tf1.GraphKeys.UPDATE_OPS)
+    return slim_inception.inception_v3_arg_scope(updates_collections=updates)
+
+
 def features(inputs, is_training=False, dropout_keep_prob=0.8):
     """-> (PreLogits [N, 2048]: global average pool of Mixed_7c, dropout only when training)."""
-    with slim.arg_scope(slim_inception.inception_v3_arg_scope()):
+    with slim.arg_scope(_arg_scope()):
         with slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
             net, end_points = slim_inception.inception_v3_base(inputs, scope=SCOPE)
             with tf1.name_scope("%s/PreLogitsPool" % SCOPE):
@@ -34,7 +41,7 @@ def features(inputs, is_training=False, dropout_keep_prob=0.8):
 
 def imagenet_logits(inputs):
     """The full Inception-v3 with its 1001-class classifier (class 0 = background)."""
-    with slim.arg_scope(slim_inception.inception_v3_arg_scope()):
+    with slim.arg_scope(_arg_scope()):
         logits, end_points = slim_inception.inception_v3(inputs, num_classes=1001,
                                                          is_training=False, scope=SCOPE)
     return logits, end_points

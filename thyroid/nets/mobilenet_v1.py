@@ -8,6 +8,7 @@ and the classifier ``MobilenetV1/Logits/Conv2d_1c_1x1/{weights,biases}`` [1,1,10
 """
 
 from thyroid.compat import tf, tf1, slim
+from thyroid.nets import batch_norm
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
 from thyroid.preprocessing.net_inputs import inception_preprocess
 
@@ -31,7 +32,7 @@ BATCH_NORM_PARAMS = {"center": True, "scale": True, "decay": 0.9997, "epsilon": 
 
 
 def arg_scope(is_training=False, weight_decay=0.00004, stddev=0.09):
-    batch_norm_params = dict(BATCH_NORM_PARAMS, is_training=is_training)
+    batch_norm_params = dict(BATCH_NORM_PARAMS, is_training=is_training, **batch_norm.FUSED_BUILD)
     with slim.arg_scope([slim.conv2d, slim.separable_conv2d],
                         weights_initializer=tf1.truncated_normal_initializer(stddev=stddev),
                         activation_fn=tf.nn.relu6, normalizer_fn=slim.batch_norm,
