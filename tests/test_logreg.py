@@ -42,6 +42,23 @@ def test_pooled_features_have_mean_and_sd_per_channel_and_are_cached_by_layer_li
     assert default.key == pooled(dataset_dir, tmp_path, EFFNET.feature_layers).key
 
 
+def test_pooled_features_are_computed_for_original_images_only(patient_build, tmp_path):
+    from thyroid.datasets import shards
+    from thyroid.preprocessing.resize import resize_batch
+    dataset_dir, _ = patient_build
+    data = shards.load_split(str(dataset_dir), "train")
+    copies = np.asarray(data.augmented, bool)
+    assert copies.any() and (~copies).any()
+    train = pooled(dataset_dir, tmp_path, TWO_LAYERS, split="train")
+    assert train.values.shape[0] == len(copies)
+    assert np.all(np.isnan(train.values[copies]))
+    assert np.all(np.isfinite(train.values[~copies]))
+    originals = [image for image, copy in zip(data.images, copies) if not copy]
+    direct = features.compute_activations(EFFNET, resize_batch(originals, 64),
+                                          features.POOLED_LAYERS, None, layers=TWO_LAYERS)
+    np.testing.assert_allclose(train.values[~copies], direct, rtol=1e-4, atol=1e-5)
+
+
 def test_pooled_features_average_the_image_and_its_mirror(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)

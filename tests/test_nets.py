@@ -32,8 +32,9 @@ def test_registry_contract():
         assert spec.head_scope in spec.exclude_scopes
         assert any(s.startswith(spec.head_scope) for s in spec.trainable_scopes)
         assert spec.min_image_size <= spec.default_image_size
-        assert (spec.frozen_prefix is not None) == (name == "vgg_16")
-        assert (spec.trainable_suffix is not None) == (name == "vgg_16")
+        cached = name in ("vgg_16", "efficientnet_lite0")
+        assert (spec.frozen_prefix is not None) == cached
+        assert (spec.trainable_suffix is not None) == cached
     with pytest.raises(ValueError, match="Unknown network"):
         get_network("resnet_50")
     with pytest.raises(Exception):
@@ -159,6 +160,37 @@ def test_vgg_prefix_suffix_equals_features():
         suffix_vars = {v.op.name for v in tf1.global_variables()
                        if v.op.name.startswith("vgg_16/conv5/conv5_3")}
         assert suffix_vars == {"vgg_16/conv5/conv5_3/weights", "vgg_16/conv5/conv5_3/biases"}
+
+
+def test_efficientnet_prefix_suffix_equals_features_and_suffix_holds_the_trained_scopes():
+    spec = get_network("efficientnet_lite0")
+    with tf.Graph().as_default():
+        tf1.set_random_seed(1)
+        images = _placeholder(64, batch=2)
+        inputs = spec.preprocess(images)
+        full, full_points = spec.features(inputs, is_training=False)
+        names = {v.op.name for v in tf1.global_variables()}
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):  # the same weights
+            prefix = spec.frozen_prefix(inputs)
+            assert prefix.shape.as_list() == [2, 2, 2, 192]
+            split, end_points = spec.trainable_suffix(prefix, is_training=False)
+        assert {v.op.name for v in tf1.global_variables()} == names  # reused, no copies
+        assert {"blocks_15", "conv_head", "global_pool"} <= set(end_points)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            feed = {images: np.random.RandomState(1).uniform(0, 255, (2, 64, 64, 3))}
+            a, b = sess.run([full, split], feed)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    with tf.Graph().as_default():
+        spec.trainable_suffix(spec.frozen_prefix(_placeholder(128)), is_training=False)
+        prefix_vars = {v.op.name for v in tf1.global_variables()}
+    with tf.Graph().as_default():
+        spec.trainable_suffix(tf1.placeholder(tf.float32, [1, 4, 4, 192]), is_training=False)
+        suffix_vars = {v.op.name for v in tf1.global_variables()}
+    assert suffix_vars and suffix_vars < prefix_vars
+    # exactly the variables of the trainable scopes below the head live in the suffix
+    trained = [s for s in spec.trainable_scopes if s != spec.head_scope]
+    assert suffix_vars == {n for n in prefix_vars if any(n.startswith(s + "/") for s in trained)}
 
 
 def test_mobilenet_official_names():

@@ -135,15 +135,18 @@ def test_bottleneck_cache_is_reused_and_invalidated(patient_build, tmp_path):
         != first.key
 
 
-def test_vgg_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build, tmp_path):
+@pytest.mark.parametrize("model, prefix_shape", [("vgg_16", (2, 2, 512)),
+                                                 ("efficientnet_lite0", (1, 1, 192))])
+def test_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build, tmp_path, model,
+                                                              prefix_shape):
     dataset_dir, _ = patient_build
-    spec = get_network("vgg_16")
+    spec = get_network(model)
     from thyroid.datasets import shards
     from thyroid.preprocessing.resize import resize_batch
     data = shards.load_split(str(dataset_dir), "train")
     images = resize_batch(data.images[:6], 32)
     labels = np.asarray(data.labels[:6], np.int64)
-    checkpoint = str(tmp_path / "vgg" / "model.ckpt")
+    checkpoint = str(tmp_path / model / "model.ckpt")
 
     def loss_of(logits, label_input):
         return tf1.losses.sparse_softmax_cross_entropy(label_input, logits)
@@ -159,8 +162,8 @@ def test_vgg_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build,
             full_loss = sess.run(loss, {image_input: images, label_input: labels})
 
     prefix = features.compute_activations(spec, images, features.FROZEN_PREFIX, checkpoint)
-    assert prefix.shape == (6, 2, 2, 512)
-    with tf.Graph().as_default():  # the cached path: conv5_2 activations in, suffix + head on top
+    assert prefix.shape == (6,) + prefix_shape
+    with tf.Graph().as_default():  # the cached path: prefix activations in, suffix + head on top
         prefix_input = tf1.placeholder(tf.float32, [None] + list(prefix.shape[1:]))
         label_input = tf1.placeholder(tf.int64, [None])
         loss = loss_of(build_logits(spec, "finetune", prefix_input, False, uses_frozen_prefix=True)[0],

@@ -83,19 +83,36 @@ def _mbconv(net, expand, kernel, stride, filters_in, filters_out, scope):
     return net
 
 
-def _backbone(inputs, end_points):
+def _prefix(inputs, end_points):
+    """stem .. blocks_14: everything below the layers fine-tuning trains."""
     net = _strided(slim.conv2d, inputs, 3, 2, num_outputs=STEM_FILTERS, kernel_size=[3, 3],
                    scope="stem")
     end_points["stem"] = net
     for index, (expand, kernel, stride, filters_in, filters_out) in enumerate(block_table()):
+        if index == NUM_BLOCKS - 1:
+            break
         name = "blocks_%d" % index
         net = _mbconv(net, expand, kernel, stride, filters_in, filters_out, name)
         end_points[name] = net
+    return net
+
+
+def _suffix(net, end_points):
+    """blocks_15, conv_head and the global pool."""
+    index = NUM_BLOCKS - 1
+    expand, kernel, stride, filters_in, filters_out = block_table()[index]
+    name = "blocks_%d" % index
+    net = _mbconv(net, expand, kernel, stride, filters_in, filters_out, name)
+    end_points[name] = net
     net = slim.conv2d(net, HEAD_FILTERS, [1, 1], scope="conv_head")
     end_points["conv_head"] = net
     net = tf.reduce_mean(net, axis=[1, 2], name="global_pool")
     end_points["global_pool"] = net
     return net
+
+
+def _backbone(inputs, end_points):
+    return _suffix(_prefix(inputs, end_points), end_points)
 
 
 def features(inputs, is_training=False):
@@ -104,6 +121,24 @@ def features(inputs, is_training=False):
     with slim.arg_scope(arg_scope(is_training=is_training)):
         with tf1.variable_scope(SCOPE, values=[inputs]):
             net = _backbone(inputs, end_points)
+    return net, end_points
+
+
+def frozen_prefix(inputs):
+    """stem .. blocks_14 in inference mode -> [N, S/32, S/32, 192]; fine-tuning caches it,
+    since nothing below blocks_15 is trained and batch norm keeps its ImageNet statistics."""
+    with slim.arg_scope(arg_scope(is_training=False)):
+        with tf1.variable_scope(SCOPE, values=[inputs]):
+            return _prefix(inputs, {})
+
+
+def trainable_suffix(prefix, is_training=False):
+    """blocks_15 + conv_head + pool on a ``frozen_prefix`` output -> (pooled [N, 1280],
+    end_points)."""
+    end_points = {}
+    with slim.arg_scope(arg_scope(is_training=is_training)):
+        with tf1.variable_scope(SCOPE, values=[prefix]):
+            net = _suffix(prefix, end_points)
     return net, end_points
 
 
@@ -134,6 +169,8 @@ def make_spec():
         head_scope="efficientnet_lite0/Head",
         exclude_scopes=("efficientnet_lite0/Logits", "efficientnet_lite0/Head"),
         trainable_scopes=(last, "efficientnet_lite0/conv_head", "efficientnet_lite0/Head"),
+        frozen_prefix=frozen_prefix,
+        trainable_suffix=trainable_suffix,
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=0,
         checkpoint=CHECKPOINT,

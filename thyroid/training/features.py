@@ -36,6 +36,11 @@ POOLED_LAYERS = "pooled_layers"
 OUTPUTS = (BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS)
 # How POOLED_LAYERS are reduced; part of their cache key, so a change never reads old values.
 LAYER_POOLING = "mean_sd_over_space_mirror_averaged"
+# Pooled layers are computed for original images only; the rows of augmented copies hold NaN.
+# The logistic-regression mode, their one user, leaves the copies out (the mirror average is
+# its augmentation), and NaN makes any other use fail loudly rather than read zeros.
+# Part of the cache key.
+POOLED_RECORDS = "originals_only"
 # Decoded, resized images held ready ahead of the frozen pass (~150 MB at 224 px).
 PREFETCH_IMAGES = 1024
 
@@ -73,7 +78,7 @@ def cache_key(model, output, checkpoint_path, dataset_dir, split, image_size, se
         "format": 1,
     }
     if output == POOLED_LAYERS:
-        parts.update(layers=list(layers), pooling=LAYER_POOLING)
+        parts.update(layers=list(layers), pooling=LAYER_POOLING, records=POOLED_RECORDS)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -234,6 +239,13 @@ def load_or_compute(spec, dataset_dir, split, output, checkpoint_path, image_siz
                              wanted[(split, output)], reused)
 
 
+def computed_records(data, outputs):
+    """Indices of the split's records the frozen pass computes (see POOLED_RECORDS)."""
+    if outputs == (POOLED_LAYERS,):
+        return np.flatnonzero(~np.asarray(data.augmented, bool))
+    return np.arange(len(data.images))
+
+
 def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, batch_size, seed,
                     missing_paths, layers=()):
     """Computes and caches the {(split, output): path} entries, one pass per split.
@@ -243,20 +255,23 @@ def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, bat
     batches while the session runs the current one."""
     splits = list(dict.fromkeys(s for s, _ in missing_paths))
     data = {split: shards.load_split(dataset_dir, split, decode=False) for split in splits}
-    batches = (batch for split in splits
-               for batch in resized_batches(data[split].images, image_size, batch_size))
+    records = {split: computed_records(data[split], outputs) for split in splits}
+    batches = (batch for split in splits for batch in resized_batches(
+        [data[split].images[i] for i in records[split]], image_size, batch_size))
     depth = max(2, PREFETCH_IMAGES // batch_size)
     with Prefetch(batches, depth) as prefetched:
         network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed, layers)
         try:
             for split in splits:
-                count = len(data[split].images)
-                values = network.run(itertools.islice(prefetched, -(-count // batch_size)), count,
-                                     f"{'/'.join(outputs)} of {split}")
+                count = len(records[split])
+                computed = network.run(itertools.islice(prefetched, -(-count // batch_size)),
+                                       count, f"{'/'.join(outputs)} of {split}")
                 for output in outputs:
                     if (split, output) in missing_paths:
-                        save_activations(missing_paths[(split, output)], values[output],
-                                         data[split])
+                        values = np.full((len(data[split].images),) + computed[output].shape[1:],
+                                         np.nan, np.float32)
+                        values[records[split]] = computed[output]
+                        save_activations(missing_paths[(split, output)], values, data[split])
         finally:
             network.close()
 
