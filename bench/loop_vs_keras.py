@@ -11,7 +11,12 @@ batch size, optimizer (Adam, the project's learning rate), class weights and tra
                    fed by ``feed_dict`` with the loop's own batch order: what the loop does today;
   loop (tf.data):  the same graph fed from ``tf.data`` over in-memory tensors with prefetch
                    (a candidate for the loop, which this benchmark does not change);
-  keras fit:       tf_keras layers of the same architecture, ``fit`` on the numpy arrays.
+  keras fit:       tf_keras layers of the same architecture, ``fit`` on the numpy arrays;
+  loop (prefix):   for fine-tuning a network with a frozen prefix, what the loop does by default:
+                   the frozen layers' output computed once (``features.compute_activations``, timed
+                   on its own) and the steps run the trainable suffix + head on it. Its per-step
+                   rate is not the same work as the others'; the "first epoch" column counts the
+                   one-off prefix pass against one epoch of steps.
 Small CNN: 128 px, batch 32, everything trained. EfficientNet-Lite0 fine-tuning: 224 px,
 batch 16, only the last block, conv_head and the head trained, batch norm in inference mode
 (what the project's fine-tuning does); random weights on both sides, since speed does not
@@ -43,6 +48,7 @@ CASES = {  # name -> (model, mode, image size, batch size)
     "efficientnet_lite0": ("efficientnet_lite0", "finetune", 224, 16),
 }
 VARIANTS = ("loop_feed", "loop_tfdata", "keras_fit")
+PREFIX_VARIANT = "loop_prefix"
 WARMUP_STEPS = 3
 AUGMENT_COPIES = 2  # as the study: ~600 training images from 200 cases, many steps per epoch
 ISA_ENV = {"default": None, "AVX2": "AVX2"}
@@ -57,8 +63,10 @@ def load_arrays(shard_dir, size):
     return resize_batch(data.images, size), np.asarray(data.labels, np.int64)
 
 
-def slim_step_times(model, mode, images, labels, batch_size, steps, use_dataset):
-    """Per-step seconds of the loop's graph, fed per step or from tf.data."""
+def slim_step_times(model, mode, images, labels, batch_size, steps, use_dataset,
+                    uses_frozen_prefix=False):
+    """Per-step seconds of the loop's graph, fed per step or from tf.data; with
+    ``uses_frozen_prefix`` ``images`` are the frozen prefix's activations."""
     from thyroid.compat import tf, tf1
     from thyroid.nets import get_network
     from thyroid.restore import variables_in_scopes
@@ -73,10 +81,10 @@ def slim_step_times(model, mode, images, labels, batch_size, steps, use_dataset)
                        .repeat().batch(batch_size, drop_remainder=True).prefetch(2))
             inputs, batch_labels = tf1.data.make_one_shot_iterator(dataset).get_next()
         else:
-            inputs = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]))
+            inputs = tf1.placeholder(tf.as_dtype(images.dtype), [None] + list(images.shape[1:]))
             batch_labels = tf1.placeholder(tf.int64, [None])
         is_training = tf1.placeholder_with_default(False, [])
-        logits = build_logits(spec, mode, inputs, is_training)
+        logits, _ = build_logits(spec, mode, inputs, is_training, uses_frozen_prefix)
         weights = tf.gather(tf.constant(class_weights(labels, "balanced")), batch_labels)
         loss = tf1.losses.sparse_softmax_cross_entropy(batch_labels, logits, weights=weights)
         total_loss = loss + tf1.losses.get_regularization_loss()
@@ -181,6 +189,15 @@ def child(args):
     images, labels = load_arrays(args.shard_dir, size)
     if args.variant == "keras_fit":
         times = keras_step_times(model, mode, images, labels, batch_size, args.steps)
+    elif args.variant == PREFIX_VARIANT:
+        from thyroid.nets import get_network
+        from thyroid.training import features
+        started = time.perf_counter()
+        prefix = features.compute_activations(get_network(model), images, features.FROZEN_PREFIX,
+                                              None)
+        print("PREFIX_SECONDS %f" % (time.perf_counter() - started), flush=True)
+        times = slim_step_times(model, mode, prefix, labels, batch_size, args.steps,
+                                use_dataset=False, uses_frozen_prefix=True)
     else:
         times = slim_step_times(model, mode, images, labels, batch_size, args.steps,
                                 use_dataset=args.variant == "loop_tfdata")
@@ -199,38 +216,56 @@ def run_child(case, variant, isa, shard_dir, steps):
     lines = [line for line in output.stdout.splitlines() if line.startswith("RESULT ")]
     if output.returncode or not lines:
         raise RuntimeError(f"{case}/{variant}/{isa} failed:\n{output.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    prefix = [float(line.split()[1]) for line in output.stdout.splitlines()
+              if line.startswith("PREFIX_SECONDS ")]
+    return json.loads(lines[-1][len("RESULT "):]), prefix
+
+
+def variants_of(case):
+    from thyroid.nets import get_network
+    model, mode, _, _ = CASES[case]
+    has_prefix = mode == "finetune" and get_network(model).frozen_prefix is not None
+    return VARIANTS + ((PREFIX_VARIANT,) if has_prefix else ())
 
 
 def measure(cases, isas, shard_dir, steps, rounds):
-    """{(case, isa, variant): [per-step seconds]} with variants alternating over rounds."""
-    times = {}
+    """({(case, isa, variant): [per-step seconds]}, {(case, isa): [prefix pass seconds]}), with
+    variants alternating over rounds."""
+    times, prefix_seconds = {}, {}
     for round_index in range(rounds):
         for case in cases:
             for isa in isas:
-                order = VARIANTS if round_index % 2 == 0 else VARIANTS[::-1]
+                variants = variants_of(case)
+                order = variants if round_index % 2 == 0 else variants[::-1]
                 for variant in order:
-                    step_times = run_child(case, variant, isa, shard_dir, steps)
+                    step_times, prefix = run_child(case, variant, isa, shard_dir, steps)
+                    prefix_seconds.setdefault((case, isa), []).extend(prefix)
                     times.setdefault((case, isa, variant), []).extend(step_times)
                     print(f"{case} {isa} {variant}: median step "
                           f"{statistics.median(step_times):.3f}s (load {common.load_average():.2f})",
                           flush=True)
-    return times
+    return times, prefix_seconds
 
 
-def report(cases, isas, times, steps, rounds, loads):
+def report(cases, isas, times, prefix_seconds, steps, rounds, loads, steps_per_epoch):
     rows = []
     for case in cases:
         model, mode, size, batch_size = CASES[case]
         for isa in isas:
-            rate = {v: 1.0 / statistics.median(times[(case, isa, v)]) for v in VARIANTS}
-            rows.append([f"{model} {mode} {size}px b{batch_size}", isa, rate["loop_feed"],
-                         rate["loop_tfdata"], rate["keras_fit"],
-                         rate["loop_feed"] / rate["keras_fit"],
-                         rate["loop_tfdata"] / rate["loop_feed"]])
+            rate = {v: 1.0 / statistics.median(times[(case, isa, v)]) for v in variants_of(case)}
+            row = [f"{model} {mode} {size}px b{batch_size}", isa, rate["loop_feed"],
+                   rate["loop_tfdata"], rate["keras_fit"], rate["loop_feed"] / rate["keras_fit"],
+                   rate["loop_tfdata"] / rate["loop_feed"], "", "", ""]
+            if PREFIX_VARIANT in rate:
+                once = statistics.median(prefix_seconds[(case, isa)])
+                epoch = steps_per_epoch[case]
+                first_epoch_rate = epoch / (once + epoch / rate[PREFIX_VARIANT])
+                row[-3:] = [rate[PREFIX_VARIANT], once, first_epoch_rate / rate["keras_fit"]]
+            rows.append(row)
     table = common.format_table(
         ["case", "oneDNN ISA", "loop feed steps/s", "loop tf.data steps/s", "keras fit steps/s",
-         "loop/keras", "tf.data/feed"], rows)
+         "loop/keras", "tf.data/feed", "loop prefix steps/s", "prefix pass s",
+         "prefix first epoch/keras"], rows)
     return (f"Median of per-step times, {steps} steps per variant per round after "
             f"{WARMUP_STEPS} warm-up steps, {rounds} rounds (variants alternate). "
             f"CPU: {common.cpu_flags_note()}. 1-minute load average during the runs: "
@@ -265,13 +300,18 @@ def main(argv=None):
         shard_dir = common.synthetic_shards(work_dir, num_cases=args.num_cases,
                                             augment_copies=AUGMENT_COPIES)
         loads = [common.load_average()]
-        times = measure(cases, isas, shard_dir, args.steps, args.rounds)
+        times, prefix_seconds = measure(cases, isas, shard_dir, args.steps, args.rounds)
         loads.append(common.load_average())
-    markdown = report(cases, isas, times, args.steps, args.rounds, loads)
+        from thyroid.datasets import shards
+        train_images = len(shards.load_split(shard_dir, "train", decode=False).labels)
+    steps_per_epoch = {case: train_images // CASES[case][3] for case in cases}
+    markdown = report(cases, isas, times, prefix_seconds, args.steps, args.rounds, loads,
+                      steps_per_epoch)
     print(markdown)
     if not args.no_write:
         common.write_results("loop_vs_keras", {
-            "per_step_seconds": {"/".join(k): v for k, v in times.items()}}, markdown)
+            "per_step_seconds": {"/".join(k): v for k, v in times.items()},
+            "prefix_pass_seconds": {"/".join(k): v for k, v in prefix_seconds.items()}}, markdown)
 
 
 if __name__ == "__main__":
