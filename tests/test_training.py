@@ -205,3 +205,17 @@ def test_padded_last_feature_batch_gives_the_unpadded_outputs():
     whole = features.compute_activations(spec, images, output, None, batch_size=6)
     assert padded.shape == whole.shape and padded.shape[0] == 6
     np.testing.assert_allclose(padded, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_fine_tuning_penalises_only_the_layers_it_trains():
+    from thyroid.training.loop import regularization_losses_in
+    spec = get_network("efficientnet_lite0")
+    with tf.Graph().as_default():
+        build_logits(spec, "finetune", tf1.placeholder(tf.uint8, [None, 64, 64, 3]), False)
+        every = [p.op.name for p in tf1.losses.get_regularization_losses()]
+        trained = [p.op.name for p in regularization_losses_in(spec.trainable_scopes)]
+    assert trained and len(trained) < len(every)
+    assert all(any(n.startswith(s) for s in spec.trainable_scopes) for n in trained)
+    assert sorted(trained) == sorted(n for n in every
+                                     if any(n.startswith(s) for s in spec.trainable_scopes))
+    assert any(n.startswith("efficientnet_lite0/stem/") for n in every)

@@ -19,10 +19,10 @@ from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
 from thyroid.progress import Progress
-from thyroid.restore import (build_restore_fn, initialize_and_restore, variables_in_scopes,
-                             warn_unmatched_scopes)
+from thyroid.restore import (build_restore_fn, in_scopes, initialize_and_restore,
+                             variables_in_scopes, warn_unmatched_scopes)
 from thyroid.training.model import build_logits, malignant_probability
-from thyroid.training.run_config import OPTIMIZERS
+from thyroid.training.run_config import OPTIMIZERS, parse_scopes
 
 CHECKPOINTS_KEPT = 2  # the newest checkpoints kept in a train_dir, across restarts too
 
@@ -112,6 +112,13 @@ def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=1
     return np.concatenate(out) if out else np.zeros([0], np.float32)
 
 
+def regularization_losses_in(scopes):
+    """The weight penalties of the layers under ``scopes``: a frozen layer's penalty is a
+    constant with no gradient, which would only cost time at every step."""
+    return [penalty for penalty in tf1.losses.get_regularization_losses()
+            if in_scopes(penalty.op.name, parse_scopes(scopes))]
+
+
 def recover_saved_checkpoints(saver, train_dir):
     """Tells a new Saver which checkpoints earlier runs kept, so that its ``max_to_keep``
     also deletes theirs (by default it only knows the ones it wrote itself)."""
@@ -136,13 +143,14 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
 
         weights = tf.gather(tf.constant(class_weights(train_inputs.labels, config.class_weight)), labels)
         loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
-        total_loss = loss + tf1.losses.get_regularization_loss()
-
         if config.mode == "finetune":
             warn_unmatched_scopes(config.trainable_scopes, model_variables, "--trainable_scopes")
             train_variables = variables_in_scopes(config.trainable_scopes)
+            penalties = regularization_losses_in(config.trainable_scopes)
         else:
             train_variables = tf1.trainable_variables()
+            penalties = tf1.losses.get_regularization_losses()
+        total_loss = tf.add_n([loss] + penalties)
         if not train_variables:
             raise ValueError(f"nothing to train: --trainable_scopes {config.trainable_scopes} "
                              "match no trainable variable")
