@@ -219,3 +219,21 @@ def test_fine_tuning_penalises_only_the_layers_it_trains():
     assert sorted(trained) == sorted(n for n in every
                                      if any(n.startswith(s) for s in spec.trainable_scopes))
     assert any(n.startswith("efficientnet_lite0/stem/") for n in every)
+
+
+def test_one_stream_over_the_splits_gives_each_split_its_own_values(patient_build, tmp_path):
+    """The frozen pass batches the splits' images together; slicing back must give every
+    split exactly the values of its own images, in its own order."""
+    from thyroid.datasets import shards
+    from thyroid.preprocessing.resize import resize_batch
+    dataset_dir, _ = patient_build
+    spec = get_network("efficientnet_lite0")
+    for split in shards.SPLITS:
+        cached = features.load_or_compute(spec, str(dataset_dir), split, features.BOTTLENECK, None,
+                                          32, str(tmp_path), batch_size=4)
+        images = resize_batch(shards.load_split(str(dataset_dir), split).images, 32)
+        direct = features.compute_activations(spec, images, features.BOTTLENECK, None,
+                                              batch_size=4)
+        assert cached.reused == (split != shards.SPLITS[0])
+        assert cached.values.shape == direct.shape and len(direct) > 0
+        np.testing.assert_allclose(cached.values, direct, rtol=1e-4, atol=1e-5)

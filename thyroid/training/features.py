@@ -14,7 +14,6 @@ Any change gives a new key, so a stale entry is never read.
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 
@@ -248,32 +247,34 @@ def computed_records(data, outputs):
 
 def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, batch_size, seed,
                     missing_paths, layers=()):
-    """Computes and caches the {(split, output): path} entries, one pass per split.
+    """Computes and caches the {(split, output): path} entries in one pass over the splits.
 
+    The splits' images form one stream, so only the very last batch is short (and padded).
     Decoding and resizing start before the graph is built: building is single-threaded
     Python, so the other core prepares the first images meanwhile, and later the next
     batches while the session runs the current one."""
     splits = list(dict.fromkeys(s for s, _ in missing_paths))
     data = {split: shards.load_split(dataset_dir, split, decode=False) for split in splits}
     records = {split: computed_records(data[split], outputs) for split in splits}
-    batches = (batch for split in splits for batch in resized_batches(
-        [data[split].images[i] for i in records[split]], image_size, batch_size))
-    depth = max(2, PREFETCH_IMAGES // batch_size)
-    with Prefetch(batches, depth) as prefetched:
+    encoded = [data[split].images[i] for split in splits for i in records[split]]
+    with Prefetch(resized_batches(encoded, image_size, batch_size),
+                  max(2, PREFETCH_IMAGES // batch_size)) as batches:
         network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed, layers)
         try:
-            for split in splits:
-                count = len(records[split])
-                computed = network.run(itertools.islice(prefetched, -(-count // batch_size)),
-                                       count, f"{'/'.join(outputs)} of {split}")
-                for output in outputs:
-                    if (split, output) in missing_paths:
-                        values = np.full((len(data[split].images),) + computed[output].shape[1:],
-                                         np.nan, np.float32)
-                        values[records[split]] = computed[output]
-                        save_activations(missing_paths[(split, output)], values, data[split])
+            computed = network.run(batches, len(encoded), f"{'/'.join(outputs)} of "
+                                   + ", ".join(splits))
         finally:
             network.close()
+    start = 0
+    for split in splits:
+        end = start + len(records[split])
+        for output in outputs:
+            if (split, output) in missing_paths:
+                values = np.full((len(data[split].images),) + computed[output].shape[1:], np.nan,
+                                 np.float32)
+                values[records[split]] = computed[output][start:end]
+                save_activations(missing_paths[(split, output)], values, data[split])
+        start = end
 
 
 def save_activations(path, values, data):
