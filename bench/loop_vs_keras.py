@@ -69,9 +69,8 @@ def slim_step_times(model, mode, images, labels, batch_size, steps, use_dataset,
     ``uses_frozen_prefix`` ``images`` are the frozen prefix's activations."""
     from thyroid.compat import tf, tf1
     from thyroid.nets import get_network
-    from thyroid.restore import variables_in_scopes
     from thyroid.training.loop import (batch_indices, class_weights, make_optimizer,
-                                      regularization_losses_in)
+                                      training_objective)
     from thyroid.training.model import build_logits
     from thyroid.training.run import DEFAULT_LEARNING_RATES
     spec = get_network(model)
@@ -88,13 +87,7 @@ def slim_step_times(model, mode, images, labels, batch_size, steps, use_dataset,
         logits, _ = build_logits(spec, mode, inputs, is_training, uses_frozen_prefix)
         weights = tf.gather(tf.constant(class_weights(labels, "balanced")), batch_labels)
         loss = tf1.losses.sparse_softmax_cross_entropy(batch_labels, logits, weights=weights)
-        if mode == "finetune":  # as the loop: penalties and updates of the trained scopes only
-            train_variables = variables_in_scopes(spec.trainable_scopes)
-            penalties = regularization_losses_in(spec.trainable_scopes)
-        else:
-            train_variables = tf1.trainable_variables()
-            penalties = tf1.losses.get_regularization_losses()
-        total_loss = tf.add_n([loss] + penalties)
+        train_variables, total_loss = training_objective(mode, spec.trainable_scopes, loss)
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
             train_op = make_optimizer("adam", DEFAULT_LEARNING_RATES[mode]).minimize(
                 total_loss, var_list=train_variables)

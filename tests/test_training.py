@@ -237,3 +237,37 @@ def test_one_stream_over_the_splits_gives_each_split_its_own_values(patient_buil
         assert cached.reused == (split != shards.SPLITS[0])
         assert cached.values.shape == direct.shape and len(direct) > 0
         np.testing.assert_allclose(cached.values, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_trained_on_the_cached_prefix_holds_the_whole_network(patient_build, tmp_path):
+    """Fine-tuning on the cached frozen prefix saves the frozen layers too, so the whole network
+    (export, prediction on new images) gives the probabilities the cached path gives."""
+    from thyroid.datasets import shards
+    from thyroid.deploy.export import tf_probabilities
+    from thyroid.evaluation.runs import predict_splits
+    from thyroid.preprocessing.resize import resize_batch
+    dataset_dir, _ = patient_build
+    spec = get_network("efficientnet_lite0")
+    pretrained = str(tmp_path / "pretrained" / "model.ckpt")
+    with tf.Graph().as_default():
+        tf1.set_random_seed(2)
+        spec.features(tf1.placeholder(tf.float32, [None, 64, 64, 3]))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, pretrained)
+    train_dir = tmp_path / "run"
+    result = run_training(dataset_dir, train_dir, "efficientnet_lite0", "finetune",
+                          checkpoint_path=pretrained, allow_random_init=False)
+    assert result.config.uses_frozen_prefix
+    [(inputs, cached_probs)] = predict_splits(str(train_dir), ("test",))
+    images = resize_batch(shards.load_split(str(dataset_dir), "test").images, 64)
+    whole_probs = tf_probabilities(str(train_dir), images)
+    assert len(whole_probs) == len(inputs.labels) > 0
+    np.testing.assert_allclose(whole_probs, cached_probs, rtol=1e-4, atol=1e-5)
+
+
+def test_random_frozen_layers_are_not_cached(patient_build, tmp_path):
+    dataset_dir, _ = patient_build
+    result = run_training(dataset_dir, tmp_path / "run", "efficientnet_lite0", "finetune")
+    assert "random init" in result.checkpoint_description
+    assert not result.config.uses_frozen_prefix

@@ -30,8 +30,10 @@ def define_flags(fv):
                         "(default: the model's, e.g. conv5_3 + head for vgg_16).", flag_values=fv)
     flags.DEFINE_boolean("ignore_missing_vars", False, "Skip variables missing from the checkpoint.",
                          flag_values=fv)
-    flags.DEFINE_boolean("use_prefix_cache", True, "VGG-16 fine-tuning: train from cached conv5_2 "
-                         "activations instead of recomputing the frozen layers each step.", flag_values=fv)
+    flags.DEFINE_boolean("use_prefix_cache", True, "Fine-tuning VGG-16 or EfficientNet-Lite0 with the "
+                         "default trainable scopes: train from cached activations of the frozen layers "
+                         "(VGG-16 conv5_2, EfficientNet-Lite0 blocks_14) instead of recomputing them "
+                         "each step.", flag_values=fv)
     cli.define_integer("image_size", 0, "Input size; 0 = the network's default.", fv)
     flags.DEFINE_enum("optimizer", "adam", rc.OPTIMIZERS, "Optimizer.", flag_values=fv)
     flags.DEFINE_float("learning_rate", 0.0, "0 = the mode's default (1e-3; 1e-4 for finetune).",

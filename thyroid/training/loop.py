@@ -112,11 +112,32 @@ def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=1
     return np.concatenate(out) if out else np.zeros([0], np.float32)
 
 
+def add_frozen_prefix_variables(spec, image_size):
+    """Adds the frozen layers' variables to a graph that trains on their cached output. They
+    are never computed with; they are restored from the pretrained checkpoint and saved with
+    every checkpoint, so the run holds the whole network (evaluation on new images, export,
+    Grad-CAM)."""
+    with tf1.name_scope("unused_frozen_prefix"):
+        spec.frozen_prefix(tf1.placeholder(tf.float32, [None, image_size, image_size, 3]))
+
+
 def regularization_losses_in(scopes):
     """The weight penalties of the layers under ``scopes``: a frozen layer's penalty is a
     constant with no gradient, which would only cost time at every step."""
     return [penalty for penalty in tf1.losses.get_regularization_losses()
             if in_scopes(penalty.op.name, parse_scopes(scopes))]
+
+
+def training_objective(mode, trainable_scopes, loss):
+    """(variables to update, loss + their weight penalties): fine-tuning trains and penalises
+    only ``trainable_scopes``; the other modes train everything."""
+    if mode == "finetune":
+        variables = variables_in_scopes(trainable_scopes)
+        penalties = regularization_losses_in(trainable_scopes)
+    else:
+        variables = tf1.trainable_variables()
+        penalties = tf1.losses.get_regularization_losses()
+    return variables, tf.add_n([loss] + penalties)
 
 
 def recover_saved_checkpoints(saver, train_dir):
@@ -139,18 +160,15 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
         is_training = tf1.placeholder_with_default(False, [], name="is_training")
         logits, _ = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
         probs = malignant_probability(logits)
+        if config.uses_frozen_prefix:
+            add_frozen_prefix_variables(spec, config.image_size)
         model_variables = [v for v in tf1.global_variables() if v is not global_step]
 
         weights = tf.gather(tf.constant(class_weights(train_inputs.labels, config.class_weight)), labels)
         loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
         if config.mode == "finetune":
             warn_unmatched_scopes(config.trainable_scopes, model_variables, "--trainable_scopes")
-            train_variables = variables_in_scopes(config.trainable_scopes)
-            penalties = regularization_losses_in(config.trainable_scopes)
-        else:
-            train_variables = tf1.trainable_variables()
-            penalties = tf1.losses.get_regularization_losses()
-        total_loss = tf.add_n([loss] + penalties)
+        train_variables, total_loss = training_objective(config.mode, config.trainable_scopes, loss)
         if not train_variables:
             raise ValueError(f"nothing to train: --trainable_scopes {config.trainable_scopes} "
                              "match no trainable variable")

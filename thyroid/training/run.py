@@ -31,9 +31,11 @@ def steps_for_epochs(num_epochs, num_examples, batch_size):
     return max(1, math.ceil(num_epochs * num_examples / batch_size))
 
 
-def uses_prefix_cache(spec, mode, trainable_scopes, enabled):
-    """The VGG prefix cache applies when nothing below the cached layer is trained."""
-    if mode != "finetune" or not enabled or spec.frozen_prefix is None:
+def uses_prefix_cache(spec, mode, trainable_scopes, enabled, checkpoint_path):
+    """The frozen-prefix cache applies when nothing below the cached layer is trained and the
+    frozen layers come from a checkpoint (random frozen layers could not be saved with the run
+    the way they were cached)."""
+    if mode != "finetune" or not enabled or spec.frozen_prefix is None or not checkpoint_path:
         return False
     return set(trainable_scopes) <= set(spec.trainable_scopes)
 
@@ -56,7 +58,8 @@ def resolve(config):
         feature_layers=(resolve_layers(spec, config.feature_layers)
                         if config.mode == "bottleneck_logreg" else tuple(config.feature_layers)),
         cache_dir=os.path.abspath(config.cache_dir or os.path.join(config.dataset_dir, "activation_cache")),
-        uses_frozen_prefix=uses_prefix_cache(spec, config.mode, trainable_scopes, config.use_prefix_cache))
+        uses_frozen_prefix=uses_prefix_cache(spec, config.mode, trainable_scopes, config.use_prefix_cache,
+                                              checkpoint_path))
 
 
 def train(config, train_dir, argv=None):
