@@ -239,6 +239,18 @@ def test_one_stream_over_the_splits_gives_each_split_its_own_values(patient_buil
         np.testing.assert_allclose(cached.values, direct, rtol=1e-4, atol=1e-5)
 
 
+def save_pretrained_lite0(tmp_path):
+    """A stand-in for the converted ImageNet checkpoint: random EfficientNet-Lite0 weights."""
+    pretrained = str(tmp_path / "pretrained" / "model.ckpt")
+    with tf.Graph().as_default():
+        tf1.set_random_seed(2)
+        get_network("efficientnet_lite0").features(tf1.placeholder(tf.float32, [None, 64, 64, 3]))
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, pretrained)
+    return pretrained
+
+
 def test_a_run_trained_on_the_cached_prefix_holds_the_whole_network(patient_build, tmp_path):
     """Fine-tuning on the cached frozen prefix saves the frozen layers too, so the whole network
     (export, prediction on new images) gives the probabilities the cached path gives."""
@@ -247,14 +259,7 @@ def test_a_run_trained_on_the_cached_prefix_holds_the_whole_network(patient_buil
     from thyroid.evaluation.runs import predict_splits
     from thyroid.preprocessing.resize import resize_batch
     dataset_dir, _ = patient_build
-    spec = get_network("efficientnet_lite0")
-    pretrained = str(tmp_path / "pretrained" / "model.ckpt")
-    with tf.Graph().as_default():
-        tf1.set_random_seed(2)
-        spec.features(tf1.placeholder(tf.float32, [None, 64, 64, 3]))
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(sess, pretrained)
+    pretrained = save_pretrained_lite0(tmp_path)
     train_dir = tmp_path / "run"
     result = run_training(dataset_dir, train_dir, "efficientnet_lite0", "finetune",
                           checkpoint_path=pretrained, allow_random_init=False)
@@ -271,3 +276,33 @@ def test_random_frozen_layers_are_not_cached(patient_build, tmp_path):
     result = run_training(dataset_dir, tmp_path / "run", "efficientnet_lite0", "finetune")
     assert "random init" in result.checkpoint_description
     assert not result.config.uses_frozen_prefix
+
+
+def test_a_run_saved_without_its_frozen_layers_resumes_with_them(patient_build, tmp_path):
+    """Checkpoints of prefix-cache runs made before the frozen layers were kept lack them;
+    resuming such a run takes them from the pretrained checkpoint."""
+    dataset_dir, _ = patient_build
+    spec = get_network("efficientnet_lite0")
+    pretrained = save_pretrained_lite0(tmp_path)
+    train_dir = tmp_path / "run"
+    run_training(dataset_dir, train_dir, "efficientnet_lite0", "finetune", checkpoint_path=pretrained,
+                 allow_random_init=False, max_number_of_steps=2)
+    latest = tf.train.latest_checkpoint(str(train_dir))
+    reader = tf.train.load_checkpoint(latest)
+    names = list(reader.get_variable_to_shape_map())
+    frozen = [n for n in names if n.startswith(spec.scope + "/")
+              and not any(n.startswith(scope) for scope in spec.trainable_scopes)]
+    assert "efficientnet_lite0/stem/weights" in frozen
+    with tf.Graph().as_default():  # the checkpoint as such a run wrote it
+        kept = [tf1.Variable(reader.get_tensor(n), name=n) for n in names if n not in frozen]
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver(kept).save(sess, latest)
+    assert "efficientnet_lite0/stem/weights" not in tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+    run_training(dataset_dir, train_dir, "efficientnet_lite0", "finetune", checkpoint_path=pretrained,
+                 allow_random_init=False, max_number_of_steps=4)
+    assert saved_steps(train_dir)[-1] == 4
+    resumed = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(train_dir)))
+    original = tf.train.load_checkpoint(pretrained)
+    for name in frozen:
+        np.testing.assert_array_equal(resumed.get_tensor(name), original.get_tensor(name))

@@ -121,6 +121,20 @@ def add_frozen_prefix_variables(spec, image_size):
         spec.frozen_prefix(tf1.placeholder(tf.float32, [None, image_size, image_size, 3]))
 
 
+def restore_run(sess, saver, latest, config):
+    """Resumes from the run's ``latest`` checkpoint. One written before runs kept their frozen
+    prefix lacks its variables; they come from the pretrained checkpoint they were cached from."""
+    saved = set(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
+    missing = [v for v in tf1.global_variables() if v.op.name not in saved]
+    if not missing or not (config.uses_frozen_prefix and config.checkpoint_path):
+        saver.restore(sess, latest)
+        return
+    logging.info("%s lacks %d variables of the frozen layers; restoring them from %s", latest,
+                 len(missing), config.checkpoint_path)
+    tf1.train.Saver([v for v in tf1.global_variables() if v.op.name in saved]).restore(sess, latest)
+    build_restore_fn(config.checkpoint_path, var_list=missing)(sess)
+
+
 def regularization_losses_in(scopes):
     """The weight penalties of the layers under ``scopes``: a frozen layer's penalty is a
     constant with no gradient, which would only cost time at every step."""
@@ -194,7 +208,6 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
         recover_saved_checkpoints(saver, train_dir)
         restore_pretrained = None
         if latest is None and config.mode == "finetune" and config.checkpoint_path:
-            # With the VGG prefix cache only conv5_3 and the head are in this graph.
             restore_pretrained = build_restore_fn(
                 config.checkpoint_path, config.checkpoint_exclude_scopes,
                 config.ignore_missing_vars, var_list=model_variables)
@@ -202,7 +215,7 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
         writer = tf1.summary.FileWriter(train_dir)
         with tf1.Session() as sess:
             if latest is not None:
-                saver.restore(sess, latest)
+                restore_run(sess, saver, latest, config)
                 if config.checkpoint_path:
                     logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
                                  train_dir)
