@@ -70,12 +70,6 @@ def paper_values(model, mode, dataset="combined"):
     return dict(entry.get(dataset, {metric: None for metric in PAPER_METRICS}))
 
 
-def has_paper_numbers():
-    """True when at least one value of Table 1 is stored."""
-    return any(value is not None
-               for entry in PAPER_TABLE_1.values()
-               for metrics in entry.values()
-               for value in metrics.values())
 
 
 def row_label(model, mode):

@@ -170,7 +170,7 @@ class FrozenNetwork:
             progress.update(len(batch))
             for output in self.outputs:
                 chunks[output].append(values[output])
-        return {output: (np.concatenate(parts).astype(np.float32) if parts else
+        return {output: (np.concatenate(parts).astype(np.float32, copy=False) if parts else
                          np.zeros([0] + self.tensors[output].shape.as_list()[1:], np.float32))
                 for output, parts in chunks.items()}
 
@@ -270,9 +270,11 @@ def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, bat
         end = start + len(records[split])
         for output in outputs:
             if (split, output) in missing_paths:
-                values = np.full((len(data[split].images),) + computed[output].shape[1:], np.nan,
-                                 np.float32)
-                values[records[split]] = computed[output][start:end]
+                values = computed[output][start:end]
+                if len(values) < len(data[split].images):  # rows of skipped records hold NaN
+                    values = np.full((len(data[split].images),) + values.shape[1:], np.nan,
+                                     np.float32)
+                    values[records[split]] = computed[output][start:end]
                 save_activations(missing_paths[(split, output)], values, data[split])
         start = end
 

@@ -138,8 +138,9 @@ def restore_run(sess, saver, latest, config):
 def regularization_losses_in(scopes):
     """The weight penalties of the layers under ``scopes``: a frozen layer's penalty is a
     constant with no gradient, which would only cost time at every step."""
+    scopes = parse_scopes(scopes)
     return [penalty for penalty in tf1.losses.get_regularization_losses()
-            if in_scopes(penalty.op.name, parse_scopes(scopes))]
+            if in_scopes(penalty.op.name, scopes)]
 
 
 def training_objective(mode, trainable_scopes, loss):
