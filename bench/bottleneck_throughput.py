@@ -5,9 +5,9 @@
 For each network, images per second of
   project: ``thyroid.training.features.load_or_compute`` on a fresh cache dir (read shards, JPEG
            decode, resize, graph build, preprocessing + forward, writing the .npz);
-  (a) bare: the same graph (uint8 placeholder -> spec.preprocess -> bottleneck), same
-           batch size, default ``tf1.Session()``, fed images already resized in memory,
-           after one warm-up batch (graph build and session start not timed);
+  (a) bare: the same graph and session class (``features.FrozenNetwork``), same batch
+           size, fed images already resized in memory, after one warm-up batch (graph
+           build, restore and session start not timed);
   (b) keras: ``tf_keras.applications`` model of the same architecture (include_top=False,
            pooling='avg', weights=None) ``predict`` on the same tensors (float32), after a
            warm-up call. For EfficientNet-Lite0 the closest Keras has is EfficientNetB0,
@@ -41,9 +41,14 @@ KERAS = {"vgg_16": "VGG16", "inception_v3": "InceptionV3", "efficientnet_lite0":
 
 
 def checkpoint_for(model, checkpoint_dir):
+    """The official (or converted) checkpoint when present; else seeded random weights saved
+    under the same variable names, so that the timed path restores a checkpoint as a real
+    user's run does (random weights in the graph would skip the restore and time their
+    initialisers instead)."""
     from thyroid.checkpoints.locate import default_checkpoint_path
     from thyroid.nets import get_network
-    path, exists = default_checkpoint_path(get_network(model), checkpoint_dir)
+    spec = get_network(model)
+    path, exists = default_checkpoint_path(spec, checkpoint_dir)
     if exists:
         return path
     if model == "efficientnet_lite0":
@@ -51,8 +56,20 @@ def checkpoint_for(model, checkpoint_dir):
             from thyroid.checkpoints.convert import convert
             return convert(model, checkpoint_dir)
         except FileNotFoundError as error:
-            print(f"no EfficientNet-Lite0 weights ({error}); random weights")
-    return None
+            print(f"no EfficientNet-Lite0 weights ({error}); seeded random weights")
+    return save_random_weights(spec, os.path.join(checkpoint_dir, model + "-random", "model.ckpt"))
+
+
+def save_random_weights(spec, path):
+    """Seeded random values for every variable of ``spec``'s feature graph, saved at ``path``."""
+    from thyroid.compat import tf, tf1
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)
+        size = spec.default_image_size
+        spec.features(tf1.placeholder(tf.float32, [None, size, size, 3]), is_training=False)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(sess, path, write_meta_graph=False)
 
 
 def project_path(spec, shard_dir, checkpoint, size, batch_size):
@@ -96,32 +113,21 @@ def project_stages(spec, shard_dir, checkpoint, size, batch_size):
 
 
 class BareForward:
-    """The graph of ``compute_activations`` kept open; ``run()`` feeds in-memory images."""
+    """The project's own frozen graph (``features.FrozenNetwork``), kept open; ``run()`` feeds
+    in-memory images: the forward pass alone, nothing decoded, built or restored."""
 
     def __init__(self, spec, images, checkpoint, batch_size):
-        from thyroid.compat import tf, tf1
-        from thyroid.training.features import BOTTLENECK, output_tensors
-        from thyroid.restore import build_restore_fn
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf1.set_random_seed(0)
-            self.input = tf1.placeholder(tf.uint8, [None] + list(images.shape[1:]), name="images")
-            self.values = output_tensors(spec, spec.preprocess(tf.cast(self.input, tf.float32)),
-                                         (BOTTLENECK,))[BOTTLENECK]
-            restore = build_restore_fn(checkpoint, exclude_scopes=spec.exclude_scopes) if checkpoint else None
-            self.sess = tf1.Session(graph=self.graph)
-            self.sess.run(tf1.global_variables_initializer())
-            if restore:
-                restore(self.sess)
+        from thyroid.training.features import BOTTLENECK, FrozenNetwork
+        self.network = FrozenNetwork(spec, images.shape[1], (BOTTLENECK,), checkpoint)
         self.images, self.batch_size = images, batch_size
-        self.sess.run(self.values, {self.input: images[:batch_size]})  # warm-up
+        self.network.run_batch(images[:batch_size])  # warm-up
 
     def run(self):
         for start in range(0, len(self.images), self.batch_size):
-            self.sess.run(self.values, {self.input: self.images[start:start + self.batch_size]})
+            self.network.run_batch(self.images[start:start + self.batch_size])
 
     def close(self):
-        self.sess.close()
+        self.network.close()
 
 
 class KerasPredict:

@@ -251,6 +251,26 @@ def save_pretrained_lite0(tmp_path):
     return pretrained
 
 
+def test_frozen_pass_from_a_checkpoint_holds_no_variables_and_gives_the_restored_values(tmp_path):
+    from thyroid.restore import build_restore_fn
+    spec = get_network("efficientnet_lite0")
+    pretrained = save_pretrained_lite0(tmp_path)
+    images = np.random.RandomState(0).randint(0, 256, (5, 64, 64, 3)).astype(np.uint8)
+    network = features.FrozenNetwork(spec, 64, (features.BOTTLENECK,), pretrained)
+    try:
+        frozen = network.run([images], len(images), "test")[features.BOTTLENECK]
+        assert network.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) == []
+    finally:
+        network.close()
+    with tf.Graph().as_default():  # the ordinary way: variables, restored by a Saver
+        image_input = tf1.placeholder(tf.uint8, [None, 64, 64, 3])
+        values = spec.features(spec.preprocess(tf.cast(image_input, tf.float32)))[0]
+        with tf1.Session() as sess:
+            build_restore_fn(pretrained)(sess)
+            restored = sess.run(values, {image_input: images})
+    np.testing.assert_allclose(frozen, restored, rtol=1e-5, atol=1e-6)
+
+
 def test_a_run_trained_on_the_cached_prefix_holds_the_whole_network(patient_build, tmp_path):
     """Fine-tuning on the cached frozen prefix saves the frozen layers too, so the whole network
     (export, prediction on new images) gives the probabilities the cached path gives."""

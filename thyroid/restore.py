@@ -83,6 +83,17 @@ def resolve_checkpoint_path(checkpoint_path):
     return checkpoint_path
 
 
+def _mismatch_message(path, missing, mismatched):
+    lines = []
+    if missing:
+        lines.append("%d variable(s) missing from the checkpoint: %s"
+                     % (len(missing), ", ".join(missing)))
+    for name, graph_shape, ckpt_shape in mismatched:
+        lines.append("shape mismatch for %s: graph %s vs checkpoint %s"
+                     % (name, list(graph_shape), list(ckpt_shape)))
+    return "Checkpoint %s does not match the graph: %s" % (path, "; ".join(lines))
+
+
 def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=False,
                      var_list=None):
     """-> fn(sess) restoring the model variables not under ``exclude_scopes`` from the checkpoint.
@@ -119,14 +130,7 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
             continue
         restore[name] = variable
     if missing or mismatched:
-        lines = []
-        if missing:
-            lines.append("%d variable(s) missing from the checkpoint: %s"
-                         % (len(missing), ", ".join(missing)))
-        for name, graph_shape, ckpt_shape in mismatched:
-            lines.append("shape mismatch for %s: graph %s vs checkpoint %s"
-                         % (name, list(graph_shape), list(ckpt_shape)))
-        message = "Checkpoint %s does not match the graph: %s" % (path, "; ".join(lines))
+        message = _mismatch_message(path, missing, mismatched)
         if not ignore_missing_vars:
             raise CheckpointMismatchError(
                 message + " (exclude their scopes or pass ignore_missing_vars)",
@@ -162,3 +166,62 @@ def initialize_and_restore(sess, restore_fn=None):
     sess.run(tf1.variables_initializer([v for v in tf1.global_variables() if id(v) not in restored]))
     if restore_fn is not None:
         restore_fn(sess)
+
+
+class FrozenWeights:
+    """Checkpoint weights for an inference-only graph, held without variable objects.
+
+    Build the network under ``tf1.variable_scope("", custom_getter=weights.getter)``, then
+    ``restore_op()``, and run it once after initialising any variables. Each weight is a bare
+    resource handle and its read, all filled by one restore op: creating ~250 Python variable
+    objects (with initialisers, savers and collections) is most of a frozen pass's fixed cost,
+    and none of it is used when nothing trains. Weights under ``exclude_scopes`` stay ordinary
+    variables with their initialisers. A weight missing from the checkpoint or of another
+    shape makes ``restore_op`` raise ``CheckpointMismatchError`` naming it, as
+    ``build_restore_fn`` does.
+    """
+
+    def __init__(self, checkpoint_path, exclude_scopes=()):
+        self.path = resolve_checkpoint_path(checkpoint_path)
+        reader = tf.train.load_checkpoint(self.path)
+        self._shapes = reader.get_variable_to_shape_map()
+        self._dtypes = reader.get_variable_to_dtype_map()
+        self._exclude_scopes = parse_scopes(exclude_scopes)
+        self._handles = {}
+        self._missing, self._mismatched = [], []
+
+    def getter(self, getter, name, *args, **kwargs):
+        """A custom getter: the read of a checkpoint weight, or a variable when excluded."""
+        if in_scopes(name, self._exclude_scopes):
+            return getter(name, *args, **kwargs)
+        shape = tf.TensorShape(kwargs.get("shape")).as_list()
+        if name not in self._shapes:
+            self._missing.append(name)
+            return getter(name, *args, **kwargs)  # built, but restore_op refuses the graph
+        if list(self._shapes[name]) != shape:
+            self._mismatched.append((name, tuple(shape), tuple(self._shapes[name])))
+            return getter(name, *args, **kwargs)
+        dtype = self._dtypes[name]
+        if name not in self._handles:  # a reused scope reads the same weight again
+            self._handles[name] = tf.raw_ops.VarHandleOp(dtype=dtype, shape=shape,
+                                                         shared_name=name, name=name)
+        return tf.raw_ops.ReadVariableOp(resource=self._handles[name], dtype=dtype,
+                                         name=name + "/read")
+
+    def restore_op(self):
+        """One op filling every weight from the checkpoint; raises CheckpointMismatchError."""
+        if self._missing or self._mismatched:
+            raise CheckpointMismatchError(
+                _mismatch_message(self.path, self._missing, self._mismatched)
+                + " (exclude their scopes)", self._missing, self._mismatched)
+        names = sorted(self._handles)
+        logging.info("Restoring %d weights from %s", len(names), self.path)
+        values = tf.raw_ops.RestoreV2(prefix=self.path, tensor_names=names,
+                                      shape_and_slices=[""] * len(names),
+                                      dtypes=[self._dtypes[name] for name in names])
+        return tf.group(*[tf.raw_ops.AssignVariableOp(resource=self._handles[name], value=value)
+                          for name, value in zip(names, values)], name="restore_frozen_weights")
+
+    @property
+    def restored_names(self):
+        return sorted(self._handles)

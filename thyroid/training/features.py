@@ -26,7 +26,7 @@ from thyroid.io_utils import atomic_path, file_sha256
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.prefetch import Prefetch
 from thyroid.progress import Progress
-from thyroid.restore import build_restore_fn, initialize_and_restore, resolve_checkpoint_path
+from thyroid.restore import FrozenWeights, initialize_and_restore, resolve_checkpoint_path
 from thyroid.training.run_config import ConfigError
 
 BOTTLENECK = "bottleneck"
@@ -142,24 +142,30 @@ def output_tensors(spec, inputs, outputs, layers=()):
 
 
 class FrozenNetwork:
-    """One graph and session for a frozen network, reused across splits."""
+    """One graph and session for a frozen network, reused across splits. With a checkpoint
+    its weights are ``restore.FrozenWeights`` (no variable objects); without one they are
+    variables initialised from ``seed``."""
 
     def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0, layers=()):
         self.spec, self.outputs = spec, tuple(outputs)
         self.batch_size = 0  # the largest batch fed so far; shorter ones are padded to it
         prefix = resolve_checkpoint(checkpoint_path)
+        weights = FrozenWeights(prefix, spec.exclude_scopes) if prefix else None
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(seed)
             self.images = tf1.placeholder(tf.uint8, [None, image_size, image_size, 3], name="images")
-            self.tensors = output_tensors(spec, spec.preprocess(tf.cast(self.images, tf.float32)),
-                                          self.outputs, layers)
-            restore = build_restore_fn(prefix, exclude_scopes=spec.exclude_scopes) if prefix else None
+            with tf1.variable_scope("", custom_getter=weights.getter if weights else None):
+                self.tensors = output_tensors(
+                    spec, spec.preprocess(tf.cast(self.images, tf.float32)), self.outputs, layers)
+            restore = weights.restore_op() if weights else None
             self.session = tf1.Session(graph=self.graph)
             if restore is None:
                 logging.warning("%s: no checkpoint, %s from random weights (seed %d)",
                                 spec.name, "/".join(self.outputs), seed)
-            initialize_and_restore(self.session, restore)
+            initialize_and_restore(self.session)
+            if restore is not None:
+                self.session.run(restore)
 
     def run(self, batches, total, what):
         """Feeds uint8 batches; returns {output: float32 array}."""
