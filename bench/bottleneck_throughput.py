@@ -63,6 +63,7 @@ def checkpoint_for(model, checkpoint_dir):
 def save_random_weights(spec, path):
     """Seeded random values for every variable of ``spec``'s feature graph, saved at ``path``."""
     from thyroid.compat import tf, tf1
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.Graph().as_default():
         tf1.set_random_seed(0)
         size = spec.default_image_size
