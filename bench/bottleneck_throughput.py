@@ -258,8 +258,11 @@ def main():
          "project/bare", "project/keras", ">=0.9 bare", ">= keras"], table), "",
         "Medians of %d interleaved runs (project, bare, keras), batch %d. Spread (max-min)/median and load average per model in "
         "results/bottleneck_throughput.json. Keras column: VGG16, InceptionV3, and EfficientNetB0 "
-        "for EfficientNet-Lite0 (the closest Keras has; B0 adds squeeze-excite and swish)." %
-        (args.repeats, args.batch_size), "", "Project path by stage (seconds, one pass):", ""]
+        "for EfficientNet-Lite0 (the closest Keras has; B0 adds squeeze-excite and swish). "
+        "Both project and bare restore a checkpoint: the converted EfficientNet-Lite0 weights, "
+        "and for VGG-16 and Inception-v3 (no official checkpoint offline) seeded random weights "
+        "saved under the official names; bare is the project's own frozen graph fed in-memory "
+        "images." % (args.repeats, args.batch_size), "", "Project path by stage (seconds, one pass):", ""]
     stage_names = list(next(iter(results.values()))["project_stages_seconds"])
     md.append(common.format_table(["model"] + stage_names,
                                   [[m] + [r["project_stages_seconds"][s] for s in stage_names]
