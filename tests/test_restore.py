@@ -145,10 +145,10 @@ def test_missing_checkpoint_is_clear(tmp_path):
     assert os.path.isdir(tmp_path)
 
 
-def _frozen_graph(path, exclude_scopes=(), b_shape=(3, 2), with_c=False):
+def _frozen_graph(exclude_scopes=(), b_shape=(3, 2), with_c=False):
     """net/a, net/b (+ net/c) read through FrozenWeights; -> (weights, {name: tensor})."""
     from thyroid.restore import FrozenWeights
-    weights = FrozenWeights(path, exclude_scopes)
+    weights = FrozenWeights(exclude_scopes)
     tensors = {}
     with tf1.variable_scope("", custom_getter=weights.getter):
         for name, shape in (("net/a/weights", (4, 3)), ("net/a/biases", (3,)),
@@ -160,12 +160,12 @@ def _frozen_graph(path, exclude_scopes=(), b_shape=(3, 2), with_c=False):
 def test_frozen_weights_read_the_checkpoint_without_variables(checkpoint):
     path, saved, _ = checkpoint
     with tf.Graph().as_default():
-        weights, tensors = _frozen_graph(path)
-        restore = weights.restore_op()
+        weights, tensors = _frozen_graph()
+        restore = weights.restore_op(path)
         assert tf1.global_variables() == []  # bare handles, no variable objects
         with tf1.variable_scope("", custom_getter=weights.getter, reuse=True):
             again = tf1.get_variable("net/a/weights", (4, 3))
-        assert weights.restored_names == sorted(saved)
+        assert sorted(weights.saveables) == sorted(saved)
         with tf1.Session() as sess:
             sess.run(restore)
             values, reread = sess.run(tensors), sess.run(again)
@@ -177,8 +177,8 @@ def test_frozen_weights_read_the_checkpoint_without_variables(checkpoint):
 def test_frozen_weights_keep_excluded_scopes_as_initialised_variables(checkpoint):
     path, saved, _ = checkpoint
     with tf.Graph().as_default():
-        weights, tensors = _frozen_graph(path, exclude_scopes="net/b")
-        restore = weights.restore_op()
+        weights, tensors = _frozen_graph(exclude_scopes="net/b")
+        restore = weights.restore_op(path)
         assert [v.op.name for v in tf1.global_variables()] == ["net/b/weights"]
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
@@ -191,9 +191,9 @@ def test_frozen_weights_keep_excluded_scopes_as_initialised_variables(checkpoint
 def test_frozen_weights_name_missing_and_mismatched_weights(checkpoint):
     path, _, _ = checkpoint
     with tf.Graph().as_default():
-        weights, _ = _frozen_graph(path, b_shape=(3, 5), with_c=True)
+        weights, _ = _frozen_graph(b_shape=(3, 5), with_c=True)
         with pytest.raises(CheckpointMismatchError) as error:
-            weights.restore_op()
+            weights.restore_op(path)
     assert error.value.missing == ["net/c/weights"]
     assert error.value.mismatched == [("net/b/weights", (3, 5), (3, 2))]
     assert "net/c/weights" in str(error.value) and "[3, 5]" in str(error.value)

@@ -169,59 +169,52 @@ def initialize_and_restore(sess, restore_fn=None):
 
 
 class FrozenWeights:
-    """Checkpoint weights for an inference-only graph, held without variable objects.
+    """Weights of layers that never train, held without variable objects.
 
-    Build the network under ``tf1.variable_scope("", custom_getter=weights.getter)``, then
-    ``restore_op()``, and run it once after initialising any variables. Each weight is a bare
-    resource handle and its read, all filled by one restore op: creating ~250 Python variable
-    objects (with initialisers, savers and collections) is most of a frozen pass's fixed cost,
-    and none of it is used when nothing trains. Weights under ``exclude_scopes`` stay ordinary
-    variables with their initialisers. A weight missing from the checkpoint or of another
-    shape makes ``restore_op`` raise ``CheckpointMismatchError`` naming it, as
-    ``build_restore_fn`` does.
+    Build the layers under ``tf1.variable_scope("", custom_getter=weights.getter)``; then
+    ``restore_op(checkpoint_path)`` fills them all in one op. Each weight is a bare resource
+    handle and its read: creating ~250 Python variable objects (initialisers, collections) is
+    most of the cost of building a frozen network, and none of it is used when nothing trains.
+    ``saveables`` lets a Saver write them into checkpoints under their own names. Weights under
+    ``exclude_scopes`` stay ordinary variables with their initialisers. A weight missing from
+    the checkpoint or of another shape makes ``restore_op`` raise ``CheckpointMismatchError``
+    naming it, as ``build_restore_fn`` does.
     """
 
-    def __init__(self, checkpoint_path, exclude_scopes=()):
-        self.path = resolve_checkpoint_path(checkpoint_path)
-        reader = tf.train.load_checkpoint(self.path)
-        self._shapes = reader.get_variable_to_shape_map()
-        self._dtypes = reader.get_variable_to_dtype_map()
+    def __init__(self, exclude_scopes=()):
         self._exclude_scopes = parse_scopes(exclude_scopes)
         self._handles = {}
-        self._missing, self._mismatched = [], []
+        self.saveables = {}  # name -> the weight's read, which a Saver accepts
 
     def getter(self, getter, name, *args, **kwargs):
-        """A custom getter: the read of a checkpoint weight, or a variable when excluded."""
+        """A custom getter: a frozen weight's read, or a variable under an excluded scope."""
         if in_scopes(name, self._exclude_scopes):
             return getter(name, *args, **kwargs)
-        shape = tf.TensorShape(kwargs.get("shape")).as_list()
-        if name not in self._shapes:
-            self._missing.append(name)
-            return getter(name, *args, **kwargs)  # built, but restore_op refuses the graph
-        if list(self._shapes[name]) != shape:
-            self._mismatched.append((name, tuple(shape), tuple(self._shapes[name])))
-            return getter(name, *args, **kwargs)
-        dtype = self._dtypes[name]
-        if name not in self._handles:  # a reused scope reads the same weight again
-            self._handles[name] = tf.raw_ops.VarHandleOp(dtype=dtype, shape=shape,
-                                                         shared_name=name, name=name)
-        return tf.raw_ops.ReadVariableOp(resource=self._handles[name], dtype=dtype,
-                                         name=name + "/read")
+        if name not in self._handles:  # a reused scope gets the same weight
+            shape = tf.TensorShape(kwargs.get("shape")).as_list()
+            dtype = tf.as_dtype(kwargs.get("dtype") or tf.float32).base_dtype
+            handle = tf.raw_ops.VarHandleOp(dtype=dtype, shape=shape, shared_name=name, name=name)
+            self._handles[name] = handle
+            self.saveables[name] = tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype,
+                                                             name=name + "/read")
+        return self.saveables[name]
 
-    def restore_op(self):
-        """One op filling every weight from the checkpoint; raises CheckpointMismatchError."""
-        if self._missing or self._mismatched:
-            raise CheckpointMismatchError(
-                _mismatch_message(self.path, self._missing, self._mismatched)
-                + " (exclude their scopes)", self._missing, self._mismatched)
+    def restore_op(self, checkpoint_path):
+        """One op filling every frozen weight from the checkpoint (a prefix or a directory);
+        raises CheckpointMismatchError naming the missing and shape-mismatched ones."""
+        path = resolve_checkpoint_path(checkpoint_path)
+        shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
         names = sorted(self._handles)
-        logging.info("Restoring %d weights from %s", len(names), self.path)
-        values = tf.raw_ops.RestoreV2(prefix=self.path, tensor_names=names,
+        missing = [name for name in names if name not in shapes]
+        mismatched = [(name, tuple(self.saveables[name].shape.as_list()), tuple(shapes[name]))
+                      for name in names
+                      if name in shapes and list(shapes[name]) != self.saveables[name].shape.as_list()]
+        if missing or mismatched:
+            raise CheckpointMismatchError(_mismatch_message(path, missing, mismatched)
+                                          + " (exclude their scopes)", missing, mismatched)
+        logging.info("Restoring %d frozen weights from %s", len(names), path)
+        values = tf.raw_ops.RestoreV2(prefix=path, tensor_names=names,
                                       shape_and_slices=[""] * len(names),
-                                      dtypes=[self._dtypes[name] for name in names])
+                                      dtypes=[self.saveables[name].dtype for name in names])
         return tf.group(*[tf.raw_ops.AssignVariableOp(resource=self._handles[name], value=value)
                           for name, value in zip(names, values)], name="restore_frozen_weights")
-
-    @property
-    def restored_names(self):
-        return sorted(self._handles)

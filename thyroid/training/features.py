@@ -150,7 +150,7 @@ class FrozenNetwork:
         self.spec, self.outputs = spec, tuple(outputs)
         self.batch_size = 0  # the largest batch fed so far; shorter ones are padded to it
         prefix = resolve_checkpoint(checkpoint_path)
-        weights = FrozenWeights(prefix, spec.exclude_scopes) if prefix else None
+        weights = FrozenWeights(spec.exclude_scopes) if prefix else None
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(seed)
@@ -158,7 +158,7 @@ class FrozenNetwork:
             with tf1.variable_scope("", custom_getter=weights.getter if weights else None):
                 self.tensors = output_tensors(
                     spec, spec.preprocess(tf.cast(self.images, tf.float32)), self.outputs, layers)
-            restore = weights.restore_op() if weights else None
+            restore = weights.restore_op(prefix) if weights else None
             self.session = tf1.Session(graph=self.graph)
             if restore is None:
                 logging.warning("%s: no checkpoint, %s from random weights (seed %d)",

@@ -19,7 +19,7 @@ from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
 from thyroid.progress import Progress
-from thyroid.restore import (build_restore_fn, in_scopes, initialize_and_restore,
+from thyroid.restore import (FrozenWeights, build_restore_fn, in_scopes, initialize_and_restore,
                              variables_in_scopes, warn_unmatched_scopes)
 from thyroid.training.model import build_logits, malignant_probability
 from thyroid.training.run_config import OPTIMIZERS, parse_scopes
@@ -70,9 +70,9 @@ def read_best(train_dir):
 class BestCheckpoint:
     """Keeps the checkpoint with the best validation score in <train_dir>/best/."""
 
-    def __init__(self, train_dir):
+    def __init__(self, train_dir, saved=None):
         self.train_dir = train_dir
-        self.saver = tf1.train.Saver(max_to_keep=1)
+        self.saver = tf1.train.Saver(saved, max_to_keep=1)
         best = read_best(train_dir)
         self.score = tuple(best["score"]) if best else None
         self.step = int(best["step"]) if best else 0
@@ -112,27 +112,43 @@ def predict_probabilities(sess, probs, inputs, is_training, values, batch_size=1
     return np.concatenate(out) if out else np.zeros([0], np.float32)
 
 
-def add_frozen_prefix_variables(spec, image_size):
-    """Adds the frozen layers' variables to a graph that trains on their cached output. They
-    are never computed with; they are restored from the pretrained checkpoint and saved with
-    every checkpoint, so the run holds the whole network (evaluation on new images, export,
-    Grad-CAM)."""
-    with tf1.name_scope("unused_frozen_prefix"):
+def add_frozen_prefix_weights(spec, image_size, exclude_scopes=()):
+    """Adds the frozen layers' weights to a graph that trains on their cached output, as a
+    ``FrozenWeights``. They are never computed with; they are restored from the pretrained
+    checkpoint and saved with every checkpoint (``saveables``), so the run holds the whole
+    network (evaluation on new images, export, Grad-CAM)."""
+    weights = FrozenWeights(exclude_scopes)
+    with tf1.name_scope("unused_frozen_prefix"), \
+            tf1.variable_scope("", custom_getter=weights.getter):
         spec.frozen_prefix(tf1.placeholder(tf.float32, [None, image_size, image_size, 3]))
+    return weights
 
 
-def restore_run(sess, saver, latest, config):
-    """Resumes from the run's ``latest`` checkpoint. One written before runs kept their frozen
-    prefix lacks its variables; they come from the pretrained checkpoint they were cached from."""
-    saved = set(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
-    missing = [v for v in tf1.global_variables() if v.op.name not in saved]
-    if not missing or not (config.uses_frozen_prefix and config.checkpoint_path):
+def saved_weights(frozen_prefix=None):
+    """{checkpoint name: variable or frozen weight} of everything a run's checkpoints hold."""
+    saved = {variable.op.name: variable for variable in tf1.global_variables()}
+    if frozen_prefix is not None:
+        saved.update(frozen_prefix.saveables)
+    return saved
+
+
+def restore_run(sess, saver, saved, latest, config, restore_prefix=None):
+    """Resumes from the run's ``latest`` checkpoint (``saved``: its names and weights). One
+    written before runs kept their frozen prefix lacks those weights; they come from the
+    pretrained checkpoint they were cached from (``restore_prefix``)."""
+    in_checkpoint = set(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
+    missing = [name for name in saved if name not in in_checkpoint]
+    if not missing or restore_prefix is None:
         saver.restore(sess, latest)
         return
-    logging.info("%s lacks %d variables of the frozen layers; restoring them from %s", latest,
+    logging.info("%s lacks %d weights of the frozen layers; restoring them from %s", latest,
                  len(missing), config.checkpoint_path)
-    tf1.train.Saver([v for v in tf1.global_variables() if v.op.name in saved]).restore(sess, latest)
-    build_restore_fn(config.checkpoint_path, var_list=missing)(sess)
+    sess.run(restore_prefix)
+    tf1.train.Saver({name: saved[name] for name in saved if name in in_checkpoint}).restore(
+        sess, latest)
+    missing_variables = [saved[name] for name in missing if isinstance(saved[name], tf.Variable)]
+    if missing_variables:
+        build_restore_fn(config.checkpoint_path, var_list=missing_variables)(sess)
 
 
 def regularization_losses_in(scopes):
@@ -175,8 +191,9 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
         is_training = tf1.placeholder_with_default(False, [], name="is_training")
         logits, _ = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
         probs = malignant_probability(logits)
-        if config.uses_frozen_prefix:
-            add_frozen_prefix_variables(spec, config.image_size)
+        frozen_prefix = add_frozen_prefix_weights(spec, config.image_size,
+                                                  config.checkpoint_exclude_scopes) \
+            if config.uses_frozen_prefix else None
         model_variables = [v for v in tf1.global_variables() if v is not global_step]
 
         weights = tf.gather(tf.constant(class_weights(train_inputs.labels, config.class_weight)), labels)
@@ -201,10 +218,11 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
         validation_summaries = tf1.summary.merge(metrics.add_metric_summaries(
             metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
 
-        saver = tf1.train.Saver(max_to_keep=CHECKPOINTS_KEPT)
+        saved = saved_weights(frozen_prefix)
+        saver = tf1.train.Saver(saved, max_to_keep=CHECKPOINTS_KEPT)
         keep_best = config.keep_best_checkpoint and validation_inputs is not None and \
             len(validation_inputs.labels) > 0
-        best = BestCheckpoint(train_dir) if keep_best else None
+        best = BestCheckpoint(train_dir, saved) if keep_best else None
         latest = tf.train.latest_checkpoint(train_dir)
         recover_saved_checkpoints(saver, train_dir)
         restore_pretrained = None
@@ -212,16 +230,20 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
             restore_pretrained = build_restore_fn(
                 config.checkpoint_path, config.checkpoint_exclude_scopes,
                 config.ignore_missing_vars, var_list=model_variables)
+        # uses_frozen_prefix implies a pretrained checkpoint (run.uses_prefix_cache)
+        restore_prefix = frozen_prefix.restore_op(config.checkpoint_path) if frozen_prefix else None
 
         writer = tf1.summary.FileWriter(train_dir)
         with tf1.Session() as sess:
             if latest is not None:
-                restore_run(sess, saver, latest, config)
+                restore_run(sess, saver, saved, latest, config, restore_prefix)
                 if config.checkpoint_path:
                     logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
                                  train_dir)
             else:
                 initialize_and_restore(sess, restore_pretrained)
+                if restore_prefix is not None:
+                    sess.run(restore_prefix)
             if latest is None:
                 writer.add_graph(sess.graph)
             step = int(sess.run(global_step))
