@@ -132,18 +132,18 @@ def saved_weights(frozen_prefix=None):
     return saved
 
 
-def restore_run(sess, saver, saved, latest, config, restore_prefix=None):
+def restore_run(sess, saver, saved, latest, config, frozen_prefix=None):
     """Resumes from the run's ``latest`` checkpoint (``saved``: its names and weights). One
     written before runs kept their frozen prefix lacks those weights; they come from the
-    pretrained checkpoint they were cached from (``restore_prefix``)."""
+    pretrained checkpoint they were cached from, which is read only then."""
     in_checkpoint = set(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
     missing = [name for name in saved if name not in in_checkpoint]
-    if not missing or restore_prefix is None:
+    if not missing or frozen_prefix is None:
         saver.restore(sess, latest)
         return
     logging.info("%s lacks %d weights of the frozen layers; restoring them from %s", latest,
                  len(missing), config.checkpoint_path)
-    sess.run(restore_prefix)
+    sess.run(frozen_prefix.restore_op(config.checkpoint_path))
     tf1.train.Saver({name: saved[name] for name in saved if name in in_checkpoint}).restore(
         sess, latest)
     missing_variables = [saved[name] for name in missing if isinstance(saved[name], tf.Variable)]
@@ -230,20 +230,18 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
             restore_pretrained = build_restore_fn(
                 config.checkpoint_path, config.checkpoint_exclude_scopes,
                 config.ignore_missing_vars, var_list=model_variables)
-        # uses_frozen_prefix implies a pretrained checkpoint (run.uses_prefix_cache)
-        restore_prefix = frozen_prefix.restore_op(config.checkpoint_path) if frozen_prefix else None
 
         writer = tf1.summary.FileWriter(train_dir)
         with tf1.Session() as sess:
             if latest is not None:
-                restore_run(sess, saver, saved, latest, config, restore_prefix)
+                restore_run(sess, saver, saved, latest, config, frozen_prefix)
                 if config.checkpoint_path:
                     logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
                                  train_dir)
             else:
                 initialize_and_restore(sess, restore_pretrained)
-                if restore_prefix is not None:
-                    sess.run(restore_prefix)
+                if frozen_prefix is not None:  # uses_frozen_prefix implies a pretrained checkpoint
+                    sess.run(frozen_prefix.restore_op(config.checkpoint_path))
             if latest is None:
                 writer.add_graph(sess.graph)
             step = int(sess.run(global_step))
