@@ -83,6 +83,22 @@ def resolve_checkpoint_path(checkpoint_path):
     return checkpoint_path
 
 
+def _compare_with_checkpoint(graph_weights, checkpoint_shapes):
+    """{name: tensor or variable} against the checkpoint's {name: shape} -> (missing names,
+    [(name, graph shape, checkpoint shape)] of mismatched ones, {name: weight} that match)."""
+    missing, mismatched, matching = [], [], {}
+    for name, weight in graph_weights.items():
+        if name not in checkpoint_shapes:
+            missing.append(name)
+            continue
+        graph_shape = weight.shape.as_list()
+        if list(checkpoint_shapes[name]) != graph_shape:
+            mismatched.append((name, tuple(graph_shape), tuple(checkpoint_shapes[name])))
+            continue
+        matching[name] = weight
+    return missing, mismatched, matching
+
+
 def _mismatch_message(path, missing, mismatched):
     lines = []
     if missing:
@@ -118,17 +134,8 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
     # (excluding the checkpoint's ImageNet classifier from a graph without one is normal).
     warn_unmatched_scopes(exclude_scopes, [_name(v) for v in var_list] + list(shapes),
                           "exclude scope")
-    missing, mismatched, restore = [], [], {}
-    for variable in variables:
-        name = _name(variable)
-        if name not in shapes:
-            missing.append(name)
-            continue
-        graph_shape = variable.shape.as_list()
-        if list(shapes[name]) != graph_shape:
-            mismatched.append((name, tuple(graph_shape), tuple(shapes[name])))
-            continue
-        restore[name] = variable
+    missing, mismatched, restore = _compare_with_checkpoint(
+        {_name(v): v for v in variables}, shapes)
     if missing or mismatched:
         message = _mismatch_message(path, missing, mismatched)
         if not ignore_missing_vars:
@@ -204,14 +211,11 @@ class FrozenWeights:
         raises CheckpointMismatchError naming the missing and shape-mismatched ones."""
         path = resolve_checkpoint_path(checkpoint_path)
         shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-        names = sorted(self._handles)
-        missing = [name for name in names if name not in shapes]
-        mismatched = [(name, tuple(self.saveables[name].shape.as_list()), tuple(shapes[name]))
-                      for name in names
-                      if name in shapes and list(shapes[name]) != self.saveables[name].shape.as_list()]
+        missing, mismatched, _ = _compare_with_checkpoint(self.saveables, shapes)
         if missing or mismatched:
             raise CheckpointMismatchError(_mismatch_message(path, missing, mismatched)
                                           + " (exclude their scopes)", missing, mismatched)
+        names = sorted(self._handles)
         logging.info("Restoring %d frozen weights from %s", len(names), path)
         values = tf.raw_ops.RestoreV2(prefix=path, tensor_names=names,
                                       shape_and_slices=[""] * len(names),

@@ -278,9 +278,10 @@ def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, bat
             if (split, output) in missing_paths:
                 values = computed[output][start:end]
                 if len(values) < len(data[split].images):  # rows of skipped records hold NaN
-                    values = np.full((len(data[split].images),) + values.shape[1:], np.nan,
-                                     np.float32)
-                    values[records[split]] = computed[output][start:end]
+                    every_record = np.full((len(data[split].images),) + values.shape[1:], np.nan,
+                                           np.float32)
+                    every_record[records[split]] = values
+                    values = every_record
                 save_activations(missing_paths[(split, output)], values, data[split])
         start = end
 

@@ -135,10 +135,11 @@ def saved_weights(frozen_prefix=None):
 def restore_run(sess, saver, saved, latest, config, frozen_prefix=None):
     """Resumes from the run's ``latest`` checkpoint (``saved``: its names and weights). One
     written before runs kept their frozen prefix lacks those weights; they come from the
-    pretrained checkpoint they were cached from, which is read only then."""
+    pretrained checkpoint they were cached from, which is read only then. Anything else
+    missing fails in ``saver.restore``, naming it."""
     in_checkpoint = set(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
-    missing = [name for name in saved if name not in in_checkpoint]
-    if not missing or frozen_prefix is None:
+    missing = {name for name in saved if name not in in_checkpoint}
+    if not missing or frozen_prefix is None or not missing <= set(frozen_prefix.saveables):
         saver.restore(sess, latest)
         return
     logging.info("%s lacks %d weights of the frozen layers; restoring them from %s", latest,
@@ -146,9 +147,6 @@ def restore_run(sess, saver, saved, latest, config, frozen_prefix=None):
     sess.run(frozen_prefix.restore_op(config.checkpoint_path))
     tf1.train.Saver({name: saved[name] for name in saved if name in in_checkpoint}).restore(
         sess, latest)
-    missing_variables = [saved[name] for name in missing if isinstance(saved[name], tf.Variable)]
-    if missing_variables:
-        build_restore_fn(config.checkpoint_path, var_list=missing_variables)(sess)
 
 
 def regularization_losses_in(scopes):
