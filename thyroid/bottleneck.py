@@ -9,6 +9,7 @@ run with the same model, checkpoint, shards and image size reuses the cache.
 from absl import flags
 
 from thyroid import cli
+from thyroid.output_guard import check_output_dir
 from thyroid.training.run_config import MAX_BATCH_SIZE
 
 COMMAND = "bottleneck"
@@ -31,6 +32,8 @@ def run(fv, args):
     del args
     from thyroid.training.features import dump_bottlenecks
     from thyroid.training.run_config import RunConfig
+    if fv.cache_dir:
+        check_output_dir("cache_dir", fv.cache_dir)
     config = RunConfig(model=fv.model, mode="bottleneck_fc", dataset_dir=fv.dataset_dir,
                        checkpoint_path=fv.checkpoint_path, checkpoint_dir=fv.checkpoint_dir,
                        allow_random_init=fv.allow_random_init, image_size=fv.image_size,

@@ -15,9 +15,10 @@ image in the test split, unaugmented, for external validation.
 from absl import flags, logging
 
 from thyroid import cli
-from thyroid.datasets import folders, images
+from thyroid.datasets import folders, images, swap
 from thyroid.datasets.build import BuildError, PROTOCOLS, build
 from thyroid.datasets.sources import ReaderOptions
+from thyroid.output_guard import InputPath, check_output_dir
 
 COMMAND = "build_tfrecords"
 MAX_AUGMENT_COPIES = 100
@@ -98,11 +99,23 @@ def check_fractions(fv):
                              "on (or use --evaluation_only)")
 
 
+def source_inputs(fv, prefix=""):
+    """The source flags as ``InputPath``s (outputs must keep clear of them)."""
+    return [InputPath(prefix + name, getattr(fv, prefix + name))
+            for name in ("ddti_dir", "local_dir", "image_dir", "csv")]
+
+
+def check_output(fv):
+    """--output_dir resolved, or refused in one line before any work."""
+    return check_output_dir("output_dir", fv.output_dir, source_inputs(fv),
+                            is_ours=swap.holds_only_dataset_files)
+
+
 def run(fv, args):
     del args
     check_fractions(fv)
     try:
-        build(output_dir=fv.output_dir, ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
+        build(output_dir=check_output(fv), ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
               image_dir=fv.image_dir, csv_path=fv.csv, reader_options=reader_options(fv),
               evaluation_only=fv.evaluation_only, max_pixels=fv.max_pixels, protocol=fv.protocol,
               validation_fraction=fv.validation_fraction, test_fraction=fv.test_fraction,

@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
+from thyroid.output_guard import OutputError
 from thyroid.training.run_config import INTEGER_RANGES, ConfigError
 
 USAGE_STATUS = 2
@@ -80,7 +81,7 @@ def call(command, run, flag_values, args):
     """Runs ``run`` and turns the known errors into one line and an exit status."""
     try:
         status = run(flag_values, args)
-    except (UsageError, ConfigError) as error:
+    except (UsageError, ConfigError, OutputError) as error:
         print_error(command, error)
         return USAGE_STATUS
     except KeyboardInterrupt:

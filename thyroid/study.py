@@ -14,6 +14,7 @@ import os
 from absl import flags
 
 from thyroid import cli
+from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.datasets.build import PROTOCOLS
 from thyroid.evaluation.operating_point import operating_point_flag_checker
 
@@ -91,6 +92,16 @@ def check_folder(flag, path):
         raise cli.UsageError(flag, path, "no such folder")
 
 
+def check_outputs(fv):
+    """--output_dir and --run_name before any work: runs go to a new folder of one name."""
+    inputs = [InputPath(name, getattr(fv, name)) for name in (
+        "ddti_dir", "local_dir", "external_ddti_dir", "external_local_dir",
+        "external_image_dir", "external_csv")]
+    check_output_dir("output_dir", fv.output_dir, inputs)
+    if fv.run_name is not None:
+        check_name_component("run_name", fv.run_name)
+
+
 def run(fv, args):
     del args
     from thyroid.evaluation import paper
@@ -100,6 +111,7 @@ def run(fv, args):
     check_folder("external_ddti_dir", fv.external_ddti_dir)
     check_folder("external_local_dir", fv.external_local_dir)
     check_folder("external_image_dir", fv.external_image_dir)
+    check_outputs(fv)
     external = {kind: path for kind, path in (
         ("ddti", fv.external_ddti_dir), ("local", fv.external_local_dir),
         ("folders", fv.external_image_dir), ("csv", fv.external_csv)) if path}

@@ -14,9 +14,12 @@ benign cysts are darker than malignant solid nodules, and the overall gain varie
 Same seed, same bytes.
 """
 
+import os
+
 from absl import flags
 
 from thyroid import cli
+from thyroid.output_guard import check_output_dir
 from thyroid.datasets.synthetic import DEFAULT_HEIGHT, DEFAULT_WIDTH, generate
 
 COMMAND = "synth"
@@ -40,9 +43,15 @@ def define_flags(fv):
     flags.mark_flag_as_required("output_dir", flag_values=fv)
 
 
+def holds_only_synthetic_data(directory):
+    """Whether ``directory`` holds nothing but the ddti/ and local/ folders synth writes."""
+    return set(os.listdir(directory)) <= {"ddti", "local"}
+
+
 def run(fv, args):
     del args
-    generate(fv.output_dir, fv.num_cases, fv.seed, fv.width, fv.height, fv.num_local_cases)
+    output_dir = check_output_dir("output_dir", fv.output_dir, is_ours=holds_only_synthetic_data)
+    generate(output_dir, fv.num_cases, fv.seed, fv.width, fv.height, fv.num_local_cases)
 
 
 def main(argv=None):

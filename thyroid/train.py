@@ -11,6 +11,7 @@ from its latest checkpoint.
 from absl import flags
 
 from thyroid import cli
+from thyroid.output_guard import check_output_dir
 from thyroid.training import run_config as rc
 
 COMMAND = "train"
@@ -81,6 +82,8 @@ def config_from_flags(fv):
 def run(fv, args):
     del args
     config = config_from_flags(fv).validate()
+    if fv.cache_dir:
+        check_output_dir("cache_dir", fv.cache_dir)
     from thyroid.training.run import train
     result = train(config, fv.train_dir, cli.command_line())
     print(f"trained {result.steps} steps in {result.seconds:.0f}s -> {result.train_dir}")

@@ -11,6 +11,7 @@ import json
 from absl import flags
 
 from thyroid import cli
+from thyroid.output_guard import OutputError, check_output_dir
 
 COMMAND = "checkpoints"
 COMMANDS = ("download", "convert", "verify", "inspect")
@@ -76,7 +77,7 @@ def verify(fv, models):
 def run(fv, argv):
     try:
         return dispatch(fv, argv)
-    except cli.UsageError:
+    except (cli.UsageError, OutputError):
         raise
     except expected_errors() as error:
         cli.print_error(COMMAND, error)
@@ -94,6 +95,8 @@ def dispatch(fv, argv):
     if unknown:
         raise cli.UsageError("models", fv.models, f"unknown {', '.join(unknown)}; "
                              f"choose from {', '.join(NETWORK_NAMES)}")
+    if command in ("download", "convert"):
+        check_output_dir("checkpoint_dir", fv.checkpoint_dir)
     if command == "download":
         return download(fv, models)
     if command == "convert":

@@ -23,6 +23,7 @@ from thyroid import LABEL_NAMES
 from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
 from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, read_sources
 from thyroid.io_utils import atomic_write_json
+from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.preprocessing import augment
 
 PROTOCOLS = ("patient", "image")
@@ -242,6 +243,9 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
                      test_fraction)
     source_paths = _source_paths(ddti_dir, local_dir, image_dir, csv_path, sources)
     options = reader_options or ReaderOptions(diagnosis_table=diagnosis_table)
+    # Resolved: a symlinked output is built at its target and the link itself is kept.
+    output_dir = check_output_dir("output_dir", output_dir, [
+        InputPath(SOURCE_FLAGS.get(kind, kind).lstrip("-"), path) for kind, path in source_paths.items()])
     swap.remove_stale(output_dir)
     if swap.holds_dataset(output_dir) and not overwrite:
         raise OutputExistsError(f"{output_dir} already holds a dataset; "

@@ -92,6 +92,11 @@ def _dataset_file(name):
             or name.startswith(".tmp-"))
 
 
+def holds_only_dataset_files(directory):
+    """Whether every entry of ``directory`` is a file a dataset build writes."""
+    return all(_dataset_file(name) for name in os.listdir(directory))
+
+
 def replace_problem(output_dir):
     """Why ``output_dir`` must not be swapped away ('' when it may): it must hold nothing but
     a dataset's files."""

@@ -18,6 +18,7 @@ from absl import logging
 from thyroid import LABEL_NAMES
 from thyroid.compat import tf, tf1
 from thyroid.datasets import shards
+from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.tflite_model import METADATA_FILE, MODEL_FILE, make_interpreter
 from thyroid.evaluation.runs import metrics_file_name
 from thyroid.io_utils import atomic_write_bytes, atomic_write_json, read_json
@@ -168,12 +169,20 @@ def preprocessing_description(spec_name, image_size, crop):
             f"(thyroid.preprocessing.resize.resize_square); pixel values 0..255; {scaling}")
 
 
+def holds_only_export_files(directory):
+    """Whether every entry of ``directory`` is one an export writes (or its temporary)."""
+    ours = {MODEL_FILE, METADATA_FILE, shards.LABELS_NAME}
+    return all(name in ours or name.startswith(".tmp-") for name in os.listdir(directory))
+
+
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
                  seed=0):
     """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths."""
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
     train_dir = os.path.abspath(train_dir)
+    output_dir = check_output_dir("output_dir", output_dir, [InputPath("train_dir", train_dir)],
+                                  is_ours=holds_only_export_files)
     config, spec, checkpoint = load_run(train_dir)
     size = config.image_size
     calibration = None

@@ -14,8 +14,10 @@ from thyroid.training import logreg, svm
 from thyroid.training.inputs import load_split_inputs
 from thyroid.training.loop import train_graph_model
 from thyroid.training.features import resolve_layers
+from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.training.run_config import DEFAULT_LEARNING_RATES
-from thyroid.training.train_dir_lock import locked_train_dir
+from thyroid.training.run_config import FILE_NAME as RUN_CONFIG_FILE
+from thyroid.training.train_dir_lock import LOCK_FILE, locked_train_dir
 
 
 @dataclasses.dataclass
@@ -62,6 +64,12 @@ def resolve(config):
                                               checkpoint_path))
 
 
+def holds_a_run(directory):
+    """Whether ``directory`` is a train_dir (its config or its lock; training writes both)."""
+    return any(os.path.exists(os.path.join(directory, name))
+               for name in (RUN_CONFIG_FILE, LOCK_FILE))
+
+
 def train(config, train_dir, argv=None):
     """Trains ``config`` into ``train_dir`` (resuming from its latest checkpoint); -> TrainResult.
 
@@ -72,6 +80,9 @@ def train(config, train_dir, argv=None):
     config = resolve(config.validate())
     if config.mode == "scratch" and get_network(config.model).imagenet_logits is not None:
         logging.info("scratch mode: %s starts from random weights", config.model)
+    train_dir = check_output_dir("train_dir", train_dir, [
+        InputPath("dataset_dir", config.dataset_dir),
+        InputPath("checkpoint_path", config.checkpoint_path)], is_ours=holds_a_run)
     os.makedirs(train_dir, exist_ok=True)
     with locked_train_dir(train_dir):
         return _train_locked(config, train_dir, argv)
