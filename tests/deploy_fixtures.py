@@ -91,8 +91,11 @@ def _build(base):
                     learning_rate=3e-3, max_number_of_steps=TRAIN_STEPS,
                     log_every_n_steps=1000, save_interval_steps=1000,
                     eval_every_n_steps=1000), train_dir)
+    from thyroid.datasets.shards import split_fingerprint
     atomic_write_json(os.path.join(train_dir, "metrics_test.json"),
-                      {"accuracy": 0.5, "note": "written by the test fixture"})
+                      {"accuracy": 0.5, "note": "written by the test fixture",
+                       "dataset_dir": os.path.abspath(dataset_dir),
+                       "dataset_fingerprint": split_fingerprint(dataset_dir, "test")})
     return {"base": base, "dataset_dir": dataset_dir, "train_dir": train_dir}
 
 

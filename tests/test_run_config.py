@@ -43,12 +43,62 @@ def test_a_run_keeps_every_setting_and_evaluate_and_export_need_only_its_folder(
     assert metadata["test_metrics"]["values"]["split"] == "test"
 
 
-def test_export_never_takes_another_split_as_test(tmp_path):
+def test_export_never_takes_another_split_as_test(tmp_path, patient_build):
     from thyroid.deploy.export import _test_metrics
+    config = RunConfig(model="small_cnn", mode="scratch", dataset_dir=str(patient_build[0]))
     (tmp_path / "metrics_validation.json").write_text(json.dumps({"split": "validation"}))
-    assert _test_metrics(str(tmp_path)) is None
+    assert _test_metrics(str(tmp_path), config) is None
     (tmp_path / "metrics_test.json").write_text(json.dumps({"split": "validation"}))
-    assert _test_metrics(str(tmp_path)) is None
+    assert _test_metrics(str(tmp_path), config) is None
+    # Test figures that do not say which dataset they scored are not shipped as the run's.
+    (tmp_path / "metrics_test.json").write_text(json.dumps({"split": "test"}))
+    assert _test_metrics(str(tmp_path), config) is None
+
+
+def test_scoring_another_dataset_keeps_the_runs_own_metrics(patient_build, tmp_path, capsys):
+    """The reported defect: evaluate --dataset_dir=OTHER overwrote metrics_test.json and export
+    shipped the other set's figures as the run's."""
+    from thyroid import build_tfrecords, evaluate, train
+    dataset_dir, _ = patient_build
+    run = tmp_path / "run"
+    assert train.main(["train", "--model=small_cnn", "--mode=scratch", "--image_size=32",
+                       f"--dataset_dir={dataset_dir}", f"--train_dir={run}",
+                       "--max_number_of_steps=2", "--batch_size=8"]) == 0, capsys.readouterr().err
+    assert evaluate.main(["evaluate", f"--train_dir={run}", "--num_bootstrap=10"]) == 0
+    own = json.loads((run / "metrics_test.json").read_text())
+    assert own["own_dataset"] and own["dataset_dir"] == os.path.abspath(dataset_dir)
+
+    other, csv = tmp_path / "other", tmp_path / "two.csv"
+    from PIL import Image
+    from thyroid.datasets import shards
+    data = shards.load_split(str(dataset_dir), "test")
+    rows = ["path,label"]
+    for index in (0, 1):
+        Image.fromarray(data.images[index]).save(tmp_path / f"img{index}.png")
+        rows.append(f"img{index}.png,{index}")
+    csv.write_text("\n".join(rows) + "\n")
+    assert build_tfrecords.main(["build", f"--csv={csv}", "--evaluation_only", "--crop=none",
+                                 f"--output_dir={other}"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert evaluate.main(["evaluate", f"--train_dir={run}", f"--dataset_dir={other}",
+                          "--num_bootstrap=10"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((run / "metrics_test.json").read_text()) == own
+    others = sorted(p.name for p in run.glob("metrics_test-*.json"))
+    assert len(others) == 1 and others[0] in out
+    scored = json.loads((run / others[0]).read_text())
+    assert scored["dataset_dir"] == str(other) and not scored["own_dataset"]
+    assert scored["counts"]["images"] == 2 and scored["dataset_fingerprint"] != own["dataset_fingerprint"]
+    # small_cnn cannot be exported; what export would ship comes from the same helper.
+    from thyroid.deploy.export import _test_metrics
+    assert _test_metrics(str(run), RunConfig.load(str(run)))["values"] == own
+
+    # The run's own validation split is empty in an evaluation-only set: one line, no file.
+    status = evaluate.main(["evaluate", f"--train_dir={run}", f"--dataset_dir={other}",
+                            "--split=validation"])
+    err = capsys.readouterr().err
+    assert status == 1 and "holds no validation images" in err and len(err.splitlines()) == 1
+    assert not list(run.glob("metrics_validation*"))
 
 
 def test_first_format_loads_with_defaults_and_unknown_formats_say_what_to_do(tmp_path):

@@ -37,12 +37,12 @@ def run(fv, args):
     if not os.path.isdir(fv.train_dir):
         raise cli.UsageError("train_dir", fv.train_dir, "no such folder")
     from thyroid.evaluation import metrics
-    from thyroid.evaluation.runs import evaluate_run, metrics_file_name
+    from thyroid.evaluation.runs import evaluate_run
     result, _, _ = evaluate_run(fv.train_dir, fv.split, fv.dataset_dir, fv.threshold,
                                 fv.num_bootstrap, fv.seed)
     print(f"{result['model']} / {result['mode']} on {fv.split} ({result['checkpoint']})")
     print(metrics.format_metrics_table(result))
-    print(f"metrics written to {os.path.join(fv.train_dir, metrics_file_name(fv.split))}")
+    print(f"metrics written to {os.path.join(fv.train_dir, result['file'])}")
 
 
 def main(argv=None):

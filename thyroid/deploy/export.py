@@ -141,8 +141,9 @@ def _dataset_info(dataset_dir):
     return info
 
 
-def _test_metrics(train_dir):
-    """The test split's metrics and the file they came from; never another split's."""
+def _test_metrics(train_dir, config):
+    """The test split's metrics and the file they came from: only the run's own test split,
+    never another split's or another dataset's."""
     path = os.path.join(train_dir, metrics_file_name("test"))
     if not os.path.exists(path):
         logging.warning("%s not found; metadata.json will carry no test metrics", path)
@@ -155,7 +156,26 @@ def _test_metrics(train_dir):
     if values.get("split", "test") != "test":
         logging.warning("%s holds %s metrics, not test; left out", path, values.get("split"))
         return None
+    problem = _foreign_dataset(values, config)
+    if problem:
+        logging.warning("%s %s; left out of metadata.json", path, problem)
+        return None
     return {"file": os.path.basename(path), "values": values}
+
+
+def _foreign_dataset(values, config):
+    """Why the metrics are not of the run's own test split ('' when they are)."""
+    if not values.get("dataset_fingerprint"):
+        return "does not say which dataset it scored"
+    if os.path.realpath(values.get("dataset_dir", "")) != os.path.realpath(config.dataset_dir):
+        return f"scored {values.get('dataset_dir')}, not the run's {config.dataset_dir}"
+    try:
+        current = shards.split_fingerprint(config.dataset_dir, "test")
+    except (OSError, ValueError) as error:
+        return f"cannot be checked against the run's dataset ({error})"
+    if current != values["dataset_fingerprint"]:
+        return "scored a test split whose shards have changed since"
+    return ""
 
 
 def preprocessing_description(spec_name, image_size, crop):
@@ -211,7 +231,7 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
         "crop": crop,
         "preprocessing": preprocessing_description(spec.name, size, crop),
         "threshold": float(config.threshold),
-        "test_metrics": _test_metrics(train_dir),
+        "test_metrics": _test_metrics(train_dir, config),
         "train_dir": train_dir,
         "checkpoint": checkpoint,
         "checkpoint_description": config.checkpoint_description,

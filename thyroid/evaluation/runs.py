@@ -7,6 +7,7 @@ from absl import logging
 
 from thyroid.evaluation import metrics
 from thyroid.compat import tf
+from thyroid.datasets import shards
 from thyroid.io_utils import atomic_write_json
 from thyroid.training import logreg, svm
 from thyroid.training.inputs import SplitInputs, load_split_inputs
@@ -14,9 +15,22 @@ from thyroid.training.loop import load_and_predict
 from thyroid.training.run_config import FEATURE_CLASSIFIER_MODES, RunConfig
 
 
-def metrics_file_name(split):
-    """Every evaluation of a split writes this file in the train_dir, whoever runs it."""
+def metrics_file_name(split, other_dataset_fingerprint=None):
+    """The file an evaluation writes in the train_dir: ``metrics_<split>.json`` on the run's
+    own data; on another dataset ``metrics_<split>-<its fingerprint>.json``, so that scoring
+    another set never overwrites the run's own figures (which export ships)."""
+    if other_dataset_fingerprint:
+        return f"metrics_{split}-{other_dataset_fingerprint[:12]}.json"
     return f"metrics_{split}.json"
+
+
+class EmptySplitError(ValueError):
+    """The split to evaluate holds no images: there are no metrics to write."""
+
+
+def same_dataset(config, dataset_dir):
+    """Whether ``dataset_dir`` (None: the run's) is the run's own dataset folder."""
+    return not dataset_dir or os.path.realpath(dataset_dir) == os.path.realpath(config.dataset_dir)
 
 
 def feature_classifier_scores(config, train_dir, values):
@@ -64,14 +78,24 @@ def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
 
 def evaluate_run(train_dir, split="test", dataset_dir=None, threshold=None, num_bootstrap=1000,
                  seed=0):
-    """Writes <train_dir>/metrics_<split>.json; -> (result, labels, P(malignant))."""
+    """Writes the split's metrics file (``metrics_file_name``) in the train_dir, naming the
+    dataset and its fingerprint inside; -> (result, labels, P(malignant)). Raises
+    ``EmptySplitError`` when the split holds no images (no file is written)."""
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     logging.info("evaluating on %s", devices or "CPU")
+    own = same_dataset(RunConfig.load(train_dir), dataset_dir)
     labels, probs, patient_ids, config = predict_split(train_dir, split, dataset_dir)
+    data_dir = config.dataset_dir  # the dataset scored: the run's own or the one asked for
+    fingerprint = shards.split_fingerprint(data_dir, split)
+    if not len(labels):
+        raise EmptySplitError(f"--split={split}: {data_dir} holds no {split} images to evaluate")
     result = metrics.evaluate_predictions(labels, probs, patient_ids,
                                           threshold=config.threshold if threshold is None else threshold,
                                           num_samples=num_bootstrap, seed=seed)
     result.update(model=config.model, mode=config.mode, split=split,
-                  checkpoint=config.checkpoint_description)
-    atomic_write_json(os.path.join(train_dir, metrics_file_name(split)), result)
+                  checkpoint=config.checkpoint_description, dataset_dir=data_dir,
+                  dataset_fingerprint=fingerprint, own_dataset=own)
+    name = metrics_file_name(split, None if own else fingerprint)
+    result["file"] = name
+    atomic_write_json(os.path.join(train_dir, name), result)
     return result, labels, probs
