@@ -162,3 +162,21 @@ def test_existing_output_needs_overwrite(synthetic_root, tmp_path):
     assert manifest["crop"] == "roi"
     excluded = collections.Counter(e["reason"] for e in manifest["sources"]["local"]["excluded"])
     assert excluded["no recognisable diagnosis"] >= 1
+
+
+def test_evaluation_only_puts_every_image_in_test_whatever_the_csv_split(synthetic_root, tmp_path):
+    """The reported defect: a CSV split column overrode --evaluation_only (4 train / 4
+    validation / 0 test), and an external set was scored on a third of its images."""
+    source = os.path.join(synthetic_root, "ddti")
+    jpgs = sorted(n for n in os.listdir(source) if n.endswith(".jpg"))[:6]
+    rows = ["path,label,split"]
+    for index, (name, split) in enumerate(zip(jpgs, ["train", "validation", "test"] * 2)):
+        shutil.copy(os.path.join(source, name), tmp_path / name)
+        rows.append(f"{name},{index % 2},{split}")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    manifest = build_tfrecords.build(output_dir=str(tmp_path / "out"),
+                                     csv_path=str(tmp_path / "list.csv"), evaluation_only=True)
+    assert manifest["splits"]["test"]["images"] == 6
+    assert manifest["splits"]["train"]["images"] == manifest["splits"]["validation"]["images"] == 0
+    assert manifest["source_splits_ignored"] == 4
+    assert len(shards.load_split(str(tmp_path / "out"), "test")) == 6

@@ -5,8 +5,8 @@
 share a byte-identical image together, and augments training images only.
 ``protocol='image'`` is the paper's protocol: augment every image, then split images at random;
 it leaks patients across splits, and the manifest says so.
-A source's own split (a CSV ``split`` column) is honoured; ``evaluation_only`` puts every
-labelled image in the test split, unaugmented, for external validation.
+A source's own split (a CSV ``split`` column) is honoured, except by ``evaluation_only``,
+which puts every labelled image in the test split, unaugmented, for external validation.
 
 The build writes into a sibling temporary folder and swaps it in only when complete (see
 ``thyroid.datasets.swap``), so a kill leaves the old dataset or the new one, never a mixture.
@@ -188,6 +188,18 @@ def _make_items(usable, hashes, protocol, validation_fraction, test_fraction, au
     return items
 
 
+def _drop_source_splits(usable):
+    """An evaluation-only build puts every image in test, whatever split a source names (a
+    CSV ``split`` column): -> how many images named another split."""
+    ignored = sum(1 for example, _ in usable if example.split not in (None, "test"))
+    for example, _ in usable:
+        example.split = None
+    if ignored:
+        logging.warning("evaluation-only build: %d images whose source names another split "
+                        "go to test", ignored)
+    return ignored
+
+
 def _leakage(items, duplicates):
     patient_ids = [item["patient_id"] for item in items]
     leakage = splits.leakage(patient_ids, [item["split"] for item in items])
@@ -264,6 +276,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
             f"no usable labelled image in {', '.join(source_paths.values())} "
             f"({len(skipped)} files skipped); nothing to write")
 
+    ignored_splits = _drop_source_splits(usable) if test_fraction == 1 else 0
     items = _make_items(usable, hashes, protocol, validation_fraction, test_fraction,
                         augment_copies, seed)
     leakage = _leakage(items, duplicates)
@@ -289,6 +302,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
         "skipped": skipped,
         "leakage": leakage,
         "duplicates": duplicates,
+        "source_splits_ignored": ignored_splits,
         "build_seconds": round(time.time() - started, 2),
     }
     if protocol == "image":
