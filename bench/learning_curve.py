@@ -6,7 +6,7 @@ Builds the study's synthetic default once (data, shards, folds, as ``./run_all.s
 then cross-validates each variant ``row:image_size:epochs`` with the study's own settings
 otherwise (early stopping included, so the epochs are a ceiling) and reports the pooled
 out-of-fold AUC, the median epoch of the best inner-validation checkpoint and the time. The
-study's row settings (``thyroid/evaluation/study.py``) are chosen from this table: the
+study's row settings (``thyroid/study/rows.py``) are chosen from this table: the
 smallest image size and epoch ceiling whose AUC is not clearly below the larger ones.
 """
 
@@ -36,30 +36,39 @@ def parse_variants(text):
 
 def build_default_study(work_dir, num_cases):
     """(StudyConfig, shard dir, fold assignment) of the default study on fresh synthetic data."""
-    from thyroid.evaluation import cross_validation, study
-    config = study.StudyConfig(output_dir=work_dir, num_cases=num_cases, export=False,
-                               checkpoint_dir=os.path.join(work_dir, "checkpoints"))
-    ddti_dir, local_dir, _ = study.prepare_data(config, work_dir)
+    from thyroid.datasets import folds
+    from thyroid.study import data
+    from thyroid.study.config import StudyConfig
+    config = StudyConfig(output_dir=work_dir, num_cases=num_cases, export=False,
+                         checkpoint_dir=os.path.join(work_dir, "checkpoints"))
+    sources = data.prepare_sources(config, work_dir)
     shard_dir = os.path.join(work_dir, "shards")
-    _, assignment = cross_validation.build_development_shards(
-        ddti_dir, local_dir, shard_dir, config.augment_copies, config.seed, config.num_folds,
-        config.cv_repeats)
-    study.prepare_checkpoints(config.checkpoint_dir, ["efficientnet_lite0"], False)
-    return config, shard_dir, assignment
+    data.build_development_shards(config, sources, shard_dir)
+    data.prepare_checkpoints(config.checkpoint_dir, ["efficientnet_lite0"], False)
+    return config, shard_dir, folds.load_folds(os.path.join(shard_dir, folds.FOLDS_NAME))
 
 
 def run_variant(config, shard_dir, assignment, work_dir, variant):
     """Cross-validates one (row, image size, epochs); -> result dict."""
     from sklearn.metrics import roc_auc_score
     from thyroid.datasets import folds
-    from thyroid.evaluation import cross_validation, paper, study
+    from thyroid.study import fitting
+    from thyroid.study.config import row_config
+    from thyroid.study.rows import get_row
     row_id, size, epochs = variant
-    _, model, mode, _ = next(row for row in paper.STUDY_ROWS if row[0] == row_id)
-    run_config = study.row_config(config, model, mode, shard_dir).replace(
+    row = get_row(row_id)
+    model, mode = row.model, row.mode
+    run_config = row_config(config, row, shard_dir).replace(
         fold_file=os.path.join(shard_dir, folds.FOLDS_NAME), image_size=size, num_epochs=epochs)
     train_root = os.path.join(work_dir, "train", f"{row_id}_{size}_{epochs:g}")
-    seconds, results = common.timed(cross_validation.cross_validate_row, run_config, row_id,
-                                    assignment, train_root, config.operating_point)
+
+    def every_fold():
+        return [fitting.run_fold(run_config, row_id, repeat, fold,
+                                 os.path.join(train_root, f"repeat{repeat}_fold{fold}"),
+                                 config.operating_point)
+                for repeat in range(assignment["num_repeats"])
+                for fold in range(assignment["num_folds"])]
+    seconds, results = common.timed(every_fold)
     records = [r for result in results for r in result.records]
     auc = roc_auc_score([r["label"] for r in records], [r["prob"] for r in records])
     fold_aucs = [roc_auc_score([r["label"] for r in res.records], [r["prob"] for r in res.records])
@@ -78,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--no_write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     common.quiet_tf()
-    from thyroid.evaluation import study
+    from thyroid.study import config as study
     num_cases = args.num_cases or study.DEFAULT_SYNTHETIC_CASES
     work_dir = tempfile.mkdtemp(prefix="bench-learning-curve-")
     try:
@@ -90,7 +99,7 @@ def main(argv=None):
             print(results[-1], flush=True)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    eval_steps = study.row_config(config, "small_cnn", "scratch", "").eval_every_n_steps
+    eval_steps = study.EVAL_EVERY_N_STEPS
     rows = [[f"{r['row']} {r['model']}/{r['mode']}", r["image_size"], r["epoch_ceiling"],
              r["pooled_auc"], r["fold_auc_sd"], r["median_best_epoch"], r["seconds"]]
             for r in results]

@@ -78,7 +78,7 @@ def bottleneck_logistic_auc(shard_dir, work_dir):
 
 
 def small_cnn_auc(shard_dir, work_dir, epochs):
-    from thyroid.evaluation.runs import evaluate_run
+    from thyroid.training.scoring import evaluate_run
     from thyroid.training.run import TrainOptions, train
     train_dir = os.path.join(work_dir, "small_cnn")
     seconds, _ = common.timed(train, TrainOptions(

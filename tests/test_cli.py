@@ -84,8 +84,11 @@ CASES = [train_case(setting, words) for setting, words in TRAIN_BAD_VALUES.items
      "no such folder"),
     ("study", lambda d: [f"--external_image_dir={d['missing']}"], "--external_image_dir",
      "no such folder"),
-    ("study", lambda d: [f"--external_csv={d['out']}/list.csv", "--cv_folds=0"],
-     "--external_csv", "cross-validated"),
+    ("study", lambda d: [f"--external_csv={d['out']}/list.csv"], "--external_csv",
+     "no such file"),
+    ("study", lambda d: [f"--external_csv={d['empty']}"], "--external_csv", "no such file"),
+    ("study", lambda d: [f"--external_ddti_dir={d['empty']}", "--cv_folds=0"],
+     "--external_ddti_dir", "cross-validated"),
     ("export", lambda d: [f"--train_dir={d['train']}", f"--output_dir={d['out']}",
                           "--representative_count=0"], "--representative_count", "range [1,"),
     ("export", lambda d: [f"--train_dir={d['train']}", f"--output_dir={d['out']}",
@@ -100,7 +103,7 @@ CASES = [train_case(setting, words) for setting, words in TRAIN_BAD_VALUES.items
 
 
 def invoke(module, argv, capsys):
-    entry = importlib.import_module(f"thyroid.{module}")
+    entry = importlib.import_module(f"thyroid.{module}" + (".__main__" if module == "study" else ""))
     status = entry.main([f"thyroid.{module}", *argv])
     return status, capsys.readouterr()
 

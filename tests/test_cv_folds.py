@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from thyroid.datasets import folds, shards
-from thyroid.evaluation import cross_validation
+from thyroid.study import data as study_data, fitting
+from thyroid.study.config import StudyConfig
+from thyroid.study.results import FoldResult
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +24,10 @@ def cv_build(synthetic_root, tmp_path_factory):
     cases = sorted(first_of, key=int)
     shutil.copyfile(ddti / first_of[cases[0]], ddti / first_of[cases[1]])
     output = tmp_path_factory.mktemp("cv_shards")
-    manifest, assignment = cross_validation.build_development_shards(
-        str(ddti), None, str(output), augment_copies=2, seed=0, num_folds=3, num_repeats=2)
+    study = StudyConfig(augment_copies=2, seed=0, cv_folds=3, cv_repeats=2)
+    manifest = study_data.build_development_shards(
+        study, study_data.Sources(str(ddti), None, "test"), str(output))
+    assignment = folds.load_folds(os.path.join(str(output), folds.FOLDS_NAME))
     return output, manifest, assignment, (f"ddti:{cases[0]}", f"ddti:{cases[1]}")
 
 
@@ -73,12 +77,12 @@ def test_augmented_copies_only_in_the_training_part(cv_build):
 
 
 def test_refit_settings_are_the_fold_medians():
-    results = [cross_validation.FoldResult(0, k, t, e, 1.0, []) for k, (t, e) in
+    results = [FoldResult(0, k, t, e, 1.0, []) for k, (t, e) in
                enumerate([(0.2, 3.0), (0.6, 1.0), (0.4, 8.0)])]
-    assert cross_validation.refit_settings(results) == (0.4, 3.0)
-    svm = [cross_validation.FoldResult(0, 0, 0.3, None, 1.0, [])]
-    assert cross_validation.refit_settings(svm) == (0.3, None)
-    assert np.isclose(cross_validation.refit_settings(results[:2])[0], 0.4)
+    assert fitting.refit_settings(results) == (0.4, 3.0)
+    svm = [FoldResult(0, 0, 0.3, None, 1.0, [])]
+    assert fitting.refit_settings(svm) == (0.3, None)
+    assert np.isclose(fitting.refit_settings(results[:2])[0], 0.4)
 
 
 def test_validation_score_prefers_auc_then_log_loss():

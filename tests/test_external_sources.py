@@ -3,7 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from thyroid.evaluation.cross_validation import EXTERNAL_SPLIT, build_external_shards
+from thyroid.study.data import build_external_shards
+from thyroid.study.fitting import EXTERNAL_SPLIT
 
 
 def write_class_folders(root, per_class=3):

@@ -18,7 +18,7 @@ import pytest
 
 from thyroid.datasets import build as build_tfrecords, synthetic as synth
 from thyroid.checkpoints.convert import convert
-from thyroid.evaluation.runs import evaluate_run
+from thyroid.training.scoring import evaluate_run
 from thyroid.training.run import train
 from thyroid.training.run_config import RunConfig
 

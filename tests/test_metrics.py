@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from thyroid.evaluation import metrics
+from thyroid.stats import metrics
 
 
 def _close(a, b, tol=1e-12):

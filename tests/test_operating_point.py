@@ -3,7 +3,7 @@
 import pytest
 from absl import flags
 
-from thyroid.evaluation import operating_point as op
+from thyroid.stats import operating_point as op
 
 # Ten images; sorted by score the labels read 0 0 0 1 0 1 1 0 1 1.
 SCORES = [0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90]

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from thyroid.datasets import splits
-from thyroid.evaluation import metrics, operating_point, pooled, report
+from study_rows import report_row
+from thyroid.stats import metrics, operating_point, pooled
+from thyroid.study import report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -97,12 +99,10 @@ def test_summary_is_fast():
 def test_cv_report_files(tmp_path):
     records = _study_predictions(num_repeats=1)
     external = [dict(r, fold="external") for r in records if r["row_id"] == 1]
-    rows = [{"row_id": 1, "model": "vgg_16", "mode": "bottleneck_svm", "status": "ok",
-             "label": "VGG-16 pool5 + SVM", "checkpoint": "ImageNet (vgg)"},
-            {"row_id": 2, "model": "vgg_16", "mode": "finetune", "status": "ok"},
-            {"row_id": 3, "model": "small_cnn", "mode": "scratch", "status": "ok"},
-            {"row_id": 4, "model": "inception_v3", "mode": "finetune", "status": "skipped",
-             "note": "checkpoint missing"}]
+    rows = [report_row(1, "vgg_16", "bottleneck_svm", "ok", label="VGG-16 pool5 + SVM", checkpoint="ImageNet (vgg)"),
+            report_row(2, "vgg_16", "finetune", "ok"),
+            report_row(3, "small_cnn", "scratch", "ok"),
+            report_row(4, "inception_v3", "finetune", "skipped", note="checkpoint missing")]
     path = report.write_predictions_csv(str(tmp_path / report.PREDICTIONS_CSV),
                                         records + external)
     read_back = report.read_predictions_csv(path)
@@ -151,9 +151,9 @@ def test_predictions_csv_rejects_bad_label(tmp_path):
 
 def test_cv_results_markdown():
     summaries = pooled.summarize_predictions(_study_predictions(num_repeats=1), num_samples=100)
-    rows = [{"row_id": 1, "model": "vgg_16", "mode": "bottleneck_svm", "status": "ok"},
-            {"row_id": 3, "model": "small_cnn", "mode": "scratch", "status": "ok"},
-            {"row_id": 4, "model": "inception_v3", "mode": "finetune", "status": "skipped"}]
+    rows = [report_row(1, "vgg_16", "bottleneck_svm", "ok"),
+            report_row(3, "small_cnn", "scratch", "ok"),
+            report_row(4, "inception_v3", "finetune", "skipped")]
     lines = report.cv_results_markdown(rows, summaries)
     first = summaries[1]
     assert lines[2].startswith("| 1 | VGG-16 pool5 + SVM | ok | "

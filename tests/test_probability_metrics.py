@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from thyroid.evaluation import metrics
+from thyroid.stats import metrics
 
 
 def _sigmoid(x):

@@ -1,10 +1,14 @@
 import csv
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
-from thyroid.evaluation import metrics, paper, report
+from study_rows import report_row
+from thyroid.stats import metrics
+from thyroid.study import paper, report
+from thyroid.study.rows import STUDY_ROWS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIX_COMMAND = "python -m thyroid.download_checkpoints --model inception_v3"
@@ -16,22 +20,21 @@ def _fake_rows():
     labels = rng.integers(0, 2, 60)
     pids = np.repeat(np.arange(30), 2)
     rows = []
-    for row_id, model, mode, label in paper.STUDY_ROWS:
-        row = {"row_id": row_id, "model": model, "mode": mode, "label": label,
-               "status": "skipped", "checkpoint": None, "note": None,
-               "train_seconds": None, "metrics": None}
+    for study_row in STUDY_ROWS:
+        row_id = study_row.id
+        row = report_row(row_id, study_row.model, study_row.mode, "skipped")
         if row_id in (1, 6):
             probs = np.clip(labels * 0.3 + rng.random(60) * 0.7, 0, 1)
-            row.update(status="ok", train_seconds=12.5 * row_id,
-                       checkpoint=("random init (no checkpoint)" if row_id == 1
-                                   else "ImageNet (vgg_16_2016_08_28)"),
-                       metrics=metrics.evaluate_predictions(labels, probs, pids,
-                                                            num_samples=200),
-                       labels=labels, probs=probs)
+            row = dataclasses.replace(
+                row, status="ok", train_seconds=12.5 * row_id,
+                checkpoint=("random init (no checkpoint)" if row_id == 1
+                            else "ImageNet (vgg_16_2016_08_28)"),
+                metrics=metrics.evaluate_predictions(labels, probs, pids, num_samples=200),
+                labels=labels, probs=probs)
         elif row_id == 7:
-            row.update(status="failed", note="out of memory | see train.log")
+            row = dataclasses.replace(row, status="failed", note="out of memory | see train.log")
         else:
-            row.update(note=f"checkpoint missing; run `{FIX_COMMAND}`")
+            row = dataclasses.replace(row, note=f"checkpoint missing; run `{FIX_COMMAND}`")
         rows.append(row)
     return rows
 
@@ -66,27 +69,27 @@ def test_report_files_csv_and_png(tmp_path):
         expected += [name, f"{name}_ci_low", f"{name}_ci_high"]
     expected += ["train_seconds", "note"]
     assert columns == expected
-    assert len(records) == len(paper.STUDY_ROWS) == 11
+    assert len(records) == len(STUDY_ROWS) == 11
     assert [int(r["row_id"]) for r in records] == list(range(1, 12))
 
     by_id = {int(r["row_id"]): r for r in records}
     for row in rows:
-        rec = by_id[row["row_id"]]
-        assert rec["model"] == row["model"] and rec["mode"] == row["mode"]
-        assert rec["status"] == row["status"]
-        if row["status"] == "ok":
+        rec = by_id[row.row_id]
+        assert rec["model"] == row.model and rec["mode"] == row.mode
+        assert rec["status"] == row.status
+        if row.status == "ok":
             for name in ("accuracy", "sensitivity", "specificity", "auc"):
-                entry = row["metrics"][name]
+                entry = row.metrics[name]
                 assert float(rec[name]) == pytest.approx(entry["value"], rel=1e-5)
                 assert float(rec[f"{name}_ci_low"]) == pytest.approx(entry["ci95"][0], rel=1e-5)
                 assert float(rec[f"{name}_ci_high"]) == pytest.approx(entry["ci95"][1], rel=1e-5)
                 assert float(rec[f"{name}_ci_low"]) <= float(rec[name]) <= float(
                     rec[f"{name}_ci_high"])
-            assert float(rec["train_seconds"]) == pytest.approx(row["train_seconds"])
-            assert rec["checkpoint"] == row["checkpoint"]
+            assert float(rec["train_seconds"]) == pytest.approx(row.train_seconds)
+            assert rec["checkpoint"] == row.checkpoint
         else:
             assert rec["accuracy"] == "" and rec["auc_ci_high"] == ""
-            assert rec["note"] == row["note"]
+            assert rec["note"] == row.note
     assert FIX_COMMAND in by_id[2]["note"]
 
 
@@ -97,7 +100,7 @@ def test_summary_markdown_content(tmp_path):
     assert "DDTI" in md and "test box" in md and "1h 02m 05s" in md
     assert "Warning: image-level protocol" not in md
     # Evaluated row formatted as value [low, high].
-    acc = rows[0]["metrics"]["accuracy"]
+    acc = rows[0].metrics["accuracy"]
     assert f"{acc['value']:.2f} [{acc['ci95'][0]:.2f}, {acc['ci95'][1]:.2f}]" in md
     # Skipped rows show their fix command; failed row's note survives the table escaping.
     assert FIX_COMMAND in md
@@ -107,14 +110,14 @@ def test_summary_markdown_content(tmp_path):
     assert "Comparison with the paper's Table 1" in md
     assert "| 2 | VGG-16 pool5 + SVM | — | — | — | 0.99 | 1.00 | 0.985 |" in md
     assert "| 3 | Inception-v3 PreLogits + SVM | — | — | — | 0.967 | 0.985 | 0.95 |" in md
-    acc6 = rows[5]["metrics"]["accuracy"]["value"]
+    acc6 = rows[5].metrics["accuracy"]["value"]
     assert f"| 6 | VGG-16 fine-tuning | {acc6:.2f} |" in md and "| 0.76 | 0.84 | 0.68 |" in md
     assert "augmented its images before splitting" in md and "--protocol=image" in md
     assert md.count("not in paper") == 4 * 3  # EfficientNet rows, ours included
     assert paper.NOT_AVAILABLE not in md
     assert "(roc.png)" in md and "(confusion_matrices.png)" in md
-    for _, _, _, label in paper.STUDY_ROWS:
-        assert label in md
+    for row in STUDY_ROWS:
+        assert row.label in md
 
 
 def test_image_level_protocol_warns(tmp_path):
@@ -146,9 +149,7 @@ def test_manifest_counts_and_warning(tmp_path):
 
 
 def test_report_with_nothing_evaluated(tmp_path):
-    rows = [{"row_id": 2, "model": "vgg_16", "mode": "bottleneck_svm",
-             "label": "VGG-16 pool5 + SVM", "status": "skipped", "checkpoint": None,
-             "note": FIX_COMMAND, "train_seconds": None, "metrics": None}]
+    rows = [report_row(2, "vgg_16", "bottleneck_svm", "skipped", note=FIX_COMMAND)]
     report.write_report(str(tmp_path), rows, {})
     assert (tmp_path / "roc.png").read_bytes().startswith(PNG_SIGNATURE)
     assert (tmp_path / "confusion_matrices.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -157,13 +158,13 @@ def test_report_with_nothing_evaluated(tmp_path):
 
 
 def test_paper_rows():
-    assert [r[0] for r in paper.STUDY_ROWS] == list(range(1, 12))
-    assert {r[1] for r in paper.STUDY_ROWS} == {"small_cnn", "vgg_16", "inception_v3",
-                                                "efficientnet_lite0"}
-    assert {r[2] for r in paper.STUDY_ROWS} == {"scratch", "bottleneck_svm", "bottleneck_fc",
-                                                "finetune", "bottleneck_logreg"}
-    ours = [r for r in paper.STUDY_ROWS if "(ours)" in r[3]]
-    assert [r[:3] for r in ours] == [(11, "efficientnet_lite0", "bottleneck_logreg")]
+    assert [r.id for r in STUDY_ROWS] == list(range(1, 12))
+    assert {r.model for r in STUDY_ROWS} == {"small_cnn", "vgg_16", "inception_v3",
+                                             "efficientnet_lite0"}
+    assert {r.mode for r in STUDY_ROWS} == {"scratch", "bottleneck_svm", "bottleneck_fc",
+                                            "finetune", "bottleneck_logreg"}
+    ours = [r for r in STUDY_ROWS if "(ours)" in r.label]
+    assert [(r.id, r.model, r.mode) for r in ours] == [(11, "efficientnet_lite0", "bottleneck_logreg")]
     assert paper.paper_values("efficientnet_lite0", "bottleneck_logreg") is None
     assert len(paper.PAPER_TABLE_1) == 7
     assert ("efficientnet_lite0", "finetune") not in paper.PAPER_TABLE_1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.experiments import ddti_cv
-from thyroid.training import roi_features as rf
+from bench.experiments import roi_features as rf
 
 
 def ellipse(cx, cy, rx, ry, points=64):

@@ -4,10 +4,13 @@ import csv
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
 
-from thyroid.evaluation.cross_validation import EXTERNAL_SPLIT
+import pytest
+
+from thyroid.study.fitting import EXTERNAL_SPLIT
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,8 +45,14 @@ def check_one_out_of_fold_prediction_each(run_dir, row_ids, num_repeats=1):
     return assignment, predictions
 
 
-def test_quick_study_cross_validates_offline_and_reports_every_row(tmp_path):
-    done, run_dir = run_study(tmp_path)
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """(process, run folder) of the default --quick study, shared by this module's tests."""
+    return run_study(tmp_path_factory.mktemp("quick"))
+
+
+def test_quick_study_cross_validates_offline_and_reports_every_row(quick_run):
+    done, run_dir = quick_run
     assert done.stdout.strip().splitlines()[-1] == f"summary: {run_dir / 'summary.md'}"
     rows = read_rows(run_dir)
     assert sorted(rows) == list(range(1, 12))
@@ -169,3 +178,45 @@ def test_run_all_script_passes_its_flags_to_the_study(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == f"summary: {tmp_path / 'script' / 'summary.md'}"
     assert read_rows(tmp_path / "script")[1]["status"] == "ok"
+
+
+REPORT_FILES = ("summary.md", "summary.csv", "predictions.csv", "roc.png", "calibration.png")
+
+
+def test_report_only_rebuilds_the_same_report_from_the_result_files(quick_run, tmp_path):
+    _, run_dir = quick_run
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for name in REPORT_FILES:
+        shutil.copy(run_dir / name, kept / name)
+        os.remove(run_dir / name)
+    done = subprocess.run([sys.executable, "-m", "thyroid.study", f"--report_only={run_dir}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == f"summary: {run_dir / 'summary.md'}"
+    for name in REPORT_FILES:
+        assert (run_dir / name).read_bytes() == (kept / name).read_bytes(), name
+
+
+def test_a_run_folder_is_never_reused_without_resume(quick_run):
+    """Same explicit run name: refused at once, with the command that continues the run."""
+    _, run_dir = quick_run
+    before = sorted(p.name for p in run_dir.iterdir())
+    done = subprocess.run(
+        [sys.executable, "-m", "thyroid.study", "--quick", f"--output_dir={run_dir.parent}",
+         "--run_name=run"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "already exists; add --resume" in done.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_every_job_commits_its_result_and_the_plan_names_them(quick_run):
+    _, run_dir = quick_run
+    plan = json.loads((run_dir / "plan.json").read_text())
+    kinds = {job["kind"] for job in plan["jobs"]}
+    assert {"data", "shards", "checkpoints", "features", "fit", "refit", "pooled", "export",
+            "report"} <= kinds
+    for job in plan["jobs"]:
+        result = json.loads((run_dir / "jobs" / job["id"] / "result.json").read_text())
+        assert result["job"] == job["id"] and len(result["fingerprint"]) == 64
+        assert result["status"] in ("ok", "skipped"), result

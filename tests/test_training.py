@@ -8,7 +8,7 @@ import pytest
 
 from thyroid.training import features
 from thyroid.compat import tf, tf1
-from thyroid.evaluation.runs import evaluate_run
+from thyroid.training.scoring import evaluate_run
 from thyroid.nets import get_network
 from thyroid.progress import Progress
 from thyroid.training.model import build_logits
@@ -276,7 +276,7 @@ def test_a_run_trained_on_the_cached_prefix_holds_the_whole_network(patient_buil
     (export, prediction on new images) gives the probabilities the cached path gives."""
     from thyroid.datasets import shards
     from thyroid.deploy.export import tf_probabilities
-    from thyroid.evaluation.runs import predict_splits
+    from thyroid.training.scoring import predict_splits
     from thyroid.preprocessing.resize import resize_batch
     dataset_dir, _ = patient_build
     pretrained = save_pretrained_lite0(tmp_path)

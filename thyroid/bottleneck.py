@@ -9,6 +9,7 @@ run with the same model, checkpoint, shards and image size reuses the cache.
 from absl import flags
 
 from thyroid import cli
+from thyroid.training.run_config import INTEGER_RANGES
 from thyroid.output_guard import check_output_dir
 from thyroid.training.run_config import MAX_BATCH_SIZE
 
@@ -21,10 +22,12 @@ def define_flags(fv):
     cli.define_checkpoint_flags(fv)
     flags.DEFINE_string("cache_dir", "", "Activation cache (default: <dataset_dir>/activation_cache).",
                         flag_values=fv)
-    cli.define_integer("image_size", 0, "Input size; 0 = the network's default.", fv)
+    cli.define_integer("image_size", 0, "Input size; 0 = the network's default.",
+                       fv, INTEGER_RANGES)
     flags.DEFINE_integer("batch_size", 0, "Images per forward pass; 0 = the cache's default.",
                          lower_bound=0, upper_bound=MAX_BATCH_SIZE, flag_values=fv)
-    cli.define_integer("seed", 0, "Seed of the random weights under --allow_random_init.", fv)
+    cli.define_integer("seed", 0, "Seed of the random weights under --allow_random_init.",
+                       fv, INTEGER_RANGES)
     flags.mark_flag_as_required("dataset_dir", flag_values=fv)
 
 

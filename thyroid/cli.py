@@ -1,7 +1,7 @@
 """What every ``python -m thyroid.<command>`` shares: parse flags, run, fail in one line.
 
 An entry point defines its flags into a ``FlagValues`` and hands ``run(flag_values, args)``
-to ``main``. A bad flag value (absl's own checks or a ``UsageError``/``ConfigError``) prints
+to ``main``. A bad flag value (absl's own checks or any ``flag_errors.FlagValueError``) prints
 one line ``<command>: error: --flag=value: reason`` on stderr and exits 2; an expected
 failure of the work itself (a missing file, a missing checkpoint) prints one line and exits 1.
 ``main`` with an ``argv`` list runs on fresh flags and returns the exit status instead of
@@ -12,8 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from thyroid.output_guard import OutputError
-from thyroid.training.run_config import INTEGER_RANGES, ConfigError
+from thyroid.flag_errors import FlagValueError
 
 USAGE_STATUS = 2
 FAILURE_STATUS = 1
@@ -25,11 +24,8 @@ def command_line():
     return list(_command_line)
 
 
-class UsageError(ValueError):
+class UsageError(FlagValueError):
     """A flag value the command cannot use; the message names the flag."""
-
-    def __init__(self, flag, value, reason):
-        super().__init__(f"--{flag}={value}: {reason}")
 
 
 def define_checkpoint_flags(fv):
@@ -42,9 +38,10 @@ def define_checkpoint_flags(fv):
                          "(random weights).", flag_values=fv)
 
 
-def define_integer(name, default, help_text, fv):
-    """An integer flag with the range RunConfig.validate checks."""
-    low, high = INTEGER_RANGES[name]
+def define_integer(name, default, help_text, fv, ranges):
+    """An integer flag bounded by ``ranges[name]`` = (low, high), the entry point's table
+    (e.g. the ranges ``RunConfig.validate`` checks)."""
+    low, high = ranges[name]
     flags.DEFINE_integer(name, default, help_text, lower_bound=low, upper_bound=high, flag_values=fv)
 
 
@@ -81,7 +78,7 @@ def call(command, run, flag_values, args):
     """Runs ``run`` and turns the known errors into one line and an exit status."""
     try:
         status = run(flag_values, args)
-    except (UsageError, ConfigError, OutputError) as error:
+    except FlagValueError as error:
         print_error(command, error)
         return USAGE_STATUS
     except KeyboardInterrupt:

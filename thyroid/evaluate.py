@@ -36,8 +36,8 @@ def run(fv, args):
     del args
     if not os.path.isdir(fv.train_dir):
         raise cli.UsageError("train_dir", fv.train_dir, "no such folder")
-    from thyroid.evaluation import metrics
-    from thyroid.evaluation.runs import evaluate_run
+    from thyroid.stats import metrics
+    from thyroid.training.scoring import evaluate_run
     result, _, _ = evaluate_run(fv.train_dir, fv.split, fv.dataset_dir, fv.threshold,
                                 fv.num_bootstrap, fv.seed)
     print(f"{result['model']} / {result['mode']} on {fv.split} ({result['checkpoint']})")

@@ -13,13 +13,11 @@ replaces the link itself.
 import dataclasses
 import os
 
+from thyroid.flag_errors import FlagValueError
 
-class OutputError(ValueError):
+
+class OutputError(FlagValueError):
     """An output flag names a place the command must not write; the message names the flag."""
-
-    def __init__(self, flag, value, reason):
-        super().__init__(f"--{flag}={value}: {reason}")
-        self.flag = flag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +49,9 @@ def _refused_place(raw, resolved):
     return ""
 
 
-def _input_clash(resolved, inputs):
-    """Why the output clashes with an input ('' when it does not)."""
+def _input_clash(resolved, inputs, container):
+    """Why the output clashes with an input ('' when it does not). A ``container`` only gets
+    new folders added inside it, so it may hold the inputs further down."""
     for item in inputs:
         if not item.path:
             continue
@@ -61,20 +60,21 @@ def _input_clash(resolved, inputs):
             return f"is the input --{item.flag}"
         if _inside(resolved, source):
             return f"lies inside the input --{item.flag}={item.path}"
-        if _inside(source, resolved):
+        if _inside(source, resolved) and not container:
             return f"contains the input --{item.flag}={item.path}"
     return ""
 
 
-def check_output_dir(flag, value, inputs=(), is_ours=None):
+def check_output_dir(flag, value, inputs=(), is_ours=None, container=False):
     """-> the resolved absolute output folder, or raises ``OutputError`` naming ``flag``.
 
     ``inputs``: ``InputPath``s the command reads. ``is_ours(folder) -> bool``: whether an
     existing, non-empty folder holds only what this command writes (None: any folder is ours,
-    for commands that only add new files beside what is there)."""
+    for commands that only add new files beside what is there). ``container``: the command
+    only creates new folders inside this one (the study's runs), never replaces it."""
     raw = "" if value is None else str(value)
     resolved = _resolved(raw) if raw.strip() else ""
-    reason = _refused_place(raw, resolved) or _input_clash(resolved, inputs)
+    reason = _refused_place(raw, resolved) or _input_clash(resolved, inputs, container)
     if not reason and os.path.lexists(resolved) and not os.path.isdir(resolved):
         reason = "exists and is not a folder"
     if not reason and is_ours is not None and os.path.isdir(resolved):

@@ -11,12 +11,13 @@ import os
 from absl import logging
 
 from thyroid.compat import tf, tf1
-from thyroid.training.run_config import parse_scopes
+from thyroid.scopes import parse_scopes
 
 # Variables that are training state, not model state.
 _OPTIMIZER_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/RMSProp", "/RMSProp_1",
                        "/Adagrad", "/ExponentialMovingAverage", "/ftrl", "/Ftrl", "/Ftrl_1")
 _NON_MODEL_NAMES = ("global_step", "beta1_power", "beta2_power")
+
 
 
 class CheckpointMismatchError(ValueError):

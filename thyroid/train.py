@@ -11,6 +11,8 @@ from its latest checkpoint.
 from absl import flags
 
 from thyroid import cli
+from thyroid.training.run_config import INTEGER_RANGES
+from thyroid.scopes import parse_scopes
 from thyroid.output_guard import check_output_dir
 from thyroid.training import run_config as rc
 
@@ -35,12 +37,14 @@ def define_flags(fv):
                          "default trainable scopes: train from cached activations of the frozen layers "
                          "(VGG-16 conv5_2, EfficientNet-Lite0 blocks_14) instead of recomputing them "
                          "each step.", flag_values=fv)
-    cli.define_integer("image_size", 0, "Input size; 0 = the network's default.", fv)
+    cli.define_integer("image_size", 0, "Input size; 0 = the network's default.",
+                       fv, INTEGER_RANGES)
     flags.DEFINE_enum("optimizer", "adam", rc.OPTIMIZERS, "Optimizer.", flag_values=fv)
     flags.DEFINE_float("learning_rate", 0.0, "0 = the mode's default (1e-3; 1e-4 for finetune).",
                        lower_bound=0.0, upper_bound=rc.MAX_LEARNING_RATE, flag_values=fv)
-    cli.define_integer("batch_size", 32, "Examples per step.", fv)
-    cli.define_integer("max_number_of_steps", 0, "Total steps; 0 = derive from --num_epochs.", fv)
+    cli.define_integer("batch_size", 32, "Examples per step.", fv, INTEGER_RANGES)
+    cli.define_integer("max_number_of_steps", 0, "Total steps; 0 = derive from --num_epochs.",
+                       fv, INTEGER_RANGES)
     flags.DEFINE_float("num_epochs", 10.0, "Epochs over the training split when no step count is "
                        "given (> 0).", lower_bound=0.0, upper_bound=rc.MAX_EPOCHS, flag_values=fv)
     flags.DEFINE_enum("class_weight", "balanced", rc.CLASS_WEIGHTS, "Loss weighting by class.",
@@ -55,10 +59,10 @@ def define_flags(fv):
                         "efficientnet_lite0).", flag_values=fv)
     flags.DEFINE_string("cache_dir", "", "Activation cache (default: <dataset_dir>/activation_cache).",
                         flag_values=fv)
-    cli.define_integer("seed", 0, "Random seed.", fv)
-    cli.define_integer("log_every_n_steps", 10, "Summary interval.", fv)
-    cli.define_integer("save_interval_steps", 100, "Checkpoint interval.", fv)
-    cli.define_integer("eval_every_n_steps", 50, "Validation-metrics interval.", fv)
+    cli.define_integer("seed", 0, "Random seed.", fv, INTEGER_RANGES)
+    cli.define_integer("log_every_n_steps", 10, "Summary interval.", fv, INTEGER_RANGES)
+    cli.define_integer("save_interval_steps", 100, "Checkpoint interval.", fv, INTEGER_RANGES)
+    cli.define_integer("eval_every_n_steps", 50, "Validation-metrics interval.", fv, INTEGER_RANGES)
     flags.mark_flags_as_required(["dataset_dir", "train_dir"], flag_values=fv)
 
 
@@ -66,14 +70,14 @@ def config_from_flags(fv):
     return rc.RunConfig(
         model=fv.model, mode=fv.mode, dataset_dir=fv.dataset_dir,
         checkpoint_path=fv.checkpoint_path, checkpoint_dir=fv.checkpoint_dir,
-        checkpoint_exclude_scopes=rc.parse_scopes(fv.checkpoint_exclude_scopes),
-        trainable_scopes=rc.parse_scopes(fv.trainable_scopes),
+        checkpoint_exclude_scopes=parse_scopes(fv.checkpoint_exclude_scopes),
+        trainable_scopes=parse_scopes(fv.trainable_scopes),
         ignore_missing_vars=fv.ignore_missing_vars, allow_random_init=fv.allow_random_init,
         use_prefix_cache=fv.use_prefix_cache, image_size=fv.image_size,
         optimizer=fv.optimizer, learning_rate=fv.learning_rate, batch_size=fv.batch_size,
         max_number_of_steps=fv.max_number_of_steps, num_epochs=fv.num_epochs,
         class_weight=fv.class_weight, svm_standardize=fv.svm_standardize,
-        svm_class_weight=fv.svm_class_weight, feature_layers=rc.parse_scopes(fv.feature_layers),
+        svm_class_weight=fv.svm_class_weight, feature_layers=parse_scopes(fv.feature_layers),
         cache_dir=fv.cache_dir, seed=fv.seed,
         log_every_n_steps=fv.log_every_n_steps, save_interval_steps=fv.save_interval_steps,
         eval_every_n_steps=fv.eval_every_n_steps)

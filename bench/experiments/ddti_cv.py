@@ -35,7 +35,7 @@ from sklearn.model_selection import StratifiedGroupKFold  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from thyroid.evaluation import metrics  # noqa: E402
+from thyroid.stats import metrics  # noqa: E402
 from thyroid.io_utils import atomic_write_json  # noqa: E402
 
 DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)

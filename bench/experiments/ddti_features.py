@@ -2,7 +2,7 @@
 
 Feature sets (``FEATURE_SETS``):
   ``roi_handcrafted``               shape / echo level / texture of the nodule polygon
-                                    (``thyroid.training.roi_features``)
+                                    (``bench.experiments.roi_features``)
   ``<model>_<crop>_layers``         global mean and standard deviation of several blocks'
                                     activations (``LAYERS``), averaged over the image and its
                                     left-right mirror; ``<crop>`` is ``scan`` or ``roi``
@@ -19,7 +19,7 @@ from absl import logging
 from thyroid.datasets import ddti, images
 from thyroid.io_utils import atomic_path
 from thyroid.preprocessing.resize import resize_batch
-from thyroid.training import roi_features
+from bench.experiments import roi_features
 from thyroid.datasets.splits import group_patients
 
 # Pooled blocks per network: the end of each resolution stage from the middle of the net on.

@@ -20,7 +20,7 @@ from thyroid.compat import tf, tf1
 from thyroid.datasets import shards
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.tflite_model import METADATA_FILE, MODEL_FILE, make_interpreter
-from thyroid.evaluation.runs import metrics_file_name
+from thyroid.training.scoring import metrics_file_name
 from thyroid.io_utils import atomic_write_bytes, atomic_write_json, read_json
 from thyroid.nets import get_network
 from thyroid.restore import build_restore_fn

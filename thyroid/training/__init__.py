@@ -1,4 +1,3 @@
 """Training for the study's modes: scratch, bottleneck_svm, bottleneck_fc, finetune and
-bottleneck_logreg (multi-layer pooled features + logistic regression)."""
-
-MODES = ("scratch", "bottleneck_svm", "bottleneck_fc", "finetune", "bottleneck_logreg")
+bottleneck_logreg (multi-layer pooled features + logistic regression); the modes themselves
+are ``run_config.MODES``."""

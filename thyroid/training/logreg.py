@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from thyroid.evaluation.metrics import auc_score
+from thyroid.stats.metrics import auc_score
 from thyroid.io_utils import atomic_write_json, atomic_write_pickle, read_own_pickle
 
 MODEL_FILE = "logreg.pkl"

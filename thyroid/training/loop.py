@@ -7,6 +7,7 @@ masks only on (seed, global step) (``thyroid.nets.step_random``), so a resumed r
 the same batches and masks as an uninterrupted one and ends with the same weights.
 """
 
+import dataclasses
 import math
 import os
 import time
@@ -14,7 +15,7 @@ import time
 import numpy as np
 from absl import logging
 
-from thyroid.evaluation import metrics
+from thyroid.stats import metrics
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
@@ -22,7 +23,8 @@ from thyroid.progress import Progress
 from thyroid.restore import (FrozenWeights, build_restore_fn, in_scopes, initialize_and_restore,
                              variables_in_scopes, warn_unmatched_scopes)
 from thyroid.training.model import build_logits, malignant_probability
-from thyroid.training.run_config import OPTIMIZERS, parse_scopes
+from thyroid.scopes import parse_scopes
+from thyroid.training.run_config import OPTIMIZERS
 
 CHECKPOINTS_KEPT = 2  # the newest checkpoints kept in a train_dir, across restarts too
 
@@ -177,117 +179,167 @@ def recover_saved_checkpoints(saver, train_dir):
         saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
 
 
+@dataclasses.dataclass
+class TrainingGraph:
+    """The handles of one run's training graph that the step loop feeds and runs."""
+    inputs: object
+    labels: object
+    is_training: object
+    probs: object
+    global_step: object
+    total_loss: object
+    train_op: object
+    step_summaries: object
+    validation_labels: object
+    validation_probs: object
+    validation_summaries: object
+    saver: object
+    saved: list
+    best: object
+    frozen_prefix: object
+    model_variables: list
+
+
+def _optimisation(config, train_inputs, labels, logits, global_step, model_variables):
+    """(total loss, train op) of the run's objective over its trainable scopes."""
+    weights = tf.gather(tf.constant(class_weights(train_inputs.labels, config.class_weight)), labels)
+    loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
+    if config.mode == "finetune":
+        warn_unmatched_scopes(config.trainable_scopes, model_variables, "--trainable_scopes")
+    train_variables, total_loss = training_objective(config.mode, config.trainable_scopes, loss)
+    if not train_variables:
+        raise ValueError(f"nothing to train: --trainable_scopes {config.trainable_scopes} "
+                         "match no trainable variable")
+    learning_rate = tf.constant(config.learning_rate, tf.float32)
+    with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+        train_op = make_optimizer(config.optimizer, learning_rate).minimize(
+            total_loss, global_step=global_step, var_list=train_variables)
+    tf1.summary.scalar("losses/total_loss", total_loss)
+    tf1.summary.scalar("learning_rate", learning_rate)
+    return total_loss, train_op
+
+
+def build_training_graph(config, train_dir, train_inputs, validation_inputs):
+    """Builds the run's training graph in the current default graph."""
+    spec = get_network(config.model)
+    tf1.set_random_seed(config.seed)
+    global_step = tf1.train.get_or_create_global_step()
+    inputs = tf1.placeholder(train_inputs.values.dtype, [None] + list(train_inputs.values.shape[1:]),
+                             name="inputs")
+    labels = tf1.placeholder(tf.int64, [None], name="labels")
+    is_training = tf1.placeholder_with_default(False, [], name="is_training")
+    logits, _ = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
+    probs = malignant_probability(logits)
+    frozen_prefix = add_frozen_prefix_weights(spec, config.image_size,
+                                              config.checkpoint_exclude_scopes) \
+        if config.uses_frozen_prefix else None
+    model_variables = [v for v in tf1.global_variables() if v is not global_step]
+    total_loss, train_op = _optimisation(config, train_inputs, labels, logits, global_step,
+                                         model_variables)
+    metrics.add_metric_summaries(metrics.metric_ops(labels, probs, config.threshold), "train")
+    step_summaries = tf1.summary.merge_all()
+    validation_labels = tf1.placeholder(tf.int64, [None])
+    validation_probs = tf1.placeholder(tf.float32, [None])
+    validation_summaries = tf1.summary.merge(metrics.add_metric_summaries(
+        metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
+    saved = saved_weights(frozen_prefix)
+    keep_best = config.keep_best_checkpoint and validation_inputs is not None and \
+        len(validation_inputs.labels) > 0
+    return TrainingGraph(inputs, labels, is_training, probs, global_step, total_loss, train_op,
+                         step_summaries, validation_labels, validation_probs,
+                         validation_summaries, tf1.train.Saver(saved, max_to_keep=CHECKPOINTS_KEPT),
+                         saved, BestCheckpoint(train_dir, saved) if keep_best else None,
+                         frozen_prefix, model_variables)
+
+
+def _start_session(sess, graph, config, train_dir, latest, restore_pretrained, writer):
+    """Restores the run's latest checkpoint, or initialises it from the pretrained weights."""
+    if latest is not None:
+        restore_run(sess, graph.saver, graph.saved, latest, config, graph.frozen_prefix)
+        if config.checkpoint_path:
+            logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
+                         train_dir)
+        return
+    initialize_and_restore(sess, restore_pretrained)
+    if graph.frozen_prefix is not None:  # uses_frozen_prefix implies a pretrained checkpoint
+        sess.run(graph.frozen_prefix.restore_op(config.checkpoint_path))
+    writer.add_graph(sess.graph)
+
+
 def train_graph_model(config, train_dir, train_inputs, validation_inputs):
     """Trains until ``config.max_number_of_steps``; returns the final global step."""
-    spec = get_network(config.model)
     with tf.Graph().as_default():
-        tf1.set_random_seed(config.seed)
-        global_step = tf1.train.get_or_create_global_step()
-        inputs = tf1.placeholder(train_inputs.values.dtype, [None] + list(train_inputs.values.shape[1:]),
-                                 name="inputs")
-        labels = tf1.placeholder(tf.int64, [None], name="labels")
-        is_training = tf1.placeholder_with_default(False, [], name="is_training")
-        logits, _ = build_logits(spec, config.mode, inputs, is_training, config.uses_frozen_prefix)
-        probs = malignant_probability(logits)
-        frozen_prefix = add_frozen_prefix_weights(spec, config.image_size,
-                                                  config.checkpoint_exclude_scopes) \
-            if config.uses_frozen_prefix else None
-        model_variables = [v for v in tf1.global_variables() if v is not global_step]
-
-        weights = tf.gather(tf.constant(class_weights(train_inputs.labels, config.class_weight)), labels)
-        loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits, weights=weights)
-        if config.mode == "finetune":
-            warn_unmatched_scopes(config.trainable_scopes, model_variables, "--trainable_scopes")
-        train_variables, total_loss = training_objective(config.mode, config.trainable_scopes, loss)
-        if not train_variables:
-            raise ValueError(f"nothing to train: --trainable_scopes {config.trainable_scopes} "
-                             "match no trainable variable")
-        learning_rate = tf.constant(config.learning_rate, tf.float32)
-        with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
-            train_op = make_optimizer(config.optimizer, learning_rate).minimize(
-                total_loss, global_step=global_step, var_list=train_variables)
-
-        tf1.summary.scalar("losses/total_loss", total_loss)
-        tf1.summary.scalar("learning_rate", learning_rate)
-        metrics.add_metric_summaries(metrics.metric_ops(labels, probs, config.threshold), "train")
-        step_summaries = tf1.summary.merge_all()
-        validation_labels = tf1.placeholder(tf.int64, [None])
-        validation_probs = tf1.placeholder(tf.float32, [None])
-        validation_summaries = tf1.summary.merge(metrics.add_metric_summaries(
-            metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
-
-        saved = saved_weights(frozen_prefix)
-        saver = tf1.train.Saver(saved, max_to_keep=CHECKPOINTS_KEPT)
-        keep_best = config.keep_best_checkpoint and validation_inputs is not None and \
-            len(validation_inputs.labels) > 0
-        best = BestCheckpoint(train_dir, saved) if keep_best else None
+        graph = build_training_graph(config, train_dir, train_inputs, validation_inputs)
         latest = tf.train.latest_checkpoint(train_dir)
-        recover_saved_checkpoints(saver, train_dir)
+        recover_saved_checkpoints(graph.saver, train_dir)
         restore_pretrained = None
         if latest is None and config.mode == "finetune" and config.checkpoint_path:
             restore_pretrained = build_restore_fn(
                 config.checkpoint_path, config.checkpoint_exclude_scopes,
-                config.ignore_missing_vars, var_list=model_variables)
-
+                config.ignore_missing_vars, var_list=graph.model_variables)
         writer = tf1.summary.FileWriter(train_dir)
         with tf1.Session() as sess:
-            if latest is not None:
-                restore_run(sess, saver, saved, latest, config, frozen_prefix)
-                if config.checkpoint_path:
-                    logging.info("Ignoring --checkpoint_path because a checkpoint already exists in %s",
-                                 train_dir)
-            else:
-                initialize_and_restore(sess, restore_pretrained)
-                if frozen_prefix is not None:  # uses_frozen_prefix implies a pretrained checkpoint
-                    sess.run(frozen_prefix.restore_op(config.checkpoint_path))
-            if latest is None:
-                writer.add_graph(sess.graph)
-            step = int(sess.run(global_step))
-            if step >= config.max_number_of_steps or (best is not None and best.stale(
+            _start_session(sess, graph, config, train_dir, latest, restore_pretrained, writer)
+            step = int(sess.run(graph.global_step))
+            if step >= config.max_number_of_steps or (graph.best is not None and graph.best.stale(
                     step, config.early_stopping_patience, config.eval_every_n_steps)):
                 logging.info("%s already finished at step %d", train_dir, step)
                 return step
-            logging.info("training %s/%s from step %d to %d", config.model, config.mode, step,
-                         config.max_number_of_steps)
-            progress = Progress(config.max_number_of_steps - step, f"train {config.model}/{config.mode}",
-                                "steps")
-            started = time.monotonic()
-            while step < config.max_number_of_steps:
-                idx = batch_indices(step, len(train_inputs.labels), config.batch_size, config.seed)
-                feed = {inputs: train_inputs.values[idx], labels: train_inputs.labels[idx], is_training: True}
-                last = step + 1 == config.max_number_of_steps
-                log_now = (step + 1) % config.log_every_n_steps == 0 or last
-                # Summaries come from the same forward pass as the update, not a second one.
-                fetched = sess.run([total_loss, train_op] + ([step_summaries] if log_now else []), feed)
-                step_loss = fetched[0]
-                step += 1
-                if not np.isfinite(step_loss):
-                    raise FloatingPointError(f"loss became {step_loss} at step {step}; "
-                                             "lower --learning_rate")
-                progress.update()
-                if log_now:
-                    writer.add_summary(fetched[2], step)
-                if validation_inputs is not None and len(validation_inputs.labels) and \
-                        (step % config.eval_every_n_steps == 0 or last):
-                    val_probs = predict_probabilities(sess, probs, inputs, is_training,
-                                                      validation_inputs.values)
-                    writer.add_summary(sess.run(validation_summaries, {
-                        validation_labels: validation_inputs.labels, validation_probs: val_probs}), step)
-                    if best is not None:
-                        best.offer(sess, step, validation_inputs.labels, val_probs)
-                        if best.stale(step, config.early_stopping_patience,
-                                      config.eval_every_n_steps):
-                            logging.info("early stop at step %d: no better validation score "
-                                         "since step %d", step, best.step)
-                            last = True
-                if step % config.save_interval_steps == 0 or last:
-                    saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
-                if last:
-                    break
-            writer.flush()
-            logging.info("trained %d steps in %.1fs; loss %.4f", progress.done,
-                         time.monotonic() - started, step_loss)
-            return step
+            return run_steps(sess, graph, config, train_dir, train_inputs, validation_inputs,
+                             writer, step)
+
+
+def _evaluate_validation(sess, graph, config, validation_inputs, writer, step):
+    """Validation summaries at ``step``; -> whether early stopping ends the run here."""
+    val_probs = predict_probabilities(sess, graph.probs, graph.inputs, graph.is_training,
+                                      validation_inputs.values)
+    writer.add_summary(sess.run(graph.validation_summaries, {
+        graph.validation_labels: validation_inputs.labels, graph.validation_probs: val_probs}), step)
+    if graph.best is None:
+        return False
+    graph.best.offer(sess, step, validation_inputs.labels, val_probs)
+    if graph.best.stale(step, config.early_stopping_patience, config.eval_every_n_steps):
+        logging.info("early stop at step %d: no better validation score since step %d", step,
+                     graph.best.step)
+        return True
+    return False
+
+
+def run_steps(sess, graph, config, train_dir, train_inputs, validation_inputs, writer, step):
+    """The step loop from ``step``: updates, summaries, validation, checkpoints."""
+    logging.info("training %s/%s from step %d to %d", config.model, config.mode, step,
+                 config.max_number_of_steps)
+    progress = Progress(config.max_number_of_steps - step, f"train {config.model}/{config.mode}",
+                        "steps")
+    started = time.monotonic()
+    validates = validation_inputs is not None and len(validation_inputs.labels)
+    while step < config.max_number_of_steps:
+        idx = batch_indices(step, len(train_inputs.labels), config.batch_size, config.seed)
+        feed = {graph.inputs: train_inputs.values[idx], graph.labels: train_inputs.labels[idx],
+                graph.is_training: True}
+        last = step + 1 == config.max_number_of_steps
+        log_now = (step + 1) % config.log_every_n_steps == 0 or last
+        # Summaries come from the same forward pass as the update, not a second one.
+        fetched = sess.run([graph.total_loss, graph.train_op]
+                           + ([graph.step_summaries] if log_now else []), feed)
+        step_loss = fetched[0]
+        step += 1
+        if not np.isfinite(step_loss):
+            raise FloatingPointError(f"loss became {step_loss} at step {step}; "
+                                     "lower --learning_rate")
+        progress.update()
+        if log_now:
+            writer.add_summary(fetched[2], step)
+        if validates and (step % config.eval_every_n_steps == 0 or last):
+            last = _evaluate_validation(sess, graph, config, validation_inputs, writer, step) or last
+        if step % config.save_interval_steps == 0 or last:
+            graph.saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
+        if last:
+            break
+    writer.flush()
+    logging.info("trained %d steps in %.1fs; loss %.4f", progress.done,
+                 time.monotonic() - started, step_loss)
+    return step
 
 
 def prediction_checkpoint(config, train_dir):

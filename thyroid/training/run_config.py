@@ -13,6 +13,7 @@ import sys
 
 from absl import logging
 
+from thyroid.flag_errors import FlagValueError
 from thyroid.io_utils import atomic_write_json, read_json
 
 FILE_NAME = "run_config.json"
@@ -40,12 +41,8 @@ INTEGER_RANGES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(FlagValueError):
     """A setting is out of range or inconsistent; ``flag`` names it, ``value`` is what was given."""
-
-    def __init__(self, flag, value, reason):
-        super().__init__(f"--{flag}={value}: {reason}")
-        self.flag, self.value, self.reason = flag, value, reason
 
 
 class OldFormatError(ValueError):
@@ -191,15 +188,6 @@ def _check_choice(flag, value, choices):
 def _check_range(flag, value, low, high, note=""):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise ConfigError(flag, value, f"must be in [{low:g}, {high:g}]" + (f" ({note})" if note else ""))
-
-
-def parse_scopes(scopes):
-    """"a, b" / ["a", " b"] / None -> ("a", "b") (empty entries dropped)."""
-    if scopes is None:
-        return ()
-    if isinstance(scopes, str):
-        scopes = scopes.split(",")
-    return tuple(s.strip() for s in scopes if s and s.strip())
 
 
 def check_dataset_dir(dataset_dir, split="train"):

@@ -11,12 +11,12 @@ as skipped with the command that fixes it (or runs from random weights with
 
 import os
 
-from absl import flags
+from absl import flags, logging
 
 from thyroid import cli
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.datasets.build import PROTOCOLS
-from thyroid.evaluation.operating_point import operating_point_flag_checker
+from thyroid.stats.operating_point import operating_point_flag_checker
 
 COMMAND = "study"
 MAX_CASES = 100_000
@@ -25,7 +25,7 @@ MAX_FOLDS = 100
 MAX_REPEATS = 100
 
 
-def define_flags(fv):
+def define_data_flags(fv):
     flags.DEFINE_string("ddti_dir", None, "DDTI folder (XML + JPEG); default: synthetic data.",
                         flag_values=fv)
     flags.DEFINE_string("local_dir", None, "Local dataset folder (<patient>/report.docx + images).",
@@ -34,25 +34,37 @@ def define_flags(fv):
                       "paper's image-level split (leaks patients).", flag_values=fv)
     flags.DEFINE_integer("augment_copies", 2, "Augmented copies per training image.", lower_bound=0,
                          upper_bound=MAX_AUGMENT_COPIES, flag_values=fv)
-    flags.DEFINE_string("output_dir", "results", "Runs go to <output_dir>/<run_name>/.", flag_values=fv)
-    flags.DEFINE_string("run_name", None, "Default: a timestamp plus the data source. Re-running "
-                        "with an existing run name resumes its rows from their checkpoints.",
+    flags.DEFINE_boolean("quick", False, "Tiny images, few steps, small synthetic set (for CI).",
+                         flag_values=fv)
+    flags.DEFINE_integer("num_cases", 0, "Synthetic cases (0: 120; 48 with --quick).",
+                         lower_bound=0, upper_bound=MAX_CASES, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed for data, splits and training.", lower_bound=0,
+                         upper_bound=2**31 - 1, flag_values=fv)
+
+
+def define_run_flags(fv):
+    flags.DEFINE_string("output_dir", "results", "Runs go to <output_dir>/<run_name>/.",
                         flag_values=fv)
+    flags.DEFINE_string("run_name", None, "One folder name (default: a timestamp plus the data "
+                        "source). An existing run is never reused without --resume.",
+                        flag_values=fv)
+    flags.DEFINE_boolean("resume", False, "Continue the run named by --run_name, or the newest "
+                         "unfinished run under --output_dir with the same settings: jobs whose "
+                         "results are committed are not run again.", flag_values=fv)
+    flags.DEFINE_string("report_only", None, "Write the report of this finished run folder "
+                        "again from its result files, and nothing else.", flag_values=fv)
     flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where ImageNet checkpoints live.",
                         flag_values=fv)
     flags.DEFINE_boolean("allow_random_init", False, "Run rows without a checkpoint from random "
                          "weights.", flag_values=fv)
-    flags.DEFINE_boolean("quick", False, "Tiny images, few steps, small synthetic set (for CI).",
-                         flag_values=fv)
-    flags.DEFINE_integer("num_cases", 0, "Synthetic cases (0: 200; 48 with --quick).", lower_bound=0,
-                         upper_bound=MAX_CASES, flag_values=fv)
-    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: all).", flag_values=fv)
     flags.DEFINE_boolean("download_checkpoints", True, "Try to fetch missing official checkpoints "
                          "(skipped quietly when offline).", flag_values=fv)
     flags.DEFINE_boolean("export", True, "Export the best mobile model of the run to TFLite.",
                          flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seed for data, splits and training.", lower_bound=0,
-                         upper_bound=2**31 - 1, flag_values=fv)
+
+
+def define_validation_flags(fv):
+    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: all).", flag_values=fv)
     flags.DEFINE_integer("cv_folds", None, "Patient-grouped cross-validation folds (default 5; "
                          "3 with --quick; 0: one train/validation/test split).", lower_bound=0,
                          upper_bound=MAX_FOLDS, flag_values=fv)
@@ -62,6 +74,9 @@ def define_flags(fv):
                         "validation predictions: youden, sensitivity:X, specificity:X or fixed:T.",
                         flag_values=fv)
     flags.register_validator("operating_point", operating_point_flag_checker, flag_values=fv)
+
+
+def define_external_flags(fv):
     flags.DEFINE_string("external_ddti_dir", None, "External DDTI folder: after cross-validation "
                         "each row is refitted on all development data and scored on it.",
                         flag_values=fv)
@@ -72,6 +87,13 @@ def define_flags(fv):
                         "--image_dir).", flag_values=fv)
     flags.DEFINE_string("external_csv", None, "External CSV of path,label[,patient_id] (as "
                         "build_tfrecords --csv).", flag_values=fv)
+
+
+def define_flags(fv):
+    define_data_flags(fv)
+    define_run_flags(fv)
+    define_validation_flags(fv)
+    define_external_flags(fv)
 
 
 EXTERNAL_FLAGS = {"ddti": "ddti_dir", "local": "local_dir", "folders": "image_dir", "csv": "csv"}
@@ -97,40 +119,67 @@ def check_outputs(fv):
     inputs = [InputPath(name, getattr(fv, name)) for name in (
         "ddti_dir", "local_dir", "external_ddti_dir", "external_local_dir",
         "external_image_dir", "external_csv")]
-    check_output_dir("output_dir", fv.output_dir, inputs)
+    check_output_dir("output_dir", fv.output_dir, inputs, container=True)
     if fv.run_name is not None:
         check_name_component("run_name", fv.run_name)
 
 
-def run(fv, args):
-    del args
-    from thyroid.evaluation import paper
-    from thyroid.evaluation.study import StudyConfig, run_study
-    check_folder("ddti_dir", fv.ddti_dir)
-    check_folder("local_dir", fv.local_dir)
-    check_folder("external_ddti_dir", fv.external_ddti_dir)
-    check_folder("external_local_dir", fv.external_local_dir)
-    check_folder("external_image_dir", fv.external_image_dir)
-    check_outputs(fv)
-    external = {kind: path for kind, path in (
+def _absolute(path):
+    return os.path.abspath(path) if path else path
+
+
+def external_sources(fv):
+    """{source kind: absolute path} of the external flags given."""
+    return {kind: os.path.abspath(path) for kind, path in (
         ("ddti", fv.external_ddti_dir), ("local", fv.external_local_dir),
         ("folders", fv.external_image_dir), ("csv", fv.external_csv)) if path}
+
+
+def check_flags(fv):
+    """Every flag the study reads, before any work; errors name the flag typed."""
+    for name in ("ddti_dir", "local_dir", "external_ddti_dir", "external_local_dir",
+                 "external_image_dir"):
+        check_folder(name, getattr(fv, name))
+    if fv.external_csv and not os.path.isfile(fv.external_csv):
+        raise cli.UsageError("external_csv", fv.external_csv, "no such file")
+    check_outputs(fv)
     if fv.cv_folds == 1:
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
+    external = external_sources(fv)
     if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
         kind, path = next(iter(external.items()))
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
                              "external validation needs the cross-validated patient protocol")
-    study = StudyConfig(
-        output_dir=fv.output_dir, run_name=fv.run_name, ddti_dir=fv.ddti_dir,
-        local_dir=fv.local_dir, protocol=fv.protocol, augment_copies=fv.augment_copies,
-        checkpoint_dir=fv.checkpoint_dir, allow_random_init=fv.allow_random_init, quick=fv.quick,
-        num_cases=fv.num_cases, rows=parse_rows(fv.rows, [row[0] for row in paper.STUDY_ROWS]),
+    return external
+
+
+def study_config(fv, external):
+    from thyroid.study.config import StudyConfig
+    from thyroid.study.rows import ROW_IDS
+    return StudyConfig(
+        output_dir=_absolute(fv.output_dir), run_name=fv.run_name,
+        ddti_dir=_absolute(fv.ddti_dir), local_dir=_absolute(fv.local_dir),
+        protocol=fv.protocol, augment_copies=fv.augment_copies,
+        checkpoint_dir=_absolute(fv.checkpoint_dir), allow_random_init=fv.allow_random_init,
+        quick=fv.quick, num_cases=fv.num_cases, rows=parse_rows(fv.rows, ROW_IDS),
         download_checkpoints=fv.download_checkpoints, export=fv.export, seed=fv.seed,
         cv_folds=fv.cv_folds, cv_repeats=fv.cv_repeats, operating_point=fv.operating_point,
         external=tuple(sorted(external.items())))
+
+
+def run(fv, args):
+    del args
+    from thyroid.study import driver
+    if fv.report_only is not None:
+        print(f"summary: {driver.report_only(fv.report_only)}")
+        return 0
+    study = study_config(fv, check_flags(fv))
+    if study.protocol != "patient" and study.cv_folds:
+        logging.warning("protocol=%s: cross-validation needs the patient protocol; running the "
+                        "single split", study.protocol)
     flags.FLAGS.alsologtostderr = True  # progress on the console, the full log in the run folder
-    print(f"summary: {run_study(study)}")
+    print(f"summary: {driver.run_study(study, resume=fv.resume)}")
+    return 0
 
 
 def main(argv=None):

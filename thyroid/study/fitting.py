@@ -1,5 +1,5 @@
-"""The cross-validated study: each row trained on every fold, out-of-fold predictions pooled,
-then refitted on all development data for external validation and export.
+"""Fitting one row: on one fold of the cross-validation, refitted on all development data,
+or on the single split; and its predictions as records.
 
 Per fold a row trains on the fold's training part (with the augmented copies of those images
 only), keeps its checkpoint with the best inner-validation AUC, and takes its threshold from
@@ -8,57 +8,22 @@ all development data trains for the median over folds of the best epoch and uses
 fold threshold.
 """
 
-import dataclasses
-import math
-import os
 import time
 
 import numpy as np
 from absl import logging
 
-from thyroid.datasets import build, folds
-from thyroid.evaluation.operating_point import choose_threshold
-from thyroid.evaluation.runs import predict_inputs, predict_splits
+from thyroid.datasets import folds
+from thyroid.stats.operating_point import choose_threshold
+from thyroid.stats.pooled import EXTERNAL_FOLD
+from thyroid.study.results import FoldResult
+from thyroid.training.scoring import evaluate_split, predict_inputs, predict_splits
 from thyroid.training.inputs import part_size
 from thyroid.training.loop import read_best
 from thyroid.training.run import train
 from thyroid.training.run_config import FEATURE_CLASSIFIER_MODES
 
-SPLIT = "train"  # the study's shards hold every labelled image in this one split
-EXTERNAL_SOURCES = ("ddti", "local", "folders", "csv")
 EXTERNAL_SPLIT = "test"  # evaluation-only builds put every image there
-
-
-@dataclasses.dataclass
-class FoldResult:
-    repeat: int
-    fold: int
-    threshold: float
-    best_epochs: float | None  # None for the scikit-learn rows (no steps)
-    seconds: float
-    records: list
-    checkpoint: str = ""  # what the weights started from
-
-
-def build_development_shards(ddti_dir, local_dir, dataset_dir, augment_copies, seed,
-                             num_folds, num_repeats):
-    """Shards of every labelled image (augmented copies tagged with their original's key)
-    in one split, decoded and encoded once; then folds.json beside the manifest."""
-    manifest = build.build(ddti_dir=ddti_dir, local_dir=local_dir, output_dir=dataset_dir,
-                           protocol="patient", validation_fraction=0.0, test_fraction=0.0,
-                           augment_copies=augment_copies, seed=seed, overwrite=True)
-    assignment = folds.write_folds(dataset_dir, SPLIT, num_folds, num_repeats, seed)
-    return manifest, assignment
-
-
-def build_external_shards(sources, output_dir, seed):
-    """Shards of an external set, ``sources`` = {source kind: folder}, no augmentation, every
-    image in one split. Returns the manifest."""
-    unknown = sorted(set(sources) - set(EXTERNAL_SOURCES))
-    if unknown:
-        raise ValueError(f"unknown external source kinds {unknown}; expected {EXTERNAL_SOURCES}")
-    return build.build(output_dir=output_dir, sources=dict(sources), evaluation_only=True,
-                       seed=seed, overwrite=True)
 
 
 def prediction_records(row_id, repeat, fold, inputs, probs, threshold):
@@ -95,16 +60,6 @@ def run_fold(config, row_id, repeat, fold, train_dir, operating_point):
                       trained.checkpoint_description)
 
 
-def cross_validate_row(config, row_id, assignment, train_root, operating_point):
-    """Every (repeat, fold) of one row; -> list of FoldResult."""
-    results = []
-    for repeat in range(assignment["num_repeats"]):
-        for fold in range(assignment["num_folds"]):
-            train_dir = os.path.join(train_root, f"repeat{repeat}_fold{fold}")
-            results.append(run_fold(config, row_id, repeat, fold, train_dir, operating_point))
-    return results
-
-
 def refit_settings(fold_results):
     """(threshold, epochs or None): the median over folds of each."""
     threshold = float(np.median([r.threshold for r in fold_results]))
@@ -129,12 +84,14 @@ def refit_row(config, fold_results, train_dir):
 def external_records(row_id, train_dir, external_dir):
     """Predictions of a refitted row on the external shards (fold ``external``)."""
     inputs, probs, config = predict_inputs(train_dir, EXTERNAL_SPLIT, dataset_dir=external_dir)
-    return prediction_records(row_id, 0, "external", inputs, probs, config.threshold)
+    return prediction_records(row_id, 0, EXTERNAL_FOLD, inputs, probs, config.threshold)
 
 
-def fold_summary(fold_results):
-    """JSON-ready per-fold facts for the report: threshold, best epoch, time."""
-    return [{"repeat": r.repeat, "fold": r.fold, "threshold": r.threshold,
-             "best_epochs": None if r.best_epochs is None or math.isnan(r.best_epochs)
-             else round(r.best_epochs, 3), "seconds": round(r.seconds, 1)}
-            for r in fold_results]
+def fit_single_split(config, row_id, train_dir, seed, num_bootstrap):
+    """Trains ``config`` on the single split's train part and scores its test part;
+    -> (TrainResult, metrics dict, test records)."""
+    trained = train(config, train_dir)
+    result, inputs, probs = evaluate_split(train_dir, "test", seed=seed,
+                                           num_bootstrap=num_bootstrap)
+    return trained, result, prediction_records(row_id, 0, 0, inputs, probs,
+                                               trained.config.threshold)

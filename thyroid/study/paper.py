@@ -1,4 +1,4 @@
-"""The study's rows and the numbers the paper reports.
+"""The numbers the paper reports (its Table 1), beside the study's rows (``study.rows``).
 
 Paper: K.V. Sai Sundar & S. Siva Sankara Sai, "Exploring Transfer Learning, Fine-tuning of
 Thyroid Ultrasound Images" (MIDL 2018 abstract, OpenReview id HyMTQPojf). Its Table 1 gives
@@ -25,28 +25,6 @@ NOT_AVAILABLE = "not reported"
 PAPER_DATASETS = ("combined",)
 PAPER_METRICS = ("accuracy", "sensitivity", "specificity")
 
-#: (row_id, model, mode, label) in the order the report lists them. Rows 1-7 are the
-#: paper's Table 1; rows 8-10 extend the study with EfficientNet-Lite0; row 11 is not a paper
-#: method but this project's best (docs/EXPERIMENTS.md): pooled multi-layer features and a
-#: logistic regression whose C is chosen inside the training data.
-STUDY_ROWS = [
-    (1, "small_cnn", "scratch", "Small CNN from scratch"),
-    (2, "vgg_16", "bottleneck_svm", "VGG-16 pool5 + SVM"),
-    (3, "inception_v3", "bottleneck_svm", "Inception-v3 PreLogits + SVM"),
-    (4, "vgg_16", "bottleneck_fc", "VGG-16 bottleneck + FC"),
-    (5, "inception_v3", "bottleneck_fc", "Inception-v3 bottleneck + FC"),
-    (6, "vgg_16", "finetune", "VGG-16 fine-tuning"),
-    (7, "inception_v3", "finetune", "Inception-v3 fine-tuning"),
-    (8, "efficientnet_lite0", "bottleneck_svm", "EfficientNet-Lite0 bottleneck + SVM"),
-    (9, "efficientnet_lite0", "bottleneck_fc", "EfficientNet-Lite0 bottleneck + FC"),
-    (10, "efficientnet_lite0", "finetune", "EfficientNet-Lite0 fine-tuning"),
-    (11, "efficientnet_lite0", "bottleneck_logreg",
-     "EfficientNet-Lite0 multi-layer features + logistic regression (ours)"),
-]
-
-#: Rows that appear in the paper (the first seven).
-PAPER_ROWS = [row for row in STUDY_ROWS if row[0] <= 7]
-
 # Table 1 as printed: (model, mode) -> (accuracy, sensitivity, specificity).
 _TABLE_1_ROWS = {
     ("small_cnn", "scratch"): (0.82, 0.89, 0.82),
@@ -68,13 +46,3 @@ def paper_values(model, mode, dataset="combined"):
     if entry is None:
         return None
     return dict(entry.get(dataset, {metric: None for metric in PAPER_METRICS}))
-
-
-
-
-def row_label(model, mode):
-    """The study's label for (model, mode), or '<model> <mode>' for rows outside it."""
-    for _, m, md, label in STUDY_ROWS:
-        if (m, md) == (model, mode):
-            return label
-    return f"{model} {mode}"

@@ -3,12 +3,12 @@
 ``write_report(run_dir, rows, run_info)``; every file is written atomically.
 Cross-validated studies use the pieces under "Cross-validation" beside the single-split
 table: ``write_predictions_csv``, ``cv_summary_csv_text``, ``plot_pooled_roc`` and
-``plot_calibration`` (their figures come from ``thyroid.evaluation.pooled``).
+``plot_calibration`` (their figures come from ``thyroid.stats.pooled``).
 
 ``rows``: one dict per method, keys
   row_id, model, mode, label, status ('ok' | 'skipped' | 'failed'),
   checkpoint (str or None), note (str or None, e.g. the command that fixes a missing
-  checkpoint), train_seconds (float or None), metrics (``thyroid.evaluation.metrics.evaluate_predictions``
+  checkpoint), train_seconds (float or None), metrics (``thyroid.stats.metrics.evaluate_predictions``
   result or None), labels / probs (optional arrays, for the ROC curve).
 
 ``run_info``: dict, all keys optional
@@ -19,6 +19,7 @@ table: ``write_predictions_csv``, ``cv_summary_csv_text``, ``plot_pooled_roc`` a
 """
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -27,7 +28,9 @@ import os
 import numpy as np
 
 from thyroid import LABEL_NAMES, io_utils
-from thyroid.evaluation import metrics, paper, pooled
+from thyroid.stats import metrics, pooled
+from thyroid.study import paper
+from thyroid.study.rows import STUDY_ROWS
 
 CSV_COLUMNS = [
     "row_id", "model", "mode", "status", "checkpoint",
@@ -64,7 +67,7 @@ _RUN_INFO_ORDER = ("dataset", "protocol", "counts", "threshold", "date", "machin
 # --------------------------------------------------------------------------------------
 
 def _entry(row, name):
-    m = row.get("metrics") or {}
+    m = row.metrics or {}
     entry = m.get(name)
     return entry if isinstance(entry, dict) else None
 
@@ -155,9 +158,9 @@ def _split_table(split_summary):
 
 def _roc_arrays(row):
     """(labels, probs) usable for a ROC curve, or None."""
-    if row.get("status") != "ok":
+    if row.status != "ok":
         return None
-    labels, probs = row.get("labels"), row.get("probs")
+    labels, probs = row.labels, row.probs
     if labels is None or probs is None:
         return None
     labels = np.asarray(labels).reshape(-1)
@@ -165,11 +168,6 @@ def _roc_arrays(row):
     if labels.size == 0 or labels.size != probs.size or len(np.unique(labels)) < 2:
         return None
     return labels, probs
-
-
-def _row_title(row):
-    label = row.get("label") or paper.row_label(row.get("model"), row.get("mode"))
-    return f"{row.get('row_id')}. {label}"
 
 
 # --------------------------------------------------------------------------------------
@@ -182,13 +180,13 @@ def summary_csv_text(rows):
     writer.writeheader()
     for row in rows:
         out = {
-            "row_id": row.get("row_id", ""),
-            "model": row.get("model", ""),
-            "mode": row.get("mode", ""),
-            "status": row.get("status", ""),
-            "checkpoint": row.get("checkpoint") or "",
-            "train_seconds": _csv_num(row.get("train_seconds")),
-            "note": row.get("note") or "",
+            "row_id": row.row_id,
+            "model": row.model,
+            "mode": row.mode,
+            "status": row.status,
+            "checkpoint": row.checkpoint or "",
+            "train_seconds": _csv_num(row.train_seconds),
+            "note": row.note or "",
         }
         for name in metrics.METRIC_NAMES:
             entry = _entry(row, name) or {}
@@ -242,7 +240,7 @@ def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
     def draw(ax, row, arrays):
         fpr, tpr, _ = metrics.roc_points(*arrays)
         auc = metrics.auc_score(*arrays)
-        ax.plot(fpr, tpr, linewidth=1.5, label=f"{_row_title(row)} (AUC {auc:.3f})")
+        ax.plot(fpr, tpr, linewidth=1.5, label=f"{row.title} (AUC {auc:.3f})")
 
     return _plot_rows(rows, path, "chance", draw, (
         "1 - specificity (false positive rate)", "sensitivity (true positive rate)", title,
@@ -252,8 +250,8 @@ def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
 def plot_confusion_matrices(rows, path):
     from matplotlib.figure import Figure
 
-    evaluated = [r for r in rows if r.get("status") == "ok"
-                 and (r.get("metrics") or {}).get("confusion_matrix") is not None]
+    evaluated = [r for r in rows if r.status == "ok"
+                 and (r.metrics or {}).get("confusion_matrix") is not None]
     n = max(len(evaluated), 1)
     cols = min(n, 4)
     nrows = int(math.ceil(n / cols))
@@ -264,7 +262,7 @@ def plot_confusion_matrices(rows, path):
         ax.text(0.5, 0.5, "no evaluated rows", ha="center", va="center")
     for i, row in enumerate(evaluated):
         ax = fig.add_subplot(nrows, cols, i + 1)
-        cm = np.asarray(row["metrics"]["confusion_matrix"], dtype=np.float64)
+        cm = np.asarray(row.metrics["confusion_matrix"], dtype=np.float64)
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(cm.max(), 1))
         for (r, c), value in np.ndenumerate(cm):
             color = "white" if value > cm.max() / 2 else "black"
@@ -275,7 +273,7 @@ def plot_confusion_matrices(rows, path):
         ax.set_yticklabels(["benign", "malignant"], fontsize=8)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
-        ax.set_title(_row_title(row), fontsize=8)
+        ax.set_title(row.title, fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
     return len(evaluated)
@@ -292,14 +290,12 @@ def _paper_cell(value):
     return f"{value:.2f}" if abs(round(value, 2) - value) < 1e-9 else f"{value:.3f}"
 
 
-def summary_markdown(rows, run_info):
-    lines = ["# Thyroid ultrasound study: results", ""]
-
-    # Run information.
+def _run_section(run_info):
+    """The "Run" table, the leakage warning and the split counts of a single-split study."""
     manifest = run_info.get("manifest") if isinstance(run_info.get("manifest"), dict) else {}
     if "protocol" not in run_info and manifest.get("protocol"):
         run_info = dict(run_info, protocol=manifest["protocol"])
-    lines += ["## Run", "", "| | |", "|---|---|"]
+    lines = ["## Run", "", "| | |", "|---|---|"]
     shown = {"image_level", "manifest"}
     for key in _RUN_INFO_ORDER:
         if key not in run_info:
@@ -327,59 +323,71 @@ def summary_markdown(rows, run_info):
                          if not isinstance(v, (dict, list)))
         if leak:
             lines += [f"Leakage check: {leak}.", ""]
+    return lines
 
-    # Results.
-    lines += ["## Results (test set)", "",
-              "Values: point estimate [95% CI, bootstrap over patients]. "
-              "Malignant is the positive class; sensitivity = TP/(TP+FN), "
-              "specificity = TN/(TN+FP).", "",
-              "| # | Method | Status | Accuracy | Sensitivity | Specificity | AUC | "
-              "Train time | Checkpoint |",
-              "|---|---|---|---|---|---|---|---|---|"]
+
+def _test_results_section(rows):
+    lines = ["## Results (test set)", "",
+             "Values: point estimate [95% CI, bootstrap over patients]. "
+             "Malignant is the positive class; sensitivity = TP/(TP+FN), "
+             "specificity = TN/(TN+FP).", "",
+             "| # | Method | Status | Accuracy | Sensitivity | Specificity | AUC | "
+             "Train time | Checkpoint |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        ok = row.get("status") == "ok" and row.get("metrics")
+        ok = row.status == "ok" and row.metrics
         cells = [metrics.format_value(_entry(row, name)) if ok else "—"
                  for name in metrics.METRIC_NAMES]
-        label = row.get("label") or paper.row_label(row.get("model"), row.get("mode"))
         lines.append(
-            f"| {row.get('row_id')} | {_md(label)} | {_md(row.get('status'))} | "
+            f"| {row.row_id} | {_md(row.label)} | {_md(row.status)} | "
             + " | ".join(cells)
-            + f" | {_duration(row.get('train_seconds'))} | {_md(row.get('checkpoint'))} |")
-    lines.append("")
+            + f" | {_duration(row.train_seconds)} | {_md(row.checkpoint)} |")
+    return lines + [""]
 
-    # Skipped / failed rows with their fix.
-    not_run = [r for r in rows if r.get("status") in ("skipped", "failed")]
-    if not_run:
-        lines += ["## Skipped or failed rows", ""]
-        for row in not_run:
-            note = row.get("note") or "(no note)"
-            lines.append(f"- **{_md(_row_title(row))}** ({row.get('status')}): {note}")
-        lines.append("")
 
-    # Paper's Table 1 beside ours.
-    lines += ["## Comparison with the paper's Table 1", "",
-              f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).",
-              ""]
-    lines += [PAPER_PROTOCOL_NOTE, ""]
+def _not_run_section(rows):
+    """Skipped or failed rows with their fix."""
+    not_run = [r for r in rows if r.status in ("skipped", "failed")]
+    if not not_run:
+        return []
+    lines = ["## Skipped or failed rows", ""]
+    for row in not_run:
+        lines.append(f"- **{_md(row.title)}** ({row.status}): {row.note or '(no note)'}")
+    return lines + [""]
+
+
+def _paper_section(rows):
+    """The paper's Table 1 beside our test-set figures."""
+    lines = ["## Comparison with the paper's Table 1", "",
+             f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).", "",
+             PAPER_PROTOCOL_NOTE, ""]
     header = ["#", "Method", "Ours acc", "Ours sens", "Ours spec"]
     for dataset in paper.PAPER_DATASETS:
         header += [f"Paper {dataset} acc", f"Paper {dataset} sens", f"Paper {dataset} spec"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    by_key = {(r.get("model"), r.get("mode")): r for r in rows}
-    for row_id, model, mode, label in paper.STUDY_ROWS:
-        ours = by_key.get((model, mode))
-        cells = [str(row_id), _md(label)]
+    by_key = {(r.model, r.mode): r for r in rows}
+    for study_row in STUDY_ROWS:
+        ours = by_key.get((study_row.model, study_row.mode))
+        cells = [str(study_row.id), _md(study_row.label)]
         for name in paper.PAPER_METRICS:
-            entry = _entry(ours, name) if ours and ours.get("status") == "ok" else None
+            entry = _entry(ours, name) if ours and ours.status == "ok" else None
             cells.append("—" if entry is None or entry.get("value") is None
                          else f"{entry['value']:.2f}")
         for dataset in paper.PAPER_DATASETS:
-            values = paper.paper_values(model, mode, dataset)
+            values = paper.paper_values(study_row.model, study_row.mode, dataset)
             for name in paper.PAPER_METRICS:
                 cells.append("not in paper" if values is None else _paper_cell(values[name]))
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
+    return lines + [""]
 
+
+def summary_markdown(rows, run_info):
+    """summary.md of a single-split study: run, results, rows not run, the paper, plots."""
+    lines = ["# Thyroid ultrasound study: results", ""]
+    lines += _run_section(run_info)
+    lines += _test_results_section(rows)
+    lines += _not_run_section(rows)
+    lines += _paper_section(rows)
     lines += ["## Plots", "",
               f"- [ROC curves]({ROC_PNG})",
               f"- [Confusion matrices]({CONFUSION_PNG})", ""]
@@ -456,10 +464,10 @@ def cv_summary_csv_text(rows, summaries, external=None):
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        key = pooled.row_key(row.get("row_id"))
+        key = pooled.row_key(row.row_id)
         figures = summaries.get(key) or {}
         outside = (external or {}).get(key) or {}
-        out = {name: row.get(name) or "" for name in _ROW_TEXT}
+        out = {name: getattr(row, name) or "" for name in _ROW_TEXT}
         for name in columns[4:]:
             if name.startswith("external_"):
                 out[name] = _csv_num(outside.get(name[len("external_"):]))
@@ -479,8 +487,8 @@ def _pooled_rows(rows, records):
             entry[1].append(float(record["prob"]))
     out = []
     for row in rows:
-        labels, probs = by_row.get(str(row.get("row_id")), ([], []))
-        out.append(dict(row, labels=np.asarray(labels), probs=np.asarray(probs)))
+        labels, probs = by_row.get(str(row.row_id), ([], []))
+        out.append(dataclasses.replace(row, labels=np.asarray(labels), probs=np.asarray(probs)))
     return out
 
 
@@ -496,7 +504,7 @@ def plot_calibration(rows, records, path, num_bins=10):
     def draw(ax, row, arrays):
         predicted, observed, _ = metrics.calibration_bins(*arrays, num_bins=num_bins)
         ax.plot(predicted, observed, marker="o", markersize=3, linewidth=1.2,
-                label=_row_title(row))
+                label=row.title)
 
     return _plot_rows(_pooled_rows(rows, records), path, "perfect calibration", draw, (
         "mean predicted P(malignant) in bin", "observed fraction malignant",
@@ -535,7 +543,7 @@ def cv_results_markdown(rows, summaries):
              "Specificity | Accuracy | Brier | Calibration intercept / slope | p vs best |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        figures = summaries.get(pooled.row_key(row.get("row_id"))) or {}
+        figures = summaries.get(pooled.row_key(row.row_id)) or {}
         fold_mean, fold_sd = _num(figures.get("auc_fold_mean")), _num(figures.get("auc_fold_sd"))
         over_folds = "—" if fold_mean is None else (
             f"{fold_mean:.2f}" + ("" if fold_sd is None else f" ± {fold_sd:.2f}"))
@@ -546,8 +554,8 @@ def cv_results_markdown(rows, summaries):
                  f"{_plain(figures, 'calibration_intercept')} / "
                  f"{_plain(figures, 'calibration_slope')}",
                  "best" if best else _p_text(figures.get("p_vs_best"))]
-        lines.append(f"| {row.get('row_id')} | {_md(_row_title(row).split('. ', 1)[-1])} | "
-                     f"{_md(row.get('status'))} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.row_id} | {_md(row.title.split('. ', 1)[-1])} | "
+                     f"{_md(row.status)} | " + " | ".join(cells) + " |")
     return lines + ["", P_VALUE_NOTE, ""]
 
 
@@ -653,7 +661,7 @@ def external_results_markdown(rows, external):
              "Calibration intercept / slope | Images (patients) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        figures = external.get(pooled.row_key(row.get("row_id")))
+        figures = external.get(pooled.row_key(row.row_id))
         if not figures:
             continue
         cells = [_with_ci(figures, "auc"), _plain(figures, "threshold"),
@@ -662,7 +670,7 @@ def external_results_markdown(rows, external):
                  f"{_plain(figures, 'calibration_intercept')} / "
                  f"{_plain(figures, 'calibration_slope')}",
                  f"{figures.get('images')} ({figures.get('patients')})"]
-        lines.append(f"| {row.get('row_id')} | {_md(_row_title(row).split('. ', 1)[-1])} | "
+        lines.append(f"| {row.row_id} | {_md(row.title.split('. ', 1)[-1])} | "
                      + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -673,10 +681,10 @@ def cv_paper_markdown(rows, summaries):
               "Paper acc", "Paper sens", "Paper spec"]
     lines = [PAPER_PROTOCOL_NOTE, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    by_key = {(r.get("model"), r.get("mode")): r for r in rows}
-    for row_id, model, mode, label in paper.STUDY_ROWS:
+    by_key = {(r.model, r.mode): r for r in rows}
+    for row_id, model, mode, label in ((r.id, r.model, r.mode, r.label) for r in STUDY_ROWS):
         ours = by_key.get((model, mode))
-        figures = summaries.get(pooled.row_key(ours.get("row_id"))) if ours else None
+        figures = summaries.get(pooled.row_key(ours.row_id)) if ours else None
         figures = figures or {}
         cells = [str(row_id), _md(label), _plain(figures, "auc")]
         cells += [_plain(figures, f"{name}_at_0_5") for name in paper.PAPER_METRICS]
@@ -720,16 +728,16 @@ def cv_summary_markdown(rows, summaries, external, run_info, design):
               "calibrated probability.", ""]
     lines += cv_results_markdown(rows, summaries)
     lines += ["Weights each row started from:", ""]
-    lines += [f"- {_md(_row_title(r))}: {_md(r.get('checkpoint'))}" for r in rows
-              if r.get("checkpoint")]
+    lines += [f"- {_md(r.title)}: {_md(r.checkpoint)}" for r in rows
+              if r.checkpoint]
     lines.append("")
     if external:
         lines += ["## External validation (refitted models)", ""]
         lines += external_results_markdown(rows, external)
-    not_run = [r for r in rows if r.get("status") in ("skipped", "failed")]
+    not_run = [r for r in rows if r.status in ("skipped", "failed")]
     if not_run:
         lines += ["## Skipped or failed rows", ""]
-        lines += [f"- **{_md(_row_title(r))}** ({r.get('status')}): {r.get('note') or ''}"
+        lines += [f"- **{_md(r.title)}** ({r.status}): {r.note or ''}"
                   for r in not_run]
         lines.append("")
     lines += ["## Comparison with the paper's Table 1", "",

@@ -2,7 +2,7 @@
 
 A predictions table has one record per row, repeat and image with the keys of
 ``PREDICTION_COLUMNS`` (``fold`` is an int, or ``EXTERNAL_FOLD`` for an external image).
-Every metric comes from ``thyroid.evaluation.metrics``; this module only pools and
+Every metric comes from ``thyroid.stats.metrics``; this module only pools and
 aggregates:
 
 * ``auc``: the AUC of each repeat's pooled out-of-fold predictions, mean over repeats;
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from thyroid.evaluation import metrics
+from thyroid.stats import metrics
 
 PREDICTION_COLUMNS = ("row_id", "repeat", "fold", "image", "patient_id", "label", "prob",
                       "threshold")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from absl import logging
 
-from thyroid.evaluation import metrics
+from thyroid.stats import metrics
 from thyroid.compat import tf
 from thyroid.datasets import shards
 from thyroid.io_utils import atomic_write_json
@@ -81,15 +81,24 @@ def evaluate_run(train_dir, split="test", dataset_dir=None, threshold=None, num_
     """Writes the split's metrics file (``metrics_file_name``) in the train_dir, naming the
     dataset and its fingerprint inside; -> (result, labels, P(malignant)). Raises
     ``EmptySplitError`` when the split holds no images (no file is written)."""
+    result, inputs, probs = evaluate_split(train_dir, split, dataset_dir, threshold,
+                                           num_bootstrap, seed)
+    return result, inputs.labels, probs
+
+
+def evaluate_split(train_dir, split="test", dataset_dir=None, threshold=None, num_bootstrap=1000,
+                   seed=0):
+    """``evaluate_run`` returning the split's ``SplitInputs`` (keys, patients) with the
+    probabilities: -> (result, inputs, P(malignant))."""
     devices = [d.name for d in tf.config.list_physical_devices("GPU")]
     logging.info("evaluating on %s", devices or "CPU")
     own = same_dataset(RunConfig.load(train_dir), dataset_dir)
-    labels, probs, patient_ids, config = predict_split(train_dir, split, dataset_dir)
+    inputs, probs, config = predict_inputs(train_dir, split, dataset_dir)
     data_dir = config.dataset_dir  # the dataset scored: the run's own or the one asked for
     fingerprint = shards.split_fingerprint(data_dir, split)
-    if not len(labels):
+    if not len(inputs.labels):
         raise EmptySplitError(f"--split={split}: {data_dir} holds no {split} images to evaluate")
-    result = metrics.evaluate_predictions(labels, probs, patient_ids,
+    result = metrics.evaluate_predictions(inputs.labels, probs, inputs.patient_ids,
                                           threshold=config.threshold if threshold is None else threshold,
                                           num_samples=num_bootstrap, seed=seed)
     result.update(model=config.model, mode=config.mode, split=split,
@@ -98,4 +107,4 @@ def evaluate_run(train_dir, split="test", dataset_dir=None, threshold=None, num_
     name = metrics_file_name(split, None if own else fingerprint)
     result["file"] = name
     atomic_write_json(os.path.join(train_dir, name), result)
-    return result, labels, probs
+    return result, inputs, probs

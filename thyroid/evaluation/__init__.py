@@ -1,1 +1,0 @@
-"""Metrics, evaluation of trained runs, the study report and the paper's numbers."""

@@ -1,0 +1,161 @@
+"""The report of a run, assembled only from its plan and its jobs' result files (times
+included): the study's last job writes it, and ``--report_only`` writes it again, the same."""
+
+import os
+
+from thyroid.datasets import folds
+from thyroid.io_utils import atomic_write_json, read_json
+from thyroid.stats import pooled
+from thyroid.study import data, report
+from thyroid.study.config import EVAL_EVERY_N_STEPS
+from thyroid.study.fitting import EXTERNAL_SPLIT
+from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
+from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
+
+NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"
+
+
+def _results(plan):
+    return {job.id: read_result(plan.run_dir, job.id) for job in plan.jobs}
+
+
+def _row_status(fit_results):
+    """(status, note) of a row from its fit jobs: the first that did not end ok decides."""
+    for result in fit_results:
+        if result is None:
+            return FAILED, "did not finish (run again with --resume)"
+        if result.status != OK:
+            return result.status, result.note
+    return OK, ""
+
+
+def row_results(plan, results):
+    """One RowResult per selected row, for either protocol."""
+    rows = []
+    for row in plan.study.selected_rows():
+        fit_ids = [job.id for job in plan.jobs if job.kind == "fit" and job.row_id == row.id]
+        fits = [results[job_id] for job_id in fit_ids]
+        status, note = _row_status(fits)
+        entry = RowResult(row, status, note)
+        if status == OK:
+            _fill_row(plan, entry, fit_ids, fits)
+        refit = results.get(f"refit-{row.id}")
+        if refit is not None and refit.ok:
+            entry.refit_seconds = refit.seconds
+        elif refit is not None and status == OK:
+            entry.note = f"refit failed: {refit.note}"
+        rows.append(entry)
+    return rows
+
+
+def _fill_row(plan, entry, fit_ids, fits):
+    if plan.study.num_folds:
+        entry.folds = [FoldResult(records=read_records(plan.run_dir, job_id), **result.payload)
+                       for job_id, result in zip(fit_ids, fits)]
+        entry.checkpoint = entry.folds[0].checkpoint
+        entry.train_seconds = sum(fold.seconds for fold in entry.folds)
+        return
+    payload = fits[0].payload
+    records = read_records(plan.run_dir, fit_ids[0])
+    entry.metrics, entry.checkpoint = payload["metrics"], payload["checkpoint"]
+    entry.train_seconds = payload["train_seconds"]
+    entry.labels = [record["label"] for record in records]
+    entry.probs = [record["prob"] for record in records]
+
+
+def stage_times(plan, results):
+    """[(stage, seconds)] in plan order: the sum of each stage's jobs' own times."""
+    seconds = {}
+    for job in plan.jobs:
+        result = results[job.id]
+        if job.kind == "report" or result is None:
+            continue
+        seconds[job.stage] = seconds.get(job.stage, 0.0) + result.seconds
+    return list(seconds.items())
+
+
+def total_seconds(plan, results):
+    finished = [r.finished for job_id, r in results.items() if r is not None and job_id != "report"]
+    return max(finished) - plan.started if finished else 0.0
+
+
+def mobile_text(plan, results, rows):
+    export = results.get("export")
+    if export is None or not export.ok or not export.payload.get("exported"):
+        return NOT_EXPORTED
+    row = next(r for r in rows if r.row_id == export.payload["row_id"])
+    how = ", refitted on all development data" if export.payload.get("refit") else ""
+    return f"{row.label} (row {row.row_id}){how} -> {export.payload['exported']}"
+
+
+def _keyed(figures):
+    return None if figures is None else {pooled.row_key(k): v for k, v in figures.items()}
+
+
+def write_report(run_dir):
+    """Writes the run's summary.md, summary.csv, plots (and predictions.csv when
+    cross-validated) from its files; -> the summary.md path."""
+    plan = Plan.load(run_dir)
+    results = _results(plan)
+    rows = row_results(plan, results)
+    if plan.study.num_folds:
+        _write_cv_report(plan, results, rows)
+    else:
+        _write_single_split_report(plan, results, rows)
+    return os.path.join(plan.run_dir, report.SUMMARY_MD)
+
+
+def _run_info(plan, results, rows):
+    return {"date": plan.date, "machine": plan.machine,
+            "total_seconds": total_seconds(plan, results),
+            "mobile_model": mobile_text(plan, results, rows)}
+
+
+def _write_single_split_report(plan, results, rows):
+    common = _run_info(plan, results, rows)
+    run_info = {"run_name": os.path.basename(plan.run_dir),
+                "data": results["data"].payload["description"] if results["data"] else "",
+                "protocol": plan.study.protocol,
+                "manifest": read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json")),
+                "quick": plan.study.quick, **common}
+    report.write_report(plan.run_dir, rows, run_info)
+
+
+def _design(plan, results):
+    study = plan.study
+    external_assignment = None
+    if study.external and results.get("external_shards") and results["external_shards"].ok:
+        external_assignment = data.external_counts(os.path.join(plan.run_dir, EXTERNAL_DIR),
+                                                   EXTERNAL_SPLIT)
+    return {"data": results["data"].payload["description"],
+            "assignment": folds.load_folds(os.path.join(plan.run_dir, SHARDS_DIR,
+                                                        folds.FOLDS_NAME)),
+            "augment_copies": study.augment_copies, "operating_point": study.operating_point,
+            "eval_every_n_steps": EVAL_EVERY_N_STEPS,
+            "external": ", ".join(f"{k} {p}" for k, p in study.external_sources.items()) or None,
+            "external_assignment": external_assignment}
+
+
+def _write_cv_report(plan, results, rows):
+    pooled_result = results.get("pooled")
+    payload = pooled_result.payload if pooled_result and pooled_result.ok else {}
+    summaries = _keyed(payload.get("summaries")) or {}
+    external = _keyed(payload.get("external"))
+    records = [record for job in plan.jobs if job.kind in ("fit", "refit")
+               and results[job.id] is not None and results[job.id].ok
+               for record in read_records(plan.run_dir, job.id)]
+    common = _run_info(plan, results, rows)
+    shards_payload = results["shards"].payload if results["shards"] else {}
+    run_info = {"run_name": os.path.basename(plan.run_dir),
+                "protocol": "patient (cross-validated)", "quick": plan.study.quick,
+                "date": common["date"], "machine": common["machine"],
+                "fold assignment": os.path.join(plan.run_dir, SHARDS_DIR, folds.FOLDS_NAME),
+                "build seconds": shards_payload.get("build_seconds"),
+                "total_seconds": common["total_seconds"],
+                "mobile_model": common["mobile_model"],
+                "stages": stage_times(plan, results)}
+    atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
+                      {str(row.row_id): row.fold_summary() for row in rows})
+    report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
+                           _design(plan, results))
+

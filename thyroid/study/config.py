@@ -1,0 +1,94 @@
+"""``StudyConfig``: every setting of a study, frozen, validated once and saved whole in the
+run's ``plan.json``; and the ``RunConfig`` each row trains with."""
+
+import dataclasses
+import datetime
+
+from thyroid.study.rows import STUDY_ROWS, effective_settings
+from thyroid.training.run_config import RunConfig
+
+DEFAULT_SYNTHETIC_CASES = 120  # DDTI-style cases, and as many local-style patients
+QUICK_SYNTHETIC_CASES = 48
+# Fold training stops after this many inner-validation evaluations without a better AUC
+# (the best checkpoint is kept either way); the epochs of a row are then only a ceiling.
+EARLY_STOPPING_PATIENCE = 4
+EVAL_EVERY_N_STEPS = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    output_dir: str = "results"
+    run_name: str | None = None
+    ddti_dir: str | None = None
+    local_dir: str | None = None
+    protocol: str = "patient"
+    augment_copies: int = 2
+    checkpoint_dir: str = "checkpoints"
+    allow_random_init: bool = False
+    quick: bool = False
+    num_cases: int = 0
+    rows: tuple = ()
+    download_checkpoints: bool = True
+    export: bool = True
+    seed: int = 0
+    # Cross-validation: None = the default (5 folds, 3 with quick); 0 = one train/validation/
+    # test split, as with --protocol=image.
+    cv_folds: int | None = None
+    cv_repeats: int = 1
+    operating_point: str = "youden"
+    # External validation sets: ((source kind, path), ...), kinds as datasets.read_sources.
+    external: tuple = ()
+
+    @property
+    def source(self):
+        return "ddti" if self.ddti_dir else ("local" if self.local_dir else "synthetic")
+
+    @property
+    def num_folds(self):
+        """Folds of the cross-validation, 0 for a single split (always for protocol=image)."""
+        if self.protocol != "patient":
+            return 0
+        if self.cv_folds is None:
+            return 3 if self.quick else 5
+        return self.cv_folds
+
+    @property
+    def external_sources(self):
+        return dict(self.external)
+
+    @property
+    def synthetic_cases(self):
+        return self.num_cases or (QUICK_SYNTHETIC_CASES if self.quick else DEFAULT_SYNTHETIC_CASES)
+
+    @property
+    def num_bootstrap(self):
+        return 200 if self.quick else 1000
+
+    def default_run_name(self):
+        return (datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+                + f"-{self.source}-{self.protocol}" + ("-quick" if self.quick else ""))
+
+    def selected_rows(self):
+        return [row for row in STUDY_ROWS if not self.rows or row.id in self.rows]
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, saved):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in saved.items() if k in fields}
+        values["rows"] = tuple(values.get("rows", ()))
+        values["external"] = tuple(tuple(pair) for pair in values.get("external", ()))
+        return cls(**values)
+
+
+def row_config(study, row, dataset_dir):
+    """The RunConfig of one row of the study on ``dataset_dir``."""
+    settings = effective_settings(row, study.quick)
+    return RunConfig(model=row.model, mode=row.mode, dataset_dir=dataset_dir,
+                     checkpoint_dir=study.checkpoint_dir, allow_random_init=study.allow_random_init,
+                     image_size=settings.image_size, batch_size=settings.batch_size,
+                     num_epochs=settings.num_epochs, seed=study.seed,
+                     eval_every_n_steps=EVAL_EVERY_N_STEPS,
+                     early_stopping_patience=EARLY_STOPPING_PATIENCE)

@@ -1,0 +1,92 @@
+"""The study's data jobs: the sources (the user's folders or a synthetic set), the shards (every
+labelled image in one split with the fold file beside it, or the single split), the external
+shards, and the ImageNet checkpoints the rows need."""
+
+import dataclasses
+import os
+
+from absl import logging
+
+from thyroid.checkpoints.locate import default_checkpoint_path
+from thyroid.datasets import build, folds, shards, synthetic
+from thyroid.nets import get_network
+
+DEV_SPLIT = "train"  # the cross-validated study's shards hold every labelled image here
+EXTERNAL_SOURCES = ("ddti", "local", "folders", "csv")
+QUICK_SIZE = {"width": 280, "height": 180}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Where the development images are, and how the report names them."""
+    ddti_dir: str | None
+    local_dir: str | None
+    description: str
+
+
+def prepare_sources(study, run_dir):
+    """The user's folders, or a synthetic set generated into <run_dir>/synthetic."""
+    if study.ddti_dir or study.local_dir:
+        named = (("DDTI", study.ddti_dir), ("local", study.local_dir))
+        return Sources(study.ddti_dir, study.local_dir,
+                       ", ".join(f"{n} {p}" for n, p in named if p))
+    data_dir = os.path.join(run_dir, "synthetic")
+    synthetic.generate(data_dir, num_cases=study.synthetic_cases, seed=study.seed,
+                       **(QUICK_SIZE if study.quick else {}))
+    return Sources(os.path.join(data_dir, "ddti"), os.path.join(data_dir, "local"),
+                   f"synthetic ({study.synthetic_cases} DDTI-style cases + local-style patients, "
+                   f"seed {study.seed})")
+
+
+def build_development_shards(study, sources, dataset_dir):
+    """Cross-validation: shards of every labelled image (augmented copies tagged with their
+    original's key) in one split, then folds.json beside the manifest. -> manifest."""
+    manifest = build.build(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
+                           output_dir=dataset_dir, protocol="patient", validation_fraction=0.0,
+                           test_fraction=0.0, augment_copies=study.augment_copies,
+                           seed=study.seed, overwrite=True)
+    folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed)
+    return manifest
+
+
+def build_single_split_shards(study, sources, dataset_dir):
+    """The single train/validation/test split of ``study.protocol``. -> manifest."""
+    return build.build(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
+                       output_dir=dataset_dir, protocol=study.protocol,
+                       augment_copies=study.augment_copies, seed=study.seed, overwrite=True)
+
+
+def build_external_shards(sources, output_dir, seed):
+    """Shards of an external set, ``sources`` = {source kind: folder}, no augmentation, every
+    image in one split. Returns the manifest."""
+    unknown = sorted(set(sources) - set(EXTERNAL_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown external source kinds {unknown}; expected {EXTERNAL_SOURCES}")
+    return build.build(output_dir=output_dir, sources=dict(sources), evaluation_only=True,
+                       seed=seed, overwrite=True)
+
+
+def external_counts(external_dir, split):
+    """{patient_ids, labels} of the external shards, for the design section's counts."""
+    data = shards.load_split(external_dir, split, decode=False)
+    return {"patient_ids": data.patient_ids.tolist(), "labels": data.labels.tolist()}
+
+
+def prepare_checkpoints(checkpoint_dir, models, try_download):
+    """Converts EfficientNet-Lite0 when missing; fetches official checkpoints when online."""
+    from thyroid.checkpoints.convert import convert
+    from thyroid.checkpoints.download import DownloadError, download
+    for model in models:
+        spec = get_network(model)
+        if spec.checkpoint is None or default_checkpoint_path(spec, checkpoint_dir)[1]:
+            continue
+        if spec.checkpoint.url is None:
+            logging.info("converting the %s ImageNet weights into %s", model, checkpoint_dir)
+            convert(model, checkpoint_dir)
+        elif try_download:
+            try:
+                download(model, checkpoint_dir, timeout=5)
+            except DownloadError as error:
+                logging.warning("%s", error)
+                logging.warning("no network: rows that need official checkpoints will be skipped")
+                try_download = False  # one failure is enough to know we are offline

@@ -1,0 +1,146 @@
+"""A study from its settings to its summary: claim the run folder, plan (or load the plan of
+the run being resumed), execute, return the summary's path.
+
+Run folders are claimed atomically (``os.mkdir``) and held with a lock for the whole study,
+so two studies never share one: a second study with the same explicit ``--run_name`` is
+refused at once, default timestamp names that collide get a suffix, and re-running an
+existing run without ``--resume`` is refused with the command that continues it.
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+
+from absl import logging
+
+from thyroid.output_guard import OutputError
+from thyroid.study.executor import LocalExecutor
+from thyroid.study.fingerprint import PLACE_SETTINGS
+from thyroid.study.plan import PLAN_FILE, Plan, make_plan
+from thyroid.study.results import read_result
+
+LOCK_FILE = "study.lock"
+MAX_NAME_SUFFIX = 1000
+
+
+class RunFolderError(OutputError):
+    """The run folder cannot be used as asked (taken, busy, or of other settings)."""
+
+
+def _settings(study):
+    return {k: v for k, v in study.to_json().items() if k not in PLACE_SETTINGS}
+
+
+def _finished(run_dir):
+    result = read_result(run_dir, "report")
+    return result is not None and result.ok
+
+
+def _claim_new(study):
+    """Creates a new run folder; -> its absolute path."""
+    if study.run_name:
+        run_dir = os.path.abspath(os.path.join(study.output_dir, study.run_name))
+        try:
+            os.makedirs(os.path.dirname(run_dir), exist_ok=True)
+            os.mkdir(run_dir)
+        except FileExistsError:
+            raise RunFolderError("run_name", study.run_name, (
+                f"{run_dir} already exists; add --resume to continue that run, or choose "
+                "another --run_name")) from None
+        return run_dir
+    base = os.path.abspath(os.path.join(study.output_dir, study.default_run_name()))
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    for suffix in range(1, MAX_NAME_SUFFIX):
+        run_dir = base if suffix == 1 else f"{base}-{suffix}"
+        try:
+            os.mkdir(run_dir)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RunFolderError("output_dir", study.output_dir, f"no free run name beside {base}")
+
+
+def _matching_plan(run_dir, study):
+    """The saved plan of ``run_dir`` when its settings are the study's, else raises."""
+    try:
+        plan = Plan.load(run_dir)
+    except (OSError, ValueError) as error:
+        raise RunFolderError("resume", "true", f"{run_dir} holds no study plan ({error})") \
+            from None
+    if _settings(plan.study) != _settings(study):
+        differ = sorted(k for k, v in _settings(study).items()
+                        if _settings(plan.study).get(k) != v)
+        raise RunFolderError("resume", "true", (
+            f"{run_dir} was run with other settings ({', '.join(differ)}); resume it with its "
+            "own flags or start a new run"))
+    return plan
+
+
+def _newest_unfinished(study):
+    """The newest run under --output_dir with the same settings and no report yet."""
+    root = os.path.abspath(study.output_dir)
+    names = os.listdir(root) if os.path.isdir(root) else []
+    candidates = []
+    for name in names:
+        run_dir = os.path.join(root, name)
+        if not os.path.isfile(os.path.join(run_dir, PLAN_FILE)) or _finished(run_dir):
+            continue
+        try:
+            plan = Plan.load(run_dir)
+        except (OSError, ValueError):
+            continue
+        if _settings(plan.study) == _settings(study):
+            candidates.append((plan.started, run_dir))
+    if not candidates:
+        raise RunFolderError("resume", "true", (
+            f"no unfinished run with these settings under {root}; drop --resume to start one"))
+    return max(candidates)[1]
+
+
+@contextlib.contextmanager
+def _held(run_dir):
+    """Holds the run folder's lock: a second study there is refused at once."""
+    with open(os.path.join(run_dir, LOCK_FILE), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError("run_name", os.path.basename(run_dir),
+                                 f"{run_dir} is in use by another running study") from None
+        yield
+
+
+def _open_plan(study, resume):
+    """-> (run_dir, plan or None): the plan of a resumed run, None for a new run."""
+    if not resume:
+        return _claim_new(study), None
+    if study.run_name:
+        run_dir = os.path.abspath(os.path.join(study.output_dir, study.run_name))
+    else:
+        run_dir = _newest_unfinished(study)
+    return run_dir, _matching_plan(run_dir, study)
+
+
+def run_study(study, executor=None, resume=False):
+    """Runs (or resumes) the study; returns the summary's path."""
+    run_dir, plan = _open_plan(study, resume)
+    with _held(run_dir):
+        logging.get_absl_handler().use_absl_log_file("study", run_dir)
+        if plan is None:
+            plan = make_plan(dataclasses.replace(study, run_name=os.path.basename(run_dir)),
+                             run_dir)
+        logging.info("study run in %s (%d jobs)", run_dir, len(plan.jobs))
+        results = (executor or LocalExecutor()).run(plan, resume=resume)
+    report = results.get("report")
+    if report is None or not report.ok:
+        raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
+    logging.info("study finished; summary in %s", report.payload["summary"])
+    return report.payload["summary"]
+
+
+def report_only(run_dir):
+    """Writes the report of a run from its files again; -> the summary's path."""
+    from thyroid.study.assemble import write_report
+    if not os.path.isfile(os.path.join(run_dir, PLAN_FILE)):
+        raise RunFolderError("report_only", run_dir, "not a study run folder (no plan.json)")
+    return write_report(os.path.abspath(run_dir))

@@ -1,0 +1,227 @@
+"""What each kind of job does. ``run_job(plan, job)`` runs one job of the plan in this process,
+reading its inputs' results from their files, and commits its own ``JobResult`` (and records).
+
+A row whose ImageNet checkpoint is missing ends ``skipped`` with the command that fixes it (or
+runs from random weights with ``allow_random_init``); any other error ends the job ``failed``
+with its reason, and the other jobs go on. Every executor calls this function: the in-process
+one directly, the Ray one inside a task.
+"""
+
+import dataclasses
+import os
+import time
+import traceback
+
+from absl import logging
+
+from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
+from thyroid.datasets import folds, shards
+from thyroid.stats import pooled
+from thyroid.study import data, fitting
+from thyroid.study.config import row_config
+from thyroid.study.fingerprint import job_fingerprint
+from thyroid.study.assemble import write_report
+from thyroid.study.plan import EXTERNAL_DIR, MOBILE_DIR, SHARDS_DIR, TRAIN_DIR, row_of
+from thyroid.study.rows import get_row
+from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
+                                   read_result, write_result)
+
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a job's body returns: its facts and, for fits, its prediction records."""
+    payload: dict = dataclasses.field(default_factory=dict)
+    records: list | None = None
+
+
+def _path(plan, *parts):
+    return os.path.join(plan.run_dir, *parts)
+
+
+def row_train_dir(plan, row_id):
+    return _path(plan, TRAIN_DIR, get_row(row_id).folder_name())
+
+
+def _ok(plan, job_id):
+    result = read_result(plan.run_dir, job_id)
+    return result is not None and result.ok
+
+
+def _row_run_config(plan, job):
+    """The row's RunConfig on the study's shards (with the fold file when cross-validated)."""
+    dataset_dir = _path(plan, SHARDS_DIR)
+    config = row_config(plan.study, row_of(job), dataset_dir)
+    if plan.study.num_folds:
+        config = config.replace(fold_file=os.path.join(dataset_dir, folds.FOLDS_NAME))
+    return config
+
+
+def run_data(plan, job):
+    return Outcome(dataclasses.asdict(data.prepare_sources(plan.study, plan.run_dir)))
+
+
+def run_shards(plan, job):
+    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    build = data.build_development_shards if plan.study.num_folds else data.build_single_split_shards
+    manifest = build(plan.study, sources, _path(plan, SHARDS_DIR))
+    return Outcome({"dataset_dir": _path(plan, SHARDS_DIR),
+                    "build_seconds": manifest.get("build_seconds")})
+
+
+def run_external_shards(plan, job):
+    data.build_external_shards(plan.study.external_sources, _path(plan, EXTERNAL_DIR),
+                               plan.study.seed)
+    return Outcome({"dataset_dir": _path(plan, EXTERNAL_DIR)})
+
+
+def run_checkpoints(plan, job):
+    models = sorted({row.model for row in plan.study.selected_rows()})
+    data.prepare_checkpoints(plan.study.checkpoint_dir, models, plan.study.download_checkpoints)
+    return Outcome({"models": models})
+
+
+def run_features(plan, job):
+    """Computes the row's frozen activations once, into the shards' activation cache, so that
+    every fold reads them (a row fed images has none: nothing to do)."""
+    from thyroid.training.inputs import load_split_inputs
+    from thyroid.training.model import IMAGES, input_kind
+    from thyroid.training.run import resolve
+    config = resolve(_row_run_config(plan, job).replace(fold_file=None).validate())
+    kind = input_kind(config.mode, config.uses_frozen_prefix)
+    if kind == IMAGES:
+        return Outcome({"input": kind})
+    for split in ((data.DEV_SPLIT,) if plan.study.num_folds else shards.SPLITS):
+        load_split_inputs(config, split)
+    return Outcome({"input": kind})
+
+
+def run_fit(plan, job):
+    if not plan.study.num_folds:
+        return _fit_single_split(plan, job)
+    train_dir = os.path.join(row_train_dir(plan, job.row_id),
+                             f"repeat{job.repeat}_fold{job.fold}")
+    fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
+                            train_dir, plan.study.operating_point)
+    return Outcome(fold.facts(), fold.records)
+
+
+def _fit_single_split(plan, job):
+    trained, metrics, records = fitting.fit_single_split(
+        _row_run_config(plan, job), job.row_id, row_train_dir(plan, job.row_id),
+        plan.study.seed, plan.study.num_bootstrap)
+    return Outcome({"metrics": metrics, "checkpoint": trained.checkpoint_description,
+                    "train_seconds": trained.seconds, "train_dir": trained.train_dir}, records)
+
+
+def fold_results(plan, job_ids):
+    """The FoldResults of the given fit jobs (facts from result.json, records beside it)."""
+    found = []
+    for job_id in job_ids:
+        result = read_result(plan.run_dir, job_id)
+        if result is not None and result.ok and plan.job(job_id).kind == "fit":
+            found.append(FoldResult(records=read_records(plan.run_dir, job_id),
+                                    **result.payload))
+    return found
+
+
+def run_refit(plan, job):
+    """Refits the row on all development data; scores the external set when there is one."""
+    train_dir = os.path.join(row_train_dir(plan, job.row_id), "refit")
+    folds_done = fold_results(plan, job.inputs)
+    fitting.refit_row(_row_run_config(plan, job), folds_done, train_dir)
+    records = None
+    if plan.study.external:
+        records = fitting.external_records(job.row_id, train_dir, _path(plan, EXTERNAL_DIR))
+    return Outcome({"train_dir": train_dir}, records)
+
+
+def export_choice(plan, job):
+    """(row id, train_dir) of the fine-tuned mobile row with the best AUC, or None: pooled
+    out of fold (its refit is exported) or on the single split's test set."""
+    fits = [job_id for job_id in job.inputs
+            if plan.job(job_id).kind == "fit" and _ok(plan, job_id)]
+    records = [record for job_id in fits for record in read_records(plan.run_dir, job_id)]
+    summaries = pooled.summarize_predictions(records, num_samples=0)
+    refitted = bool(plan.study.num_folds)
+    candidates = [row_id for row_id in summaries
+                  if not refitted or _ok(plan, f"refit-{row_id}")]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda row_id: summaries[row_id]["auc"] or 0.0)
+    train_dir = row_train_dir(plan, best)
+    return best, os.path.join(train_dir, "refit") if refitted else train_dir
+
+
+def run_export(plan, job):
+    from thyroid.deploy.export import export_model  # TFLite conversion is only needed here
+    choice = export_choice(plan, job)
+    if choice is None:
+        logging.info("no fine-tuned mobile model to export")
+        return Outcome({"exported": None})
+    row_id, train_dir = choice
+    output_dir = _path(plan, MOBILE_DIR)
+    export_model(train_dir, output_dir, quantize="none")
+    return Outcome({"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
+                    "refit": bool(plan.study.num_folds)})
+
+
+def run_pooled(plan, job):
+    """The pooled statistics of every row (out of fold, and external), kept in the result so
+    that the report, written again, shows the same figures."""
+    records = [record for job_id in job.inputs if _ok(plan, job_id)
+               for record in read_records(plan.run_dir, job_id)]
+    samples, seed = plan.study.num_bootstrap, plan.study.seed
+    summaries = pooled.summarize_predictions(records, samples, seed)
+    external = pooled.summarize_external(records, samples, seed) if plan.study.external else None
+    return Outcome({"summaries": {str(k): v for k, v in summaries.items()},
+                    "external": None if external is None
+                    else {str(k): v for k, v in external.items()}})
+
+
+def run_report(plan, job):
+    return Outcome({"summary": write_report(plan.run_dir)})
+
+
+RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
+           "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
+           "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report}
+
+
+def _failed_input(plan, job):
+    """The first input that did not end ok, as (status, note), or None."""
+    for job_id in job.inputs:
+        result = read_result(plan.run_dir, job_id)
+        if job.kind in ("pooled", "export", "report"):
+            continue  # these use what there is
+        if result is None or not result.ok:
+            status = SKIPPED if result is not None and result.status == SKIPPED else FAILED
+            return status, result.note if result else f"{job_id} did not finish"
+    return None
+
+
+def _run_body(plan, job):
+    """-> (status, note, Outcome)."""
+    blocked = _failed_input(plan, job)
+    if blocked:
+        return blocked[0], blocked[1], Outcome()
+    try:
+        return OK, "", RUNNERS[job.kind](plan, job)
+    except MissingCheckpointError as error:
+        logging.warning("%s skipped: %s", job.id, error)
+        model = row_of(job).model if job.row_id else ""
+        return SKIPPED, (f"no ImageNet checkpoint; run `{fetch_command(model)}` "
+                         "(or ./run_all.sh --allow_random_init)"), Outcome()
+    except Exception as error:  # one failing job must not lose the others
+        logging.error("%s failed:\n%s", job.id, traceback.format_exc())
+        return FAILED, f"{type(error).__name__}: {error}", Outcome()
+
+
+def run_job(plan, job):
+    """Runs ``job`` here and commits its result; -> JobResult."""
+    started = time.monotonic()
+    status, note, outcome = _run_body(plan, job)
+    result = JobResult(job.id, job.kind, status, time.monotonic() - started, time.time(),
+                       job_fingerprint(plan, job), note, outcome.payload)
+    write_result(plan.run_dir, result, outcome.records)
+    return result

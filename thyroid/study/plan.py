@@ -1,0 +1,155 @@
+"""The study planned once as a list of jobs, saved in ``<run>/plan.json``, then executed.
+
+A job names its kind, the stage its time is reported under, the jobs whose results it needs
+and, for the row jobs, the row, repeat and fold. Jobs are listed so that every job comes after
+its inputs, and the jobs of one stage are contiguous; any executor may run them in another
+order that respects the inputs. Where each job writes:
+
+- ``data``: <run>/synthetic (the synthetic default only)
+- ``shards`` / ``external_shards``: <run>/shards, <run>/external_shards
+- ``checkpoints``: the study's --checkpoint_dir
+- ``features-<row>``: the activation cache inside <run>/shards (rows on frozen features)
+- ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
+  <run>/train/<row> (single split)
+- ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
+- ``pooled``: the pooled out-of-fold (and external) statistics, in its result
+- ``export``: <run>/mobile; ``report``: summary.* in <run>
+Every job's result is ``<run>/jobs/<job id>/result.json`` (``study.results``).
+"""
+
+import dataclasses
+import datetime
+import os
+import platform
+import time
+
+from thyroid.io_utils import atomic_write_json, read_json
+from thyroid.study.config import StudyConfig
+from thyroid.study.rows import MOBILE_MODELS, get_row
+
+PLAN_FILE = "plan.json"
+# Where the jobs write inside the run folder (see above).
+SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
+PLAN_FORMAT = 1
+REPORT_STAGE = "report: pooled metrics and bootstrap"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    stage: str
+    inputs: tuple = ()
+    row_id: int | None = None
+    repeat: int | None = None
+    fold: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The study's settings and its jobs; ``started``, ``date`` and ``machine`` describe the
+    run for the report."""
+    run_dir: str
+    study: StudyConfig
+    jobs: tuple
+    started: float
+    date: str
+    machine: str
+
+    def job(self, job_id):
+        for job in self.jobs:
+            if job.id == job_id:
+                return job
+        raise KeyError(f"no job {job_id} in the plan of {self.run_dir}")
+
+    def save(self):
+        atomic_write_json(os.path.join(self.run_dir, PLAN_FILE), {
+            "format": PLAN_FORMAT, "study": self.study.to_json(), "started": self.started,
+            "date": self.date, "machine": self.machine,
+            "jobs": [dataclasses.asdict(job) for job in self.jobs]})
+
+    @classmethod
+    def load(cls, run_dir):
+        path = os.path.join(run_dir, PLAN_FILE)
+        saved = read_json(path)
+        if saved.get("format") != PLAN_FORMAT:
+            raise ValueError(f"{path}: a plan of another format; run the study again")
+        jobs = tuple(Job(**dict(job, inputs=tuple(job["inputs"]))) for job in saved["jobs"])
+        return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
+                   saved["started"], saved["date"], saved["machine"])
+
+
+def machine_description():
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"
+
+
+def _row_jobs(study, row, base):
+    """The fit jobs of one row (and its features job when it trains on frozen features)."""
+    stage = f"row {row.id}: folds"
+    jobs = []
+    if row.mode != "scratch":  # the job finds out whether the row reads frozen features
+        jobs.append(Job(f"features-{row.id}", "features", stage, base, row.id))
+        base = base + (jobs[-1].id,)
+    if not study.num_folds:
+        return jobs + [Job(f"fit-{row.id}", "fit", stage, base, row.id)]
+    for repeat in range(study.cv_repeats):
+        for fold in range(study.num_folds):
+            jobs.append(Job(f"fit-{row.id}-r{repeat}-f{fold}", "fit", stage, base, row.id,
+                            repeat, fold))
+    return jobs
+
+
+def _refit_rows(study):
+    """Rows refitted on all development data: every row for an external set, else the rows
+    the export may choose (fine-tuned mobile networks)."""
+    rows = study.selected_rows()
+    if not study.num_folds:
+        return []
+    if study.external:
+        return rows
+    return [row for row in rows if study.export and row.mode == "finetune"
+            and row.model in MOBILE_MODELS]
+
+
+def plan_jobs(study):
+    """Every job of the study, each after its inputs."""
+    data = Job("data", "data", "data" if study.source != "synthetic" else "synthetic data")
+    jobs = [data, Job("shards", "shards", "shards", ("data",))]
+    if study.external:
+        jobs.append(Job("external_shards", "external_shards", "external shards"))
+    jobs.append(Job("checkpoints", "checkpoints", "checkpoints"))
+    fits = {}
+    for row in study.selected_rows():
+        row_jobs = _row_jobs(study, row, ("shards", "checkpoints"))
+        fits[row.id] = tuple(job.id for job in row_jobs if job.kind == "fit")
+        jobs += row_jobs
+    refits = []
+    for row in _refit_rows(study):
+        inputs = fits[row.id] + (("external_shards",) if study.external else ())
+        refits.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
+    jobs += refits
+    if study.num_folds:
+        jobs.append(Job("pooled", "pooled", REPORT_STAGE,
+                        tuple(job for ids in fits.values() for job in ids)
+                        + tuple(job.id for job in refits)))
+    if study.export:
+        candidates = [row.id for row in study.selected_rows() if row.mode == "finetune"
+                      and row.model in MOBILE_MODELS]
+        inputs = tuple(job for row_id in candidates for job in fits[row_id])
+        if study.num_folds:
+            inputs += tuple(job.id for job in refits if job.row_id in candidates)
+        jobs.append(Job("export", "export", "export", inputs))
+    jobs.append(Job("report", "report", "report", tuple(job.id for job in jobs)))
+    return tuple(jobs)
+
+
+def make_plan(study, run_dir):
+    """Plans the study into ``run_dir`` (absolute) and saves plan.json."""
+    plan = Plan(run_dir, study, plan_jobs(study), time.time(),
+                datetime.datetime.now().isoformat(timespec="seconds"), machine_description())
+    plan.save()
+    return plan
+
+
+def row_of(job):
+    return get_row(job.row_id)

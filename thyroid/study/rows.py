@@ -1,0 +1,86 @@
+"""The study's rows: what each trains and the settings it trains with.
+
+Rows 1-7 are the paper's Table 1 (its numbers are data in ``study.paper``); rows 8-10 extend
+the study with EfficientNet-Lite0, the one ImageNet backbone whose weights ship offline;
+row 11 is not a paper method but this project's best (docs/EXPERIMENTS.md): pooled
+multi-layer features and a logistic regression whose C is chosen inside the training data.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSettings:
+    """How a row trains at full size: input size, epoch ceiling, batch size."""
+    image_size: int
+    num_epochs: float
+    batch_size: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRow:
+    """One method of the study: its id, network, mode, label and full-size settings."""
+    id: int
+    model: str
+    mode: str
+    label: str
+    settings: RowSettings
+
+    def folder_name(self):
+        return f"{self.id:02d}_{self.model}_{self.mode}"
+
+
+# Full runs use each network's own input size; the epochs are a ceiling (early stopping).
+STUDY_ROWS = (
+    StudyRow(1, "small_cnn", "scratch", "Small CNN from scratch", RowSettings(64, 30)),
+    StudyRow(2, "vgg_16", "bottleneck_svm", "VGG-16 pool5 + SVM", RowSettings(224, 1)),
+    StudyRow(3, "inception_v3", "bottleneck_svm", "Inception-v3 PreLogits + SVM",
+             RowSettings(299, 1)),
+    StudyRow(4, "vgg_16", "bottleneck_fc", "VGG-16 bottleneck + FC", RowSettings(224, 60)),
+    StudyRow(5, "inception_v3", "bottleneck_fc", "Inception-v3 bottleneck + FC",
+             RowSettings(299, 60)),
+    StudyRow(6, "vgg_16", "finetune", "VGG-16 fine-tuning", RowSettings(224, 10)),
+    StudyRow(7, "inception_v3", "finetune", "Inception-v3 fine-tuning", RowSettings(299, 3, 16)),
+    StudyRow(8, "efficientnet_lite0", "bottleneck_svm", "EfficientNet-Lite0 bottleneck + SVM",
+             RowSettings(224, 1)),
+    StudyRow(9, "efficientnet_lite0", "bottleneck_fc", "EfficientNet-Lite0 bottleneck + FC",
+             RowSettings(224, 60)),
+    StudyRow(10, "efficientnet_lite0", "finetune", "EfficientNet-Lite0 fine-tuning",
+             RowSettings(128, 4, 16)),
+    StudyRow(11, "efficientnet_lite0", "bottleneck_logreg",
+             "EfficientNet-Lite0 multi-layer features + logistic regression (ours)",
+             RowSettings(224, 1)),
+)
+ROW_IDS = tuple(row.id for row in STUDY_ROWS)
+PAPER_ROW_IDS = tuple(range(1, 8))
+# --quick: tiny inputs per network and at most two epochs, for CI.
+QUICK_SIZES = {"small_cnn": 32, "vgg_16": 32, "inception_v3": 75, "efficientnet_lite0": 64}
+QUICK_EPOCHS, QUICK_BATCH_SIZE = 2, 16
+# Networks whose fine-tuned rows can be exported for the phone.
+MOBILE_MODELS = ("mobilenet_v1", "efficientnet_lite0")
+
+
+def get_row(row_id):
+    for row in STUDY_ROWS:
+        if row.id == row_id:
+            return row
+    raise KeyError(f"no study row {row_id}; row ids are {','.join(map(str, ROW_IDS))}")
+
+
+def row_for(model, mode):
+    """The study row of (model, mode), or None."""
+    return next((row for row in STUDY_ROWS if (row.model, row.mode) == (model, mode)), None)
+
+
+def row_label(model, mode):
+    """The study's label for (model, mode), or '<model> <mode>' for rows outside it."""
+    row = row_for(model, mode)
+    return row.label if row else f"{model} {mode}"
+
+
+def effective_settings(row, quick):
+    """The row's settings, shrunk for --quick."""
+    if not quick:
+        return row.settings
+    return RowSettings(QUICK_SIZES[row.model], min(row.settings.num_epochs, QUICK_EPOCHS),
+                       QUICK_BATCH_SIZE)
