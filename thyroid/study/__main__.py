@@ -10,6 +10,7 @@ as skipped with the command that fixes it (or runs from random weights with
 """
 
 import os
+import signal
 
 from absl import flags, logging
 
@@ -23,6 +24,8 @@ MAX_CASES = 100_000
 MAX_AUGMENT_COPIES = 100
 MAX_FOLDS = 100
 MAX_REPEATS = 100
+MAX_CPUS, MAX_GPUS, MAX_RETRIES = 1024, 64, 100
+EXECUTORS = ("local", "ray")
 
 
 def define_data_flags(fv):
@@ -89,7 +92,25 @@ def define_external_flags(fv):
                         "build_tfrecords --csv).", flag_values=fv)
 
 
+def define_executor_flags(fv):
+    flags.DEFINE_enum("executor", "local", EXECUTORS, "local: the jobs one after another in "
+                      "this process; ray: each job a Ray task, across the cores, GPUs and "
+                      "machines of a Ray cluster (pip install -e '.[ray]').", flag_values=fv)
+    flags.DEFINE_string("ray_address", None, "HOST:PORT of an existing Ray cluster to join "
+                        "(default: $RAY_ADDRESS, else Ray starts here for the study).",
+                        flag_values=fv)
+    flags.DEFINE_float("cpus_per_job", None, "CPU threads per job (default: local: "
+                       "TensorFlow's own choice; ray: 1).", lower_bound=0.0,
+                       upper_bound=MAX_CPUS, flag_values=fv)
+    flags.DEFINE_float("gpus_per_job", 0.0, "GPUs per job under --executor=ray; fractions "
+                       "share one (0.5: two jobs per GPU).", lower_bound=0.0, upper_bound=MAX_GPUS,
+                       flag_values=fv)
+    flags.DEFINE_integer("max_job_retries", 2, "Retries of a Ray task whose worker died.",
+                         lower_bound=0, upper_bound=MAX_RETRIES, flag_values=fv)
+
+
 def define_flags(fv):
+    define_executor_flags(fv)
     define_data_flags(fv)
     define_run_flags(fv)
     define_validation_flags(fv)
@@ -178,8 +199,27 @@ def run(fv, args):
         logging.warning("protocol=%s: cross-validation needs the patient protocol; running the "
                         "single split", study.protocol)
     flags.FLAGS.alsologtostderr = True  # progress on the console, the full log in the run folder
-    print(f"summary: {driver.run_study(study, resume=fv.resume)}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"summary: {driver.run_study(study, make_executor(fv), resume=fv.resume)}")
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def make_executor(fv):
+    """The executor the flags ask for (Ray is imported only when asked for)."""
+    from thyroid.study.resources import JobResources
+    if fv.executor == "local":
+        if fv.gpus_per_job:
+            raise cli.UsageError("gpus_per_job", fv.gpus_per_job, "needs --executor=ray")
+        from thyroid.study.executor import LocalExecutor
+        return LocalExecutor(JobResources(fv.cpus_per_job) if fv.cpus_per_job else None)
+    from thyroid.study.ray_executor import RayExecutor, RayOptions
+    return RayExecutor(RayOptions(address=fv.ray_address, cpus_per_job=fv.cpus_per_job or 1.0,
+                                  gpus_per_job=fv.gpus_per_job,
+                                  max_retries=fv.max_job_retries))
 
 
 def main(argv=None):

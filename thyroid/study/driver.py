@@ -121,21 +121,44 @@ def _open_plan(study, resume):
     return run_dir, _matching_plan(run_dir, study)
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the committed jobs are kept; the message says how to continue."""
+
+
+def resume_command(run_dir):
+    return (f"python -m thyroid.study <the same flags> --resume "
+            f"--output_dir={os.path.dirname(run_dir)} --run_name={os.path.basename(run_dir)}")
+
+
 def run_study(study, executor=None, resume=False):
     """Runs (or resumes) the study; returns the summary's path."""
+    executor = executor or LocalExecutor()
+    executor.start()
+    try:
+        results, run_dir = _run_claimed(study, executor, resume)
+    finally:
+        executor.stop()
+    report = results.get("report")
+    if report is None or not report.ok:
+        raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
+    logging.info("study finished; summary in %s", report.payload["summary"])
+    return report.payload["summary"]
+
+
+def _run_claimed(study, executor, resume):
     run_dir, plan = _open_plan(study, resume)
     with _held(run_dir):
         logging.get_absl_handler().use_absl_log_file("study", run_dir)
         if plan is None:
             plan = make_plan(dataclasses.replace(study, run_name=os.path.basename(run_dir)),
                              run_dir)
-        logging.info("study run in %s (%d jobs)", run_dir, len(plan.jobs))
-        results = (executor or LocalExecutor()).run(plan, resume=resume)
-    report = results.get("report")
-    if report is None or not report.ok:
-        raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
-    logging.info("study finished; summary in %s", report.payload["summary"])
-    return report.payload["summary"]
+        logging.info("study run in %s (%d jobs, %s executor)", run_dir, len(plan.jobs),
+                     executor.name)
+        try:
+            return executor.run(plan, resume=resume), run_dir
+        except KeyboardInterrupt:
+            raise StudyInterrupted(f"interrupted; the jobs already committed are kept: continue "
+                                   f"with `{resume_command(run_dir)}`") from None
 
 
 def report_only(run_dir):

@@ -10,7 +10,6 @@ import time
 
 from absl import logging
 
-from thyroid.study import jobs
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.results import FAILED, read_result
 
@@ -65,12 +64,26 @@ class StageClock:
 
 
 class LocalExecutor:
-    """Runs the jobs one after another in this process, in plan order."""
+    """Runs the jobs one after another in this process, in plan order, each with the given
+    ``JobResources`` (threads)."""
 
     name = "local"
 
+    def __init__(self, resources=None):
+        self.resources = resources
+
+    def start(self):
+        """Nothing to start: the jobs run in this process."""
+
+    def stop(self):
+        """Nothing to stop."""
+
     def run(self, plan, resume=False):
         """-> {job id: JobResult}."""
+        from thyroid.study import jobs  # TensorFlow loads with the first job, not before
+        from thyroid.study.resources import configure_tensorflow
+        if self.resources is not None:
+            configure_tensorflow(self.resources)
         progress, clock, results = StudyProgress(len(plan.jobs)), StageClock(plan), {}
         for job in plan.jobs:
             reused = committed(plan, job) if resume else None
