@@ -287,10 +287,13 @@ def predict():
     return jsonify(result)
 
 
-def create_wsgi_app(flask_app, workers, queue, auth_token=None):
+def create_wsgi_app(flask_app, workers, queue, auth_token=None, **token_options):
     """``flask_app`` behind the concurrency limit, the token check (when ``auth_token``) and
-    the security headers, outermost, so that every answer carries them."""
+    the security headers, outermost, so that every answer carries them.
+
+    ``token_options``: TokenAuth's limits on wrong tokens (``max_failures``, ``window_s``,
+    ``max_peers``, ``clock``); its defaults otherwise."""
     wrapped = middleware.ConcurrencyLimit(flask_app, workers, queue)
     if auth_token:
-        wrapped = middleware.TokenAuth(wrapped, auth_token)
+        wrapped = middleware.TokenAuth(wrapped, auth_token, **token_options)
     return middleware.SecurityHeaders(wrapped)
