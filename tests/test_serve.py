@@ -254,7 +254,7 @@ def test_server_with_token(running):
 
 
 def get(url, headers):
-    """-> (status, headers, JSON body or None) of a GET, errors included."""
+    """-> (status, headers, parsed JSON body) of a GET, error answers included."""
     import json
     import urllib.error
     import urllib.request
