@@ -1,6 +1,7 @@
 """thyroid.serve / thyroid.deploy.webapp through Flask's test client."""
 
 import base64
+import functools
 import io
 import os
 import tempfile
@@ -235,18 +236,170 @@ def test_server_binds_to_localhost_by_default(running):
         assert r.headers["X-Frame-Options"] == "DENY"
 
 
+TOKEN = "tok-123-0123456789"  # tokens are at least 16 characters
+
+
 def test_server_with_token(running):
     import urllib.error
     import urllib.request
-    _, url = running(auth_token="tok-123")
+    _, url = running(auth_token=TOKEN)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{url}/api/health", timeout=10)
     assert refused.value.code == 401
     assert refused.value.headers["X-Frame-Options"] == "DENY"
     request = urllib.request.Request(f"{url}/api/health",
-                                     headers={"Authorization": "Bearer tok-123"})
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=10) as r:
         assert r.status == 200
+
+
+def get(url, headers):
+    """-> (status, headers, parsed JSON body) of a GET, error answers included."""
+    import json
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as r:
+            return r.status, r.headers, json.loads(r.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read())
+
+
+def test_server_reads_its_cookie_among_malformed_ones(running):
+    """Browsers send every cookie of the host, whatever its port: another local app's
+    malformed cookie must not hide ours (it used to make every request 401, a login loop)."""
+    import http.client
+    server, url = running(auth_token=TOKEN)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    connection.request("GET", f"/?token={TOKEN}")
+    login = connection.getresponse()
+    assert login.status == 303
+    assert login.getheader("Set-Cookie").startswith(f"thyroid_token={TOKEN};")
+    connection.close()
+    for others in ('prefs={"a":1}', "note=two words", "path=C:\\temp", 'x="open', "flag"):
+        for cookie in (f"{others}; thyroid_token={TOKEN}", f"thyroid_token={TOKEN}; {others}"):
+            status, _, body = get(f"{url}/api/health", {"Cookie": cookie})
+            assert status == 200 and body["status"] == "ok", cookie
+        status, _, _ = get(f"{url}/api/health", {"Cookie": f"{others}; thyroid_token=nope"})
+        assert status == 401
+
+
+def test_server_limits_wrong_tokens_per_address(running):
+    """After TokenAuth's 10 failures from one address, 429 with Retry-After, even for the
+    right token, until the window passes; requests without any token do not count."""
+    _, url = running(auth_token=TOKEN)
+    for _ in range(3):
+        assert get(f"{url}/api/health", {})[0] == 401
+    for attempt in range(10):
+        status, _, body = get(f"{url}/api/health", {"Authorization": f"Bearer wrong{attempt}"})
+        assert status == 401, (attempt, body)
+    status, headers, body = get(f"{url}/api/health", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 429 and "Too many wrong tokens" in body["error"]
+    assert 0 < int(headers["Retry-After"]) <= 60
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture()
+def guarded(app):
+    """(werkzeug client factory for a peer address, fake clock) for the real app behind
+    create_wsgi_app with a small failure budget: 3 per 60 s, at most 2 addresses tracked."""
+    from werkzeug.test import Client
+    from thyroid.deploy.webapp import create_wsgi_app
+    clock = FakeClock()
+    wsgi = create_wsgi_app(app, 2, 4, TOKEN, max_failures=3, window_s=60, max_peers=2,
+                           clock=clock)
+
+    def client(address):
+        """A client whose requests come from ``address`` (REMOTE_ADDR)."""
+        return functools.partial(Client(wsgi, use_cookies=False).get,
+                                 environ_overrides={"REMOTE_ADDR": address})
+    return client, clock
+
+
+def health(client, token=None, query=None):
+    """GET /api/health with ``token`` as Bearer, or the login link with ``query``."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client(f"/?token={query}" if query else "/api/health", headers=headers)
+
+
+def test_wrong_tokens_from_one_address_get_429_until_the_window_passes(guarded):
+    client, clock = guarded
+    peer, other = client("192.0.2.7"), client("198.51.100.9")
+    for _ in range(5):
+        assert health(peer, TOKEN).status_code == 200  # successes do not count
+        assert health(peer).status_code == 401  # nor requests without a token
+    assert health(peer, "wrong").status_code == 401
+    clock.now += 10
+    assert health(peer, query="wrong").status_code == 401  # a wrong login link counts
+    assert health(peer, "wrong").status_code == 401
+    clock.now += 5
+    for token in ("wrong", TOKEN, None):  # refused without looking at the token
+        refused = health(peer, token)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "45"
+        assert "Too many wrong tokens" in refused.get_json()["error"]
+    assert health(peer, query=TOKEN).status_code == 429  # the login link too
+    assert health(other, TOKEN).status_code == 200  # other addresses keep their budget
+    clock.now += 44.5
+    assert health(peer, TOKEN).headers["Retry-After"] == "1"
+    clock.now += 0.5
+    assert health(peer, TOKEN).status_code == 200
+    assert health(peer, "wrong").status_code == 401  # a fresh window
+
+
+def test_tracked_addresses_are_bounded(guarded):
+    """max_peers=2: a third address drops the oldest, which starts afresh."""
+    client, clock = guarded
+    first, second, third = client("10.0.0.1"), client("10.0.0.2"), client("10.0.0.3")
+    for _ in range(3):
+        health(first, "wrong")
+    assert health(first, TOKEN).status_code == 429
+    clock.now += 1
+    health(second, "wrong")
+    clock.now += 1
+    health(third, "wrong")
+    assert health(first, TOKEN).status_code == 200
+    for _ in range(2):
+        assert health(second, "wrong").status_code == 401
+    assert health(second, TOKEN).status_code == 429
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("token, reason", [
+    ("tok-42", "at least 16 characters"), ("jeton-très-secret-0123", "character 9 is")])
+def test_serve_refuses_an_unusable_token_at_start(exported, how, token, reason):  # noqa: F811
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    args = [sys.executable, "-m", "thyroid.serve", f"--model={exported['int8'].output_dir}",
+            "--port=0"]
+    if how == "flag":
+        env.pop("THYROID_AUTH_TOKEN", None)
+        args.append(f"--auth_token={token}")
+    else:
+        env["THYROID_AUTH_TOKEN"] = token
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("serve: error")]
+    assert len(errors) == 1 and reason in errors[0], result.stderr
+    assert errors[0].startswith("serve: error: --auth_token=")
+    assert ("THYROID_AUTH_TOKEN" in errors[0]) == (how == "env")
+    assert token not in result.stderr + result.stdout  # the secret is not echoed
+
+
+@pytest.mark.parametrize("token", ["x", "tok-123", "ümlaut-token-0123456"])
+def test_make_server_refuses_an_unusable_token(exported, token):  # noqa: F811
+    from thyroid.deploy import server as serve
+    with pytest.raises(ValueError, match="token"):
+        serve.make_server(exported["int8"].output_dir, port=0, gradcam=False, auth_token=token)
 
 
 def test_stalled_connections_hold_no_worker(running):

@@ -7,6 +7,8 @@ from werkzeug.test import Client
 
 from thyroid.deploy import middleware
 
+TOKEN = "s3cret-token-0123"  # 17 characters: tokens are at least MIN_TOKEN_LENGTH long
+
 
 def hello(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Frame-Options", "ALLOW")])
@@ -14,9 +16,9 @@ def hello(environ, start_response):
 
 
 def test_security_headers_on_every_answer():
-    client = Client(middleware.SecurityHeaders(middleware.TokenAuth(hello, "s3cret")))
+    client = Client(middleware.SecurityHeaders(middleware.TokenAuth(hello, TOKEN)))
     for response in (client.get("/"), client.get("/api/predict", headers={
-            "Authorization": "Bearer s3cret"})):
+            "Authorization": f"Bearer {TOKEN}"})):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers.get_all("X-Frame-Options") == ["DENY"]
@@ -27,16 +29,16 @@ def test_security_headers_on_every_answer():
 @pytest.mark.parametrize("headers, status", [
     ({}, 401),
     ({"Authorization": "Bearer wrong"}, 401),
-    ({"Authorization": "Bearer s3cre"}, 401),
-    ({"Authorization": "Basic s3cret"}, 401),
-    ({"Authorization": "Bearer s3cret"}, 200),
-    ({"Authorization": "bearer  s3cret "}, 200),
-    ({"Cookie": "thyroid_token=s3cret"}, 200),
+    ({"Authorization": f"Bearer {TOKEN[:-1]}"}, 401),
+    ({"Authorization": f"Basic {TOKEN}"}, 401),
+    ({"Authorization": f"Bearer {TOKEN}"}, 200),
+    ({"Authorization": f"bearer  {TOKEN} "}, 200),
+    ({"Cookie": f"thyroid_token={TOKEN}"}, 200),
     ({"Cookie": "thyroid_token=nope"}, 401),
     ({"Cookie": "\x00garbage;;="}, 401),
 ])
 def test_token_required(headers, status):
-    client = Client(middleware.TokenAuth(hello, "s3cret"), use_cookies=False)
+    client = Client(middleware.TokenAuth(hello, TOKEN), use_cookies=False)
     response = client.get("/api/health", headers=headers)
     assert response.status_code == status
     if status == 401:
@@ -46,13 +48,13 @@ def test_token_required(headers, status):
 
 
 def test_token_link_sets_a_strict_cookie_and_drops_the_token_from_the_address():
-    client = Client(middleware.TokenAuth(hello, "s3cret"))
+    client = Client(middleware.TokenAuth(hello, TOKEN))
     assert client.get("/?token=wrong").status_code == 401
     assert client.get("/").status_code == 401  # no cookie was set by the wrong try
-    login = client.get("/?token=s3cret")
+    login = client.get(f"/?token={TOKEN}")
     assert login.status_code == 303 and login.headers["Location"] == "/"
     cookie = login.headers["Set-Cookie"]
-    assert "thyroid_token=s3cret" in cookie and "HttpOnly" in cookie
+    assert f"thyroid_token={TOKEN}" in cookie and "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert client.get("/").get_data() == b"hello"  # the client now sends the cookie
     assert client.get("/api/health").status_code == 200
@@ -61,6 +63,52 @@ def test_token_link_sets_a_strict_cookie_and_drops_the_token_from_the_address():
 def test_empty_token_is_refused():
     with pytest.raises(ValueError):
         middleware.TokenAuth(hello, "")
+
+
+@pytest.mark.parametrize("token, reason", [
+    ("x", "at least 16"),
+    ("a" * 15, "at least 16"),
+    ("é" * 20, "character 1 is"),  # sent as UTF-8 in a cookie, read back as latin-1
+    ("token-with-ümlaut-0123", "character 12 is"),
+    ("token with a space", "character 6 is"),
+    ("token;with;semicolons", "character 6 is"),
+    ("token,with,commas-0123", "character 6 is"),
+    ('token"with"quotes-0123', "character 6 is"),
+    ("token\\with\\backslash", "character 6 is"),
+    ("token\twith-a-tab-0123", "character 6 is"),
+    ("t" * 1025, "at most 1024"),
+])
+def test_tokens_that_cannot_work_are_refused(token, reason):
+    with pytest.raises(ValueError, match=reason):
+        middleware.TokenAuth(hello, token)
+    with pytest.raises(ValueError, match=reason):
+        middleware.check_token(token)
+
+
+@pytest.mark.parametrize("token", [
+    "a" * 16, "Ab0-_.~+/=!#$%&'()*:<>?@[]^`{|}", "t" * 1024, TOKEN])
+def test_tokens_that_fit_a_cookie_are_accepted(token):
+    client = Client(middleware.TokenAuth(hello, token), use_cookies=False)
+    assert client.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/", headers={"Cookie": f"thyroid_token={token}"}).status_code == 200
+    middleware.check_token(token)
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("thyroid_token=abc", "abc"),
+    ('prefs={"a":1}; thyroid_token=abc', "abc"),
+    ("a=b c; thyroid_token=abc", "abc"),
+    ("x=\\; thyroid_token=abc", "abc"),
+    ('x="unterminated; thyroid_token=abc', "abc"),
+    ("flag;thyroid_token=abc;other=1", "abc"),
+    ("\x00garbage;;=; thyroid_token=abc", "abc"),
+    ("thyroid_token=abc; thyroid_token=def", "abc"),  # the first only: one guess per request
+    ("xthyroid_token=abc", None),
+    ("", None),
+    ("thyroid_token", None),
+])
+def test_cookie_value_is_read_per_cookie(header, expected):
+    assert middleware.cookie_value(header, "thyroid_token") == expected
 
 
 class Blocking:

@@ -8,6 +8,9 @@ and a Grad-CAM overlay. JSON API: ``POST /api/predict`` (multipart field ``image
 Runs under waitress (bounded threads, timeouts for idle connections). Binds to 127.0.0.1 unless
 ``--host`` says otherwise; any other address needs a token, which clients send as
 ``Authorization: Bearer <token>`` and a browser gets by opening ``/?token=<token>`` once.
+A token is at least 16 characters of cookie-safe ASCII (``middleware.check_token``); wrong
+tokens are limited per client address (429 after 10 a minute; behind a reverse proxy all
+clients share the proxy's address and so one budget).
 Uploads are limited in bytes, pixels and formats (JPEG, PNG) and processed in memory.
 A research tool, not a diagnosis.
 """
@@ -17,6 +20,7 @@ import os
 from absl import flags, logging
 
 from thyroid import cli
+from thyroid.deploy.middleware import MIN_TOKEN_LENGTH, check_token
 from thyroid.deploy.server import TOKEN_ENV, make_server
 from thyroid.deploy.tflite_model import MAX_PIXELS, ModelError
 
@@ -36,8 +40,9 @@ def define_flags(fv):
                        "read from the header before decoding.", lower_bound=0.01,
                        upper_bound=MAX_PIXELS / 1e6, flag_values=fv)
     flags.DEFINE_string("auth_token", None, f"Token every request must carry (default: the "
-                        f"{TOKEN_ENV} environment variable); required off loopback.",
-                        flag_values=fv)
+                        f"{TOKEN_ENV} environment variable); required off loopback. At least "
+                        f"{MIN_TOKEN_LENGTH} characters of printable ASCII without spaces, "
+                        "quotes, ',', ';' or '\\'.", flag_values=fv)
     flags.DEFINE_integer("workers", 2, "Predictions computed at once.", lower_bound=1,
                          upper_bound=64, flag_values=fv)
     flags.DEFINE_integer("queue", 16, "Predictions that may wait for a worker; more -> 503.",
@@ -52,9 +57,23 @@ def define_flags(fv):
     flags.mark_flag_as_required("model", flag_values=fv)
 
 
+def auth_token(fv):
+    """The token from --auth_token, else from the environment, else None (an empty value counts
+    as none). Raises cli.UsageError, without the secret, when the token is unusable."""
+    token = fv.auth_token or os.environ.get(TOKEN_ENV) or None
+    if token is not None:
+        try:
+            check_token(token)
+        except ValueError as error:
+            # The value is a secret: the message says where it came from, not what it is.
+            source = "<hidden>" if fv.auth_token else f"${TOKEN_ENV}"
+            raise cli.UsageError("auth_token", source, str(error)) from None
+    return token
+
+
 def run(fv, args):
     del args
-    token = fv.auth_token or os.environ.get(TOKEN_ENV) or None
+    token = auth_token(fv)
     try:
         server = make_server(fv.model, fv.host, fv.port, fv.gradcam, fv.max_upload_mb,
                              fv.max_megapixels, token, fv.workers, fv.queue, fv.channel_timeout,

@@ -64,11 +64,15 @@ class WebServer:
 def make_server(model, host="127.0.0.1", port=8000, gradcam=True, max_upload_mb=10.0,
                 max_megapixels=16.0, auth_token=None, workers=2, queue=16, channel_timeout=30,
                 connection_limit=32):
-    """A WebServer for ``model``. Raises ValueError when bound off loopback without a token."""
+    """A WebServer for ``model``. Raises ValueError when bound off loopback without a token
+    or when the token is unusable (``middleware.check_token``)."""
+    from thyroid.deploy import middleware
     from thyroid.deploy.webapp import create_app, create_wsgi_app
     if not auth_token and not is_loopback(host):
         raise ValueError(f"--host={host} is reachable from other machines: give --auth_token "
                          f"or set {TOKEN_ENV}")
+    if auth_token:
+        middleware.check_token(auth_token)  # before the model is loaded
     max_upload_bytes = int(max_upload_mb * 1024 * 1024)
     flask_app = create_app(model, gradcam=gradcam, max_upload_bytes=max_upload_bytes,
                            max_pixels=int(max_megapixels * 1e6))

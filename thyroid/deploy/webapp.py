@@ -2,7 +2,9 @@
 
 ``create_app(model_dir)`` returns the Flask app; ``create_wsgi_app`` wraps it in the security
 headers, the optional token check and the concurrency limit (``thyroid.deploy.middleware``).
-Routes:
+The views are module-level functions (``register_views`` adds them under the endpoint names
+``index``, ``health``, ``predict``); what they share (the model, Grad-CAM, the limits) is one
+``AppState`` in ``app.extensions[STATE_KEY]``. Routes:
 
 * ``GET /``: a single responsive page (file input with ``capture="environment"`` for phones);
 * ``POST /api/predict``: multipart field ``image`` -> JSON ``probability``, ``label``,
@@ -19,13 +21,14 @@ answer.
 
 import base64
 import contextlib
+import dataclasses
 import io
 import os
 import threading
 
 import numpy as np
 from absl import logging
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask.wrappers import Request
 from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -38,7 +41,7 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # A 16-Mpx image decodes to 48 MB of RGB and the scan-field search takes several float copies
 # of it; 64 Mpx took about 3 GB per request (bench/serve_load.py measures the server).
 DEFAULT_MAX_PIXELS = 16_000_000
-# Above this, requests decode one at a time (see predict()).
+# Above this, requests decode one at a time (AppState.large_image_slot).
 LARGE_IMAGE_PIXELS = 4_000_000
 # Grad-CAM overlays are drawn at most this wide or high: they are looked at on a screen, and a
 # full-size overlay of a 16-Mpx image took tens of seconds and hundreds of MB to encode.
@@ -113,6 +116,44 @@ def _data_url(png):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+@dataclasses.dataclass
+class AppState:
+    """What the views share, kept in ``app.extensions[STATE_KEY]``."""
+    model: TFLiteModel
+    gradcam_model: object  # a deploy.gradcam.GradCam, or None
+    gradcam_note: str | None  # why answers carry no overlay; None when they do
+    max_upload_bytes: int
+    max_pixels: int
+    # Large images take several hundred MB each while decoded and cropped: one at a time keeps
+    # the server's memory bounded whatever the mix of requests.
+    large_image_slot: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def limit_mb(self):
+        return self.max_upload_bytes / (1024 * 1024)
+
+
+STATE_KEY = "thyroid"
+
+
+def _state():
+    return current_app.extensions[STATE_KEY]
+
+
+def _gradcam_for(model, gradcam):
+    """-> (GradCam or None, note or None): the note says why answers carry no overlay."""
+    if not gradcam:
+        return None, "Grad-CAM disabled"
+    from thyroid.deploy.predict import load_gradcam
+    from thyroid.deploy.tflite_model import ModelError
+    try:
+        return load_gradcam(model), None
+    except ModelError as error:
+        note = f"Grad-CAM unavailable: {error}"
+        logging.warning("%s", note)
+        return None, note
+
+
 def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
                max_pixels=DEFAULT_MAX_PIXELS):
     """The app for the export in ``model_dir`` (or its model.tflite).
@@ -124,17 +165,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
     if not 0 < max_pixels <= MAX_PIXELS:
         raise ValueError(f"max_pixels must be in (0, {MAX_PIXELS}], got {max_pixels}")
     model = TFLiteModel.load(model_dir)
-    gradcam_model, gradcam_note = None, None
-    if gradcam:
-        from thyroid.deploy.predict import load_gradcam
-        from thyroid.deploy.tflite_model import ModelError
-        try:
-            gradcam_model = load_gradcam(model)
-        except ModelError as error:
-            gradcam_note = f"Grad-CAM unavailable: {error}"
-            logging.warning("%s", gradcam_note)
-    else:
-        gradcam_note = "Grad-CAM disabled"
+    gradcam_model, gradcam_note = _gradcam_for(model, gradcam)
 
     package_dir = os.path.dirname(os.path.abspath(__file__))
     app = Flask(__name__, template_folder=os.path.join(package_dir, "templates"),
@@ -144,106 +175,125 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
     app.config["MAX_FORM_MEMORY_SIZE"] = max_upload_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.config["JSON_SORT_KEYS"] = False
+    app.extensions[STATE_KEY] = AppState(model, gradcam_model, gradcam_note, max_upload_bytes,
+                                         max_pixels)
+    # Kept under their own names too: callers (and tests) read the loaded model from here.
     app.extensions["thyroid_model"] = model
     app.extensions["thyroid_gradcam"] = gradcam_model
-    limit_mb = max_upload_bytes / (1024 * 1024)
-
-    @app.after_request
-    def headers(response):
-        # Applied here too so that the bare Flask app (tests, other servers) is as strict.
-        for name, value in middleware.SECURITY_HEADERS:
-            response.headers[name] = value
-        if request.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(error):
-        del error
-        # werkzeug raises the same error for too many parts; a body within the byte limit
-        # can only have failed on the parts (a text field over the limit would exceed it).
-        length = request.content_length
-        if length is not None and length <= max_upload_bytes:
-            return _error(f"Too many form parts: send one file in the field '{UPLOAD_FIELD}' "
-                          f"(at most {MAX_FORM_PARTS} parts).", 413)
-        return _error(f"The file is too large: the limit is {limit_mb:g} MB.", 413)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error):
-        if request.path.startswith("/api/"):
-            return _error(error.description or error.name, error.code or 500)
-        return error
-
-    @app.errorhandler(Exception)
-    def unexpected(error):
-        if isinstance(error, HTTPException):
-            return http_error(error)
-        logging.exception("unexpected error answering %s", request.path)
-        return _error("Internal error while processing the image; please try another one.", 500)
-
-    @app.get("/")
-    def index():
-        return render_template("index.html", notice=NOTICE, model=model.metadata.get("model"),
-                               quantize=model.metadata.get("quantize"), limit_mb=limit_mb,
-                               max_bytes=max_upload_bytes, field=UPLOAD_FIELD,
-                               threshold=model.threshold)
-
-    @app.get("/api/health")
-    def health():
-        return jsonify({"status": "ok", "model": model.metadata.get("model"),
-                        "quantize": model.metadata.get("quantize"),
-                        "threshold": model.threshold, "gradcam": gradcam_model is not None})
-
-    def analyse(rgb):
-        prepared = model.prepare(rgb)
-        result = model.predict_prepared(prepared).as_dict()
-        result["gradcam"] = None
-        if gradcam_model is not None:
-            from thyroid.deploy.gradcam import overlay, png_bytes
-            heat, _ = gradcam_model.compute(prepared.net_input)
-            shown, box = display_copy(rgb, prepared.box)
-            result["gradcam"] = _data_url(png_bytes(overlay(shown, heat, box)))
-            result["gradcam_layer"] = gradcam_model.layer_name
-        else:
-            result["gradcam_note"] = gradcam_note
-        return result
-
-    large_image_slot = threading.Lock()
-
-    @app.post("/api/predict")
-    def predict():
-        upload = request.files.get(UPLOAD_FIELD)
-        if upload is None:
-            return _error(f"No file uploaded: send an image in the form field '{UPLOAD_FIELD}'.", 400)
-        data = upload.read()
-        name = upload.filename or "upload"
-        if not data:
-            return _error(f"{name}: the file is empty.", 400)
-        try:
-            pixels = check_header(data, max_pixels)
-            # Large images take several hundred MB each while decoded and cropped: one at a
-            # time keeps the server's memory bounded whatever the mix of requests.
-            large = pixels is not None and pixels > LARGE_IMAGE_PIXELS
-            with large_image_slot if large else contextlib.nullcontext():
-                rgb = decode_image_bytes(data)
-                del data
-                result = analyse(rgb)
-        except UploadError as error:
-            return _error(f"{name}: {error}", error.status)
-        except ImageError as error:
-            return _error(f"{name}: not a usable image: {error}", 400)
-        result.update({"file": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-                       "model": model.metadata.get("model"),
-                       "quantize": model.metadata.get("quantize"), "notice": NOTICE})
-        return jsonify(result)
-
+    register_views(app)
     return app
 
 
-def create_wsgi_app(flask_app, workers, queue, auth_token=None):
+def register_views(app):
+    """The routes, error handlers and header hook, under the endpoint names they always had."""
+    app.after_request(add_headers)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected)
+    app.add_url_rule("/", "index", index, methods=["GET"])
+    app.add_url_rule("/api/health", "health", health, methods=["GET"])
+    app.add_url_rule("/api/predict", "predict", predict, methods=["POST"])
+
+
+def add_headers(response):
+    # Applied here too so that the bare Flask app (tests, other servers) is as strict.
+    for name, value in middleware.SECURITY_HEADERS:
+        response.headers[name] = value
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def too_large(error):
+    del error
+    # werkzeug raises the same error for too many parts; a body within the byte limit can only
+    # have failed on the parts (a text field over the limit would exceed it).
+    state = _state()
+    length = request.content_length
+    if length is not None and length <= state.max_upload_bytes:
+        return _error(f"Too many form parts: send one file in the field '{UPLOAD_FIELD}' "
+                      f"(at most {MAX_FORM_PARTS} parts).", 413)
+    return _error(f"The file is too large: the limit is {state.limit_mb:g} MB.", 413)
+
+
+def http_error(error):
+    if request.path.startswith("/api/"):
+        return _error(error.description or error.name, error.code or 500)
+    return error
+
+
+def unexpected(error):
+    if isinstance(error, HTTPException):
+        return http_error(error)
+    logging.exception("unexpected error answering %s", request.path)
+    return _error("Internal error while processing the image; please try another one.", 500)
+
+
+def index():
+    state = _state()
+    return render_template("index.html", notice=NOTICE, model=state.model.metadata.get("model"),
+                           quantize=state.model.metadata.get("quantize"),
+                           limit_mb=state.limit_mb, max_bytes=state.max_upload_bytes,
+                           field=UPLOAD_FIELD, threshold=state.model.threshold)
+
+
+def health():
+    state = _state()
+    return jsonify({"status": "ok", "model": state.model.metadata.get("model"),
+                    "quantize": state.model.metadata.get("quantize"),
+                    "threshold": state.model.threshold,
+                    "gradcam": state.gradcam_model is not None})
+
+
+def analyse(state, rgb):
+    """P(malignant) for a decoded image, with its Grad-CAM overlay (or the note why not)."""
+    prepared = state.model.prepare(rgb)
+    result = state.model.predict_prepared(prepared).as_dict()
+    result["gradcam"] = None
+    if state.gradcam_model is not None:
+        from thyroid.deploy.gradcam import overlay, png_bytes
+        heat, _ = state.gradcam_model.compute(prepared.net_input)
+        shown, box = display_copy(rgb, prepared.box)
+        result["gradcam"] = _data_url(png_bytes(overlay(shown, heat, box)))
+        result["gradcam_layer"] = state.gradcam_model.layer_name
+    else:
+        result["gradcam_note"] = state.gradcam_note
+    return result
+
+
+def predict():
+    state = _state()
+    upload = request.files.get(UPLOAD_FIELD)
+    if upload is None:
+        return _error(f"No file uploaded: send an image in the form field '{UPLOAD_FIELD}'.", 400)
+    data = upload.read()
+    name = upload.filename or "upload"
+    if not data:
+        return _error(f"{name}: the file is empty.", 400)
+    try:
+        pixels = check_header(data, state.max_pixels)
+        large = pixels is not None and pixels > LARGE_IMAGE_PIXELS
+        with state.large_image_slot if large else contextlib.nullcontext():
+            rgb = decode_image_bytes(data)
+            del data
+            result = analyse(state, rgb)
+    except UploadError as error:
+        return _error(f"{name}: {error}", error.status)
+    except ImageError as error:
+        return _error(f"{name}: not a usable image: {error}", 400)
+    result.update({"file": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+                   "model": state.model.metadata.get("model"),
+                   "quantize": state.model.metadata.get("quantize"), "notice": NOTICE})
+    return jsonify(result)
+
+
+def create_wsgi_app(flask_app, workers, queue, auth_token=None, **token_options):
     """``flask_app`` behind the concurrency limit, the token check (when ``auth_token``) and
-    the security headers, outermost, so that every answer carries them."""
+    the security headers, outermost, so that every answer carries them.
+
+    ``token_options``: TokenAuth's limits on wrong tokens (``max_failures``, ``window_s``,
+    ``max_peers``, ``clock``); its defaults otherwise."""
     wrapped = middleware.ConcurrencyLimit(flask_app, workers, queue)
     if auth_token:
-        wrapped = middleware.TokenAuth(wrapped, auth_token)
+        wrapped = middleware.TokenAuth(wrapped, auth_token, **token_options)
     return middleware.SecurityHeaders(wrapped)
