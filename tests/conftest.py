@@ -29,3 +29,11 @@ def patient_build(synthetic_root, tmp_path_factory):
         local_dir=os.path.join(synthetic_root, "local"), protocol="patient", augment_copies=2,
         seed=0, overwrite=True)
     return output, manifest
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory):
+    """(process, run folder) of the default ``--quick`` study on the local executor, shared
+    by every test that reads a finished study."""
+    from study_runs import run_study
+    return run_study(tmp_path_factory.mktemp("quick"))

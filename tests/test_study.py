@@ -1,6 +1,5 @@
 """./run_all.sh --quick end to end: data, shards, rows, report, export; and the table's honesty."""
 
-import csv
 import json
 import os
 import statistics
@@ -12,26 +11,7 @@ import pytest
 
 from thyroid.study.fitting import EXTERNAL_SPLIT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_study(tmp_path, *flags):
-    command = [sys.executable, "-m", "thyroid.study", "--quick", f"--output_dir={tmp_path}",
-               "--run_name=run", f"--checkpoint_dir={tmp_path / 'checkpoints'}",
-               "--nodownload_checkpoints", *flags]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done, tmp_path / "run"
-
-
-def read_rows(run_dir):
-    with open(run_dir / "summary.csv", newline="") as f:
-        return {int(row["row_id"]): row for row in csv.DictReader(f)}
-
-
-def read_predictions(run_dir):
-    with open(run_dir / "predictions.csv", newline="") as f:
-        return list(csv.DictReader(f))
+from study_runs import REPO, read_predictions, read_rows, run_study
 
 
 def check_one_out_of_fold_prediction_each(run_dir, row_ids, num_repeats=1):
@@ -45,10 +25,9 @@ def check_one_out_of_fold_prediction_each(run_dir, row_ids, num_repeats=1):
     return assignment, predictions
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """(process, run folder) of the default --quick study, shared by this module's tests."""
-    return run_study(tmp_path_factory.mktemp("quick"))
+@pytest.fixture
+def quick_run(quick_study):
+    return quick_study
 
 
 def test_quick_study_cross_validates_offline_and_reports_every_row(quick_run):

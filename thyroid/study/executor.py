@@ -6,6 +6,7 @@ the study-level progress line.
 """
 
 import dataclasses
+import sys
 import time
 
 from absl import logging
@@ -37,6 +38,13 @@ class StudyProgress:
         self.reused += int(reused)
         self.failed += int(result.status == FAILED)
         logging.info("%s", self.line())
+        if sys.stdout.isatty():
+            print(f"\r{self.bar()} {self.line()}", end="\n" if self.done == self.total else "",
+                  flush=True)
+
+    def bar(self, width=30):
+        filled = int(width * self.done / max(self.total, 1))
+        return "[" + "#" * filled + "." * (width - filled) + "]"
 
     def line(self):
         elapsed = time.monotonic() - self.started

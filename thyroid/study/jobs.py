@@ -24,7 +24,7 @@ from thyroid.study.assemble import write_report
 from thyroid.study.plan import EXTERNAL_DIR, MOBILE_DIR, SHARDS_DIR, TRAIN_DIR, row_of
 from thyroid.study.rows import get_row
 from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
-                                   read_result, write_result)
+                                   read_result, this_worker, write_result)
 
 
 
@@ -217,11 +217,12 @@ def _run_body(plan, job):
         return FAILED, f"{type(error).__name__}: {error}", Outcome()
 
 
-def run_job(plan, job):
-    """Runs ``job`` here and commits its result; -> JobResult."""
+def run_job(plan, job, worker=None):
+    """Runs ``job`` here and commits its result; -> JobResult. ``worker``: where it runs, as
+    the executor knows it (default: this host and process)."""
     started = time.monotonic()
     status, note, outcome = _run_body(plan, job)
     result = JobResult(job.id, job.kind, status, time.monotonic() - started, time.time(),
-                       job_fingerprint(plan, job), note, outcome.payload)
+                       job_fingerprint(plan, job), note, outcome.payload, worker or this_worker())
     write_result(plan.run_dir, result, outcome.records)
     return result

@@ -79,9 +79,12 @@ def _run_task(run_dir, job_id, resources, *inputs):
     from thyroid.study import jobs
     from thyroid.study.plan import Plan
     from thyroid.study.resources import configure_tensorflow
+    import ray
+    from thyroid.study.results import this_worker
     configure_tensorflow(resources)
     plan = Plan.load(run_dir)
-    return dataclasses.asdict(jobs.run_job(plan, plan.job(job_id)))
+    worker = dict(this_worker(), node=ray.get_runtime_context().get_node_id())
+    return dataclasses.asdict(jobs.run_job(plan, plan.job(job_id), worker))
 
 
 def lost_result(job, error):

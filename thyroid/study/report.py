@@ -695,14 +695,21 @@ def cv_paper_markdown(rows, summaries):
     return lines + [""]
 
 
+STAGE_NOTE = ("A stage's time is the sum of its jobs' own times and its share is of all jobs' "
+              "time; total is the study's wall time, shorter than the jobs' sum when an "
+              "executor runs jobs side by side.")
+
+
 def stage_times_markdown(stages, total_seconds):
-    """The "Time by stage" table: [(stage, seconds), ...] and their share of the total."""
+    """The "Time by stage" table: [(stage, seconds), ...], their share of all jobs' time, the
+    jobs' sum and the study's wall time."""
     lines = ["## Time by stage", "", "| Stage | Time | Share |", "|---|---|---|"]
-    total = _num(total_seconds) or 0.0
+    jobs = sum(seconds for _, seconds in stages)
     for name, seconds in stages:
-        share = f"{100.0 * seconds / total:.0f} %" if total > 0 else "—"
+        share = f"{100.0 * seconds / jobs:.0f} %" if jobs > 0 else "—"
         lines.append(f"| {_md(name)} | {_duration(seconds)} | {share} |")
-    lines += [f"| total | {_duration(total_seconds)} | |", ""]
+    lines += [f"| all jobs | {_duration(jobs)} | |",
+              f"| total | {_duration(total_seconds)} | |", "", STAGE_NOTE, ""]
     return lines
 
 

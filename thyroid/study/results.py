@@ -32,6 +32,8 @@ class JobResult:
     fingerprint: str = ""
     note: str = ""
     payload: dict = dataclasses.field(default_factory=dict)
+    # Where it ran: host, process, and the GPUs the executor gave it (CUDA_VISIBLE_DEVICES).
+    worker: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self):
@@ -62,6 +64,12 @@ def read_result(run_dir, job_id):
     if saved.pop("format", None) != RESULT_FORMAT:
         return None
     return JobResult(**saved)
+
+
+def this_worker():
+    import socket
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def read_records(run_dir, job_id):
