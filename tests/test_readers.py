@@ -232,3 +232,18 @@ def test_dicom_in_class_folders_uses_patient_id(tmp_path):
     test = shards.load_split(str(tmp_path / "out"), "test")
     assert sorted(set(test.patient_ids)) == ["folders:A1", "folders:B2"]
     assert manifest["splits"]["test"]["original"] == {"benign": 2, "malignant": 1}
+
+
+def test_nested_class_folders_that_disagree_exclude_the_image(tmp_path):
+    root = tmp_path / "images"
+    _jpeg(root / "benign" / "1" / "scan.jpg", 1)
+    _jpeg(root / "malignant" / "0" / "scan.jpg", 2)
+    _jpeg(root / "Malignant" / "1" / "agrees.jpg", 3)  # nested folders of one class keep it
+    result = folders.read(str(root))
+    labelled = [(os.path.relpath(e.image_path, root), e.label) for e in result.labelled]
+    assert labelled == [(os.path.join("Malignant", "1", "agrees.jpg"), 1)]
+    excluded = {e["case_id"]: e for e in result.excluded}
+    for relative, nesting in ((os.path.join("benign", "1", "scan.jpg"), "benign/1"),
+                              (os.path.join("malignant", "0", "scan.jpg"), "malignant/0")):
+        assert excluded[relative]["reason"] == "class folders disagree"
+        assert excluded[relative]["folders"] == nesting

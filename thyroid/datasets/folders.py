@@ -1,7 +1,8 @@
 """Reader for folders of images per class: ``<root>/<class>/...`` or ``<root>/<split>/<class>/...``.
 
-The label of a file is the nearest enclosing folder whose name the class map knows
-(case-insensitive). Patient ids come from ``patient_id_regex`` applied to the path relative to
+The label of a file is the class of the enclosing folders whose names the class map knows
+(case-insensitive); when those folders name different classes (``benign/1/scan.jpg``) the
+image is excluded with the reason, since no single rule can say which one is meant. Patient ids come from ``patient_id_regex`` applied to the path relative to
 the root (its ``patient`` group, else its first group, else the whole match); without it a DICOM
 file's PatientID is used, and any other file is its own patient, which the result's notes say.
 """
@@ -57,12 +58,20 @@ def patient_from_path(regex, relative):
     return match.group(1) if regex.groups else match.group(0)
 
 
+def class_folders(relative, class_map):
+    """The enclosing folders the class map knows, outermost first."""
+    return [folder for folder in os.path.dirname(relative).split(os.sep)
+            if folder.strip().lower() in class_map]
+
+
 def label_from_folders(relative, class_map):
-    """(label, folder name) of the nearest enclosing folder the class map knows, or (None, '')."""
-    for folder in reversed(os.path.dirname(relative).split(os.sep)):
-        if folder.strip().lower() in class_map:
-            return class_map[folder.strip().lower()], folder
-    return None, ""
+    """(label, nearest class folder's name); (None, '') without a class folder or when the
+    class folders name different classes (``class_folders`` says which)."""
+    found = class_folders(relative, class_map)
+    labels = {class_map[folder.strip().lower()] for folder in found}
+    if len(labels) != 1:
+        return None, ""
+    return labels.pop(), found[-1]
 
 
 def default_patient(path, relative):
@@ -106,7 +115,7 @@ def read(directory, class_map=None, patient_id_regex=None):
             _skip(result, path, "--patient_id_regex does not match its path")
             continue
         if label is None:
-            result.excluded.append({"case_id": relative, "reason": "no class folder"})
+            result.excluded.append(_unlabelled(relative, class_map))
         patients.add(patient)
         result.examples.append(Example(
             source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
@@ -116,6 +125,14 @@ def read(directory, class_map=None, patient_id_regex=None):
     logging.info("Folders %s: %d patients, %d images (%d labelled), %d files skipped", directory,
                  counts["cases"], counts["images"], counts["labelled_images"], len(result.skipped))
     return result
+
+
+def _unlabelled(relative, class_map):
+    """Why an image has no label: no class folder, or class folders that disagree."""
+    found = class_folders(relative, class_map)
+    if not found:
+        return {"case_id": relative, "reason": "no class folder"}
+    return {"case_id": relative, "reason": "class folders disagree", "folders": "/".join(found)}
 
 
 def _skip(result, path, reason):
