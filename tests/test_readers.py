@@ -247,3 +247,16 @@ def test_nested_class_folders_that_disagree_exclude_the_image(tmp_path):
                               (os.path.join("malignant", "0", "scan.jpg"), "malignant/0")):
         assert excluded[relative]["reason"] == "class folders disagree"
         assert excluded[relative]["folders"] == nesting
+
+
+@pytest.mark.parametrize("header,repeated", [(("path", "label", "label"), "label"),
+                                             (("path", "Label", "label"), "label"),
+                                             (("Path", "label", "path "), "path")])
+def test_csv_with_a_repeated_column_is_refused(tmp_path, header, repeated):
+    _jpeg(tmp_path / "a.jpg", 0)
+    path = _write_csv(tmp_path / "list.csv", [["a.jpg", "0", "1"]], header=header)
+    message = rf"^--csv {path}: column '{repeated}' appears 2 times"
+    with pytest.raises(build_lib.SourceError, match=message):
+        build_lib.read_sources({"csv": path})
+    with pytest.raises(build_lib.BuildError, match=message):
+        build_lib.build(str(tmp_path / "out"), csv_path=path)

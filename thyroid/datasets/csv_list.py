@@ -7,6 +7,7 @@ also accepted) is honoured by the build; an empty cell leaves the row to the ran
 Without ``patient_id`` a DICOM file's PatientID is used, else each file is its own patient.
 """
 
+import collections
 import csv
 import os
 
@@ -21,12 +22,22 @@ SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation"
                "val": "validation", "valid": "validation", "test": "test", "": None}
 
 
+class CsvError(folders.ReaderError):
+    """The CSV file as a whole cannot be used; the message starts with its path (the caller
+    adds the flag)."""
+
+
 def _header(reader, csv_path):
     columns = [c.strip().lower() for c in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise folders.ReaderError(f"{csv_path}: missing column(s) {', '.join(missing)} "
-                                  f"(has {', '.join(columns) or 'no header'})")
+        raise CsvError(f"{csv_path}: missing column(s) {', '.join(missing)} "
+                       f"(has {', '.join(columns) or 'no header'})")
+    # A repeated column would silently win by position: refuse rather than guess.
+    for column, count in collections.Counter(columns).items():
+        if count > 1:
+            raise CsvError(f"{csv_path}: column {column!r} appears {count} times (column "
+                           "names are case-insensitive); keep one")
     return columns
 
 

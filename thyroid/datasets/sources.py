@@ -58,6 +58,8 @@ def read_sources(sources, options=None):
         _check_path(kind, path)
         try:
             results[kind] = _read_one(kind, path, options)
+        except csv_list.CsvError as error:
+            raise SourceError(f"{SOURCE_FLAGS[kind]} {error}") from error
         except folders.ReaderError as error:
             raise SourceError(str(error)) from error
     return results
