@@ -26,12 +26,13 @@ def _jpeg(path, seed):
 def folder_root(tmp_path):
     """<root>/<split with spaces>/<Benign|Malignant>/p<k>_<i>.jpg, one cross-class duplicate."""
     root = tmp_path / "images"
+    seeds = iter(range(1000, 2000))  # distinct: the only byte-identical pair is made below
     for split in (SPLIT_WITH_SPACES, "Test"):
         for label, name in ((0, "Benign"), (1, "Malignant")):
             for patient in range(4):
                 for index in range(2):
-                    seed = hash((split, label, patient, index)) % 10000
-                    _jpeg(root / split / name / f"p{label}{patient}{split[:2]}_{index}.jpg", seed)
+                    _jpeg(root / split / name / f"p{label}{patient}{split[:2]}_{index}.jpg",
+                          next(seeds))
     duplicate = root / "Test" / "Malignant" / "p10Te_0.jpg"
     (root / "Test" / "Benign" / "copy_of_p10.jpg").write_bytes(duplicate.read_bytes())
     (root / "notes.txt").write_text("ignored documentation")
@@ -54,9 +55,10 @@ def test_folder_labels_come_from_class_folders(folder_root, tmp_path):
                                augment_copies=0, num_shards=1, crop="none")
     assert manifest["sources"]["folders"]["notes"] == [folders.NO_PATIENT_NOTE]
     groups = [g for g in manifest["duplicates"] if any("copy_of_p10" in p for p in g["paths"])]
-    assert len(groups) == 1 and len(groups[0]["paths"]) == 2 and len(groups[0]["splits"]) == 1
+    assert len(groups) == 1 and len(groups[0]["paths"]) == 2 and groups[0]["labels"] == [0, 1]
+    assert groups[0]["splits"] == []  # a copy in each class: both left out
     written = sum(s["images"] for s in manifest["splits"].values())
-    assert written == 2 * 2 * 4 * 2 + 1
+    assert written == 2 * 2 * 4 * 2 - 1
 
 
 def test_patient_regex_and_class_map(folder_root, tmp_path):
@@ -135,7 +137,7 @@ def test_evaluation_only_build(folder_root, tmp_path, how):
     assert manifest["evaluation_only"] is True
     assert manifest["splits"]["train"]["images"] == manifest["splits"]["validation"]["images"] == 0
     test = shards.load_split(str(tmp_path / how), "test")
-    assert len(test) == 2 * 2 * 4 * 2 + 1 and not test.augmented.any()
+    assert len(test) == 2 * 2 * 4 * 2 - 1 and not test.augmented.any()
 
 
 def _patient(root, name, paragraphs=(), report=None):
@@ -143,7 +145,7 @@ def _patient(root, name, paragraphs=(), report=None):
     folder.mkdir(parents=True)
     (folder / "report.docx").write_bytes(report if report is not None
                                          else docx_bytes(list(paragraphs), ()))
-    _jpeg(folder / "a.jpg", len(name))
+    _jpeg(folder / "a.jpg", sum(map(ord, name)))  # one image per patient, none shared
     return folder
 
 
@@ -201,7 +203,8 @@ def test_command_line_folders_evaluation_only(folder_root, tmp_path):
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = shards.read_manifest(str(tmp_path / "external"))
-    assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2 + 2  # unsorted/ now benign
+    # unsorted/ is now benign; the copy in both classes is left out
+    assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2
     assert manifest["max_pixels"] == 5000 and manifest["evaluation_only"]
     bad = subprocess.run(command[:-1] + ["--max_pixels=1000", "--overwrite"], cwd=root,
                          capture_output=True, text=True, timeout=300)
@@ -260,3 +263,53 @@ def test_csv_with_a_repeated_column_is_refused(tmp_path, header, repeated):
         build_lib.read_sources({"csv": path})
     with pytest.raises(build_lib.BuildError, match=message):
         build_lib.build(str(tmp_path / "out"), csv_path=path)
+
+
+def test_csv_rows_of_one_image_that_disagree_exclude_it_and_repeats_count_once(tmp_path):
+    for name in ("a", "b", "c", "d"):
+        _jpeg(tmp_path / "img" / f"{name}.jpg", ord(name))
+    csv_path = _write_csv(tmp_path / "list.csv", [
+        ["img/a.jpg", "0", "p1", "", ""],
+        ["img/b.jpg", "1", "p2", "", ""],
+        ["./img/a.jpg", "malignant", "p1", "", ""],  # the same image, the other label
+        ["img/b.jpg", "1", "p2", "", ""],            # a repeated row
+        ["img/c.jpg", "0", "p3", "", ""],
+        ["img/d.jpg", "0", "p4", "", ""],
+        ["img/d.jpg", "0", "p5", "", ""],            # the same image, two patients
+    ])
+    result = csv_list.read(csv_path)
+    assert sorted(os.path.basename(e.image_path) for e in result.labelled) == ["b.jpg", "c.jpg"]
+    excluded = {e["case_id"]: e for e in result.excluded}
+    assert excluded[os.path.join("img", "a.jpg")]["reason"] == "contradictory labels"
+    assert excluded[os.path.join("img", "a.jpg")]["lines"] == "2, 4"
+    assert excluded[os.path.join("img", "d.jpg")]["reason"] == "contradictory rows (patient_id)"
+    assert result.skipped == [{"path": f"{csv_path}:5", "reason": "repeated row",
+                               "detail": "as line 3"}]
+    manifest = build_lib.build(str(tmp_path / "out"), csv_path=csv_path, evaluation_only=True,
+                               crop="none", num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 2
+
+
+def test_byte_identical_copies_with_two_labels_are_excluded(folder_root, tmp_path):
+    copy = folder_root / "Test" / "Benign" / "copy_of_p10.jpg"
+    original = folder_root / "Test" / "Malignant" / "p10Te_0.jpg"
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root), crop="none",
+                               evaluation_only=True, num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2 - 1
+    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+    assert skipped[str(copy)] == skipped[str(original)] == \
+        "byte-identical copies labelled both benign and malignant"
+    keys = shards.load_split(str(tmp_path / "out"), "test").keys
+    assert not {f"folders:Test/Benign/copy_of_p10.jpg", "folders:Test/Malignant/p10Te_0.jpg"} \
+        & set(keys)
+
+
+def test_image_keys_are_unique_per_image(tmp_path):
+    _jpeg(tmp_path / "a" / "scan.jpg", 1)
+    _jpeg(tmp_path / "b" / "scan.jpg", 2)
+    csv_path = _write_csv(tmp_path / "list.csv", [["a/scan.jpg", "0", "p1", "", ""],
+                                                  ["b/scan.jpg", "1", "p1", "", ""]])
+    build_lib.build(str(tmp_path / "out"), csv_path=csv_path, evaluation_only=True,
+                    crop="none", num_shards=1)
+    keys = shards.load_split(str(tmp_path / "out"), "test").keys
+    assert sorted(keys) == ["csv:a/scan.jpg", "csv:b/scan.jpg"]

@@ -81,16 +81,32 @@ def _duplicate_groups(results, hashes):
                 "paths": sorted({e.image_path for e in members}),
                 "patients": sorted({e.patient_id for e in members}),
                 "labelled_patients": sorted({e.patient_id for e in members if e.label is not None}),
+                "labels": sorted({e.label for e in members if e.label is not None}),
             })
     return groups
 
 
-def _load_usable(results, hashes, crop, skipped, max_pixels):
-    """Labelled examples whose image decodes -> list of (example, cropped rgb)."""
+CONTRADICTORY_COPIES = "byte-identical copies labelled both benign and malignant"
+
+
+def _contradictory_copies(duplicates, skipped):
+    """Paths of byte-identical copies that carry both labels: one image cannot be both, and
+    neither label can be trusted, so every copy is left out (recorded in ``skipped``)."""
+    paths = set()
+    for group in duplicates:
+        if len(group["labels"]) > 1:
+            paths.update(group["paths"])
+            skipped.extend({"path": path, "reason": CONTRADICTORY_COPIES} for path in group["paths"])
+    return paths
+
+
+def _load_usable(results, hashes, crop, skipped, max_pixels, left_out):
+    """Labelled examples whose image decodes -> list of (example, cropped rgb); paths in
+    ``left_out`` are already excluded."""
     usable = []
     for result in results.values():
         for example in result.labelled:
-            if example.image_path not in hashes:
+            if example.image_path not in hashes or example.image_path in left_out:
                 continue
             try:
                 rgb = images.load_image(example.image_path, max_pixels)
@@ -270,7 +286,8 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
     skipped = [item for result in results.values() for item in result.skipped]
     hashes = _hash_all(results, skipped)
     duplicates = _duplicate_groups(results, hashes)
-    usable = _load_usable(results, hashes, crop, skipped, max_pixels)
+    contradictory = _contradictory_copies(duplicates, skipped)
+    usable = _load_usable(results, hashes, crop, skipped, max_pixels, contradictory)
     if not usable:
         raise NoUsableExamplesError(
             f"no usable labelled image in {', '.join(source_paths.values())} "
@@ -318,8 +335,11 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
 
 
 def image_key(example):
-    """The original image's name in the shards: patient id plus file name (unique per source)."""
-    return f"{example.patient_id}/{os.path.basename(example.image_path)}"
+    """The original image's name in the shards: its source and its path below the source's
+    root (``example.make_image_key``), unique per image."""
+    if not example.key:
+        raise BuildError(f"{example.image_path}: the {example.source} reader gave no image key")
+    return example.key
 
 
 def _item(example, rgb, split, augmented):

@@ -9,12 +9,13 @@ Without ``patient_id`` a DICOM file's PatientID is used, else each file is its o
 
 import collections
 import csv
+import dataclasses
 import os
 
 from absl import logging
 
 from thyroid.datasets import folders, images
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "csv"
 REQUIRED_COLUMNS = ("path", "label")
@@ -59,14 +60,50 @@ def _example(row, base, class_map):
     relative = (row.get("path") or "").strip()
     if not relative:
         raise ValueError("empty path")
-    path = os.path.join(base, relative)
+    # Normalised, so ``img/a.jpg`` and ``./img/a.jpg`` are seen as one image.
+    path = os.path.normpath(os.path.join(base, relative))
     if not os.path.isfile(path):
         raise ValueError(f"no such file {path}")
     label, split = _row_label(row["label"], class_map), _row_split(row.get("split"))
     patient = (row.get("patient_id") or "").strip() or folders.default_patient(path, relative)
     return Example(source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
                    image_path=path, label=label, tirads=(row.get("tirads") or "").strip(),
-                   split=split)
+                   split=split, key=make_image_key(SOURCE, base, path))
+
+
+@dataclasses.dataclass
+class _Row:
+    line: int
+    example: Example
+
+    def values(self):
+        """What a row says about its image; two rows of one image must agree on all of it."""
+        e = self.example
+        return {"label": e.label, "patient_id": e.case_id, "split": e.split, "tirads": e.tirads}
+
+
+def _merge_rows(result, rows, csv_path, base):
+    """One example per image: a repeated row counts once; rows that disagree about one image
+    exclude it (kept unlabelled, so copies of it elsewhere are still seen) with the reason."""
+    by_path = {}
+    for row in rows:
+        by_path.setdefault(row.example.image_path, []).append(row)
+    for same in by_path.values():
+        first = same[0]
+        differing = [name for name in first.values()
+                     if len({str(row.values()[name]) for row in same}) > 1]
+        if not differing:
+            result.examples.append(first.example)
+            result.skipped.extend({"path": f"{csv_path}:{row.line}", "reason": "repeated row",
+                                   "detail": f"as line {first.line}"} for row in same[1:])
+            continue
+        reason = ("contradictory labels" if "label" in differing
+                  else f"contradictory rows ({', '.join(differing)})")
+        result.excluded.append({"case_id": os.path.relpath(first.example.image_path, base),
+                                "reason": reason,
+                                "lines": ", ".join(str(row.line) for row in same)})
+        first.example.label = None
+        result.examples.append(first.example)
 
 
 def read(csv_path, class_map=None):
@@ -74,6 +111,7 @@ def read(csv_path, class_map=None):
     class_map = folders.DEFAULT_CLASS_MAP if class_map is None else class_map
     base = os.path.dirname(os.path.abspath(csv_path))
     result = ReadResult(source=SOURCE)
+    rows = []
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = _header(reader, csv_path)
@@ -83,10 +121,11 @@ def read(csv_path, class_map=None):
                                                                 "patient_id column"))
         for number, row in enumerate(reader, start=2):  # line 1 is the header
             try:
-                result.examples.append(_example(row, base, class_map))
+                rows.append(_Row(number, _example(row, base, class_map)))
             except (ValueError, images.ImageError) as error:
                 logging.warning("Skipping %s line %d: %s", csv_path, number, error)
                 result.skipped.append({"path": f"{csv_path}:{number}", "reason": str(error)})
+    _merge_rows(result, rows, csv_path, base)
     result.cases = len({e.patient_id for e in result.examples})
     logging.info("CSV %s: %d patients, %d images, %d rows skipped", csv_path, result.cases,
                  len(result.examples), len(result.skipped))

@@ -14,7 +14,7 @@ from lxml import etree
 
 from thyroid import BENIGN, MALIGNANT
 from thyroid.datasets import images
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "ddti"
 REPORT_FIELDS = ("number", "age", "sex", "composition", "echogenicity", "margins",
@@ -132,7 +132,8 @@ def read(directory):
             result.examples.append(Example(
                 source=SOURCE, case_id=case_id, patient_id=make_patient_id(SOURCE, case_id),
                 image_path=image_path, label=label, tirads=fields["tirads"],
-                polygons=polygons or [], fields=dict(fields)))
+                polygons=polygons or [], fields=dict(fields),
+                key=make_image_key(SOURCE, directory, image_path)))
     for name in names:
         if name in used_images or name.lower().endswith(".xml"):
             continue

@@ -1,6 +1,7 @@
 """The record every reader yields, and the result object a whole read returns."""
 
 import dataclasses
+import os
 from typing import Dict, List, Optional, Tuple
 
 Polygon = List[Tuple[float, float]]
@@ -18,11 +19,18 @@ class Example:
     polygons: List[Polygon] = dataclasses.field(default_factory=list)
     fields: Dict[str, str] = dataclasses.field(default_factory=dict)
     split: Optional[str] = None  # a split the source fixes (CSV split column), else None
+    key: str = ""  # the image's name in the shards (make_image_key), unique per image
 
 
 def make_patient_id(source, case_id):
     """Patient ids carry their source so two sources never collide."""
     return f"{source}:{case_id}"
+
+
+def make_image_key(source, root, path):
+    """``<source>:<path relative to the source's root>``: one image, one key (two images of one
+    patient may share a file name in different folders)."""
+    return f"{source}:{os.path.relpath(path, root).replace(os.sep, '/')}"
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
 from thyroid.datasets import dicom, images
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "folders"
 DEFAULT_CLASS_MAP = {"benign": BENIGN, "malignant": MALIGNANT, "0": BENIGN, "1": MALIGNANT}
@@ -119,7 +119,8 @@ def read(directory, class_map=None, patient_id_regex=None):
         patients.add(patient)
         result.examples.append(Example(
             source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
-            image_path=path, label=label, fields={"class_folder": folder}))
+            image_path=path, label=label, fields={"class_folder": folder},
+            key=make_image_key(SOURCE, directory, path)))
     result.cases = len(patients)
     counts = result.counts()
     logging.info("Folders %s: %d patients, %d images (%d labelled), %d files skipped", directory,

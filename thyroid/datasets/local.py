@@ -19,7 +19,7 @@ from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
 from thyroid.datasets import images, report_labels
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "local"
 REPORT_NAME = "report.docx"
@@ -119,6 +119,8 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
             _skip(result, path, "not a patient folder")
             continue
         _read_patient(result, name, path, table, suspicious_as_malignant)
+    for example in result.examples:
+        example.key = make_image_key(SOURCE, directory, example.image_path)
     counts = result.counts()
     logging.info("Local %s: %d patients (%d labelled), %d images (%d labelled), excluded %s, "
                  "%d files skipped", directory, counts["cases"], counts["labelled_cases"],
