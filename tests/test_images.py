@@ -1,5 +1,7 @@
 """Bit depths, the header-only pixel limit and DICOM decoding."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -71,6 +73,33 @@ def test_pixel_limit_refuses_bomb_without_decoding(tmp_path):
 def test_unrecognised_bytes_give_clear_error():
     with pytest.raises(images.ImageError, match="cannot decode image: unrecognised format"):
         images.decode_image_bytes(b"not an image at all")
+
+
+def test_load_image_opens_regular_files_only(tmp_path):
+    os.mkfifo(tmp_path / "p.jpg")
+    os.symlink("/dev/zero", tmp_path / "z.jpg")
+    for name in ("p.jpg", "z.jpg"):
+        with pytest.raises(images.ImageError, match="^not a regular file"):
+            images.load_image(str(tmp_path / name))
+    big = tmp_path / "big.png"
+    Image.new("L", (64, 64)).save(big)
+    with open(big, "r+b") as f:
+        f.truncate(images.max_file_bytes(4096) + 1)
+    with pytest.raises(images.ImageError, match="^file too large"):
+        images.load_image(str(big), max_pixels=4096)
+
+
+def test_hashing_streams_regular_files_up_to_a_limit(tmp_path):
+    import hashlib
+    from thyroid.datasets import files
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 3_000_000)  # three blocks
+    assert files.sha256(str(path), 3_000_000) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+    with pytest.raises(files.FileError, match="^file too large: 3000000 bytes"):
+        files.sha256(str(path), 2_999_999)
+    os.symlink("/dev/zero", tmp_path / "z.jpg")
+    with pytest.raises(files.FileError, match="^not a regular file: character device"):
+        files.sha256(str(tmp_path / "z.jpg"), 10)
 
 
 # ---- DICOM (written with pydicom) -------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from thyroid.datasets import build as build_lib
-from thyroid.datasets import csv_list, folders, local, shards
+from thyroid.datasets import csv_list, folders, images, local, shards
 from thyroid.datasets.synthetic import docx_bytes
 
 SPLIT_WITH_SPACES = "Training Set 2021"
@@ -313,3 +313,58 @@ def test_image_keys_are_unique_per_image(tmp_path):
                     crop="none", num_shards=1)
     keys = shards.load_split(str(tmp_path / "out"), "test").keys
     assert sorted(keys) == ["csv:a/scan.jpg", "csv:b/scan.jpg"]
+
+
+def _read_unblocking_fifos(read, fifos, seconds=60):
+    """``read()`` in a thread; a reader stuck opening a FIFO is released (by opening its write
+    end) and the test fails instead of hanging."""
+    import threading
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=read()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # nobody has this one open
+        thread.join(seconds)
+        pytest.fail(f"reading blocked on a FIFO among {[os.path.basename(f) for f in fifos]}")
+    return outcome["result"]
+
+
+def test_only_regular_files_are_opened(tmp_path):
+    pytest.importorskip("pydicom")  # a FIFO named .dcm would be opened for its PatientID
+    root = tmp_path / "images"
+    good = _jpeg(root / "benign" / "good.jpg", 1)
+    (root / "malignant").mkdir()
+    fifos = [str(root / "benign" / "p.jpg"), str(root / "malignant" / "q.dcm")]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    os.symlink("/dev/zero", root / "malignant" / "z.jpg")
+    os.symlink(good, root / "benign" / "link.jpg")  # a link to a regular file is read
+    os.symlink(tmp_path / "gone.jpg", root / "benign" / "broken.jpg")
+    result = _read_unblocking_fifos(lambda: folders.read(str(root)), fifos)
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in result.skipped}
+    assert reasons == {"p.jpg": "not a regular file", "q.dcm": "not a regular file",
+                       "z.jpg": "not a regular file", "broken.jpg": "no such file"}
+    assert sorted(os.path.basename(e.image_path) for e in result) == ["good.jpg", "link.jpg"]
+    manifest = _read_unblocking_fifos(lambda: build_lib.build(
+        str(tmp_path / "out"), image_dir=str(root), evaluation_only=True, crop="none",
+        num_shards=1), fifos)
+    assert manifest["splits"]["test"]["images"] == 2
+
+
+def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path):
+    root = tmp_path / "images"
+    _jpeg(root / "benign" / "good.jpg", 1)
+    big = _jpeg(root / "malignant" / "big.jpg", 2)
+    limit = images.max_file_bytes(images.DEFAULT_MAX_PIXELS)
+    with open(big, "r+b") as f:
+        f.truncate(limit + 1)  # sparse: a valid JPEG followed by zeros, never written to disk
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
+                               crop="none", num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 1
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in manifest["skipped"]}
+    assert reasons == {"big.jpg": "file too large"}

@@ -52,17 +52,19 @@ def _read_sources(sources, options):
         raise BuildError(str(error)) from error
 
 
-def _hash_all(results, skipped):
-    """Content hash of every readable image file (labelled or not) -> {path: sha256}."""
+def _hash_all(results, skipped, max_pixels):
+    """Content hash of every readable image file (labelled or not) -> {path: sha256}; files
+    above ``images.max_file_bytes(max_pixels)`` are refused before being read."""
     hashes = {}
     for result in results.values():
         for example in result.examples:
             if example.image_path in hashes:
                 continue
             try:
-                hashes[example.image_path] = images.file_sha256(example.image_path)
-            except OSError as error:
-                skipped.append({"path": example.image_path, "reason": f"unreadable: {error}"})
+                hashes[example.image_path] = images.file_sha256(example.image_path, max_pixels)
+            except images.ImageError as error:
+                entry = {"path": example.image_path, "reason": error.reason}
+                skipped.append(dict(entry, detail=error.detail) if error.detail else entry)
     return hashes
 
 
@@ -284,7 +286,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
 
     results = _read_sources(source_paths, options)
     skipped = [item for result in results.values() for item in result.skipped]
-    hashes = _hash_all(results, skipped)
+    hashes = _hash_all(results, skipped, max_pixels)
     duplicates = _duplicate_groups(results, hashes)
     contradictory = _contradictory_copies(duplicates, skipped)
     usable = _load_usable(results, hashes, crop, skipped, max_pixels, contradictory)

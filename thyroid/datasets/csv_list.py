@@ -14,7 +14,7 @@ import os
 
 from absl import logging
 
-from thyroid.datasets import folders, images
+from thyroid.datasets import files, folders
 from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "csv"
@@ -62,8 +62,10 @@ def _example(row, base, class_map):
         raise ValueError("empty path")
     # Normalised, so ``img/a.jpg`` and ``./img/a.jpg`` are seen as one image.
     path = os.path.normpath(os.path.join(base, relative))
-    if not os.path.isfile(path):
-        raise ValueError(f"no such file {path}")
+    try:
+        files.check_regular_file(path)
+    except files.FileError as error:
+        raise files.FileError(error.reason, f"{path} {error.detail}".strip()) from error
     label, split = _row_label(row["label"], class_map), _row_split(row.get("split"))
     patient = (row.get("patient_id") or "").strip() or folders.default_patient(path, relative)
     return Example(source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
@@ -122,9 +124,12 @@ def read(csv_path, class_map=None):
         for number, row in enumerate(reader, start=2):  # line 1 is the header
             try:
                 rows.append(_Row(number, _example(row, base, class_map)))
-            except (ValueError, images.ImageError) as error:
+            except files.FileError as error:
                 logging.warning("Skipping %s line %d: %s", csv_path, number, error)
-                result.skipped.append({"path": f"{csv_path}:{number}", "reason": str(error)})
+                result.skip_error(f"{csv_path}:{number}", error)
+            except ValueError as error:
+                logging.warning("Skipping %s line %d: %s", csv_path, number, error)
+                result.skip(f"{csv_path}:{number}", str(error))
     _merge_rows(result, rows, csv_path, base)
     result.cases = len({e.patient_id for e in result.examples})
     logging.info("CSV %s: %d patients, %d images, %d rows skipped", csv_path, result.cases,

@@ -13,7 +13,7 @@ from absl import logging
 from lxml import etree
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import images
+from thyroid.datasets import files, images
 from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "ddti"
@@ -29,6 +29,8 @@ CANONICAL_VALUES = {
 }
 IGNORED_EXTENSIONS = (".md", ".txt")  # documentation that may sit beside the data
 IMAGE_NAME = re.compile(r"^(?P<case>[^_]+)_(?P<index>\d+)$")
+# A DDTI case file is about 2 kB; anything near this is not one.
+MAX_CASE_BYTES = 10_000_000
 
 
 def _xml_parser():
@@ -78,7 +80,9 @@ def _element_text(element):
 
 
 def parse_case(path):
-    """(fields dict, [(image index, svg text), ...]); raises on unreadable XML."""
+    """(fields dict, [(image index, svg text), ...]); raises on unreadable XML
+    (``files.FileError`` for a file that must not be opened)."""
+    files.check_regular_file(path, MAX_CASE_BYTES)
     tree = etree.parse(path, _xml_parser())
     root = tree.getroot()
     if root.tag != "case":
@@ -111,6 +115,10 @@ def read(directory):
         case_id = os.path.splitext(xml_name)[0]
         try:
             fields, marks = parse_case(path)
+        except files.FileError as error:
+            logging.warning("Skipping %s: %s", path, error)
+            result.skip_error(path, error)
+            continue
         except Exception as error:  # lxml errors, bad root, unreadable file
             _skip(result, path, f"unreadable XML: {error}")
             continue
@@ -126,6 +134,12 @@ def read(directory):
                 _skip(result, os.path.join(directory, mark_name + ".jpg"), "image file missing")
                 continue
             used_images.add(os.path.basename(image_path))
+            try:
+                files.check_regular_file(image_path)
+            except files.FileError as error:
+                logging.warning("Skipping %s: %s", image_path, error)
+                result.skip_error(image_path, error)
+                continue
             polygons = parse_polygons(svg)
             if polygons is None:
                 result.marks_without_polygon.append(mark_name)

@@ -8,12 +8,16 @@ inverted so that bright means echogenic as in MONOCHROME2. RGB and YBR files are
 RGB. ``PatientID`` is the patient id when present (the readers fall back to one patient per file).
 """
 
+import io
 
 import numpy as np
 
-from thyroid.datasets import images
+from thyroid.datasets import files, images
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+# Header elements come before the pixel data and take kilobytes; reading a file's header from
+# at most this much of it bounds the work whatever the file's size.
+HEADER_BYTES = 16 * 2 ** 20
 
 
 def _pydicom():
@@ -26,6 +30,11 @@ def _pydicom():
 
 def _read_header(source):
     pydicom = _pydicom()
+    if isinstance(source, str):
+        try:
+            source = io.BytesIO(files.read_prefix(source, HEADER_BYTES))
+        except files.FileError as error:
+            raise images.ImageError(error.reason, error.detail) from error
     try:
         return pydicom.dcmread(source, stop_before_pixels=True, force=True)
     except Exception as error:  # pydicom raises many types for broken files

@@ -56,6 +56,17 @@ class ReadResult:
     def __iter__(self):
         return iter(self.labelled)
 
+    def skip(self, path, reason, detail=""):
+        """Records a file (or CSV row) that cannot be used."""
+        entry = {"path": path, "reason": reason}
+        if detail:
+            entry["detail"] = detail
+        self.skipped.append(entry)
+
+    def skip_error(self, path, error):
+        """Records a file refused with a ``files.FileError`` (ImageError included)."""
+        self.skip(path, error.reason, error.detail)
+
     def excluded_reasons(self):
         reasons = {}
         for item in self.excluded:

@@ -13,7 +13,7 @@ import re
 from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import dicom, images
+from thyroid.datasets import dicom, files, images
 from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "folders"
@@ -107,9 +107,10 @@ def read(directory, class_map=None, patient_id_regex=None):
             continue
         label, folder = label_from_folders(relative, class_map)
         try:
+            files.check_regular_file(path)  # before the DICOM header is read for its patient
             patient = patient_from_path(regex, relative) if regex else default_patient(path, relative)
-        except images.ImageError as error:
-            _skip(result, path, str(error))
+        except files.FileError as error:
+            _skip_error(result, path, error)
             continue
         if patient is None:
             _skip(result, path, "--patient_id_regex does not match its path")
@@ -134,6 +135,11 @@ def _unlabelled(relative, class_map):
     if not found:
         return {"case_id": relative, "reason": "no class folder"}
     return {"case_id": relative, "reason": "class folders disagree", "folders": "/".join(found)}
+
+
+def _skip_error(result, path, error):
+    logging.warning("Skipping %s: %s", path, error)
+    result.skip_error(path, error)
 
 
 def _skip(result, path, reason):

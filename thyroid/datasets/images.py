@@ -2,16 +2,18 @@
 
 Every decoding path (dataset build, predict, the web app) goes through ``check_pixel_count``
 before decoding and ``to_rgb8`` after it, so limits and bit-depth handling are the same
-everywhere.
+everywhere. A file is opened only when it is a regular file no larger than
+``max_file_bytes(max_pixels)`` (``thyroid.datasets.files``).
 """
 
-import hashlib
 import io
 import os
 import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from thyroid.datasets import files
 
 RASTER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -20,10 +22,22 @@ MIN_SIDE = 16  # anything smaller is not an ultrasound frame
 # exports while a decode stays under about 160 MB of RGB (Pillow alone allows 179 Mpx).
 DEFAULT_MAX_PIXELS = 40_000_000
 DICOM_MAGIC_OFFSET = 128
+# The largest file one frame of max_pixels can need: 8 bytes per pixel (16-bit RGBA stored
+# uncompressed, the widest layout decoded). MIN_FILE_LIMIT leaves room for headers, metadata
+# and embedded previews when max_pixels is small. A multi-frame DICOM above the limit is
+# refused (--max_pixels raises it).
+BYTES_PER_PIXEL_LIMIT = 8
+MIN_FILE_LIMIT = 16 * 2 ** 20
 
 
-class ImageError(Exception):
-    """An image file that cannot be used (corrupt, truncated, empty, unsupported, too large)."""
+class ImageError(files.FileError):
+    """An image file that cannot be used (corrupt, truncated, empty, unsupported, too large,
+    not a regular file)."""
+
+
+def max_file_bytes(max_pixels=DEFAULT_MAX_PIXELS):
+    """Largest image file opened for a given pixel limit (checked before reading)."""
+    return max(BYTES_PER_PIXEL_LIMIT * int(max_pixels or DEFAULT_MAX_PIXELS), MIN_FILE_LIMIT)
 
 
 def dicom_available():
@@ -42,9 +56,12 @@ def is_image_file(path):
     return os.path.splitext(path)[1].lower() in supported_extensions()
 
 
-def file_sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+def file_sha256(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Content hash of an image file, streamed; ImageError for a file that must not be read."""
+    try:
+        return files.sha256(path, max_file_bytes(max_pixels))
+    except files.FileError as error:
+        raise ImageError(error.reason, error.detail) from error
 
 
 def _is_dicom_bytes(data):
@@ -166,7 +183,11 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     extension = os.path.splitext(path)[1].lower()
     if extension not in supported_extensions():
         raise ImageError(f"unsupported file type {extension or '(none)'}")
-    if os.path.getsize(path) == 0:
+    try:
+        size = files.check_regular_file(path, max_file_bytes(max_pixels))
+    except files.FileError as error:
+        raise ImageError(error.reason, error.detail) from error
+    if size == 0:
         raise ImageError("empty file")
     return _check_side(_decode(path, extension in DICOM_EXTENSIONS, max_pixels))
 

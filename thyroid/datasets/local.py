@@ -18,7 +18,7 @@ import zipfile
 from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import images, report_labels
+from thyroid.datasets import files, images, report_labels
 from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "local"
@@ -50,7 +50,12 @@ def load_diagnosis_table(json_path=None):
 
 def check_report_size(docx_path):
     """Raises ReportError when the archive is too large, too many-membered or a zip bomb."""
-    size = os.path.getsize(docx_path)
+    try:
+        size = files.check_regular_file(docx_path)
+    except files.FileError as error:
+        raise ReportError(f"unreadable .docx: {error}") from error
+    if size == 0:
+        raise ReportError("unreadable .docx: empty file")
     if size > MAX_REPORT_BYTES:
         raise ReportError(f"report too large: {size} bytes (limit {MAX_REPORT_BYTES})")
     try:
@@ -68,8 +73,6 @@ def check_report_size(docx_path):
 def read_report_lines(docx_path):
     """Paragraph texts, then one line per table row (cells joined by ': ')."""
     import docx  # python-docx
-    if os.path.getsize(docx_path) == 0:
-        raise ReportError("unreadable .docx: empty file")
     check_report_size(docx_path)
     try:
         document = docx.Document(docx_path)
@@ -136,10 +139,16 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
         path = os.path.join(folder, name)
         if name == REPORT_NAME:
             continue
-        if images.is_image_file(name):
-            image_paths.append(path)
-        else:
+        if not images.is_image_file(name):
             _skip(result, path, "unknown file type")
+            continue
+        try:
+            files.check_regular_file(path)
+        except files.FileError as error:
+            logging.warning("Skipping %s: %s", path, error)
+            result.skip_error(path, error)
+            continue
+        image_paths.append(path)
     report_path = os.path.join(folder, REPORT_NAME)
     if not os.path.exists(report_path):
         result.excluded.append({"case_id": patient, "reason": "no report.docx"})
