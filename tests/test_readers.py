@@ -368,3 +368,16 @@ def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path):
     assert manifest["splits"]["test"]["images"] == 1
     reasons = {os.path.basename(s["path"]): s["reason"] for s in manifest["skipped"]}
     assert reasons == {"big.jpg": "file too large"}
+
+
+@pytest.mark.parametrize("text,line,reason", [
+    ("path,label\na.jpg,0\n" + "b" * 200_000 + ".jpg,1\n", 3, "field larger than field limit"),
+    ("path," + "c" * 200_000 + "\na.jpg,0\n", 1, "field larger than field limit"),
+    (b"path,label\na.jpg,0\n\xff\xfe.jpg,1\n", 3, "not UTF-8 text"),
+])
+def test_a_csv_the_csv_module_cannot_parse_is_refused_in_one_line(tmp_path, text, line, reason):
+    _jpeg(tmp_path / "a.jpg", 0)
+    path = tmp_path / "list.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(build_lib.SourceError, match=rf"^--csv {path} line {line}: {reason}"):
+        build_lib.read_sources({"csv": str(path)})

@@ -108,28 +108,72 @@ def _merge_rows(result, rows, csv_path, base):
         result.examples.append(first.example)
 
 
+class _CountedLines:
+    """The file's lines, counted: the number of the line a parse error is on (the csv module's
+    own ``line_num`` lags behind on a failing line)."""
+
+    def __init__(self, f):
+        self.file, self.number = f, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = next(self.file)
+        self.number += 1
+        return line
+
+
+def _first_undecodable_line(csv_path):
+    """Number of the first line that is not UTF-8 (a text read decodes ahead in blocks, so
+    its error cannot say)."""
+    with open(csv_path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
+def _read_rows(reader, lines, csv_path, base, class_map, result):
+    """[_Row] of the usable rows; the others are skipped in ``result`` with the reason."""
+    columns = _header(reader, csv_path)
+    reader.fieldnames = columns
+    if "patient_id" not in columns:
+        result.notes.append(folders.NO_PATIENT_NOTE.replace("--patient_id_regex",
+                                                            "patient_id column"))
+    rows = []
+    for row in reader:
+        where = f"{csv_path}:{lines.number}"
+        try:
+            rows.append(_Row(lines.number, _example(row, base, class_map)))
+        except files.FileError as error:
+            logging.warning("Skipping %s: %s", where, error)
+            result.skip_error(where, error)
+        except ValueError as error:
+            logging.warning("Skipping %s: %s", where, error)
+            result.skip(where, str(error))
+    return rows
+
+
 def read(csv_path, class_map=None):
-    """Reads the rows of ``csv_path`` into a ReadResult; bad rows are skipped with the reason."""
+    """Reads the rows of ``csv_path`` into a ReadResult; bad rows are skipped with the reason.
+    CsvError (one line naming the file and line) when the file cannot be parsed as CSV."""
     class_map = folders.DEFAULT_CLASS_MAP if class_map is None else class_map
     base = os.path.dirname(os.path.abspath(csv_path))
     result = ReadResult(source=SOURCE)
-    rows = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = _header(reader, csv_path)
-        reader.fieldnames = columns
-        if "patient_id" not in columns:
-            result.notes.append(folders.NO_PATIENT_NOTE.replace("--patient_id_regex",
-                                                                "patient_id column"))
-        for number, row in enumerate(reader, start=2):  # line 1 is the header
-            try:
-                rows.append(_Row(number, _example(row, base, class_map)))
-            except files.FileError as error:
-                logging.warning("Skipping %s line %d: %s", csv_path, number, error)
-                result.skip_error(f"{csv_path}:{number}", error)
-            except ValueError as error:
-                logging.warning("Skipping %s line %d: %s", csv_path, number, error)
-                result.skip(f"{csv_path}:{number}", str(error))
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            lines = _CountedLines(f)
+            rows = _read_rows(csv.DictReader(lines), lines, csv_path, base, class_map, result)
+    except UnicodeDecodeError as error:
+        raise CsvError(f"{csv_path} line {_first_undecodable_line(csv_path)}: not UTF-8 "
+                       "text; save the file as UTF-8") from error
+    except csv.Error as error:  # e.g. a cell above the csv module's field size limit
+        raise CsvError(f"{csv_path} line {lines.number}: {error}") from error
+    except OSError as error:
+        raise CsvError(f"{csv_path}: cannot read ({error.strerror or error})") from error
     _merge_rows(result, rows, csv_path, base)
     result.cases = len({e.patient_id for e in result.examples})
     logging.info("CSV %s: %d patients, %d images, %d rows skipped", csv_path, result.cases,
