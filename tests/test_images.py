@@ -176,3 +176,32 @@ def test_dicom_pixel_limit_and_bytes(tmp_path):
         images.load_image(path, max_pixels=100)
     with open(path, "rb") as f:
         assert decode_image_bytes(f.read()).shape == (32, 40, 3)
+
+
+def _bad_dicoms(tmp_path):
+    """Pixel data that disagrees with the header: 3 samples declared MONOCHROME2, and 16 frames
+    of data under a header without NumberOfFrames."""
+    three_samples = write_dicom(tmp_path / "m3.dcm", np.full((32, 40, 3), 100, np.uint8), "RGB",
+                                PhotometricInterpretation="MONOCHROME2")
+    excess = write_dicom(tmp_path / "f16.dcm", np.arange(4096, dtype=np.uint8).reshape(16, 16, 16))
+    return [three_samples, excess]
+
+
+@pytest.mark.filterwarnings("ignore:The number of bytes of pixel data")
+def test_dicom_whose_pixels_disagree_with_its_header_is_refused(tmp_path):
+    for path in _bad_dicoms(tmp_path):
+        with pytest.raises(images.ImageError, match="^unsupported DICOM: "):
+            images.load_image(path)
+
+
+@pytest.mark.filterwarnings("ignore:The number of bytes of pixel data")
+def test_predict_reports_a_bad_dicom_and_still_predicts_the_good_image(tmp_path):
+    from thyroid.deploy import predict, tflite_model
+    model = tflite_model.TFLiteModel.__new__(tflite_model.TFLiteModel)  # no interpreter needed
+    model.crop, model.image_size, model.threshold, model.labels = "scan", 32, 0.5, ("b", "m")
+    model.probabilities = lambda net_inputs: np.full([len(net_inputs)], 0.75, np.float32)
+    good = _save(tmp_path / "good.png", _gradient(255, np.uint8, (64, 80)))
+    bad = _bad_dicoms(tmp_path)
+    results = predict.predict_files(model, bad + [good])
+    assert [r["error"].startswith("unsupported DICOM: ") for r in results[:2]] == [True, True]
+    assert results[2]["probability"] == pytest.approx(0.75) and "error" not in results[2]

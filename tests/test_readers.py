@@ -381,3 +381,18 @@ def test_a_csv_the_csv_module_cannot_parse_is_refused_in_one_line(tmp_path, text
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(build_lib.SourceError, match=rf"^--csv {path} line {line}: {reason}"):
         build_lib.read_sources({"csv": str(path)})
+
+
+def test_a_dicom_that_cannot_be_decoded_is_skipped_and_the_build_goes_on(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_images import write_dicom
+    root = tmp_path / "images"
+    _jpeg(root / "benign" / "good.jpg", 1)
+    (root / "malignant").mkdir()
+    write_dicom(root / "malignant" / "m3.dcm", np.full((32, 40, 3), 100, np.uint8), "RGB",
+                PhotometricInterpretation="MONOCHROME2")  # 3 samples declared greyscale
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
+                               crop="none", num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 1
+    assert [(os.path.basename(s["path"]), s["reason"]) for s in manifest["skipped"]] == [
+        ("m3.dcm", "unsupported DICOM")]

@@ -21,6 +21,7 @@ from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
+from thyroid.datasets.example import skip_entry
 from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, read_sources
 from thyroid.io_utils import atomic_write_json
 from thyroid.output_guard import InputPath, check_output_dir
@@ -63,8 +64,7 @@ def _hash_all(results, skipped, max_pixels):
             try:
                 hashes[example.image_path] = images.file_sha256(example.image_path, max_pixels)
             except images.ImageError as error:
-                entry = {"path": example.image_path, "reason": error.reason}
-                skipped.append(dict(entry, detail=error.detail) if error.detail else entry)
+                skipped.append(skip_entry(example.image_path, error.reason, error.detail))
     return hashes
 
 
@@ -98,7 +98,7 @@ def _contradictory_copies(duplicates, skipped):
     for group in duplicates:
         if len(group["labels"]) > 1:
             paths.update(group["paths"])
-            skipped.extend({"path": path, "reason": CONTRADICTORY_COPIES} for path in group["paths"])
+            skipped.extend(skip_entry(path, CONTRADICTORY_COPIES) for path in group["paths"])
     return paths
 
 
@@ -114,7 +114,7 @@ def _load_usable(results, hashes, crop, skipped, max_pixels, left_out):
                 rgb = images.load_image(example.image_path, max_pixels)
             except images.ImageError as error:
                 logging.warning("Skipping %s: %s", example.image_path, error)
-                skipped.append({"path": example.image_path, "reason": str(error)})
+                skipped.append(skip_entry(example.image_path, error.reason, error.detail))
                 continue
             usable.append((example, images.crop(rgb, crop, example.polygons)))
     return usable

@@ -81,19 +81,32 @@ def _window(dataset, pixels):
     return values / (2 ** bits - 1)
 
 
+def _check_shape(dataset, interpretation, pixels):
+    """The decoded frame must be what the header declares (Rows x Columns, one sample for
+    greyscale, three for colour): pixel data that disagrees with its header (three samples
+    called MONOCHROME2, several frames' worth of data without NumberOfFrames) is refused
+    rather than guessed at."""
+    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    expected = (rows, columns) if interpretation in GREYSCALE else (rows, columns, 3)
+    if pixels.shape != expected:
+        raise images.ImageError(
+            "unsupported DICOM", f"{interpretation} with {dataset.get('SamplesPerPixel', 1)} "
+            f"sample(s) per pixel decodes to shape {'x'.join(map(str, pixels.shape))}, the "
+            f"header declares {'x'.join(map(str, expected))}")
+
+
 def load_rgb(source):
     """uint8 HxWx3 of the first frame of a DICOM file (path or file object)."""
     pydicom = _pydicom()
     dataset = pydicom.dcmread(source, force=True)
     interpretation = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     pixels = _first_frame(dataset)
+    _check_shape(dataset, interpretation, pixels)
     if interpretation in GREYSCALE:
         gray = images.scale_to_uint8(_window(dataset, pixels), 1.0)
         if interpretation == "MONOCHROME1":
             gray = 255 - gray
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise images.ImageError(f"unsupported DICOM photometric interpretation {interpretation}")
     if pixels.dtype != np.uint8:
         bits = int(dataset.get("BitsStored", 8) or 8)
         return images.scale_to_uint8(pixels, 2 ** bits - 1)

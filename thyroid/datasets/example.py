@@ -27,6 +27,15 @@ def make_patient_id(source, case_id):
     return f"{source}:{case_id}"
 
 
+def skip_entry(path, reason, detail=""):
+    """A file (or CSV row) that cannot be used: ``reason`` a short category (what summaries
+    count), ``detail`` this file's specifics."""
+    entry = {"path": path, "reason": reason}
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
 def make_image_key(source, root, path):
     """``<source>:<path relative to the source's root>``: one image, one key (two images of one
     patient may share a file name in different folders)."""
@@ -58,10 +67,7 @@ class ReadResult:
 
     def skip(self, path, reason, detail=""):
         """Records a file (or CSV row) that cannot be used."""
-        entry = {"path": path, "reason": reason}
-        if detail:
-            entry["detail"] = detail
-        self.skipped.append(entry)
+        self.skipped.append(skip_entry(path, reason, detail))
 
     def skip_error(self, path, error):
         """Records a file refused with a ``files.FileError`` (ImageError included)."""

@@ -162,6 +162,10 @@ def _decode(path_or_bytes, is_dicom, max_pixels):
 
 
 def _check_side(array):
+    # Every decoder returns uint8 HxWx3; anything else would fail later, far from its file.
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ImageError("cannot decode image", f"decoded to {array.dtype} of shape "
+                         f"{'x'.join(map(str, array.shape))}, not height x width x 3")
     if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
         raise ImageError(f"image too small: {array.shape[1]}x{array.shape[0]}")
     return array
