@@ -396,3 +396,25 @@ def test_a_dicom_that_cannot_be_decoded_is_skipped_and_the_build_goes_on(tmp_pat
     assert manifest["splits"]["test"]["images"] == 1
     assert [(os.path.basename(s["path"]), s["reason"]) for s in manifest["skipped"]] == [
         ("m3.dcm", "unsupported DICOM")]
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path):
+    root = tmp_path / "images"
+    _jpeg(root / "benign" / "good.jpg", 1)
+    _jpeg(root / "malignant" / "good.jpg", 2)
+    bad_name = os.fsdecode(b"\xff\xfe.jpg")
+    (root / "benign" / bad_name).write_bytes((root / "benign" / "good.jpg").read_bytes()[:-2] + b"\0\0")
+    os.mkdir(root / os.fsdecode(b"malignant\xff"))
+    _jpeg(root / os.fsdecode(b"malignant\xff") / "malignant" / "x.jpg", 3)
+    local_root = tmp_path / "local"
+    _patient(local_root, os.fsdecode(b"p\xfe"), ["Diagnosis: papillary carcinoma"])
+    _patient(local_root, "p2", ["Diagnosis: benign nodule"])
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root),
+                               local_dir=str(local_root), evaluation_only=True, crop="none",
+                               num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 3
+    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+    assert skipped == {
+        os.path.join(str(root), "benign", "\\xff\\xfe.jpg"): "file name is not UTF-8",
+        os.path.join(str(root), "malignant\\xff", "malignant", "x.jpg"): "file name is not UTF-8",
+        os.path.join(str(local_root), "p\\xfe"): "file name is not UTF-8"}

@@ -104,7 +104,7 @@ def _find_image(directory, case_id, index, files):
 def read(directory):
     """Reads a DDTI folder into a ReadResult (all examples; iterate it for the labelled ones)."""
     result = ReadResult(source=SOURCE)
-    names = sorted(os.listdir(directory))
+    names = result.utf8_names(directory)
     files_by_stem = {}
     for name in names:
         files_by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
@@ -116,8 +116,7 @@ def read(directory):
         try:
             fields, marks = parse_case(path)
         except files.FileError as error:
-            logging.warning("Skipping %s: %s", path, error)
-            result.skip_error(path, error)
+            _skip_error(result, path, error)
             continue
         except Exception as error:  # lxml errors, bad root, unreadable file
             _skip(result, path, f"unreadable XML: {error}")
@@ -137,8 +136,7 @@ def read(directory):
             try:
                 files.check_regular_file(image_path)
             except files.FileError as error:
-                logging.warning("Skipping %s: %s", image_path, error)
-                result.skip_error(image_path, error)
+                _skip_error(result, image_path, error)
                 continue
             polygons = parse_polygons(svg)
             if polygons is None:
@@ -167,6 +165,11 @@ def read(directory):
 def _case_sort_key(name):
     stem = os.path.splitext(name)[0]
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def _skip_error(result, path, error):
+    logging.warning("Skipping %s: %s", files.printable(path), error)
+    result.skip_error(path, error)
 
 
 def _skip(result, path, reason):

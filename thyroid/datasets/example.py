@@ -4,6 +4,8 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
+from thyroid.datasets import files
+
 Polygon = List[Tuple[float, float]]
 
 
@@ -30,7 +32,7 @@ def make_patient_id(source, case_id):
 def skip_entry(path, reason, detail=""):
     """A file (or CSV row) that cannot be used: ``reason`` a short category (what summaries
     count), ``detail`` this file's specifics."""
-    entry = {"path": path, "reason": reason}
+    entry = {"path": files.printable(path), "reason": reason}
     if detail:
         entry["detail"] = detail
     return entry
@@ -72,6 +74,19 @@ class ReadResult:
     def skip_error(self, path, error):
         """Records a file refused with a ``files.FileError`` (ImageError included)."""
         self.skip(path, error.reason, error.detail)
+
+    def utf8_names(self, directory):
+        """Sorted names in ``directory``; a name that is not UTF-8 is skipped with the reason
+        (it could not be written into the shards or the manifest)."""
+        names = []
+        for name in sorted(os.listdir(directory)):
+            try:
+                files.check_name(name)
+            except files.FileError as error:
+                self.skip_error(os.path.join(directory, name), error)
+                continue
+            names.append(name)
+        return names
 
     def excluded_reasons(self):
         reasons = {}

@@ -24,6 +24,21 @@ class FileError(Exception):
         self.reason, self.detail = reason, detail
 
 
+def printable(path):
+    """``path`` as text any file or log can hold: bytes of a name that are not UTF-8 are shown
+    as ``\\xNN`` escapes (Python keeps them as lone surrogates, which UTF-8 cannot encode)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def check_name(name):
+    """FileError when ``name`` is not UTF-8: it could not be written into the shards' patient
+    ids and keys, nor the manifest."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise FileError("file name is not UTF-8") from error
+
+
 def _kind(mode):
     for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
                        (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"),

@@ -101,6 +101,11 @@ def read(directory, class_map=None, patient_id_regex=None):
     patients = set()
     for path in _walk(directory):
         relative = os.path.relpath(path, directory)
+        try:
+            files.check_name(relative)
+        except files.FileError as error:
+            _skip_error(result, path, error)
+            continue
         if not images.is_image_file(path):
             if not path.lower().endswith(IGNORED_EXTENSIONS):
                 _skip(result, path, "unknown file type")
@@ -138,7 +143,7 @@ def _unlabelled(relative, class_map):
 
 
 def _skip_error(result, path, error):
-    logging.warning("Skipping %s: %s", path, error)
+    logging.warning("Skipping %s: %s", files.printable(path), error)
     result.skip_error(path, error)
 
 

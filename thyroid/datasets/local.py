@@ -116,7 +116,7 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
     if isinstance(table, str):
         table = load_diagnosis_table(table)
     result = ReadResult(source=SOURCE)
-    for name in sorted(os.listdir(directory)):
+    for name in result.utf8_names(directory):
         path = os.path.join(directory, name)
         if not os.path.isdir(path):
             _skip(result, path, "not a patient folder")
@@ -135,7 +135,7 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
 def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     result.cases += 1
     image_paths = []
-    for name in sorted(os.listdir(folder)):
+    for name in result.utf8_names(folder):
         path = os.path.join(folder, name)
         if name == REPORT_NAME:
             continue
@@ -145,8 +145,7 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
         try:
             files.check_regular_file(path)
         except files.FileError as error:
-            logging.warning("Skipping %s: %s", path, error)
-            result.skip_error(path, error)
+            _skip_error(result, path, error)
             continue
         image_paths.append(path)
     report_path = os.path.join(folder, REPORT_NAME)
@@ -176,6 +175,11 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
             source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
             image_path=image_path, label=label, tirads=find_tirads(lines), polygons=[],
             fields=dict(fields)))
+
+
+def _skip_error(result, path, error):
+    logging.warning("Skipping %s: %s", files.printable(path), error)
+    result.skip_error(path, error)
 
 
 def _skip(result, path, reason):
