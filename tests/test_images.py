@@ -156,6 +156,30 @@ def test_dicom_window_is_applied(tmp_path):
     assert 0 < middle.min() and middle.max() < 255
 
 
+@pytest.mark.parametrize("width", ["NaN", 0, -5])
+def test_dicom_unusable_window_falls_back_to_the_value_range(tmp_path, width):
+    import warnings
+    gray = _gradient(4095, np.uint16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns when it writes NaN as a decimal string
+        path = write_dicom(tmp_path / "w.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=width)
+    fallbacks = []
+    with np.errstate(all="raise"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ... and when it reads it back
+        loaded = images.load_image(path, fallbacks=fallbacks)[:, :, 0]
+    assert np.array_equal(loaded, np.rint(gray * 255.0 / 4095).astype(np.uint8))
+    from thyroid.datasets import dicom
+    assert fallbacks == [dicom.WINDOW_FALLBACK]
+
+
+def test_dicom_window_of_width_one_is_a_threshold(tmp_path):
+    gray = _gradient(4095, np.uint16)
+    path = write_dicom(tmp_path / "w1.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=1)
+    with np.errstate(all="raise"):
+        loaded = images.load_image(path)[:, :, 0]
+    assert np.array_equal(loaded, np.where(gray > 999.5, 255, 0).astype(np.uint8))
+
+
 def test_dicom_rgb_ybr_and_multiframe(tmp_path):
     rgb = np.zeros((32, 40, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50

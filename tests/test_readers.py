@@ -418,3 +418,19 @@ def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path):
         os.path.join(str(root), "benign", "\\xff\\xfe.jpg"): "file name is not UTF-8",
         os.path.join(str(root), "malignant\\xff", "malignant", "x.jpg"): "file name is not UTF-8",
         os.path.join(str(local_root), "p\\xfe"): "file name is not UTF-8"}
+
+
+def test_dicom_window_fallbacks_are_counted_in_the_manifest(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_images import write_dicom
+    root = tmp_path / "images"
+    (root / "benign").mkdir(parents=True)
+    gray = np.linspace(0, 4095, 32 * 40).reshape(32, 40).astype(np.uint16)
+    path = write_dicom(root / "benign" / "w.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=0)
+    write_dicom(root / "benign" / "ok.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=400)
+    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
+                               crop="none", num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 2
+    assert manifest["decode_fallbacks"] == {
+        "DICOM window unusable (width not a number >= 1): stored value range used":
+            {"count": 1, "paths": [path]}}

@@ -21,7 +21,7 @@ from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
-from thyroid.datasets.example import skip_entry
+from thyroid.datasets.example import path_entry, reason_summary
 from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, read_sources
 from thyroid.io_utils import atomic_write_json
 from thyroid.output_guard import InputPath, check_output_dir
@@ -64,7 +64,7 @@ def _hash_all(results, skipped, max_pixels):
             try:
                 hashes[example.image_path] = images.file_sha256(example.image_path, max_pixels)
             except images.ImageError as error:
-                skipped.append(skip_entry(example.image_path, error.reason, error.detail))
+                skipped.append(path_entry(example.image_path, error.reason, error.detail))
     return hashes
 
 
@@ -98,24 +98,27 @@ def _contradictory_copies(duplicates, skipped):
     for group in duplicates:
         if len(group["labels"]) > 1:
             paths.update(group["paths"])
-            skipped.extend(skip_entry(path, CONTRADICTORY_COPIES) for path in group["paths"])
+            skipped.extend(path_entry(path, CONTRADICTORY_COPIES) for path in group["paths"])
     return paths
 
 
-def _load_usable(results, hashes, crop, skipped, max_pixels, left_out):
+def _load_usable(results, hashes, crop, skipped, max_pixels, left_out, fallbacks):
     """Labelled examples whose image decodes -> list of (example, cropped rgb); paths in
-    ``left_out`` are already excluded."""
+    ``left_out`` are already excluded. Decodes that had to fall back on something (an
+    invalid DICOM window) are recorded in ``fallbacks``."""
     usable = []
     for result in results.values():
         for example in result.labelled:
             if example.image_path not in hashes or example.image_path in left_out:
                 continue
+            notes = []
             try:
-                rgb = images.load_image(example.image_path, max_pixels)
+                rgb = images.load_image(example.image_path, max_pixels, fallbacks=notes)
             except images.ImageError as error:
                 logging.warning("Skipping %s: %s", example.image_path, error)
-                skipped.append(skip_entry(example.image_path, error.reason, error.detail))
+                skipped.append(path_entry(example.image_path, error.reason, error.detail))
                 continue
+            fallbacks.extend(path_entry(example.image_path, note) for note in notes)
             usable.append((example, images.crop(rgb, crop, example.polygons)))
     return usable
 
@@ -289,7 +292,8 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
     hashes = _hash_all(results, skipped, max_pixels)
     duplicates = _duplicate_groups(results, hashes)
     contradictory = _contradictory_copies(duplicates, skipped)
-    usable = _load_usable(results, hashes, crop, skipped, max_pixels, contradictory)
+    fallbacks = []
+    usable = _load_usable(results, hashes, crop, skipped, max_pixels, contradictory, fallbacks)
     if not usable:
         raise NoUsableExamplesError(
             f"no usable labelled image in {', '.join(source_paths.values())} "
@@ -319,6 +323,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
         "splits": split_summary,
         "shards": listing,
         "skipped": skipped,
+        "decode_fallbacks": reason_summary(fallbacks),
         "leakage": leakage,
         "duplicates": duplicates,
         "source_splits_ignored": ignored_splits,

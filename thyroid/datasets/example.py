@@ -7,6 +7,9 @@ from typing import Dict, List, Optional, Tuple
 from thyroid.datasets import files
 
 Polygon = List[Tuple[float, float]]
+# A manifest lists this many files per reason (and counts them all): a source with 100,000
+# missing files must not make a manifest of megabytes.
+PATHS_PER_REASON = 200
 
 
 @dataclasses.dataclass
@@ -29,13 +32,26 @@ def make_patient_id(source, case_id):
     return f"{source}:{case_id}"
 
 
-def skip_entry(path, reason, detail=""):
-    """A file (or CSV row) that cannot be used: ``reason`` a short category (what summaries
-    count), ``detail`` this file's specifics."""
+def path_entry(path, reason, detail=""):
+    """A file (or CSV row) and why it is listed (skipped, or decoded with a fallback):
+    ``reason`` a short category (what summaries count), ``detail`` this file's specifics."""
     entry = {"path": files.printable(path), "reason": reason}
     if detail:
         entry["detail"] = detail
     return entry
+
+
+def reason_summary(entries, limit=PATHS_PER_REASON):
+    """``path_entry`` records -> {reason: {"count", "paths"}}, the first ``limit`` paths of
+    each reason (``path (detail)`` where there is a detail)."""
+    summary = {}
+    for entry in entries:
+        group = summary.setdefault(entry["reason"], {"count": 0, "paths": []})
+        group["count"] += 1
+        if len(group["paths"]) < limit:
+            detail = entry.get("detail")
+            group["paths"].append(f"{entry['path']} ({detail})" if detail else entry["path"])
+    return summary
 
 
 def make_image_key(source, root, path):
@@ -69,7 +85,7 @@ class ReadResult:
 
     def skip(self, path, reason, detail=""):
         """Records a file (or CSV row) that cannot be used."""
-        self.skipped.append(skip_entry(path, reason, detail))
+        self.skipped.append(path_entry(path, reason, detail))
 
     def skip_error(self, path, error):
         """Records a file refused with a ``files.FileError`` (ImageError included)."""

@@ -148,12 +148,12 @@ def _decode_raster(path_or_bytes):
         return to_rgb8(image)
 
 
-def _decode(path_or_bytes, is_dicom, max_pixels):
+def _decode(path_or_bytes, is_dicom, max_pixels, fallbacks):
     check_pixel_count(path_or_bytes, max_pixels)
     try:
         if is_dicom:
             from thyroid.datasets import dicom
-            return dicom.load_rgb(_open_source(path_or_bytes))
+            return dicom.load_rgb(_open_source(path_or_bytes), fallbacks)
         return _decode_raster(path_or_bytes)
     except ImageError:
         raise
@@ -171,19 +171,22 @@ def _check_side(array):
     return array
 
 
-def decode_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Image file contents -> uint8 HxWx3, or ImageError saying why they cannot be used."""
+def decode_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS, fallbacks=None):
+    """Image file contents -> uint8 HxWx3, or ImageError saying why they cannot be used
+    (``fallbacks`` as for ``load_image``)."""
     if not data:
         raise ImageError("empty file")
     data = bytes(data)
     is_dicom = _is_dicom_bytes(data)
     if is_dicom and not dicom_available():
         raise ImageError("DICOM needs pydicom: pip install -e .[dicom]")
-    return _check_side(_decode(data, is_dicom, max_pixels))
+    return _check_side(_decode(data, is_dicom, max_pixels, fallbacks))
 
 
-def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
-    """Reads an image as uint8 HxWx3, or raises ImageError saying why it cannot be used."""
+def load_image(path, max_pixels=DEFAULT_MAX_PIXELS, fallbacks=None):
+    """Reads an image as uint8 HxWx3, or raises ImageError saying why it cannot be used.
+    ``fallbacks``, a list, receives a line for each of the file's settings that could not be
+    used as they are (an invalid DICOM window: its values' range is used instead)."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in supported_extensions():
         raise ImageError(f"unsupported file type {extension or '(none)'}")
@@ -193,7 +196,7 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         raise ImageError(error.reason, error.detail) from error
     if size == 0:
         raise ImageError("empty file")
-    return _check_side(_decode(path, extension in DICOM_EXTENSIONS, max_pixels))
+    return _check_side(_decode(path, extension in DICOM_EXTENSIONS, max_pixels, fallbacks))
 
 
 def _box_mean(values, size):
