@@ -3,6 +3,7 @@
 import csv
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -434,3 +435,80 @@ def test_dicom_window_fallbacks_are_counted_in_the_manifest(tmp_path):
     assert manifest["decode_fallbacks"] == {
         "DICOM window unusable (width not a number >= 1): stored value range used":
             {"count": 1, "paths": [path]}}
+
+
+NOBODY_SCRIPT = """
+import json, os, sys
+import docx, encodings.cp437  # all imports before dropping privileges: the interpreter's own
+from thyroid.datasets import folders, local, sources  # files may be out of reach after
+images_root, local_root, locked, uid, gid = sys.argv[1:6]
+if int(uid) >= 0:
+    os.setgroups([])
+    os.setgid(int(gid))
+    os.setuid(int(uid))
+result = {"folders": folders.read(images_root).skipped,
+          "labelled": sorted(e.image_path for e in folders.read(images_root)),
+          "local": local.read(local_root).skipped,
+          "local_excluded": local.read(local_root).excluded}
+try:
+    sources.read_sources({"ddti": locked})
+except sources.SourceError as error:
+    result["source_error"] = str(error)
+print(json.dumps(result))
+"""
+
+
+def _run_as_nobody(args):
+    """Runs NOBODY_SCRIPT as an unprivileged user: permissions mean nothing to root, and CI runs
+    as root. The script drops to ``nobody`` itself once its imports are done (the interpreter
+    may live in a folder only root can enter); without such a user the test is skipped."""
+    import json
+    import pwd
+    import subprocess
+    import sys
+    ids = ["-1", "-1"]
+    if os.getuid() == 0:
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root and there is no 'nobody' user to drop to")
+        ids = [str(nobody.pw_uid), str(nobody.pw_gid)]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "-c", NOBODY_SCRIPT, *args, *ids], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_unreadable_folders_are_counted_with_the_reason():
+    import shutil
+    import tempfile
+    base = tempfile.mkdtemp(prefix="thyroid-permissions-")  # pytest's tmp_path is root-only
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "images")
+        good = _jpeg(Path(root) / "benign" / "a.jpg", 1)
+        _jpeg(Path(root) / "benign" / "locked" / "b.jpg", 2)
+        _patient(Path(base) / "local", "p1", ["Diagnosis: benign nodule"])
+        _patient(Path(base) / "local", "p2", ["Diagnosis: papillary carcinoma"])
+        locked_ddti = os.path.join(base, "ddti")
+        os.mkdir(locked_ddti)
+        for folder, _, names in os.walk(base):
+            os.chmod(folder, 0o755)
+            for name in names:
+                os.chmod(os.path.join(folder, name), 0o644)
+        for folder in (os.path.join(root, "benign", "locked"), os.path.join(base, "local", "p2"),
+                       locked_ddti):
+            os.chmod(folder, 0)
+        found = _run_as_nobody([root, os.path.join(base, "local"), locked_ddti])
+    finally:
+        for folder, _, _ in os.walk(base):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(base)
+    unreadable = {"reason": "unreadable folder", "detail": "Permission denied"}
+    assert found["folders"] == [dict(unreadable, path=os.path.join(root, "benign", "locked"))]
+    assert found["labelled"] == [str(good)]
+    assert found["local"] == [dict(unreadable, path=os.path.join(base, "local", "p2"))]
+    assert {"case_id": "p2", "reason": "unreadable folder"} in found["local_excluded"]
+    assert found["source_error"] == f"--ddti_dir {locked_ddti}: cannot read (Permission denied)"

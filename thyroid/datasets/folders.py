@@ -81,8 +81,11 @@ def default_patient(path, relative):
     return relative
 
 
-def _walk(directory):
-    for folder, subfolders, names in os.walk(directory):
+def _walk(directory, result):
+    def unreadable(error):  # os.walk would silently leave the folder out
+        result.skip(error.filename, "unreadable folder", error.strerror or str(error))
+
+    for folder, subfolders, names in os.walk(directory, onerror=unreadable):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in sorted(names):
             if not name.startswith(".") and os.path.splitext(name)[0] not in IGNORED_NAMES:
@@ -99,7 +102,7 @@ def read(directory, class_map=None, patient_id_regex=None):
         result.notes.append(NO_PATIENT_NOTE)
         logging.warning("%s: %s", directory, NO_PATIENT_NOTE)
     patients = set()
-    for path in _walk(directory):
+    for path in _walk(directory, result):
         relative = os.path.relpath(path, directory)
         try:
             files.check_name(relative)

@@ -134,8 +134,14 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
 
 def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     result.cases += 1
+    try:
+        names = result.utf8_names(folder)
+    except OSError as error:
+        result.skip(folder, "unreadable folder", error.strerror or str(error))
+        result.excluded.append({"case_id": patient, "reason": "unreadable folder"})
+        return
     image_paths = []
-    for name in result.utf8_names(folder):
+    for name in names:
         path = os.path.join(folder, name)
         if name == REPORT_NAME:
             continue

@@ -33,6 +33,15 @@ def _check_path(kind, path):
         raise SourceError(f"{SOURCE_FLAGS[kind]} {path} is not a file")
     if not wants_file and not os.path.isdir(path):
         raise SourceError(f"{SOURCE_FLAGS[kind]} {path} is not a folder")
+    try:  # a folder or file that cannot be read would otherwise look empty or fail later
+        if wants_file:
+            with open(path, "rb"):
+                pass
+        else:
+            os.listdir(path)
+    except OSError as error:
+        raise SourceError(f"{SOURCE_FLAGS[kind]} {path}: cannot read "
+                          f"({error.strerror or error})") from error
 
 
 def _read_one(kind, path, options):
