@@ -127,7 +127,8 @@ def test_corrupt_and_empty_images_are_skipped(synthetic_root, tmp_path):
     (source / "garbage.bin").write_bytes(b"\x00" * 10)
     manifest = build_tfrecords.build(output_dir=str(tmp_path / "out"), ddti_dir=str(source),
                                      augment_copies=0, num_shards=1)
-    reasons = {os.path.basename(s["path"]): s["reason"] for s in manifest["skipped"]}
+    reasons = {os.path.basename(entry["path"]): reason
+               for reason, group in manifest["skipped"].items() for entry in group["files"]}
     assert reasons[os.path.basename(empty)] == "empty file"
     assert "cannot decode" in reasons[os.path.basename(truncated)]
     assert reasons["garbage.bin"] == "unknown file type"

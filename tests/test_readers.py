@@ -16,6 +16,12 @@ from thyroid.datasets.synthetic import docx_bytes
 SPLIT_WITH_SPACES = "Training Set 2021"
 
 
+def skipped_files(manifest):
+    """{path: reason} of the files a manifest lists as skipped."""
+    return {entry["path"]: reason for reason, group in manifest["skipped"].items()
+            for entry in group["files"]}
+
+
 def _jpeg(path, seed):
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.RandomState(seed).randint(30, 220, (48, 64, 3)).astype(np.uint8)
@@ -184,14 +190,16 @@ def test_report_size_limits_refuse_before_parsing(tmp_path, monkeypatch):
     _bomb_docx(many, 1, members=local.MAX_REPORT_MEMBERS + 1)
     _patient(root, "good", ["Diagnosis: benign nodule"])
     result = local.read(str(root))
-    reasons = {e["case_id"]: e["reason"] for e in result.excluded}
-    assert reasons["bomb"].startswith("unreadable report (report expands to")
-    assert reasons["many"].startswith(f"unreadable report (report has "
-                                      f"{local.MAX_REPORT_MEMBERS + 1} zip members")
+    excluded = {e["case_id"]: e for e in result.excluded}
+    assert {excluded[case]["reason"] for case in ("bomb", "many")} == {"unreadable report"}
+    assert excluded["bomb"]["detail"].startswith("report too large uncompressed: ")
+    assert excluded["many"]["detail"] == (f"report has too many zip members: "
+                                          f"{local.MAX_REPORT_MEMBERS + 1} (limit "
+                                          f"{local.MAX_REPORT_MEMBERS})")
     assert [e.case_id for e in result] == ["good"]
     monkeypatch.setattr(local, "MAX_REPORT_BYTES", 30_000)  # the good report is about 36 kB
-    reasons = {e["case_id"]: e["reason"] for e in local.read(str(root)).excluded}
-    assert reasons["good"].startswith("unreadable report (report too large")
+    excluded = {e["case_id"]: e for e in local.read(str(root)).excluded}
+    assert excluded["good"]["detail"].startswith("report too large: ")
 
 
 def test_command_line_folders_evaluation_only(folder_root, tmp_path):
@@ -297,7 +305,7 @@ def test_byte_identical_copies_with_two_labels_are_excluded(folder_root, tmp_pat
     manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root), crop="none",
                                evaluation_only=True, num_shards=1)
     assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2 - 1
-    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+    skipped = skipped_files(manifest)
     assert skipped[str(copy)] == skipped[str(original)] == \
         "byte-identical copies labelled both benign and malignant"
     keys = shards.load_split(str(tmp_path / "out"), "test").keys
@@ -367,7 +375,7 @@ def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path):
     manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
                                crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 1
-    reasons = {os.path.basename(s["path"]): s["reason"] for s in manifest["skipped"]}
+    reasons = {os.path.basename(path): reason for path, reason in skipped_files(manifest).items()}
     assert reasons == {"big.jpg": "file too large"}
 
 
@@ -395,8 +403,8 @@ def test_a_dicom_that_cannot_be_decoded_is_skipped_and_the_build_goes_on(tmp_pat
     manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
                                crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 1
-    assert [(os.path.basename(s["path"]), s["reason"]) for s in manifest["skipped"]] == [
-        ("m3.dcm", "unsupported DICOM")]
+    assert [(os.path.basename(path), reason) for path, reason in skipped_files(manifest).items()] \
+        == [("m3.dcm", "unsupported DICOM")]
 
 
 def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path):
@@ -414,8 +422,7 @@ def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path):
                                local_dir=str(local_root), evaluation_only=True, crop="none",
                                num_shards=1)
     assert manifest["splits"]["test"]["images"] == 3
-    skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
-    assert skipped == {
+    assert skipped_files(manifest) == {
         os.path.join(str(root), "benign", "\\xff\\xfe.jpg"): "file name is not UTF-8",
         os.path.join(str(root), "malignant\\xff", "malignant", "x.jpg"): "file name is not UTF-8",
         os.path.join(str(local_root), "p\\xfe"): "file name is not UTF-8"}
@@ -434,7 +441,7 @@ def test_dicom_window_fallbacks_are_counted_in_the_manifest(tmp_path):
     assert manifest["splits"]["test"]["images"] == 2
     assert manifest["decode_fallbacks"] == {
         "DICOM window unusable (width not a number >= 1): stored value range used":
-            {"count": 1, "paths": [path]}}
+            {"count": 1, "files": [{"path": path}]}}
 
 
 NOBODY_SCRIPT = """
@@ -512,3 +519,26 @@ def test_unreadable_folders_are_counted_with_the_reason():
     assert found["local"] == [dict(unreadable, path=os.path.join(base, "local", "p2"))]
     assert {"case_id": "p2", "reason": "unreadable folder"} in found["local_excluded"]
     assert found["source_error"] == f"--ddti_dir {locked_ddti}: cannot read (Permission denied)"
+
+
+def test_thousands_of_missing_files_give_one_log_line_and_a_small_manifest(tmp_path, caplog):
+    _jpeg(tmp_path / "img" / "a.jpg", 1)
+    _jpeg(tmp_path / "img" / "b.jpg", 2)
+    missing = 5000
+    csv_path = _write_csv(tmp_path / "list.csv", [["img/a.jpg", "0", "p1", "", ""],
+                                                  ["img/b.jpg", "1", "p2", "", ""]] +
+                          [[f"img/gone_{i}.jpg", "1", f"q{i}", "", ""] for i in range(missing)])
+    caplog.set_level("INFO")
+    build_lib.build(str(tmp_path / "out"), csv_path=csv_path, evaluation_only=True,
+                    crop="none", num_shards=1)
+    lines = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert len(lines) <= 3, lines[:5]  # the summary line (and the no-patient note, if any)
+    summary = [line for line in lines if "no such file" in line]
+    assert len(summary) == 1 and f"{missing} " in summary[0], lines
+    manifest_path = tmp_path / "out" / shards.MANIFEST_NAME
+    assert manifest_path.stat().st_size < 100_000
+    skipped = shards.read_manifest(str(tmp_path / "out"))["skipped"]
+    assert list(skipped) == ["no such file"] and skipped["no such file"]["count"] == missing
+    listed = skipped["no such file"]["files"]
+    assert len(listed) == 200 and listed[0] == {
+        "path": f"{csv_path}:4", "detail": str(tmp_path / "img" / "gone_0.jpg")}

@@ -21,7 +21,7 @@ from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
-from thyroid.datasets.example import path_entry, reason_summary
+from thyroid.datasets.example import first_per_reason, log_summary, path_entry, reason_summary
 from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, read_sources
 from thyroid.io_utils import atomic_write_json
 from thyroid.output_guard import InputPath, check_output_dir
@@ -115,7 +115,6 @@ def _load_usable(results, hashes, crop, skipped, max_pixels, left_out, fallbacks
             try:
                 rgb = images.load_image(example.image_path, max_pixels, fallbacks=notes)
             except images.ImageError as error:
-                logging.warning("Skipping %s: %s", example.image_path, error)
                 skipped.append(path_entry(example.image_path, error.reason, error.detail))
                 continue
             fallbacks.extend(path_entry(example.image_path, note) for note in notes)
@@ -254,7 +253,8 @@ def _write_splits(items, directory, num_shards, seed):
 
 
 def _source_summary(path, result):
-    return dict(result.counts(), path=os.path.abspath(path), excluded=result.excluded,
+    return dict(result.counts(), path=os.path.abspath(path),
+                excluded=first_per_reason(result.excluded),
                 labels=result.labels, notes=result.notes,
                 marks_without_polygon=result.marks_without_polygon)
 
@@ -288,12 +288,15 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
         raise BuildError(problem)
 
     results = _read_sources(source_paths, options)
-    skipped = [item for result in results.values() for item in result.skipped]
+    skipped = []  # by the build itself; the readers' own are in their results
     hashes = _hash_all(results, skipped, max_pixels)
     duplicates = _duplicate_groups(results, hashes)
     contradictory = _contradictory_copies(duplicates, skipped)
     fallbacks = []
     usable = _load_usable(results, hashes, crop, skipped, max_pixels, contradictory, fallbacks)
+    log_summary("build", skipped)
+    log_summary("build", fallbacks, verb="decoded with a fallback")
+    skipped = [item for result in results.values() for item in result.skipped] + skipped
     if not usable:
         raise NoUsableExamplesError(
             f"no usable labelled image in {', '.join(source_paths.values())} "
@@ -322,7 +325,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
                     for kind, result in results.items()},
         "splits": split_summary,
         "shards": listing,
-        "skipped": skipped,
+        "skipped": reason_summary(skipped),
         "decode_fallbacks": reason_summary(fallbacks),
         "leakage": leakage,
         "duplicates": duplicates,

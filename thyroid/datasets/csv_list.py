@@ -23,6 +23,10 @@ SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation"
                "val": "validation", "valid": "validation", "test": "test", "": None}
 
 
+class RowError(files.FileError):
+    """A row that cannot be used: ``reason`` the kind of problem, ``detail`` the value."""
+
+
 class CsvError(folders.ReaderError):
     """The CSV file as a whole cannot be used; the message starts with its path (the caller
     adds the flag)."""
@@ -45,27 +49,28 @@ def _header(reader, csv_path):
 def _row_label(value, class_map):
     text = (value or "").strip().lower()
     if text not in class_map:
-        raise ValueError(f"unknown label {value!r}")
+        raise RowError("unknown label", repr(value))
     return class_map[text]
 
 
 def _row_split(value):
     text = (value or "").strip().lower()
     if text not in SPLIT_NAMES:
-        raise ValueError(f"unknown split {value!r} (train, validation or test)")
+        raise RowError("unknown split", f"{value!r} (train, validation or test)")
     return SPLIT_NAMES[text]
 
 
 def _example(row, base, class_map):
     relative = (row.get("path") or "").strip()
     if not relative:
-        raise ValueError("empty path")
+        raise RowError("empty path")
     # Normalised, so ``img/a.jpg`` and ``./img/a.jpg`` are seen as one image.
     path = os.path.normpath(os.path.join(base, relative))
     try:
         files.check_regular_file(path)
-    except files.FileError as error:
-        raise files.FileError(error.reason, f"{path} {error.detail}".strip()) from error
+    except files.FileError as error:  # the row's line is the skip's path: name the file here
+        raise RowError(error.reason, f"{path} ({error.detail})" if error.detail else path) \
+            from error
     label, split = _row_label(row["label"], class_map), _row_split(row.get("split"))
     patient = (row.get("patient_id") or "").strip() or folders.default_patient(path, relative)
     return Example(source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
@@ -148,12 +153,8 @@ def _read_rows(reader, lines, csv_path, base, class_map, result):
         where = f"{csv_path}:{lines.number}"
         try:
             rows.append(_Row(lines.number, _example(row, base, class_map)))
-        except files.FileError as error:
-            logging.warning("Skipping %s: %s", where, error)
+        except files.FileError as error:  # RowError, or ImageError reading a DICOM header
             result.skip_error(where, error)
-        except ValueError as error:
-            logging.warning("Skipping %s: %s", where, error)
-            result.skip(where, str(error))
     return rows
 
 

@@ -116,10 +116,10 @@ def read(directory):
         try:
             fields, marks = parse_case(path)
         except files.FileError as error:
-            _skip_error(result, path, error)
+            result.skip_error(path, error)
             continue
         except Exception as error:  # lxml errors, bad root, unreadable file
-            _skip(result, path, f"unreadable XML: {error}")
+            result.skip(path, "unreadable XML", str(error))
             continue
         result.cases += 1
         label = tirads_label(fields["tirads"])
@@ -130,13 +130,13 @@ def read(directory):
             image_path = _find_image(directory, case_id, index, files_by_stem)
             mark_name = f"{case_id}_{index}"
             if image_path is None:
-                _skip(result, os.path.join(directory, mark_name + ".jpg"), "image file missing")
+                result.skip(os.path.join(directory, mark_name + ".jpg"), "image file missing")
                 continue
             used_images.add(os.path.basename(image_path))
             try:
                 files.check_regular_file(image_path)
             except files.FileError as error:
-                _skip_error(result, image_path, error)
+                result.skip_error(image_path, error)
                 continue
             polygons = parse_polygons(svg)
             if polygons is None:
@@ -153,7 +153,7 @@ def read(directory):
         if name.lower().endswith(IGNORED_EXTENSIONS) or os.path.isdir(path):
             continue
         reason = "image without a case mark" if images.is_image_file(name) else "unknown file type"
-        _skip(result, path, reason)
+        result.skip(path, reason)
     counts = result.counts()
     logging.info("DDTI %s: %d cases (%d labelled), %d images (%d labelled), excluded %s, "
                  "%d marks without polygon, %d files skipped", directory, counts["cases"],
@@ -165,13 +165,3 @@ def read(directory):
 def _case_sort_key(name):
     stem = os.path.splitext(name)[0]
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
-
-
-def _skip_error(result, path, error):
-    logging.warning("Skipping %s: %s", files.printable(path), error)
-    result.skip_error(path, error)
-
-
-def _skip(result, path, reason):
-    logging.warning("Skipping %s: %s", path, reason)
-    result.skipped.append({"path": path, "reason": reason})

@@ -39,7 +39,7 @@ def _read_header(source):
     try:
         return pydicom.dcmread(source, stop_before_pixels=True, force=True)
     except Exception as error:  # pydicom raises many types for broken files
-        raise images.ImageError(f"cannot decode image: unreadable DICOM header ({error})") \
+        raise images.ImageError("cannot decode image", f"unreadable DICOM header ({error})") \
             from error
 
 
@@ -50,7 +50,7 @@ def header_size(source):
         source.seek(0)
     rows, columns = header.get("Rows"), header.get("Columns")
     if not rows or not columns:
-        raise images.ImageError("cannot decode image: DICOM without Rows/Columns (no pixel data)")
+        raise images.ImageError("cannot decode image", "DICOM without Rows/Columns (no pixel data)")
     return int(columns), int(rows), int(header.get("NumberOfFrames", 1) or 1)
 
 
@@ -136,6 +136,6 @@ def dicom_patient(path, default):
     """(PatientID or ``default``, number of frames) from the header; ImageError if unreadable."""
     header = _read_header(path)
     if not header.get("Rows") or not header.get("Columns"):
-        raise images.ImageError("cannot decode image: not a DICOM image (no Rows/Columns)")
+        raise images.ImageError("cannot decode image", "not a DICOM image (no Rows/Columns)")
     patient = str(header.get("PatientID", "") or "").strip()
     return patient or default, int(header.get("NumberOfFrames", 1) or 1)

@@ -4,6 +4,8 @@ import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
+from absl import logging
+
 from thyroid.datasets import files
 
 Polygon = List[Tuple[float, float]]
@@ -42,16 +44,33 @@ def path_entry(path, reason, detail=""):
 
 
 def reason_summary(entries, limit=PATHS_PER_REASON):
-    """``path_entry`` records -> {reason: {"count", "paths"}}, the first ``limit`` paths of
-    each reason (``path (detail)`` where there is a detail)."""
+    """``path_entry`` records -> {reason: {"count", "files"}}: every entry counted, the first
+    ``limit`` of each reason listed as ``{path, detail}``."""
     summary = {}
     for entry in entries:
-        group = summary.setdefault(entry["reason"], {"count": 0, "paths": []})
+        group = summary.setdefault(entry["reason"], {"count": 0, "files": []})
         group["count"] += 1
-        if len(group["paths"]) < limit:
-            detail = entry.get("detail")
-            group["paths"].append(f"{entry['path']} ({detail})" if detail else entry["path"])
+        if len(group["files"]) < limit:
+            group["files"].append({k: v for k, v in entry.items() if k != "reason"})
     return summary
+
+
+def first_per_reason(entries, limit=PATHS_PER_REASON):
+    """``entries`` (dicts with a ``reason``) keeping only the first ``limit`` of each reason."""
+    seen, kept = {}, []
+    for entry in entries:
+        seen[entry["reason"]] = seen.get(entry["reason"], 0) + 1
+        if seen[entry["reason"]] <= limit:
+            kept.append(entry)
+    return kept
+
+
+def log_summary(what, entries, verb="skipped"):
+    """One log line per reason (count and first file) instead of one per file."""
+    for reason, group in reason_summary(entries, limit=1).items():
+        first = group["files"][0]
+        example = first["path"] + (f" ({first['detail']})" if "detail" in first else "")
+        logging.warning("%s: %d %s: %s (first: %s)", what, group["count"], verb, reason, example)
 
 
 def make_image_key(source, root, path):

@@ -107,21 +107,21 @@ def read(directory, class_map=None, patient_id_regex=None):
         try:
             files.check_name(relative)
         except files.FileError as error:
-            _skip_error(result, path, error)
+            result.skip_error(path, error)
             continue
         if not images.is_image_file(path):
             if not path.lower().endswith(IGNORED_EXTENSIONS):
-                _skip(result, path, "unknown file type")
+                result.skip(path, "unknown file type")
             continue
         label, folder = label_from_folders(relative, class_map)
         try:
             files.check_regular_file(path)  # before the DICOM header is read for its patient
             patient = patient_from_path(regex, relative) if regex else default_patient(path, relative)
         except files.FileError as error:
-            _skip_error(result, path, error)
+            result.skip_error(path, error)
             continue
         if patient is None:
-            _skip(result, path, "--patient_id_regex does not match its path")
+            result.skip(path, "--patient_id_regex does not match its path")
             continue
         if label is None:
             result.excluded.append(_unlabelled(relative, class_map))
@@ -143,13 +143,3 @@ def _unlabelled(relative, class_map):
     if not found:
         return {"case_id": relative, "reason": "no class folder"}
     return {"case_id": relative, "reason": "class folders disagree", "folders": "/".join(found)}
-
-
-def _skip_error(result, path, error):
-    logging.warning("Skipping %s: %s", files.printable(path), error)
-    result.skip_error(path, error)
-
-
-def _skip(result, path, reason):
-    logging.warning("Skipping %s: %s", path, reason)
-    result.skipped.append({"path": path, "reason": reason})

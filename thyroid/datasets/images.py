@@ -81,13 +81,12 @@ def _raster_size(path_or_bytes):
             with Image.open(_open_source(path_or_bytes)) as image:
                 return image.width, image.height, 1
     except Image.DecompressionBombError as error:
-        raise ImageError(f"image too large: {error}") from error
+        raise ImageError("image too large", str(error)) from error
     except UnidentifiedImageError as error:
-        raise ImageError("cannot decode image: unrecognised format (expected JPEG, PNG, BMP, "
-                         "TIFF or DICOM)") \
-            from error
+        raise ImageError("cannot decode image", "unrecognised format (expected JPEG, PNG, BMP, "
+                         "TIFF or DICOM)") from error
     except Exception as error:  # PIL raises many types for broken headers
-        raise ImageError(f"cannot decode image: {error}") from error
+        raise ImageError("cannot decode image", str(error)) from error
 
 
 def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
@@ -107,8 +106,8 @@ def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
         width, height, frames = _raster_size(path_or_bytes)
     # Only one frame is ever decoded (see dicom.py), so the limit applies per frame.
     if max_pixels and width * height > max_pixels:
-        raise ImageError(f"image too large: {width}x{height} = {width * height} pixels, above "
-                         f"the limit of {max_pixels} (--max_pixels)")
+        raise ImageError("image too large", f"{width}x{height} = {width * height} pixels, "
+                         f"above the limit of {max_pixels} (--max_pixels)")
     return width, height, frames
 
 
@@ -158,7 +157,7 @@ def _decode(path_or_bytes, is_dicom, max_pixels, fallbacks):
     except ImageError:
         raise
     except Exception as error:  # PIL / pydicom raise many types for broken files
-        raise ImageError(f"cannot decode image: {error}") from error
+        raise ImageError("cannot decode image", str(error)) from error
 
 
 def _check_side(array):
@@ -167,7 +166,7 @@ def _check_side(array):
         raise ImageError("cannot decode image", f"decoded to {array.dtype} of shape "
                          f"{'x'.join(map(str, array.shape))}, not height x width x 3")
     if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
-        raise ImageError(f"image too small: {array.shape[1]}x{array.shape[0]}")
+        raise ImageError("image too small", f"{array.shape[1]}x{array.shape[0]}")
     return array
 
 
@@ -189,7 +188,7 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS, fallbacks=None):
     used as they are (an invalid DICOM window: its values' range is used instead)."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in supported_extensions():
-        raise ImageError(f"unsupported file type {extension or '(none)'}")
+        raise ImageError("unsupported file type", extension or "(none)")
     try:
         size = files.check_regular_file(path, max_file_bytes(max_pixels))
     except files.FileError as error:

@@ -31,7 +31,7 @@ MAX_REPORT_UNCOMPRESSED = 100_000_000
 MAX_REPORT_MEMBERS = 1000
 
 
-class ReportError(Exception):
+class ReportError(files.FileError):
     """A report .docx that cannot (or must not) be opened."""
 
 
@@ -53,21 +53,23 @@ def check_report_size(docx_path):
     try:
         size = files.check_regular_file(docx_path)
     except files.FileError as error:
-        raise ReportError(f"unreadable .docx: {error}") from error
+        raise ReportError("unreadable .docx", str(error)) from error
     if size == 0:
-        raise ReportError("unreadable .docx: empty file")
+        raise ReportError("unreadable .docx", "empty file")
     if size > MAX_REPORT_BYTES:
-        raise ReportError(f"report too large: {size} bytes (limit {MAX_REPORT_BYTES})")
+        raise ReportError("report too large", f"{size} bytes (limit {MAX_REPORT_BYTES})")
     try:
         with zipfile.ZipFile(docx_path) as archive:
             members = archive.infolist()  # the central directory only; nothing is inflated
     except (zipfile.BadZipFile, OSError) as error:
-        raise ReportError(f"unreadable .docx: {error}") from error
+        raise ReportError("unreadable .docx", str(error)) from error
     if len(members) > MAX_REPORT_MEMBERS:
-        raise ReportError(f"report has {len(members)} zip members (limit {MAX_REPORT_MEMBERS})")
+        raise ReportError("report has too many zip members",
+                          f"{len(members)} (limit {MAX_REPORT_MEMBERS})")
     total = sum(member.file_size for member in members)
     if total > MAX_REPORT_UNCOMPRESSED:
-        raise ReportError(f"report expands to {total} bytes (limit {MAX_REPORT_UNCOMPRESSED})")
+        raise ReportError("report too large uncompressed",
+                          f"{total} bytes (limit {MAX_REPORT_UNCOMPRESSED})")
 
 
 def read_report_lines(docx_path):
@@ -77,7 +79,7 @@ def read_report_lines(docx_path):
     try:
         document = docx.Document(docx_path)
     except Exception as error:  # zipfile, KeyError, lxml errors for broken files
-        raise ReportError(f"unreadable .docx: {error}") from error
+        raise ReportError("unreadable .docx", str(error)) from error
     lines = [p.text for p in document.paragraphs if p.text.strip()]
     for table in document.tables:
         for row in table.rows:
@@ -119,7 +121,7 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
     for name in result.utf8_names(directory):
         path = os.path.join(directory, name)
         if not os.path.isdir(path):
-            _skip(result, path, "not a patient folder")
+            result.skip(path, "not a patient folder")
             continue
         _read_patient(result, name, path, table, suspicious_as_malignant)
     for example in result.examples:
@@ -146,12 +148,12 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
         if name == REPORT_NAME:
             continue
         if not images.is_image_file(name):
-            _skip(result, path, "unknown file type")
+            result.skip(path, "unknown file type")
             continue
         try:
             files.check_regular_file(path)
         except files.FileError as error:
-            _skip_error(result, path, error)
+            result.skip_error(path, error)
             continue
         image_paths.append(path)
     report_path = os.path.join(folder, REPORT_NAME)
@@ -161,8 +163,9 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     try:
         lines = read_report_lines(report_path)
     except ReportError as error:
-        _skip(result, report_path, str(error))
-        result.excluded.append({"case_id": patient, "reason": f"unreadable report ({error})"})
+        result.skip_error(report_path, error)
+        result.excluded.append({"case_id": patient, "reason": "unreadable report",
+                                "detail": str(error)})
         return
     decision = explain_diagnosis(lines, table, suspicious_as_malignant)
     label, diagnosis = decision.label, decision.text
@@ -181,13 +184,3 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
             source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
             image_path=image_path, label=label, tirads=find_tirads(lines), polygons=[],
             fields=dict(fields)))
-
-
-def _skip_error(result, path, error):
-    logging.warning("Skipping %s: %s", files.printable(path), error)
-    result.skip_error(path, error)
-
-
-def _skip(result, path, reason):
-    logging.warning("Skipping %s: %s", path, reason)
-    result.skipped.append({"path": path, "reason": reason})

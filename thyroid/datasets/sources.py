@@ -10,6 +10,7 @@ import os
 from typing import Dict, Optional
 
 from thyroid.datasets import csv_list, ddti, folders, local
+from thyroid.datasets.example import log_summary
 
 SOURCE_FLAGS = {"ddti": "--ddti_dir", "local": "--local_dir", "folders": "--image_dir",
                 "csv": "--csv"}
@@ -71,4 +72,5 @@ def read_sources(sources, options=None):
             raise SourceError(f"{SOURCE_FLAGS[kind]} {error}") from error
         except folders.ReaderError as error:
             raise SourceError(str(error)) from error
+        log_summary(f"{SOURCE_FLAGS[kind]} {path}", results[kind].skipped)
     return results
