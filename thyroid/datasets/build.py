@@ -46,9 +46,9 @@ class OutputExistsError(BuildError):
     """The output folder already holds a dataset and overwrite was not asked for."""
 
 
-def _read_sources(sources, options):
+def _read_sources(sources, options, flag_names):
     try:
-        return read_sources(sources, options)
+        return read_sources(sources, options, flag_names)
     except SourceError as error:
         raise BuildError(str(error)) from error
 
@@ -263,10 +263,11 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
           validation_fraction=0.15, test_fraction=0.2, augment_copies=2, crop="scan",
           num_shards=2, seed=0, overwrite=False, diagnosis_table=None, image_dir=None,
           csv_path=None, sources=None, reader_options=None, evaluation_only=False,
-          max_pixels=images.DEFAULT_MAX_PIXELS):
+          max_pixels=images.DEFAULT_MAX_PIXELS, source_flags=None):
     """Reads the sources, splits, augments, writes shards, labels.txt and manifest.json.
 
-    Sources: the named paths and/or ``sources={kind: path}`` (``thyroid.datasets.sources``).
+    Sources: the named paths and/or ``sources={kind: path}`` (``thyroid.datasets.sources``);
+    ``source_flags`` ``{kind: flag}`` names them in errors (default: this command's flags).
     Returns the manifest dict. Raises NoUsableExamplesError, OutputExistsError or BuildError.
     """
     started = time.time()
@@ -277,8 +278,9 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
     source_paths = _source_paths(ddti_dir, local_dir, image_dir, csv_path, sources)
     options = reader_options or ReaderOptions(diagnosis_table=diagnosis_table)
     # Resolved: a symlinked output is built at its target and the link itself is kept.
+    flags = dict(SOURCE_FLAGS, **(source_flags or {}))
     output_dir = check_output_dir("output_dir", output_dir, [
-        InputPath(SOURCE_FLAGS.get(kind, kind).lstrip("-"), path) for kind, path in source_paths.items()])
+        InputPath(flags.get(kind, kind).lstrip("-"), path) for kind, path in source_paths.items()])
     swap.remove_stale(output_dir)
     if swap.holds_dataset(output_dir) and not overwrite:
         raise OutputExistsError(f"{output_dir} already holds a dataset; "
@@ -287,7 +289,7 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
     if problem:
         raise BuildError(problem)
 
-    results = _read_sources(source_paths, options)
+    results = _read_sources(source_paths, options, flags)
     skipped = []  # by the build itself; the readers' own are in their results
     hashes = _hash_all(results, skipped, max_pixels)
     duplicates = _duplicate_groups(results, hashes)

@@ -141,6 +141,11 @@ def _first_undecodable_line(csv_path):
     return 1
 
 
+def check_header(csv_path):
+    """CsvError when the header (the first line only is read) lacks or repeats a column."""
+    read_csv(csv_path, lambda reader, lines: _header(reader, csv_path))
+
+
 def _read_rows(reader, lines, csv_path, base, class_map, result):
     """[_Row] of the usable rows; the others are skipped in ``result`` with the reason."""
     columns = _header(reader, csv_path)
@@ -158,16 +163,14 @@ def _read_rows(reader, lines, csv_path, base, class_map, result):
     return rows
 
 
-def read(csv_path, class_map=None):
-    """Reads the rows of ``csv_path`` into a ReadResult; bad rows are skipped with the reason.
-    CsvError (one line naming the file and line) when the file cannot be parsed as CSV."""
-    class_map = folders.DEFAULT_CLASS_MAP if class_map is None else class_map
-    base = os.path.dirname(os.path.abspath(csv_path))
-    result = ReadResult(source=SOURCE)
+def read_csv(csv_path, parse):
+    """``parse(csv.DictReader, counted lines)`` over the file; CsvError (one line naming the
+    file and line) when the file cannot be read or parsed as UTF-8 CSV."""
+    lines = None
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             lines = _CountedLines(f)
-            rows = _read_rows(csv.DictReader(lines), lines, csv_path, base, class_map, result)
+            return parse(csv.DictReader(lines), lines)
     except UnicodeDecodeError as error:
         raise CsvError(f"{csv_path} line {_first_undecodable_line(csv_path)}: not UTF-8 "
                        "text; save the file as UTF-8") from error
@@ -175,6 +178,16 @@ def read(csv_path, class_map=None):
         raise CsvError(f"{csv_path} line {lines.number}: {error}") from error
     except OSError as error:
         raise CsvError(f"{csv_path}: cannot read ({error.strerror or error})") from error
+
+
+def read(csv_path, class_map=None):
+    """Reads the rows of ``csv_path`` into a ReadResult; bad rows are skipped with the reason.
+    CsvError (one line naming the file and line) when the file cannot be parsed as CSV."""
+    class_map = folders.DEFAULT_CLASS_MAP if class_map is None else class_map
+    base = os.path.dirname(os.path.abspath(csv_path))
+    result = ReadResult(source=SOURCE)
+    rows = read_csv(csv_path, lambda reader, lines: _read_rows(reader, lines, csv_path, base,
+                                                                class_map, result))
     _merge_rows(result, rows, csv_path, base)
     result.cases = len({e.patient_id for e in result.examples})
     logging.info("CSV %s: %d patients, %d images, %d rows skipped", csv_path, result.cases,

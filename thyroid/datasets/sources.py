@@ -28,21 +28,57 @@ class ReaderOptions:
     patient_id_regex: Optional[str] = None      # folders
 
 
-def _check_path(kind, path):
+def prefixed_flags(prefix):
+    """The source flags of a command that names them with a prefix:
+    ``prefixed_flags("external_")["csv"] == "--external_csv"``."""
+    return {kind: f"--{prefix}{flag[2:]}" for kind, flag in SOURCE_FLAGS.items()}
+
+
+def _flag(kind, flag_names):
+    return (flag_names or {}).get(kind) or SOURCE_FLAGS[kind]
+
+
+def _path_problem(kind, path):
+    """Why ``path`` cannot be a source of ``kind`` ('' when it can); reads nothing but a
+    folder's listing or a file's first bytes."""
     wants_file = kind == "csv"
+    if not os.path.exists(path):
+        return "no such file" if wants_file else "no such folder"
+    if wants_file and os.path.isdir(path):
+        return "a folder, expected a CSV file"
     if wants_file and not os.path.isfile(path):
-        raise SourceError(f"{SOURCE_FLAGS[kind]} {path} is not a file")
+        return "not a regular file"  # a FIFO would block the read
     if not wants_file and not os.path.isdir(path):
-        raise SourceError(f"{SOURCE_FLAGS[kind]} {path} is not a folder")
-    try:  # a folder or file that cannot be read would otherwise look empty or fail later
+        return "not a folder"
+    try:  # unreadable, it would look empty or fail halfway through the work
         if wants_file:
-            with open(path, "rb"):
-                pass
+            with open(path, "rb") as f:
+                f.read(1)
         else:
             os.listdir(path)
     except OSError as error:
-        raise SourceError(f"{SOURCE_FLAGS[kind]} {path}: cannot read "
-                          f"({error.strerror or error})") from error
+        return f"cannot read ({error.strerror or error})"
+    return ""
+
+
+def check_sources(sources, flag_names=None):
+    """Checks ``{kind: path}`` before any work: known kinds; paths that exist, are folders (a
+    file for ``csv``) and can be read; a CSV's header. ``flag_names`` ``{kind: flag}`` says how
+    the caller's command line names each source (default ``SOURCE_FLAGS``; see
+    ``prefixed_flags``). Raises SourceError, one line naming the flag and the path."""
+    unknown = sorted(set(sources) - set(SOURCE_FLAGS))
+    if unknown:
+        raise SourceError(f"unknown source kind(s) {unknown}; expected {sorted(SOURCE_FLAGS)}")
+    for kind, path in sources.items():
+        flag = _flag(kind, flag_names)
+        problem = _path_problem(kind, path)
+        if problem:
+            raise SourceError(f"{flag} {path}: {problem}")
+        if kind == "csv":
+            try:
+                csv_list.check_header(path)
+            except csv_list.CsvError as error:
+                raise SourceError(f"{flag} {error}") from error
 
 
 def _read_one(kind, path, options):
@@ -57,20 +93,19 @@ def _read_one(kind, path, options):
     return csv_list.read(path, class_map=options.class_map)
 
 
-def read_sources(sources, options=None):
-    """``{kind: path}`` -> ``{kind: ReadResult}``; raises SourceError naming the flag."""
+def read_sources(sources, options=None, flag_names=None):
+    """``{kind: path}`` -> ``{kind: ReadResult}``; raises SourceError naming the flag
+    (``flag_names`` as for ``check_sources``)."""
     options = options or ReaderOptions()
-    unknown = sorted(set(sources) - set(SOURCE_FLAGS))
-    if unknown:
-        raise SourceError(f"unknown source kind(s) {unknown}; expected {sorted(SOURCE_FLAGS)}")
+    check_sources(sources, flag_names)
     results = {}
     for kind, path in sources.items():
-        _check_path(kind, path)
+        flag = _flag(kind, flag_names)
         try:
             results[kind] = _read_one(kind, path, options)
         except csv_list.CsvError as error:
-            raise SourceError(f"{SOURCE_FLAGS[kind]} {error}") from error
+            raise SourceError(f"{flag} {error}") from error
         except folders.ReaderError as error:
             raise SourceError(str(error)) from error
-        log_summary(f"{SOURCE_FLAGS[kind]} {path}", results[kind].skipped)
+        log_summary(f"{flag} {path}", results[kind].skipped)
     return results

@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from thyroid.datasets import build, folds
+from thyroid.datasets.sources import prefixed_flags
 from thyroid.evaluation.operating_point import choose_threshold
 from thyroid.evaluation.runs import predict_inputs, predict_splits
 from thyroid.training.inputs import part_size
@@ -58,7 +59,7 @@ def build_external_shards(sources, output_dir, seed):
     if unknown:
         raise ValueError(f"unknown external source kinds {unknown}; expected {EXTERNAL_SOURCES}")
     return build.build(output_dir=output_dir, sources=dict(sources), evaluation_only=True,
-                       seed=seed, overwrite=True)
+                       seed=seed, overwrite=True, source_flags=prefixed_flags("external_"))
 
 
 def prediction_records(row_id, repeat, fold, inputs, probs, threshold):
