@@ -12,7 +12,8 @@ import io
 
 import numpy as np
 
-from thyroid.datasets import files, images
+from thyroid.datasets import files
+from thyroid.datasets.pixels import ImageError, scale_to_uint8
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 # Header elements come before the pixel data and take kilobytes; reading a file's header from
@@ -25,7 +26,7 @@ def _pydicom():
     try:
         import pydicom
     except ImportError as error:
-        raise images.ImageError("DICOM needs pydicom: pip install -e .[dicom]") from error
+        raise ImageError("DICOM needs pydicom: pip install -e .[dicom]") from error
     return pydicom
 
 
@@ -35,11 +36,11 @@ def _read_header(source):
         try:
             source = io.BytesIO(files.read_prefix(source, HEADER_BYTES))
         except files.FileError as error:
-            raise images.ImageError(error.reason, error.detail) from error
+            raise ImageError(error.reason, error.detail) from error
     try:
         return pydicom.dcmread(source, stop_before_pixels=True, force=True)
     except Exception as error:  # pydicom raises many types for broken files
-        raise images.ImageError("cannot decode image", f"unreadable DICOM header ({error})") \
+        raise ImageError("cannot decode image", f"unreadable DICOM header ({error})") \
             from error
 
 
@@ -50,7 +51,7 @@ def header_size(source):
         source.seek(0)
     rows, columns = header.get("Rows"), header.get("Columns")
     if not rows or not columns:
-        raise images.ImageError("cannot decode image", "DICOM without Rows/Columns (no pixel data)")
+        raise ImageError("cannot decode image", "DICOM without Rows/Columns (no pixel data)")
     return int(columns), int(rows), int(header.get("NumberOfFrames", 1) or 1)
 
 
@@ -107,7 +108,7 @@ def _check_shape(dataset, interpretation, pixels):
     rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
     expected = (rows, columns) if interpretation in GREYSCALE else (rows, columns, 3)
     if pixels.shape != expected:
-        raise images.ImageError(
+        raise ImageError(
             "unsupported DICOM", f"{interpretation} with {dataset.get('SamplesPerPixel', 1)} "
             f"sample(s) per pixel decodes to shape {'x'.join(map(str, pixels.shape))}, the "
             f"header declares {'x'.join(map(str, expected))}")
@@ -122,13 +123,13 @@ def load_rgb(source, fallbacks=None):
     pixels = _first_frame(dataset)
     _check_shape(dataset, interpretation, pixels)
     if interpretation in GREYSCALE:
-        gray = images.scale_to_uint8(_window(dataset, pixels, fallbacks), 1.0)
+        gray = scale_to_uint8(_window(dataset, pixels, fallbacks), 1.0)
         if interpretation == "MONOCHROME1":
             gray = 255 - gray
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if pixels.dtype != np.uint8:
         bits = int(dataset.get("BitsStored", 8) or 8)
-        return images.scale_to_uint8(pixels, 2 ** bits - 1)
+        return scale_to_uint8(pixels, 2 ** bits - 1)
     return np.ascontiguousarray(pixels)
 
 
@@ -136,6 +137,6 @@ def dicom_patient(path, default):
     """(PatientID or ``default``, number of frames) from the header; ImageError if unreadable."""
     header = _read_header(path)
     if not header.get("Rows") or not header.get("Columns"):
-        raise images.ImageError("cannot decode image", "not a DICOM image (no Rows/Columns)")
+        raise ImageError("cannot decode image", "not a DICOM image (no Rows/Columns)")
     patient = str(header.get("PatientID", "") or "").strip()
     return patient or default, int(header.get("NumberOfFrames", 1) or 1)

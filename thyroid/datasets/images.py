@@ -13,7 +13,9 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from thyroid.datasets import files
+from thyroid.datasets import dicom, files
+# Re-exported: callers catch images.ImageError and the scaling is part of this module's story.
+from thyroid.datasets.pixels import ImageError, effective_bit_depth, scale_to_uint8  # noqa: F401
 
 RASTER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -28,11 +30,6 @@ DICOM_MAGIC_OFFSET = 128
 # refused (--max_pixels raises it).
 BYTES_PER_PIXEL_LIMIT = 8
 MIN_FILE_LIMIT = 16 * 2 ** 20
-
-
-class ImageError(files.FileError):
-    """An image file that cannot be used (corrupt, truncated, empty, unsupported, too large,
-    not a regular file)."""
 
 
 def max_file_bytes(max_pixels=DEFAULT_MAX_PIXELS):
@@ -100,7 +97,6 @@ def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
     else:
         is_dicom = os.path.splitext(path_or_bytes)[1].lower() in DICOM_EXTENSIONS
     if is_dicom:
-        from thyroid.datasets import dicom
         width, height, frames = dicom.header_size(_open_source(path_or_bytes))
     else:
         width, height, frames = _raster_size(path_or_bytes)
@@ -109,18 +105,6 @@ def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
         raise ImageError("image too large", f"{width}x{height} = {width * height} pixels, "
                          f"above the limit of {max_pixels} (--max_pixels)")
     return width, height, frames
-
-
-def effective_bit_depth(max_value):
-    """Smallest bit depth (at least 8) whose range holds ``max_value``: 12-bit data in a 16-bit
-    container scales by 4095, and 16-bit files holding only 0..255 stay unchanged."""
-    return max(8, int(np.ceil(np.log2(float(max_value) + 1.0))))
-
-
-def scale_to_uint8(values, full_scale):
-    """Linear map of 0..full_scale onto 0..255 (rounded, not clipped at 255 from above)."""
-    scaled = np.asarray(values, np.float64) * (255.0 / max(float(full_scale), 1.0))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def to_rgb8(image):
@@ -151,7 +135,6 @@ def _decode(path_or_bytes, is_dicom, max_pixels, fallbacks):
     check_pixel_count(path_or_bytes, max_pixels)
     try:
         if is_dicom:
-            from thyroid.datasets import dicom
             return dicom.load_rgb(_open_source(path_or_bytes), fallbacks)
         return _decode_raster(path_or_bytes)
     except ImageError:
