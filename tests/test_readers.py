@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from thyroid.datasets import build as build_lib
-from thyroid.datasets import csv_list, folders, images, local, shards
+from thyroid.datasets import csv_list, folders, images, shards, word_reports
 from thyroid.datasets.synthetic import docx_bytes
 
 SPLIT_WITH_SPACES = "Training Set 2021"
@@ -184,21 +184,21 @@ def _bomb_docx(path, member_bytes, members=1):
 def test_report_size_limits_refuse_before_parsing(tmp_path, monkeypatch):
     root = tmp_path / "local"
     bomb = _patient(root, "bomb", report=b"") / "report.docx"
-    _bomb_docx(bomb, local.MAX_REPORT_UNCOMPRESSED + 1)  # about 100 kB on disk
+    _bomb_docx(bomb, word_reports.MAX_REPORT_UNCOMPRESSED + 1)  # about 100 kB on disk
     assert bomb.stat().st_size < 1_000_000
     many = _patient(root, "many", report=b"") / "report.docx"
-    _bomb_docx(many, 1, members=local.MAX_REPORT_MEMBERS + 1)
+    _bomb_docx(many, 1, members=word_reports.MAX_REPORT_MEMBERS + 1)
     _patient(root, "good", ["Diagnosis: benign nodule"])
-    result = local.read(str(root))
+    result = word_reports.read(str(root))
     excluded = {e["case_id"]: e for e in result.excluded}
     assert {excluded[case]["reason"] for case in ("bomb", "many")} == {"unreadable report"}
     assert excluded["bomb"]["detail"].startswith("report too large uncompressed: ")
     assert excluded["many"]["detail"] == (f"report has too many zip members: "
-                                          f"{local.MAX_REPORT_MEMBERS + 1} (limit "
-                                          f"{local.MAX_REPORT_MEMBERS})")
+                                          f"{word_reports.MAX_REPORT_MEMBERS + 1} (limit "
+                                          f"{word_reports.MAX_REPORT_MEMBERS})")
     assert [e.case_id for e in result] == ["good"]
-    monkeypatch.setattr(local, "MAX_REPORT_BYTES", 30_000)  # the good report is about 36 kB
-    excluded = {e["case_id"]: e for e in local.read(str(root)).excluded}
+    monkeypatch.setattr(word_reports, "MAX_REPORT_BYTES", 30_000)  # the good report is about 36 kB
+    excluded = {e["case_id"]: e for e in word_reports.read(str(root)).excluded}
     assert excluded["good"]["detail"].startswith("report too large: ")
 
 
@@ -412,7 +412,7 @@ def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path):
     _jpeg(root / "benign" / "good.jpg", 1)
     _jpeg(root / "malignant" / "good.jpg", 2)
     bad_name = os.fsdecode(b"\xff\xfe.jpg")
-    (root / "benign" / bad_name).write_bytes((root / "benign" / "good.jpg").read_bytes()[:-2] + b"\0\0")
+    _jpeg(root / "benign" / bad_name, 3)
     os.mkdir(root / os.fsdecode(b"malignant\xff"))
     _jpeg(root / os.fsdecode(b"malignant\xff") / "malignant" / "x.jpg", 3)
     local_root = tmp_path / "local"
@@ -447,7 +447,7 @@ def test_dicom_window_fallbacks_are_counted_in_the_manifest(tmp_path):
 NOBODY_SCRIPT = """
 import json, os, sys
 import docx, encodings.cp437  # all imports before dropping privileges: the interpreter's own
-from thyroid.datasets import folders, local, sources  # files may be out of reach after
+from thyroid.datasets import folders, sources, word_reports  # files may be out of reach after
 images_root, local_root, locked, uid, gid = sys.argv[1:6]
 if int(uid) >= 0:
     os.setgroups([])
@@ -455,8 +455,8 @@ if int(uid) >= 0:
     os.setuid(int(uid))
 result = {"folders": folders.read(images_root).skipped,
           "labelled": sorted(e.image_path for e in folders.read(images_root)),
-          "local": local.read(local_root).skipped,
-          "local_excluded": local.read(local_root).excluded}
+          "local": word_reports.read(local_root).skipped,
+          "local_excluded": word_reports.read(local_root).excluded}
 try:
     sources.read_sources({"ddti": locked})
 except sources.SourceError as error:

@@ -2,9 +2,10 @@
 
 The label of a file is the class of the enclosing folders whose names the class map knows
 (case-insensitive); when those folders name different classes (``benign/1/scan.jpg``) the
-image is excluded with the reason, since no single rule can say which one is meant. Patient ids come from ``patient_id_regex`` applied to the path relative to
-the root (its ``patient`` group, else its first group, else the whole match); without it a DICOM
-file's PatientID is used, and any other file is its own patient, which the result's notes say.
+image is excluded with the reason, since no single rule can say which one is meant.
+Patient ids come from ``patient_id_regex`` applied to the path relative to the root (its
+``patient`` group, else its first group, else the whole match); without it a DICOM file's
+PatientID is used, and any other file is its own patient, which the result's notes say.
 """
 
 import os

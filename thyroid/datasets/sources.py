@@ -1,15 +1,16 @@
 """The one place that turns ``{source kind: path}`` into ReadResults, for the dataset build and
 for studies that evaluate on external sets.
 
-Kinds: ``ddti`` and ``local`` (folders), ``folders`` (images per class folder, ``--image_dir``)
-and ``csv`` (a CSV list, ``--csv``).
+Kinds: ``ddti`` (``--ddti_dir``), ``local`` (patient folders with report.docx, read by
+``word_reports``, ``--local_dir``), ``folders`` (images per class folder, ``--image_dir``) and
+``csv`` (a CSV list, ``--csv``).
 """
 
 import dataclasses
 import os
 from typing import Dict, Optional
 
-from thyroid.datasets import csv_list, ddti, folders, local
+from thyroid.datasets import csv_list, ddti, folders, word_reports
 from thyroid.datasets.example import log_summary
 
 SOURCE_FLAGS = {"ddti": "--ddti_dir", "local": "--local_dir", "folders": "--image_dir",
@@ -85,7 +86,7 @@ def _read_one(kind, path, options):
     if kind == "ddti":
         return ddti.read(path)
     if kind == "local":
-        return local.read(path, diagnosis_table=options.diagnosis_table,
+        return word_reports.read(path, diagnosis_table=options.diagnosis_table,
                           suspicious_as_malignant=options.suspicious_as_malignant)
     if kind == "folders":
         return folders.read(path, class_map=options.class_map,

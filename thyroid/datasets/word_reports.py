@@ -1,4 +1,5 @@
-"""Reader for the local hospital layout: ``<root>/<patient_id>/report.docx`` plus images.
+"""Reader for the hospital's layout of Word reports: ``<root>/<patient_id>/report.docx`` plus
+that patient's images (the ``local`` source kind, ``--local_dir``).
 
 The report gives the label through ``thyroid.datasets.report_labels`` (negation, uncertainty,
 indication and history aware) and ``DIAGNOSIS_LABELS``, a table of phrases that callers may
