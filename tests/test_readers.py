@@ -16,6 +16,11 @@ from thyroid.datasets.synthetic import docx_bytes
 SPLIT_WITH_SPACES = "Training Set 2021"
 
 
+def build_from(output_dir, sources, **settings):
+    return build_lib.build(build_lib.BuildConfig(output_dir=str(output_dir), sources=sources,
+                                                 **settings))
+
+
 def skipped_files(manifest):
     """{path: reason} of the files a manifest lists as skipped."""
     return {entry["path"]: reason for reason, group in manifest["skipped"].items()
@@ -58,8 +63,8 @@ def test_folder_labels_come_from_class_folders(folder_root, tmp_path):
     assert {"case_id": os.path.join("Test", "unsorted", "x_0.jpg"),
             "reason": "no class folder"} in result.excluded
     assert result.notes == [folders.NO_PATIENT_NOTE]  # each file is its own patient
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root),
-                               augment_copies=0, num_shards=1, crop="none")
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(folder_root)}, augment_copies=0,
+                          num_shards=1, crop="none")
     assert manifest["sources"]["folders"]["notes"] == [folders.NO_PATIENT_NOTE]
     groups = [g for g in manifest["duplicates"] if any("copy_of_p10" in p for p in g["paths"])]
     assert len(groups) == 1 and len(groups[0]["paths"]) == 2 and groups[0]["labels"] == [0, 1]
@@ -81,9 +86,9 @@ def test_patient_regex_and_class_map(folder_root, tmp_path):
     assert skipped["copy_of_p10.jpg"] == "--patient_id_regex does not match its path"
     with pytest.raises(folders.ReaderError, match="--class_map entry 'benign:2'"):
         folders.parse_class_map("benign:2")
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root), crop="none",
-                               augment_copies=0, num_shards=1,
-                               reader_options=build_lib.ReaderOptions(
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(folder_root)}, crop="none",
+                          augment_copies=0, num_shards=1,
+                          reader_options=build_lib.ReaderOptions(
                                    class_map=class_map, patient_id_regex=r"/(p\d+)\w\w_"))
     assert manifest["leakage"]["patients_in_multiple_splits"] == 0
 
@@ -110,8 +115,8 @@ def test_csv_split_column_is_honoured(tmp_path):
     result = csv_list.read(csv_path)
     reasons = sorted(s["reason"].split(" ")[0] for s in result.skipped)
     assert reasons == ["no", "unknown", "unknown"] and len(result.examples) == 24
-    manifest = build_lib.build(str(tmp_path / "out"), csv_path=csv_path, augment_copies=1,
-                               num_shards=1, crop="none")
+    manifest = build_from(str(tmp_path / "out"), {"csv": csv_path}, augment_copies=1, num_shards=1,
+                          crop="none")
     by_split = {split: shards.load_split(str(tmp_path / "out"), split) for split in shards.SPLITS}
     fixed = {f"csv:pt{i // 2}": ("train", "validation", "test")[i // 2 % 4]
              for i in range(24) if i // 2 % 4 != 3}
@@ -132,15 +137,15 @@ def test_csv_split_column_is_honoured(tmp_path):
 def test_csv_without_required_columns(tmp_path):
     path = _write_csv(tmp_path / "bad.csv", [["a.jpg"]], header=("file",))
     with pytest.raises(build_lib.BuildError, match="missing column.*path, label"):
-        build_lib.build(str(tmp_path / "out"), csv_path=path)
+        build_from(str(tmp_path / "out"), {"csv": path})
 
 
 @pytest.mark.parametrize("how", ["flag", "fractions"])
 def test_evaluation_only_build(folder_root, tmp_path, how):
     kwargs = dict(evaluation_only=True) if how == "flag" else dict(
         test_fraction=1.0, validation_fraction=0.0, augment_copies=0)
-    manifest = build_lib.build(str(tmp_path / how), image_dir=str(folder_root), crop="none",
-                               num_shards=1, **kwargs)
+    manifest = build_from(tmp_path / how, {"folders": str(folder_root)}, crop="none",
+                          num_shards=1, **kwargs)
     assert manifest["evaluation_only"] is True
     assert manifest["splits"]["train"]["images"] == manifest["splits"]["validation"]["images"] == 0
     test = shards.load_split(str(tmp_path / how), "test")
@@ -160,18 +165,18 @@ def test_local_manifest_records_labels_words_and_reasons(tmp_path):
     _patient(tmp_path / "local", "p1", ["Diagnosis: negative for malignancy"])
     _patient(tmp_path / "local", "p2", ["Diagnosis: suspicious for carcinoma"])
     _patient(tmp_path / "local", "p3", ["Diagnosis: papillary carcinoma"])
-    manifest = build_lib.build(str(tmp_path / "out"), local_dir=str(tmp_path / "local"),
-                               crop="none", augment_copies=0, num_shards=1,
-                               validation_fraction=0.0, test_fraction=0.0)
+    manifest = build_from(str(tmp_path / "out"), {"local": str(tmp_path / "local")}, crop="none",
+                          augment_copies=0, num_shards=1, validation_fraction=0.0,
+                          test_fraction=0.0)
     source = manifest["sources"]["local"]
     assert {"case_id": "p1", "label": 0, "words": "negative for malignancy"} in source["labels"]
     assert {"case_id": "p3", "label": 1, "words": "papillary carcinoma"} in source["labels"]
     assert {"case_id": "p2", "reason": "uncertain",
             "words": "suspicious for carcinoma"} in source["excluded"]
-    suspicious = build_lib.build(
-        str(tmp_path / "out2"), local_dir=str(tmp_path / "local"), crop="none", num_shards=1,
-        augment_copies=0, validation_fraction=0.0, test_fraction=0.0,
-        reader_options=build_lib.ReaderOptions(suspicious_as_malignant=True))
+    suspicious = build_from(str(tmp_path / "out2"), {"local": str(tmp_path / "local")}, crop="none",
+                            num_shards=1, augment_copies=0, validation_fraction=0.0,
+                            test_fraction=0.0,
+                            reader_options=build_lib.ReaderOptions(suspicious_as_malignant=True))
     assert suspicious["splits"]["train"]["original"]["malignant"] == 2
 
 
@@ -239,8 +244,8 @@ def test_dicom_in_class_folders_uses_patient_id(tmp_path):
     assert sorted((e.patient_id, e.label) for e in result.labelled) == [
         ("folders:A1", 0), ("folders:A1", 0), ("folders:B2", 1)]
     assert [os.path.basename(s["path"]) for s in result.skipped] == ["broken.dcm"]
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), crop="none",
-                               evaluation_only=True, num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(root)}, crop="none",
+                          evaluation_only=True, num_shards=1)
     test = shards.load_split(str(tmp_path / "out"), "test")
     assert sorted(set(test.patient_ids)) == ["folders:A1", "folders:B2"]
     assert manifest["splits"]["test"]["original"] == {"benign": 2, "malignant": 1}
@@ -271,7 +276,7 @@ def test_csv_with_a_repeated_column_is_refused(tmp_path, header, repeated):
     with pytest.raises(build_lib.SourceError, match=message):
         build_lib.read_sources({"csv": path})
     with pytest.raises(build_lib.BuildError, match=message):
-        build_lib.build(str(tmp_path / "out"), csv_path=path)
+        build_from(str(tmp_path / "out"), {"csv": path})
 
 
 def test_csv_rows_of_one_image_that_disagree_exclude_it_and_repeats_count_once(tmp_path):
@@ -294,16 +299,16 @@ def test_csv_rows_of_one_image_that_disagree_exclude_it_and_repeats_count_once(t
     assert excluded[os.path.join("img", "d.jpg")]["reason"] == "contradictory rows (patient_id)"
     assert result.skipped == [{"path": f"{csv_path}:5", "reason": "repeated row",
                                "detail": "as line 3"}]
-    manifest = build_lib.build(str(tmp_path / "out"), csv_path=csv_path, evaluation_only=True,
-                               crop="none", num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"csv": csv_path}, evaluation_only=True,
+                          crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 2
 
 
 def test_byte_identical_copies_with_two_labels_are_excluded(folder_root, tmp_path):
     copy = folder_root / "Test" / "Benign" / "copy_of_p10.jpg"
     original = folder_root / "Test" / "Malignant" / "p10Te_0.jpg"
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(folder_root), crop="none",
-                               evaluation_only=True, num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(folder_root)}, crop="none",
+                          evaluation_only=True, num_shards=1)
     assert manifest["splits"]["test"]["images"] == 2 * 2 * 4 * 2 - 1
     skipped = skipped_files(manifest)
     assert skipped[str(copy)] == skipped[str(original)] == \
@@ -318,8 +323,8 @@ def test_image_keys_are_unique_per_image(tmp_path):
     _jpeg(tmp_path / "b" / "scan.jpg", 2)
     csv_path = _write_csv(tmp_path / "list.csv", [["a/scan.jpg", "0", "p1", "", ""],
                                                   ["b/scan.jpg", "1", "p1", "", ""]])
-    build_lib.build(str(tmp_path / "out"), csv_path=csv_path, evaluation_only=True,
-                    crop="none", num_shards=1)
+    build_from(str(tmp_path / "out"), {"csv": csv_path}, evaluation_only=True, crop="none",
+               num_shards=1)
     keys = shards.load_split(str(tmp_path / "out"), "test").keys
     assert sorted(keys) == ["csv:a/scan.jpg", "csv:b/scan.jpg"]
 
@@ -359,8 +364,8 @@ def test_only_regular_files_are_opened(tmp_path):
     assert reasons == {"p.jpg": "not a regular file", "q.dcm": "not a regular file",
                        "z.jpg": "not a regular file", "broken.jpg": "no such file"}
     assert sorted(os.path.basename(e.image_path) for e in result) == ["good.jpg", "link.jpg"]
-    manifest = _read_unblocking_fifos(lambda: build_lib.build(
-        str(tmp_path / "out"), image_dir=str(root), evaluation_only=True, crop="none",
+    manifest = _read_unblocking_fifos(lambda: build_from(
+        str(tmp_path / "out"), {"folders": str(root)}, evaluation_only=True, crop="none",
         num_shards=1), fifos)
     assert manifest["splits"]["test"]["images"] == 2
 
@@ -372,8 +377,8 @@ def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path):
     limit = images.max_file_bytes(images.DEFAULT_MAX_PIXELS)
     with open(big, "r+b") as f:
         f.truncate(limit + 1)  # sparse: a valid JPEG followed by zeros, never written to disk
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
-                               crop="none", num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(root)}, evaluation_only=True,
+                          crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 1
     reasons = {os.path.basename(path): reason for path, reason in skipped_files(manifest).items()}
     assert reasons == {"big.jpg": "file too large"}
@@ -400,8 +405,8 @@ def test_a_dicom_that_cannot_be_decoded_is_skipped_and_the_build_goes_on(tmp_pat
     (root / "malignant").mkdir()
     write_dicom(root / "malignant" / "m3.dcm", np.full((32, 40, 3), 100, np.uint8), "RGB",
                 PhotometricInterpretation="MONOCHROME2")  # 3 samples declared greyscale
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
-                               crop="none", num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(root)}, evaluation_only=True,
+                          crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 1
     assert [(os.path.basename(path), reason) for path, reason in skipped_files(manifest).items()] \
         == [("m3.dcm", "unsupported DICOM")]
@@ -418,9 +423,8 @@ def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path):
     local_root = tmp_path / "local"
     _patient(local_root, os.fsdecode(b"p\xfe"), ["Diagnosis: papillary carcinoma"])
     _patient(local_root, "p2", ["Diagnosis: benign nodule"])
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root),
-                               local_dir=str(local_root), evaluation_only=True, crop="none",
-                               num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(root), "local": str(local_root)},
+                          evaluation_only=True, crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 3
     assert skipped_files(manifest) == {
         os.path.join(str(root), "benign", "\\xff\\xfe.jpg"): "file name is not UTF-8",
@@ -436,8 +440,8 @@ def test_dicom_window_fallbacks_are_counted_in_the_manifest(tmp_path):
     gray = np.linspace(0, 4095, 32 * 40).reshape(32, 40).astype(np.uint16)
     path = write_dicom(root / "benign" / "w.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=0)
     write_dicom(root / "benign" / "ok.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=400)
-    manifest = build_lib.build(str(tmp_path / "out"), image_dir=str(root), evaluation_only=True,
-                               crop="none", num_shards=1)
+    manifest = build_from(str(tmp_path / "out"), {"folders": str(root)}, evaluation_only=True,
+                          crop="none", num_shards=1)
     assert manifest["splits"]["test"]["images"] == 2
     assert manifest["decode_fallbacks"] == {
         "DICOM window unusable (width not a number >= 1): stored value range used":
@@ -529,8 +533,8 @@ def test_thousands_of_missing_files_give_one_log_line_and_a_small_manifest(tmp_p
                                                   ["img/b.jpg", "1", "p2", "", ""]] +
                           [[f"img/gone_{i}.jpg", "1", f"q{i}", "", ""] for i in range(missing)])
     caplog.set_level("INFO")
-    build_lib.build(str(tmp_path / "out"), csv_path=csv_path, evaluation_only=True,
-                    crop="none", num_shards=1)
+    build_from(str(tmp_path / "out"), {"csv": csv_path}, evaluation_only=True, crop="none",
+               num_shards=1)
     lines = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     assert len(lines) <= 3, lines[:5]  # the summary line (and the no-patient note, if any)
     summary = [line for line in lines if "no such file" in line]

@@ -29,6 +29,12 @@ class ReaderOptions:
     patient_id_regex: Optional[str] = None      # folders
 
 
+def named_sources(ddti_dir=None, local_dir=None, image_dir=None, csv=None):
+    """``{kind: path}`` from paths held by their flag's name (None or '' left out)."""
+    named = {"ddti": ddti_dir, "local": local_dir, "folders": image_dir, "csv": csv}
+    return {kind: path for kind, path in named.items() if path}
+
+
 def prefixed_flags(prefix):
     """The source flags of a command that names them with a prefix:
     ``prefixed_flags("external_")["csv"] == "--external_csv"``."""

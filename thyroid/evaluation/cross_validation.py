@@ -17,7 +17,6 @@ import numpy as np
 from absl import logging
 
 from thyroid.datasets import build, folds
-from thyroid.datasets.sources import prefixed_flags
 from thyroid.evaluation.operating_point import choose_threshold
 from thyroid.evaluation.runs import predict_inputs, predict_splits
 from thyroid.training.inputs import part_size
@@ -45,9 +44,10 @@ def build_development_shards(ddti_dir, local_dir, dataset_dir, augment_copies, s
                              num_folds, num_repeats):
     """Shards of every labelled image (augmented copies tagged with their original's key)
     in one split, decoded and encoded once; then folds.json beside the manifest."""
-    manifest = build.build(ddti_dir=ddti_dir, local_dir=local_dir, output_dir=dataset_dir,
-                           protocol="patient", validation_fraction=0.0, test_fraction=0.0,
-                           augment_copies=augment_copies, seed=seed, overwrite=True)
+    manifest = build.build(build.BuildConfig(
+        output_dir=dataset_dir, sources=build.named_sources(ddti_dir=ddti_dir, local_dir=local_dir),
+        protocol="patient", validation_fraction=0.0, test_fraction=0.0,
+        augment_copies=augment_copies, seed=seed, overwrite=True))
     assignment = folds.write_folds(dataset_dir, SPLIT, num_folds, num_repeats, seed)
     return manifest, assignment
 
@@ -58,8 +58,9 @@ def build_external_shards(sources, output_dir, seed):
     unknown = sorted(set(sources) - set(EXTERNAL_SOURCES))
     if unknown:
         raise ValueError(f"unknown external source kinds {unknown}; expected {EXTERNAL_SOURCES}")
-    return build.build(output_dir=output_dir, sources=dict(sources), evaluation_only=True,
-                       seed=seed, overwrite=True, source_flags=prefixed_flags("external_"))
+    return build.build(build.BuildConfig(
+        output_dir=output_dir, sources=dict(sources), evaluation_only=True, seed=seed,
+        overwrite=True, source_flags=build.prefixed_flags("external_")))
 
 
 def prediction_records(row_id, repeat, fold, inputs, probs, threshold):

@@ -221,9 +221,10 @@ def run_single_split_study(study, run_dir, started):
     run_name = os.path.basename(run_dir)
     ddti_dir, local_dir, data_description = prepare_data(study, run_dir)
     dataset_dir = os.path.join(run_dir, "shards")
-    manifest = build.build(
-        ddti_dir=ddti_dir, local_dir=local_dir, output_dir=dataset_dir, protocol=study.protocol,
-        augment_copies=study.augment_copies, seed=study.seed, overwrite=True)
+    manifest = build.build(build.BuildConfig(
+        output_dir=dataset_dir, sources=build.named_sources(ddti_dir=ddti_dir, local_dir=local_dir),
+        protocol=study.protocol, augment_copies=study.augment_copies, seed=study.seed,
+        overwrite=True))
     study_rows = selected_rows(study)
     prepare_checkpoints(study.checkpoint_dir, sorted({row[1] for row in study_rows}),
                         study.download_checkpoints)
