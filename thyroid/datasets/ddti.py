@@ -101,6 +101,57 @@ def _find_image(directory, case_id, index, files):
     return None
 
 
+def _read_case(result, directory, xml_name, files_by_stem, used_images):
+    """One case's examples into ``result``; the image names it uses into ``used_images``."""
+    path = os.path.join(directory, xml_name)
+    case_id = os.path.splitext(xml_name)[0]
+    try:
+        fields, marks = parse_case(path)
+    except files.FileError as error:
+        result.skip_error(path, error)
+        return
+    except Exception as error:  # lxml errors, bad root, unreadable file
+        result.skip(path, "unreadable XML", str(error))
+        return
+    result.cases += 1
+    label = tirads_label(fields["tirads"])
+    if label is None:
+        reason = "empty TIRADS" if not fields["tirads"] else f"unknown TIRADS {fields['tirads']!r}"
+        result.excluded.append({"case_id": case_id, "reason": reason})
+    for index, svg in marks:
+        image_path = _find_image(directory, case_id, index, files_by_stem)
+        mark_name = f"{case_id}_{index}"
+        if image_path is None:
+            result.skip(os.path.join(directory, mark_name + ".jpg"), "image file missing")
+            continue
+        used_images.add(os.path.basename(image_path))
+        try:
+            files.check_regular_file(image_path)
+        except files.FileError as error:
+            result.skip_error(image_path, error)
+            continue
+        polygons = parse_polygons(svg)
+        if polygons is None:
+            result.marks_without_polygon.append(mark_name)
+        result.examples.append(Example(
+            source=SOURCE, case_id=case_id, patient_id=make_patient_id(SOURCE, case_id),
+            image_path=image_path, label=label, tirads=fields["tirads"],
+            polygons=polygons or [], fields=dict(fields),
+            key=make_image_key(SOURCE, directory, image_path)))
+
+
+def _skip_strays(result, directory, names, used_images):
+    """Files no case uses (documentation and folders aside) are listed as skipped."""
+    for name in names:
+        if name in used_images or name.lower().endswith(".xml"):
+            continue
+        path = os.path.join(directory, name)
+        if name.lower().endswith(IGNORED_EXTENSIONS) or os.path.isdir(path):
+            continue
+        reason = "image without a case mark" if images.is_image_file(name) else "unknown file type"
+        result.skip(path, reason)
+
+
 def read(directory):
     """Reads a DDTI folder into a ReadResult (all examples; iterate it for the labelled ones)."""
     result = ReadResult(source=SOURCE)
@@ -111,49 +162,8 @@ def read(directory):
     used_images = set()
     xml_names = [n for n in names if n.lower().endswith(".xml")]
     for xml_name in sorted(xml_names, key=_case_sort_key):
-        path = os.path.join(directory, xml_name)
-        case_id = os.path.splitext(xml_name)[0]
-        try:
-            fields, marks = parse_case(path)
-        except files.FileError as error:
-            result.skip_error(path, error)
-            continue
-        except Exception as error:  # lxml errors, bad root, unreadable file
-            result.skip(path, "unreadable XML", str(error))
-            continue
-        result.cases += 1
-        label = tirads_label(fields["tirads"])
-        if label is None:
-            reason = "empty TIRADS" if not fields["tirads"] else f"unknown TIRADS {fields['tirads']!r}"
-            result.excluded.append({"case_id": case_id, "reason": reason})
-        for index, svg in marks:
-            image_path = _find_image(directory, case_id, index, files_by_stem)
-            mark_name = f"{case_id}_{index}"
-            if image_path is None:
-                result.skip(os.path.join(directory, mark_name + ".jpg"), "image file missing")
-                continue
-            used_images.add(os.path.basename(image_path))
-            try:
-                files.check_regular_file(image_path)
-            except files.FileError as error:
-                result.skip_error(image_path, error)
-                continue
-            polygons = parse_polygons(svg)
-            if polygons is None:
-                result.marks_without_polygon.append(mark_name)
-            result.examples.append(Example(
-                source=SOURCE, case_id=case_id, patient_id=make_patient_id(SOURCE, case_id),
-                image_path=image_path, label=label, tirads=fields["tirads"],
-                polygons=polygons or [], fields=dict(fields),
-                key=make_image_key(SOURCE, directory, image_path)))
-    for name in names:
-        if name in used_images or name.lower().endswith(".xml"):
-            continue
-        path = os.path.join(directory, name)
-        if name.lower().endswith(IGNORED_EXTENSIONS) or os.path.isdir(path):
-            continue
-        reason = "image without a case mark" if images.is_image_file(name) else "unknown file type"
-        result.skip(path, reason)
+        _read_case(result, directory, xml_name, files_by_stem, used_images)
+    _skip_strays(result, directory, names, used_images)
     counts = result.counts()
     logging.info("DDTI %s: %d cases (%d labelled), %d images (%d labelled), excluded %s, "
                  "%d marks without polygon, %d files skipped", directory, counts["cases"],
