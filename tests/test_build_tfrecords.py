@@ -220,3 +220,20 @@ def test_build_config_is_validated_once_and_saved_whole(synthetic_root, tmp_path
     assert saved["augment_copies"] == 0  # resolved: what the build did, not the default asked
     rebuilt = BuildConfig(**dict(saved, reader_options=ReaderOptions(**saved["reader_options"])))
     assert rebuilt == config.resolved()
+
+
+def test_command_line_settings_are_checked_in_one_line(tmp_path, capsys):
+    from thyroid import build_tfrecords as command
+    assert command.main(["build", f"--output_dir={tmp_path / 'a'}"]) == 1
+    assert command.main(["build", f"--csv={tmp_path}/x.csv", "--patient_id_regex=(",
+                         f"--output_dir={tmp_path / 'b'}"]) == 2
+    assert command.main(["build", f"--image_dir={tmp_path / 'none'}",
+                         f"--output_dir={tmp_path / 'c'}"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("build_tfrecords: error: ")]
+    assert errors == [
+        "build_tfrecords: error: give at least one of --ddti_dir, --local_dir, --image_dir, --csv",
+        "build_tfrecords: error: --patient_id_regex=(: missing ), unterminated subpattern at "
+        "position 0",
+        f"build_tfrecords: error: --image_dir {tmp_path / 'none'}: no such folder"]
+    assert "Traceback" not in "\n".join(lines)

@@ -48,7 +48,9 @@ def define_source_flags(fv):
                         "JSON file {phrase: 0|1} extending the local reader's diagnosis table.",
                         flag_values=fv)
     flags.DEFINE_integer("max_pixels", images.DEFAULT_MAX_PIXELS, "Refuse images whose header "
-                         "declares more pixels than this (checked before decoding).",
+                         "declares more pixels than this (checked before decoding), and image "
+                         "files larger than 8 bytes per pixel of it (at least 16 MiB), checked "
+                         "before reading.",
                          lower_bound=1, upper_bound=10**9, flag_values=fv)
 
 
@@ -121,9 +123,8 @@ def build_config(fv):
 
 def run(fv, args):
     del args
-    config = build_config(fv)
     try:
-        build(config)
+        build(build_config(fv))
     except BuildError as error:
         logging.error("%s", error)
         cli.print_error(COMMAND, error)

@@ -62,7 +62,8 @@ def _path_problem(kind, path):
             with open(path, "rb") as f:
                 f.read(1)
         else:
-            os.listdir(path)
+            with os.scandir(path) as entries:  # the first entry is enough to know
+                next(entries, None)
     except OSError as error:
         return f"cannot read ({error.strerror or error})"
     return ""
