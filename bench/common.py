@@ -160,8 +160,9 @@ def synthetic_shards(work_dir, num_cases=80, seed=0, augment_copies=0, width=560
     synth.generate(data_dir, num_cases=num_cases, seed=seed, width=width, height=height,
                    num_local_cases=0)
     shard_dir = os.path.join(work_dir, "shards")
-    build_tfrecords.build(output_dir=shard_dir, ddti_dir=os.path.join(data_dir, "ddti"),
-                          augment_copies=augment_copies, seed=seed, overwrite=True)
+    build_tfrecords.build(build_tfrecords.BuildConfig(
+        output_dir=shard_dir, sources={"ddti": os.path.join(data_dir, "ddti")},
+        augment_copies=augment_copies, seed=seed, overwrite=True))
     return shard_dir
 
 

@@ -42,8 +42,10 @@ def build_default_set(work_dir, num_cases):
     data_dir = os.path.join(work_dir, "synthetic")
     synthetic.generate(data_dir, num_cases=num_cases, seed=0)
     shard_dir = os.path.join(work_dir, "shards")
-    build.build(output_dir=shard_dir, ddti_dir=os.path.join(data_dir, "ddti"),
-                local_dir=os.path.join(data_dir, "local"), augment_copies=0, seed=0, overwrite=True)
+    build.build(build.BuildConfig(
+        output_dir=shard_dir, sources={"ddti": os.path.join(data_dir, "ddti"),
+                                       "local": os.path.join(data_dir, "local")},
+        augment_copies=0, seed=0, overwrite=True))
     return shard_dir
 
 

@@ -24,10 +24,10 @@ def patient_build(synthetic_root, tmp_path_factory):
     """(output_dir, manifest) of a patient-protocol build over both synthetic sources."""
     from thyroid.datasets import build as build_tfrecords
     output = tmp_path_factory.mktemp("patient_build")
-    manifest = build_tfrecords.build(
-        output_dir=str(output), ddti_dir=os.path.join(synthetic_root, "ddti"),
-        local_dir=os.path.join(synthetic_root, "local"), protocol="patient", augment_copies=2,
-        seed=0, overwrite=True)
+    manifest = build_tfrecords.build(build_tfrecords.BuildConfig(
+        output_dir=str(output), sources={"ddti": os.path.join(synthetic_root, "ddti"),
+                                         "local": os.path.join(synthetic_root, "local")},
+        protocol="patient", augment_copies=2, seed=0, overwrite=True))
     return output, manifest
 
 

@@ -28,8 +28,9 @@ def _image_root(root, count, seed):
 
 
 def _build(images, output, **kwargs):
-    return build_lib.build(str(output), image_dir=str(images), crop="none", augment_copies=0,
-                           num_shards=2, **kwargs)
+    return build_lib.build(build_lib.BuildConfig(
+        output_dir=str(output), sources={"folders": str(images)}, crop="none",
+        augment_copies=0, num_shards=2, **kwargs))
 
 
 def _loadable(output):

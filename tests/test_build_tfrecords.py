@@ -97,10 +97,14 @@ def test_slim_tfexample_decoder_reads_shards(patient_build):
     assert np.array_equal(decoded["image"], image) and decoded["augmented"] == 0
 
 
+def build_from(output_dir, sources, **settings):
+    return build_tfrecords.build(build_tfrecords.BuildConfig(output_dir=str(output_dir),
+                                                             sources=sources, **settings))
+
+
 def test_image_protocol_reports_leakage(synthetic_root, tmp_path):
-    manifest = build_tfrecords.build(
-        output_dir=str(tmp_path), ddti_dir=str(synthetic_root / "ddti"), protocol="image",
-        augment_copies=2, seed=1)
+    manifest = build_from(str(tmp_path), {"ddti": str(synthetic_root / "ddti")}, protocol="image",
+                          augment_copies=2, seed=1)
     assert manifest["protocol"] == "image"
     assert manifest["leakage"]["patients_in_multiple_splits"] > 0
     assert manifest["leakage"]["test_images_with_patient_in_train"] > 0
@@ -125,9 +129,10 @@ def test_corrupt_and_empty_images_are_skipped(synthetic_root, tmp_path):
     with open(truncated, "wb") as f:
         f.write(data[:len(data) // 3])
     (source / "garbage.bin").write_bytes(b"\x00" * 10)
-    manifest = build_tfrecords.build(output_dir=str(tmp_path / "out"), ddti_dir=str(source),
-                                     augment_copies=0, num_shards=1)
-    reasons = {os.path.basename(s["path"]): s["reason"] for s in manifest["skipped"]}
+    manifest = build_from(str(tmp_path / "out"), {"ddti": str(source)}, augment_copies=0,
+                          num_shards=1)
+    reasons = {os.path.basename(entry["path"]): reason
+               for reason, group in manifest["skipped"].items() for entry in group["files"]}
     assert reasons[os.path.basename(empty)] == "empty file"
     assert "cannot decode" in reasons[os.path.basename(truncated)]
     assert reasons["garbage.bin"] == "unknown file type"
@@ -139,7 +144,7 @@ def test_no_usable_example_is_an_error(tmp_path):
     (tmp_path / "ddti").mkdir()
     (tmp_path / "ddti" / "1.xml").write_text("<case><tirads></tirads></case>")
     with pytest.raises(build_tfrecords.NoUsableExamplesError):
-        build_tfrecords.build(output_dir=str(tmp_path / "out"), ddti_dir=str(tmp_path / "ddti"))
+        build_from(str(tmp_path / "out"), {"ddti": str(tmp_path / "ddti")})
     assert not (tmp_path / "out" / "manifest.json").exists()
     result = subprocess.run(
         [sys.executable, "-m", "thyroid.build_tfrecords", f"--ddti_dir={tmp_path / 'ddti'}",
@@ -149,13 +154,13 @@ def test_no_usable_example_is_an_error(tmp_path):
 
 
 def test_existing_output_needs_overwrite(synthetic_root, tmp_path):
-    kwargs = dict(output_dir=str(tmp_path), local_dir=str(synthetic_root / "local"),
-                  augment_copies=0, num_shards=3, crop="roi")
-    build_tfrecords.build(**kwargs)
+    config = build_tfrecords.BuildConfig(output_dir=str(tmp_path),
+                                         sources={"local": str(synthetic_root / "local")},
+                                         augment_copies=0, num_shards=3, crop="roi")
+    build_tfrecords.build(config)
     with pytest.raises(build_tfrecords.OutputExistsError):
-        build_tfrecords.build(**kwargs)
-    kwargs.update(overwrite=True, num_shards=1)
-    manifest = build_tfrecords.build(**kwargs)
+        build_tfrecords.build(config)
+    manifest = build_tfrecords.build(config.replace(overwrite=True, num_shards=1))
     names = sorted(n for n in os.listdir(tmp_path) if n.endswith(".tfrecord"))
     assert names == [f"{s}-00000-of-00001.tfrecord" for s in ("test", "train", "validation")]
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
@@ -174,9 +179,61 @@ def test_evaluation_only_puts_every_image_in_test_whatever_the_csv_split(synthet
         shutil.copy(os.path.join(source, name), tmp_path / name)
         rows.append(f"{name},{index % 2},{split}")
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
-    manifest = build_tfrecords.build(output_dir=str(tmp_path / "out"),
-                                     csv_path=str(tmp_path / "list.csv"), evaluation_only=True)
+    manifest = build_from(str(tmp_path / "out"), {"csv": str(tmp_path / "list.csv")},
+                          evaluation_only=True)
     assert manifest["splits"]["test"]["images"] == 6
     assert manifest["splits"]["train"]["images"] == manifest["splits"]["validation"]["images"] == 0
     assert manifest["source_splits_ignored"] == 4
     assert len(shards.load_split(str(tmp_path / "out"), "test")) == 6
+
+
+def test_build_config_is_validated_once_and_saved_whole(synthetic_root, tmp_path):
+    import dataclasses
+    import re
+    from thyroid.datasets.build_config import BuildConfig, ConfigError
+    from thyroid.datasets.sources import ReaderOptions
+    sources = {"local": str(synthetic_root / "local")}
+    config = BuildConfig(output_dir=str(tmp_path / "out"), sources=sources, crop="none",
+                         num_shards=1, evaluation_only=True)
+    sources["ddti"] = "elsewhere"  # the config keeps its own copy
+    assert config.sources == {"local": str(synthetic_root / "local")}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 3
+    for changes, message in (
+            (dict(protocol="x"), "--protocol=x: must be one of patient, image"),
+            (dict(num_shards=0), "--num_shards=0: must be in [1, 1000]"),
+            (dict(crop="face"), "--crop=face: must be one of scan, roi, none"),
+            (dict(evaluation_only=False, validation_fraction=0.5, test_fraction=0.5),
+             "--test_fraction=0.5: --validation_fraction + --test_fraction must leave"),
+            (dict(reader_options=ReaderOptions(patient_id_regex="(")), "--patient_id_regex=(:"),
+            (dict(reader_options=ReaderOptions(diagnosis_table=str(tmp_path / "no.json"))),
+             "--diagnosis_table="), ):
+        with pytest.raises(ConfigError, match="^" + re.escape(message)):
+            config.replace(**changes).validate()
+    with pytest.raises(build_tfrecords.BuildError, match="^--local_dir .*nowhere: no such folder$"):
+        config.replace(sources={"local": str(tmp_path / "nowhere")}).validate()
+    with pytest.raises(build_tfrecords.BuildError, match="^give at least one of --ddti_dir"):
+        config.replace(sources={}).validate()
+    build_tfrecords.build(config)
+    saved = shards.read_manifest(str(tmp_path / "out"))["build_config"]
+    assert saved["evaluation_only"] and saved["test_fraction"] == 1.0
+    assert saved["augment_copies"] == 0  # resolved: what the build did, not the default asked
+    rebuilt = BuildConfig(**dict(saved, reader_options=ReaderOptions(**saved["reader_options"])))
+    assert rebuilt == config.resolved()
+
+
+def test_command_line_settings_are_checked_in_one_line(tmp_path, capsys):
+    from thyroid import build_tfrecords as command
+    assert command.main(["build", f"--output_dir={tmp_path / 'a'}"]) == 1
+    assert command.main(["build", f"--csv={tmp_path}/x.csv", "--patient_id_regex=(",
+                         f"--output_dir={tmp_path / 'b'}"]) == 2
+    assert command.main(["build", f"--image_dir={tmp_path / 'none'}",
+                         f"--output_dir={tmp_path / 'c'}"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("build_tfrecords: error: ")]
+    assert errors == [
+        "build_tfrecords: error: give at least one of --ddti_dir, --local_dir, --image_dir, --csv",
+        "build_tfrecords: error: --patient_id_regex=(: missing ), unterminated subpattern at "
+        "position 0",
+        f"build_tfrecords: error: --image_dir {tmp_path / 'none'}: no such folder"]
+    assert "Traceback" not in "\n".join(lines)

@@ -89,3 +89,16 @@ def test_missing_image_is_skipped(tmp_path):
     (tmp_path / "5.xml").write_text(_case(5))
     result = ddti.read(str(tmp_path))
     assert result.examples == [] and result.skipped[0]["reason"] == "image file missing"
+
+
+def test_names_that_are_not_utf8_or_not_regular_files_are_skipped(tmp_path):
+    _write(tmp_path, 1, _case(1))
+    _write(tmp_path, 2, _case(2))
+    (tmp_path / os.fsdecode(b"\xff.xml")).write_text(_case(3))
+    (tmp_path / "2_1.jpg").unlink()
+    os.mkfifo(tmp_path / "2_1.jpg")  # would block the build's hashing forever
+    result = ddti.read(str(tmp_path))
+    assert {s["path"]: s["reason"] for s in result.skipped} == {
+        os.path.join(str(tmp_path), "\\xff.xml"): "file name is not UTF-8",
+        str(tmp_path / "2_1.jpg"): "not a regular file"}
+    assert [e.case_id for e in result] == ["1"]

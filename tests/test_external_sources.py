@@ -32,3 +32,38 @@ def test_external_folders_and_csv_become_evaluation_only_sets(tmp_path):
     manifest = build_external_shards({"csv": str(tmp_path / "folders" / "list.csv")},
                                      str(tmp_path / "ext_csv"), seed=0)
     assert manifest["splits"][EXTERNAL_SPLIT]["images"] == 6
+
+
+EXTERNAL_FLAGS = {"ddti": "--external_ddti_dir", "local": "--external_local_dir",
+                  "folders": "--external_image_dir", "csv": "--external_csv"}
+
+
+def test_check_sources_refuses_up_front_naming_the_callers_flag(tmp_path):
+    import pytest
+    from thyroid.datasets.sources import SourceError, check_sources
+    good_csv = tmp_path / "list.csv"
+    good_csv.write_text("path,label\na.png,0\n")
+    check_sources({"csv": str(good_csv), "folders": str(tmp_path)}, EXTERNAL_FLAGS)  # fine
+    bad_header = tmp_path / "bad.csv"
+    bad_header.write_text("file,label\n")
+    cases = [
+        ({"csv": str(tmp_path)}, rf"^--external_csv {tmp_path}: a folder, expected a CSV file$"),
+        ({"folders": str(good_csv)}, rf"^--external_image_dir {good_csv}: not a folder$"),
+        ({"ddti": str(tmp_path / "nowhere")},
+         rf"^--external_ddti_dir {tmp_path / 'nowhere'}: no such folder$"),
+        ({"csv": str(bad_header)}, rf"^--external_csv {bad_header}: missing column\(s\) path"),
+        ({"pictures": str(tmp_path)}, r"^unknown source kind\(s\) \['pictures'\]"),
+    ]
+    for sources, message in cases:
+        with pytest.raises(SourceError, match=message):
+            check_sources(sources, EXTERNAL_FLAGS)
+    with pytest.raises(SourceError, match=rf"^--csv {tmp_path}: a folder"):
+        check_sources({"csv": str(tmp_path)})  # the build's own flags by default
+
+
+def test_external_build_errors_name_the_external_flag(tmp_path):
+    import pytest
+    from thyroid.datasets.build import BuildError
+    (tmp_path / "bad.csv").write_text("path,label,Label\n")
+    with pytest.raises(BuildError, match=rf"^--external_csv {tmp_path / 'bad.csv'}: column"):
+        build_external_shards({"csv": str(tmp_path / "bad.csv")}, str(tmp_path / "out"), seed=0)

@@ -1,5 +1,7 @@
 """Bit depths, the header-only pixel limit and DICOM decoding."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -73,6 +75,33 @@ def test_unrecognised_bytes_give_clear_error():
         images.decode_image_bytes(b"not an image at all")
 
 
+def test_load_image_opens_regular_files_only(tmp_path):
+    os.mkfifo(tmp_path / "p.jpg")
+    os.symlink("/dev/zero", tmp_path / "z.jpg")
+    for name in ("p.jpg", "z.jpg"):
+        with pytest.raises(images.ImageError, match="^not a regular file"):
+            images.load_image(str(tmp_path / name))
+    big = tmp_path / "big.png"
+    Image.new("L", (64, 64)).save(big)
+    with open(big, "r+b") as f:
+        f.truncate(images.max_file_bytes(4096) + 1)
+    with pytest.raises(images.ImageError, match="^file too large"):
+        images.load_image(str(big), max_pixels=4096)
+
+
+def test_hashing_streams_regular_files_up_to_a_limit(tmp_path):
+    import hashlib
+    from thyroid.datasets import files
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 3_000_000)  # three blocks
+    assert files.sha256(str(path), 3_000_000) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+    with pytest.raises(files.FileError, match="^file too large: 3000000 bytes"):
+        files.sha256(str(path), 2_999_999)
+    os.symlink("/dev/zero", tmp_path / "z.jpg")
+    with pytest.raises(files.FileError, match="^not a regular file: character device"):
+        files.sha256(str(tmp_path / "z.jpg"), 10)
+
+
 # ---- DICOM (written with pydicom) -------------------------------------------------------
 
 pydicom = pytest.importorskip("pydicom")
@@ -127,6 +156,30 @@ def test_dicom_window_is_applied(tmp_path):
     assert 0 < middle.min() and middle.max() < 255
 
 
+@pytest.mark.parametrize("width", ["NaN", 0, -5])
+def test_dicom_unusable_window_falls_back_to_the_value_range(tmp_path, width):
+    import warnings
+    gray = _gradient(4095, np.uint16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns when it writes NaN as a decimal string
+        path = write_dicom(tmp_path / "w.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=width)
+    fallbacks = []
+    with np.errstate(all="raise"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ... and when it reads it back
+        loaded = images.load_image(path, fallbacks=fallbacks)[:, :, 0]
+    assert np.array_equal(loaded, np.rint(gray * 255.0 / 4095).astype(np.uint8))
+    from thyroid.datasets import dicom
+    assert fallbacks == [dicom.WINDOW_FALLBACK]
+
+
+def test_dicom_window_of_width_one_is_a_threshold(tmp_path):
+    gray = _gradient(4095, np.uint16)
+    path = write_dicom(tmp_path / "w1.dcm", gray, bits=12, WindowCenter=1000, WindowWidth=1)
+    with np.errstate(all="raise"):
+        loaded = images.load_image(path)[:, :, 0]
+    assert np.array_equal(loaded, np.where(gray > 999.5, 255, 0).astype(np.uint8))
+
+
 def test_dicom_rgb_ybr_and_multiframe(tmp_path):
     rgb = np.zeros((32, 40, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
@@ -147,3 +200,32 @@ def test_dicom_pixel_limit_and_bytes(tmp_path):
         images.load_image(path, max_pixels=100)
     with open(path, "rb") as f:
         assert decode_image_bytes(f.read()).shape == (32, 40, 3)
+
+
+def _bad_dicoms(tmp_path):
+    """Pixel data that disagrees with the header: 3 samples declared MONOCHROME2, and 16 frames
+    of data under a header without NumberOfFrames."""
+    three_samples = write_dicom(tmp_path / "m3.dcm", np.full((32, 40, 3), 100, np.uint8), "RGB",
+                                PhotometricInterpretation="MONOCHROME2")
+    excess = write_dicom(tmp_path / "f16.dcm", np.arange(4096, dtype=np.uint8).reshape(16, 16, 16))
+    return [three_samples, excess]
+
+
+@pytest.mark.filterwarnings("ignore:The number of bytes of pixel data")
+def test_dicom_whose_pixels_disagree_with_its_header_is_refused(tmp_path):
+    for path in _bad_dicoms(tmp_path):
+        with pytest.raises(images.ImageError, match="^unsupported DICOM: "):
+            images.load_image(path)
+
+
+@pytest.mark.filterwarnings("ignore:The number of bytes of pixel data")
+def test_predict_reports_a_bad_dicom_and_still_predicts_the_good_image(tmp_path):
+    from thyroid.deploy import predict, tflite_model
+    model = tflite_model.TFLiteModel.__new__(tflite_model.TFLiteModel)  # no interpreter needed
+    model.crop, model.image_size, model.threshold, model.labels = "scan", 32, 0.5, ("b", "m")
+    model.probabilities = lambda net_inputs: np.full([len(net_inputs)], 0.75, np.float32)
+    good = _save(tmp_path / "good.png", _gradient(255, np.uint8, (64, 80)))
+    bad = _bad_dicoms(tmp_path)
+    results = predict.predict_files(model, bad + [good])
+    assert [r["error"].startswith("unsupported DICOM: ") for r in results[:2]] == [True, True]
+    assert results[2]["probability"] == pytest.approx(0.75) and "error" not in results[2]

@@ -27,8 +27,10 @@ from thyroid.training.run_config import RunConfig
 def learnable_shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("learnable")
     synth.generate(str(root / "data"), num_cases=120, seed=3, width=280, height=180)
-    build_tfrecords.build(output_dir=str(root / "shards"), ddti_dir=str(root / "data" / "ddti"),
-                          local_dir=str(root / "data" / "local"), augment_copies=1, seed=3)
+    build_tfrecords.build(build_tfrecords.BuildConfig(
+        output_dir=str(root / "shards"), sources={"ddti": str(root / "data" / "ddti"),
+                                                  "local": str(root / "data" / "local")},
+        augment_copies=1, seed=3))
     checkpoint_dir = str(root / "checkpoints")
     convert("efficientnet_lite0", checkpoint_dir)
     return root, checkpoint_dir

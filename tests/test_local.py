@@ -4,7 +4,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from thyroid.datasets import local
+from thyroid.datasets import word_reports
 from thyroid.datasets.synthetic import docx_bytes
 
 
@@ -24,7 +24,7 @@ def test_paragraph_and_table_diagnoses(tmp_path):
              table_rows=(("Patient", "p2"), ("Diagnosis", "Multinodular goiter")), images=("a.bmp",))
     _patient(tmp_path, "p3", ["Impression: TIRADS 4b nodule"])
     _patient(tmp_path, "p4", ["Diagnosis: non-cancerous; thyroiditis"])
-    result = local.read(str(tmp_path))
+    result = word_reports.read(str(tmp_path))
     labels = {e.patient_id: e.label for e in result.labelled}
     assert labels == {"local:p1": 1, "local:p2": 0, "local:p3": 1, "local:p4": 0}
     assert result.counts()["labelled_images"] == 5
@@ -34,7 +34,7 @@ def test_paragraph_and_table_diagnoses(tmp_path):
 
 def test_unknown_diagnosis_excluded_with_reason(tmp_path):
     _patient(tmp_path, "p1", ["Diagnosis: pending review"])
-    result = local.read(str(tmp_path))
+    result = word_reports.read(str(tmp_path))
     assert list(result) == []
     assert result.excluded == [{"case_id": "p1", "reason": "no recognisable diagnosis"}]
 
@@ -43,7 +43,7 @@ def test_corrupt_docx_skipped_and_listed(tmp_path):
     _patient(tmp_path, "bad", report=b"PK\x03\x04 not really a zip")
     _patient(tmp_path, "empty", report=b"")
     _patient(tmp_path, "good", ["Diagnosis: simple goiter"])
-    result = local.read(str(tmp_path))
+    result = word_reports.read(str(tmp_path))
     skipped = {os.path.basename(os.path.dirname(s["path"])): s["reason"] for s in result.skipped}
     assert set(skipped) == {"bad", "empty"}
     assert all(r.startswith("unreadable .docx") for r in skipped.values())
@@ -55,7 +55,7 @@ def test_unknown_files_and_missing_report(tmp_path):
     (folder / "scan.xyz").write_text("?")
     (tmp_path / "p2").mkdir()
     (tmp_path / "stray.txt").write_text("?")
-    result = local.read(str(tmp_path))
+    result = word_reports.read(str(tmp_path))
     reasons = sorted(s["reason"] for s in result.skipped)
     assert reasons == ["not a patient folder", "unknown file type"]
     assert {"case_id": "p2", "reason": "no report.docx"} in result.excluded
@@ -65,13 +65,14 @@ def test_diagnosis_table_override(tmp_path):
     _patient(tmp_path, "p1", ["Diagnosis: Graves disease"])
     table_file = tmp_path.parent / "table.json"
     table_file.write_text(json.dumps({"Graves disease": 0}))
-    assert list(local.read(str(tmp_path))) == []
-    result = local.read(str(tmp_path), diagnosis_table=str(table_file))
+    assert list(word_reports.read(str(tmp_path))) == []
+    result = word_reports.read(str(tmp_path), diagnosis_table=str(table_file))
     assert [e.label for e in result] == [0]
-    assert "graves disease" in local.load_diagnosis_table(str(table_file))
-    assert "graves disease" not in local.DIAGNOSIS_LABELS
+    assert "graves disease" in word_reports.load_diagnosis_table(str(table_file))
+    assert "graves disease" not in word_reports.DIAGNOSIS_LABELS
 
 
 def test_malignant_wins_when_both_match():
-    label, _ = local.diagnosis_label(["Diagnosis: multinodular goiter with papillary carcinoma"])
+    label, _ = word_reports.diagnosis_label(
+        ["Diagnosis: multinodular goiter with papillary carcinoma"])
     assert label == 1

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(not (DDTI_DIR.is_dir() and any(DDTI_DIR.glob("*.
 @pytest.fixture(scope="module")
 def real_build(tmp_path_factory):
     output = tmp_path_factory.mktemp("real_ddti")
-    manifest = build_tfrecords.build(output_dir=str(output), ddti_dir=str(DDTI_DIR),
-                                     protocol="patient", augment_copies=0, seed=0)
+    manifest = build_tfrecords.build(build_tfrecords.BuildConfig(
+        output_dir=str(output), sources={"ddti": str(DDTI_DIR)}, protocol="patient",
+        augment_copies=0, seed=0))
     return output, manifest
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from thyroid.datasets import local, report_labels
+from thyroid.datasets import report_labels, word_reports
 
 B, M = 0, 1
 # (report lines, expected label, reason when the label is None)
@@ -76,9 +76,9 @@ PHRASINGS = [
 @pytest.mark.parametrize("lines, label, reason", PHRASINGS,
                          ids=[" / ".join(p[0])[:60] or "empty" for p in PHRASINGS])
 def test_phrasing(lines, label, reason):
-    decision = local.explain_diagnosis(lines)
+    decision = word_reports.explain_diagnosis(lines)
     assert (decision.label, decision.reason) == (label, reason), decision
-    assert local.diagnosis_label(lines)[0] == label
+    assert word_reports.diagnosis_label(lines)[0] == label
     if label is not None:
         assert decision.text  # the deciding words are recorded
 
@@ -92,15 +92,17 @@ def test_table_has_forty_phrasings_covering_every_outcome():
 
 def test_suspicious_as_malignant_flag():
     lines = ["Diagnosis: suspicious for papillary carcinoma"]
-    assert local.explain_diagnosis(lines, suspicious_as_malignant=True).label == M
-    assert local.explain_diagnosis(["Cytology: Bethesda V"], suspicious_as_malignant=True).label == M
+    assert word_reports.explain_diagnosis(lines, suspicious_as_malignant=True).label == M
+    assert word_reports.explain_diagnosis(["Cytology: Bethesda V"],
+                                          suspicious_as_malignant=True).label == M
     # other uncertainty stays excluded
-    assert local.explain_diagnosis(["Diagnosis: possible carcinoma"],
+    assert word_reports.explain_diagnosis(["Diagnosis: possible carcinoma"],
                                    suspicious_as_malignant=True).label is None
 
 
 def test_deciding_words_name_the_clause():
-    decision = local.explain_diagnosis(["Patient anxious", "Diagnosis: no evidence of carcinoma"])
+    decision = word_reports.explain_diagnosis(["Patient anxious",
+                                               "Diagnosis: no evidence of carcinoma"])
     assert decision.label == B and "no evidence of carcinoma" in decision.text
 
 

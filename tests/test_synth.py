@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from thyroid.datasets import synthetic as synth
-from thyroid.datasets import ddti, images, local
+from thyroid.datasets import ddti, images, word_reports
 from thyroid.datasets.ddti import parse_polygons
 
 
@@ -62,7 +62,7 @@ def test_ddti_tirads_and_polygons(synthetic_root):
 
 
 def test_local_reports_map_to_labels(synthetic_root):
-    result = local.read(str(synthetic_root / "local"))
+    result = word_reports.read(str(synthetic_root / "local"))
     assert {e.label for e in result.labelled} == {0, 1}
     assert result.counts()["labelled_cases"] >= 25
 

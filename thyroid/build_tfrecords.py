@@ -16,13 +16,13 @@ from absl import flags, logging
 
 from thyroid import cli
 from thyroid.datasets import folders, images, swap
-from thyroid.datasets.build import BuildError, PROTOCOLS, build
-from thyroid.datasets.sources import ReaderOptions
+from thyroid.datasets.build import build
+from thyroid.datasets.build_config import (MAX_AUGMENT_COPIES, MAX_SEED, MAX_SHARDS, PROTOCOLS,
+                                           BuildConfig, BuildError, ConfigError)
+from thyroid.datasets.sources import ReaderOptions, named_sources
 from thyroid.output_guard import InputPath, check_output_dir
 
 COMMAND = "build_tfrecords"
-MAX_AUGMENT_COPIES = 100
-MAX_SHARDS = 1000
 
 
 def define_source_flags(fv):
@@ -48,7 +48,9 @@ def define_source_flags(fv):
                         "JSON file {phrase: 0|1} extending the local reader's diagnosis table.",
                         flag_values=fv)
     flags.DEFINE_integer("max_pixels", images.DEFAULT_MAX_PIXELS, "Refuse images whose header "
-                         "declares more pixels than this (checked before decoding).",
+                         "declares more pixels than this (checked before decoding), and image "
+                         "files larger than 8 bytes per pixel of it (at least 16 MiB), checked "
+                         "before reading.",
                          lower_bound=1, upper_bound=10**9, flag_values=fv)
 
 
@@ -73,7 +75,7 @@ def define_flags(fv):
     flags.DEFINE_integer("num_shards", 2, "TFRecord files per split.", lower_bound=1,
                          upper_bound=MAX_SHARDS, flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed for the split and augmentation.", lower_bound=0,
-                         upper_bound=2**31 - 1, flag_values=fv)
+                         upper_bound=MAX_SEED, flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Replace an existing dataset in --output_dir "
                       "(built beside it and swapped in when complete).", flag_values=fv)
     flags.mark_flag_as_required("output_dir", flag_values=fv)
@@ -89,16 +91,6 @@ def reader_options(fv):
                          class_map=class_map, patient_id_regex=fv.patient_id_regex)
 
 
-def check_fractions(fv):
-    """Evaluation-only is all test; otherwise some images must be left to train on."""
-    if fv.evaluation_only or (fv.test_fraction == 1.0 and fv.validation_fraction == 0.0):
-        return
-    if fv.validation_fraction + fv.test_fraction >= 1.0:
-        raise cli.UsageError("test_fraction", fv.test_fraction,
-                             "--validation_fraction + --test_fraction must leave images to train "
-                             "on (or use --evaluation_only)")
-
-
 def source_inputs(fv, prefix=""):
     """The source flags as ``InputPath``s (outputs must keep clear of them)."""
     return [InputPath(prefix + name, getattr(fv, prefix + name))
@@ -111,16 +103,28 @@ def check_output(fv):
                             is_ours=swap.holds_only_dataset_files)
 
 
+def build_config(fv):
+    """The BuildConfig the flags ask for, validated; a bad setting is a usage error naming its
+    flag, before any work."""
+    config = BuildConfig(
+        output_dir=check_output(fv),
+        sources=named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
+                              image_dir=fv.image_dir, csv=fv.csv),
+        protocol=fv.protocol, validation_fraction=fv.validation_fraction,
+        test_fraction=fv.test_fraction, augment_copies=fv.augment_copies, crop=fv.crop,
+        num_shards=fv.num_shards, seed=fv.seed, overwrite=fv.overwrite,
+        evaluation_only=fv.evaluation_only, max_pixels=fv.max_pixels,
+        reader_options=reader_options(fv))
+    try:
+        return config.validate(check_paths=False)
+    except ConfigError as error:
+        raise cli.UsageError(error.flag, error.value, error.reason) from error
+
+
 def run(fv, args):
     del args
-    check_fractions(fv)
     try:
-        build(output_dir=check_output(fv), ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
-              image_dir=fv.image_dir, csv_path=fv.csv, reader_options=reader_options(fv),
-              evaluation_only=fv.evaluation_only, max_pixels=fv.max_pixels, protocol=fv.protocol,
-              validation_fraction=fv.validation_fraction, test_fraction=fv.test_fraction,
-              augment_copies=fv.augment_copies, crop=fv.crop, num_shards=fv.num_shards,
-              seed=fv.seed, overwrite=fv.overwrite)
+        build(build_config(fv))
     except BuildError as error:
         logging.error("%s", error)
         cli.print_error(COMMAND, error)

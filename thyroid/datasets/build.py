@@ -1,5 +1,5 @@
 """Builds train/validation/test TFRecord shards from the readers' examples (the library behind
-``python -m thyroid.build_tfrecords``).
+``python -m thyroid.build_tfrecords``): ``build(BuildConfig(output_dir, sources, ...))``.
 
 ``protocol='patient'`` (default) splits by patient, stratified by label, keeps patients that
 share a byte-identical image together, and augments training images only.
@@ -13,28 +13,31 @@ The build writes into a sibling temporary folder and swaps it in only when compl
 """
 
 import collections
+import dataclasses
 import os
 import time
+from typing import Dict, List, Optional
 
 import numpy as np
 from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
-from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, read_sources
+from thyroid.datasets.build_config import (  # noqa: F401  (build.PROTOCOLS, build.BuildError)
+    PROTOCOLS, BuildConfig, BuildError, ConfigError)
+from thyroid.datasets.example import (Example, ReadResult, first_per_reason, log_summary,
+                                      path_entry, reason_summary)
+# Re-exported for callers that build a BuildConfig through this module.
+from thyroid.datasets.sources import (ReaderOptions, SourceError, named_sources,  # noqa: F401
+                                      prefixed_flags, read_sources)
 from thyroid.io_utils import atomic_write_json
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.preprocessing import augment
 
-PROTOCOLS = ("patient", "image")
 IMAGE_PROTOCOL_WARNING = (
     "PATIENT LEAKAGE: protocol=image splits images (and their augmented copies) at random, so the same patient, "
     "and copies of the same image, appear in training and test: test scores are optimistic "
     "and not a measure of performance on new patients.")
-
-
-class BuildError(Exception):
-    """The build cannot go on (bad arguments or existing output)."""
 
 
 class NoUsableExamplesError(BuildError):
@@ -45,24 +48,64 @@ class OutputExistsError(BuildError):
     """The output folder already holds a dataset and overwrite was not asked for."""
 
 
-def _read_sources(sources, options):
+@dataclasses.dataclass
+class Decoded:
+    """A labelled example whose image decoded, cropped as the build asks."""
+    example: Example
+    rgb: np.ndarray
+
+
+@dataclasses.dataclass
+class Item:
+    """One record of the shards: an original image or an augmented copy of it."""
+    example: Example
+    image: np.ndarray
+    split: Optional[str]
+    augmented: bool
+
+    @property
+    def patient_id(self):
+        return self.example.patient_id
+
+    @property
+    def path(self):
+        return self.example.image_path
+
+    @property
+    def label(self):
+        return int(self.example.label)
+
+
+@dataclasses.dataclass
+class Found:
+    """What reading and decoding the sources gave."""
+    results: Dict[str, ReadResult]
+    hashes: Dict[str, str]           # image path -> sha256 of its bytes
+    duplicates: List[dict]           # groups of byte-identical images (manifest ``duplicates``)
+    usable: List[Decoded]
+    skipped: List[dict]              # path_entry records: the readers' and the build's own
+    fallbacks: List[dict]            # path_entry records of decodes that fell back on something
+
+
+def _read_sources(config):
     try:
-        return read_sources(sources, options)
+        return read_sources(config.sources, config.reader_options, config.flags())
     except SourceError as error:
         raise BuildError(str(error)) from error
 
 
-def _hash_all(results, skipped):
-    """Content hash of every readable image file (labelled or not) -> {path: sha256}."""
+def _hash_all(results, skipped, max_pixels):
+    """Content hash of every readable image file (labelled or not) -> {path: sha256}; files
+    above ``images.max_file_bytes(max_pixels)`` are refused before being read."""
     hashes = {}
     for result in results.values():
         for example in result.examples:
             if example.image_path in hashes:
                 continue
             try:
-                hashes[example.image_path] = images.file_sha256(example.image_path)
-            except OSError as error:
-                skipped.append({"path": example.image_path, "reason": f"unreadable: {error}"})
+                hashes[example.image_path] = images.file_sha256(example.image_path, max_pixels)
+            except images.ImageError as error:
+                skipped.append(path_entry(example.image_path, error.reason, error.detail))
     return hashes
 
 
@@ -81,81 +124,75 @@ def _duplicate_groups(results, hashes):
                 "paths": sorted({e.image_path for e in members}),
                 "patients": sorted({e.patient_id for e in members}),
                 "labelled_patients": sorted({e.patient_id for e in members if e.label is not None}),
+                "labels": sorted({e.label for e in members if e.label is not None}),
             })
     return groups
 
 
-def _load_usable(results, hashes, crop, skipped, max_pixels):
-    """Labelled examples whose image decodes -> list of (example, cropped rgb)."""
+CONTRADICTORY_COPIES = "byte-identical copies labelled both benign and malignant"
+
+
+def _contradictory_copies(duplicates, skipped):
+    """Paths of byte-identical copies that carry both labels: one image cannot be both, and
+    neither label can be trusted, so every copy is left out (recorded in ``skipped``)."""
+    paths = set()
+    for group in duplicates:
+        if len(group["labels"]) > 1:
+            paths.update(group["paths"])
+            skipped.extend(path_entry(path, CONTRADICTORY_COPIES) for path in group["paths"])
+    return paths
+
+
+def _load_usable(results, hashes, crop, skipped, max_pixels, left_out, fallbacks):
+    """Labelled examples whose image decodes -> [Decoded]; paths in ``left_out`` are already
+    excluded. Decodes that had to fall back on something (an invalid DICOM window) are
+    recorded in ``fallbacks``."""
     usable = []
     for result in results.values():
         for example in result.labelled:
-            if example.image_path not in hashes:
+            if example.image_path not in hashes or example.image_path in left_out:
                 continue
+            notes = []
             try:
-                rgb = images.load_image(example.image_path, max_pixels)
+                rgb = images.load_image(example.image_path, max_pixels, fallbacks=notes)
             except images.ImageError as error:
-                logging.warning("Skipping %s: %s", example.image_path, error)
-                skipped.append({"path": example.image_path, "reason": str(error)})
+                skipped.append(path_entry(example.image_path, error.reason, error.detail))
                 continue
-            usable.append((example, images.crop(rgb, crop, example.polygons)))
+            fallbacks.extend(path_entry(example.image_path, note) for note in notes)
+            usable.append(Decoded(example, images.crop(rgb, crop, example.polygons)))
     return usable
 
 
 def _label_counts(items):
     counts = {name: 0 for name in LABEL_NAMES}
     for item in items:
-        counts[LABEL_NAMES[item["label"]]] += 1
+        counts[LABEL_NAMES[item.label]] += 1
     return counts
-
-
-def _check_arguments(protocol, crop, num_shards, augment_copies, validation_fraction,
-                     test_fraction):
-    if protocol not in PROTOCOLS:
-        raise BuildError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    if crop not in images.CROP_MODES:
-        raise BuildError(f"unknown crop {crop!r}; expected one of {images.CROP_MODES}")
-    if num_shards < 1 or augment_copies < 0:
-        raise BuildError("num_shards must be >= 1 and augment_copies >= 0")
-    if test_fraction == 1 and validation_fraction == 0:
-        return  # evaluation only
-    if not (validation_fraction >= 0 and test_fraction >= 0
-            and validation_fraction + test_fraction < 1):
-        raise BuildError("validation_fraction + test_fraction must be in [0, 1) "
-                         "(or test_fraction=1 with validation_fraction=0: evaluation only)")
-
-
-def _source_paths(ddti_dir, local_dir, image_dir, csv_path, sources):
-    named = {"ddti": ddti_dir, "local": local_dir, "folders": image_dir, "csv": csv_path}
-    chosen = dict(sources or {})
-    chosen.update({kind: path for kind, path in named.items() if path})
-    if not chosen:
-        raise BuildError(f"give at least one of {', '.join(SOURCE_FLAGS.values())}")
-    return chosen
 
 
 def _unit_fixed_splits(usable, units):
     fixed = collections.defaultdict(set)
-    for example, _ in usable:
-        if example.split:
-            fixed[units[example.patient_id]].add(example.split)
+    for decoded in usable:
+        if decoded.example.split:
+            fixed[units[decoded.example.patient_id]].add(decoded.example.split)
     return fixed
 
 
 def _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed):
     """Split per image: a source's own split where it gives one (and for the rest of that
     patient's images), the stratified patient split for everyone else."""
-    patient_ids = [e.patient_id for e, _ in usable]
-    units = splits.group_patients(patient_ids, [hashes[e.image_path] for e, _ in usable])
+    examples = [decoded.example for decoded in usable]
+    patient_ids = [e.patient_id for e in examples]
+    units = splits.group_patients(patient_ids, [hashes[e.image_path] for e in examples])
     fixed = _unit_fixed_splits(usable, units)
     free_labels = {}
-    for example, _ in usable:
+    for example in examples:
         unit = units[example.patient_id]
         if unit not in fixed:
             free_labels[unit] = max(free_labels.get(unit, 0), int(example.label))
     free_split = splits.split_units(free_labels, validation_fraction, test_fraction, seed)
     assignment = []
-    for example, _ in usable:
+    for example in examples:
         unit = units[example.patient_id]
         unit_split = free_split.get(unit) or min(fixed[unit], key=shards.SPLITS.index)
         assignment.append(example.split or unit_split)
@@ -164,36 +201,37 @@ def _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed
     return assignment
 
 
-def _make_items(usable, hashes, protocol, validation_fraction, test_fraction, augment_copies,
-                seed):
-    """Dicts of example fields + image + split, augmented copies included (train only, or
-    before the split under the image protocol)."""
-    rng = np.random.RandomState(seed)
+def _make_items(usable, hashes, config):
+    """[Item], augmented copies included: of training images only under the patient
+    protocol, of every image before the random split under the image protocol."""
+    rng = np.random.RandomState(config.seed)
     items = []
-    if protocol == "patient":
-        assignment = _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed)
-        for (example, rgb), split in zip(usable, assignment):
-            items.append(_item(example, rgb, split, False))
+    if config.protocol == "patient":
+        assignment = _patient_assignment(usable, hashes, config.validation_fraction,
+                                         config.test_fraction, config.seed)
+        for decoded, split in zip(usable, assignment):
+            items.append(Item(decoded.example, decoded.rgb, split, False))
             if split == "train":
-                for copy in augment.augmented_copies(rgb, augment_copies, rng):
-                    items.append(_item(example, copy, split, True))
+                for copy in augment.augmented_copies(decoded.rgb, config.augment_copies, rng):
+                    items.append(Item(decoded.example, copy, split, True))
         return items
-    for example, rgb in usable:
-        items.append(_item(example, rgb, example.split, False))
-        for copy in augment.augmented_copies(rgb, augment_copies, rng):
-            items.append(_item(example, copy, example.split, True))
-    random_splits = splits.split_by_image(len(items), validation_fraction, test_fraction, seed)
+    for decoded in usable:
+        items.append(Item(decoded.example, decoded.rgb, decoded.example.split, False))
+        for copy in augment.augmented_copies(decoded.rgb, config.augment_copies, rng):
+            items.append(Item(decoded.example, copy, decoded.example.split, True))
+    random_splits = splits.split_by_image(len(items), config.validation_fraction,
+                                          config.test_fraction, config.seed)
     for item, split in zip(items, random_splits):
-        item["split"] = item["split"] or split
+        item.split = item.split or split
     return items
 
 
 def _drop_source_splits(usable):
     """An evaluation-only build puts every image in test, whatever split a source names (a
     CSV ``split`` column): -> how many images named another split."""
-    ignored = sum(1 for example, _ in usable if example.split not in (None, "test"))
-    for example, _ in usable:
-        example.split = None
+    ignored = sum(1 for decoded in usable if decoded.example.split not in (None, "test"))
+    for decoded in usable:
+        decoded.example.split = None
     if ignored:
         logging.warning("evaluation-only build: %d images whose source names another split "
                         "go to test", ignored)
@@ -201,11 +239,11 @@ def _drop_source_splits(usable):
 
 
 def _leakage(items, duplicates):
-    patient_ids = [item["patient_id"] for item in items]
-    leakage = splits.leakage(patient_ids, [item["split"] for item in items])
+    patient_ids = [item.patient_id for item in items]
+    leakage = splits.leakage(patient_ids, [item.split for item in items])
     split_of_path = collections.defaultdict(set)
     for item in items:
-        split_of_path[item["path"]].add(item["split"])
+        split_of_path[item.path].add(item.split)
     for group in duplicates:
         group["splits"] = sorted({s for p in group["paths"] for s in split_of_path.get(p, ())})
     leakage["duplicate_groups_in_multiple_splits"] = sum(
@@ -217,119 +255,135 @@ def _write_splits(items, directory, num_shards, seed):
     """Shards of every split into ``directory`` -> (split summary, shard listing)."""
     summary, listing = {}, {}
     for split in shards.SPLITS:
-        chosen = [item for item in items if item["split"] == split]
+        chosen = [item for item in items if item.split == split]
         order = np.random.RandomState(seed + 1 + shards.SPLITS.index(split)).permutation(len(chosen))
         chosen = [chosen[i] for i in order]  # shuffled so shards mix labels and patients
         paths = shards.write_split([_serialize(item) for item in chosen], directory, split,
                                    num_shards)
         listing[split] = shards.describe_shards(paths)
         summary[split] = {
-            "patients": len({item["patient_id"] for item in chosen}),
+            "patients": len({item.patient_id for item in chosen}),
             "images": len(chosen),
-            "original": _label_counts([i for i in chosen if not i["augmented"]]),
+            "original": _label_counts([i for i in chosen if not i.augmented]),
             "total": _label_counts(chosen),
         }
     return summary, listing
 
 
 def _source_summary(path, result):
-    return dict(result.counts(), path=os.path.abspath(path), excluded=result.excluded,
+    return dict(result.counts(), path=os.path.abspath(path),
+                excluded=first_per_reason(result.excluded),
                 labels=result.labels, notes=result.notes,
                 marks_without_polygon=result.marks_without_polygon)
 
 
-def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
-          validation_fraction=0.15, test_fraction=0.2, augment_copies=2, crop="scan",
-          num_shards=2, seed=0, overwrite=False, diagnosis_table=None, image_dir=None,
-          csv_path=None, sources=None, reader_options=None, evaluation_only=False,
-          max_pixels=images.DEFAULT_MAX_PIXELS):
-    """Reads the sources, splits, augments, writes shards, labels.txt and manifest.json.
-
-    Sources: the named paths and/or ``sources={kind: path}`` (``thyroid.datasets.sources``).
-    Returns the manifest dict. Raises NoUsableExamplesError, OutputExistsError or BuildError.
-    """
-    started = time.time()
-    if evaluation_only:
-        validation_fraction, test_fraction, augment_copies = 0.0, 1.0, 0
-    _check_arguments(protocol, crop, num_shards, augment_copies, validation_fraction,
-                     test_fraction)
-    source_paths = _source_paths(ddti_dir, local_dir, image_dir, csv_path, sources)
-    options = reader_options or ReaderOptions(diagnosis_table=diagnosis_table)
-    # Resolved: a symlinked output is built at its target and the link itself is kept.
-    output_dir = check_output_dir("output_dir", output_dir, [
-        InputPath(SOURCE_FLAGS.get(kind, kind).lstrip("-"), path) for kind, path in source_paths.items()])
+def _prepare_output(config):
+    """The output folder, resolved (a symlinked output is built at its target and the link
+    kept), after leftovers of killed builds are cleared; refused when it holds a dataset
+    and overwrite is off, or files that are not a dataset's."""
+    output_dir = check_output_dir("output_dir", config.output_dir, [
+        InputPath(config.flags()[kind].lstrip("-"), path) for kind, path in config.sources.items()])
     swap.remove_stale(output_dir)
-    if swap.holds_dataset(output_dir) and not overwrite:
+    if swap.holds_dataset(output_dir) and not config.overwrite:
         raise OutputExistsError(f"{output_dir} already holds a dataset; "
                                 "pass --overwrite to replace it")
     problem = swap.replace_problem(output_dir)
     if problem:
         raise BuildError(problem)
+    return output_dir
 
-    results = _read_sources(source_paths, options)
-    skipped = [item for result in results.values() for item in result.skipped]
-    hashes = _hash_all(results, skipped)
+
+def _read_and_decode(config):
+    """Reads every source, hashes and decodes its images -> Found; NoUsableExamplesError
+    when no labelled image is left."""
+    results = _read_sources(config)
+    skipped, fallbacks = [], []  # the build's own; the readers' are in their results
+    hashes = _hash_all(results, skipped, config.max_pixels)
     duplicates = _duplicate_groups(results, hashes)
-    usable = _load_usable(results, hashes, crop, skipped, max_pixels)
+    contradictory = _contradictory_copies(duplicates, skipped)
+    usable = _load_usable(results, hashes, config.crop, skipped, config.max_pixels,
+                          contradictory, fallbacks)
+    log_summary("build", skipped)
+    log_summary("build", fallbacks, verb="decoded with a fallback")
+    skipped = [item for result in results.values() for item in result.skipped] + skipped
     if not usable:
         raise NoUsableExamplesError(
-            f"no usable labelled image in {', '.join(source_paths.values())} "
+            f"no usable labelled image in {', '.join(config.sources.values())} "
             f"({len(skipped)} files skipped); nothing to write")
+    return Found(results, hashes, duplicates, usable, skipped, fallbacks)
 
-    ignored_splits = _drop_source_splits(usable) if test_fraction == 1 else 0
-    items = _make_items(usable, hashes, protocol, validation_fraction, test_fraction,
-                        augment_copies, seed)
-    leakage = _leakage(items, duplicates)
-    temporary = swap.temporary_dir(output_dir)
-    split_summary, listing = _write_splits(items, temporary, num_shards, seed)
-    shards.write_labels_file(temporary)
-    swap.stall_point("shards")
+
+def _manifest(config, found, written, leakage, ignored_splits, started):
+    """manifest.json's dict; ``written`` is _write_splits' (summary, listing)."""
+    split_summary, listing = written
     manifest = {
-        "protocol": protocol,
-        "evaluation_only": bool(test_fraction == 1),
-        "seed": seed,
-        "crop": crop,
-        "augment_copies": augment_copies,
-        "validation_fraction": validation_fraction,
-        "test_fraction": test_fraction,
-        "num_shards": num_shards,
-        "max_pixels": max_pixels,
+        "build_config": config.to_dict(),
+        "protocol": config.protocol,
+        "evaluation_only": config.evaluation_only,
+        "seed": config.seed,
+        "crop": config.crop,
+        "augment_copies": config.augment_copies,
+        "validation_fraction": config.validation_fraction,
+        "test_fraction": config.test_fraction,
+        "num_shards": config.num_shards,
+        "max_pixels": config.max_pixels,
         "labels": {str(i): name for i, name in enumerate(LABEL_NAMES)},
-        "sources": {kind: _source_summary(source_paths[kind], result)
-                    for kind, result in results.items()},
+        "sources": {kind: _source_summary(config.sources[kind], result)
+                    for kind, result in found.results.items()},
         "splits": split_summary,
         "shards": listing,
-        "skipped": skipped,
+        "skipped": reason_summary(found.skipped),
+        "decode_fallbacks": reason_summary(found.fallbacks),
         "leakage": leakage,
-        "duplicates": duplicates,
+        "duplicates": found.duplicates,
         "source_splits_ignored": ignored_splits,
         "build_seconds": round(time.time() - started, 2),
     }
-    if protocol == "image":
+    if config.protocol == "image":
         manifest["warning"] = (f"{IMAGE_PROTOCOL_WARNING} Patients in more than one split: "
                                f"{leakage['patients_in_multiple_splits']}; test images whose "
                                f"patient is in train: {leakage['test_images_with_patient_in_train']}.")
         logging.warning(manifest["warning"])
+    return manifest
+
+
+def build(config: BuildConfig):
+    """Reads the sources, splits, augments, writes shards, labels.txt and manifest.json.
+
+    ``config`` is validated here (ConfigError naming the flag) and saved, resolved, in the
+    manifest. Returns the manifest dict. Raises NoUsableExamplesError, OutputExistsError or
+    BuildError.
+    """
+    started = time.time()
+    config = config.validate().resolved()
+    output_dir = _prepare_output(config)
+    found = _read_and_decode(config)
+    ignored_splits = _drop_source_splits(found.usable) if config.evaluation_only else 0
+    items = _make_items(found.usable, found.hashes, config)
+    leakage = _leakage(items, found.duplicates)
+    temporary = swap.temporary_dir(output_dir)
+    written = _write_splits(items, temporary, config.num_shards, config.seed)
+    shards.write_labels_file(temporary)
+    swap.stall_point("shards")
+    manifest = _manifest(config, found, written, leakage, ignored_splits, started)
     atomic_write_json(os.path.join(temporary, shards.MANIFEST_NAME), manifest)
     swap.swap_in(temporary, output_dir)
     logging.info("Wrote %s in %.1fs: %s; %d files skipped", output_dir, time.time() - started,
-                 {s: v["images"] for s, v in split_summary.items()}, len(skipped))
+                 {s: v["images"] for s, v in written[0].items()}, len(found.skipped))
     return manifest
 
 
 def image_key(example):
-    """The original image's name in the shards: patient id plus file name (unique per source)."""
-    return f"{example.patient_id}/{os.path.basename(example.image_path)}"
-
-
-def _item(example, rgb, split, augmented):
-    return {"path": example.image_path, "key": image_key(example), "patient_id": example.patient_id,
-            "source": example.source, "tirads": example.tirads, "label": int(example.label),
-            "image": rgb, "split": split, "augmented": augmented}
+    """The original image's name in the shards: its source and its path below the source's
+    root (``example.make_image_key``), unique per image."""
+    if not example.key:
+        raise BuildError(f"{example.image_path}: the {example.source} reader gave no image key")
+    return example.key
 
 
 def _serialize(item):
-    rgb = item["image"]
+    rgb = item.image
     return shards.make_tf_example(
-        shards.encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], item["label"], item["patient_id"],
-        item["source"], item["tirads"], item["augmented"], item["key"]).SerializeToString()
+        shards.encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], item.label, item.patient_id,
+        item.example.source, item.example.tirads, item.augmented,
+        image_key(item.example)).SerializeToString()

@@ -13,8 +13,8 @@ from absl import logging
 from lxml import etree
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import images
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets import files, images
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "ddti"
 REPORT_FIELDS = ("number", "age", "sex", "composition", "echogenicity", "margins",
@@ -29,6 +29,8 @@ CANONICAL_VALUES = {
 }
 IGNORED_EXTENSIONS = (".md", ".txt")  # documentation that may sit beside the data
 IMAGE_NAME = re.compile(r"^(?P<case>[^_]+)_(?P<index>\d+)$")
+# A DDTI case file is about 2 kB; anything near this is not one.
+MAX_CASE_BYTES = 10_000_000
 
 
 def _xml_parser():
@@ -78,7 +80,9 @@ def _element_text(element):
 
 
 def parse_case(path):
-    """(fields dict, [(image index, svg text), ...]); raises on unreadable XML."""
+    """(fields dict, [(image index, svg text), ...]); raises on unreadable XML
+    (``files.FileError`` for a file that must not be opened)."""
+    files.check_regular_file(path, MAX_CASE_BYTES)
     tree = etree.parse(path, _xml_parser())
     root = tree.getroot()
     if root.tag != "case":
@@ -97,42 +101,47 @@ def _find_image(directory, case_id, index, files):
     return None
 
 
-def read(directory):
-    """Reads a DDTI folder into a ReadResult (all examples; iterate it for the labelled ones)."""
-    result = ReadResult(source=SOURCE)
-    names = sorted(os.listdir(directory))
-    files_by_stem = {}
-    for name in names:
-        files_by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
-    used_images = set()
-    xml_names = [n for n in names if n.lower().endswith(".xml")]
-    for xml_name in sorted(xml_names, key=_case_sort_key):
-        path = os.path.join(directory, xml_name)
-        case_id = os.path.splitext(xml_name)[0]
-        try:
-            fields, marks = parse_case(path)
-        except Exception as error:  # lxml errors, bad root, unreadable file
-            _skip(result, path, f"unreadable XML: {error}")
+def _read_case(result, directory, xml_name, files_by_stem, used_images):
+    """One case's examples into ``result``; the image names it uses into ``used_images``."""
+    path = os.path.join(directory, xml_name)
+    case_id = os.path.splitext(xml_name)[0]
+    try:
+        fields, marks = parse_case(path)
+    except files.FileError as error:
+        result.skip_error(path, error)
+        return
+    except Exception as error:  # lxml errors, bad root, unreadable file
+        result.skip(path, "unreadable XML", str(error))
+        return
+    result.cases += 1
+    label = tirads_label(fields["tirads"])
+    if label is None:
+        reason = "empty TIRADS" if not fields["tirads"] else f"unknown TIRADS {fields['tirads']!r}"
+        result.excluded.append({"case_id": case_id, "reason": reason})
+    for index, svg in marks:
+        image_path = _find_image(directory, case_id, index, files_by_stem)
+        mark_name = f"{case_id}_{index}"
+        if image_path is None:
+            result.skip(os.path.join(directory, mark_name + ".jpg"), "image file missing")
             continue
-        result.cases += 1
-        label = tirads_label(fields["tirads"])
-        if label is None:
-            reason = "empty TIRADS" if not fields["tirads"] else f"unknown TIRADS {fields['tirads']!r}"
-            result.excluded.append({"case_id": case_id, "reason": reason})
-        for index, svg in marks:
-            image_path = _find_image(directory, case_id, index, files_by_stem)
-            mark_name = f"{case_id}_{index}"
-            if image_path is None:
-                _skip(result, os.path.join(directory, mark_name + ".jpg"), "image file missing")
-                continue
-            used_images.add(os.path.basename(image_path))
-            polygons = parse_polygons(svg)
-            if polygons is None:
-                result.marks_without_polygon.append(mark_name)
-            result.examples.append(Example(
-                source=SOURCE, case_id=case_id, patient_id=make_patient_id(SOURCE, case_id),
-                image_path=image_path, label=label, tirads=fields["tirads"],
-                polygons=polygons or [], fields=dict(fields)))
+        used_images.add(os.path.basename(image_path))
+        try:
+            files.check_regular_file(image_path)
+        except files.FileError as error:
+            result.skip_error(image_path, error)
+            continue
+        polygons = parse_polygons(svg)
+        if polygons is None:
+            result.marks_without_polygon.append(mark_name)
+        result.examples.append(Example(
+            source=SOURCE, case_id=case_id, patient_id=make_patient_id(SOURCE, case_id),
+            image_path=image_path, label=label, tirads=fields["tirads"],
+            polygons=polygons or [], fields=dict(fields),
+            key=make_image_key(SOURCE, directory, image_path)))
+
+
+def _skip_strays(result, directory, names, used_images):
+    """Files no case uses (documentation and folders aside) are listed as skipped."""
     for name in names:
         if name in used_images or name.lower().endswith(".xml"):
             continue
@@ -140,7 +149,21 @@ def read(directory):
         if name.lower().endswith(IGNORED_EXTENSIONS) or os.path.isdir(path):
             continue
         reason = "image without a case mark" if images.is_image_file(name) else "unknown file type"
-        _skip(result, path, reason)
+        result.skip(path, reason)
+
+
+def read(directory):
+    """Reads a DDTI folder into a ReadResult (all examples; iterate it for the labelled ones)."""
+    result = ReadResult(source=SOURCE)
+    names = result.utf8_names(directory)
+    files_by_stem = {}
+    for name in names:
+        files_by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
+    used_images = set()
+    xml_names = [n for n in names if n.lower().endswith(".xml")]
+    for xml_name in sorted(xml_names, key=_case_sort_key):
+        _read_case(result, directory, xml_name, files_by_stem, used_images)
+    _skip_strays(result, directory, names, used_images)
     counts = result.counts()
     logging.info("DDTI %s: %d cases (%d labelled), %d images (%d labelled), excluded %s, "
                  "%d marks without polygon, %d files skipped", directory, counts["cases"],
@@ -152,8 +175,3 @@ def read(directory):
 def _case_sort_key(name):
     stem = os.path.splitext(name)[0]
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
-
-
-def _skip(result, path, reason):
-    logging.warning("Skipping %s: %s", path, reason)
-    result.skipped.append({"path": path, "reason": reason})

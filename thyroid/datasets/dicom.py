@@ -8,28 +8,39 @@ inverted so that bright means echogenic as in MONOCHROME2. RGB and YBR files are
 RGB. ``PatientID`` is the patient id when present (the readers fall back to one patient per file).
 """
 
+import io
 
 import numpy as np
 
-from thyroid.datasets import images
+from thyroid.datasets import files
+from thyroid.datasets.pixels import ImageError, scale_to_uint8
 
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+# Header elements come before the pixel data and take kilobytes; reading a file's header from
+# at most this much of it bounds the work whatever the file's size.
+HEADER_BYTES = 16 * 2 ** 20
+WINDOW_FALLBACK = "DICOM window unusable (width not a number >= 1): stored value range used"
 
 
 def _pydicom():
     try:
         import pydicom
     except ImportError as error:
-        raise images.ImageError("DICOM needs pydicom: pip install -e .[dicom]") from error
+        raise ImageError("DICOM needs pydicom: pip install -e .[dicom]") from error
     return pydicom
 
 
 def _read_header(source):
     pydicom = _pydicom()
+    if isinstance(source, str):
+        try:
+            source = io.BytesIO(files.read_prefix(source, HEADER_BYTES))
+        except files.FileError as error:
+            raise ImageError(error.reason, error.detail) from error
     try:
         return pydicom.dcmread(source, stop_before_pixels=True, force=True)
     except Exception as error:  # pydicom raises many types for broken files
-        raise images.ImageError(f"cannot decode image: unreadable DICOM header ({error})") \
+        raise ImageError("cannot decode image", f"unreadable DICOM header ({error})") \
             from error
 
 
@@ -40,7 +51,7 @@ def header_size(source):
         source.seek(0)
     rows, columns = header.get("Rows"), header.get("Columns")
     if not rows or not columns:
-        raise images.ImageError("cannot decode image: DICOM without Rows/Columns (no pixel data)")
+        raise ImageError("cannot decode image", "DICOM without Rows/Columns (no pixel data)")
     return int(columns), int(rows), int(header.get("NumberOfFrames", 1) or 1)
 
 
@@ -51,7 +62,26 @@ def _first_frame(dataset):
     return pixel_array(dataset, index=0 if frames > 1 else None, as_rgb=True)
 
 
-def _window(dataset, pixels):
+def _value_range(values):
+    """Values scaled by their own minimum and maximum onto 0..1 (all 0 when constant)."""
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def _apply_window(values, center, width, fallbacks):
+    """DICOM's linear window function (PS3.3 C.11.2.1.2) onto 0..1. A width below 1 or a
+    centre or width that is not a number is invalid (it would give a black or two-level
+    image): the values' own range is used instead and ``fallbacks`` says so."""
+    if not (np.isfinite(center) and np.isfinite(width) and width >= 1):
+        if fallbacks is not None:
+            fallbacks.append(WINDOW_FALLBACK)
+        return _value_range(values)
+    if width == 1:  # the standard's threshold: no ramp between the two levels
+        return (values > center - 0.5).astype(np.float64)
+    return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def _window(dataset, pixels, fallbacks=None):
     """Greyscale stored values -> floats in 0..1 through VOI LUT or window, else BitsStored."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
     has_window = "WindowCenter" in dataset and "WindowWidth" in dataset
@@ -61,10 +91,8 @@ def _window(dataset, pixels):
         return values / (2 ** bits - 1)
     if has_window:
         values = apply_modality_lut(pixels, dataset).astype(np.float64)
-        center = float(np.ravel([dataset.WindowCenter])[0])
-        width = max(float(np.ravel([dataset.WindowWidth])[0]), 1.0)
-        # DICOM's linear window function (PS3.3 C.11.2.1.2), onto 0..1.
-        return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+        return _apply_window(values, float(np.ravel([dataset.WindowCenter])[0]),
+                             float(np.ravel([dataset.WindowWidth])[0]), fallbacks)
     bits = int(dataset.get("BitsStored", 8) or 8)
     values = pixels.astype(np.float64)
     if int(dataset.get("PixelRepresentation", 0) or 0) == 1:
@@ -72,22 +100,36 @@ def _window(dataset, pixels):
     return values / (2 ** bits - 1)
 
 
-def load_rgb(source):
-    """uint8 HxWx3 of the first frame of a DICOM file (path or file object)."""
+def _check_shape(dataset, interpretation, pixels):
+    """The decoded frame must be what the header declares (Rows x Columns, one sample for
+    greyscale, three for colour): pixel data that disagrees with its header (three samples
+    called MONOCHROME2, several frames' worth of data without NumberOfFrames) is refused
+    rather than guessed at."""
+    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    expected = (rows, columns) if interpretation in GREYSCALE else (rows, columns, 3)
+    if pixels.shape != expected:
+        raise ImageError(
+            "unsupported DICOM", f"{interpretation} with {dataset.get('SamplesPerPixel', 1)} "
+            f"sample(s) per pixel decodes to shape {'x'.join(map(str, pixels.shape))}, the "
+            f"header declares {'x'.join(map(str, expected))}")
+
+
+def load_rgb(source, fallbacks=None):
+    """uint8 HxWx3 of the first frame of a DICOM file (path or file object); ``fallbacks``, a
+    list, receives a line for each setting of the file that could not be used as it is."""
     pydicom = _pydicom()
     dataset = pydicom.dcmread(source, force=True)
     interpretation = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     pixels = _first_frame(dataset)
+    _check_shape(dataset, interpretation, pixels)
     if interpretation in GREYSCALE:
-        gray = images.scale_to_uint8(_window(dataset, pixels), 1.0)
+        gray = scale_to_uint8(_window(dataset, pixels, fallbacks), 1.0)
         if interpretation == "MONOCHROME1":
             gray = 255 - gray
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise images.ImageError(f"unsupported DICOM photometric interpretation {interpretation}")
     if pixels.dtype != np.uint8:
         bits = int(dataset.get("BitsStored", 8) or 8)
-        return images.scale_to_uint8(pixels, 2 ** bits - 1)
+        return scale_to_uint8(pixels, 2 ** bits - 1)
     return np.ascontiguousarray(pixels)
 
 
@@ -95,6 +137,6 @@ def dicom_patient(path, default):
     """(PatientID or ``default``, number of frames) from the header; ImageError if unreadable."""
     header = _read_header(path)
     if not header.get("Rows") or not header.get("Columns"):
-        raise images.ImageError("cannot decode image: not a DICOM image (no Rows/Columns)")
+        raise ImageError("cannot decode image", "not a DICOM image (no Rows/Columns)")
     patient = str(header.get("PatientID", "") or "").strip()
     return patient or default, int(header.get("NumberOfFrames", 1) or 1)

@@ -1,9 +1,17 @@
 """The record every reader yields, and the result object a whole read returns."""
 
 import dataclasses
+import os
 from typing import Dict, List, Optional, Tuple
 
+from absl import logging
+
+from thyroid.datasets import files
+
 Polygon = List[Tuple[float, float]]
+# A manifest lists this many files per reason (and counts them all): a source with 100,000
+# missing files must not make a manifest of megabytes.
+PATHS_PER_REASON = 200
 
 
 @dataclasses.dataclass
@@ -18,11 +26,57 @@ class Example:
     polygons: List[Polygon] = dataclasses.field(default_factory=list)
     fields: Dict[str, str] = dataclasses.field(default_factory=dict)
     split: Optional[str] = None  # a split the source fixes (CSV split column), else None
+    key: str = ""  # the image's name in the shards (make_image_key), unique per image
 
 
 def make_patient_id(source, case_id):
     """Patient ids carry their source so two sources never collide."""
     return f"{source}:{case_id}"
+
+
+def path_entry(path, reason, detail=""):
+    """A file (or CSV row) and why it is listed (skipped, or decoded with a fallback):
+    ``reason`` a short category (what summaries count), ``detail`` this file's specifics."""
+    entry = {"path": files.printable(path), "reason": reason}
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
+def reason_summary(entries, limit=PATHS_PER_REASON):
+    """``path_entry`` records -> {reason: {"count", "files"}}: every entry counted, the first
+    ``limit`` of each reason listed as ``{path, detail}``."""
+    summary = {}
+    for entry in entries:
+        group = summary.setdefault(entry["reason"], {"count": 0, "files": []})
+        group["count"] += 1
+        if len(group["files"]) < limit:
+            group["files"].append({k: v for k, v in entry.items() if k != "reason"})
+    return summary
+
+
+def first_per_reason(entries, limit=PATHS_PER_REASON):
+    """``entries`` (dicts with a ``reason``) keeping only the first ``limit`` of each reason."""
+    seen, kept = {}, []
+    for entry in entries:
+        seen[entry["reason"]] = seen.get(entry["reason"], 0) + 1
+        if seen[entry["reason"]] <= limit:
+            kept.append(entry)
+    return kept
+
+
+def log_summary(what, entries, verb="skipped"):
+    """One log line per reason (count and first file) instead of one per file."""
+    for reason, group in reason_summary(entries, limit=1).items():
+        first = group["files"][0]
+        example = first["path"] + (f" ({first['detail']})" if "detail" in first else "")
+        logging.warning("%s: %d %s: %s (first: %s)", what, group["count"], verb, reason, example)
+
+
+def make_image_key(source, root, path):
+    """``<source>:<path relative to the source's root>``: one image, one key (two images of one
+    patient may share a file name in different folders)."""
+    return f"{source}:{os.path.relpath(path, root).replace(os.sep, '/')}"
 
 
 @dataclasses.dataclass
@@ -47,6 +101,27 @@ class ReadResult:
 
     def __iter__(self):
         return iter(self.labelled)
+
+    def skip(self, path, reason, detail=""):
+        """Records a file (or CSV row) that cannot be used."""
+        self.skipped.append(path_entry(path, reason, detail))
+
+    def skip_error(self, path, error):
+        """Records a file refused with a ``files.FileError`` (ImageError included)."""
+        self.skip(path, error.reason, error.detail)
+
+    def utf8_names(self, directory):
+        """Sorted names in ``directory``; a name that is not UTF-8 is skipped with the reason
+        (it could not be written into the shards or the manifest)."""
+        names = []
+        for name in sorted(os.listdir(directory)):
+            try:
+                files.check_name(name)
+            except files.FileError as error:
+                self.skip_error(os.path.join(directory, name), error)
+                continue
+            names.append(name)
+        return names
 
     def excluded_reasons(self):
         reasons = {}

@@ -1,9 +1,11 @@
 """Reader for folders of images per class: ``<root>/<class>/...`` or ``<root>/<split>/<class>/...``.
 
-The label of a file is the nearest enclosing folder whose name the class map knows
-(case-insensitive). Patient ids come from ``patient_id_regex`` applied to the path relative to
-the root (its ``patient`` group, else its first group, else the whole match); without it a DICOM
-file's PatientID is used, and any other file is its own patient, which the result's notes say.
+The label of a file is the class of the enclosing folders whose names the class map knows
+(case-insensitive); when those folders name different classes (``benign/1/scan.jpg``) the
+image is excluded with the reason, since no single rule can say which one is meant.
+Patient ids come from ``patient_id_regex`` applied to the path relative to the root (its
+``patient`` group, else its first group, else the whole match); without it a DICOM file's
+PatientID is used, and any other file is its own patient, which the result's notes say.
 """
 
 import os
@@ -12,8 +14,8 @@ import re
 from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import dicom, images
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets import dicom, files, images
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "folders"
 DEFAULT_CLASS_MAP = {"benign": BENIGN, "malignant": MALIGNANT, "0": BENIGN, "1": MALIGNANT}
@@ -57,12 +59,20 @@ def patient_from_path(regex, relative):
     return match.group(1) if regex.groups else match.group(0)
 
 
+def class_folders(relative, class_map):
+    """The enclosing folders the class map knows, outermost first."""
+    return [folder for folder in os.path.dirname(relative).split(os.sep)
+            if folder.strip().lower() in class_map]
+
+
 def label_from_folders(relative, class_map):
-    """(label, folder name) of the nearest enclosing folder the class map knows, or (None, '')."""
-    for folder in reversed(os.path.dirname(relative).split(os.sep)):
-        if folder.strip().lower() in class_map:
-            return class_map[folder.strip().lower()], folder
-    return None, ""
+    """(label, nearest class folder's name); (None, '') without a class folder or when the
+    class folders name different classes (``class_folders`` says which)."""
+    found = class_folders(relative, class_map)
+    labels = {class_map[folder.strip().lower()] for folder in found}
+    if len(labels) != 1:
+        return None, ""
+    return labels.pop(), found[-1]
 
 
 def default_patient(path, relative):
@@ -72,8 +82,11 @@ def default_patient(path, relative):
     return relative
 
 
-def _walk(directory):
-    for folder, subfolders, names in os.walk(directory):
+def _walk(directory, result):
+    def unreadable(error):  # os.walk would silently leave the folder out
+        result.skip(error.filename, "unreadable folder", error.strerror or str(error))
+
+    for folder, subfolders, names in os.walk(directory, onerror=unreadable):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in sorted(names):
             if not name.startswith(".") and os.path.splitext(name)[0] not in IGNORED_NAMES:
@@ -90,27 +103,34 @@ def read(directory, class_map=None, patient_id_regex=None):
         result.notes.append(NO_PATIENT_NOTE)
         logging.warning("%s: %s", directory, NO_PATIENT_NOTE)
     patients = set()
-    for path in _walk(directory):
+    for path in _walk(directory, result):
         relative = os.path.relpath(path, directory)
+        try:
+            files.check_name(relative)
+        except files.FileError as error:
+            result.skip_error(path, error)
+            continue
         if not images.is_image_file(path):
             if not path.lower().endswith(IGNORED_EXTENSIONS):
-                _skip(result, path, "unknown file type")
+                result.skip(path, "unknown file type")
             continue
         label, folder = label_from_folders(relative, class_map)
         try:
+            files.check_regular_file(path)  # before the DICOM header is read for its patient
             patient = patient_from_path(regex, relative) if regex else default_patient(path, relative)
-        except images.ImageError as error:
-            _skip(result, path, str(error))
+        except files.FileError as error:
+            result.skip_error(path, error)
             continue
         if patient is None:
-            _skip(result, path, "--patient_id_regex does not match its path")
+            result.skip(path, "--patient_id_regex does not match its path")
             continue
         if label is None:
-            result.excluded.append({"case_id": relative, "reason": "no class folder"})
+            result.excluded.append(_unlabelled(relative, class_map))
         patients.add(patient)
         result.examples.append(Example(
             source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
-            image_path=path, label=label, fields={"class_folder": folder}))
+            image_path=path, label=label, fields={"class_folder": folder},
+            key=make_image_key(SOURCE, directory, path)))
     result.cases = len(patients)
     counts = result.counts()
     logging.info("Folders %s: %d patients, %d images (%d labelled), %d files skipped", directory,
@@ -118,6 +138,9 @@ def read(directory, class_map=None, patient_id_regex=None):
     return result
 
 
-def _skip(result, path, reason):
-    logging.warning("Skipping %s: %s", path, reason)
-    result.skipped.append({"path": path, "reason": reason})
+def _unlabelled(relative, class_map):
+    """Why an image has no label: no class folder, or class folders that disagree."""
+    found = class_folders(relative, class_map)
+    if not found:
+        return {"case_id": relative, "reason": "no class folder"}
+    return {"case_id": relative, "reason": "class folders disagree", "folders": "/".join(found)}

@@ -2,16 +2,20 @@
 
 Every decoding path (dataset build, predict, the web app) goes through ``check_pixel_count``
 before decoding and ``to_rgb8`` after it, so limits and bit-depth handling are the same
-everywhere.
+everywhere. A file is opened only when it is a regular file no larger than
+``max_file_bytes(max_pixels)`` (``thyroid.datasets.files``).
 """
 
-import hashlib
 import io
 import os
 import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from thyroid.datasets import dicom, files
+# Re-exported: callers catch images.ImageError and the scaling is part of this module's story.
+from thyroid.datasets.pixels import ImageError, effective_bit_depth, scale_to_uint8  # noqa: F401
 
 RASTER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -20,10 +24,17 @@ MIN_SIDE = 16  # anything smaller is not an ultrasound frame
 # exports while a decode stays under about 160 MB of RGB (Pillow alone allows 179 Mpx).
 DEFAULT_MAX_PIXELS = 40_000_000
 DICOM_MAGIC_OFFSET = 128
+# The largest file one frame of max_pixels can need: 8 bytes per pixel (16-bit RGBA stored
+# uncompressed, the widest layout decoded). MIN_FILE_LIMIT leaves room for headers, metadata
+# and embedded previews when max_pixels is small. A multi-frame DICOM above the limit is
+# refused (--max_pixels raises it).
+BYTES_PER_PIXEL_LIMIT = 8
+MIN_FILE_LIMIT = 16 * 2 ** 20
 
 
-class ImageError(Exception):
-    """An image file that cannot be used (corrupt, truncated, empty, unsupported, too large)."""
+def max_file_bytes(max_pixels=DEFAULT_MAX_PIXELS):
+    """Largest image file opened for a given pixel limit (checked before reading)."""
+    return max(BYTES_PER_PIXEL_LIMIT * int(max_pixels or DEFAULT_MAX_PIXELS), MIN_FILE_LIMIT)
 
 
 def dicom_available():
@@ -42,9 +53,12 @@ def is_image_file(path):
     return os.path.splitext(path)[1].lower() in supported_extensions()
 
 
-def file_sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+def file_sha256(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Content hash of an image file, streamed; ImageError for a file that must not be read."""
+    try:
+        return files.sha256(path, max_file_bytes(max_pixels))
+    except files.FileError as error:
+        raise ImageError(error.reason, error.detail) from error
 
 
 def _is_dicom_bytes(data):
@@ -64,13 +78,12 @@ def _raster_size(path_or_bytes):
             with Image.open(_open_source(path_or_bytes)) as image:
                 return image.width, image.height, 1
     except Image.DecompressionBombError as error:
-        raise ImageError(f"image too large: {error}") from error
+        raise ImageError("image too large", str(error)) from error
     except UnidentifiedImageError as error:
-        raise ImageError("cannot decode image: unrecognised format (expected JPEG, PNG, BMP, "
-                         "TIFF or DICOM)") \
-            from error
+        raise ImageError("cannot decode image", "unrecognised format (expected JPEG, PNG, BMP, "
+                         "TIFF or DICOM)") from error
     except Exception as error:  # PIL raises many types for broken headers
-        raise ImageError(f"cannot decode image: {error}") from error
+        raise ImageError("cannot decode image", str(error)) from error
 
 
 def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
@@ -84,27 +97,14 @@ def check_pixel_count(path_or_bytes, max_pixels=DEFAULT_MAX_PIXELS):
     else:
         is_dicom = os.path.splitext(path_or_bytes)[1].lower() in DICOM_EXTENSIONS
     if is_dicom:
-        from thyroid.datasets import dicom
         width, height, frames = dicom.header_size(_open_source(path_or_bytes))
     else:
         width, height, frames = _raster_size(path_or_bytes)
     # Only one frame is ever decoded (see dicom.py), so the limit applies per frame.
     if max_pixels and width * height > max_pixels:
-        raise ImageError(f"image too large: {width}x{height} = {width * height} pixels, above "
-                         f"the limit of {max_pixels} (--max_pixels)")
+        raise ImageError("image too large", f"{width}x{height} = {width * height} pixels, "
+                         f"above the limit of {max_pixels} (--max_pixels)")
     return width, height, frames
-
-
-def effective_bit_depth(max_value):
-    """Smallest bit depth (at least 8) whose range holds ``max_value``: 12-bit data in a 16-bit
-    container scales by 4095, and 16-bit files holding only 0..255 stay unchanged."""
-    return max(8, int(np.ceil(np.log2(float(max_value) + 1.0))))
-
-
-def scale_to_uint8(values, full_scale):
-    """Linear map of 0..full_scale onto 0..255 (rounded, not clipped at 255 from above)."""
-    scaled = np.asarray(values, np.float64) * (255.0 / max(float(full_scale), 1.0))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def to_rgb8(image):
@@ -131,44 +131,54 @@ def _decode_raster(path_or_bytes):
         return to_rgb8(image)
 
 
-def _decode(path_or_bytes, is_dicom, max_pixels):
+def _decode(path_or_bytes, is_dicom, max_pixels, fallbacks):
     check_pixel_count(path_or_bytes, max_pixels)
     try:
         if is_dicom:
-            from thyroid.datasets import dicom
-            return dicom.load_rgb(_open_source(path_or_bytes))
+            return dicom.load_rgb(_open_source(path_or_bytes), fallbacks)
         return _decode_raster(path_or_bytes)
     except ImageError:
         raise
     except Exception as error:  # PIL / pydicom raise many types for broken files
-        raise ImageError(f"cannot decode image: {error}") from error
+        raise ImageError("cannot decode image", str(error)) from error
 
 
 def _check_side(array):
+    # Every decoder returns uint8 HxWx3; anything else would fail later, far from its file.
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ImageError("cannot decode image", f"decoded to {array.dtype} of shape "
+                         f"{'x'.join(map(str, array.shape))}, not height x width x 3")
     if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
-        raise ImageError(f"image too small: {array.shape[1]}x{array.shape[0]}")
+        raise ImageError("image too small", f"{array.shape[1]}x{array.shape[0]}")
     return array
 
 
-def decode_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Image file contents -> uint8 HxWx3, or ImageError saying why they cannot be used."""
+def decode_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS, fallbacks=None):
+    """Image file contents -> uint8 HxWx3, or ImageError saying why they cannot be used
+    (``fallbacks`` as for ``load_image``)."""
     if not data:
         raise ImageError("empty file")
     data = bytes(data)
     is_dicom = _is_dicom_bytes(data)
     if is_dicom and not dicom_available():
         raise ImageError("DICOM needs pydicom: pip install -e .[dicom]")
-    return _check_side(_decode(data, is_dicom, max_pixels))
+    return _check_side(_decode(data, is_dicom, max_pixels, fallbacks))
 
 
-def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
-    """Reads an image as uint8 HxWx3, or raises ImageError saying why it cannot be used."""
+def load_image(path, max_pixels=DEFAULT_MAX_PIXELS, fallbacks=None):
+    """Reads an image as uint8 HxWx3, or raises ImageError saying why it cannot be used.
+    ``fallbacks``, a list, receives a line for each of the file's settings that could not be
+    used as they are (an invalid DICOM window: its values' range is used instead)."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in supported_extensions():
-        raise ImageError(f"unsupported file type {extension or '(none)'}")
-    if os.path.getsize(path) == 0:
+        raise ImageError("unsupported file type", extension or "(none)")
+    try:
+        size = files.check_regular_file(path, max_file_bytes(max_pixels))
+    except files.FileError as error:
+        raise ImageError(error.reason, error.detail) from error
+    if size == 0:
         raise ImageError("empty file")
-    return _check_side(_decode(path, extension in DICOM_EXTENSIONS, max_pixels))
+    return _check_side(_decode(path, extension in DICOM_EXTENSIONS, max_pixels, fallbacks))
 
 
 def _box_mean(values, size):

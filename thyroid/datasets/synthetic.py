@@ -31,6 +31,7 @@ The XML/report text describes the appearance (what a radiologist would see), whi
 label is the recorded one. Same seed, same bytes.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -132,10 +133,18 @@ def _smooth(values, axis, taps):
     return out * np.float32(1.0 / taps)
 
 
-def render_field(rng, nodule, height, width, jitter=True):
-    """Echo amplitude of the scan field with its nodule -> (uint8 field, polygon in field px)."""
-    y = (np.arange(height, dtype=np.float32) / max(height - 1, 1))[:, None]
-    x = (np.arange(width, dtype=np.float32) / max(width - 1, 1))[None, :]
+@dataclasses.dataclass
+class NoduleShape:
+    """Where a nodule sits in the field (pixels) and its spiculation angles."""
+    cx: float
+    cy: float
+    half_w: float
+    half_h: float
+    spike_angles: np.ndarray
+
+
+def _background(rng, height, width, y, x):
+    """The field without its nodule -> (echo amplitude, texture factor)."""
     echo = np.ones((height, width), np.float32)
     # Skin and subcutaneous fat (bright), strap muscles (darker), then the gland.
     skin = int(rng.uniform(0.05, 0.09) * height)
@@ -150,14 +159,24 @@ def render_field(rng, nodule, height, width, jitter=True):
     coarse = rng.normal(0.0, 0.12, size=(6, 8)).astype(np.float32)
     texture = 1.0 + np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
     echo *= texture
+    return echo, texture
 
-    # The nodule, computed in a window around it (the rest of the field is untouched).
+
+def _nodule_shape(rng, nodule, height, width, jitter):
     cx = (rng.uniform(0.35, 0.65) if jitter else 0.5) * width
     cy = (rng.uniform(0.45, 0.6) if jitter else 0.52) * height
     scale = rng.uniform(0.9, 1.1) if jitter else 1.0
     half_w = nodule["half_width"] * width * scale
     half_h = min(half_w * nodule["aspect"], 0.3 * height)
     spike_angles = rng.uniform(-np.pi, np.pi, size=nodule["spikes"])
+    return NoduleShape(cx, cy, half_w, half_h, spike_angles)
+
+
+def _paint_nodule(echo, texture, nodule, shape):
+    """Nodule, halo and posterior shadowing or enhancement into ``echo`` (in place), computed
+    in a window around the nodule (the rest of the field is untouched)."""
+    height, width = echo.shape
+    cx, cy, half_w, half_h = shape.cx, shape.cy, shape.half_w, shape.half_h
     reach = 1.5
     y0, y1 = max(0, int(cy - reach * half_h)), min(height, int(cy + reach * half_h) + 1)
     x0, x1 = max(0, int(cx - reach * half_w)), min(width, int(cx + reach * half_w) + 1)
@@ -165,7 +184,7 @@ def render_field(rng, nodule, height, width, jitter=True):
     px = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
     theta = np.arctan2(py / half_h, px / half_w)
     rho = np.sqrt((px / half_w) ** 2 + (py / half_h) ** 2)
-    boundary = _radius(nodule, theta, spike_angles)
+    boundary = _radius(nodule, theta, shape.spike_angles)
     inside = rho < boundary
     window = echo[y0:y1, x0:x1]
     window[inside] = (nodule["echo"] * (1.0 + 0.5 * (texture[y0:y1, x0:x1] - 1.0)))[inside]
@@ -179,35 +198,55 @@ def render_field(rng, nodule, height, width, jitter=True):
     inside_below[:rows_in_window] = inside[int(cy) - y0:int(cy) - y0 + rows_in_window,
                                            columns.start - x0:columns.stop - x0]
     below[~inside_below] *= nodule["posterior"]
-    # Microcalcifications: small bright foci inside the nodule.
-    count = nodule["calcifications"]
-    if count:
-        angles = rng.uniform(-np.pi, np.pi, count)
-        radii = np.sqrt(rng.uniform(0.0, 0.6, count))
-        size = nodule["calcification_size"]
-        half = int(3 * size) + 1
-        offsets = np.arange(-half, half + 1, dtype=np.float32)
-        for fx, fy in zip(cx + radii * half_w * np.cos(angles), cy + radii * half_h * np.sin(angles)):
-            ix, iy = int(round(fx)), int(round(fy))
-            if not (half <= ix < width - half and half <= iy < height - half):
-                continue
-            spot = np.exp(-((offsets[:, None] + iy - fy) ** 2 + (offsets[None, :] + ix - fx) ** 2)
-                          / (2 * size ** 2))
-            echo[iy - half:iy + half + 1, ix - half:ix + half + 1] += 6.0 * spot
 
-    # Depth attenuation, speckle (Rayleigh, laterally correlated), log compression.
+
+def _add_calcifications(rng, echo, nodule, shape):
+    """Microcalcifications: small bright foci inside the nodule, added to ``echo``."""
+    count = nodule["calcifications"]
+    if not count:
+        return
+    height, width = echo.shape
+    angles = rng.uniform(-np.pi, np.pi, count)
+    radii = np.sqrt(rng.uniform(0.0, 0.6, count))
+    size = nodule["calcification_size"]
+    half = int(3 * size) + 1
+    offsets = np.arange(-half, half + 1, dtype=np.float32)
+    for fx, fy in zip(shape.cx + radii * shape.half_w * np.cos(angles),
+                      shape.cy + radii * shape.half_h * np.sin(angles)):
+        ix, iy = int(round(fx)), int(round(fy))
+        if not (half <= ix < width - half and half <= iy < height - half):
+            continue
+        spot = np.exp(-((offsets[:, None] + iy - fy) ** 2 + (offsets[None, :] + ix - fx) ** 2)
+                      / (2 * size ** 2))
+        echo[iy - half:iy + half + 1, ix - half:ix + half + 1] += 6.0 * spot
+
+
+def _acquire(rng, echo, y):
+    """Depth attenuation, speckle (Rayleigh, laterally correlated), log compression -> uint8."""
+    height, width = echo.shape
     echo *= np.exp(-rng.uniform(0.2, 0.6) * y)
     real = rng.standard_normal((height, width), dtype=np.float32)
     imag = rng.standard_normal((height, width), dtype=np.float32)
     speckle = np.hypot(_smooth(_smooth(real, 1, 3), 0, 2), _smooth(_smooth(imag, 1, 3), 0, 2))
     gain = rng.uniform(0.8, 1.25)
     pixels = (255.0 * gain / np.log1p(48.0)) * np.log1p(12.0 * echo * speckle)
-    field = np.clip(pixels, 0, 255).astype(np.uint8)
+    return np.clip(pixels, 0, 255).astype(np.uint8)
 
+
+def render_field(rng, nodule, height, width, jitter=True):
+    """Echo amplitude of the scan field with its nodule -> (uint8 field, polygon in field px).
+    The steps draw from ``rng`` in a fixed order: same seed, same bytes."""
+    y = (np.arange(height, dtype=np.float32) / max(height - 1, 1))[:, None]
+    x = (np.arange(width, dtype=np.float32) / max(width - 1, 1))[None, :]
+    echo, texture = _background(rng, height, width, y, x)
+    shape = _nodule_shape(rng, nodule, height, width, jitter)
+    _paint_nodule(echo, texture, nodule, shape)
+    _add_calcifications(rng, echo, nodule, shape)
+    field = _acquire(rng, echo, y)
     angles = np.linspace(-np.pi, np.pi, 36, endpoint=False)
-    r = _radius(nodule, angles, spike_angles)
-    polygon = [(float(cx + half_w * ri * np.cos(a)), float(cy + half_h * ri * np.sin(a)))
-               for a, ri in zip(angles, r)]
+    r = _radius(nodule, angles, shape.spike_angles)
+    polygon = [(float(shape.cx + shape.half_w * ri * np.cos(a)),
+                float(shape.cy + shape.half_h * ri * np.sin(a))) for a, ri in zip(angles, r)]
     return field, polygon
 
 

@@ -17,6 +17,7 @@ from absl import flags, logging
 from thyroid import cli
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.datasets.build import PROTOCOLS
+from thyroid.datasets.sources import check_sources, prefixed_flags
 from thyroid.stats.operating_point import operating_point_flag_checker
 
 COMMAND = "study"
@@ -167,6 +168,7 @@ def check_flags(fv):
     if fv.cv_folds == 1:
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
     external = external_sources(fv)
+    check_sources(external, prefixed_flags("external_"))
     if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
         kind, path = next(iter(external.items()))
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,

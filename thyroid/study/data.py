@@ -38,22 +38,26 @@ def prepare_sources(study, run_dir):
                    f"seed {study.seed})")
 
 
+def _named(sources):
+    return build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir)
+
+
 def build_development_shards(study, sources, dataset_dir):
     """Cross-validation: shards of every labelled image (augmented copies tagged with their
     original's key) in one split, then folds.json beside the manifest. -> manifest."""
-    manifest = build.build(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
-                           output_dir=dataset_dir, protocol="patient", validation_fraction=0.0,
-                           test_fraction=0.0, augment_copies=study.augment_copies,
-                           seed=study.seed, overwrite=True)
+    manifest = build.build(build.BuildConfig(
+        output_dir=dataset_dir, sources=_named(sources), protocol="patient",
+        validation_fraction=0.0, test_fraction=0.0, augment_copies=study.augment_copies,
+        seed=study.seed, overwrite=True))
     folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed)
     return manifest
 
 
 def build_single_split_shards(study, sources, dataset_dir):
     """The single train/validation/test split of ``study.protocol``. -> manifest."""
-    return build.build(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
-                       output_dir=dataset_dir, protocol=study.protocol,
-                       augment_copies=study.augment_copies, seed=study.seed, overwrite=True)
+    return build.build(build.BuildConfig(
+        output_dir=dataset_dir, sources=_named(sources), protocol=study.protocol,
+        augment_copies=study.augment_copies, seed=study.seed, overwrite=True))
 
 
 def build_external_shards(sources, output_dir, seed):
@@ -62,8 +66,9 @@ def build_external_shards(sources, output_dir, seed):
     unknown = sorted(set(sources) - set(EXTERNAL_SOURCES))
     if unknown:
         raise ValueError(f"unknown external source kinds {unknown}; expected {EXTERNAL_SOURCES}")
-    return build.build(output_dir=output_dir, sources=dict(sources), evaluation_only=True,
-                       seed=seed, overwrite=True)
+    return build.build(build.BuildConfig(
+        output_dir=output_dir, sources=dict(sources), evaluation_only=True, seed=seed,
+        overwrite=True, source_flags=build.prefixed_flags("external_")))
 
 
 def external_counts(external_dir, split):

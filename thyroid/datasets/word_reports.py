@@ -1,4 +1,5 @@
-"""Reader for the local hospital layout: ``<root>/<patient_id>/report.docx`` plus images.
+"""Reader for the hospital's layout of Word reports: ``<root>/<patient_id>/report.docx`` plus
+that patient's images (the ``local`` source kind, ``--local_dir``).
 
 The report gives the label through ``thyroid.datasets.report_labels`` (negation, uncertainty,
 indication and history aware) and ``DIAGNOSIS_LABELS``, a table of phrases that callers may
@@ -18,8 +19,8 @@ import zipfile
 from absl import logging
 
 from thyroid import BENIGN, MALIGNANT
-from thyroid.datasets import images, report_labels
-from thyroid.datasets.example import Example, ReadResult, make_patient_id
+from thyroid.datasets import files, images, report_labels
+from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
 
 SOURCE = "local"
 REPORT_NAME = "report.docx"
@@ -31,7 +32,7 @@ MAX_REPORT_UNCOMPRESSED = 100_000_000
 MAX_REPORT_MEMBERS = 1000
 
 
-class ReportError(Exception):
+class ReportError(files.FileError):
     """A report .docx that cannot (or must not) be opened."""
 
 
@@ -50,31 +51,36 @@ def load_diagnosis_table(json_path=None):
 
 def check_report_size(docx_path):
     """Raises ReportError when the archive is too large, too many-membered or a zip bomb."""
-    size = os.path.getsize(docx_path)
+    try:
+        size = files.check_regular_file(docx_path)
+    except files.FileError as error:
+        raise ReportError("unreadable .docx", str(error)) from error
+    if size == 0:
+        raise ReportError("unreadable .docx", "empty file")
     if size > MAX_REPORT_BYTES:
-        raise ReportError(f"report too large: {size} bytes (limit {MAX_REPORT_BYTES})")
+        raise ReportError("report too large", f"{size} bytes (limit {MAX_REPORT_BYTES})")
     try:
         with zipfile.ZipFile(docx_path) as archive:
             members = archive.infolist()  # the central directory only; nothing is inflated
     except (zipfile.BadZipFile, OSError) as error:
-        raise ReportError(f"unreadable .docx: {error}") from error
+        raise ReportError("unreadable .docx", str(error)) from error
     if len(members) > MAX_REPORT_MEMBERS:
-        raise ReportError(f"report has {len(members)} zip members (limit {MAX_REPORT_MEMBERS})")
+        raise ReportError("report has too many zip members",
+                          f"{len(members)} (limit {MAX_REPORT_MEMBERS})")
     total = sum(member.file_size for member in members)
     if total > MAX_REPORT_UNCOMPRESSED:
-        raise ReportError(f"report expands to {total} bytes (limit {MAX_REPORT_UNCOMPRESSED})")
+        raise ReportError("report too large uncompressed",
+                          f"{total} bytes (limit {MAX_REPORT_UNCOMPRESSED})")
 
 
 def read_report_lines(docx_path):
     """Paragraph texts, then one line per table row (cells joined by ': ')."""
     import docx  # python-docx
-    if os.path.getsize(docx_path) == 0:
-        raise ReportError("unreadable .docx: empty file")
     check_report_size(docx_path)
     try:
         document = docx.Document(docx_path)
     except Exception as error:  # zipfile, KeyError, lxml errors for broken files
-        raise ReportError(f"unreadable .docx: {error}") from error
+        raise ReportError("unreadable .docx", str(error)) from error
     lines = [p.text for p in document.paragraphs if p.text.strip()]
     for table in document.tables:
         for row in table.rows:
@@ -113,12 +119,14 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
     if isinstance(table, str):
         table = load_diagnosis_table(table)
     result = ReadResult(source=SOURCE)
-    for name in sorted(os.listdir(directory)):
+    for name in result.utf8_names(directory):
         path = os.path.join(directory, name)
         if not os.path.isdir(path):
-            _skip(result, path, "not a patient folder")
+            result.skip(path, "not a patient folder")
             continue
         _read_patient(result, name, path, table, suspicious_as_malignant)
+    for example in result.examples:
+        example.key = make_image_key(SOURCE, directory, example.image_path)
     counts = result.counts()
     logging.info("Local %s: %d patients (%d labelled), %d images (%d labelled), excluded %s, "
                  "%d files skipped", directory, counts["cases"], counts["labelled_cases"],
@@ -129,15 +137,26 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
 
 def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     result.cases += 1
+    try:
+        names = result.utf8_names(folder)
+    except OSError as error:
+        result.skip(folder, "unreadable folder", error.strerror or str(error))
+        result.excluded.append({"case_id": patient, "reason": "unreadable folder"})
+        return
     image_paths = []
-    for name in sorted(os.listdir(folder)):
+    for name in names:
         path = os.path.join(folder, name)
         if name == REPORT_NAME:
             continue
-        if images.is_image_file(name):
-            image_paths.append(path)
-        else:
-            _skip(result, path, "unknown file type")
+        if not images.is_image_file(name):
+            result.skip(path, "unknown file type")
+            continue
+        try:
+            files.check_regular_file(path)
+        except files.FileError as error:
+            result.skip_error(path, error)
+            continue
+        image_paths.append(path)
     report_path = os.path.join(folder, REPORT_NAME)
     if not os.path.exists(report_path):
         result.excluded.append({"case_id": patient, "reason": "no report.docx"})
@@ -145,8 +164,9 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
     try:
         lines = read_report_lines(report_path)
     except ReportError as error:
-        _skip(result, report_path, str(error))
-        result.excluded.append({"case_id": patient, "reason": f"unreadable report ({error})"})
+        result.skip_error(report_path, error)
+        result.excluded.append({"case_id": patient, "reason": "unreadable report",
+                                "detail": str(error)})
         return
     decision = explain_diagnosis(lines, table, suspicious_as_malignant)
     label, diagnosis = decision.label, decision.text
@@ -165,8 +185,3 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
             source=SOURCE, case_id=patient, patient_id=make_patient_id(SOURCE, patient),
             image_path=image_path, label=label, tirads=find_tirads(lines), polygons=[],
             fields=dict(fields)))
-
-
-def _skip(result, path, reason):
-    logging.warning("Skipping %s: %s", path, reason)
-    result.skipped.append({"path": path, "reason": reason})
