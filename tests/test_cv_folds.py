@@ -94,3 +94,24 @@ def test_validation_score_prefers_auc_then_log_loss():
     assert perfect[0] == confident[0] == 1.0 and confident > perfect > swapped
     one_class = validation_score([1, 1], [0.9, 0.8])
     assert one_class[0] == -1.0 and one_class > validation_score([1, 1], [0.2, 0.3])
+
+
+def test_more_folds_than_a_class_has_patients_is_refused_naming_the_flag():
+    """The reported defect: such folds ran, and a test fold without one class scored an
+    AUC of 0.00 reported as ok."""
+    from thyroid.datasets import splits
+    labels = [0, 0, 1, 1, 1, 1, 1]
+    groups = ["a", "b", "c", "d", "e", "f", "g"]
+    with pytest.raises(splits.FoldCountError, match=r"--cv_folds=3: only 2 benign patient units"):
+        splits.cross_validation_folds(labels, groups, 3)
+    assert splits.cross_validation_folds(labels, groups, 2)["num_folds"] == 2
+
+
+def test_a_study_with_too_many_folds_stops_in_one_line(tmp_path):
+    import subprocess
+    from study_runs import REPO, study_command
+    done = subprocess.run(study_command(tmp_path, "--cv_folds=90", "--rows=1", "--noexport"),
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("study: error: shards: FoldCountError: --cv_folds=90: only "), last

@@ -157,6 +157,23 @@ def _deal_units_to_folds(unit_labels, num_folds, rng):
     return fold_of
 
 
+class FoldCountError(ValueError):
+    """More folds than a class has patient units: some test folds would lack that class."""
+
+
+def check_fold_count(unit_labels, num_folds):
+    """Every class needs a patient unit in every test fold, or its folds score nothing (an
+    AUC without one class is undefined, and would be reported as if measured)."""
+    counts = collections.Counter(unit_labels.values())
+    for label in (0, 1):
+        if counts.get(label, 0) < num_folds:
+            name = ("benign", "malignant")[label]
+            raise FoldCountError(
+                f"--cv_folds={num_folds}: only {counts.get(label, 0)} {name} patient units "
+                f"(patients linked by a shared image count once); use at most "
+                f"{max(min(counts.get(0, 0), counts.get(1, 0)), 2)} folds")
+
+
 def cross_validation_folds(labels, groups, num_folds, num_repeats=1, seed=0,
                            inner_validation_fraction=0.15):
     """Patient-grouped, label-stratified K-fold assignment, repeated with fresh shuffles.
@@ -184,9 +201,7 @@ def cross_validation_folds(labels, groups, num_folds, num_repeats=1, seed=0,
         raise ValueError(f"inner_validation_fraction must be in [0, 1), got "
                          f"{inner_validation_fraction}")
     unit_labels = unit_labels_of(labels, groups)
-    if len(unit_labels) < num_folds:
-        raise ValueError(f"{len(unit_labels)} labelled patient units cannot fill "
-                         f"{num_folds} folds")
+    check_fold_count(unit_labels, num_folds)
     rng = np.random.RandomState(seed)
     repeats = []
     for repeat in range(num_repeats):

@@ -121,6 +121,15 @@ def _open_plan(study, resume):
     return run_dir, _matching_plan(run_dir, study)
 
 
+class StudyError(ValueError):
+    """The study cannot go on (its data could not be prepared): one line, exit 1."""
+
+
+# Jobs without which no row can run: when one fails, the study says why instead of reporting
+# every row failed.
+ESSENTIAL_JOBS = ("data", "shards")
+
+
 class StudyInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM: the committed jobs are kept; the message says how to continue."""
 
@@ -138,6 +147,9 @@ def run_study(study, executor=None, resume=False):
         results, run_dir = _run_claimed(study, executor, resume)
     finally:
         executor.stop()
+    for job_id in ESSENTIAL_JOBS:
+        if results.get(job_id) is not None and not results[job_id].ok:
+            raise StudyError(f"{job_id}: {results[job_id].note}")
     report = results.get("report")
     if report is None or not report.ok:
         raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
