@@ -14,6 +14,8 @@ import pytest
 from study_runs import (REPO, comparable_summary, read_rows, run_study, same_predictions,
                         study_command)
 
+# The test cluster listens on loopback; keep Ray from rewriting its address (read at import).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="the executor tests need Ray (pip install -e .[test])")
 
 # Short, so that the rows of a study end in seconds; the same flags on both sides of a check.

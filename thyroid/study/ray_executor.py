@@ -34,6 +34,9 @@ INSTALL_HINT = "pip install -e '.[ray]'"
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # Jobs that use what their inputs left, failed or not.
 SUMMARY_KINDS = ("pooled", "export", "report")
+# Jobs that run a network, and so take the GPU share; the others (data, shards, statistics,
+# report) never hold a GPU that a fit could use.
+GPU_KINDS = ("features", "fit", "refit", "export")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +47,23 @@ class RayOptions:
     max_retries: int = 2
 
 
-def import_ray():
-    """Ray, with usage statistics off; a one-line error saying how to install it."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+# Ray rewrites a loopback cluster address to the machine's outward address, where a cluster
+# listening on loopback cannot be reached; with this off it keeps loopback addresses as given.
+KEEP_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def is_loopback(address):
+    return bool(address) and address.rsplit(":", 1)[0] in LOOPBACK_HOSTS
+
+
+def import_ray(address=None):
+    """Ray, with usage statistics off; a one-line error saying how to install it. For a
+    cluster on loopback (``address``), set up to reach it there; set before Ray is imported,
+    which reads it once."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if is_loopback(address):
+        os.environ.setdefault(KEEP_LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError:
@@ -118,7 +135,7 @@ class RayExecutor:
 
     def start(self):
         """Joins or starts Ray and checks its resources, before any run folder is made."""
-        self.ray = import_ray()
+        self.ray = import_ray(self.options.address or os.environ.get("RAY_ADDRESS"))
         self.started_here = self._connect(self.ray)
         try:
             check_resources(self.ray, self.options)
@@ -148,7 +165,10 @@ class RayExecutor:
         """Joins the cluster at --ray_address / RAY_ADDRESS, or starts one here; -> started."""
         address = self.options.address or os.environ.get("RAY_ADDRESS")
         if address:
-            ray.init(address=address, logging_level="warning", log_to_driver=True)
+            # A cluster on this machine's loopback is joined from loopback too; elsewhere Ray
+            # picks the address the cluster can reach this driver at.
+            ray.init(address=address, logging_level="warning", log_to_driver=True,
+                     **({"_node_ip_address": "127.0.0.1"} if is_loopback(address) else {}))
             return False
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1",
@@ -159,10 +179,10 @@ class RayExecutor:
         """{job id: (ref or None, committed JobResult or None)} in plan order."""
         from thyroid.study.resources import JobResources
         options = self.options
-        resources = JobResources(options.cpus_per_job, options.gpus_per_job)
-        run = ray.remote(_run_task).options(
-            num_cpus=options.cpus_per_job, num_gpus=options.gpus_per_job,
-            max_retries=options.max_retries)
+        run_task = ray.remote(_run_task)
+        tasks = {gpus: run_task.options(num_cpus=options.cpus_per_job, num_gpus=gpus,
+                                        max_retries=options.max_retries)
+                 for gpus in {0.0, options.gpus_per_job}}
         settle = ray.remote(_settle).options(num_cpus=0)
         submitted = {}
         for job in plan.jobs:
@@ -174,7 +194,9 @@ class RayExecutor:
             if job.kind in SUMMARY_KINDS and refs:
                 ids = [i for i in job.inputs if submitted[i][0] is not None]
                 refs = [settle.remote(plan.run_dir, ids, refs)]
-            submitted[job.id] = (run.remote(plan.run_dir, job.id, resources, *refs), None)
+            gpus = options.gpus_per_job if job.kind in GPU_KINDS else 0.0
+            resources = JobResources(options.cpus_per_job, gpus)
+            submitted[job.id] = (tasks[gpus].remote(plan.run_dir, job.id, resources, *refs), None)
         return submitted
 
     def _follow(self, ray, plan, submitted):
