@@ -1,0 +1,50 @@
+"""Run folders: claimed atomically, one study at a time, never reused without --resume."""
+
+import dataclasses
+
+import pytest
+
+from thyroid.study import driver
+from thyroid.study.config import StudyConfig
+from thyroid.study.plan import make_plan
+
+
+def test_an_explicit_run_name_is_claimed_once(tmp_path):
+    study = StudyConfig(output_dir=str(tmp_path), run_name="mine")
+    first = driver._claim_new(study)
+    with pytest.raises(driver.RunFolderError, match="already exists; add --resume"):
+        driver._claim_new(study)
+    assert first == str(tmp_path / "mine")
+
+
+def test_default_names_that_collide_get_a_suffix(tmp_path, monkeypatch):
+    study = StudyConfig(output_dir=str(tmp_path))
+    monkeypatch.setattr(StudyConfig, "default_run_name", lambda self: "20261203-101010-x")
+    claimed = [driver._claim_new(study) for _ in range(3)]
+    assert [p.rsplit("/", 1)[1] for p in claimed] == [
+        "20261203-101010-x", "20261203-101010-x-2", "20261203-101010-x-3"]
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with driver._held(str(run_dir)):
+        with pytest.raises(driver.RunFolderError, match="in use by another running study"):
+            with driver._held(str(run_dir)):
+                pass
+    with driver._held(str(run_dir)):  # released when the study ends
+        pass
+
+
+def test_resume_finds_the_newest_unfinished_run_with_the_same_settings(tmp_path):
+    study = StudyConfig(output_dir=str(tmp_path), quick=True)
+    older = make_plan(dataclasses.replace(study, run_name="a"), driver._claim_new(
+        dataclasses.replace(study, run_name="a")))
+    newer = make_plan(dataclasses.replace(study, run_name="b"), driver._claim_new(
+        dataclasses.replace(study, run_name="b")))
+    assert older.started <= newer.started
+    assert driver._newest_unfinished(study) == newer.run_dir
+    with pytest.raises(driver.RunFolderError, match="no unfinished run with these settings"):
+        driver._newest_unfinished(dataclasses.replace(study, seed=1))
+    with pytest.raises(driver.RunFolderError, match=r"other settings \(seed\)"):
+        driver._matching_plan(newer.run_dir, dataclasses.replace(study, seed=1))
