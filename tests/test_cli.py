@@ -149,3 +149,17 @@ def test_a_real_process_prints_one_line(argv, flag):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0], done.stderr
     assert lines[0].startswith(argv[0].split(".")[1] + ": error: --")
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path):
+    """Ray is imported only when asked for; where it is missing, one line says what to do."""
+    code = ("import sys; sys.modules['ray'] = None; "
+            "from thyroid.study.__main__ import main; "
+            f"sys.exit(main(['study', '--quick', '--executor=ray', '--output_dir={tmp_path}']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == ("study: error: --executor=ray: Ray is not installed here; "
+                    "pip install -e '.[ray]'"), last
+    assert not list(tmp_path.iterdir())  # refused before any run folder
