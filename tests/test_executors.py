@@ -149,12 +149,19 @@ def cluster_flags(cluster, *extra):
             *extra)
 
 
-def test_a_two_node_cluster_survives_losing_a_node(cluster, tmp_path, checkpoints):
+def reference_and_cluster_study(cluster, tmp_path, checkpoints, fits):
+    """(uninterrupted local run folder, the cluster study's output folder, its process once
+    ``fits`` of its fits are committed). One thread per job on both sides."""
     _, reference = run_study(tmp_path / "local", *SMALL, "--cpus_per_job=1",
                              checkpoint_dir=checkpoints)
     output = tmp_path / "cluster"
     process = start_study(output, *cluster_flags(cluster), checkpoint_dir=checkpoints)
-    wait_for(fits_done(output / "run", 2), process)
+    wait_for(fits_done(output / "run", fits), process)
+    return reference, output, process
+
+
+def test_a_two_node_cluster_survives_losing_a_node(cluster, tmp_path, checkpoints):
+    reference, output, process = reference_and_cluster_study(cluster, tmp_path, checkpoints, 2)
     worker = [node for node in cluster.list_all_nodes() if node is not cluster.head_node][0]
     cluster.remove_node(worker, allow_graceful=False)
     process.wait(timeout=900)
@@ -166,11 +173,7 @@ def test_a_two_node_cluster_survives_losing_a_node(cluster, tmp_path, checkpoint
 
 
 def test_a_driver_killed_on_a_cluster_resumes_there(cluster, tmp_path, checkpoints):
-    _, reference = run_study(tmp_path / "local", *SMALL, "--cpus_per_job=1",
-                             checkpoint_dir=checkpoints)
-    output = tmp_path / "cluster"
-    process = start_study(output, *cluster_flags(cluster), checkpoint_dir=checkpoints)
-    wait_for(fits_done(output / "run", 3), process)
+    reference, output, process = reference_and_cluster_study(cluster, tmp_path, checkpoints, 3)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = committed_jobs(output / "run")
