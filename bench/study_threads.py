@@ -49,7 +49,7 @@ def markdown(counts, runs, extra):
     rows = [[f"row {row}", f"{moved[row]:.2g}", f"{aucs_a[row]:.4f}", f"{aucs_b[row]:.4f}",
              f"{aucs_b[row] - aucs_a[row]:+.4f}"] for row in sorted(aucs_a, key=int)]
     table = common.format_table(
-        ["row", "largest |change| of a probability", f"AUC, {first} thread(s)",
+        ["row", "largest absolute change of a probability", f"AUC, {first} thread(s)",
          f"AUC, {second} thread(s)", "change"], rows)
     return (f"`python -m thyroid.study {' '.join(extra)} --noexport --cpus_per_job=N` for "
             f"N = {first} and {second}, the same seed.\n\n{table}\n")
