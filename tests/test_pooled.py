@@ -107,7 +107,8 @@ def test_cv_report_files(tmp_path):
                                         records + external)
     read_back = report.read_predictions_csv(path)
     with open(path, encoding="utf-8") as f:
-        assert f.readline().strip() == "row_id,repeat,fold,image,patient_id,label,prob,threshold"
+        assert f.readline().strip() == ("row_id,repeat,fold,image,patient_id,label,prob,risk,"
+                                        "spread,threshold")
     assert len(read_back) == len(records) + len(external)
     assert {r["fold"] for r in read_back} == {"0", "1", "2", "3", "external"}
 
