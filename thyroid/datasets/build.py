@@ -302,6 +302,9 @@ def build(output_dir, ddti_dir=None, local_dir=None, protocol="patient",
         "skipped": skipped,
         "leakage": leakage,
         "duplicates": duplicates,
+        # Each original image's file hash, by key: external sets are checked against these.
+        "image_sha256": {item["key"]: hashes[item["path"]] for item in items
+                         if not item["augmented"]},
         "source_splits_ignored": ignored_splits,
         "build_seconds": round(time.time() - started, 2),
     }
