@@ -66,10 +66,12 @@ def build_external_shards(sources, output_dir, seed):
                        seed=seed, overwrite=True)
 
 
-def external_counts(external_dir, split):
-    """{patient_ids, labels} of the external shards, for the design section's counts."""
+def external_counts(external_dir, split, excluded=()):
+    """{patient_ids, labels} of the external shards (less the images whose keys are in
+    ``excluded``), for the design section's counts."""
     data = shards.load_split(external_dir, split, decode=False)
-    return {"patient_ids": data.patient_ids.tolist(), "labels": data.labels.tolist()}
+    kept = [i for i, key in enumerate(data.keys) if key not in set(excluded)]
+    return {"patient_ids": data.patient_ids[kept].tolist(), "labels": data.labels[kept].tolist()}
 
 
 def prepare_checkpoints(checkpoint_dir, models, try_download):
