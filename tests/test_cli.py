@@ -93,6 +93,8 @@ CASES = [train_case(setting, words) for setting, words in TRAIN_BAD_VALUES.items
      "cross-validated"),
     ("study", lambda d: ["--final_model=average"], "--final_model", "one of"),
     ("study", lambda d: ["--recalibrate=isotonic"], "--recalibrate", "one of"),
+    ("study", lambda d: ["--inner_validation_fraction=0.9"], "--inner_validation_fraction",
+     "range [0.05,"),
     ("export", lambda d: [f"--train_dir={d['train']}", f"--output_dir={d['out']}",
                           "--representative_count=0"], "--representative_count", "range [1,"),
     ("export", lambda d: [f"--train_dir={d['train']}", f"--output_dir={d['out']}",

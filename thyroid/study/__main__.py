@@ -74,6 +74,10 @@ def define_validation_flags(fv):
                          upper_bound=MAX_FOLDS, flag_values=fv)
     flags.DEFINE_integer("cv_repeats", 1, "Repeats of the cross-validation with fresh folds.",
                          lower_bound=1, upper_bound=MAX_REPEATS, flag_values=fv)
+    flags.DEFINE_float("inner_validation_fraction", 0.15, "Share of each fold's training "
+                       "patients (per class) held out as its inner validation set, where early "
+                       "stopping, the threshold and the recalibration map are chosen.",
+                       lower_bound=0.05, upper_bound=0.5, flag_values=fv)
     flags.DEFINE_string("operating_point", "youden", "Threshold rule on each fold's inner "
                         "validation predictions: youden, sensitivity:X, specificity:X or fixed:T.",
                         flag_values=fv)
@@ -197,6 +201,7 @@ def study_config(fv, external):
         quick=fv.quick, num_cases=fv.num_cases, rows=parse_rows(fv.rows, ROW_IDS),
         download_checkpoints=fv.download_checkpoints, export=fv.export, seed=fv.seed,
         cv_folds=fv.cv_folds, cv_repeats=fv.cv_repeats, operating_point=fv.operating_point,
+        inner_validation_fraction=fv.inner_validation_fraction,
         external=tuple(sorted(external.items())), recalibrate=fv.recalibrate,
         final_model=fv.final_model)
 

@@ -98,9 +98,13 @@ def best_strategy_lines(rows, summaries):
             if num(f.get(f"net_benefit_at_{name}")) is not None:
                 options[f"row {row.row_id}"] = num(f.get(f"net_benefit_at_{name}"))
         options = {k: v for k, v in options.items() if v is not None}
-        best = max(options, key=options.get)
+        best = "treat none"
+        for name, value in options.items():  # a row must beat treating all or none outright
+            if value > options[best] + 1e-9:
+                best = name
         lines.append(f"t = {threshold:.2f}: {best} ({options[best]:.3f})")
-    return ["Highest net benefit by threshold: " + "; ".join(lines) + ".", ""]
+    return ["Highest net benefit by threshold (ties go to treating all or none): "
+            + "; ".join(lines) + ".", ""]
 
 
 def external_markdown(rows, by_model, final_model):
@@ -177,8 +181,9 @@ def plot_decision_curves(rows, panels, path):
             low_y = min(low_y, min(v for v in curve["net_benefit"] if v == v))
             drawn += 1
         if everyone:
-            ax.plot(everyone["thresholds"], everyone["treat_all"], color="0.3", linestyle="--",
-                    linewidth=1, label="treat all")
+            # Drawn last and on top: a row that flags every image lies exactly on it.
+            ax.plot(everyone["thresholds"], everyone["treat_all"], color="black",
+                    linestyle=(0, (4, 3)), linewidth=1.6, label="treat all", zorder=5)
             top = max(max(everyone["treat_all"]), 0.05)
             ax.set_ylim(max(low_y, -top) - 0.02, top * 1.15 + 0.02)
         else:

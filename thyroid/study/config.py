@@ -37,6 +37,9 @@ class StudyConfig:
     # test split, as with --protocol=image.
     cv_folds: int | None = None
     cv_repeats: int = 1
+    # The share of each fold's training patients (per class) held out as its inner validation
+    # set: early stopping, the threshold and the recalibration map are chosen there.
+    inner_validation_fraction: float = 0.15
     operating_point: str = "youden"
     # External validation sets: ((source kind, path), ...), kinds as datasets.read_sources.
     external: tuple = ()

@@ -45,7 +45,8 @@ def build_development_shards(study, sources, dataset_dir):
                            output_dir=dataset_dir, protocol="patient", validation_fraction=0.0,
                            test_fraction=0.0, augment_copies=study.augment_copies,
                            seed=study.seed, overwrite=True)
-    folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed)
+    folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed,
+                      study.inner_validation_fraction)
     return manifest
 
 
