@@ -107,7 +107,8 @@ def test_cv_report_files(tmp_path):
                                         records + external)
     read_back = report.read_predictions_csv(path)
     with open(path, encoding="utf-8") as f:
-        assert f.readline().strip() == "row_id,repeat,fold,image,patient_id,label,prob,threshold"
+        assert f.readline().strip() == ("row_id,repeat,fold,image,patient_id,label,prob,risk,"
+                                        "spread,threshold")
     assert len(read_back) == len(records) + len(external)
     assert {r["fold"] for r in read_back} == {"0", "1", "2", "3", "external"}
 
@@ -121,7 +122,12 @@ def test_cv_report_files(tmp_path):
                 "auc_fold_sd,threshold,sensitivity,specificity,accuracy,brier,"
                 "calibration_intercept,calibration_slope,p_vs_best,sensitivity_at_0_5,"
                 "specificity_at_0_5,accuracy_at_0_5,external_auc,external_sensitivity,"
-                "external_brier,external_calibration_slope").split(",")
+                "external_brier,external_calibration_slope,brier_recalibrated,"
+                "calibration_intercept_recalibrated,calibration_slope_recalibrated,"
+                "external_brier_recalibrated,external_calibration_slope_recalibrated,"
+                "patient_auc_mean,patient_auc_max,external_patient_auc_mean,"
+                "external_patient_auc_max,net_benefit_at_0_10,net_benefit_at_0_10_ci_low,"
+                "treat_all_at_0_10,external_net_benefit_at_0_10").split(",")
     assert set(required) <= set(table[0])
     by_id = {r["row_id"]: r for r in table}
     assert float(by_id["1"]["auc"]) == pytest.approx(summaries[1]["auc"], rel=1e-5)

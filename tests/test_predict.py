@@ -53,6 +53,7 @@ def test_json_and_gradcam_with_bad_files(exported, image_files, tmp_path):  # no
     for path in good:
         row = rows[path]
         assert 0.0 <= row["probability"] <= 1.0
+        assert row["risk"] == row["probability"] and row["spread"] is None
         assert row["label"] == int(row["probability"] >= 0.5)
         assert row["label_name"] == ("benign", "malignant")[row["label"]]
         rgb = load_image_file(path)
@@ -73,10 +74,12 @@ def test_table_output(exported, image_files):  # noqa: F811
     result = run_predict([f"--model={exported['int8'].output_dir}", *good])
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["file", "P(malignant)", "label"]
+    assert lines[0].split() == ["file", "P(malignant)", "risk", "label"]
     for path, line in zip(good, lines[1:3]):
-        name, probability, label = line.split()
+        name, probability, risk, label = line.split()
         assert name == path and 0.0 <= float(probability) <= 1.0
+        # an export without a recalibration map: the risk is the probability
+        assert abs(float(risk) - float(probability)) < 1e-4
         assert label == ("malignant" if float(probability) >= 0.5 else "benign")
     assert "not a diagnosis" in result.stdout
 

@@ -16,7 +16,7 @@ from study_runs import REPO, read_predictions, read_rows, run_study
 
 def check_one_out_of_fold_prediction_each(run_dir, row_ids, num_repeats=1):
     assignment = json.loads((run_dir / "shards" / "folds.json").read_text())
-    predictions = [p for p in read_predictions(run_dir) if p["fold"] != "external"]
+    predictions = [p for p in read_predictions(run_dir) if not p["fold"].startswith("external")]
     for row_id in row_ids:
         for repeat in range(num_repeats):
             images = [p["image"] for p in predictions
@@ -56,8 +56,35 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(quick_run):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
     check_exported_threshold(run_dir, predictions)
+    check_clinical_numbers(run_dir, rows, predictions)
     check_logreg_folds_fit_on_their_training_part(run_dir, assignment)
     check_time_by_stage(summary)
+
+
+def check_clinical_numbers(run_dir, rows, predictions):
+    """Recalibrated risks, patient-level AUCs and net benefits reach every report file."""
+    for row_id in (1, 8, 9, 10, 11):
+        row = rows[row_id]
+        for name in ("brier_recalibrated", "calibration_slope_recalibrated", "patient_auc_mean",
+                     "patient_auc_max", "net_benefit_at_0_10", "net_benefit_at_0_10_ci_low",
+                     "treat_all_at_0_50"):
+            assert row[name] != "", (row_id, name)
+        assert float(row["calibration_slope_recalibrated"]) > 0
+    for record in predictions:
+        assert 0.0 <= float(record["risk"]) <= 1.0 and record["spread"] == ""
+    folds = json.loads((run_dir / "folds_by_row.json").read_text())
+    assert all(f["recalibration"]["method"] in ("platt", "identity") for f in folds["8"])
+    refit_map = json.loads((run_dir / "train" / "10_efficientnet_lite0_finetune" / "refit"
+                            / "recalibration.json").read_text())
+    metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())
+    assert metadata["recalibration"]["slope"] == refit_map["slope"]
+    assert metadata["threshold_scale"].startswith("probability")
+    summary = (run_dir / "summary.md").read_text()
+    for heading in ("### Patient-level AUC", "### Calibration: raw score and recalibrated risk",
+                    "## Decision curves", "TIRADS 4a or above", "![Decision curves]"):
+        assert heading in summary, heading
+    assert (run_dir / "decision_curve.png").read_bytes().startswith(b"\x89PNG")
+    assert "<table>" in (run_dir / "summary.html").read_text()
 
 
 def check_time_by_stage(summary):
@@ -98,19 +125,49 @@ def check_logreg_folds_fit_on_their_training_part(run_dir, assignment):
         assert selection["images"] == len(members["train"]), fold
 
 
-def test_external_validation_scores_the_refitted_rows(tmp_path):
+def plant_duplicate(development, external):
+    """Copies the first labelled development case into the external folder as case 900."""
+    from thyroid.datasets import ddti
+    for name in sorted((n for n in os.listdir(development) if n.endswith(".xml")),
+                       key=lambda n: int(n[:-4])):
+        fields, marks = ddti.parse_case(os.path.join(development, name))
+        if ddti.tirads_label(fields["tirads"]) is not None:
+            break
+    case = name[:-4]
+    shutil.copy(os.path.join(development, name), os.path.join(external, "900.xml"))
+    for index, _ in marks:
+        shutil.copy(os.path.join(development, f"{case}_{index}.jpg"),
+                    os.path.join(external, f"900_{index}.jpg"))
+    return f"ddti:900/900_{marks[0][0]}.jpg", f"ddti:{case}/{case}_{marks[0][0]}.jpg"
+
+
+def test_external_validation_scores_the_refit_and_the_fold_ensemble(tmp_path):
     from thyroid.datasets import synthetic
+    from thyroid.study.config import QUICK_SYNTHETIC_CASES
+    from thyroid.study.data import QUICK_SIZE
+    # The development set the study will generate (same seed, same bytes), to copy from.
+    synthetic.generate(str(tmp_path / "development"), num_cases=QUICK_SYNTHETIC_CASES, seed=0,
+                       **QUICK_SIZE)
     synthetic.generate(str(tmp_path / "external"), num_cases=12, seed=7, width=280, height=180)
-    _, run_dir = run_study(tmp_path, "--rows=8,9,11", "--cv_repeats=2", "--noexport",
+    planted, original = plant_duplicate(str(tmp_path / "development" / "ddti"),
+                                        str(tmp_path / "external" / "ddti"))
+    _, run_dir = run_study(tmp_path, "--rows=8,9,10,11", "--cv_repeats=2",
+                           "--final_model=folds",
                            f"--external_ddti_dir={tmp_path / 'external' / 'ddti'}")
-    assignment, _ = check_one_out_of_fold_prediction_each(run_dir, (8, 9, 11), num_repeats=2)
+    assignment, _ = check_one_out_of_fold_prediction_each(run_dir, (8, 9, 10, 11),
+                                                          num_repeats=2)
     external = [p for p in read_predictions(run_dir) if p["fold"] == "external"]
+    ensemble = [p for p in read_predictions(run_dir) if p["fold"] == "external_folds"]
     external_images = json.loads((run_dir / "external_shards" / "manifest.json").read_text())[
         "splits"][EXTERNAL_SPLIT]["images"]
     rows = read_rows(run_dir)
-    for row_id in (8, 9, 11):
+    for row_id in (8, 9, 10, 11):
         mine = [p for p in external if p["row_id"] == str(row_id)]
-        assert len(mine) == external_images > 0
+        assert len(mine) == external_images - 1 > 0  # the planted duplicate is left out
+        assert planted not in {p["image"] for p in mine + ensemble}
+        folds = [p for p in ensemble if p["row_id"] == str(row_id)]
+        assert sorted(p["image"] for p in folds) == sorted(p["image"] for p in mine)
+        assert all(float(p["spread"]) >= 0 for p in folds)
         row_name = f"{row_id:02d}_efficientnet_lite0_{rows[row_id]['mode']}"
         refit_dir = run_dir / "train" / row_name / "refit"
         refit = json.loads((refit_dir / "run_config.json").read_text())
@@ -119,9 +176,20 @@ def test_external_validation_scores_the_refitted_rows(tmp_path):
             assert selection["images"] == len(assignment["images"])
         # predictions.csv keeps 9 significant digits
         assert all(abs(float(p["threshold"]) - refit["config"]["threshold"]) < 1e-8 for p in mine)
-        assert 0.0 <= float(rows[row_id]["external_auc"]) <= 1.0
+        for name in ("external_auc", "external_auc_refit", "external_auc_folds",
+                     "external_patient_auc_max"):
+            assert 0.0 <= float(rows[row_id][name]) <= 1.0, name
+        assert abs(float(rows[row_id]["external_net_benefit_at_0_20"])) <= 1.0
+        assert rows[row_id]["external_auc"] == rows[row_id]["external_auc_folds"]
         assert rows[row_id]["external_brier"] != ""
-    assert "## External validation" in (run_dir / "summary.md").read_text()
+    summary = (run_dir / "summary.md").read_text()
+    assert "## External validation" in summary and "fold ensemble (mean risk) (final)" in summary
+    assert (f"1 of {external_images} external images byte-identical (SHA-256)" in summary
+            and f"{planted} = {original}" in summary)
+    counts = summary.split("| external source |", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert counts[2].startswith("| ddti | ") and len(counts) == 3  # the table has its row
+    metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())
+    assert metadata["ensemble"]["folds"] == 3 and metadata["ensemble"]["layout"] == "one_model"
 
 
 def test_single_split_study_is_kept_with_cv_folds_0(tmp_path):
@@ -159,7 +227,8 @@ def test_run_all_script_passes_its_flags_to_the_study(tmp_path):
     assert read_rows(tmp_path / "script")[1]["status"] == "ok"
 
 
-REPORT_FILES = ("summary.md", "summary.csv", "predictions.csv", "roc.png", "calibration.png")
+REPORT_FILES = ("summary.md", "summary.csv", "predictions.csv", "roc.png", "calibration.png",
+                "decision_curve.png", "summary.html")
 
 
 def test_report_only_rebuilds_the_same_report_from_the_result_files(quick_run, tmp_path):
@@ -195,6 +264,7 @@ def test_every_job_commits_its_result_and_the_plan_names_them(quick_run):
     kinds = {job["kind"] for job in plan["jobs"]}
     assert {"data", "shards", "checkpoints", "features", "fit", "refit", "pooled", "export",
             "report"} <= kinds
+    assert "ensemble" not in kinds and "external_check" not in kinds  # no external set
     for job in plan["jobs"]:
         result = json.loads((run_dir / "jobs" / job["id"] / "result.json").read_text())
         assert result["job"] == job["id"] and len(result["fingerprint"]) == 64

@@ -5,7 +5,9 @@
 
 Folders are searched recursively for images.
 Each image is cropped to the scan field and resized as in training (the crop is recorded in
-metadata.json), then classified with the threshold from metadata.json. A file that cannot be
+metadata.json), then classified with the threshold from metadata.json (on P(malignant)); the
+risk beside it is P(malignant) through the recalibration map metadata.json carries, and a
+fold ensemble adds the SD of its fold models' risks. A file that cannot be
 used gets an error line naming it and the reason; the others are still predicted and the exit
 status is 1. ``--gradcam=DIR`` writes ``<name>.gradcam.png`` per image: a Grad-CAM overlay
 computed from the TF model (metadata.json's train_dir) the TFLite file was exported from.
@@ -33,7 +35,7 @@ def define_flags(fv):
     flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlay PNGs (one per image).",
                         flag_values=fv)
     flags.DEFINE_string("csv", None, "Also write FILE with one row per image: path, "
-                        "probability, label, error.", flag_values=fv)
+                        "probability, risk, spread, label, error.", flag_values=fv)
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images whose header declares "
                          "more pixels than this (checked before decoding).", lower_bound=1,
                          upper_bound=10**9, flag_values=fv)
@@ -60,10 +62,12 @@ def run(fv, argv):
     failed = [r for r in results if "error" in r]
     if fv.json:
         print(json.dumps({"model": model.model_path, "threshold": model.threshold,
+                          "threshold_scale": model.metadata.get("threshold_scale"),
                           "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))
-        print(f"threshold {model.threshold:g}. {NOTICE}")
+        print(f"threshold {model.threshold:g} on P(malignant); risk: recalibrated"
+              f"{' (+-SD across fold models)' if model.is_ensemble else ''}. {NOTICE}")
     for r in failed:
         cli.print_error(COMMAND, f"{r['file']}: {r['error']}")
     return cli.FAILURE_STATUS if failed else 0

@@ -336,6 +336,9 @@ def _manifest(config, found, written, leakage, ignored_splits, started):
         "decode_fallbacks": reason_summary(found.fallbacks),
         "leakage": leakage,
         "duplicates": found.duplicates,
+        # Each original image's file hash, by key: external sets are checked against these.
+        "image_sha256": {image_key(decoded.example): found.hashes[decoded.example.image_path]
+                         for decoded in found.usable},
         "source_splits_ignored": ignored_splits,
         "build_seconds": round(time.time() - started, 2),
     }

@@ -11,6 +11,7 @@ and ``metadata.json`` (each atomically).
 import dataclasses
 import datetime
 import os
+import re
 
 import numpy as np
 from absl import logging
@@ -20,7 +21,8 @@ from thyroid.compat import tf, tf1
 from thyroid.datasets import shards
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.tflite_model import METADATA_FILE, MODEL_FILE, make_interpreter
-from thyroid.training.scoring import metrics_file_name
+from thyroid.stats.recalibration import RecalibrationMap
+from thyroid.training.scoring import load_recalibration, metrics_file_name
 from thyroid.io_utils import atomic_write_bytes, atomic_write_json, read_json
 from thyroid.nets import get_network
 from thyroid.restore import build_restore_fn
@@ -33,6 +35,8 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probability"
 REPRESENTATIVE_COUNT = 100
 METADATA_FORMAT = 1
+# A fold ensemble exported as one file per fold.
+FOLD_FILE_PATTERN = re.compile(r"model_fold\d+\.tflite")
 
 
 class ExportError(Exception):
@@ -41,10 +45,14 @@ class ExportError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class ExportPaths:
+    """Where an export wrote. ``layout``: ``single`` (one model), ``one_model`` (a fold
+    ensemble in one file) or ``files`` (a fold ensemble as one file per fold; ``model`` is
+    then the folder, which ``predict`` and the web app load)."""
     output_dir: str
     model: str
     labels: str
     metadata: str
+    layout: str = "single"
 
 
 @dataclasses.dataclass
@@ -107,7 +115,7 @@ def representative_images(dataset_dir, image_size, count=REPRESENTATIVE_COUNT, s
     return np.stack([resize_square(data.images[i], image_size) for i in order])
 
 
-def _convert(sess, handles, quantize, calibration):
+def convert_session(sess, handles, quantize, calibration):
     converter = tf1.lite.TFLiteConverter.from_session(sess, [handles.inputs], [handles.probability])
     if quantize == "int8":
         def representative_dataset():
@@ -192,7 +200,8 @@ def preprocessing_description(spec_name, image_size, crop):
 def holds_only_export_files(directory):
     """Whether every entry of ``directory`` is one an export writes (or its temporary)."""
     ours = {MODEL_FILE, METADATA_FILE, shards.LABELS_NAME}
-    return all(name in ours or name.startswith(".tmp-") for name in os.listdir(directory))
+    return all(name in ours or name.startswith(".tmp-") or FOLD_FILE_PATTERN.fullmatch(name)
+               for name in os.listdir(directory))
 
 
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
@@ -212,50 +221,87 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
         handles = build_probability_graph(spec, size, batch_size=1)
         with tf1.Session() as sess:
             restore_session(sess, checkpoint)
-            model_bytes = _convert(sess, handles, quantize, calibration)
-    input_details = _input_details(model_bytes)
-
-    dataset = _dataset_info(config.dataset_dir)
-    crop = dataset.get("crop") or "scan"
-    metadata = {
-        "format": METADATA_FORMAT,
-        "model": spec.name,
-        "mode": config.mode,
-        "quantize": quantize,
-        "input": {"name": INPUT_NAME, "shape": [1, size, size, 3], "size": size,
-                  "dtype": input_details["dtype"], "range": [0, 255],
-                  "quantization": input_details["quantization"]},
+            model_bytes = convert_session(sess, handles, quantize, calibration)
+    recalibration = load_recalibration(train_dir)
+    metadata = base_metadata(spec, config, quantize, input_details(model_bytes))
+    metadata.update({
         "output": {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
                    "meaning": "P(malignant) = softmax(logits)[1]"},
-        "labels": list(LABEL_NAMES),
-        "crop": crop,
-        "preprocessing": preprocessing_description(spec.name, size, crop),
-        "threshold": float(config.threshold),
+        "recalibration": recalibration_metadata(recalibration),
+        "risk_threshold": float((recalibration or RecalibrationMap()).apply(config.threshold)),
         "test_metrics": _test_metrics(train_dir, config),
         "train_dir": train_dir,
         "checkpoint": checkpoint,
-        "checkpoint_description": config.checkpoint_description,
-        "data": dataset,
         "calibration_images": None if calibration is None else int(len(calibration)),
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tensorflow": tf.__version__,
-        "notice": "Research tool, not a medical device: not for diagnosis.",
-    }
-    os.makedirs(output_dir, exist_ok=True)
-    paths = ExportPaths(output_dir=os.path.abspath(output_dir),
-                        model=os.path.join(output_dir, MODEL_FILE),
-                        labels=os.path.join(output_dir, shards.LABELS_NAME),
-                        metadata=os.path.join(output_dir, METADATA_FILE))
-    atomic_write_bytes(paths.model, model_bytes)
-    shards.write_labels_file(output_dir)
-    # metadata.json last: its presence marks a complete export.
-    atomic_write_json(paths.metadata, metadata)
+    })
+    paths = write_export(output_dir, {MODEL_FILE: model_bytes}, metadata)
     logging.info("exported %s (%s, %d bytes) -> %s", train_dir, quantize, len(model_bytes),
                  paths.model)
     return paths
 
 
-def _input_details(model_bytes):
+THRESHOLD_SCALE = ("probability: the model's own P(malignant), before recalibration (the "
+                   "recalibration map is increasing, so risk_threshold is the same cut on the "
+                   "risk scale)")
+
+
+def base_metadata(spec, config, quantize, details):
+    """What every export's metadata.json says about the input, preprocessing and data."""
+    size = config.image_size
+    dataset = _dataset_info(config.dataset_dir)
+    crop = dataset.get("crop") or "scan"
+    return {
+        "format": METADATA_FORMAT,
+        "model": spec.name,
+        "mode": config.mode,
+        "quantize": quantize,
+        "input": {"name": INPUT_NAME, "shape": [1, size, size, 3], "size": size,
+                  "dtype": details["dtype"], "range": [0, 255],
+                  "quantization": details["quantization"]},
+        "labels": list(LABEL_NAMES),
+        "crop": crop,
+        "preprocessing": preprocessing_description(spec.name, size, crop),
+        "threshold": float(config.threshold),
+        "threshold_scale": THRESHOLD_SCALE,
+        "checkpoint_description": config.checkpoint_description,
+        "data": dataset,
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow": tf.__version__,
+        "notice": "Research tool, not a medical device: not for diagnosis.",
+    }
+
+
+def recalibration_metadata(recalibration):
+    """metadata.json's ``recalibration``: the run's map from probability to risk, or the
+    identity with the reason when the run has none."""
+    if recalibration is None:
+        recalibration = RecalibrationMap(note="the run carries no recalibration map (trained "
+                                              "outside a study): risk = probability")
+    return dict(recalibration.to_json(), formula=RISK_FORMULA)
+
+
+RISK_FORMULA = ("risk = 1 / (1 + exp(-(intercept + slope * logit(probability)))), fitted on "
+                "inner-validation predictions only; on DDTI-labelled data the label is a TIRADS "
+                "rating of 4a or above, not pathology")
+
+
+def write_export(output_dir, model_files, metadata, layout="single"):
+    """Writes ``model_files`` ({name: bytes}), labels.txt and, last, metadata.json (its presence
+    marks a complete export); -> ExportPaths."""
+    os.makedirs(output_dir, exist_ok=True)
+    model = (os.path.join(output_dir, MODEL_FILE) if MODEL_FILE in model_files
+             else os.path.abspath(output_dir))
+    paths = ExportPaths(output_dir=os.path.abspath(output_dir), model=model,
+                        labels=os.path.join(output_dir, shards.LABELS_NAME),
+                        metadata=os.path.join(output_dir, METADATA_FILE), layout=layout)
+    for name, content in model_files.items():
+        atomic_write_bytes(os.path.join(output_dir, name), content)
+    shards.write_labels_file(output_dir)
+    atomic_write_json(paths.metadata, metadata)
+    return paths
+
+
+def input_details(model_bytes):
     interpreter = make_interpreter(model_content=model_bytes)
     detail = interpreter.get_input_details()[0]
     scale, zero_point = detail["quantization"]

@@ -10,7 +10,7 @@ from thyroid.datasets.images import DEFAULT_MAX_PIXELS, ImageError, is_image_fil
 from thyroid.deploy.tflite_model import ModelError, load_image_file
 from thyroid.io_utils import atomic_write_text
 
-CSV_COLUMNS = ("path", "probability", "label", "error")
+CSV_COLUMNS = ("path", "probability", "risk", "spread", "label", "error")
 
 
 def expand_paths(paths):
@@ -30,20 +30,29 @@ def expand_paths(paths):
     return expanded
 
 
+def _number(row, name):
+    value = row.get(name)
+    return "" if "error" in row or value is None else f"{value:.6f}"
+
+
 def write_csv(results, csv_path):
-    """One row per file: path, probability, label (name), error (empty when predicted)."""
+    """One row per file: path, probability, risk (recalibrated), spread (a fold ensemble's
+    SD of risks), label (name), error (empty when predicted)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in results:
-        probability = "" if "error" in row else f"{row['probability']:.6f}"
-        writer.writerow([row["file"], probability, row.get("label_name", ""),
+        writer.writerow([row["file"], _number(row, "probability"), _number(row, "risk"),
+                         _number(row, "spread"), row.get("label_name", ""),
                          row.get("error", "")])
     atomic_write_text(csv_path, buffer.getvalue())
 
 
 def load_gradcam(model):
     """GradCam for the TF model behind ``model`` (raises ModelError when it is not available)."""
+    if model.is_ensemble:
+        raise ModelError("Grad-CAM is not drawn for a fold ensemble: it would explain one fold "
+                         "model, not the averaged answer")
     train_dir = model.metadata.get("train_dir")
     if not train_dir or not os.path.isdir(train_dir):
         raise ModelError(f"Grad-CAM needs the training directory recorded in metadata.json "
@@ -95,11 +104,14 @@ def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAU
 
 
 def format_table(results):
+    """file, P(malignant), risk (with the fold ensemble's spread as +-SD), label."""
     width = max([len("file")] + [len(r["file"]) for r in results])
-    lines = [f"{'file':<{width}}  {'P(malignant)':>12}  label"]
+    lines = [f"{'file':<{width}}  {'P(malignant)':>12}  {'risk':>14}  label"]
     for r in results:
         if "error" in r:
-            lines.append(f"{r['file']:<{width}}  {'-':>12}  ERROR: {r['error']}")
-        else:
-            lines.append(f"{r['file']:<{width}}  {r['probability']:>12.4f}  {r['label_name']}")
+            lines.append(f"{r['file']:<{width}}  {'-':>12}  {'-':>14}  ERROR: {r['error']}")
+            continue
+        risk = f"{r['risk']:.4f}" + ("" if r.get("spread") is None else f"+-{r['spread']:.3f}")
+        lines.append(f"{r['file']:<{width}}  {r['probability']:>12.4f}  {risk:>14}  "
+                     f"{r['label_name']}")
     return "\n".join(lines)

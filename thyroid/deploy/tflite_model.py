@@ -2,11 +2,16 @@
 
     model = TFLiteModel.load("OUT")            # or "OUT/model.tflite"
     result = model.predict(rgb)                # rgb: uint8 HxWx3, the whole ultrasound frame
-    result.probability, result.label_name
+    result.probability, result.risk, result.label_name
 
 The image goes through the training pipeline's preprocessing: the crop recorded in
-metadata.json (``thyroid.datasets.images.crop``), then ``resize_square``. The interpreter is
-not thread-safe, so calls are serialised with a lock.
+metadata.json (``thyroid.datasets.images.crop``), then ``resize_square``. ``probability`` is
+the model's own P(malignant) and decides the label at metadata.json's threshold; ``risk`` is
+it through the recalibration map metadata.json carries (the identity for an export without
+one). A fold ensemble (metadata ``ensemble``: one model with an output per fold, or one file
+per fold) gives the mean of its fold probabilities, the mean of their risks (each through its
+fold's map) and ``spread``, the SD of those risks. Interpreters are not thread-safe, so calls
+are serialised with a lock.
 """
 
 import dataclasses
@@ -20,6 +25,7 @@ from thyroid import LABEL_NAMES
 from thyroid.datasets import images as image_io
 from thyroid.io_utils import read_json
 from thyroid.preprocessing.resize import resize_square
+from thyroid.stats.recalibration import RecalibrationMap
 
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
@@ -52,12 +58,42 @@ def resolve_model_paths(model):
     else:
         model_path = model
     metadata_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), METADATA_FILE)
-    if not os.path.isfile(model_path):
+    if not os.path.isfile(model_path) and not _lists_fold_files(metadata_path):
         raise ModelError(f"{model_path}: no such model file (run python -m thyroid.export)")
     if not os.path.isfile(metadata_path):
         raise ModelError(f"{metadata_path}: missing; it is written by python -m thyroid.export "
                          "next to model.tflite")
     return model_path, metadata_path
+
+
+def _lists_fold_files(metadata_path):
+    """Whether metadata.json describes a fold ensemble exported as one file per fold."""
+    try:
+        ensemble = read_json(metadata_path).get("ensemble") or {}
+    except (OSError, ValueError):
+        return False
+    return ensemble.get("layout") == "files"
+
+
+def model_files(model_path, metadata):
+    """The TFLite files to run: the fold files of an ensemble exported as files, else one."""
+    ensemble = metadata.get("ensemble") or {}
+    if ensemble.get("layout") != "files":
+        return [model_path]
+    folder = os.path.dirname(os.path.abspath(model_path))
+    paths = [os.path.join(folder, os.path.basename(name)) for name in ensemble["files"]]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ModelError(f"{path}: missing; metadata.json lists it as a fold model")
+    return paths
+
+
+def fold_maps(metadata):
+    """One recalibration map per fold output (one for a single model)."""
+    ensemble = metadata.get("ensemble")
+    if ensemble:
+        return [RecalibrationMap.from_json(m) for m in ensemble["recalibration"]]
+    return [RecalibrationMap.from_json(metadata.get("recalibration"))]
 
 
 def load_image_file(path, max_pixels=image_io.DEFAULT_MAX_PIXELS):
@@ -93,13 +129,38 @@ class Prepared:
 
 @dataclasses.dataclass
 class Prediction:
+    """``probability``: the model's own P(malignant) (a fold ensemble's mean), which decides
+    ``label`` at ``threshold``; ``risk``: recalibrated; ``spread``: the SD of a fold ensemble's
+    risks (None for one model)."""
     probability: float
+    risk: float
+    spread: float | None
     label: int
     label_name: str
     threshold: float
 
     def as_dict(self):
         return dataclasses.asdict(self)
+
+
+class _Runner:
+    """One interpreter, its input quantization and its output (one value per fold it holds)."""
+
+    def __init__(self, path):
+        self.interpreter = make_interpreter(model_path=path)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def run(self, image):
+        values = np.asarray(image, np.float32)[None]
+        dtype = self.input["dtype"]
+        if dtype in (np.uint8, np.int8):
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(dtype)
+            values = np.clip(np.round(values / scale) + zero_point, info.min, info.max)
+        self.interpreter.set_tensor(self.input["index"], values.astype(dtype))
+        self.interpreter.invoke()
+        return np.asarray(self.interpreter.get_tensor(self.output["index"]), np.float64).ravel()
 
 
 class TFLiteModel:
@@ -110,9 +171,8 @@ class TFLiteModel:
         self.threshold = float(metadata.get("threshold", 0.5))
         self.crop = metadata.get("crop", "scan")
         self.labels = tuple(metadata.get("labels") or LABEL_NAMES)
-        self._interpreter = make_interpreter(model_path=model_path)
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self.maps = fold_maps(metadata)
+        self._runners = [_Runner(path) for path in model_files(model_path, metadata)]
         self._lock = threading.Lock()
 
     @classmethod
@@ -128,6 +188,10 @@ class TFLiteModel:
     def model_dir(self):
         return os.path.dirname(os.path.abspath(self.model_path))
 
+    @property
+    def is_ensemble(self):
+        return bool(self.metadata.get("ensemble"))
+
     def prepare(self, rgb):
         """Whole frame -> the crop recorded at export, resized to the model's input size."""
         box = crop_box(rgb, self.crop)
@@ -135,31 +199,42 @@ class TFLiteModel:
         cropped = rgb[top:bottom, left:right]
         return Prepared(rgb=rgb, box=box, net_input=resize_square(cropped, self.image_size))
 
-    def probabilities(self, net_inputs):
-        """P(malignant) for already prepared uint8 (or float 0..255) inputs [N, S, S, 3]."""
-        out = np.zeros([len(net_inputs)], np.float32)
-        dtype = self._input["dtype"]
-        scale, zero_point = self._input["quantization"]
-        for i, image in enumerate(net_inputs):
-            values = np.asarray(image, np.float32)[None]
-            if dtype in (np.uint8, np.int8):
-                info = np.iinfo(dtype)
-                values = np.clip(np.round(values / scale) + zero_point, info.min, info.max)
+    def fold_probabilities(self, net_inputs):
+        """P(malignant) of each fold model [N, K] (K = 1 for one model) for prepared uint8 (or
+        float 0..255) inputs [N, S, S, 3]."""
+        rows = []
+        for image in net_inputs:
             with self._lock:
-                self._interpreter.set_tensor(self._input["index"], values.astype(dtype))
-                self._interpreter.invoke()
-                result = self._interpreter.get_tensor(self._output["index"])
-            out[i] = float(np.asarray(result).reshape(-1)[0])
-        return out
+                rows.append(np.concatenate([runner.run(image) for runner in self._runners]))
+        if len(rows) and rows[0].size != len(self.maps):
+            raise ModelError(f"{self.model_path}: {rows[0].size} outputs but "
+                             f"{len(self.maps)} recalibration maps in metadata.json")
+        return np.asarray(rows, np.float64).reshape(len(rows), len(self.maps))
 
-    def decide(self, probability):
+    def probabilities(self, net_inputs):
+        """P(malignant) [N] (a fold ensemble's mean) for prepared inputs [N, S, S, 3]."""
+        return self.fold_probabilities(net_inputs).mean(axis=1).astype(np.float32)
+
+    def risks(self, fold_probabilities):
+        """(risk [N], spread [N] or None) from ``fold_probabilities`` [N, K]."""
+        risks = np.stack([m.apply(fold_probabilities[:, k]) for k, m in enumerate(self.maps)],
+                         axis=1)
+        spread = np.std(risks, axis=1, ddof=1) if risks.shape[1] > 1 else None
+        return risks.mean(axis=1), spread
+
+    def decide(self, probability, risk=None, spread=None):
         probability = float(probability)
         label = int(probability >= self.threshold)
-        return Prediction(probability=probability, label=label, label_name=self.labels[label],
-                          threshold=self.threshold)
+        return Prediction(probability=probability,
+                          risk=float(probability if risk is None else risk),
+                          spread=None if spread is None else float(spread), label=label,
+                          label_name=self.labels[label], threshold=self.threshold)
 
     def predict_prepared(self, prepared):
-        return self.decide(self.probabilities(prepared.net_input[None])[0])
+        folds = self.fold_probabilities(prepared.net_input[None])
+        risk, spread = self.risks(folds)
+        return self.decide(float(np.float32(folds.mean())), risk[0],
+                           None if spread is None else spread[0])
 
     def predict(self, rgb):
         return self.predict_prepared(self.prepare(rgb))

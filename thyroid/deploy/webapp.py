@@ -7,8 +7,10 @@ The views are module-level functions (``register_views`` adds them under the end
 ``AppState`` in ``app.extensions[STATE_KEY]``. Routes:
 
 * ``GET /``: a single responsive page (file input with ``capture="environment"`` for phones);
-* ``POST /api/predict``: multipart field ``image`` -> JSON ``probability``, ``label``,
-  ``label_name``, ``threshold``, ``gradcam`` (a PNG data URL, or null), ``notice``;
+* ``POST /api/predict``: multipart field ``image`` -> JSON ``probability`` (the model's
+  P(malignant), which decides ``label`` at ``threshold``), ``risk`` (recalibrated), ``spread``
+  (a fold ensemble's SD of risks, else null), ``label``, ``label_name``, ``threshold``,
+  ``gradcam`` (a PNG data URL, or null), ``notice``;
   errors are JSON ``{"error": ...}``, one message per cause: 400 (no file, empty file, too many
   pixels, not decodable), 413 (file too large, too many form parts), 415 (a format other than
   JPEG or PNG), 500;
@@ -234,7 +236,19 @@ def index():
     return render_template("index.html", notice=NOTICE, model=state.model.metadata.get("model"),
                            quantize=state.model.metadata.get("quantize"),
                            limit_mb=state.limit_mb, max_bytes=state.max_upload_bytes,
-                           field=UPLOAD_FIELD, threshold=state.model.threshold)
+                           field=UPLOAD_FIELD, threshold=state.model.threshold,
+                           risk_note=risk_note(state.model))
+
+
+def risk_note(model):
+    """What the page says the risk is."""
+    maps = model.maps
+    if all(m.is_identity for m in maps):
+        return "This model carries no recalibration map: the risk equals the model score."
+    folds = f" the mean over {len(maps)} fold models," if len(maps) > 1 else ""
+    return ("Risk: the model score through a logistic map fitted on inner-validation data"
+            f"{folds} never on test data. Where training labels were TIRADS ratings (DDTI), "
+            "it is the risk of a TIRADS 4a or above rating, not of pathology.")
 
 
 def health():
@@ -242,6 +256,8 @@ def health():
     return jsonify({"status": "ok", "model": state.model.metadata.get("model"),
                     "quantize": state.model.metadata.get("quantize"),
                     "threshold": state.model.threshold,
+                    "recalibrated": not all(m.is_identity for m in state.model.maps),
+                    "folds": len(state.model.maps),
                     "gradcam": state.gradcam_model is not None})
 
 

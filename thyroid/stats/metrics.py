@@ -187,7 +187,7 @@ def add_metric_summaries(metric_tensors, prefix):
 # Patient-level bootstrap
 # --------------------------------------------------------------------------------------
 
-def _bootstrap_weights(patient_ids, num_samples, rng):
+def patient_bootstrap_weights(patient_ids, num_samples, rng):
     """(num_samples, n_images) multiplicities: how often each image's patient was drawn."""
     patient_ids = np.asarray(patient_ids).reshape(-1)
     _, patient_index = np.unique(patient_ids, return_inverse=True)
@@ -254,7 +254,7 @@ def bootstrap_samples(labels, probs, patient_ids, threshold=0.5, num_samples=100
     chunk = 250  # bounds memory at a few chunk x n_images arrays
     for start in range(0, num_samples, chunk):
         size = min(chunk, num_samples - start)
-        weights = _bootstrap_weights(patient_ids, size, rng)
+        weights = patient_bootstrap_weights(patient_ids, size, rng)
         values = _weighted_metrics(labels, probs, weights, threshold)
         for name in METRIC_NAMES:
             out[name][start:start + size] = values[name]

@@ -14,9 +14,20 @@ aggregates:
   ``threshold``: the mean of the per-fold thresholds.
 * ``brier``, ``calibration_intercept``, ``calibration_slope``: on the pooled predictions,
   mean over repeats.
+* ``brier_recalibrated``, ``calibration_intercept_recalibrated``,
+  ``calibration_slope_recalibrated``: the same of each image's ``risk`` (the score after the
+  recalibration map its fold fitted on inner-validation data).
+* ``patient_auc_mean`` / ``patient_auc_max`` (with ``_ci_low/high``): the AUC over patients,
+  each scored by the mean or the max of their images' scores (``stats.patients``).
+* ``decision_curve``: the net benefit of acting on ``risk`` (``stats.decision``) with
+  patient-bootstrap intervals, per repeat then averaged; ``net_benefit_at_0_10`` (and
+  ``_ci_low/high``, ``treat_all_at_0_10``) at the ``decision.TABLE_THRESHOLDS``.
 * ``p_vs_best``: DeLong's test against the row with the highest ``auc``, on the images
   both rows scored, each image's probability averaged over repeats. Not corrected for
   multiple comparisons. None for the best row itself.
+
+External records carry the fold ``EXTERNAL_FOLD`` (the refitted model) or ``ENSEMBLE_FOLD``
+(the fold ensemble, whose ``spread`` is the SD of its fold models' risks per image).
 """
 
 import collections
@@ -24,12 +35,30 @@ import math
 
 import numpy as np
 
-from thyroid.stats import metrics
+from thyroid.stats import decision, metrics, patients
 
 PREDICTION_COLUMNS = ("row_id", "repeat", "fold", "image", "patient_id", "label", "prob",
-                      "threshold")
+                      "risk", "spread", "threshold")
 EXTERNAL_FOLD = "external"
+ENSEMBLE_FOLD = "external_folds"
 RATE_NAMES = ("accuracy", "sensitivity", "specificity")
+CURVE = "decision_curve"
+
+
+def is_external(fold):
+    """Whether a record's fold marks an external image (refitted model or fold ensemble)."""
+    return str(fold) in (EXTERNAL_FOLD, ENSEMBLE_FOLD)
+
+
+def _risk(record):
+    """The record's recalibrated risk; its own score where it has none (not recalibrated)."""
+    value = record.get("risk")
+    return float(record["prob"]) if value in (None, "") else float(value)
+
+
+def _spread(record):
+    value = record.get("spread")
+    return float("nan") if value in (None, "") else float(value)
 
 
 def _arrays(records):
@@ -40,6 +69,8 @@ def _arrays(records):
         "patient_id": np.array([str(r["patient_id"]) for r in records]),
         "label": np.array([int(r["label"]) for r in records], dtype=np.int64),
         "prob": np.array([float(r["prob"]) for r in records], dtype=np.float64),
+        "risk": np.array([_risk(r) for r in records], dtype=np.float64),
+        "spread": np.array([_spread(r) for r in records], dtype=np.float64),
         "threshold": np.array([float(r["threshold"]) for r in records], dtype=np.float64),
     }
 
@@ -61,21 +92,49 @@ def _mean(values):
 
 def _pooled_figures(table, num_samples, seed):
     """Metrics of one repeat's pooled predictions (or of an external set)."""
-    labels, probs, patients = table["label"], table["prob"], table["patient_id"]
+    labels, probs, patient_ids = table["label"], table["prob"], table["patient_id"]
     figures = {}
     for suffix, threshold in (("", table["threshold"]), ("_at_0_5", 0.5)):
         point = metrics.binary_metrics(labels, probs, threshold)
-        ci = metrics.bootstrap_ci(labels, probs, patients, threshold, num_samples, seed=seed)
+        ci = metrics.bootstrap_ci(labels, probs, patient_ids, threshold, num_samples, seed=seed)
         names = RATE_NAMES + ("auc",) if not suffix else RATE_NAMES
         for name in names:
             figures[name + suffix] = point[name]
             figures[f"{name}{suffix}_ci_low"], figures[f"{name}{suffix}_ci_high"] = ci[name]
-    figures["brier"] = metrics.brier_score(labels, probs)
-    (figures["calibration_intercept"],
-     figures["calibration_slope"]) = metrics.calibration_intercept_slope(labels, probs)
+    for suffix, scores in (("", probs), ("_recalibrated", table["risk"])):
+        figures["brier" + suffix] = metrics.brier_score(labels, scores)
+        (figures["calibration_intercept" + suffix],
+         figures["calibration_slope" + suffix]) = metrics.calibration_intercept_slope(labels,
+                                                                                      scores)
+    for how in patients.AGGREGATES:
+        name = f"patient_auc_{how}"
+        figures[name], figures[f"{name}_ci_low"], figures[f"{name}_ci_high"] = (
+            patients.patient_auc_ci(labels, probs, patient_ids, how, num_samples, seed))
+    figures.update(_decision_figures(table, num_samples, seed))
+    spread = table["spread"][~np.isnan(table["spread"])]
+    if spread.size:
+        figures["spread_mean"] = float(np.mean(spread))
     figures["threshold"] = float(np.mean(table["threshold"])) if labels.size else float("nan")
     figures["images"] = int(labels.size)
-    figures["patients"] = int(np.unique(patients).size)
+    figures["patients"] = int(np.unique(patient_ids).size)
+    return figures
+
+
+def _decision_figures(table, num_samples, seed):
+    """The decision curve of the risks and its values at the table's thresholds."""
+    curve = decision.decision_curve(table["label"], table["risk"], table["patient_id"],
+                                    num_samples=num_samples, seed=seed)
+    return {CURVE: curve.to_json(), **curve_table_figures(curve)}
+
+
+def curve_table_figures(curve):
+    figures = {}
+    for threshold in decision.TABLE_THRESHOLDS:
+        name = decision.threshold_name(threshold)
+        value, low, high, everyone = curve.at(threshold)
+        figures.update({f"net_benefit_at_{name}": value, f"net_benefit_at_{name}_ci_low": low,
+                        f"net_benefit_at_{name}_ci_high": high,
+                        f"treat_all_at_{name}": everyone})
     return figures
 
 
@@ -86,7 +145,7 @@ def summarize_predictions(records, num_samples=1000, seed=0):
     """
     by_row = collections.defaultdict(list)
     for record in records:
-        if str(record["fold"]) != EXTERNAL_FOLD:
+        if not is_external(record["fold"]):
             by_row[row_key(record["row_id"])].append(record)
     summaries = {row_id: _summarize_row(_arrays(rows), num_samples, seed)
                  for row_id, rows in by_row.items()}
@@ -99,7 +158,11 @@ def _summarize_row(table, num_samples, seed):
                                   seed)
                   for repeat in np.unique(table["repeat"])]
     summary = {key: _mean([figures[key] for figures in per_repeat])
-               for key in per_repeat[0] if key not in ("images", "patients")}
+               for key in per_repeat[0] if key not in ("images", "patients", CURVE)}
+    curve = decision.mean_curve([decision.DecisionCurve(**figures[CURVE])
+                                 for figures in per_repeat])
+    summary[CURVE] = curve.to_json()
+    summary.update(curve_table_figures(curve))
     summary["images"] = per_repeat[0]["images"]
     summary["patients"] = per_repeat[0]["patients"]
     summary["auc_by_repeat"] = [figures["auc"] for figures in per_repeat]
@@ -147,11 +210,12 @@ def _add_delong_vs_best(summaries, tables):
     summaries[best]["best_row"] = True
 
 
-def summarize_external(records, num_samples=1000, seed=0):
-    """{row_id: figures} for the records whose fold is ``EXTERNAL_FOLD``."""
+def summarize_external(records, num_samples=1000, seed=0, fold=EXTERNAL_FOLD):
+    """{row_id: figures} for the records whose fold is ``fold`` (``EXTERNAL_FOLD``: the
+    refitted models; ``ENSEMBLE_FOLD``: the fold ensembles)."""
     by_row = collections.defaultdict(list)
     for record in records:
-        if str(record["fold"]) == EXTERNAL_FOLD:
+        if str(record["fold"]) == fold:
             by_row[row_key(record["row_id"])].append(record)
     return {row_id: _pooled_figures(_arrays(rows), num_samples, seed)
             for row_id, rows in by_row.items()}

@@ -19,6 +19,7 @@ from thyroid.output_guard import InputPath, check_name_component, check_output_d
 from thyroid.datasets.build import PROTOCOLS
 from thyroid.datasets.sources import check_sources, prefixed_flags
 from thyroid.stats.operating_point import operating_point_flag_checker
+from thyroid.study.config import FINAL_MODELS, RECALIBRATE_CHOICES
 
 COMMAND = "study"
 MAX_CASES = 100_000
@@ -74,10 +75,22 @@ def define_validation_flags(fv):
                          upper_bound=MAX_FOLDS, flag_values=fv)
     flags.DEFINE_integer("cv_repeats", 1, "Repeats of the cross-validation with fresh folds.",
                          lower_bound=1, upper_bound=MAX_REPEATS, flag_values=fv)
+    flags.DEFINE_float("inner_validation_fraction", 0.15, "Share of each fold's training "
+                       "patients (per class) held out as its inner validation set, where early "
+                       "stopping, the threshold and the recalibration map are chosen.",
+                       lower_bound=0.05, upper_bound=0.5, flag_values=fv)
     flags.DEFINE_string("operating_point", "youden", "Threshold rule on each fold's inner "
                         "validation predictions: youden, sensitivity:X, specificity:X or fixed:T.",
                         flag_values=fv)
     flags.register_validator("operating_point", operating_point_flag_checker, flag_values=fv)
+    flags.DEFINE_enum("recalibrate", "logistic", RECALIBRATE_CHOICES, "logistic: per fold, map "
+                      "each row's score to a risk by a logistic fit on that fold's inner-"
+                      "validation predictions (Platt's map for the SVM rows); none: risk = score.",
+                      flag_values=fv)
+    flags.DEFINE_enum("final_model", "refit", FINAL_MODELS, "What scores external sets and is "
+                      "exported: refit (one model on all development data) or folds (the mean "
+                      "of the fold models' recalibrated risks; both are reported on external "
+                      "sets).", flag_values=fv)
 
 
 def define_external_flags(fv):
@@ -169,6 +182,9 @@ def check_flags(fv):
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
+    if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
+        raise cli.UsageError("final_model", "folds", "a fold ensemble needs the cross-validated "
+                             "patient protocol")
     if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
         kind, path = next(iter(external.items()))
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
@@ -187,7 +203,9 @@ def study_config(fv, external):
         quick=fv.quick, num_cases=fv.num_cases, rows=parse_rows(fv.rows, ROW_IDS),
         download_checkpoints=fv.download_checkpoints, export=fv.export, seed=fv.seed,
         cv_folds=fv.cv_folds, cv_repeats=fv.cv_repeats, operating_point=fv.operating_point,
-        external=tuple(sorted(external.items())))
+        inner_validation_fraction=fv.inner_validation_fraction,
+        external=tuple(sorted(external.items())), recalibrate=fv.recalibrate,
+        final_model=fv.final_model)
 
 
 def run(fv, args):

@@ -6,7 +6,7 @@ import os
 from thyroid.datasets import folds
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
-from thyroid.study import data, report
+from thyroid.study import clinical_report, data, report
 from thyroid.study.config import EVAL_EVERY_N_STEPS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
@@ -121,19 +121,46 @@ def _write_single_split_report(plan, results, rows):
     report.write_report(plan.run_dir, rows, run_info)
 
 
+def _payload(results, job_id):
+    result = results.get(job_id)
+    return result.payload if result is not None and result.ok else None
+
+
 def _design(plan, results):
     study = plan.study
     external_assignment = None
+    check = _payload(results, "external_check")
+    excluded = {pair["external"] for pair in (check or {}).get("exact", ())}
     if study.external and results.get("external_shards") and results["external_shards"].ok:
         external_assignment = data.external_counts(os.path.join(plan.run_dir, EXTERNAL_DIR),
-                                                   EXTERNAL_SPLIT)
+                                                   EXTERNAL_SPLIT, excluded)
     return {"data": results["data"].payload["description"],
             "assignment": folds.load_folds(os.path.join(plan.run_dir, SHARDS_DIR,
                                                         folds.FOLDS_NAME)),
             "augment_copies": study.augment_copies, "operating_point": study.operating_point,
             "eval_every_n_steps": EVAL_EVERY_N_STEPS,
-            "external": ", ".join(f"{k} {p}" for k, p in study.external_sources.items()) or None,
+            "external": _external_name(study),
             "external_assignment": external_assignment}
+
+
+def _external_name(study):
+    return ", ".join(f"{k} {p}" for k, p in study.external_sources.items()) or None
+
+
+def _clinical(plan, results, design, payload):
+    """The clinical sections' facts, from the refit, check and pooled results."""
+    study = plan.study
+    refit_maps = {job.row_id: _payload(results, job.id).get("recalibration")
+                  for job in plan.jobs if job.kind == "refit" and _payload(results, job.id)}
+    by_model = {name: _keyed(payload.get(f"external_{name}"))
+                for name in ("refit", "folds") if payload.get(f"external_{name}")}
+    sources = {patient.split(":", 1)[0] for patient in design["assignment"]["patient_ids"]}
+    tirads = "ddti" in sources or "ddti" in study.external_sources
+    return clinical_report.ClinicalFacts(
+        recalibrate=study.recalibrate, final_model=study.final_model,
+        refit_maps={k: v for k, v in refit_maps.items() if v}, external_by_model=by_model,
+        external_check=_payload(results, "external_check"),
+        external_name=_external_name(study), tirads_labels=tirads)
 
 
 def _write_cv_report(plan, results, rows):
@@ -141,7 +168,7 @@ def _write_cv_report(plan, results, rows):
     payload = pooled_result.payload if pooled_result and pooled_result.ok else {}
     summaries = _keyed(payload.get("summaries")) or {}
     external = _keyed(payload.get("external"))
-    records = [record for job in plan.jobs if job.kind in ("fit", "refit")
+    records = [record for job in plan.jobs if job.kind in ("fit", "refit", "ensemble")
                and results[job.id] is not None and results[job.id].ok
                for record in read_records(plan.run_dir, job.id)]
     common = _run_info(plan, results, rows)
@@ -156,6 +183,7 @@ def _write_cv_report(plan, results, rows):
                 "stages": stage_times(plan, results)}
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
+    design = _design(plan, results)
     report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                           _design(plan, results))
+                           design, _clinical(plan, results, design, payload))
 

@@ -13,6 +13,8 @@ QUICK_SYNTHETIC_CASES = 48
 # (the best checkpoint is kept either way); the epochs of a row are then only a ceiling.
 EARLY_STOPPING_PATIENCE = 4
 EVAL_EVERY_N_STEPS = 25
+RECALIBRATE_CHOICES = ("logistic", "none")
+FINAL_MODELS = ("refit", "folds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +37,18 @@ class StudyConfig:
     # test split, as with --protocol=image.
     cv_folds: int | None = None
     cv_repeats: int = 1
+    # The share of each fold's training patients (per class) held out as its inner validation
+    # set: early stopping, the threshold and the recalibration map are chosen there.
+    inner_validation_fraction: float = 0.15
     operating_point: str = "youden"
     # External validation sets: ((source kind, path), ...), kinds as datasets.read_sources.
     external: tuple = ()
+    # "logistic": each fold maps its row's score to a risk fitted on its inner-validation
+    # predictions (Platt's map for the SVM rows); "none": risk = the score.
+    recalibrate: str = "logistic"
+    # What scores the external sets and is exported: "refit" (one model trained on all
+    # development data) or "folds" (the mean of the fold models' risks).
+    final_model: str = "refit"
 
     @property
     def source(self):

@@ -49,7 +49,8 @@ def build_development_shards(study, sources, dataset_dir):
         output_dir=dataset_dir, sources=_named(sources), protocol="patient",
         validation_fraction=0.0, test_fraction=0.0, augment_copies=study.augment_copies,
         seed=study.seed, overwrite=True))
-    folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed)
+    folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed,
+                      study.inner_validation_fraction)
     return manifest
 
 
@@ -71,10 +72,12 @@ def build_external_shards(sources, output_dir, seed):
         overwrite=True, source_flags=build.prefixed_flags("external_")))
 
 
-def external_counts(external_dir, split):
-    """{patient_ids, labels} of the external shards, for the design section's counts."""
+def external_counts(external_dir, split, excluded=()):
+    """{patient_ids, labels} of the external shards (less the images whose keys are in
+    ``excluded``), for the design section's counts."""
     data = shards.load_split(external_dir, split, decode=False)
-    return {"patient_ids": data.patient_ids.tolist(), "labels": data.labels.tolist()}
+    kept = [i for i, key in enumerate(data.keys) if key not in set(excluded)]
+    return {"patient_ids": data.patient_ids[kept].tolist(), "labels": data.labels[kept].tolist()}
 
 
 def prepare_checkpoints(checkpoint_dir, models, try_download):

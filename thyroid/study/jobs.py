@@ -15,11 +15,13 @@ import traceback
 from absl import logging
 
 from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
-from thyroid.datasets import folds, shards
+from thyroid.datasets import duplicates, folds, shards
 from thyroid.stats import pooled
+from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.study import data, fitting
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
+from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.assemble import write_report
 from thyroid.study.plan import EXTERNAL_DIR, MOBILE_DIR, SHARDS_DIR, TRAIN_DIR, row_of
 from thyroid.study.rows import get_row
@@ -99,10 +101,9 @@ def run_features(plan, job):
 def run_fit(plan, job):
     if not plan.study.num_folds:
         return _fit_single_split(plan, job)
-    train_dir = os.path.join(row_train_dir(plan, job.row_id),
-                             f"repeat{job.repeat}_fold{job.fold}")
+    train_dir = fold_train_dir(plan, job.row_id, job.repeat, job.fold)
     fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
-                            train_dir, plan.study.operating_point)
+                            train_dir, plan.study.operating_point, plan.study.recalibrate)
     return Outcome(fold.facts(), fold.records)
 
 
@@ -125,15 +126,48 @@ def fold_results(plan, job_ids):
     return found
 
 
+def fold_train_dir(plan, row_id, repeat, fold):
+    return os.path.join(row_train_dir(plan, row_id), f"repeat{repeat}_fold{fold}")
+
+
+def run_external_check(plan, job):
+    """The external set's images that duplicate development images (exact ones are left out
+    of the external figures; near ones listed)."""
+    check = duplicates.check_external(_path(plan, SHARDS_DIR), data.DEV_SPLIT,
+                                      _path(plan, EXTERNAL_DIR), EXTERNAL_SPLIT)
+    for pair in check.exact:
+        logging.warning("external image %s is byte-identical to development image %s: left "
+                        "out of the external figures", pair["external"], pair["development"])
+    return Outcome(check.to_json())
+
+
+def excluded_external(plan):
+    """Keys of the external images the figures leave out (byte-identical to development)."""
+    result = read_result(plan.run_dir, "external_check")
+    return set() if result is None else {pair["external"] for pair in result.payload["exact"]}
+
+
 def run_refit(plan, job):
     """Refits the row on all development data; scores the external set when there is one."""
     train_dir = os.path.join(row_train_dir(plan, job.row_id), "refit")
     folds_done = fold_results(plan, job.inputs)
-    fitting.refit_row(_row_run_config(plan, job), folds_done, train_dir)
+    trained = fitting.refit_row(_row_run_config(plan, job), folds_done, train_dir,
+                                plan.study.recalibrate)
+    recalibration = fitting.pooled_map(folds_done, plan.study.recalibrate, trained.config.mode)
     records = None
     if plan.study.external:
-        records = fitting.external_records(job.row_id, train_dir, _path(plan, EXTERNAL_DIR))
-    return Outcome({"train_dir": train_dir}, records)
+        records = fitting.external_records(job.row_id, train_dir, _path(plan, EXTERNAL_DIR),
+                                           recalibration, excluded_external(plan))
+    return Outcome({"train_dir": train_dir, "recalibration": recalibration.to_json()}, records)
+
+
+def run_ensemble(plan, job):
+    """The fold ensemble of repeat 0 scores the external set."""
+    folds_done = fold_results(plan, job.inputs)
+    dirs = [fold_train_dir(plan, job.row_id, fold.repeat, fold.fold) for fold in folds_done]
+    records = fitting.ensemble_records(job.row_id, dirs, folds_done, _path(plan, EXTERNAL_DIR),
+                                       excluded_external(plan))
+    return Outcome({"folds": len(dirs)}, records)
 
 
 def export_choice(plan, job):
@@ -143,7 +177,7 @@ def export_choice(plan, job):
             if plan.job(job_id).kind == "fit" and _ok(plan, job_id)]
     records = [record for job_id in fits for record in read_records(plan.run_dir, job_id)]
     summaries = pooled.summarize_predictions(records, num_samples=0)
-    refitted = bool(plan.study.num_folds)
+    refitted = bool(plan.study.num_folds) and plan.study.final_model == "refit"
     candidates = [row_id for row_id in summaries
                   if not refitted or _ok(plan, f"refit-{row_id}")]
     if not candidates:
@@ -154,13 +188,25 @@ def export_choice(plan, job):
 
 
 def run_export(plan, job):
-    from thyroid.deploy.export import export_model  # TFLite conversion is only needed here
+    # TFLite conversion is only needed here
+    from thyroid.deploy.ensemble import export_ensemble
+    from thyroid.deploy.export import export_model
     choice = export_choice(plan, job)
     if choice is None:
         logging.info("no fine-tuned mobile model to export")
         return Outcome({"exported": None})
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
+    if plan.study.num_folds and plan.study.final_model == "folds":
+        fits = [job_id for job_id in job.inputs if plan.job(job_id).row_id == row_id
+                and plan.job(job_id).repeat == 0]
+        folds_done = fold_results(plan, fits)
+        paths = export_ensemble(
+            [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
+            [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
+            fitting.refit_settings(folds_done)[0], output_dir)
+        return Outcome({"exported": paths.model, "row_id": row_id, "refit": False,
+                        "folds": len(folds_done), "layout": paths.layout})
     export_model(train_dir, output_dir, quantize="none")
     return Outcome({"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
                     "refit": bool(plan.study.num_folds)})
@@ -173,10 +219,18 @@ def run_pooled(plan, job):
                for record in read_records(plan.run_dir, job_id)]
     samples, seed = plan.study.num_bootstrap, plan.study.seed
     summaries = pooled.summarize_predictions(records, samples, seed)
-    external = pooled.summarize_external(records, samples, seed) if plan.study.external else None
-    return Outcome({"summaries": {str(k): v for k, v in summaries.items()},
-                    "external": None if external is None
-                    else {str(k): v for k, v in external.items()}})
+    payload = {"summaries": _by_text(summaries), "external": None,
+               "final_model": plan.study.final_model}
+    if plan.study.external:
+        for name, fold in (("refit", pooled.EXTERNAL_FOLD), ("folds", pooled.ENSEMBLE_FOLD)):
+            payload[f"external_{name}"] = _by_text(
+                pooled.summarize_external(records, samples, seed, fold))
+        payload["external"] = payload[f"external_{plan.study.final_model}"]
+    return Outcome(payload)
+
+
+def _by_text(figures):
+    return {str(k): v for k, v in figures.items()}
 
 
 def run_report(plan, job):
@@ -185,7 +239,8 @@ def run_report(plan, job):
 
 RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
            "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
-           "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report}
+           "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report,
+           "external_check": run_external_check, "ensemble": run_ensemble}
 
 
 def _failed_input(plan, job):

@@ -11,7 +11,9 @@ order that respects the inputs. Where each job writes:
 - ``features-<row>``: the activation cache inside <run>/shards (rows on frozen features)
 - ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
   <run>/train/<row> (single split)
+- ``external_check``: the external set's duplicates of development images, in its result
 - ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
+- ``folds-<row>``: the fold ensemble (repeat 0's fold models) scores the external set
 - ``pooled``: the pooled out-of-fold (and external) statistics, in its result
 - ``export``: <run>/mobile; ``report``: summary.* in <run>
 Every job's result is ``<run>/jobs/<job id>/result.json`` (``study.results``).
@@ -99,16 +101,39 @@ def _row_jobs(study, row, base):
     return jobs
 
 
+def _export_candidates(study):
+    return [row for row in study.selected_rows() if row.mode == "finetune"
+            and row.model in MOBILE_MODELS]
+
+
 def _refit_rows(study):
-    """Rows refitted on all development data: every row for an external set, else the rows
-    the export may choose (fine-tuned mobile networks)."""
-    rows = study.selected_rows()
+    """Rows refitted on all development data: every row for an external set (which both the
+    refit and the fold ensemble score), else the rows the export may choose when it exports
+    a refit."""
     if not study.num_folds:
         return []
     if study.external:
-        return rows
-    return [row for row in rows if study.export and row.mode == "finetune"
-            and row.model in MOBILE_MODELS]
+        return study.selected_rows()
+    if study.export and study.final_model == "refit":
+        return _export_candidates(study)
+    return []
+
+
+def _external_jobs(study, fits):
+    """The external set's check, each row's refit and fold ensemble that score it (or the
+    refits the export needs)."""
+    check = ("external_check",) if study.external else ()
+    jobs = [Job("external_check", "external_check", "external check",
+                ("shards", "external_shards"))] if check else []
+    for row in _refit_rows(study):
+        inputs = fits[row.id] + (("external_shards",) if study.external else ()) + check
+        jobs.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
+    if study.external:
+        for row in study.selected_rows():
+            first = tuple(job for job in fits[row.id] if "-r0-" in job)
+            jobs.append(Job(f"folds-{row.id}", "ensemble", f"row {row.id}: fold ensemble",
+                            first + ("external_shards",) + check, row.id))
+    return jobs
 
 
 def plan_jobs(study):
@@ -123,20 +148,17 @@ def plan_jobs(study):
         row_jobs = _row_jobs(study, row, ("shards", "checkpoints"))
         fits[row.id] = tuple(job.id for job in row_jobs if job.kind == "fit")
         jobs += row_jobs
-    refits = []
-    for row in _refit_rows(study):
-        inputs = fits[row.id] + (("external_shards",) if study.external else ())
-        refits.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
-    jobs += refits
+    external = _external_jobs(study, fits)
+    jobs += external
+    refits = [job for job in external if job.kind == "refit"]
     if study.num_folds:
         jobs.append(Job("pooled", "pooled", REPORT_STAGE,
                         tuple(job for ids in fits.values() for job in ids)
-                        + tuple(job.id for job in refits)))
+                        + tuple(job.id for job in external)))
     if study.export:
-        candidates = [row.id for row in study.selected_rows() if row.mode == "finetune"
-                      and row.model in MOBILE_MODELS]
+        candidates = [row.id for row in _export_candidates(study)]
         inputs = tuple(job for row_id in candidates for job in fits[row_id])
-        if study.num_folds:
+        if study.num_folds and study.final_model == "refit":
             inputs += tuple(job.id for job in refits if job.row_id in candidates)
         jobs.append(Job("export", "export", "export", inputs))
     jobs.append(Job("report", "report", "report", tuple(job.id for job in jobs)))

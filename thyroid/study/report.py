@@ -28,8 +28,9 @@ import os
 import numpy as np
 
 from thyroid import LABEL_NAMES, io_utils
-from thyroid.stats import metrics, pooled
-from thyroid.study import paper
+from thyroid.stats import decision, metrics, pooled
+from thyroid.study import clinical_report, html_page, paper, tables
+from thyroid.study.figures import save_figure
 from thyroid.study.rows import STUDY_ROWS
 
 CSV_COLUMNS = [
@@ -72,15 +73,10 @@ def _entry(row, name):
     return entry if isinstance(entry, dict) else None
 
 
-def _num(value):
-    """A finite float or None."""
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) or math.isinf(value) else value
+_num = tables.num
+_md = tables.md
+_with_ci = tables.with_ci
+_plain = tables.plain
 
 
 def _csv_num(value):
@@ -97,13 +93,6 @@ def _duration(seconds):
     minutes, sec = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {sec:02d}s" if hours else f"{minutes}m {sec:02d}s"
-
-
-def _md(text):
-    """Text safe inside a markdown table cell."""
-    if text is None:
-        return "—"
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def is_image_level(run_info):
@@ -202,38 +191,38 @@ def summary_csv_text(rows):
 # plots (object-oriented matplotlib on the Agg canvas: no global backend switch)
 # --------------------------------------------------------------------------------------
 
-def _save_figure(fig, path):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    FigureCanvasAgg(fig)
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+_save_figure = save_figure
 
 
-def _plot_rows(rows, path, diagonal_label, draw_row, axes):
-    """One figure, the diagonal and one line per row that has both classes (``draw_row(ax,
-    row, arrays)``); ``axes`` = (xlabel, ylabel, title, legend location). Returns lines drawn."""
+def _plot_rows(panels, path, diagonal_label, draw_row, axes):
+    """One figure of one or more panels ((rows, title)), each with the diagonal and one line
+    per row that has both classes (``draw_row(ax, row, arrays)``); ``axes`` = (xlabel, ylabel,
+    legend location). Returns the lines drawn in the first panel."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 6.0))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label=diagonal_label)
-    drawn = 0
-    for row in rows:
-        arrays = _roc_arrays(row)
-        if arrays is not None:
-            draw_row(ax, row, arrays)
-            drawn += 1
-    if not drawn:
-        ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
-    xlabel, ylabel, title, legend_location = axes
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(loc=legend_location, fontsize=7)
+    fig = Figure(figsize=(6.5 * len(panels), 6.0))
+    counts = []
+    for index, (rows, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), index + 1)
+        ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label=diagonal_label)
+        drawn = 0
+        for row in rows:
+            arrays = _roc_arrays(row)
+            if arrays is not None:
+                draw_row(ax, row, arrays)
+                drawn += 1
+        if not drawn:
+            ax.text(0.5, 0.5, "no evaluated rows with both classes", ha="center", va="center")
+        xlabel, ylabel, legend_location = axes
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc=legend_location, fontsize=7)
+        counts.append(drawn)
     _save_figure(fig, path)
-    return drawn
+    return counts[0]
 
 
 def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
@@ -242,8 +231,8 @@ def plot_roc(rows, path, title="ROC curves (test set, malignant = positive)"):
         auc = metrics.auc_score(*arrays)
         ax.plot(fpr, tpr, linewidth=1.5, label=f"{row.title} (AUC {auc:.3f})")
 
-    return _plot_rows(rows, path, "chance", draw, (
-        "1 - specificity (false positive rate)", "sensitivity (true positive rate)", title,
+    return _plot_rows([(rows, title)], path, "chance", draw, (
+        "1 - specificity (false positive rate)", "sensitivity (true positive rate)",
         "lower right"))
 
 
@@ -403,9 +392,19 @@ CALIBRATION_PNG = "calibration.png"
 
 _RATES_WITH_CI = [f"{name}{suffix}" for name in ("sensitivity", "specificity", "accuracy")
                   for suffix in ("", "_ci_low", "_ci_high")]
+_WITH_CI = ("", "_ci_low", "_ci_high")
+_RECALIBRATED = ["brier_recalibrated", "calibration_intercept_recalibrated",
+                 "calibration_slope_recalibrated"]
+_PATIENT_AUC = [f"patient_auc_{how}{suffix}" for how in ("mean", "max") for suffix in _WITH_CI]
+_NET_BENEFIT = ([f"net_benefit_at_{decision.threshold_name(t)}{suffix}"
+                 for t in decision.TABLE_THRESHOLDS for suffix in _WITH_CI]
+                + [f"treat_all_at_{decision.threshold_name(t)}" for t in decision.TABLE_THRESHOLDS])
 _CV_FIGURES = (["auc", "auc_ci_low", "auc_ci_high", "auc_fold_mean", "auc_fold_sd",
                 "threshold"] + _RATES_WITH_CI
-               + ["brier", "calibration_intercept", "calibration_slope"])
+               + ["brier", "calibration_intercept", "calibration_slope"] + _RECALIBRATED
+               + _PATIENT_AUC + _NET_BENEFIT)
+# The external set scored by each final model (the plain external_ columns are --final_model's).
+_EXTERNAL_BY_MODEL = ["external_auc_refit", "external_auc_folds", "external_spread_mean_folds"]
 _AT_0_5 = [name.replace("_ci", "_at_0_5_ci") if "_ci" in name else f"{name}_at_0_5"
            for name in _RATES_WITH_CI]
 _EXTERNAL = [f"external_{name}" for name in _CV_FIGURES
@@ -418,14 +417,17 @@ _ROW_TEXT = ("row_id", "model", "mode", "status", "checkpoint", "note")
 
 def _prediction_line(record):
     fold = record["fold"]
-    if str(fold) != pooled.EXTERNAL_FOLD:
+    if not pooled.is_external(fold):
         fold = int(fold)
     label = int(record["label"])
     if label not in (0, 1):
         raise ValueError(f"prediction for image {record['image']!r}: label {label} is not 0/1")
+    spread = record.get("spread")
     return {"row_id": record["row_id"], "repeat": int(record["repeat"]), "fold": fold,
             "image": record["image"], "patient_id": record["patient_id"], "label": label,
             "prob": f"{float(record['prob']):.9g}",
+            "risk": f"{float(record.get('risk', record['prob'])):.9g}",
+            "spread": "" if spread in (None, "") else f"{float(spread):.9g}",
             "threshold": f"{float(record['threshold']):.9g}"}
 
 
@@ -450,16 +452,19 @@ def read_predictions_csv(path):
         return list(reader)
 
 
-def cv_summary_csv_text(rows, summaries, external=None):
+def cv_summary_csv_text(rows, summaries, external=None, external_by_model=None):
     """summary.csv of a cross-validated study.
 
     ``rows``: dicts with row_id, model, mode, status, note; ``summaries``: {row_id: figures}
     from ``pooled.summarize_predictions``; ``external``: {row_id: figures} from
-    ``pooled.summarize_external`` or None (then there are no ``external_`` columns).
+    ``pooled.summarize_external`` (the final model's) or None (then there are no
+    ``external_`` columns); ``external_by_model``: {"refit" | "folds": {row_id: figures}}
+    adds ``external_auc_refit`` and ``external_auc_folds``.
     """
     columns = list(CV_CSV_COLUMNS)
     if external is not None:
-        columns[columns.index("images"):columns.index("images")] = _EXTERNAL
+        extra = _EXTERNAL + (_EXTERNAL_BY_MODEL if external_by_model else [])
+        columns[columns.index("images"):columns.index("images")] = extra
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -469,7 +474,11 @@ def cv_summary_csv_text(rows, summaries, external=None):
         outside = (external or {}).get(key) or {}
         out = {name: getattr(row, name) or "" for name in _ROW_TEXT}
         for name in columns[4:]:
-            if name.startswith("external_"):
+            if name in _EXTERNAL_BY_MODEL:
+                base, _, model = name[len("external_"):].rpartition("_")
+                by_row = (external_by_model or {}).get(model) or {}
+                out[name] = _csv_num((by_row.get(key) or {}).get(base))
+            elif name.startswith("external_"):
                 out[name] = _csv_num(outside.get(name[len("external_"):]))
             elif name not in _ROW_TEXT:
                 out[name] = _csv_num(figures.get(name))
@@ -477,14 +486,15 @@ def cv_summary_csv_text(rows, summaries, external=None):
     return buf.getvalue()
 
 
-def _pooled_rows(rows, records):
-    """Rows with the labels and probabilities of every repeat's out-of-fold predictions."""
+def _pooled_rows(rows, records, score="prob"):
+    """Rows with the labels and scores (``prob`` or ``risk``) of every repeat's out-of-fold
+    predictions."""
     by_row = {}
     for record in records:
-        if str(record["fold"]) != pooled.EXTERNAL_FOLD:
+        if not pooled.is_external(record["fold"]):
             entry = by_row.setdefault(str(record["row_id"]), ([], []))
             entry[0].append(int(record["label"]))
-            entry[1].append(float(record["prob"]))
+            entry[1].append(float(record.get(score, record["prob"])))
     out = []
     for row in rows:
         labels, probs = by_row.get(str(row.row_id), ([], []))
@@ -499,35 +509,25 @@ def plot_pooled_roc(rows, records, path):
 
 
 def plot_calibration(rows, records, path, num_bins=10):
-    """calibration.png: observed malignant fraction against mean predicted P(malignant)
-    in ``num_bins`` equal-width bins, one line per row, with the diagonal."""
+    """calibration.png: observed malignant fraction against the mean score in ``num_bins``
+    equal-width bins, one line per row, with the diagonal; left the model's own P(malignant),
+    right the recalibrated risk. -> rows drawn."""
     def draw(ax, row, arrays):
         predicted, observed, _ = metrics.calibration_bins(*arrays, num_bins=num_bins)
         ax.plot(predicted, observed, marker="o", markersize=3, linewidth=1.2,
                 label=row.title)
 
-    return _plot_rows(_pooled_rows(rows, records), path, "perfect calibration", draw, (
-        "mean predicted P(malignant) in bin", "observed fraction malignant",
-        f"Reliability diagram ({num_bins} bins, out-of-fold predictions)", "upper left"))
+    panels = [(_pooled_rows(rows, records, "prob"),
+               f"Raw P(malignant) ({num_bins} bins, out of fold)"),
+              (_pooled_rows(rows, records, "risk"),
+               f"Recalibrated risk ({num_bins} bins, out of fold)")]
+    return _plot_rows(panels, path, "perfect calibration", draw, (
+        "mean predicted in bin", "observed fraction malignant", "upper left"))
 
 
 P_VALUE_NOTE = ("p vs best: DeLong's test of each row's pooled out-of-fold AUC against the "
                 "row with the highest one, on the same images; not corrected for multiple "
                 "comparisons.")
-
-
-def _with_ci(figures, name, digits=2):
-    value = _num(figures.get(name))
-    if value is None:
-        return "—"
-    low, high = _num(figures.get(f"{name}_ci_low")), _num(figures.get(f"{name}_ci_high"))
-    text = f"{value:.{digits}f}"
-    return text if low is None or high is None else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _plain(figures, name, digits=2):
-    value = _num(figures.get(name))
-    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def _p_text(value):
@@ -643,15 +643,15 @@ def study_design_markdown(design):
         "validation predictions only (never on the test fold). Sensitivity, specificity and "
         "accuracy judge each image at its own fold's threshold; `summary.csv` also gives them "
         "at 0.5.",
-        "- **Refit**: after cross-validation a row is trained on all development images for the "
-        "median over folds of its best epoch, with the median fold threshold; that model is "
-        "scored on the external set and is the one exported for the phone.",
+        *clinical_report.design_lines(design.get("clinical") or clinical_report.ClinicalFacts()),
         f"- **External set**: {_md(design.get('external') or 'none given')}.",
         "- **The paper's protocol differs**: it augmented all images first and then split "
         "images at random, so copies of one image and images of one patient could be on both "
         "sides (image level). `--protocol=image` reproduces that protocol on a single split.",
         ""]
     if design.get("external_assignment"):
+        lines += ["External images used (duplicates of development images left out), by "
+                  "source and class:", ""]
         lines += _counts_lines(design["external_assignment"], "external source")
     return lines
 
@@ -713,10 +713,8 @@ def stage_times_markdown(stages, total_seconds):
     return lines
 
 
-def cv_summary_markdown(rows, summaries, external, run_info, design):
-    lines = ["# Thyroid ultrasound study: cross-validated results", ""]
-    lines += study_design_markdown(design)
-    lines += ["## Run", "", "| | |", "|---|---|"]
+def _run_table(run_info):
+    lines = ["## Run", "", "| | |", "|---|---|"]
     for key, value in run_info.items():
         if key == "stages":
             continue
@@ -726,21 +724,69 @@ def cv_summary_markdown(rows, summaries, external, run_info, design):
     lines.append("")
     if run_info.get("stages"):
         lines += stage_times_markdown(run_info["stages"], run_info.get("total_seconds"))
-    lines += ["## Results (pooled out-of-fold predictions)", "",
-              "AUC: pooled over every fold's test predictions, 95% interval from a bootstrap "
-              "over patients; AUC over folds: mean ± SD. Threshold: mean of the fold "
-              "thresholds. Rates at each fold's own threshold with bootstrap intervals. "
-              "Calibration: logistic recalibration on logit P(malignant) (ideal 0 / 1). The SVM "
-              "rows give a logistic of the decision value, a ranking score rather than a "
-              "calibrated probability.", ""]
+    return lines
+
+
+RESULTS_NOTE = (
+    "AUC: pooled over every fold's test predictions, 95% interval from a bootstrap over "
+    "patients; AUC over folds: mean ± SD. Threshold: mean of the fold thresholds. Rates at each "
+    "fold's own threshold with bootstrap intervals. Calibration: logistic recalibration on "
+    "logit P(malignant) (ideal 0 / 1) of the model's own score. The SVM rows give a logistic "
+    "of the decision value, a ranking score rather than a calibrated probability.")
+CALIBRATION_NOTE = (
+    "The same pooled out-of-fold predictions before (raw score) and after each fold's "
+    "recalibration map (risk, `predictions.csv`). Ideal: intercept 0, slope 1; a slope below 1 "
+    "means too extreme scores, above 1 too timid. The maps saw inner-validation data only, so "
+    "the recalibrated figures are an honest estimate, not a fit to these images.")
+DECISION_NOTE = (
+    "Net benefit of acting (e.g. biopsy) on the images whose recalibrated risk is at least the "
+    "threshold probability t: TP/n − FP/n × t/(1 − t), in true positives per image, against "
+    "treating every image and none; 95% intervals from a bootstrap over patients, pooled out of "
+    "fold (mean over repeats). A model is worth using at t only where it beats both.")
+
+
+def _clinical_sections(rows, summaries, clinical):
+    lines = ["### Patient-level AUC", "",
+             "Each patient scored by the mean or the max of their images' scores; a patient is "
+             "malignant when any image is. Intervals: bootstrap over patients.", ""]
+    lines += clinical_report.patient_markdown(rows, summaries)
+    lines += ["### Calibration: raw score and recalibrated risk", "", CALIBRATION_NOTE, ""]
+    lines += clinical_report.calibration_markdown(rows, summaries, clinical.refit_maps)
+    lines += ["## Decision curves", "", DECISION_NOTE, ""]
+    if clinical.tirads_labels:
+        lines += [clinical_report.TIRADS_NOTE, ""]
+    lines += clinical_report.decision_markdown(rows, summaries)
+    lines += clinical_report.best_strategy_lines(rows, summaries)
+    return lines
+
+
+def _external_sections(rows, external, clinical):
+    lines = ["## External validation", "",
+             "Each row scored by its refit and by its fold ensemble; `(final)` marks "
+             f"`--final_model={clinical.final_model}`, whose figures are the `external_` "
+             "columns of `summary.csv`.", ""]
+    by_model = clinical.external_by_model or {clinical.final_model: external}
+    lines += clinical_report.external_markdown(rows, by_model, clinical.final_model)
+    lines += [f"Net benefit on the external set ({clinical_report.MODEL_NAMES[clinical.final_model]}):",
+              ""]
+    lines += clinical_report.decision_markdown(rows, external)
+    return lines
+
+
+def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=None):
+    clinical = clinical or design.get("clinical") or clinical_report.ClinicalFacts()
+    lines = ["# Thyroid ultrasound study: cross-validated results", ""]
+    lines += study_design_markdown(dict(design, clinical=clinical))
+    lines += _run_table(run_info)
+    lines += ["## Results (pooled out-of-fold predictions)", "", RESULTS_NOTE, ""]
     lines += cv_results_markdown(rows, summaries)
+    lines += _clinical_sections(rows, summaries, clinical)
     lines += ["Weights each row started from:", ""]
     lines += [f"- {_md(r.title)}: {_md(r.checkpoint)}" for r in rows
               if r.checkpoint]
     lines.append("")
     if external:
-        lines += ["## External validation (refitted models)", ""]
-        lines += external_results_markdown(rows, external)
+        lines += _external_sections(rows, external, clinical)
     not_run = [r for r in rows if r.status in ("skipped", "failed")]
     if not_run:
         lines += ["## Skipped or failed rows", ""]
@@ -750,23 +796,40 @@ def cv_summary_markdown(rows, summaries, external, run_info, design):
     lines += ["## Comparison with the paper's Table 1", "",
               f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).", ""]
     lines += cv_paper_markdown(rows, summaries)
-    lines += ["## Files", "", f"- [ROC curves]({ROC_PNG}), pooled out-of-fold",
-              f"- [Reliability diagram]({CALIBRATION_PNG})",
-              f"- [Every prediction]({PREDICTIONS_CSV}), [summary table]({SUMMARY_CSV})", ""]
+    lines += ["## Plots", "", f"![ROC curves, pooled out of fold]({ROC_PNG})", "",
+              f"![Reliability diagrams, raw and recalibrated]({CALIBRATION_PNG})", "",
+              f"![Decision curves]({clinical_report.DECISION_PNG})", "",
+              "## Files", "",
+              f"- [Every prediction]({PREDICTIONS_CSV}), [summary table]({SUMMARY_CSV}), "
+              f"[this page as HTML]({SUMMARY_HTML})", ""]
     return "\n".join(lines)
 
 
-def write_cv_report(run_dir, rows, records, summaries, external, run_info, design):
-    """predictions.csv, summary.csv, summary.md, roc.png and calibration.png in run_dir."""
+SUMMARY_HTML = "summary.html"
+
+
+def write_cv_report(run_dir, rows, records, summaries, external, run_info, design,
+                    clinical=None):
+    """predictions.csv, summary.csv, summary.md, summary.html, roc.png, calibration.png and
+    decision_curve.png in run_dir."""
+    clinical = clinical or clinical_report.ClinicalFacts()
     os.makedirs(run_dir, exist_ok=True)
     paths = {name: os.path.join(run_dir, file) for name, file in (
         ("predictions", PREDICTIONS_CSV), ("summary_csv", SUMMARY_CSV),
-        ("summary_md", SUMMARY_MD), ("roc", ROC_PNG), ("calibration", CALIBRATION_PNG))}
+        ("summary_md", SUMMARY_MD), ("roc", ROC_PNG), ("calibration", CALIBRATION_PNG),
+        ("decision", clinical_report.DECISION_PNG), ("summary_html", SUMMARY_HTML))}
     write_predictions_csv(paths["predictions"], records)
-    io_utils.atomic_write_text(paths["summary_csv"],
-                               cv_summary_csv_text(rows, summaries, external))
+    io_utils.atomic_write_text(paths["summary_csv"], cv_summary_csv_text(
+        rows, summaries, external, clinical.external_by_model or None))
     plot_pooled_roc(rows, records, paths["roc"])
     plot_calibration(rows, records, paths["calibration"])
-    io_utils.atomic_write_text(paths["summary_md"],
-                               cv_summary_markdown(rows, summaries, external, run_info, design))
+    panels = [("Pooled out-of-fold predictions", summaries)]
+    if external:
+        panels.append((f"External set ({clinical_report.MODEL_NAMES[clinical.final_model]})",
+                       external))
+    clinical_report.plot_decision_curves(rows, panels, paths["decision"])
+    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, clinical)
+    io_utils.atomic_write_text(paths["summary_md"], markdown)
+    io_utils.atomic_write_text(paths["summary_html"], html_page.markdown_page(
+        markdown, run_dir, "Thyroid ultrasound study"))
     return paths

@@ -83,7 +83,9 @@ def read_records(run_dir, job_id):
 @dataclasses.dataclass
 class FoldResult:
     """One (repeat, fold) fit: the threshold its inner validation chose, the epochs at its best
-    checkpoint (None for the scikit-learn rows), its time and out-of-fold records."""
+    checkpoint (None for the scikit-learn rows), its time and out-of-fold records; the
+    recalibration map its inner validation fitted (``RecalibrationMap.to_json``) and those
+    inner-validation predictions (``labels``, ``probs``), from which the refit's map is fitted."""
     repeat: int
     fold: int
     threshold: float
@@ -91,12 +93,15 @@ class FoldResult:
     seconds: float
     records: list
     checkpoint: str = ""
+    recalibration: dict = dataclasses.field(default_factory=dict)
+    validation: dict = dataclasses.field(default_factory=dict)
 
     def facts(self):
         """JSON-ready, without the records (they go to records.json)."""
         return {"repeat": self.repeat, "fold": self.fold, "threshold": self.threshold,
                 "best_epochs": self.best_epochs, "seconds": self.seconds,
-                "checkpoint": self.checkpoint}
+                "checkpoint": self.checkpoint, "recalibration": self.recalibration,
+                "validation": self.validation}
 
 
 @dataclasses.dataclass
@@ -137,8 +142,10 @@ class RowResult:
         return f"{self.row.id}. {self.row.label}"
 
     def fold_summary(self):
-        """JSON-ready per-fold facts for folds_by_row.json: threshold, best epoch, time."""
+        """JSON-ready per-fold facts for folds_by_row.json: threshold, best epoch, time,
+        recalibration map."""
         return [{"repeat": f.repeat, "fold": f.fold, "threshold": f.threshold,
                  "best_epochs": None if f.best_epochs is None or np.isnan(f.best_epochs)
-                 else round(f.best_epochs, 3), "seconds": round(f.seconds, 1)}
+                 else round(f.best_epochs, 3), "seconds": round(f.seconds, 1),
+                 "recalibration": f.recalibration}
                 for f in self.folds]

@@ -6,13 +6,29 @@ import numpy as np
 from absl import logging
 
 from thyroid.stats import metrics
+from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.compat import tf
 from thyroid.datasets import shards
-from thyroid.io_utils import atomic_write_json
+from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.training import logreg, svm
 from thyroid.training.inputs import SplitInputs, load_split_inputs
 from thyroid.training.loop import load_and_predict
 from thyroid.training.run_config import FEATURE_CLASSIFIER_MODES, RunConfig
+
+
+RECALIBRATION_FILE = "recalibration.json"
+
+
+def save_recalibration(train_dir, recalibration):
+    """Saves a run's map from score to risk (a ``stats.recalibration.RecalibrationMap``) beside
+    its checkpoint, where the export reads it."""
+    atomic_write_json(os.path.join(train_dir, RECALIBRATION_FILE), recalibration.to_json())
+
+
+def load_recalibration(train_dir):
+    """The run's saved map, or None when it has none (a run trained outside a study)."""
+    path = os.path.join(train_dir, RECALIBRATION_FILE)
+    return RecalibrationMap.from_json(read_json(path)) if os.path.isfile(path) else None
 
 
 def metrics_file_name(split, other_dataset_fingerprint=None):

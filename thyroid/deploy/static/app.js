@@ -18,6 +18,11 @@
     var probability = document.getElementById("probability");
     probability.textContent = data.probability.toFixed(4);
     probability.dataset.probability = String(data.probability);
+    var risk = document.getElementById("risk");
+    risk.textContent = data.risk.toFixed(4);
+    risk.dataset.risk = String(data.risk);
+    document.getElementById("spread").textContent = data.spread === null ||
+      data.spread === undefined ? "" : "\u00b1 " + data.spread.toFixed(3) + " across fold models";
     var label = document.getElementById("label");
     label.textContent = data.label_name;
     label.className = data.label_name;

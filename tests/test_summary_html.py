@@ -1,0 +1,127 @@
+"""summary.html: one self-contained page with everything summary.md has, readable on a phone.
+
+The page is built from a fabricated cross-validation (no training); headless Chromium opens it
+at a phone's width and checks that its tables and images render and that nothing widens the
+page. Skips when chromium / chromedriver / selenium are absent (Debian: apt-get install -y
+chromium chromium-driver). THYROID_HTML_SCREENSHOT=docs/summary_html.png saves the screenshot.
+"""
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from study_rows import report_row
+from test_pooled import _study_predictions
+from thyroid.stats import pooled
+from thyroid.study import clinical_report, html_page, report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("THYROID_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def _browser_missing():
+    try:
+        import selenium  # noqa: F401  (only whether it imports)
+    except ImportError:
+        return "selenium is not installed"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return f"{path} not found (apt-get install -y chromium chromium-driver)"
+    return None
+
+
+def _records():
+    """Fabricated out-of-fold records with a recalibrated risk, and an external set."""
+    records = _study_predictions(num_repeats=1)
+    for record in records:
+        record["risk"] = 1 / (1 + np.exp(-(0.8 * np.log(record["prob"] / (1 - record["prob"]))
+                                           - 0.1)))
+    external = [dict(r, fold=pooled.EXTERNAL_FOLD, image="ext-" + r["image"]) for r in records
+                if r["row_id"] in (1, 2) and r["fold"] == 0]
+    ensemble = [dict(r, fold=pooled.ENSEMBLE_FOLD, spread=0.05) for r in external]
+    return records, external + ensemble
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("html_report")
+    records, outside = _records()
+    rows = [report_row(1, "vgg_16", "bottleneck_svm", "ok", checkpoint="ImageNet (vgg)"),
+            report_row(2, "efficientnet_lite0", "finetune", "ok"),
+            report_row(3, "small_cnn", "scratch", "ok"),
+            report_row(4, "inception_v3", "finetune", "skipped", note="no checkpoint")]
+    summaries = pooled.summarize_predictions(records, num_samples=50)
+    by_model = {"refit": pooled.summarize_external(outside, 50),
+                "folds": pooled.summarize_external(outside, 50, fold=pooled.ENSEMBLE_FOLD)}
+    assignment = {"num_folds": 4, "num_repeats": 1, "seed": 0, "inner_validation_fraction": 0.15,
+                  "patient_ids": [r["patient_id"] for r in records],
+                  "labels": [r["label"] for r in records]}
+    design = {"data": "fabricated", "assignment": assignment, "augment_copies": 2,
+              "operating_point": "youden", "eval_every_n_steps": 25, "external": "ddti /ext",
+              "external_assignment": {"patient_ids": ["ddti:9"], "labels": [1]}}
+    check = {"exact": [{"external": "ddti:9/9_1.jpg", "development": "ddti:1/1_1.jpg",
+                        "sha256": "ab"}], "near": [], "external_images": 40,
+             "development_images": 160, "near_bits": 6}
+    clinical = clinical_report.ClinicalFacts(
+        final_model="folds", external_by_model=by_model, external_check=check,
+        external_name="ddti /ext", tirads_labels=True)
+    run_info = {"run_name": "html", "date": "2026-01-01", "total_seconds": 12.0,
+                "stages": [("shards", 2.0)]}
+    report.write_cv_report(str(run_dir), rows, records + outside, summaries,
+                           by_model["folds"], run_info, design, clinical)
+    return run_dir
+
+
+def test_the_page_holds_what_the_markdown_holds(report_dir):
+    markdown = (report_dir / report.SUMMARY_MD).read_text()
+    page = (report_dir / report.SUMMARY_HTML).read_text()
+    tables = sum(1 for block, _ in html_page._blocks(markdown.splitlines()) if block == "table")
+    assert page.count("<table>") == tables >= 8
+    assert page.count('src="data:image/png;base64,') == 3  # roc, calibration, decision curves
+    assert 'name="viewport"' in page and "<script" not in page
+    for heading in re.findall(r"^#+ (.+)$", markdown, flags=re.M):
+        assert html_page.inline(heading) in page, heading
+    assert "ddti:9/9_1.jpg = ddti:1/1_1.jpg" in page
+    assert "TIRADS 4a or above" in page and "Decision curves" in page
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_the_page_renders_on_a_phone_in_chromium(report_dir, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run", "--window-size=430,1800",
+                     f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.get("file://" + str(report_dir / report.SUMMARY_HTML))
+        facts = driver.execute_script("""
+            var images = Array.from(document.images);
+            var tables = Array.from(document.querySelectorAll('table'));
+            return {images: images.length,
+                    loaded: images.filter(i => i.complete && i.naturalWidth > 0).length,
+                    fitting: images.filter(i => i.getBoundingClientRect().width
+                                                <= window.innerWidth).length,
+                    tables: tables.length,
+                    rendered: tables.filter(t => t.rows.length > 1
+                                                 && t.getBoundingClientRect().height > 20).length,
+                    pageWidth: document.documentElement.scrollWidth,
+                    viewport: window.innerWidth};""")
+        print(facts)
+        assert facts["images"] == facts["loaded"] == facts["fitting"] == 3
+        assert facts["tables"] == facts["rendered"] >= 8
+        assert facts["pageWidth"] <= facts["viewport"]  # wide tables scroll in their own box
+        target = os.environ.get("THYROID_HTML_SCREENSHOT")
+        target = (os.path.join(ROOT, target) if target and not os.path.isabs(target)
+                  else target or str(tmp_path / "summary_html.png"))
+        assert driver.save_screenshot(target) and os.path.getsize(target) > 1000
+    finally:
+        driver.quit()

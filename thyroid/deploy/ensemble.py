@@ -1,0 +1,150 @@
+"""A fold ensemble exported for the phone and the web app: the K fold models of one row.
+
+When every fold fine-tuned the same frozen lower layers (the prefix cache: identical prefix
+weights in every fold's checkpoint), one TFLite model holds the frozen prefix once and K copies
+of the trained layers (``fold<k>/`` scopes), so it grows by the trained layers only; its output
+``fold_probabilities`` [1, K] holds each fold model's P(malignant). Otherwise (e.g. folds
+trained from random weights, where every layer differs) each fold is its own file,
+``model_fold<k>.tflite``. Either way ``deploy.tflite_model.TFLiteModel`` averages: probability
+= the mean of the fold probabilities, risk = the mean of the fold risks (each through its
+fold's recalibration map), spread = the SD of those risks.
+"""
+
+import numpy as np
+from absl import logging
+
+from thyroid.compat import tf, tf1
+from thyroid.deploy.export import (INPUT_NAME, OUTPUT_NAME, RISK_FORMULA, ExportError,
+                                   base_metadata, build_probability_graph, convert_session,
+                                   holds_only_export_files, input_details, load_run,
+                                   restore_session, write_export)
+from thyroid.output_guard import InputPath, check_output_dir
+from thyroid.deploy.tflite_model import MODEL_FILE
+from thyroid.training.loop import prediction_checkpoint
+from thyroid.training.model import build_logits, malignant_probability
+
+ENSEMBLE_OUTPUT = "fold_probabilities"
+FOLD_SCOPE = "fold{}"
+COMBINE = ("probability = mean of the fold models' P(malignant); risk = mean of their risks, "
+           "each through its own fold's recalibration map; spread = SD of those risks")
+
+
+def fold_runs(train_dirs):
+    """[(config, spec, checkpoint)] of the fold models: the checkpoint each fold predicted
+    its test fold from (the best inner-validation one)."""
+    runs = []
+    for train_dir in train_dirs:
+        config, spec, _ = load_run(train_dir)
+        runs.append((config, spec, prediction_checkpoint(config, train_dir)))
+    kinds = {(config.model, config.image_size) for config, _, _ in runs}
+    if len(kinds) != 1:
+        raise ExportError(f"the fold models differ in network or input size: {sorted(kinds)}")
+    return runs
+
+
+def _prefix_variable_names(spec, image_size):
+    with tf.Graph().as_default():
+        inputs = tf1.placeholder(tf.float32, [1, image_size, image_size, 3])
+        spec.frozen_prefix(spec.preprocess(inputs))
+        return [v.op.name for v in tf1.global_variables()]
+
+
+def shares_prefix(runs):
+    """Whether every fold froze the same lower layers, with identical weights."""
+    config, spec, _ = runs[0]
+    if spec.frozen_prefix is None or not all(c.uses_frozen_prefix for c, _, _ in runs):
+        return False
+    readers = [tf.train.load_checkpoint(checkpoint) for _, _, checkpoint in runs]
+    for name in _prefix_variable_names(spec, config.image_size):
+        first = readers[0].get_tensor(name)
+        if any(not np.array_equal(first, reader.get_tensor(name)) for reader in readers[1:]):
+            logging.info("fold models differ in frozen weight %s: one file per fold", name)
+            return False
+    return True
+
+
+def build_ensemble_graph(spec, image_size, count):
+    """image (0..255) -> [1, count] fold probabilities: the frozen prefix once, the trained
+    layers once per fold under ``fold<k>/``. -> (inputs, output)."""
+    inputs = tf1.placeholder(tf.float32, [1, image_size, image_size, 3], name=INPUT_NAME)
+    prefix = spec.frozen_prefix(spec.preprocess(inputs))
+    probabilities = []
+    for k in range(count):
+        with tf1.variable_scope(FOLD_SCOPE.format(k)):
+            logits, _ = build_logits(spec, "finetune", prefix, is_training=False,
+                                     uses_frozen_prefix=True)
+        probabilities.append(malignant_probability(logits))
+    return inputs, tf.stack(probabilities, axis=1, name=ENSEMBLE_OUTPUT)
+
+
+def _restore(sess, checkpoint, mapping):
+    """Restores {checkpoint name: variable}; a name the checkpoint lacks is an ExportError."""
+    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    missing = sorted(name for name, var in mapping.items()
+                     if shapes.get(name) != var.shape.as_list())
+    if missing:
+        raise ExportError(f"{checkpoint}: missing or reshaped {', '.join(missing[:5])}")
+    tf1.train.Saver(mapping).restore(sess, checkpoint)
+
+
+def one_model_bytes(runs):
+    """The ensemble as one TFLite model sharing the frozen prefix."""
+    _, spec, _ = runs[0]
+    with tf.Graph().as_default():
+        inputs, output = build_ensemble_graph(spec, runs[0][0].image_size, len(runs))
+        variables = tf1.global_variables()
+        with tf1.Session() as sess:
+            prefix = {v.op.name: v for v in variables if not v.op.name.startswith("fold")}
+            _restore(sess, runs[0][2], prefix)
+            for k, (_, _, checkpoint) in enumerate(runs):
+                scope = FOLD_SCOPE.format(k) + "/"
+                _restore(sess, checkpoint, {v.op.name[len(scope):]: v for v in variables
+                                            if v.op.name.startswith(scope)})
+            converter = tf1.lite.TFLiteConverter.from_session(sess, [inputs], [output])
+            return converter.convert()
+
+
+def fold_file_bytes(run):
+    """One fold model as its own TFLite file (output ``probability`` [1])."""
+    config, spec, checkpoint = run
+    with tf.Graph().as_default():
+        handles = build_probability_graph(spec, config.image_size, batch_size=1)
+        with tf1.Session() as sess:
+            restore_session(sess, checkpoint)
+            return convert_session(sess, handles, "none", None)
+
+
+def export_ensemble(train_dirs, maps, threshold, output_dir):
+    """Exports the fold models of ``train_dirs`` (with their recalibration ``maps``) as one
+    ensemble judged at ``threshold`` on the mean probability; -> ExportPaths."""
+    if not train_dirs or len(train_dirs) != len(maps):
+        raise ExportError("a fold ensemble needs one recalibration map per fold model")
+    output_dir = check_output_dir("output_dir", output_dir,
+                                  [InputPath("train_dir", d) for d in train_dirs],
+                                  is_ours=holds_only_export_files)
+    runs = fold_runs(train_dirs)
+    if shares_prefix(runs):
+        layout, files = "one_model", {MODEL_FILE: one_model_bytes(runs)}
+        output = {"name": ENSEMBLE_OUTPUT, "shape": [1, len(runs)], "dtype": "float32",
+                  "meaning": "each fold model's P(malignant) = softmax(logits)[1]"}
+    else:
+        layout = "files"
+        files = {f"model_fold{k}.tflite": fold_file_bytes(run) for k, run in enumerate(runs)}
+        output = {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
+                  "meaning": "P(malignant) of the file's fold model"}
+    config, spec, _ = runs[0]
+    metadata = base_metadata(spec, config.replace(threshold=float(threshold)), "none",
+                             input_details(next(iter(files.values()))))
+    metadata.update({
+        "output": output, "recalibration": None, "train_dir": None, "test_metrics": None,
+        "ensemble": {"folds": len(runs), "layout": layout, "files": sorted(files),
+                     "combine": COMBINE, "risk_formula": RISK_FORMULA,
+                     "recalibration": [m.to_json() for m in maps],
+                     "train_dirs": [str(d) for d in train_dirs],
+                     "checkpoints": [checkpoint for _, _, checkpoint in runs]},
+        "threshold_scale": "probability: the mean of the fold models' P(malignant), before "
+                           "recalibration"})
+    paths = write_export(output_dir, files, metadata, layout)
+    logging.info("exported a %d-fold ensemble (%s, %d bytes) -> %s", len(runs), layout,
+                 sum(len(b) for b in files.values()), paths.output_dir)
+    return paths
