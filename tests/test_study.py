@@ -138,7 +138,7 @@ def plant_duplicate(development, external):
     for index, _ in marks:
         shutil.copy(os.path.join(development, f"{case}_{index}.jpg"),
                     os.path.join(external, f"900_{index}.jpg"))
-    return f"ddti:900/900_{marks[0][0]}.jpg", f"ddti:{case}/{case}_{marks[0][0]}.jpg"
+    return f"ddti:900_{marks[0][0]}.jpg", f"ddti:{case}_{marks[0][0]}.jpg"
 
 
 def test_external_validation_scores_the_refit_and_the_fold_ensemble(tmp_path):
