@@ -85,9 +85,9 @@ class Found:
 INSPECT_CHUNK = 8
 
 
-def _read_sources(config):
+def _read_sources(config, workers):
     try:
-        return read_sources(config.sources, config.reader_options, config.flags())
+        return read_sources(config.sources, config.reader_options, config.flags(), workers.map)
     except SourceError as error:
         raise BuildError(str(error)) from error
 
@@ -327,7 +327,7 @@ def _prepare_output(config):
 def _read_and_decode(config, workers):
     """Reads every source, hashes and decodes its images (in the workers) -> Found;
     NoUsableExamplesError when no labelled image is left."""
-    results = _read_sources(config)
+    results = _read_sources(config, workers)
     skipped, fallbacks = [], []  # the build's own; the readers' are in their results
     inspections = _inspect_all(results, config.max_pixels, workers)
     hashes = _hash_all(results, inspections, skipped)
