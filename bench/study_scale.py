@@ -45,6 +45,40 @@ TARGET_IMAGES = 10_000
 PER_IMAGE_STAGES = ("synthetic data", "shards", "row ")
 
 
+def tree_cpu_seconds(root):
+    """CPU seconds of ``root`` (its own and its waited-for children's: the build's workers,
+    once their pool has closed) and of its live descendants. Unlike wall time, this hardly
+    moves when other users load the machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in _descendants(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:13 if pid != root else 15]) / ticks
+    return total
+
+
+def _descendants(root):
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
 def tree_rss_bytes(root):
     """Resident memory of ``root`` and all its descendants (from /proc)."""
     children = {}
@@ -75,6 +109,7 @@ class StageWatcher:
     def __init__(self, process, log_path):
         self.process, self.log_path = process, log_path
         self.stages, self.peak, self.overall_peak = [], 0, 0
+        self.cpu = 0.0
         self.lock = threading.Lock()
 
     def sample(self, stop):
@@ -90,10 +125,13 @@ class StageWatcher:
                 log.write(line)
                 found = STAGE_LINE.search(line.strip())
                 if found:
+                    cpu = tree_cpu_seconds(self.process.pid)
                     with self.lock:
                         self.stages.append({"stage": found.group(1),
                                             "seconds": float(found.group(2)),
+                                            "cpu_seconds": cpu - self.cpu,
                                             "peak_rss_gib": self.peak / 2 ** 30})
+                        self.cpu = cpu
                         self.peak = tree_rss_bytes(self.process.pid)
 
 
@@ -166,7 +204,8 @@ def run_scale(scale, rows, work_dir, checkpoint_dir):
     cpu_before, started = _children_cpu_seconds(), time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
-    watcher, stop = StageWatcher(process, os.path.join(work_dir, f"{run_name}.log")), threading.Event()
+    watcher = StageWatcher(process, os.path.join(work_dir, f"{run_name}.log"))
+    stop = threading.Event()
     sampler = threading.Thread(target=watcher.sample, args=(stop,), daemon=True)
     sampler.start()
     watcher.read()
@@ -240,42 +279,79 @@ def stage_rows(runs, wanted_scales):
     return columns, rows
 
 
-def markdown(runs, wanted_scales, rows_flag):
-    columns, rows = stage_rows(runs, wanted_scales)
-    base = columns[0]
-    headers = ["stage"] + [f"{scale:g}x s ({how})" for scale, _, _, how in columns]
-    for scale, _, _, how in columns[1:]:
-        headers += [f"{scale:g}x/{base[0]:g}x time", f"per image"]
+def _per_scale(columns, by_scale, value):
+    """One cell per column: ``value(run)`` for a measured scale, "" otherwise."""
+    return [value(by_scale[scale]) if scale in by_scale else "" for scale, *_ in columns]
+
+
+def _extra_rows(runs, columns):
+    """Images, wall time, peak RSS, load, AUCs and trained epochs under the stage rows."""
     by_scale = {run["scale"]: run for run in runs}
     extra = [["labelled images"] + [f"{images:.0f}" for _, _, images, _ in columns],
-             ["wall time of the study (s)"] + [
-                 f"{by_scale[s]['wall_seconds']:.0f}" if s in by_scale else "" for s, *_ in columns],
-             ["peak RSS of the process tree (GiB)"] + [
-                 f"{by_scale[s]['peak_rss_gib']:.2f}" if s in by_scale else "" for s, *_ in columns],
-             ["1-min load at the end"] + [
-                 f"{by_scale[s]['load_average']:.1f}" if s in by_scale else "" for s, *_ in columns]]
+             ["wall time of the study (s)"]
+             + _per_scale(columns, by_scale, lambda run: f"{run['wall_seconds']:.0f}"),
+             ["peak RSS of the process tree (GiB)"]
+             + _per_scale(columns, by_scale, lambda run: f"{run['peak_rss_gib']:.2f}"),
+             ["1-min load at the end"]
+             + _per_scale(columns, by_scale, lambda run: f"{run['load_average']:.1f}")]
     for row_id in sorted({r for run in runs for r in run["aucs"]}, key=int):
-        extra.append([f"row {row_id} pooled AUC"] + [
-            by_scale[s]["aucs"].get(row_id, "") if s in by_scale else "" for s, *_ in columns])
+        extra.append([f"row {row_id} pooled AUC"]
+                     + _per_scale(columns, by_scale, lambda run: run["aucs"].get(row_id, "")))
     for row_id in sorted({r for run in runs for r in run.get("epochs", {})}, key=int):
-        extra.append([f"row {row_id} epochs trained per fold (best)"] + [
-            "{:.1f} ({:.1f})".format(*by_scale[s]["epochs"][row_id])
-            if s in by_scale and row_id in by_scale[s].get("epochs", {}) else ""
-            for s, *_ in columns])
-    width = len(headers)
-    table = common.format_table(headers, rows + [row + [""] * (width - len(row)) for row in extra])
-    peaks = common.format_table(
-        ["stage"] + [f"{run['scale']:g}x peak RSS (GiB)" for run in sorted(runs, key=lambda r: r["scale"])],
+        def epochs(run):
+            return run.get("epochs", {}).get(row_id)
+        extra.append([f"row {row_id} epochs trained per fold (best)"] + _per_scale(
+            columns, by_scale, lambda run: "{:.1f} ({:.1f})".format(*epochs(run))
+            if epochs(run) else ""))
+        extra.append([f"row {row_id} ms per image-epoch (whole stage)"] + _per_scale(
+            columns, by_scale, lambda run: "{:.2f}".format(
+                1000 * stage_seconds(run)[f"row {row_id}: folds"] / run["images"]
+                / epochs(run)[0]) if epochs(run) else ""))
+    return extra
+
+
+def _cpu_table(runs):
+    measured = sorted(runs, key=lambda r: r["scale"])
+    headers = ["stage"] + [f"{run['scale']:g}x CPU s" for run in measured] + [
+        f"{run['scale']:g}x/{measured[0]['scale']:g}x per image" for run in measured[1:]]
+    rows = []
+    for stage in stage_seconds(measured[0]):
+        cpus = [next((s.get("cpu_seconds") for s in run["stages"] if s["stage"] == stage), None)
+                for run in measured]
+        growth = [c / cpus[0] / (run["images"] / measured[0]["images"])
+                  if c is not None and cpus[0] else None
+                  for c, run in zip(cpus[1:], measured[1:])]
+        rows.append([stage] + cpus + growth)
+    return common.format_table(headers, rows)
+
+
+def _peak_table(runs):
+    measured = sorted(runs, key=lambda r: r["scale"])
+    return common.format_table(
+        ["stage"] + [f"{run['scale']:g}x peak RSS (GiB)" for run in measured],
         [[stage] + [next((s["peak_rss_gib"] for s in run["stages"] if s["stage"] == stage), None)
-                    for run in sorted(runs, key=lambda r: r["scale"])]
-         for stage in stage_seconds(min(runs, key=lambda r: r["scale"]))])
+                    for run in measured]
+         for stage in stage_seconds(measured[0])])
+
+
+def markdown(runs, wanted_scales, rows_flag):
+    columns, rows = stage_rows(runs, wanted_scales)
+    headers = ["stage"] + [f"{scale:g}x s ({how})" for scale, _, _, how in columns]
+    for scale, _, _, how in columns[1:]:
+        headers += [f"{scale:g}x/{columns[0][0]:g}x time", "per image"]
+    extra = _extra_rows(runs, columns)
+    table = common.format_table(headers, rows + [row + [""] * (len(headers) - len(row))
+                                                 for row in extra])
     return (f"`python -m thyroid.study --num_cases=<scale x {DEFAULT_CASES}> --rows={rows_flag} "
             "--noexport` (local executor, synthetic data), one study per scale. \"per image\": "
             "the time's growth divided by the labelled images' growth (1.0 = the same cost per "
             f"image; the target is at most {LINEAR_LIMIT} for the stages that see every image). "
             "Extrapolated columns: a line through each stage's two largest measured scales.\n\n"
-            + table + "\n\nPeak RSS of the process tree while each stage ran (sampled every "
-            "0.5 s):\n\n" + peaks + "\n\n" + projection_markdown(runs))
+            + table + "\n\nCPU seconds of the study's process tree (its own threads and "
+            "the build's workers) in each stage, and their growth per image: what the stage "
+            "costs, whatever else ran on the machine:\n\n" + _cpu_table(runs)
+            + "\n\nPeak RSS of the process tree while each stage ran (sampled every "
+            "0.5 s):\n\n" + _peak_table(runs) + "\n\n" + projection_markdown(runs))
 
 
 def projection_markdown(runs):
@@ -287,16 +363,16 @@ def projection_markdown(runs):
               for stage, value in stage_seconds(largest).items()}
     path, work = critical_path(largest["jobs"], lambda stage: factor.get(stage, 1.0))
     measured = ", ".join(str(run["images"]) for run in sorted(runs, key=lambda r: r["images"]))
-    lines = [f"A {TARGET_IMAGES:,}-image study (extrapolated, stage by stage, from the measured "
-             f"{measured}-image runs): {sum(seconds.values()) / 60:.0f} min on this machine with the "
-             "local executor (one job at a time).", "",
+    lines = [f"A {TARGET_IMAGES:,}-image study (extrapolated, stage by stage, from the "
+             f"measured {measured}-image runs): {sum(seconds.values()) / 60:.0f} min on this "
+             "machine with the local executor (one job at a time).", "",
              "On N cores (`--executor=ray --cpus_per_job=1`), a projection from the plan: each "
              "job at its extrapolated time, the longest chain of jobs (data -> shards -> a row's "
              "features -> its slowest fold -> ...) cannot be shortened, the rest spreads over "
              "the cores; at best max(path, work / N), at worst path + work / N (jobs measured "
              "with this machine's 2 cores each, so single-core jobs would be slower):", ""]
     table = [[n, max(path, work / n) / 60, (path + work / n) / 60] for n in (2, 4, 8, 16, 32)]
-    return "\n".join(lines) + common.format_table(
+    return "\n".join(lines) + "\n\n" + common.format_table(
         ["cores", "best (min)", "worst (min)"], table) + (
         f"\n\nCritical path {path / 60:.1f} min, total work {work / 60:.1f} min.")
 

@@ -61,7 +61,8 @@ def test_the_studys_fold_training_waits_longer_on_a_larger_training_set(cv_shard
     assert intervals[folds.REFIT_FOLD] > intervals[0]
     # patience in epochs: the same number of passes over either training set
     for fold in intervals:
-        patience_epochs = EARLY_STOPPING_PATIENCE * intervals[fold] * config.batch_size / sizes[fold]
+        patience_steps = EARLY_STOPPING_PATIENCE * intervals[fold]
+        patience_epochs = patience_steps * config.batch_size / sizes[fold]
         assert patience_epochs == pytest.approx(EARLY_STOPPING_PATIENCE * EVAL_EVERY_N_EPOCHS,
                                                 rel=0.2)
 

@@ -112,7 +112,8 @@ def test_records_written_without_tensorflow_parse_as_the_tf_example():
             "image/augmented": as_int(int(augmented)),
             "image/key": as_bytes("local:Zoë/scan 1.png".encode())}))
         ours = records.example_bytes(b"\xff\xd8 not really a jpeg", height, width, label,
-                                     "local:Zoë", "local", tirads, augmented, "local:Zoë/scan 1.png")
+                                     "local:Zoë", "local", tirads, augmented,
+                                     "local:Zoë/scan 1.png")
         assert tf.train.Example.FromString(ours) == expected
 
 

@@ -8,6 +8,11 @@ it leaks patients across splits, and the manifest says so.
 A source's own split (a CSV ``split`` column) is honoured, except by ``evaluation_only``,
 which puts every labelled image in the test split, unaugmented, for external validation.
 
+The per-image work (hash, decode, crop, augment, JPEG-encode) runs in ``num_workers`` spawned
+processes (``datasets.workers``, ``datasets.records``); the records stream from them into the
+shards, so the build holds a few images at a time, not the dataset, and writes the same bytes
+for any number of workers.
+
 The build writes into a sibling temporary folder and swaps it in only when complete (see
 ``thyroid.datasets.swap``), so a kill leaves the old dataset or the new one, never a mixture.
 """
@@ -222,7 +227,8 @@ def _make_items(usable, hashes, config):
     if config.protocol == "patient":
         assignment = _patient_assignment(usable, hashes, config.validation_fraction,
                                          config.test_fraction, config.seed)
-        return [[Item(example, split, index > 0) for index in range(1 + copies * (split == "train"))]
+        return [[Item(example, split, index > 0)
+                 for index in range(1 + (copies if split == "train" else 0))]
                 for example, split in zip(usable, assignment)]
     groups = [[Item(example, example.split, index > 0) for index in range(1 + copies)]
               for example in usable]

@@ -92,7 +92,8 @@ def image_records(job: ImageJob) -> List[bytes]:
         raise RecordError(f"{job.path}: {error} (it decoded when first checked; did it "
                           "change during the build?)") from None
     rgb = images.crop(rgb, job.crop, job.polygons)
-    pictures = [rgb] + augment.augmented_copies(rgb, job.copies, augmentation_rng(job.seed, job.key))
+    rng = augmentation_rng(job.seed, job.key)
+    pictures = [rgb] + augment.augmented_copies(rgb, job.copies, rng)
     return [example_bytes(encode_jpeg(picture), picture.shape[0], picture.shape[1], job.label,
                           job.patient_id, job.source, job.tirads, index > 0, job.key)
             for index, picture in enumerate(pictures)]

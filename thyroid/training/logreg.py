@@ -76,7 +76,8 @@ def path_scores(features, labels, train, held_out, grid=C_GRID, seed=0):
     """({C: held-out P(malignant)}, capped fits) along the C path of one inner split: one
     scaler for the split, each C warm-started from the previous one, smallest C first."""
     scaler = StandardScaler().fit(features[train])
-    train_values, held_values = scaler.transform(features[train]), scaler.transform(features[held_out])
+    train_values = scaler.transform(features[train])
+    held_values = scaler.transform(features[held_out])
     model = classifier(min(grid), seed, warm_start=True)
     scores, capped = {}, 0
     for c in sorted(grid):
