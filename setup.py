@@ -9,6 +9,7 @@ INSTALL_REQUIRES = [
     "tf-slim==1.1.0",
     "numpy>=1.26,<3",
     "scikit-learn==1.9.1",
+    "threadpoolctl>=3.1",  # comes with scikit-learn; training.logreg bounds BLAS threads with it
     "absl-py==2.5.1",
     "lxml==6.1.3",
     "python-docx==1.2.0",

@@ -99,14 +99,14 @@ def main(argv=None):
             print(results[-1], flush=True)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    eval_steps = study.EVAL_EVERY_N_STEPS
+    eval_epochs = study.EVAL_EVERY_N_EPOCHS
     rows = [[f"{r['row']} {r['model']}/{r['mode']}", r["image_size"], r["epoch_ceiling"],
              r["pooled_auc"], r["fold_auc_sd"], r["median_best_epoch"], r["seconds"]]
             for r in results]
     markdown = (f"Synthetic default ({num_cases} DDTI-style cases + as many local-style "
                 f"patients, seed 0), {assignment['num_folds']}-fold patient-grouped "
                 f"cross-validation with the study's early stopping (patience "
-                f"{study.EARLY_STOPPING_PATIENCE} evaluations of {eval_steps} steps); data + shards + folds {build_seconds:.0f} s.\n\n"
+                f"{study.EARLY_STOPPING_PATIENCE} evaluations every {eval_epochs:g} epochs); data + shards + folds {build_seconds:.0f} s.\n\n"
                 + common.format_table(["row", "image px", "epoch ceiling", "pooled AUC",
                                        "fold AUC SD", "median best epoch", "seconds"], rows))
     print(markdown)

@@ -10,6 +10,17 @@ SYNTH_CASES = 30
 SYNTH_WIDTH, SYNTH_HEIGHT = 280, 180  # half DDTI size keeps the session fast
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``scale`` (the study at several data sizes, a quarter of an hour) run only
+    when asked for by name: ``-m scale``."""
+    if "scale" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="the study at 3x the default size: run with -m scale")
+    for item in items:
+        if "scale" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """``<root>/ddti`` and ``<root>/local`` written by thyroid.synth (seed 0)."""

@@ -98,8 +98,8 @@ def test_inner_splits_keep_each_patient_on_one_side():
 def test_c_is_chosen_from_the_training_data_alone(monkeypatch):
     values, labels, groups = separable_data()
     seen = []
-    original = logreg.inner_auc
-    monkeypatch.setattr(logreg, "inner_auc", lambda x, y, *a, **k: seen.append(len(y))
+    original = logreg.inner_aucs
+    monkeypatch.setattr(logreg, "inner_aucs", lambda x, y, *a, **k: seen.append(len(y))
                         or original(x, y, *a, **k))
     train = np.arange(60)
     model, selection = logreg.fit_logreg(values[train], labels[train], groups[train])
@@ -115,17 +115,51 @@ def test_c_is_chosen_from_the_training_data_alone(monkeypatch):
 
 def test_c_follows_the_inner_auc():
     values, labels, groups = separable_data(dims=5)
-    aucs = {c: logreg.inner_auc(values, labels, logreg.inner_splits(labels, groups), c)
-            for c in logreg.C_GRID}
-    chosen, reported = logreg.choose_c(values, labels, groups)
-    assert reported == aucs
+    aucs, _ = logreg.inner_aucs(values, labels, logreg.inner_splits(labels, groups))
+    chosen, reported, capped = logreg.choose_c(values, labels, groups)
+    assert reported == aucs and capped == 0
     assert aucs[chosen] == max(aucs.values()) > 0.9  # one strongly informative feature
+
+
+def test_the_warm_started_path_finds_what_separate_fits_find():
+    """Each C of the path starts from the previous C's solution; converged, it scores the
+    held-out images as a fit of that C alone does."""
+    values, labels, groups = separable_data(dims=30)
+    train, held_out = logreg.inner_splits(labels, groups)[0]
+    path, capped = logreg.path_scores(values, labels, train, held_out)
+    assert capped == 0
+    for c in logreg.C_GRID:
+        alone = logreg.make_model(c).fit(values[train], labels[train])
+        np.testing.assert_allclose(path[c], alone.predict_proba(values[held_out])[:, 1],
+                                   atol=1e-2)  # within the solver tolerance
+
+
+def test_the_search_grows_linearly_with_the_images(monkeypatch):
+    """The C search on 4x the images makes at most ~4x the passes over them: the primal
+    solver makes a bounded number of iterations, each one pass. The dual solver it replaced
+    needed more passes as the images grew (about 10x the work for 4x the images here).
+    Counted as solver iterations x images, not seconds, so the machine's load does not
+    matter."""
+    work = []
+
+    class Counting(logreg.LogisticRegression):
+        def fit(self, features, labels, *args, **kwargs):
+            fitted = super().fit(features, labels, *args, **kwargs)
+            work[-1] += int(np.max(self.n_iter_)) * len(labels)
+            return fitted
+
+    monkeypatch.setattr(logreg, "LogisticRegression", Counting)
+    for patients in (150, 600):
+        work.append(0)
+        values, labels, groups = separable_data(patients=patients, dims=400, seed=3)
+        logreg.fit_logreg(values, labels, groups)
+    assert work[1] <= 4 * 1.5 * work[0], work
 
 
 def test_too_few_patients_fall_back_to_a_fixed_c():
     values, labels, groups = separable_data(patients=3)
     assert logreg.inner_splits(labels, groups) == []
-    assert logreg.choose_c(values, labels, groups) == (logreg.FALLBACK_C, {})
+    assert logreg.choose_c(values, labels, groups) == (logreg.FALLBACK_C, {}, 0)
 
 
 def test_the_mode_trains_evaluates_and_records_its_choice(patient_build, tmp_path):

@@ -20,6 +20,7 @@ from thyroid.datasets.build import build
 from thyroid.datasets.build_config import (MAX_AUGMENT_COPIES, MAX_SEED, MAX_SHARDS, PROTOCOLS,
                                            BuildConfig, BuildError, ConfigError)
 from thyroid.datasets.sources import ReaderOptions, named_sources
+from thyroid.datasets.workers import MAX_WORKERS, available_cores
 from thyroid.output_guard import InputPath, check_output_dir
 
 COMMAND = "build_tfrecords"
@@ -76,6 +77,10 @@ def define_flags(fv):
                          upper_bound=MAX_SHARDS, flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed for the split and augmentation.", lower_bound=0,
                          upper_bound=MAX_SEED, flag_values=fv)
+    flags.DEFINE_integer("num_workers", available_cores(), "Processes that decode, crop, "
+                         "augment and encode the images (default: the cores this process may "
+                         "use). The shards are the same whatever the number.", lower_bound=1,
+                         upper_bound=MAX_WORKERS, flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Replace an existing dataset in --output_dir "
                       "(built beside it and swapped in when complete).", flag_values=fv)
     flags.mark_flag_as_required("output_dir", flag_values=fv)
@@ -114,7 +119,7 @@ def build_config(fv):
         test_fraction=fv.test_fraction, augment_copies=fv.augment_copies, crop=fv.crop,
         num_shards=fv.num_shards, seed=fv.seed, overwrite=fv.overwrite,
         evaluation_only=fv.evaluation_only, max_pixels=fv.max_pixels,
-        reader_options=reader_options(fv))
+        reader_options=reader_options(fv), num_workers=fv.num_workers)
     try:
         return config.validate(check_paths=False)
     except ConfigError as error:

@@ -62,7 +62,12 @@ def define_flags(fv):
     cli.define_integer("seed", 0, "Random seed.", fv, INTEGER_RANGES)
     cli.define_integer("log_every_n_steps", 10, "Summary interval.", fv, INTEGER_RANGES)
     cli.define_integer("save_interval_steps", 100, "Checkpoint interval.", fv, INTEGER_RANGES)
-    cli.define_integer("eval_every_n_steps", 50, "Validation-metrics interval.", fv, INTEGER_RANGES)
+    cli.define_integer("eval_every_n_steps", 50, "Validation-metrics interval in steps (used "
+                       "when --eval_every_n_epochs is 0).", fv, INTEGER_RANGES)
+    flags.DEFINE_float("eval_every_n_epochs", 0.0, "Validation-metrics interval in epochs of the "
+                       "training split (fractions allowed), so that it grows with the data; "
+                       "0 = --eval_every_n_steps.", lower_bound=0.0, upper_bound=rc.MAX_EPOCHS,
+                       flag_values=fv)
     flags.mark_flags_as_required(["dataset_dir", "train_dir"], flag_values=fv)
 
 
@@ -80,7 +85,7 @@ def config_from_flags(fv):
         svm_class_weight=fv.svm_class_weight, feature_layers=parse_scopes(fv.feature_layers),
         cache_dir=fv.cache_dir, seed=fv.seed,
         log_every_n_steps=fv.log_every_n_steps, save_interval_steps=fv.save_interval_steps,
-        eval_every_n_steps=fv.eval_every_n_steps)
+        eval_every_n_steps=fv.eval_every_n_steps, eval_every_n_epochs=fv.eval_every_n_epochs)
 
 
 def run(fv, args):

@@ -8,6 +8,11 @@ it leaks patients across splits, and the manifest says so.
 A source's own split (a CSV ``split`` column) is honoured, except by ``evaluation_only``,
 which puts every labelled image in the test split, unaugmented, for external validation.
 
+The per-image work (hash, decode, crop, augment, JPEG-encode) runs in ``num_workers`` spawned
+processes (``datasets.workers``, ``datasets.records``); the records stream from them into the
+shards, so the build holds a few images at a time, not the dataset, and writes the same bytes
+for any number of workers.
+
 The build writes into a sibling temporary folder and swaps it in only when complete (see
 ``thyroid.datasets.swap``), so a kill leaves the old dataset or the new one, never a mixture.
 """
@@ -22,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from thyroid import LABEL_NAMES
-from thyroid.datasets import READERS, images, shards, splits, swap  # noqa: F401
+from thyroid.datasets import READERS, images, records, shards, splits, swap  # noqa: F401
 from thyroid.datasets.build_config import (  # noqa: F401  (build.PROTOCOLS, build.BuildError)
     PROTOCOLS, BuildConfig, BuildError, ConfigError)
 from thyroid.datasets.example import (Example, ReadResult, first_per_reason, log_summary,
@@ -30,9 +35,10 @@ from thyroid.datasets.example import (Example, ReadResult, first_per_reason, log
 # Re-exported for callers that build a BuildConfig through this module.
 from thyroid.datasets.sources import (ReaderOptions, SourceError, named_sources,  # noqa: F401
                                       prefixed_flags, read_sources)
+from thyroid.datasets.workers import WorkerError, Workers, available_cores
 from thyroid.io_utils import atomic_write_json
 from thyroid.output_guard import InputPath, check_output_dir
-from thyroid.preprocessing import augment
+from thyroid.progress import Progress
 
 IMAGE_PROTOCOL_WARNING = (
     "PATIENT LEAKAGE: protocol=image splits images (and their augmented copies) at random, so the same patient, "
@@ -49,17 +55,10 @@ class OutputExistsError(BuildError):
 
 
 @dataclasses.dataclass
-class Decoded:
-    """A labelled example whose image decoded, cropped as the build asks."""
-    example: Example
-    rgb: np.ndarray
-
-
-@dataclasses.dataclass
 class Item:
-    """One record of the shards: an original image or an augmented copy of it."""
+    """One record of the shards: an original image or an augmented copy of it. Only what the
+    split and the manifest need: the pixels are made, encoded and written by the workers."""
     example: Example
-    image: np.ndarray
     split: Optional[str]
     augmented: bool
 
@@ -78,34 +77,55 @@ class Item:
 
 @dataclasses.dataclass
 class Found:
-    """What reading and decoding the sources gave."""
+    """What reading and checking the sources gave."""
     results: Dict[str, ReadResult]
     hashes: Dict[str, str]           # image path -> sha256 of its bytes
     duplicates: List[dict]           # groups of byte-identical images (manifest ``duplicates``)
-    usable: List[Decoded]
+    usable: List[Example]            # labelled examples whose image decodes
     skipped: List[dict]              # path_entry records: the readers' and the build's own
     fallbacks: List[dict]            # path_entry records of decodes that fell back on something
 
 
-def _read_sources(config):
+# Images per inspection task: a few milliseconds each, so a task is worth a worker round trip.
+INSPECT_CHUNK = 8
+
+
+def _read_sources(config, workers):
     try:
-        return read_sources(config.sources, config.reader_options, config.flags())
+        return read_sources(config.sources, config.reader_options, config.flags(), workers.map)
     except SourceError as error:
         raise BuildError(str(error)) from error
 
 
-def _hash_all(results, skipped, max_pixels):
-    """Content hash of every readable image file (labelled or not) -> {path: sha256}; files
-    above ``images.max_file_bytes(max_pixels)`` are refused before being read."""
+def _inspect_all(results, max_pixels, workers):
+    """{path: records.Inspection} of every image file the readers found (labelled or not),
+    in the workers: each hashed, the labelled ones decoded once to see that they can be used."""
+    labelled = {e.image_path for result in results.values() for e in result.labelled}
+    paths = list(dict.fromkeys(e.image_path for result in results.values()
+                               for e in result.examples))
+    tasks = [(path, max_pixels, path in labelled) for path in paths]
+    chunks = [tasks[i:i + INSPECT_CHUNK] for i in range(0, len(tasks), INSPECT_CHUNK)]
+    progress = Progress(len(tasks), "build: check images", "images")
+    found = {}
+    for inspections in workers.map(records.inspect_many, chunks):
+        found.update((inspection.path, inspection) for inspection in inspections)
+        progress.update(len(inspections))
+    return found
+
+
+def _hash_all(results, inspections, skipped):
+    """Content hash of every readable image file -> {path: sha256}; files above
+    ``images.max_file_bytes(max_pixels)`` were refused before being read."""
     hashes = {}
     for result in results.values():
         for example in result.examples:
             if example.image_path in hashes:
                 continue
-            try:
-                hashes[example.image_path] = images.file_sha256(example.image_path, max_pixels)
-            except images.ImageError as error:
-                skipped.append(path_entry(example.image_path, error.reason, error.detail))
+            inspection = inspections[example.image_path]
+            if inspection.sha256 is None:
+                skipped.append(path_entry(example.image_path, *inspection.error))
+            else:
+                hashes[example.image_path] = inspection.sha256
     return hashes
 
 
@@ -143,8 +163,8 @@ def _contradictory_copies(duplicates, skipped):
     return paths
 
 
-def _load_usable(results, hashes, crop, skipped, max_pixels, left_out, fallbacks):
-    """Labelled examples whose image decodes -> [Decoded]; paths in ``left_out`` are already
+def _usable(results, inspections, hashes, left_out, skipped, fallbacks):
+    """Labelled examples whose image decodes -> [Example]; paths in ``left_out`` are already
     excluded. Decodes that had to fall back on something (an invalid DICOM window) are
     recorded in ``fallbacks``."""
     usable = []
@@ -152,14 +172,12 @@ def _load_usable(results, hashes, crop, skipped, max_pixels, left_out, fallbacks
         for example in result.labelled:
             if example.image_path not in hashes or example.image_path in left_out:
                 continue
-            notes = []
-            try:
-                rgb = images.load_image(example.image_path, max_pixels, fallbacks=notes)
-            except images.ImageError as error:
-                skipped.append(path_entry(example.image_path, error.reason, error.detail))
+            inspection = inspections[example.image_path]
+            if inspection.error:
+                skipped.append(path_entry(example.image_path, *inspection.error))
                 continue
-            fallbacks.extend(path_entry(example.image_path, note) for note in notes)
-            usable.append(Decoded(example, images.crop(rgb, crop, example.polygons)))
+            fallbacks.extend(path_entry(example.image_path, note) for note in inspection.fallbacks)
+            usable.append(example)
     return usable
 
 
@@ -172,16 +190,16 @@ def _label_counts(items):
 
 def _unit_fixed_splits(usable, units):
     fixed = collections.defaultdict(set)
-    for decoded in usable:
-        if decoded.example.split:
-            fixed[units[decoded.example.patient_id]].add(decoded.example.split)
+    for example in usable:
+        if example.split:
+            fixed[units[example.patient_id]].add(example.split)
     return fixed
 
 
 def _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed):
     """Split per image: a source's own split where it gives one (and for the rest of that
     patient's images), the stratified patient split for everyone else."""
-    examples = [decoded.example for decoded in usable]
+    examples = usable
     patient_ids = [e.patient_id for e in examples]
     units = splits.group_patients(patient_ids, [hashes[e.image_path] for e in examples])
     fixed = _unit_fixed_splits(usable, units)
@@ -202,36 +220,32 @@ def _patient_assignment(usable, hashes, validation_fraction, test_fraction, seed
 
 
 def _make_items(usable, hashes, config):
-    """[Item], augmented copies included: of training images only under the patient
-    protocol, of every image before the random split under the image protocol."""
-    rng = np.random.RandomState(config.seed)
-    items = []
+    """[[Item] per image]: the original first, then its augmented copies: of training images
+    only under the patient protocol, of every image before the random split under the image
+    protocol."""
+    copies = config.augment_copies
     if config.protocol == "patient":
         assignment = _patient_assignment(usable, hashes, config.validation_fraction,
                                          config.test_fraction, config.seed)
-        for decoded, split in zip(usable, assignment):
-            items.append(Item(decoded.example, decoded.rgb, split, False))
-            if split == "train":
-                for copy in augment.augmented_copies(decoded.rgb, config.augment_copies, rng):
-                    items.append(Item(decoded.example, copy, split, True))
-        return items
-    for decoded in usable:
-        items.append(Item(decoded.example, decoded.rgb, decoded.example.split, False))
-        for copy in augment.augmented_copies(decoded.rgb, config.augment_copies, rng):
-            items.append(Item(decoded.example, copy, decoded.example.split, True))
+        return [[Item(example, split, index > 0)
+                 for index in range(1 + (copies if split == "train" else 0))]
+                for example, split in zip(usable, assignment)]
+    groups = [[Item(example, example.split, index > 0) for index in range(1 + copies)]
+              for example in usable]
+    items = [item for group in groups for item in group]
     random_splits = splits.split_by_image(len(items), config.validation_fraction,
                                           config.test_fraction, config.seed)
     for item, split in zip(items, random_splits):
         item.split = item.split or split
-    return items
+    return groups
 
 
 def _drop_source_splits(usable):
     """An evaluation-only build puts every image in test, whatever split a source names (a
     CSV ``split`` column): -> how many images named another split."""
-    ignored = sum(1 for decoded in usable if decoded.example.split not in (None, "test"))
-    for decoded in usable:
-        decoded.example.split = None
+    ignored = sum(1 for example in usable if example.split not in (None, "test"))
+    for example in usable:
+        example.split = None
     if ignored:
         logging.warning("evaluation-only build: %d images whose source names another split "
                         "go to test", ignored)
@@ -251,16 +265,39 @@ def _leakage(items, duplicates):
     return leakage
 
 
-def _write_splits(items, directory, num_shards, seed):
+def _image_job(group, config):
+    example = group[0].example
+    return records.ImageJob(
+        path=example.image_path, max_pixels=config.max_pixels, crop=config.crop,
+        polygons=example.polygons, copies=len(group) - 1, seed=config.seed,
+        label=int(example.label), patient_id=example.patient_id, source=example.source,
+        tirads=example.tirads, key=image_key(example))
+
+
+def _write_records(groups, directory, config, workers):
+    """Every image's records, made by the workers, into the shards of its splits -> {split:
+    shard paths}. Images go in a seeded shuffled order (shards mix labels and patients), and
+    the records of a split round-robin over its shards: the same files whatever the number of
+    workers."""
+    order = np.random.RandomState(config.seed + 1).permutation(len(groups))
+    jobs = (_image_job(groups[index], config) for index in order)
+    progress = Progress(len(groups), "build: write records", "images")
+    with shards.ShardWriters(directory, config.num_shards) as writers:
+        for index, made in zip(order, workers.map(records.image_records, jobs)):
+            for item, record in zip(groups[index], made):
+                writers.write(item.split, record)
+            progress.update()
+    return writers.paths
+
+
+def _write_splits(groups, directory, config, workers):
     """Shards of every split into ``directory`` -> (split summary, shard listing)."""
+    paths = _write_records(groups, directory, config, workers)
+    items = [item for group in groups for item in group]
     summary, listing = {}, {}
     for split in shards.SPLITS:
         chosen = [item for item in items if item.split == split]
-        order = np.random.RandomState(seed + 1 + shards.SPLITS.index(split)).permutation(len(chosen))
-        chosen = [chosen[i] for i in order]  # shuffled so shards mix labels and patients
-        paths = shards.write_split([_serialize(item) for item in chosen], directory, split,
-                                   num_shards)
-        listing[split] = shards.describe_shards(paths)
+        listing[split] = shards.describe_shards(paths[split])
         summary[split] = {
             "patients": len({item.patient_id for item in chosen}),
             "images": len(chosen),
@@ -293,16 +330,16 @@ def _prepare_output(config):
     return output_dir
 
 
-def _read_and_decode(config):
-    """Reads every source, hashes and decodes its images -> Found; NoUsableExamplesError
-    when no labelled image is left."""
-    results = _read_sources(config)
+def _read_and_decode(config, workers):
+    """Reads every source, hashes and decodes its images (in the workers) -> Found;
+    NoUsableExamplesError when no labelled image is left."""
+    results = _read_sources(config, workers)
     skipped, fallbacks = [], []  # the build's own; the readers' are in their results
-    hashes = _hash_all(results, skipped, config.max_pixels)
+    inspections = _inspect_all(results, config.max_pixels, workers)
+    hashes = _hash_all(results, inspections, skipped)
     duplicates = _duplicate_groups(results, hashes)
     contradictory = _contradictory_copies(duplicates, skipped)
-    usable = _load_usable(results, hashes, config.crop, skipped, config.max_pixels,
-                          contradictory, fallbacks)
+    usable = _usable(results, inspections, hashes, contradictory, skipped, fallbacks)
     log_summary("build", skipped)
     log_summary("build", fallbacks, verb="decoded with a fallback")
     skipped = [item for result in results.values() for item in result.skipped] + skipped
@@ -313,7 +350,7 @@ def _read_and_decode(config):
     return Found(results, hashes, duplicates, usable, skipped, fallbacks)
 
 
-def _manifest(config, found, written, leakage, ignored_splits, started):
+def _manifest(config, found, written, leakage, ignored_splits, started, num_workers):
     """manifest.json's dict; ``written`` is _write_splits' (summary, listing)."""
     split_summary, listing = written
     manifest = {
@@ -340,7 +377,10 @@ def _manifest(config, found, written, leakage, ignored_splits, started):
         "image_sha256": {image_key(decoded.example): found.hashes[decoded.example.image_path]
                          for decoded in found.usable},
         "source_splits_ignored": ignored_splits,
+        # How this build ran, not what it built: the only fields that differ between two
+        # builds of the same settings.
         "build_seconds": round(time.time() - started, 2),
+        "build_workers": num_workers,
     }
     if config.protocol == "image":
         manifest["warning"] = (f"{IMAGE_PROTOCOL_WARNING} Patients in more than one split: "
@@ -354,24 +394,31 @@ def build(config: BuildConfig):
     """Reads the sources, splits, augments, writes shards, labels.txt and manifest.json.
 
     ``config`` is validated here (ConfigError naming the flag) and saved, resolved, in the
-    manifest. Returns the manifest dict. Raises NoUsableExamplesError, OutputExistsError or
-    BuildError.
+    manifest. The per-image work runs in ``config.num_workers`` processes (0: every core this
+    process may use). Returns the manifest dict. Raises NoUsableExamplesError,
+    OutputExistsError or BuildError.
     """
     started = time.time()
     config = config.validate().resolved()
     output_dir = _prepare_output(config)
-    found = _read_and_decode(config)
-    ignored_splits = _drop_source_splits(found.usable) if config.evaluation_only else 0
-    items = _make_items(found.usable, found.hashes, config)
-    leakage = _leakage(items, found.duplicates)
-    temporary = swap.temporary_dir(output_dir)
-    written = _write_splits(items, temporary, config.num_shards, config.seed)
+    num_workers = config.num_workers or available_cores()
+    try:
+        with Workers(num_workers) as workers:
+            found = _read_and_decode(config, workers)
+            ignored_splits = _drop_source_splits(found.usable) if config.evaluation_only else 0
+            groups = _make_items(found.usable, found.hashes, config)
+            leakage = _leakage([item for group in groups for item in group], found.duplicates)
+            temporary = swap.temporary_dir(output_dir)
+            written = _write_splits(groups, temporary, config, workers)
+    except (WorkerError, records.RecordError) as error:
+        raise BuildError(f"{error}; the build stopped (--num_workers={num_workers})") from error
     shards.write_labels_file(temporary)
     swap.stall_point("shards")
-    manifest = _manifest(config, found, written, leakage, ignored_splits, started)
+    manifest = _manifest(config, found, written, leakage, ignored_splits, started, num_workers)
     atomic_write_json(os.path.join(temporary, shards.MANIFEST_NAME), manifest)
     swap.swap_in(temporary, output_dir)
-    logging.info("Wrote %s in %.1fs: %s; %d files skipped", output_dir, time.time() - started,
+    logging.info("Wrote %s in %.1fs with %d worker(s): %s; %d files skipped", output_dir,
+                 time.time() - started, num_workers,
                  {s: v["images"] for s, v in written[0].items()}, len(found.skipped))
     return manifest
 
@@ -382,11 +429,3 @@ def image_key(example):
     if not example.key:
         raise BuildError(f"{example.image_path}: the {example.source} reader gave no image key")
     return example.key
-
-
-def _serialize(item):
-    rgb = item.image
-    return shards.make_tf_example(
-        shards.encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], item.label, item.patient_id,
-        item.example.source, item.example.tirads, item.augmented,
-        image_key(item.example)).SerializeToString()

@@ -11,6 +11,7 @@ import os
 from typing import Dict
 
 from thyroid.datasets import folders, images
+from thyroid.datasets.workers import MAX_WORKERS
 from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, check_sources
 
 PROTOCOLS = ("patient", "image")
@@ -53,6 +54,9 @@ class BuildConfig:
     # How the caller's command line names each source kind, for its errors ({}: the flags of
     # thyroid.build_tfrecords, sources.SOURCE_FLAGS).
     source_flags: Dict[str, str] = dataclasses.field(default_factory=dict)
+    # Processes that decode, crop, augment and encode the images; 0 = every core this process
+    # may use. It changes how fast the build runs, never what it writes.
+    num_workers: int = 0
 
     def __post_init__(self):
         # Own copies: a caller changing its dict afterwards must not change a frozen config.
@@ -86,6 +90,7 @@ class BuildConfig:
         _check_range("num_shards", self.num_shards, 1, MAX_SHARDS)
         _check_range("seed", self.seed, 0, MAX_SEED)
         _check_range("max_pixels", self.max_pixels, 1, MAX_PIXELS_LIMIT)
+        _check_range("num_workers", self.num_workers, 0, MAX_WORKERS)
         self._validate_fractions()
         self._validate_reader_options()
         if not self.sources:
@@ -120,7 +125,11 @@ class BuildConfig:
             raise ConfigError("diagnosis_table", table, "no such file")
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """Every setting of what the build writes (the manifest's ``build_config``); the worker
+        count is how it ran and goes beside the build time (``build_workers``)."""
+        values = dataclasses.asdict(self)
+        del values["num_workers"]
+        return values
 
 
 def _check_choice(flag, value, choices):

@@ -2,20 +2,19 @@
 
 import dataclasses
 import glob
+import contextlib
 import hashlib
-import io
 import os
 from typing import List
 
 import numpy as np
-from PIL import Image
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets.images import decode_image_bytes
+from thyroid.datasets.records import JPEG_QUALITY, encode_jpeg, example_bytes  # noqa: F401
 from thyroid.io_utils import atomic_path, atomic_write_text, file_sha256, read_json
 
 SPLITS = ("train", "validation", "test")
-JPEG_QUALITY = 95
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
 
@@ -28,35 +27,13 @@ def shard_paths(dataset_dir, split):
     return sorted(glob.glob(os.path.join(dataset_dir, f"{split}-?????-of-?????.tfrecord")))
 
 
-def encode_jpeg(rgb):
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
-
-
 def make_tf_example(encoded_jpeg, height, width, label, patient_id, source, tirads, augmented,
                     key=""):
-    """``key`` names the original image; an augmented copy carries its original's key."""
+    """The tf.train.Example of ``records.example_bytes`` (the build's workers write those
+    bytes without TensorFlow); ``key`` names the original image."""
     from thyroid.compat import tf
-
-    def to_bytes(value):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-    def to_int(value):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": to_bytes(encoded_jpeg),
-        "image/format": to_bytes(b"jpeg"),
-        "image/class/label": to_int(label),
-        "image/height": to_int(height),
-        "image/width": to_int(width),
-        "image/patient_id": to_bytes(patient_id.encode("utf-8")),
-        "image/source": to_bytes(source.encode("utf-8")),
-        "image/tirads": to_bytes((tirads or "").encode("utf-8")),
-        "image/augmented": to_int(1 if augmented else 0),
-        "image/key": to_bytes(key.encode("utf-8")),
-    }))
+    return tf.train.Example.FromString(example_bytes(
+        encoded_jpeg, height, width, label, patient_id, source, tirads, augmented, key))
 
 
 def write_split(records, dataset_dir, split, num_shards):
@@ -73,6 +50,40 @@ def write_split(records, dataset_dir, split, num_shards):
                 for record in records[index::num_shards]:
                     writer.write(record)
     return paths
+
+
+class ShardWriters:
+    """Writes a stream of records into every split's shards at once: the records of a split go
+    round-robin over its ``num_shards`` files, in the order they come. Every shard file of every
+    split is written, empty ones too, each under a temporary name renamed when complete.
+    Use as a context manager; ``paths`` lists each split's shard files."""
+
+    def __init__(self, dataset_dir, num_shards, splits=SPLITS):
+        self.num_shards = num_shards
+        self.paths = {split: [os.path.join(dataset_dir, shard_name(split, i, num_shards))
+                              for i in range(num_shards)] for split in splits}
+        self.counts = dict.fromkeys(splits, 0)
+        self._stack = contextlib.ExitStack()
+        self._writers = {}
+
+    def __enter__(self):
+        from thyroid.compat import tf
+        with self._stack as stack:
+            for split, paths in self.paths.items():
+                self._writers[split] = [
+                    stack.enter_context(tf.io.TFRecordWriter(stack.enter_context(atomic_path(p))))
+                    for p in paths]
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, split, record):
+        writers = self._writers[split]
+        writers[self.counts[split] % self.num_shards].write(record)
+        self.counts[split] += 1
+
+    def __exit__(self, *exc_info):
+        # Writers close before their temporary files are renamed (or removed on an error).
+        return self._stack.__exit__(*exc_info)
 
 
 def describe_shards(paths):

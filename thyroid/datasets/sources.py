@@ -89,28 +89,30 @@ def check_sources(sources, flag_names=None):
                 raise SourceError(f"{flag} {error}") from error
 
 
-def _read_one(kind, path, options):
+def _read_one(kind, path, options, map_fn=map):
     if kind == "ddti":
         return ddti.read(path)
     if kind == "local":
         return word_reports.read(path, diagnosis_table=options.diagnosis_table,
-                          suspicious_as_malignant=options.suspicious_as_malignant)
+                                 suspicious_as_malignant=options.suspicious_as_malignant,
+                                 map_fn=map_fn)
     if kind == "folders":
         return folders.read(path, class_map=options.class_map,
                             patient_id_regex=options.patient_id_regex)
     return csv_list.read(path, class_map=options.class_map)
 
 
-def read_sources(sources, options=None, flag_names=None):
+def read_sources(sources, options=None, flag_names=None, map_fn=map):
     """``{kind: path}`` -> ``{kind: ReadResult}``; raises SourceError naming the flag
-    (``flag_names`` as for ``check_sources``)."""
+    (``flag_names`` as for ``check_sources``). ``map_fn(fn, items)``, an ordered map, runs
+    the readers' per-file parsing (the Word reports; the build passes its workers')."""
     options = options or ReaderOptions()
     check_sources(sources, flag_names)
     results = {}
     for kind, path in sources.items():
         flag = _flag(kind, flag_names)
         try:
-            results[kind] = _read_one(kind, path, options)
+            results[kind] = _read_one(kind, path, options, map_fn)
         except csv_list.CsvError as error:
             raise SourceError(f"{flag} {error}") from error
         except folders.ReaderError as error:

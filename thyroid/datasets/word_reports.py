@@ -113,18 +113,41 @@ def diagnosis_label(lines, table=None):
     return decision.label, decision.text
 
 
-def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
-    """Reads ``<directory>/<patient>/`` folders into a ReadResult."""
+def report_lines_or_error(docx_path):
+    """``read_report_lines`` as a value: (lines, None), or (None, (kind, reason, detail)) for a
+    report that cannot be read. Parsing the reports is most of the reader's time; a caller
+    maps this over them in worker processes (``read``'s ``map_fn``), and errors come back as
+    plain values."""
+    try:
+        return read_report_lines(docx_path), None
+    except ReportError as error:
+        return None, ("report", error.reason, error.detail)
+    except OSError as error:
+        return None, ("os", error.errno, error.strerror or str(error))
+
+
+def _parsed_reports(directory, names, map_fn):
+    """{report path: report_lines_or_error} of every patient folder's report.docx."""
+    paths = [os.path.join(directory, name, REPORT_NAME) for name in names]
+    paths = [path for path in paths if os.path.isfile(path)]
+    return dict(zip(paths, map_fn(report_lines_or_error, paths)))
+
+
+def read(directory, diagnosis_table=None, suspicious_as_malignant=False, map_fn=map):
+    """Reads ``<directory>/<patient>/`` folders into a ReadResult. ``map_fn(fn, items)``
+    parses the reports (the build passes its workers' ordered map)."""
     table = load_diagnosis_table() if diagnosis_table is None else diagnosis_table
     if isinstance(table, str):
         table = load_diagnosis_table(table)
     result = ReadResult(source=SOURCE)
-    for name in result.utf8_names(directory):
+    names = result.utf8_names(directory)
+    parsed = _parsed_reports(directory, names, map_fn)
+    for name in names:
         path = os.path.join(directory, name)
         if not os.path.isdir(path):
             result.skip(path, "not a patient folder")
             continue
-        _read_patient(result, name, path, table, suspicious_as_malignant)
+        _read_patient(result, name, path, table, suspicious_as_malignant, parsed)
     for example in result.examples:
         example.key = make_image_key(SOURCE, directory, example.image_path)
     counts = result.counts()
@@ -135,7 +158,17 @@ def read(directory, diagnosis_table=None, suspicious_as_malignant=False):
     return result
 
 
-def _read_patient(result, patient, folder, table, suspicious_as_malignant):
+def _report_lines(report_path, parsed):
+    """The report's lines from ``parsed`` (or read now); raises what reading it raised."""
+    lines, error = parsed.get(report_path) or report_lines_or_error(report_path)
+    if error and error[0] == "report":
+        raise ReportError(error[1], error[2])
+    if error:
+        raise OSError(error[1], error[2])
+    return lines
+
+
+def _read_patient(result, patient, folder, table, suspicious_as_malignant, parsed):
     result.cases += 1
     try:
         names = result.utf8_names(folder)
@@ -162,7 +195,7 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant):
         result.excluded.append({"case_id": patient, "reason": "no report.docx"})
         return
     try:
-        lines = read_report_lines(report_path)
+        lines = _report_lines(report_path, parsed)
     except ReportError as error:
         result.skip_error(report_path, error)
         result.excluded.append({"case_id": patient, "reason": "unreadable report",

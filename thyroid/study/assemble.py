@@ -7,7 +7,7 @@ from thyroid.datasets import folds
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
 from thyroid.study import clinical_report, data, report
-from thyroid.study.config import EVAL_EVERY_N_STEPS
+from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
@@ -138,7 +138,8 @@ def _design(plan, results):
             "assignment": folds.load_folds(os.path.join(plan.run_dir, SHARDS_DIR,
                                                         folds.FOLDS_NAME)),
             "augment_copies": study.augment_copies, "operating_point": study.operating_point,
-            "eval_every_n_steps": EVAL_EVERY_N_STEPS,
+            "eval_every_n_epochs": EVAL_EVERY_N_EPOCHS,
+            "early_stopping_patience": EARLY_STOPPING_PATIENCE,
             "external": _external_name(study),
             "external_assignment": external_assignment}
 

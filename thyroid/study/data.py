@@ -10,6 +10,7 @@ from absl import logging
 from thyroid.checkpoints.locate import default_checkpoint_path
 from thyroid.datasets import build, folds, shards, synthetic
 from thyroid.nets import get_network
+from thyroid.study.resources import job_workers
 
 DEV_SPLIT = "train"  # the cross-validated study's shards hold every labelled image here
 EXTERNAL_SOURCES = ("ddti", "local", "folders", "csv")
@@ -48,7 +49,7 @@ def build_development_shards(study, sources, dataset_dir):
     manifest = build.build(build.BuildConfig(
         output_dir=dataset_dir, sources=_named(sources), protocol="patient",
         validation_fraction=0.0, test_fraction=0.0, augment_copies=study.augment_copies,
-        seed=study.seed, overwrite=True))
+        seed=study.seed, overwrite=True, num_workers=job_workers()))
     folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed,
                       study.inner_validation_fraction)
     return manifest
@@ -58,7 +59,8 @@ def build_single_split_shards(study, sources, dataset_dir):
     """The single train/validation/test split of ``study.protocol``. -> manifest."""
     return build.build(build.BuildConfig(
         output_dir=dataset_dir, sources=_named(sources), protocol=study.protocol,
-        augment_copies=study.augment_copies, seed=study.seed, overwrite=True))
+        augment_copies=study.augment_copies, seed=study.seed, overwrite=True,
+        num_workers=job_workers()))
 
 
 def build_external_shards(sources, output_dir, seed):
@@ -69,7 +71,8 @@ def build_external_shards(sources, output_dir, seed):
         raise ValueError(f"unknown external source kinds {unknown}; expected {EXTERNAL_SOURCES}")
     return build.build(build.BuildConfig(
         output_dir=output_dir, sources=dict(sources), evaluation_only=True, seed=seed,
-        overwrite=True, source_flags=build.prefixed_flags("external_")))
+        overwrite=True, source_flags=build.prefixed_flags("external_"),
+        num_workers=job_workers()))
 
 
 def external_counts(external_dir, split, excluded=()):

@@ -611,9 +611,23 @@ def _counts_lines(assignment, title):
     return lines + [""]
 
 
+def _interval(design):
+    if design.get("eval_every_n_epochs"):
+        return f"{design['eval_every_n_epochs']:g} epochs of the fold's training part"
+    return f"{design['eval_every_n_steps']} steps"
+
+
+def _patience(design):
+    if not (design.get("eval_every_n_epochs") and design.get("early_stopping_patience")):
+        return ""
+    epochs = design["eval_every_n_epochs"] * design["early_stopping_patience"]
+    return f" after {epochs:g} epochs without a better AUC"
+
+
 def study_design_markdown(design):
     """The study-design section. ``design``: data (description), assignment (folds.json
-    dict), augment_copies, operating_point, eval_every_n_steps, external (description or
+    dict), augment_copies, operating_point, eval_every_n_epochs, early_stopping_patience
+    (evaluations; older reports: eval_every_n_steps alone), external (description or
     None), external_assignment-like counts (dict with patient_ids/labels, or None)."""
     assignment = design["assignment"]
     lines = ["## Study design", "",
@@ -633,7 +647,7 @@ def study_design_markdown(design):
         "every image is in exactly one test fold per repeat.",
         f"- **Inside each fold**: {assignment['inner_validation_fraction']:.0%} of the training "
         "units of each class form an inner validation set. Trained rows evaluate its AUC every "
-        f"{design['eval_every_n_steps']} steps and keep the best checkpoint (early stopping); "
+        f"{_interval(design)} and keep the best checkpoint (early stopping{_patience(design)}); "
         f"{design['augment_copies']} augmented copies of each training image are added to the "
         "fold's training part only (validation and test images are never augmented).",
         "- **Class imbalance**: folds are stratified; trained rows weight the loss so that each "

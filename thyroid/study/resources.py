@@ -13,6 +13,8 @@ import os
 
 from absl import logging
 
+from thyroid.datasets.workers import available_cores
+
 
 @dataclasses.dataclass(frozen=True)
 class JobResources:
@@ -50,3 +52,10 @@ def configure_tensorflow(resources):
         except RuntimeError as error:  # TensorFlow had already started in this process
             logging.warning("TensorFlow threads not set: %s", error)
         _APPLIED["threads"] = threads
+
+
+def job_workers():
+    """Processes a job may use for per-image work (the dataset build's workers): the CPU share
+    its executor gave it (``--cpus_per_job``; a Ray task's CPUs), else every core this process
+    may use (the local executor without ``--cpus_per_job`` runs one job at a time)."""
+    return _APPLIED.get("threads") or available_cores()

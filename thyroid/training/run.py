@@ -33,6 +33,23 @@ def steps_for_epochs(num_epochs, num_examples, batch_size):
     return max(1, math.ceil(num_epochs * num_examples / batch_size))
 
 
+def eval_interval_steps(config, num_examples):
+    """Steps between validation evaluations: ``eval_every_n_epochs`` of ``num_examples``
+    training examples when set (at least one step), else ``eval_every_n_steps``."""
+    if not config.eval_every_n_epochs:
+        return config.eval_every_n_steps
+    return max(1, round(config.eval_every_n_epochs * num_examples / config.batch_size))
+
+
+def resolve_steps(config, num_examples):
+    """``config`` with its step count (from ``num_epochs`` unless given) and validation
+    interval (from ``eval_every_n_epochs`` when set) for a training part of ``num_examples``."""
+    return config.replace(
+        max_number_of_steps=config.max_number_of_steps or steps_for_epochs(
+            config.num_epochs, num_examples, config.batch_size),
+        eval_every_n_steps=eval_interval_steps(config, num_examples))
+
+
 def uses_prefix_cache(spec, mode, trainable_scopes, enabled, checkpoint_path):
     """The frozen-prefix cache applies when nothing below the cached layer is trained and the
     frozen layers come from a checkpoint (random frozen layers could not be saved with the run
@@ -104,8 +121,7 @@ def _train_locked(config, train_dir, argv):
         fit_logreg_run(config, train_dir, train_inputs)
         steps = 1
     else:
-        config = config.replace(max_number_of_steps=config.max_number_of_steps or steps_for_epochs(
-            config.num_epochs, len(train_inputs.labels), config.batch_size))
+        config = resolve_steps(config, len(train_inputs.labels))
         config.save(train_dir, argv)
         validation_inputs = load_split_inputs(config, "validation")
         steps = train_graph_model(config, train_dir, train_inputs, validation_inputs)

@@ -78,6 +78,11 @@ class RunConfig:
     log_every_n_steps: int = 10
     save_interval_steps: int = 100
     eval_every_n_steps: int = 50
+    # The validation interval in epochs of the training part (fractions allowed); 0 = use
+    # eval_every_n_steps. Resolved to steps when training starts (``eval_interval_steps``),
+    # so the interval, and the early-stopping patience counted in evaluations, grow with the
+    # training set instead of ending a larger run after the same number of steps.
+    eval_every_n_epochs: float = 0.0
     threshold: float = 0.5
     # Cross-validation: the fold file (datasets.folds) and which fold of which repeat this run
     # trains on (fold -1: every image, the refit); None = the shards' own splits.
@@ -87,7 +92,8 @@ class RunConfig:
     # Keep the checkpoint with the best validation AUC and predict from it (early stopping).
     keep_best_checkpoint: bool = False
     # With keep_best_checkpoint: stop once this many validation evaluations in a row have not
-    # beaten the best one (0 = train for every step).
+    # beaten the best one (0 = train for every step); with eval_every_n_epochs, patience x
+    # that many epochs.
     early_stopping_patience: int = 0
     # Filled in by training: what the weights started from, and whether VGG fine-tuning
     # trained from cached frozen-prefix activations.
@@ -114,6 +120,8 @@ class RunConfig:
         _check_range("threshold", self.threshold, 0.0, 1.0)
         if not 0.0 < self.num_epochs <= MAX_EPOCHS:
             raise ConfigError("num_epochs", self.num_epochs, f"must be in (0, {MAX_EPOCHS:g}]")
+        _check_range("eval_every_n_epochs", self.eval_every_n_epochs, 0.0, MAX_EPOCHS,
+                     "0 = --eval_every_n_steps")
         _check_range("cv_repeat", self.cv_repeat, 0, MAX_INTERVAL)
         _check_range("cv_fold", self.cv_fold, -1, MAX_INTERVAL, "-1 = every image")
         if self.fold_file and not os.path.isfile(self.fold_file):
