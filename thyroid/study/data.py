@@ -73,7 +73,7 @@ def build_external_shards(sources, output_dir, seed):
 
 def external_counts(external_dir, split):
     """{patient_ids, labels} of the external shards, for the design section's counts."""
-    data = shards.load_split(external_dir, split, decode=False)
+    data = shards.load_split_metadata(external_dir, split)
     return {"patient_ids": data.patient_ids.tolist(), "labels": data.labels.tolist()}
 
 
