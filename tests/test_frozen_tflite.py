@@ -1,6 +1,8 @@
 """Frozen passes by the TFLite interpreter agree with the TensorFlow graph's, and the cache
 keeps the two apart."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,23 @@ def test_the_engine_is_part_of_the_cache_key(patient_build, tmp_path):
     assert relative_error(np.asarray(interpreter.values), np.asarray(graph.values)) <= TOLERANCE
     assert features.frozen_engine(spec) == features.TFLITE_ENGINE  # no GPU in the test runs
     assert features.frozen_engine(get_network("vgg_16")) == features.TF_ENGINE
+
+
+def test_a_converted_model_is_kept_and_reused(tmp_path, scans, monkeypatch):
+    spec = get_network("efficientnet_lite0")
+    images = resize_batch(list(scans[:4]), 64)
+
+    def run():
+        network = features.open_network(spec, 64, (BOTTLENECK,), None, batch_size=4,
+                                        engine=features.TFLITE_ENGINE, model_dir=str(tmp_path))
+        try:
+            return network.run_batch(images)[BOTTLENECK]
+        finally:
+            network.close()
+    first = run()
+    assert [name.endswith(".tflite") for name in os.listdir(tmp_path)] == [True]
+
+    def no_graph(*args, **kwargs):
+        raise AssertionError("the kept model should have been read")
+    monkeypatch.setattr(features, "FrozenNetwork", no_graph)
+    np.testing.assert_array_equal(run(), first)

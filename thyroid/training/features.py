@@ -30,7 +30,7 @@ from absl import logging
 
 from thyroid.compat import tf, tf1
 from thyroid.datasets import shards
-from thyroid.io_utils import atomic_write_json, file_sha256, read_json
+from thyroid.io_utils import atomic_write_bytes, atomic_write_json, file_sha256, read_json
 from thyroid.preprocessing.resize import resize_square
 from thyroid.prefetch import Prefetch
 from thyroid.progress import Progress
@@ -237,23 +237,43 @@ class FrozenNetwork:
         self.session.close()
 
 
+def converted_model_path(model_dir, spec, image_size, outputs, checkpoint_path, seed, layers):
+    """Where a converted frozen network is kept, named by everything its weights and graph
+    depend on (and the TensorFlow version, whose converter made it)."""
+    parts = {"model": spec.name, "outputs": list(outputs), "image_size": int(image_size),
+             "checkpoint": checkpoint_fingerprint(checkpoint_path, seed), "layers": list(layers),
+             "pooling": LAYER_POOLING, "tensorflow": tf.__version__, "format": CACHE_FORMAT}
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return os.path.join(model_dir, f"{spec.name}-{'+'.join(outputs)}-{key[:20]}.tflite")
+
+
 def open_network(spec, image_size, outputs, checkpoint_path, seed=0, layers=(),
-                 batch_size=FEATURE_BATCH_SIZE, engine=TF_ENGINE):
+                 batch_size=FEATURE_BATCH_SIZE, engine=TF_ENGINE, model_dir=None):
     """A network with ``run_batch`` and ``output_shapes``: the TensorFlow graph, or for the
-    TFLite engine that graph converted (weights restored first) and run by the interpreter."""
+    TFLite engine that graph converted (weights restored first) and run by the interpreter.
+    A converted model is kept in ``model_dir`` (when given) and read from there next time, so
+    that a later pass (another dataset scored by the same rows) builds and converts nothing."""
+    if engine not in (TF_ENGINE, TFLITE_ENGINE):
+        raise ValueError(f"unknown frozen-pass engine {engine!r}")
+    names = {output: output_name(output) for output in outputs}
+    path = None
+    if engine == TFLITE_ENGINE and model_dir:
+        path = converted_model_path(model_dir, spec, image_size, outputs, checkpoint_path, seed,
+                                    layers)
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            return frozen_tflite.TFLiteNetwork(f.read(), names, batch_size)
     network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed, layers)
     if engine == TF_ENGINE:
         return network
-    if engine != TFLITE_ENGINE:
-        network.close()
-        raise ValueError(f"unknown frozen-pass engine {engine!r}")
     try:
         model = frozen_tflite.convert(network.session, network.images,
                                       [network.tensors[output] for output in network.outputs])
     finally:
         network.close()
-    return frozen_tflite.TFLiteNetwork(model, {o: output_name(o) for o in network.outputs},
-                                       batch_size)
+    if path:
+        atomic_write_bytes(path, model)
+    return frozen_tflite.TFLiteNetwork(model, names, batch_size)
 
 
 def compute_activations(spec, images, output, checkpoint_path, batch_size=FEATURE_BATCH_SIZE, seed=0,
@@ -364,7 +384,8 @@ def compute_missing(spec, dataset_dir, image_size, outputs, checkpoint_path, bat
     total = sum(len(records) for records in wanted.values())
     with prefetched_batches(dataset_dir, wanted, image_size, batch_size) as batches:
         network = open_network(spec, image_size, outputs, checkpoint_path, seed, layers,
-                               batch_size, engine)
+                               batch_size, engine,
+                               model_dir=os.path.dirname(next(iter(missing_paths.values()))))
         try:
             with contextlib.ExitStack() as stack:
                 writers = {pair: stack.enter_context(RowFileWriter(
