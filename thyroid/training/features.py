@@ -262,7 +262,8 @@ def open_network(spec, image_size, outputs, checkpoint_path, seed=0, layers=(),
                                     layers)
     if path and os.path.exists(path):
         with open(path, "rb") as f:
-            return frozen_tflite.TFLiteNetwork(f.read(), names, batch_size)
+            return frozen_tflite.TFLiteNetwork(f.read(), names, min(batch_size,
+                                                                    frozen_tflite.INVOKE_BATCH))
     network = FrozenNetwork(spec, image_size, outputs, checkpoint_path, seed, layers)
     if engine == TF_ENGINE:
         return network
@@ -273,7 +274,7 @@ def open_network(spec, image_size, outputs, checkpoint_path, seed=0, layers=(),
         network.close()
     if path:
         atomic_write_bytes(path, model)
-    return frozen_tflite.TFLiteNetwork(model, names, batch_size)
+    return frozen_tflite.TFLiteNetwork(model, names, min(batch_size, frozen_tflite.INVOKE_BATCH))
 
 
 def compute_activations(spec, images, output, checkpoint_path, batch_size=FEATURE_BATCH_SIZE, seed=0,

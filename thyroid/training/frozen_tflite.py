@@ -61,17 +61,23 @@ def make_interpreter(model_content, threads):
         return Interpreter(model_content=model_content, num_threads=threads)
 
 
+# Images per invoke: XNNPACK ran EfficientNet-Lite0 at 224 px about 6 % faster in fours than
+# one at a time or in sixteens on a 2-core Xeon (the activations of a few images stay in cache).
+INVOKE_BATCH = 4
+
+
 class TFLiteNetwork:
     """The interpreter over a converted frozen network, with ``FrozenNetwork``'s ``run_batch``:
     uint8 images [N, S, S, 3] in, {output: float32 array} out. The input is sized once to
-    ``batch_size``; a shorter batch is padded with zeros, as the graph path does."""
+    ``invoke_batch`` images; a batch is run that many at a time, the last group padded with
+    zeros, so every invoke has one shape (the graph path pads its short batch the same way)."""
 
-    def __init__(self, model_content, output_names, batch_size, threads=0):
-        self.batch_size = batch_size
+    def __init__(self, model_content, output_names, invoke_batch=INVOKE_BATCH, threads=0):
+        self.invoke_batch = invoke_batch
         self.interpreter = make_interpreter(model_content, threads or interpreter_threads())
         self._input = self.interpreter.get_input_details()[0]
         shape = list(self._input["shape"])
-        self.interpreter.resize_tensor_input(self._input["index"], [batch_size] + shape[1:])
+        self.interpreter.resize_tensor_input(self._input["index"], [invoke_batch] + shape[1:])
         self.interpreter.allocate_tensors()
         by_name = {detail["name"]: detail for detail in self.interpreter.get_output_details()}
         missing = sorted(set(output_names.values()) - set(by_name))
@@ -82,13 +88,18 @@ class TFLiteNetwork:
                               for output, name in output_names.items()}
 
     def run_batch(self, batch):
-        size = len(batch)
-        if size > self.batch_size:
-            raise ValueError(f"a batch of {size} images; the interpreter takes {self.batch_size}")
-        if size < self.batch_size:
-            padding = np.zeros((self.batch_size - size,) + batch.shape[1:], batch.dtype)
-            batch = np.concatenate([batch, padding])
-        self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(batch, np.uint8))
+        parts = [self._invoke(batch[start:start + self.invoke_batch])
+                 for start in range(0, len(batch), self.invoke_batch)]
+        return {output: np.concatenate([part[output] for part in parts]) if parts else
+                np.zeros((0,) + self.output_shapes[output], np.float32)
+                for output in self._outputs}
+
+    def _invoke(self, group):
+        size = len(group)
+        if size < self.invoke_batch:
+            padding = np.zeros((self.invoke_batch - size,) + group.shape[1:], group.dtype)
+            group = np.concatenate([group, padding])
+        self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(group, np.uint8))
         self.interpreter.invoke()
         return {output: np.array(self.interpreter.get_tensor(index)[:size], np.float32)
                 for output, index in self._outputs.items()}
