@@ -37,13 +37,22 @@ MODEL, SIZE, BATCH = "efficientnet_lite0", 224, 16
 
 
 class InMemory:
-    """One engine's network over in-memory images, built and warmed up once."""
+    """One engine's network over in-memory images, built and warmed up once; ``invoke``:
+    images per interpreter invoke instead of the study's (``frozen_tflite.INVOKE_BATCH``)."""
 
-    def __init__(self, spec, images, checkpoint, engine, batch_size, outputs=None):
-        from thyroid.training import features
+    def __init__(self, spec, images, checkpoint, engine, batch_size, outputs=None, invoke=0,
+                 model_dir=None):
+        from thyroid.training import features, frozen_tflite
         self.outputs = outputs or (features.BOTTLENECK,)
         self.network = features.open_network(spec, images.shape[1], self.outputs, checkpoint,
-                                             batch_size=batch_size, engine=engine)
+                                             batch_size=batch_size, engine=engine,
+                                             model_dir=model_dir)
+        if invoke:
+            path = features.converted_model_path(model_dir, spec, images.shape[1], self.outputs,
+                                                 checkpoint, 0, ())
+            with open(path, "rb") as f:
+                self.network = frozen_tflite.TFLiteNetwork(
+                    f.read(), {o: features.output_name(o) for o in self.outputs}, invoke)
         self.images, self.batch_size = images, batch_size
         self.network.run_batch(images[:batch_size])  # warm-up
 
@@ -110,16 +119,22 @@ def measure(args, work_dir):
     from thyroid.nets import get_network
     from thyroid.preprocessing.resize import resize_batch
     from thyroid.training import features
-    from thyroid.training.frozen_tflite import interpreter_threads
+    from thyroid.training.frozen_tflite import INVOKE_BATCH, interpreter_threads
     spec = get_network(MODEL)
     shard_dir = common.synthetic_shards(work_dir, num_cases=args.cases, augment_copies=2)
     checkpoint = checkpoint_for(MODEL, args.checkpoint_dir or os.path.join(work_dir, "checkpoints"))
     images = resize_batch([image for split in shards.SPLITS
                            for image in shards.load_split(shard_dir, split).images], SIZE)
     engine = features.frozen_engine(spec)
+    models = os.path.join(work_dir, "models")  # one conversion for every interpreter runner
+    study = f"interpreter, invokes of {INVOKE_BATCH} (the study's)"
     bare = {"graph b16": InMemory(spec, images, checkpoint, features.TF_ENGINE, BATCH),
-            "interpreter b16": InMemory(spec, images, checkpoint, features.TFLITE_ENGINE, BATCH),
-            "interpreter b1": InMemory(spec, images, checkpoint, features.TFLITE_ENGINE, 1)}
+            study: InMemory(spec, images, checkpoint, features.TFLITE_ENGINE, BATCH,
+                            model_dir=models)}
+    for invoke in (1, 16):
+        bare[f"interpreter, invokes of {invoke}"] = InMemory(
+            spec, images, checkpoint, features.TFLITE_ENGINE, BATCH, invoke=invoke,
+            model_dir=models)
     values = {name: runner.run()[features.BOTTLENECK] for name, runner in bare.items()}
     runners = {name: runner.run for name, runner in bare.items()}
     runners[f"project ({engine})"] = lambda: project(spec, shard_dir, checkpoint, engine)
@@ -127,10 +142,10 @@ def measure(args, work_dir):
     stats, load = timed_rounds(runners, args.repeats)
     for runner in bare.values():
         runner.close()
-    errors = {"bottleneck 224 (b16)": relative_error(values["interpreter b16"], values["graph b16"]),
-              "bottleneck 224 (b1)": relative_error(values["interpreter b1"], values["graph b16"])}
+    errors = {f"bottleneck 224 ({name})": relative_error(values[name], values["graph b16"])
+              for name in values if name.startswith("interpreter")}
     errors.update(agreement(spec, images, checkpoint))
-    return {"images": len(images), "engine": engine, "seconds": stats, "load_average": load,
+    return {"images": len(images), "engine": engine, "study_runner": study, "seconds": stats, "load_average": load,
             "images_per_second": {n: len(images) / s["median"] for n, s in stats.items()},
             "spread": {n: common.spread(s) for n, s in stats.items()}, "relative_error": errors,
             "interpreter_threads": interpreter_threads()}
@@ -138,11 +153,11 @@ def measure(args, work_dir):
 
 def markdown(result, repeats):
     ips = result["images_per_second"]
-    best = max(ips["interpreter b16"], ips["interpreter b1"])
-    engine = result["engine"]
+    best = max(rate for name, rate in ips.items() if name.startswith("interpreter"))
+    engine, study = result["engine"], result["study_runner"]
     rows = [(name, rate, rate / best, result["spread"][name]) for name, rate in ips.items()]
     ratios = [
-        ("frozen pass the study runs (interpreter b16) / interpreter's best", ips["interpreter b16"] / best),
+        ("frozen pass the study runs (forward) / interpreter's best", ips[study] / best),
         ("frozen pass before (graph b16) / interpreter's best", ips["graph b16"] / best),
         (f"project path end to end ({engine}) / interpreter's best", ips[f"project ({engine})"] / best),
         (f"project path end to end: {engine} / tf", ips[f"project ({engine})"] / ips["project (tf)"]),

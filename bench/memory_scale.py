@@ -1,6 +1,7 @@
 """Peak memory of the study's data stages, and of the study, as the dataset grows.
 
-    python -m bench.memory_scale [--scales=1,10,30] [--study_scales=1,10] [--study=quick]
+    python -m bench.memory_scale [--scales=1,10] [--replicated_scales=30] [--study_scales=1,10]
+                                 [--study=quick]
 
 Scale 1 is the default study's synthetic set: 120 DDTI-style cases and as many local-style
 patients, every image in one cross-validation split with 2 augmented copies (~885 records).
@@ -13,6 +14,9 @@ process and its children) is recorded:
             sizes: EfficientNet-Lite0 bottleneck at 224 px (rows 8, 9), bottleneck and frozen
             prefix at 128 px (row 10), pooled layers at 224 px (row 11), the resized images at
             64 px (row 1); then every cached file read back in batches of 32, as training does.
+  replicated: for ``--replicated_scales``, the features stage alone on shards holding the 1x
+            build's records that many times over (copied record by record): the real build
+            holds every image in memory, so at 30x it would not fit a 23 GiB machine;
   study:    ``python -m thyroid.study`` (``--quick`` or the default, ``--num_cases`` scaled),
             only for ``--study_scales``.
 
@@ -52,6 +56,37 @@ def shards_stage(work_dir, cases):
     folds.write_folds(dataset_dir, "train", 5, 1, 0)
     shutil.rmtree(data_dir)  # the sources are not needed any more; disk is
     return {"records": len(shards.load_split_metadata(dataset_dir, "train"))}
+
+
+def replicate_stage(work_dir, source_dir, times):
+    """Shards holding every record of ``source_dir`` ``times`` over (keys and patients made
+    distinct), streamed record by record: the input of the features stage at a scale whose real
+    build would not fit this machine's memory (the build holds its images; see the table)."""
+    from thyroid.compat import tf
+    from thyroid.datasets import shards
+    from thyroid.io_utils import atomic_write_json, read_json
+    dataset_dir = os.path.join(work_dir, "shards")
+    os.makedirs(dataset_dir)
+    manifest = read_json(os.path.join(source_dir, shards.MANIFEST_NAME))
+    for split in shards.SPLITS:
+        for path in shards.shard_paths(source_dir, split):
+            with tf.io.TFRecordWriter(os.path.join(dataset_dir, os.path.basename(path))) as out:
+                for copy in range(times):
+                    for serialized in tf.data.TFRecordDataset(path):
+                        out.write(renamed(serialized.numpy(), copy))
+        manifest["splits"][split]["images"] *= times
+        manifest["shards"][split] = shards.describe_shards(shards.shard_paths(dataset_dir, split))
+    atomic_write_json(os.path.join(dataset_dir, shards.MANIFEST_NAME), manifest)
+    return {"records": len(shards.load_split_metadata(dataset_dir, "train"))}
+
+
+def renamed(serialized, copy):
+    from thyroid.compat import tf
+    example = tf.train.Example.FromString(serialized)
+    for name in ("image/key", "image/patient_id"):
+        values = example.features.feature[name].bytes_list.value
+        values[0] = values[0] + f"#{copy}".encode()
+    return example.SerializeToString()
 
 
 def features_stage(work_dir, checkpoint_dir):
@@ -99,7 +134,8 @@ def measured(stage, *args):
     command = [sys.executable, "-m", "bench.memory_scale", f"--child={stage}",
                f"--child_args={json.dumps(args)}"]
     wrapper = ("import json, resource, subprocess, sys; "
-               "out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True); "
+               "out = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True); "
+               "out.returncode and sys.exit(out.returncode); "
                "print(json.dumps({'peak_kib': resource.getrusage("
                "resource.RUSAGE_CHILDREN).ru_maxrss, 'stdout': out.stdout}))")
     started = time.perf_counter()
@@ -114,7 +150,8 @@ def measured(stage, *args):
 
 def child(stage, args):
     common.quiet_tf()
-    work = {"shards": shards_stage, "features": features_stage, "study": study_stage}[stage]
+    work = {"shards": shards_stage, "replicate": replicate_stage, "features": features_stage,
+            "study": study_stage}[stage]
     print(json.dumps(work(*args), default=str))
 
 
@@ -138,7 +175,9 @@ def markdown(rows, study_rows, kind):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scales", default="1,10,30")
+    parser.add_argument("--scales", default="1,10", help="shards built for real, then features")
+    parser.add_argument("--replicated_scales", default="30",
+                        help="features only, on the 1x build's records repeated (memory only)")
     parser.add_argument("--study_scales", default="1,10")
     parser.add_argument("--study", choices=("quick", "default"), default="quick")
     parser.add_argument("--checkpoint_dir", default=None, help="default: a temp dir")
@@ -162,6 +201,21 @@ def main():
                                         "features_seconds": features_s, **made, **computed}
             rows.append((f"{scale}x", cases, made["records"], shards_gib, shards_s, features_gib,
                          features_s, computed["cache_bytes"] / 2 ** 20))
+            print(rows[-1], computed["seconds"], flush=True)
+            shutil.rmtree(scale_dir, ignore_errors=True)
+        replicated = [int(s) for s in args.replicated_scales.split(",") if s]
+        if replicated:
+            base_dir = os.path.join(work_dir, "base")
+            measured("shards", base_dir, BASE_CASES["default"])
+        for scale in replicated:
+            scale_dir = os.path.join(work_dir, f"r{scale}")
+            _, _, made = measured("replicate", scale_dir, os.path.join(base_dir, "shards"), scale)
+            features_gib, features_s, computed = measured("features", scale_dir, checkpoint_dir)
+            results["stages"][f"{scale} (replicated)"] = {
+                "records": made["records"], "features_peak_gib": features_gib,
+                "features_seconds": features_s, **computed}
+            rows.append((f"{scale}x (1x records repeated)", "", made["records"], None, None,
+                         features_gib, features_s, computed["cache_bytes"] / 2 ** 20))
             print(rows[-1], computed["seconds"], flush=True)
             shutil.rmtree(scale_dir, ignore_errors=True)
         for scale in [int(s) for s in args.study_scales.split(",") if s]:
