@@ -36,7 +36,7 @@ def split_units(patient_ids, duplicates):
 def write_folds(dataset_dir, split, num_folds, num_repeats=1, seed=0,
                 inner_validation_fraction=0.15):
     """Assigns the original images of ``split`` to folds; writes and returns folds.json's dict."""
-    data = shards.load_split(dataset_dir, split, decode=False)
+    data = shards.load_split_metadata(dataset_dir, split)
     originals = np.flatnonzero(~data.augmented)
     keys = data.keys[originals]
     if len(keys) and (not all(keys) or len(set(keys)) != len(keys)):

@@ -145,7 +145,7 @@ def read_manifest(dataset_dir):
 
 @dataclasses.dataclass
 class SplitData:
-    images: List[np.ndarray]
+    images: List[np.ndarray]  # None from load_split_metadata
     labels: np.ndarray
     patient_ids: np.ndarray
     augmented: np.ndarray
@@ -153,7 +153,18 @@ class SplitData:
     keys: np.ndarray  # original image of each record ("" in shards built before keys existed)
 
     def __len__(self):
-        return len(self.images)
+        return len(self.labels)
+
+
+@dataclasses.dataclass
+class Record:
+    """One record of a split: the encoded image and what describes it."""
+    encoded: bytes
+    label: int
+    patient_id: str
+    augmented: bool
+    tirads: str
+    key: str
 
 
 def iter_records(dataset_dir, split):
@@ -164,37 +175,62 @@ def iter_records(dataset_dir, split):
             yield record.numpy()
 
 
+def parse_record(serialized):
+    from thyroid.compat import tf
+    feature = tf.train.Example.FromString(serialized).features.feature
+    key = feature["image/key"].bytes_list.value if "image/key" in feature else []
+    return Record(encoded=feature["image/encoded"].bytes_list.value[0],
+                  label=int(feature["image/class/label"].int64_list.value[0]),
+                  patient_id=feature["image/patient_id"].bytes_list.value[0].decode("utf-8"),
+                  augmented=bool(feature["image/augmented"].int64_list.value[0]),
+                  tirads=feature["image/tirads"].bytes_list.value[0].decode("utf-8"),
+                  key=key[0].decode("utf-8") if key else "")
+
+
+def iter_split(dataset_dir, split):
+    """Yields the split's ``Record``s one at a time, in the order ``load_split`` lists them,
+    so that a caller holds one encoded image at a time however large the split. The shard
+    files are checked against the manifest first, and the record count at the end."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    manifest = check_split_files(dataset_dir, split)
+    count = 0
+    for serialized in iter_records(dataset_dir, split):
+        count += 1
+        yield parse_record(serialized)
+    expected = manifest.get("splits", {}).get(split, {}).get("images")
+    if expected is not None and expected != count:
+        raise DatasetError(f"{dataset_dir}: {split} shards hold {count} records, "
+                           f"manifest says {expected}; the dataset is incomplete or mixed")
+
+
 def decode_image(encoded):
     """JPEG/PNG bytes of a record -> uint8 HxWx3."""
     return decode_image_bytes(encoded)
 
 
-def load_split(dataset_dir, split, decode=True):
+def load_split(dataset_dir, split, decode=True, images=True):
     """Reads every record of ``split``; images are uint8 HxWx3, or the encoded bytes when
-    ``decode`` is False (for callers that decode batch by batch)."""
-    from thyroid.compat import tf
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    manifest = check_split_files(dataset_dir, split)
-    images, labels, patients, augmented, tirads, keys = [], [], [], [], [], []
-    for record in iter_records(dataset_dir, split):
-        feature = tf.train.Example.FromString(record).features.feature
-        encoded = feature["image/encoded"].bytes_list.value[0]
-        images.append(decode_image(encoded) if decode else encoded)
-        labels.append(feature["image/class/label"].int64_list.value[0])
-        patients.append(feature["image/patient_id"].bytes_list.value[0].decode("utf-8"))
-        augmented.append(bool(feature["image/augmented"].int64_list.value[0]))
-        tirads.append(feature["image/tirads"].bytes_list.value[0].decode("utf-8"))
-        key = feature["image/key"].bytes_list.value if "image/key" in feature else []
-        keys.append(key[0].decode("utf-8") if key else "")
-    expected = manifest.get("splits", {}).get(split, {}).get("images")
-    if expected is not None and expected != len(images):
-        raise DatasetError(f"{dataset_dir}: {split} shards hold {len(images)} records, "
-                           f"manifest says {expected}; the dataset is incomplete or mixed")
-    return SplitData(images=images, labels=np.asarray(labels, dtype=np.int64),
+    ``decode`` is False, or not kept at all when ``images`` is False (``load_split_metadata``).
+    Holding a whole split's images suits small splits only; large passes stream ``iter_split``."""
+    kept, labels, patients, augmented, tirads, keys = [], [], [], [], [], []
+    for record in iter_split(dataset_dir, split):
+        if images:
+            kept.append(decode_image(record.encoded) if decode else record.encoded)
+        labels.append(record.label)
+        patients.append(record.patient_id)
+        augmented.append(record.augmented)
+        tirads.append(record.tirads)
+        keys.append(record.key)
+    return SplitData(images=kept if images else None, labels=np.asarray(labels, dtype=np.int64),
                      patient_ids=np.asarray(patients, dtype=str),
                      augmented=np.asarray(augmented, dtype=bool), tirads=tirads,
                      keys=np.asarray(keys, dtype=str))
+
+
+def load_split_metadata(dataset_dir, split):
+    """``load_split`` without the images (``images`` is None): labels, patients, keys..."""
+    return load_split(dataset_dir, split, images=False)
 
 
 def split_fingerprint(dataset_dir, split):

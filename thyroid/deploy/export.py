@@ -106,13 +106,19 @@ def tf_probabilities(train_dir, images, batch_size=16):
 
 
 def representative_images(dataset_dir, image_size, count=REPRESENTATIVE_COUNT, seed=0):
-    """Up to ``count`` training images (already scan-cropped by build_tfrecords), resized."""
+    """Up to ``count`` training images (already scan-cropped by build_tfrecords), resized.
+    The split is streamed and only the chosen records decoded, however large it is."""
     from thyroid.preprocessing.resize import resize_square
-    data = shards.load_split(dataset_dir, "train")
-    if len(data) == 0:
+    total = len(shards.load_split_metadata(dataset_dir, "train"))
+    if total == 0:
         raise ExportError(f"{dataset_dir}: no training images to calibrate int8 quantization")
-    order = np.random.RandomState(seed).permutation(len(data))[:count]
-    return np.stack([resize_square(data.images[i], image_size) for i in order])
+    order = np.random.RandomState(seed).permutation(total)[:count]
+    rank = {int(index): position for position, index in enumerate(order)}
+    chosen = [None] * len(order)
+    for index, record in enumerate(shards.iter_split(dataset_dir, "train")):
+        if index in rank:
+            chosen[rank[index]] = resize_square(shards.decode_image(record.encoded), image_size)
+    return np.stack(chosen)
 
 
 def convert_session(sess, handles, quantize, calibration):

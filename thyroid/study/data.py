@@ -78,7 +78,7 @@ def build_external_shards(sources, output_dir, seed):
 def external_counts(external_dir, split, excluded=()):
     """{patient_ids, labels} of the external shards (less the images whose keys are in
     ``excluded``), for the design section's counts."""
-    data = shards.load_split(external_dir, split, decode=False)
+    data = shards.load_split_metadata(external_dir, split)
     kept = [i for i, key in enumerate(data.keys) if key not in set(excluded)]
     return {"patient_ids": data.patient_ids[kept].tolist(), "labels": data.labels[kept].tolist()}
 

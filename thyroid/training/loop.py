@@ -1,7 +1,8 @@
 """The training loop of the graph modes (scratch, bottleneck_fc, finetune).
 
-Feeds in-memory arrays through placeholders: the datasets are hundreds of images,
-so a tf.data pipeline would add start-up cost and no speed. Resumes from the latest
+Feeds each step's batch through placeholders, its rows read from disk when indexed
+(``training.inputs`` hands over ``row_files.RowFile``s, so a split of any size costs one
+batch of memory; a tf.data pipeline would add start-up cost and no speed). Resumes from the latest
 checkpoint in train_dir; the batch order depends only on (seed, epoch) and dropout
 masks only on (seed, global step) (``thyroid.nets.step_random``), so a resumed run sees
 the same batches and masks as an uninterrupted one and ends with the same weights.

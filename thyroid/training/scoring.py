@@ -10,7 +10,7 @@ from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.compat import tf
 from thyroid.datasets import shards
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.training import logreg, svm
+from thyroid.training import logreg, row_files, svm
 from thyroid.training.inputs import SplitInputs, load_split_inputs
 from thyroid.training.loop import load_and_predict
 from thyroid.training.run_config import FEATURE_CLASSIFIER_MODES, RunConfig
@@ -77,7 +77,7 @@ def predict_splits(train_dir, splits, batch_size=16):
     checkpoint restore (a cross-validation fold predicts its validation and test parts)."""
     config = RunConfig.load(train_dir)
     parts = [load_split_inputs(config, split) for split in splits]
-    values = np.concatenate([part.values for part in parts])
+    values = row_files.concatenate([part.values for part in parts])  # a view: nothing read
     if config.mode in FEATURE_CLASSIFIER_MODES:
         probs = feature_classifier_scores(config, train_dir, values)
     else:

@@ -22,11 +22,13 @@ def fit_svm(features, labels, standardize=False, class_weight=None, seed=0):
     classifier = SVC(class_weight=class_weight, random_state=seed)
     steps = [StandardScaler(), classifier] if standardize else [classifier]
     model = make_pipeline(*steps)
+    features = np.asarray(features)  # rows on disk (a RowFile) are read here
     model.fit(features.reshape(len(features), -1), labels)
     return model
 
 
 def svm_scores(model, features):
+    features = np.asarray(features)
     decision = model.decision_function(features.reshape(len(features), -1))
     return (1.0 / (1.0 + np.exp(-decision))).astype(np.float32)
 
