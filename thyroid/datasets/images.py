@@ -53,6 +53,15 @@ def is_image_file(path):
     return os.path.splitext(path)[1].lower() in supported_extensions()
 
 
+# A nodule outline drawn as a mask image beside its image (``scan.jpg`` -> ``scan_mask.png``):
+# read by the outline set (``datasets.outlines``), never as a scan of its own.
+MASK_SUFFIX = "_mask.png"
+
+
+def is_mask_file(path):
+    return os.path.basename(path).lower().endswith(MASK_SUFFIX)
+
+
 def file_sha256(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Content hash of an image file, streamed; ImageError for a file that must not be read."""
     try:
