@@ -1,4 +1,4 @@
-"""The whole study in one command: data, shards, checkpoints, eleven rows, report.
+"""The whole study in one command: data, shards, checkpoints, the rows, report.
 
     python -m thyroid.study            # what ./run_all.sh runs
     python -m thyroid.study --ddti_dir=../shared/data/ddti --protocol=image
@@ -6,7 +6,8 @@
 With no data flags it generates the synthetic default. Each row is cross-validated
 over patient-grouped folds (--cv_folds, default 5; 3 with --quick; 0 = one split); a row whose ImageNet checkpoint is missing is reported
 as skipped with the command that fixes it (or runs from random weights with
---allow_random_init, labelled so). The log ends with the summary's path.
+--allow_random_init, labelled so). Rows 1-11 run by default; the localisation rows 12 and 13
+(docs/LOCALISATION.md) run when --rows names them. The log ends with the summary's path.
 """
 
 import os
@@ -68,7 +69,8 @@ def define_run_flags(fv):
 
 
 def define_validation_flags(fv):
-    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: all).", flag_values=fv)
+    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: 1-11; the "
+                      "localisation rows 12 and 13 run only when named).", flag_values=fv)
     flags.DEFINE_integer("cv_folds", None, "Patient-grouped cross-validation folds (default 5; "
                          "3 with --quick; 0: one train/validation/test split).", lower_bound=0,
                          upper_bound=MAX_FOLDS, flag_values=fv)
@@ -167,6 +169,7 @@ def check_flags(fv):
     check_outputs(fv)
     if fv.cv_folds == 1:
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
+    check_localisation(fv)
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
     if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
@@ -174,6 +177,21 @@ def check_flags(fv):
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
                              "external validation needs the cross-validated patient protocol")
     return external
+
+
+def check_localisation(fv):
+    """The localisation rows need outlines (DDTI's, or the synthetic default's) and folds."""
+    from thyroid.study.rows import LOCALISATION_MODES, ROW_IDS, get_row
+    rows = [get_row(row_id) for row_id in parse_rows(fv.rows, ROW_IDS)]
+    asked = [str(row.id) for row in rows if row.mode in LOCALISATION_MODES]
+    if not asked:
+        return
+    if fv.protocol != "patient" or fv.cv_folds == 0:
+        raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} (localisation) "
+                             "need the cross-validated patient protocol")
+    if fv.local_dir and not fv.ddti_dir:
+        raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} need nodule "
+                             "outlines: --ddti_dir (the local reports have none)")
 
 
 def study_config(fv, external):

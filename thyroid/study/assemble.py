@@ -6,7 +6,7 @@ import os
 from thyroid.datasets import folds
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
-from thyroid.study import data, report
+from thyroid.study import data, localisation, report
 from thyroid.study.config import EVAL_EVERY_N_STEPS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
@@ -50,7 +50,7 @@ def row_results(plan, results):
 
 def _fill_row(plan, entry, fit_ids, fits):
     if plan.study.num_folds:
-        entry.folds = [FoldResult(records=read_records(plan.run_dir, job_id), **result.payload)
+        entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, job_id))
                        for job_id, result in zip(fit_ids, fits)]
         entry.checkpoint = entry.folds[0].checkpoint
         entry.train_seconds = sum(fold.seconds for fold in entry.folds)
@@ -156,6 +156,10 @@ def _write_cv_report(plan, results, rows):
                 "stages": stage_times(plan, results)}
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
+    fit_payloads = [results[job.id].payload for job in plan.jobs
+                    if job.kind == "fit" and results[job.id] is not None and results[job.id].ok]
+    extra = localisation.report_lines(rows, summaries, records, fit_payloads,
+                                      plan.study.num_bootstrap, plan.study.seed)
     report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                           _design(plan, results))
+                           _design(plan, results), extra)
 

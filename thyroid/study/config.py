@@ -4,7 +4,8 @@ run's ``plan.json``; and the ``RunConfig`` each row trains with."""
 import dataclasses
 import datetime
 
-from thyroid.study.rows import STUDY_ROWS, effective_settings
+from thyroid.study.rows import (DEFAULT_ROW_IDS, SCAN_VIEW_MODE, SEGMENTING_MODE, STUDY_ROWS,
+                                effective_settings, is_localisation)
 from thyroid.training.run_config import RunConfig
 
 DEFAULT_SYNTHETIC_CASES = 120  # DDTI-style cases, and as many local-style patients
@@ -69,7 +70,15 @@ class StudyConfig:
                 + f"-{self.source}-{self.protocol}" + ("-quick" if self.quick else ""))
 
     def selected_rows(self):
-        return [row for row in STUDY_ROWS if not self.rows or row.id in self.rows]
+        """The rows --rows names, else ``DEFAULT_ROW_IDS``."""
+        wanted = self.rows or DEFAULT_ROW_IDS
+        return [row for row in STUDY_ROWS if row.id in wanted]
+
+    def localises(self):
+        return any(is_localisation(row) for row in self.selected_rows())
+
+    def segments(self):
+        return any(row.mode == SEGMENTING_MODE for row in self.selected_rows())
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -84,9 +93,11 @@ class StudyConfig:
 
 
 def row_config(study, row, dataset_dir):
-    """The RunConfig of one row of the study on ``dataset_dir``."""
+    """The RunConfig of one row of the study on ``dataset_dir`` (for a localisation row, that
+    of its scan-field view: row 11's features)."""
     settings = effective_settings(row, study.quick)
-    return RunConfig(model=row.model, mode=row.mode, dataset_dir=dataset_dir,
+    mode = SCAN_VIEW_MODE if is_localisation(row) else row.mode
+    return RunConfig(model=row.model, mode=mode, dataset_dir=dataset_dir,
                      checkpoint_dir=study.checkpoint_dir, allow_random_init=study.allow_random_init,
                      image_size=settings.image_size, batch_size=settings.batch_size,
                      num_epochs=settings.num_epochs, seed=study.seed,

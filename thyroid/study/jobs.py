@@ -17,12 +17,13 @@ from absl import logging
 from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
 from thyroid.datasets import folds, shards
 from thyroid.stats import pooled
-from thyroid.study import data, fitting
+from thyroid.study import data, fitting, localisation
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.assemble import write_report
-from thyroid.study.plan import EXTERNAL_DIR, MOBILE_DIR, SHARDS_DIR, TRAIN_DIR, row_of
-from thyroid.study.rows import get_row
+from thyroid.study.plan import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR, SHARDS_DIR,
+                                TRAIN_DIR, row_of)
+from thyroid.study.rows import SEGMENTING_MODE, get_row, is_localisation
 from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
                                    read_result, this_worker, write_result)
 
@@ -81,9 +82,26 @@ def run_checkpoints(plan, job):
     return Outcome({"models": models})
 
 
+def run_outlines(plan, job):
+    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    return Outcome(localisation.build_outlines(sources, _path(plan, SHARDS_DIR),
+                                               _path(plan, OUTLINES_DIR)))
+
+
+def run_segment(plan, job):
+    row = next(r for r in plan.study.selected_rows() if r.mode == SEGMENTING_MODE)
+    config = row_config(plan.study, row, _path(plan, SHARDS_DIR))
+    return Outcome(localisation.refit_segmentation(plan.study, row, config,
+                                                   _path(plan, OUTLINES_DIR),
+                                                   _path(plan, SEGMENT_DIR)))
+
+
 def run_features(plan, job):
     """Computes the row's frozen activations once, into the shards' activation cache, so that
     every fold reads them (a row fed images has none: nothing to do)."""
+    if is_localisation(row_of(job)):
+        return Outcome(localisation.prepare(plan.study, row_of(job), _row_run_config(plan, job),
+                                            _path(plan, OUTLINES_DIR)))
     from thyroid.training.inputs import load_split_inputs
     from thyroid.training.model import IMAGES, input_kind
     from thyroid.training.run import resolve
@@ -101,6 +119,11 @@ def run_fit(plan, job):
         return _fit_single_split(plan, job)
     train_dir = os.path.join(row_train_dir(plan, job.row_id),
                              f"repeat{job.repeat}_fold{job.fold}")
+    if is_localisation(row_of(job)):
+        fold, facts = localisation.run_fold(plan.study, row_of(job), _row_run_config(plan, job),
+                                            job.repeat, job.fold, train_dir,
+                                            _path(plan, OUTLINES_DIR))
+        return Outcome(dict(fold.facts(), localisation=facts), fold.records)
     fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
                             train_dir, plan.study.operating_point)
     return Outcome(fold.facts(), fold.records)
@@ -120,8 +143,8 @@ def fold_results(plan, job_ids):
     for job_id in job_ids:
         result = read_result(plan.run_dir, job_id)
         if result is not None and result.ok and plan.job(job_id).kind == "fit":
-            found.append(FoldResult(records=read_records(plan.run_dir, job_id),
-                                    **result.payload))
+            found.append(FoldResult.from_payload(result.payload,
+                                                 read_records(plan.run_dir, job_id)))
     return found
 
 
@@ -172,7 +195,8 @@ def run_pooled(plan, job):
     records = [record for job_id in job.inputs if _ok(plan, job_id)
                for record in read_records(plan.run_dir, job_id)]
     samples, seed = plan.study.num_bootstrap, plan.study.seed
-    summaries = pooled.summarize_predictions(records, samples, seed)
+    unranked = [row.id for row in plan.study.selected_rows() if not row.deployable]
+    summaries = pooled.summarize_predictions(records, samples, seed, unranked)
     external = pooled.summarize_external(records, samples, seed) if plan.study.external else None
     return Outcome({"summaries": {str(k): v for k, v in summaries.items()},
                     "external": None if external is None
@@ -184,6 +208,7 @@ def run_report(plan, job):
 
 
 RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
+           "outlines": run_outlines, "segment": run_segment,
            "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
            "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report}
 

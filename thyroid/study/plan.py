@@ -8,10 +8,14 @@ order that respects the inputs. Where each job writes:
 - ``data``: <run>/synthetic (the synthetic default only)
 - ``shards`` / ``external_shards``: <run>/shards, <run>/external_shards
 - ``checkpoints``: the study's --checkpoint_dir
+- ``outlines`` (localisation rows only): <run>/outlines, the outline set
+  (``datasets.outlines``); its segmentation encoder cache sits in the shards' activation cache
 - ``features-<row>``: the activation cache inside <run>/shards (rows on frozen features)
 - ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
   <run>/train/<row> (single split)
 - ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
+- ``segment`` (row 12 with an export): <run>/train/segment, the segmentation network on every
+  outlined image, exported beside the classifier
 - ``pooled``: the pooled out-of-fold (and external) statistics, in its result
 - ``export``: <run>/mobile; ``report``: summary.* in <run>
 Every job's result is ``<run>/jobs/<job id>/result.json`` (``study.results``).
@@ -25,11 +29,12 @@ import time
 
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.study.config import StudyConfig
-from thyroid.study.rows import MOBILE_MODELS, get_row
+from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 PLAN_FILE = "plan.json"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
+OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 PLAN_FORMAT = 1
 REPORT_STAGE = "report: pooled metrics and bootstrap"
 
@@ -105,8 +110,8 @@ def _refit_rows(study):
     rows = study.selected_rows()
     if not study.num_folds:
         return []
-    if study.external:
-        return rows
+    if study.external:  # the localisation rows have no outline set of an external set
+        return [row for row in rows if not is_localisation(row)]
     return [row for row in rows if study.export and row.mode == "finetune"
             and row.model in MOBILE_MODELS]
 
@@ -118,9 +123,12 @@ def plan_jobs(study):
     if study.external:
         jobs.append(Job("external_shards", "external_shards", "external shards"))
     jobs.append(Job("checkpoints", "checkpoints", "checkpoints"))
+    if study.localises():
+        jobs.append(Job("outlines", "outlines", "outlines", ("data", "shards")))
     fits = {}
     for row in study.selected_rows():
-        row_jobs = _row_jobs(study, row, ("shards", "checkpoints"))
+        inputs = ("shards", "checkpoints") + (("outlines",) if is_localisation(row) else ())
+        row_jobs = _row_jobs(study, row, inputs)
         fits[row.id] = tuple(job.id for job in row_jobs if job.kind == "fit")
         jobs += row_jobs
     refits = []
@@ -138,6 +146,9 @@ def plan_jobs(study):
         inputs = tuple(job for row_id in candidates for job in fits[row_id])
         if study.num_folds:
             inputs += tuple(job.id for job in refits if job.row_id in candidates)
+        if candidates and study.num_folds and study.segments():
+            jobs.append(Job("segment", "segment", "segmentation refit", ("outlines", "checkpoints")))
+            inputs += ("segment",)
         jobs.append(Job("export", "export", "export", inputs))
     jobs.append(Job("report", "report", "report", tuple(job.id for job in jobs)))
     return tuple(jobs)

@@ -30,7 +30,7 @@ import numpy as np
 from thyroid import LABEL_NAMES, io_utils
 from thyroid.stats import metrics, pooled
 from thyroid.study import paper
-from thyroid.study.rows import STUDY_ROWS
+from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
 
 CSV_COLUMNS = [
     "row_id", "model", "mode", "status", "checkpoint",
@@ -366,7 +366,7 @@ def _paper_section(rows):
         header += [f"Paper {dataset} acc", f"Paper {dataset} sens", f"Paper {dataset} spec"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_key = {(r.model, r.mode): r for r in rows}
-    for study_row in STUDY_ROWS:
+    for study_row in table_rows(rows):
         ours = by_key.get((study_row.model, study_row.mode))
         cells = [str(study_row.id), _md(study_row.label)]
         for name in paper.PAPER_METRICS:
@@ -675,6 +675,12 @@ def external_results_markdown(rows, external):
     return lines + [""]
 
 
+def table_rows(rows):
+    """The study rows a paper comparison lists: the default ones and any other this run has."""
+    ran = {row.row_id for row in rows}
+    return [row for row in STUDY_ROWS if row.id in DEFAULT_ROW_IDS or row.id in ran]
+
+
 def cv_paper_markdown(rows, summaries):
     """The paper's Table 1 beside our pooled out-of-fold figures at 0.5 (the paper's rule)."""
     header = ["#", "Method", "Ours AUC", "Ours acc @0.5", "Ours sens @0.5", "Ours spec @0.5",
@@ -682,7 +688,7 @@ def cv_paper_markdown(rows, summaries):
     lines = [PAPER_PROTOCOL_NOTE, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_key = {(r.model, r.mode): r for r in rows}
-    for row_id, model, mode, label in ((r.id, r.model, r.mode, r.label) for r in STUDY_ROWS):
+    for row_id, model, mode, label in ((r.id, r.model, r.mode, r.label) for r in table_rows(rows)):
         ours = by_key.get((model, mode))
         figures = summaries.get(pooled.row_key(ours.row_id)) if ours else None
         figures = figures or {}
@@ -713,7 +719,7 @@ def stage_times_markdown(stages, total_seconds):
     return lines
 
 
-def cv_summary_markdown(rows, summaries, external, run_info, design):
+def cv_summary_markdown(rows, summaries, external, run_info, design, extra=()):
     lines = ["# Thyroid ultrasound study: cross-validated results", ""]
     lines += study_design_markdown(design)
     lines += ["## Run", "", "| | |", "|---|---|"]
@@ -738,6 +744,7 @@ def cv_summary_markdown(rows, summaries, external, run_info, design):
     lines += [f"- {_md(r.title)}: {_md(r.checkpoint)}" for r in rows
               if r.checkpoint]
     lines.append("")
+    lines += list(extra)  # sections of optional rows (localisation)
     if external:
         lines += ["## External validation (refitted models)", ""]
         lines += external_results_markdown(rows, external)
@@ -756,7 +763,7 @@ def cv_summary_markdown(rows, summaries, external, run_info, design):
     return "\n".join(lines)
 
 
-def write_cv_report(run_dir, rows, records, summaries, external, run_info, design):
+def write_cv_report(run_dir, rows, records, summaries, external, run_info, design, extra=()):
     """predictions.csv, summary.csv, summary.md, roc.png and calibration.png in run_dir."""
     os.makedirs(run_dir, exist_ok=True)
     paths = {name: os.path.join(run_dir, file) for name, file in (
@@ -768,5 +775,6 @@ def write_cv_report(run_dir, rows, records, summaries, external, run_info, desig
     plot_pooled_roc(rows, records, paths["roc"])
     plot_calibration(rows, records, paths["calibration"])
     io_utils.atomic_write_text(paths["summary_md"],
-                               cv_summary_markdown(rows, summaries, external, run_info, design))
+                               cv_summary_markdown(rows, summaries, external, run_info, design,
+                                                   extra))
     return paths

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 from absl import logging
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
@@ -26,10 +27,13 @@ INNER_FOLDS = 4
 FALLBACK_C = 1e-2
 
 
-def make_model(c, seed=0):
+def make_model(c, seed=0, impute=False):
+    """``impute``: median imputation first, for features undefined on some images (the
+    outline measurements of an image where no nodule was found)."""
     # The dual liblinear solver: much faster than lbfgs when the pooled channels (thousands)
     # outnumber the training images (a few hundred).
-    return make_pipeline(StandardScaler(), LogisticRegression(
+    steps = [SimpleImputer(strategy="median", keep_empty_features=True)] if impute else []
+    return make_pipeline(*steps, StandardScaler(), LogisticRegression(
         C=c, class_weight="balanced", solver="liblinear", dual=True, max_iter=5000,
         random_state=seed))
 
@@ -45,37 +49,38 @@ def inner_splits(labels, groups, seed=0):
     return list(splitter.split(np.zeros(len(labels)), labels, groups))
 
 
-def inner_auc(features, labels, splits, c, seed=0):
+def inner_auc(features, labels, splits, c, seed=0, impute=False):
     """AUC of the inner folds' pooled held-out scores for one C (nan if undefined)."""
     scores = np.full(len(labels), np.nan)
     for train, held_out in splits:
         if len(np.unique(labels[train])) == 2:
-            model = make_model(c, seed).fit(features[train], labels[train])
+            model = make_model(c, seed, impute).fit(features[train], labels[train])
             scores[held_out] = model.predict_proba(features[held_out])[:, 1]
     scored = ~np.isnan(scores)
     return auc_score(labels[scored], scores[scored]) if scored.any() else float("nan")
 
 
-def choose_c(features, labels, groups, seed=0, grid=C_GRID):
+def choose_c(features, labels, groups, seed=0, grid=C_GRID, impute=False):
     """(C, {C: inner AUC}): the best inner AUC, ties to the smaller C (stronger penalty)."""
     splits = inner_splits(labels, groups, seed)
     if not splits:
         logging.warning("too few patients per class for an inner cross-validation: C=%g",
                         FALLBACK_C)
         return FALLBACK_C, {}
-    aucs = {c: inner_auc(features, labels, splits, c, seed) for c in grid}
+    aucs = {c: inner_auc(features, labels, splits, c, seed, impute) for c in grid}
     usable = {c: auc for c, auc in aucs.items() if not np.isnan(auc)}
     best = max(usable, key=lambda c: (usable[c], -c)) if usable else FALLBACK_C
     return best, aucs
 
 
-def fit_logreg(features, labels, patient_ids=None, seed=0):
-    """(fitted pipeline, selection record) for features [N, D] and 0/1 labels."""
+def fit_logreg(features, labels, patient_ids=None, seed=0, impute=False):
+    """(fitted pipeline, selection record) for features [N, D] and 0/1 labels (``impute``:
+    see ``make_model``)."""
     features = np.asarray(features, np.float64).reshape(len(features), -1)
     labels = np.asarray(labels, np.int64)
     groups = np.asarray(patient_ids if patient_ids is not None else np.arange(len(labels)), str)
-    c, aucs = choose_c(features, labels, groups, seed)
-    model = make_model(c, seed).fit(features, labels)
+    c, aucs = choose_c(features, labels, groups, seed, impute=impute)
+    model = make_model(c, seed, impute).fit(features, labels)
     logging.info("logistic regression: C=%g (inner AUC by C: %s), %d images, %d features", c,
                  ", ".join(f"{k:g}: {v:.3f}" for k, v in aucs.items()), *features.shape)
     selection = {"C": c, "inner_auc_by_C": {f"{k:g}": None if np.isnan(v) else float(v)
