@@ -85,7 +85,9 @@ def mobile_text(plan, results, rows):
         return NOT_EXPORTED
     row = next(r for r in rows if r.row_id == export.payload["row_id"])
     how = ", refitted on all development data" if export.payload.get("refit") else ""
-    return f"{row.label} (row {row.row_id}){how} -> {export.payload['exported']}"
+    beside = (f"; segmentation network -> {export.payload['segment']}"
+              if export.payload.get("segment") else "")
+    return f"{row.label} (row {row.row_id}){how} -> {export.payload['exported']}{beside}"
 
 
 def _keyed(figures):

@@ -185,8 +185,12 @@ def run_export(plan, job):
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
     export_model(train_dir, output_dir, quantize="none")
+    segment = None
+    if "segment" in job.inputs and _ok(plan, "segment"):  # row 12's network, every image
+        from thyroid.deploy.segment import export_segmentation
+        segment = export_segmentation(_path(plan, SEGMENT_DIR), output_dir)
     return Outcome({"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
-                    "refit": bool(plan.study.num_folds)})
+                    "refit": bool(plan.study.num_folds), "segment": segment})
 
 
 def run_pooled(plan, job):
