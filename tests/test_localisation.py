@@ -48,13 +48,13 @@ def test_nothing_found_keeps_the_scan_field_and_leaves_the_measurements_undefine
 
 @pytest.fixture(scope="module")
 def localised_run(tmp_path_factory):
-    return run_study(tmp_path_factory.mktemp("localised"), "--rows=11,12,13", "--noexport")
+    return run_study(tmp_path_factory.mktemp("localised"), "--rows=10,11,12,13")
 
 
 def test_quick_study_runs_row_12_beside_row_11_and_its_upper_bound(localised_run):
     _, run_dir = localised_run
     rows = read_rows(run_dir)
-    assert sorted(rows) == [11, 12, 13]
+    assert sorted(rows) == [10, 11, 12, 13]
     assert all(row["status"] == "ok" for row in rows.values())
     md = (run_dir / "summary.md").read_text(encoding="utf-8")
     start = md.index("## Localisation (rows 12 and 13)")
@@ -65,6 +65,13 @@ def test_quick_study_runs_row_12_beside_row_11_and_its_upper_bound(localised_run
         if line.startswith("| 12 |") or line.startswith("| 13 |"):
             assert float(line.rstrip(" |").rsplit("|", 1)[1]) <= 1.0  # DeLong's p vs row 11
     assert "upper bound, not deployable" in md
+    assert "| 12 | " in section[section.index("Each member alone"):]
+    # The export ships row 12's network, trained on every outlined image, beside row 10's.
+    mobile = run_dir / "mobile"
+    assert (mobile / "model.tflite").is_file() and (mobile / "segment.tflite").is_file()
+    assert "segmentation network -> " in md
+    saved = json.loads((run_dir / "train" / "segment" / "segmentation.json").read_text())
+    assert saved["trained_on"]["fold"] == "all development images"
     pooled = json.loads((run_dir / "jobs" / "pooled" / "result.json").read_text())
     assert not pooled["payload"]["summaries"]["13"].get("best_row")  # never the reference
 

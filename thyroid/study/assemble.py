@@ -158,10 +158,12 @@ def _write_cv_report(plan, results, rows):
                 "stages": stage_times(plan, results)}
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
-    fit_payloads = [results[job.id].payload for job in plan.jobs
-                    if job.kind == "fit" and results[job.id] is not None and results[job.id].ok]
-    extra = localisation.report_lines(rows, summaries, records, fit_payloads,
-                                      plan.study.num_bootstrap, plan.study.seed)
+    fits = [job.id for job in plan.jobs
+            if job.kind == "fit" and results[job.id] is not None and results[job.id].ok]
+    extra = localisation.report_lines(rows, summaries, records,
+                                      [results[job_id].payload for job_id in fits],
+                                      plan.study.num_bootstrap, plan.study.seed,
+                                      [read_records(plan.run_dir, job_id) for job_id in fits])
     report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
                            _design(plan, results), extra)
 

@@ -213,7 +213,12 @@ def run_fold(study, row, config, repeat, fold, train_dir, outline_dir):
     validation, test = (localise.member_probabilities(models, views[p])
                         for p in ("validation", "test"))
     threshold = choose_threshold(study.operating_point, inputs["validation"].labels, validation)
+    members = localise.member_scores(models, views["test"])
     facts = {"members": {name: selection for name, (_, selection) in models.items()},
+             # Each member's test probabilities, in the order of the fold's records: which
+             # view carries the signal (the report's per-member AUCs).
+             "member_test_probabilities": {name: [round(float(p), 6) for p in values]
+                                           for name, values in members.items()},
              "nodule_found": {part: [int(views[part]["found"].sum()), len(parts[part])]
                               for part in PARTS},
              "segmentation": evaluation}
@@ -291,7 +296,31 @@ def comparison_lines(rows, summaries, records):
                         "an upper bound, not a deployable method.", ""]
 
 
-def report_lines(rows, summaries, records, fit_payloads, num_samples, seed):
+def member_lines(rows, fit_payloads, fit_records):
+    """Pooled out-of-fold AUC of each member of rows 12 and 13 (markdown lines)."""
+    from thyroid.stats.metrics import auc_score
+    lines = ["Each member alone (pooled out-of-fold AUC; the row averages the three):", "",
+             "| # | " + " | ".join(localise.MEMBERS) + " |", "|---|" + "---|" * len(localise.MEMBERS)]
+    for row in rows:
+        if row.mode not in LOCALISATION_MODES:
+            continue
+        labels, scores = [], {name: [] for name in localise.MEMBERS}
+        for payload, records in zip(fit_payloads, fit_records):
+            facts = payload.get("localisation") or {}
+            members = facts.get("member_test_probabilities")
+            if not records or records[0]["row_id"] != row.row_id or not members:
+                continue
+            labels += [record["label"] for record in records]
+            for name in localise.MEMBERS:
+                scores[name] += members[name]
+        if labels:
+            lines.append(f"| {row.row_id} | " + " | ".join(
+                f"{auc_score(np.asarray(labels), np.asarray(scores[name])):.2f}"
+                for name in localise.MEMBERS) + " |")
+    return lines + [""]
+
+
+def report_lines(rows, summaries, records, fit_payloads, num_samples, seed, fit_records=()):
     """The "Localisation" section of summary.md, or [] when no localisation row ran."""
     ran = [row for row in rows if row.mode in LOCALISATION_MODES]
     if not ran:
@@ -301,4 +330,5 @@ def report_lines(rows, summaries, records, fit_payloads, num_samples, seed):
                   for record in (payload.get("localisation") or {}).get("segmentation") or []]
     if evaluation:
         lines += segmentation_lines(evaluation, num_samples, seed)
-    return lines + comparison_lines(rows, summaries, records)
+    lines += comparison_lines(rows, summaries, records)
+    return lines + (member_lines(rows, fit_payloads, fit_records) if fit_records else [])

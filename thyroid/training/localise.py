@@ -154,11 +154,16 @@ def fit_members(views, labels, patient_ids, seed=0):
             for name in MEMBERS}
 
 
+def member_scores(models, views):
+    """{member: its P(malignant)} for each image of ``views``."""
+    from thyroid.training import logreg
+    return {name: logreg.logreg_scores(models[name][0], views[name]) for name in MEMBERS}
+
+
 def member_probabilities(models, views):
     """The mean of the members' P(malignant) (the experiments' ensemble of views)."""
-    from thyroid.training import logreg
-    scores = [logreg.logreg_scores(models[name][0], views[name]) for name in MEMBERS]
-    return np.mean(scores, axis=0).astype(np.float32)
+    scores = member_scores(models, views)
+    return np.mean([scores[name] for name in MEMBERS], axis=0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------
