@@ -283,6 +283,10 @@ def crop_roi(rgb, polygons, margin=0.15):
 
 
 CROP_MODES = ("scan", "roi", "none")
+# Crops that change the frame around the scan field, for the study's robustness check only
+# (never a training or export crop): the detected field with the bottom text band kept, and a
+# fixed proportional box in place of the detected field (another scanner's layout).
+VARIANT_CROPS = ("scan_with_band", "fixed_box")
 
 
 def crop(rgb, mode, polygons=()):
@@ -292,4 +296,10 @@ def crop(rgb, mode, polygons=()):
         return crop_roi(rgb, polygons)
     if mode == "none":
         return rgb
+    if mode == "scan_with_band":
+        top, _, left, right = find_scan_box(rgb)
+        return np.ascontiguousarray(rgb[top:, left:right])
+    if mode == "fixed_box":
+        top, bottom, left, right = fallback_scan_box(*rgb.shape[:2])
+        return np.ascontiguousarray(rgb[top:bottom, left:right])
     raise ValueError(f"unknown crop mode {mode!r}; expected one of {CROP_MODES}")

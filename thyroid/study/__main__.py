@@ -69,6 +69,10 @@ def define_run_flags(fv):
 
 
 def define_validation_flags(fv):
+    flags.DEFINE_list("crop_variants", [], "Robustness to the frame: score every fold's test "
+                      "images again cut with these crops (band: text band kept; frame: the "
+                      "whole frame; fixed: a fixed box instead of the detected field) and "
+                      "report how far each row's probability moves.", flag_values=fv)
     flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: 1-11; the "
                       "localisation rows 12 and 13 run only when named).", flag_values=fv)
     flags.DEFINE_integer("cv_folds", None, "Patient-grouped cross-validation folds (default 5; "
@@ -170,6 +174,7 @@ def check_flags(fv):
     if fv.cv_folds == 1:
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
     check_localisation(fv)
+    check_crop_variants(fv)
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
     if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
@@ -177,6 +182,17 @@ def check_flags(fv):
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
                              "external validation needs the cross-validated patient protocol")
     return external
+
+
+def check_crop_variants(fv):
+    from thyroid.study.config import CROP_VARIANTS as VARIANTS
+    unknown = [v for v in fv.crop_variants if v not in VARIANTS]
+    if unknown:
+        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
+                             f"choose among {', '.join(VARIANTS)}")
+    if fv.crop_variants and (fv.protocol != "patient" or fv.cv_folds == 0):
+        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
+                             "needs the cross-validated patient protocol")
 
 
 def check_localisation(fv):
@@ -205,7 +221,8 @@ def study_config(fv, external):
         quick=fv.quick, num_cases=fv.num_cases, rows=parse_rows(fv.rows, ROW_IDS),
         download_checkpoints=fv.download_checkpoints, export=fv.export, seed=fv.seed,
         cv_folds=fv.cv_folds, cv_repeats=fv.cv_repeats, operating_point=fv.operating_point,
-        external=tuple(sorted(external.items())))
+        external=tuple(sorted(external.items())),
+        crop_variants=tuple(dict.fromkeys(fv.crop_variants)))
 
 
 def run(fv, args):

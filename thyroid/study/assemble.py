@@ -6,7 +6,7 @@ import os
 from thyroid.datasets import folds
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
-from thyroid.study import data, localisation, report
+from thyroid.study import data, localisation, report, robustness
 from thyroid.study.config import EVAL_EVERY_N_STEPS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
@@ -164,6 +164,9 @@ def _write_cv_report(plan, results, rows):
                                       [results[job_id].payload for job_id in fits],
                                       plan.study.num_bootstrap, plan.study.seed,
                                       [read_records(plan.run_dir, job_id) for job_id in fits])
+    moved = {job.row_id: results[job.id].payload for job in plan.jobs
+             if job.kind == "robustness" and results[job.id] is not None and results[job.id].ok}
+    extra += robustness.report_lines(rows, moved, plan.study.crop_variants)
     report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
                            _design(plan, results), extra)
 

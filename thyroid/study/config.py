@@ -13,6 +13,9 @@ QUICK_SYNTHETIC_CASES = 48
 # Fold training stops after this many inner-validation evaluations without a better AUC
 # (the best checkpoint is kept either way); the epochs of a row are then only a ceiling.
 EARLY_STOPPING_PATIENCE = 4
+# --crop_variants: name -> the build crop (datasets.images) its shards are cut with
+# (study.robustness).
+CROP_VARIANTS = {"band": "scan_with_band", "frame": "none", "fixed": "fixed_box"}
 EVAL_EVERY_N_STEPS = 25
 
 
@@ -39,6 +42,9 @@ class StudyConfig:
     operating_point: str = "youden"
     # External validation sets: ((source kind, path), ...), kinds as datasets.read_sources.
     external: tuple = ()
+    # Robustness to the frame: crop variants (study.robustness.VARIANTS) the test images are
+    # scored again under; () = none (the check costs a build and a scoring pass per variant).
+    crop_variants: tuple = ()
 
     @property
     def source(self):
@@ -89,6 +95,7 @@ class StudyConfig:
         values = {k: v for k, v in saved.items() if k in fields}
         values["rows"] = tuple(values.get("rows", ()))
         values["external"] = tuple(tuple(pair) for pair in values.get("external", ()))
+        values["crop_variants"] = tuple(values.get("crop_variants", ()))
         return cls(**values)
 
 

@@ -17,7 +17,7 @@ from absl import logging
 from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
 from thyroid.datasets import folds, shards
 from thyroid.stats import pooled
-from thyroid.study import data, fitting, localisation
+from thyroid.study import data, fitting, localisation, robustness
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.assemble import write_report
@@ -86,6 +86,26 @@ def run_outlines(plan, job):
     sources = data.Sources(**read_result(plan.run_dir, "data").payload)
     return Outcome(localisation.build_outlines(sources, _path(plan, SHARDS_DIR),
                                                _path(plan, OUTLINES_DIR)))
+
+
+def run_variant(plan, job):
+    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    name = job.id.split("-", 1)[1]
+    return Outcome(robustness.build_variant(sources, name,
+                                            robustness.variant_dir(plan.run_dir, name),
+                                            plan.study.seed))
+
+
+def run_robustness(plan, job):
+    """The row's folds scored again on every crop variant (``study.robustness``)."""
+    fits = [(os.path.join(row_train_dir(plan, job.row_id),
+                          f"repeat{plan.job(job_id).repeat}_fold{plan.job(job_id).fold}"),
+             read_records(plan.run_dir, job_id))
+            for job_id in job.inputs if plan.job(job_id).kind == "fit"]
+    variants = {plan.job(job_id).id.split("-", 1)[1]: read_result(plan.run_dir, job_id)
+                .payload["dataset_dir"] for job_id in job.inputs
+                if plan.job(job_id).kind == "variant"}
+    return Outcome(robustness.row_robustness(fits, variants))
 
 
 def run_segment(plan, job):
@@ -212,7 +232,8 @@ def run_report(plan, job):
 
 
 RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
-           "outlines": run_outlines, "segment": run_segment,
+           "outlines": run_outlines, "segment": run_segment, "variant": run_variant,
+           "robustness": run_robustness,
            "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
            "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report}
 

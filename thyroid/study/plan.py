@@ -14,6 +14,9 @@ order that respects the inputs. Where each job writes:
 - ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
   <run>/train/<row> (single split)
 - ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
+- ``variant-<name>`` (``--crop_variants``): <run>/variants/<name>, the labelled images cut with
+  another crop (``study.robustness``); ``robustness-<row>``: the row's folds scored on them,
+  in its result
 - ``segment`` (row 12 with an export): <run>/train/segment, the segmentation network on every
   outlined image, exported beside the classifier
 - ``pooled``: the pooled out-of-fold (and external) statistics, in its result
@@ -116,6 +119,19 @@ def _refit_rows(study):
             and row.model in MOBILE_MODELS]
 
 
+def _robustness_jobs(study, fits):
+    """The crop variants' shards, then per row its folds scored on them (not the localisation
+    rows: their nodule view is built for the scan field only)."""
+    if not study.crop_variants or not study.num_folds:
+        return []
+    variants = [Job(f"variant-{name}", "variant", "robustness: variant shards", ("data",))
+                for name in study.crop_variants]
+    scored = [Job(f"robustness-{row.id}", "robustness", "robustness: scoring",
+                  fits[row.id] + tuple(job.id for job in variants), row.id)
+              for row in study.selected_rows() if not is_localisation(row)]
+    return variants + scored
+
+
 def plan_jobs(study):
     """Every job of the study, each after its inputs."""
     data = Job("data", "data", "data" if study.source != "synthetic" else "synthetic data")
@@ -136,6 +152,7 @@ def plan_jobs(study):
         inputs = fits[row.id] + (("external_shards",) if study.external else ())
         refits.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
     jobs += refits
+    jobs += _robustness_jobs(study, fits)
     if study.num_folds:
         jobs.append(Job("pooled", "pooled", REPORT_STAGE,
                         tuple(job for ids in fits.values() for job in ids)
