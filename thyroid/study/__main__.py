@@ -196,7 +196,8 @@ def check_crop_variants(fv):
 
 
 def check_localisation(fv):
-    """The localisation rows need outlines (DDTI's, or the synthetic default's) and folds."""
+    """The localisation rows need folds (their outlines: DDTI's polygons, the synthetic set's,
+    or ``<name>_mask.png`` beside the images)."""
     from thyroid.study.rows import LOCALISATION_MODES, ROW_IDS, get_row
     rows = [get_row(row_id) for row_id in parse_rows(fv.rows, ROW_IDS)]
     asked = [str(row.id) for row in rows if row.mode in LOCALISATION_MODES]
@@ -205,9 +206,6 @@ def check_localisation(fv):
     if fv.protocol != "patient" or fv.cv_folds == 0:
         raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} (localisation) "
                              "need the cross-validated patient protocol")
-    if fv.local_dir and not fv.ddti_dir:
-        raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} need nodule "
-                             "outlines: --ddti_dir (the local reports have none)")
 
 
 def study_config(fv, external):

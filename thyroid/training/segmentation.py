@@ -134,7 +134,8 @@ def train_decoder(spec, maps, targets, config):
     """Trains the decoder on encoder maps (list of [n, h, w, c], finest first) against
     targets [n, S, S]; -> ({variable name: array}, [loss every 25 steps])."""
     if not len(targets):
-        raise ValueError("no outlined images to train the segmentation on")
+        raise ValueError("no outlined images to train the segmentation on (DDTI polygons, or "
+                         "<name>_mask.png beside the images)")
     with tf.Graph().as_default():
         tf1.set_random_seed(config.seed)
         inputs = _map_placeholders(maps)
