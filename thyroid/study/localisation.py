@@ -280,7 +280,7 @@ def segmentation_lines(evaluation, num_samples, seed):
 def comparison_lines(rows, summaries, records):
     """Rows 11-13 side by side, with DeLong's p against row 11 (markdown lines)."""
     from thyroid.stats import pooled
-    lines = ["| # | Method | AUC | p vs row 11 (DeLong) |", "|---|---|---|---|"]
+    lines = ["| # | Method | AUC | AUC per repeat | p vs row 11 (DeLong) |", "|---|---|---|---|---|"]
     for row in rows:
         if row.row_id != REFERENCE_ROW and row.mode not in LOCALISATION_MODES:
             continue
@@ -290,10 +290,13 @@ def comparison_lines(rows, summaries, records):
             pooled.delong_between(records, row.row_id, REFERENCE_ROW)
         p = "reference" if row.row_id == REFERENCE_ROW else (
             "—" if not test else f"{test['p_value']:.3f}")
+        repeats = ", ".join(f"{a:.2f}" for a in figures.get("auc_by_repeat") or [])
         lines.append(f"| {row.row_id} | {row.label} | "
-                     f"{_interval(tuple(np.nan if v is None else v for v in auc))} | {p} |")
-    return lines + ["", "Row 13 needs the expert's outline, which a new image does not have: "
-                        "an upper bound, not a deployable method.", ""]
+                     f"{_interval(tuple(np.nan if v is None else v for v in auc))} | "
+                     f"{repeats or '—'} | {p} |")
+    return lines + ["", "DeLong's test is on each image's probability averaged over the repeats; "
+                        "compare the repeats too. Row 13 needs the expert's outline, which a new "
+                        "image does not have: an upper bound, not a deployable method.", ""]
 
 
 def member_lines(rows, fit_payloads, fit_records):
@@ -317,7 +320,7 @@ def member_lines(rows, fit_payloads, fit_records):
             lines.append(f"| {row.row_id} | " + " | ".join(
                 f"{auc_score(np.asarray(labels), np.asarray(scores[name])):.2f}"
                 for name in localise.MEMBERS) + " |")
-    return lines + [""]
+    return lines + [""] if len(lines) > 4 else []
 
 
 def report_lines(rows, summaries, records, fit_payloads, num_samples, seed, fit_records=()):
