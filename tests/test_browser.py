@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from deploy_fixtures import exported, segmented, trained  # noqa: F401
+from deploy_fixtures import segmented, trained  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")

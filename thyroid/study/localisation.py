@@ -18,7 +18,6 @@ fold's inner-validation predictions, as for every row.
 - Row 13 (upper bound, not deployable): the expert's outline, which a new image does not have.
 """
 
-import dataclasses
 import hashlib
 import json
 import os
