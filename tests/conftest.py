@@ -48,3 +48,16 @@ def quick_study(tmp_path_factory):
     by every test that reads a finished study."""
     from study_runs import run_study
     return run_study(tmp_path_factory.mktemp("quick"))
+
+
+@pytest.fixture(scope="session")
+def efficientnet_checkpoint(tmp_path_factory):
+    """The converted EfficientNet-Lite0 ImageNet checkpoint prefix (converted once per
+    session; the segmentation network's frozen encoder needs real weights)."""
+    from thyroid.checkpoints.convert import convert
+    from thyroid.checkpoints.locate import default_checkpoint_path
+    from thyroid.nets import get_network
+    checkpoint_dir = str(tmp_path_factory.mktemp("imagenet"))
+    convert("efficientnet_lite0", checkpoint_dir)
+    return default_checkpoint_path(get_network("efficientnet_lite0"), checkpoint_dir)[0]
+

@@ -133,3 +133,48 @@ def load_split_data(dataset_dir, split="test"):
 def save_png(path, rgb):
     Image.fromarray(rgb).save(path)
     return str(path)
+
+
+SEGMENT_STEPS = 80
+
+
+def _segmented(trained, base):
+    """A segmentation network trained a few steps on a synthetic DDTI, exported beside a
+    float export of the tiny classifier."""
+    from thyroid.checkpoints.convert import convert
+    from thyroid.datasets import outlines, synthetic
+    from thyroid.deploy.export import export_model
+    from thyroid.deploy.segment import export_segmentation
+    from thyroid.nets import get_segmentation_network
+    from thyroid.training import localise, segmentation
+    convert("efficientnet_lite0", os.path.join(base, "imagenet"))
+    checkpoint = os.path.join(base, "imagenet", "efficientnet_lite0", "model.ckpt")
+    synthetic.generate(os.path.join(base, "ddti_like"), num_cases=40, seed=1, width=280,
+                       height=180, num_local_cases=0)
+    found = outlines.build_outline_set({"ddti": os.path.join(base, "ddti_like", "ddti")},
+                                       os.path.join(base, "outlines"))
+    spec = get_segmentation_network("efficientnet_lite0_unet")
+    config = segmentation.SegmentationConfig(checkpoint_path=checkpoint, image_size=IMAGE_SIZE,
+                                             steps=SEGMENT_STEPS)
+    maps = segmentation.cached_encoder_maps(spec, found, IMAGE_SIZE, checkpoint,
+                                            os.path.join(base, "maps"))
+    outlined = [i for i, r in enumerate(found.records) if r.has_outline]
+    weights, _ = localise.fit_segmentation(spec, maps, found, outlined, config)
+    segment_dir = os.path.join(base, "segment")
+    segmentation.save_model(segment_dir, config, weights, "scan", {"images": len(outlined)})
+    export_dir = os.path.join(base, "export_segmented")
+    paths = export_model(trained["train_dir"], export_dir)
+    export_segmentation(segment_dir, export_dir)
+    frames = sorted(os.path.join(base, "ddti_like", "ddti", name)
+                    for name in os.listdir(os.path.join(base, "ddti_like", "ddti"))
+                    if name.endswith(".jpg"))
+    return {"segment_dir": segment_dir, "export_dir": export_dir, "paths": paths,
+            "frames": frames, "maps": maps, "outlines": found, "weights": weights,
+            "config": config, "checkpoint": checkpoint}
+
+
+@pytest.fixture(scope="session")
+def segmented(trained):
+    """{'segment_dir', 'export_dir' (classifier + segment.tflite), 'frames' (whole synthetic
+    DDTI frames), ...} (see ``_segmented``)."""
+    return _get("segmented", lambda: _segmented(trained, trained["base"]))

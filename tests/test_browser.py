@@ -13,10 +13,9 @@ import tempfile
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 
-from deploy_fixtures import exported, full_frame, save_png, synthetic_scan, trained  # noqa: F401
+from deploy_fixtures import segmented, trained  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")
@@ -46,11 +45,12 @@ def free_port():
 
 
 @pytest.fixture()
-def server(exported):  # noqa: F811
+def server(segmented):  # noqa: F811
+    """The web app on the export that holds the classifier and the segmentation network."""
     port = free_port()
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "thyroid.serve", f"--model={exported['float'].output_dir}",
+        [sys.executable, "-m", "thyroid.serve", f"--model={segmented['export_dir']}",
          f"--port={port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -97,16 +97,19 @@ def browser(tmp_path):
         driver.quit()
 
 
-def test_upload_in_a_real_browser(server, browser, exported, tmp_path):  # noqa: F811
+def test_upload_in_a_real_browser(server, browser, segmented, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
-    from thyroid.deploy.tflite_model import TFLiteModel
     from thyroid.deploy.predict import predict_files
+    from thyroid.deploy.segment import TFLiteSegmenter
+    from thyroid.deploy.tflite_model import TFLiteModel
 
-    image_path = save_png(tmp_path / "ultrasound.png",
-                          full_frame(synthetic_scan(1, np.random.RandomState(21))))
-    expected = predict_files(TFLiteModel.load(exported["float"].model), [image_path])[0]
+    model = TFLiteModel.load(segmented["export_dir"])
+    segmenter = TFLiteSegmenter.beside(segmented["export_dir"])
+    answers = predict_files(model, segmented["frames"], segmenter=segmenter)
+    expected = next(a for a in answers if a.get("nodule_found"))  # a whole synthetic frame
+    image_path = expected["file"]
 
     browser.get(server)
     assert "not a diagnosis" in browser.find_element(By.CSS_SELECTOR, ".notice").text
@@ -129,6 +132,18 @@ def test_upload_in_a_real_browser(server, browser, exported, tmp_path):  # noqa:
     WebDriverWait(browser, 30).until(lambda d: d.execute_script(
         "var i = document.getElementById('gradcam');"
         "return i.complete && i.naturalWidth > 0 && !i.closest('figure').hidden;"))
+    # The predicted outline is drawn over the uploaded image, beside the Grad-CAM view.
+    drawn = WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "var f = document.getElementById('outline-figure');"
+        "var p = f.querySelectorAll('polygon'); var i = f.querySelector('image');"
+        "if (f.hidden || !p.length || !i || i.getBBox().width <= 0) return null;"
+        "return {points: p[0].getAttribute('points'), count: p.length,"
+        "        shown: f.getBoundingClientRect().width, box: p[0].getBBox().width,"
+        "        caption: document.getElementById('outline-caption').textContent};"))
+    points = [tuple(float(v) for v in pair.split(",")) for pair in drawn["points"].split()]
+    assert [list(p) for p in points] == expected["outline"]
+    assert drawn["count"] == len(expected["outlines"]) and drawn["box"] > 0
+    assert drawn["shown"] > 100 and "nodule outline" in drawn["caption"]
 
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(430, min(max(int(height) + 140, 800), 2400))

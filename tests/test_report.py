@@ -8,7 +8,9 @@ import pytest
 from study_rows import report_row
 from thyroid.stats import metrics
 from thyroid.study import paper, report
-from thyroid.study.rows import STUDY_ROWS
+from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
+
+DEFAULT_ROWS = [row for row in STUDY_ROWS if row.id in DEFAULT_ROW_IDS]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIX_COMMAND = "python -m thyroid.download_checkpoints --model inception_v3"
@@ -20,7 +22,7 @@ def _fake_rows():
     labels = rng.integers(0, 2, 60)
     pids = np.repeat(np.arange(30), 2)
     rows = []
-    for study_row in STUDY_ROWS:
+    for study_row in DEFAULT_ROWS:
         row_id = study_row.id
         row = report_row(row_id, study_row.model, study_row.mode, "skipped")
         if row_id in (1, 6):
@@ -69,7 +71,7 @@ def test_report_files_csv_and_png(tmp_path):
         expected += [name, f"{name}_ci_low", f"{name}_ci_high"]
     expected += ["train_seconds", "note"]
     assert columns == expected
-    assert len(records) == len(STUDY_ROWS) == 11
+    assert len(records) == len(DEFAULT_ROWS) == 11
     assert [int(r["row_id"]) for r in records] == list(range(1, 12))
 
     by_id = {int(r["row_id"]): r for r in records}
@@ -116,7 +118,7 @@ def test_summary_markdown_content(tmp_path):
     assert md.count("not in paper") == 4 * 3  # EfficientNet rows, ours included
     assert paper.NOT_AVAILABLE not in md
     assert "(roc.png)" in md and "(confusion_matrices.png)" in md
-    for row in STUDY_ROWS:
+    for row in DEFAULT_ROWS:
         assert row.label in md
 
 
@@ -158,13 +160,18 @@ def test_report_with_nothing_evaluated(tmp_path):
 
 
 def test_paper_rows():
-    assert [r.id for r in STUDY_ROWS] == list(range(1, 12))
+    assert [r.id for r in STUDY_ROWS] == list(range(1, 14))
+    assert DEFAULT_ROW_IDS == tuple(range(1, 12))  # the localisation rows run when named
     assert {r.model for r in STUDY_ROWS} == {"small_cnn", "vgg_16", "inception_v3",
                                              "efficientnet_lite0"}
     assert {r.mode for r in STUDY_ROWS} == {"scratch", "bottleneck_svm", "bottleneck_fc",
-                                            "finetune", "bottleneck_logreg"}
+                                            "finetune", "bottleneck_logreg", "localise_logreg",
+                                            "outline_logreg"}
     ours = [r for r in STUDY_ROWS if "(ours)" in r.label]
-    assert [(r.id, r.model, r.mode) for r in ours] == [(11, "efficientnet_lite0", "bottleneck_logreg")]
+    assert [(r.id, r.model, r.mode) for r in ours] == [
+        (11, "efficientnet_lite0", "bottleneck_logreg"), (12, "efficientnet_lite0", "localise_logreg")]
+    assert [r.id for r in STUDY_ROWS if not r.deployable] == [13]
+    assert "not deployable" in STUDY_ROWS[12].label
     assert paper.paper_values("efficientnet_lite0", "bottleneck_logreg") is None
     assert len(paper.PAPER_TABLE_1) == 7
     assert ("efficientnet_lite0", "finetune") not in paper.PAPER_TABLE_1

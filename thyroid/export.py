@@ -8,6 +8,10 @@ latest checkpoint of ``--train_dir`` and converts it with ``TFLiteConverter.from
 ``--quantize=int8`` applies post-training full-integer quantization calibrated on ~100
 training images; that model takes uint8 pixels directly and still outputs a float
 probability. Writes ``model.tflite``, ``labels.txt`` and ``metadata.json`` (each atomically).
+
+``--segment_dir=DIR`` (a segmentation model folder: the study's ``train/segment``, or a fold's
+``segment``) also writes ``segment.tflite`` and ``segment.json`` beside the classifier;
+``predict`` and the web app then return the nodule's outline and measurements.
 """
 
 import dataclasses
@@ -33,17 +37,28 @@ def define_flags(fv):
     flags.DEFINE_integer("representative_count", REPRESENTATIVE_COUNT,
                          "Training images used to calibrate int8 quantization.", lower_bound=1,
                          upper_bound=MAX_REPRESENTATIVE_COUNT, flag_values=fv)
+    flags.DEFINE_string("segment_dir", None, "A segmentation model folder (segmentation.json + "
+                        "decoder.npz) to export beside the classifier as segment.tflite.",
+                        flag_values=fv)
     flags.mark_flags_as_required(["train_dir", "output_dir"], flag_values=fv)
 
 
 def run(fv, args):
     del args
+    from thyroid.training.segmentation import is_model_dir
+    if fv.segment_dir and not is_model_dir(fv.segment_dir):
+        raise cli.UsageError("segment_dir", fv.segment_dir, "not a segmentation model folder "
+                             "(no segmentation.json)")
+    from thyroid.deploy.segment import SegmentExportError, export_segmentation
     try:
-        paths = export_model(fv.train_dir, fv.output_dir, fv.quantize, fv.representative_count)
-    except ExportError as error:
+        paths = dataclasses.asdict(export_model(fv.train_dir, fv.output_dir, fv.quantize,
+                                                fv.representative_count))
+        if fv.segment_dir:
+            paths["segment"] = export_segmentation(fv.segment_dir, paths["output_dir"])
+    except (ExportError, SegmentExportError) as error:
         cli.print_error(COMMAND, error)
         return cli.FAILURE_STATUS
-    print(json.dumps(dataclasses.asdict(paths), indent=2))
+    print(json.dumps(paths, indent=2))
     return 0
 
 

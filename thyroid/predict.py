@@ -11,6 +11,11 @@ fold ensemble adds the SD of its fold models' risks. A file that cannot be
 used gets an error line naming it and the reason; the others are still predicted and the exit
 status is 1. ``--gradcam=DIR`` writes ``<name>.gradcam.png`` per image: a Grad-CAM overlay
 computed from the TF model (metadata.json's train_dir) the TFLite file was exported from.
+When the export holds a segmentation network (``segment.tflite`` beside ``model.tflite``), each
+answer also carries ``outline`` (the nodule's polygon in pixels of the input image), ``outlines``
+(every nodule view), ``nodule_box`` and ``measurements`` (pixels; millimetres too where a DICOM
+gives its pixel spacing); when nothing is found, ``nodule_found`` is false and ``outline_note``
+says that the scan field stands for the nodule.
 """
 
 import json
@@ -23,6 +28,7 @@ from thyroid.deploy import NOTICE
 from thyroid.datasets.images import DEFAULT_MAX_PIXELS
 from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, predict_files,
                                     write_csv)
+from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
 
 COMMAND = "predict"
@@ -49,6 +55,7 @@ def run(fv, argv):
         return cli.USAGE_STATUS
     try:
         model = TFLiteModel.load(fv.model)
+        segmenter = TFLiteSegmenter.beside(model.model_dir)
         gradcam = None
         if fv.gradcam:
             gradcam = load_gradcam(model)
@@ -56,13 +63,14 @@ def run(fv, argv):
     except ModelError as error:
         cli.print_error(COMMAND, error)
         return cli.USAGE_STATUS
-    results = predict_files(model, paths, gradcam, fv.gradcam, fv.max_pixels)
+    results = predict_files(model, paths, gradcam, fv.gradcam, fv.max_pixels, segmenter)
     if fv.csv:
         write_csv(results, fv.csv)
     failed = [r for r in results if "error" in r]
     if fv.json:
         print(json.dumps({"model": model.model_path, "threshold": model.threshold,
                           "threshold_scale": model.metadata.get("threshold_scale"),
+                          "segmentation": segmenter.model_path if segmenter else None,
                           "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))

@@ -85,7 +85,7 @@ class BuildConfig:
         if not self.output_dir:
             raise ConfigError("output_dir", self.output_dir, "give a folder")
         _check_choice("protocol", self.protocol, PROTOCOLS)
-        _check_choice("crop", self.crop, images.CROP_MODES)
+        _check_choice("crop", self.crop, images.CROP_MODES + images.VARIANT_CROPS)
         _check_range("augment_copies", self.augment_copies, 0, MAX_AUGMENT_COPIES)
         _check_range("num_shards", self.num_shards, 1, MAX_SHARDS)
         _check_range("seed", self.seed, 0, MAX_SEED)

@@ -14,7 +14,8 @@ from lxml import etree
 
 from thyroid import BENIGN, MALIGNANT
 from thyroid.datasets import files, images
-from thyroid.datasets.example import Example, ReadResult, make_image_key, make_patient_id
+from thyroid.datasets.example import (Example, ReadResult, make_image_key, make_patient_id,
+                                      path_entry)
 
 SOURCE = "ddti"
 REPORT_FIELDS = ("number", "age", "sex", "composition", "echogenicity", "margins",
@@ -72,6 +73,24 @@ def parse_polygons(svg_text):
         if polygon:
             polygons.append(polygon)
     return polygons or None
+
+
+# Why a mark has no usable outline (DDTI has both kinds: see its SOURCE.md).
+EMPTY_OUTLINE = "empty outline"
+BROKEN_OUTLINE = "outline not parsable (cut off?)"
+NO_POINTS = "outline without points"
+
+
+def outline_problem(svg_text):
+    """Why ``parse_polygons(svg_text)`` gives no polygon ('' when it gives one)."""
+    text = (svg_text or "").strip()
+    if not text:
+        return EMPTY_OUTLINE
+    try:
+        json.loads(text)
+    except ValueError:
+        return BROKEN_OUTLINE
+    return "" if parse_polygons(text) else NO_POINTS
 
 
 def _element_text(element):
@@ -133,6 +152,8 @@ def _read_case(result, directory, xml_name, files_by_stem, used_images):
         polygons = parse_polygons(svg)
         if polygons is None:
             result.marks_without_polygon.append(mark_name)
+            result.broken_outlines.append(path_entry(image_path, outline_problem(svg),
+                                                     mark_name))
         result.examples.append(Example(
             source=SOURCE, case_id=case_id, patient_id=make_patient_id(SOURCE, case_id),
             image_path=image_path, label=label, tirads=fields["tirads"],

@@ -140,3 +140,35 @@ def dicom_patient(path, default):
         raise ImageError("cannot decode image", "not a DICOM image (no Rows/Columns)")
     patient = str(header.get("PatientID", "") or "").strip()
     return patient or default, int(header.get("NumberOfFrames", 1) or 1)
+
+
+# Ultrasound regions give their physical units as codes (PS3.3 C.8.5.5.1.15); 3 = cm.
+CENTIMETRE_UNITS = 3
+
+
+def _positive(values):
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return numbers if numbers and all(np.isfinite(n) and n > 0 for n in numbers) else None
+
+
+def _region_spacing(header):
+    """(row mm, column mm) of the first ultrasound region measured in centimetres."""
+    for region in header.get("SequenceOfUltrasoundRegions", None) or ():
+        units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
+        deltas = _positive([region.get("PhysicalDeltaY"), region.get("PhysicalDeltaX")])
+        if units == (CENTIMETRE_UNITS, CENTIMETRE_UNITS) and deltas:
+            return 10.0 * abs(deltas[0]), 10.0 * abs(deltas[1])
+    return None
+
+
+def pixel_spacing(source):
+    """(row spacing, column spacing) in millimetres from the header (PixelSpacing, else the
+    first ultrasound region in centimetres), or None when the file gives neither."""
+    header = _read_header(source)
+    spacing = _positive(list(header.get("PixelSpacing", None) or []))
+    if spacing and len(spacing) == 2:
+        return spacing[0], spacing[1]
+    return _region_spacing(header)

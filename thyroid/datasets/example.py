@@ -92,6 +92,9 @@ class ReadResult:
     skipped: List[Dict[str, str]] = dataclasses.field(default_factory=list)
     cases: int = 0
     marks_without_polygon: List[str] = dataclasses.field(default_factory=list)
+    # path_entry records of images whose outline cannot be used, with the reason (DDTI marks
+    # with an empty or cut-off polygon): the localisation skips them.
+    broken_outlines: List[Dict[str, str]] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)  # caveats for the manifest
     labels: List[Dict[str, str]] = dataclasses.field(default_factory=list)  # how cases got labels
 

@@ -110,6 +110,8 @@ def read(directory, class_map=None, patient_id_regex=None):
         except files.FileError as error:
             result.skip_error(path, error)
             continue
+        if images.is_mask_file(path):
+            continue  # a nodule outline beside its image (datasets.outlines), not a scan
         if not images.is_image_file(path):
             if not path.lower().endswith(IGNORED_EXTENSIONS):
                 result.skip(path, "unknown file type")

@@ -86,3 +86,68 @@ def select(keys, augmented, members, part):
     return np.asarray([i for i, (key, copy) in enumerate(zip(keys, augmented))
                        if key in wanted and (part == "train" or not copy)], dtype=np.int64)
 
+
+
+# --------------------------------------------------------------------------------------
+# The outline set's images in the folds (segmentation)
+# --------------------------------------------------------------------------------------
+
+OUTLINE_ROLES = ("train", "test")
+
+
+def dealt_units(units, num_folds, seed, repeat):
+    """{unit: fold} for units no labelled image places (unlabelled patients): shuffled per
+    repeat and dealt round-robin, like the labelled units."""
+    ordered = sorted(set(units))
+    np.random.RandomState([seed, repeat]).shuffle(ordered)
+    return {unit: index % num_folds for index, unit in enumerate(ordered)}
+
+
+def _unit_parts(records, members):
+    """{unit: set of fold parts its labelled images are in}."""
+    part_of = {key: part for part, keys in members.items() for key in keys}
+    parts = {}
+    for record in records:
+        parts.setdefault(record.unit, set())
+        if record.key in part_of:
+            parts[record.unit].add(part_of[record.key])
+    return parts
+
+
+def _unit_role(parts, dealt_fold, fold):
+    """'train', 'test' or None (held out of the segmentation: a unit of the inner validation
+    part, whose images must stay as unseen as the test fold's)."""
+    if not parts:
+        return "test" if dealt_fold == fold else "train"
+    if parts == {"train"}:
+        return "train"
+    if parts == {"test"}:
+        return "test"
+    return None
+
+
+def outline_parts(records, folds, repeat, fold):
+    """{'train': [...], 'test': [...]}: indices of the outlined ``records`` (datasets.outlines)
+    a fold's segmentation model trains on and is tested on.
+
+    A unit (patients linked by a byte-identical image, labelled or not) goes where its labelled
+    images go: test with the fold's test part; training only when all of them train the fold
+    (a unit of the inner validation part is in neither). Units of unlabelled images alone are
+    dealt to folds (``dealt_units``). Byte-identical images count once. ``REFIT_FOLD``: every
+    outlined image trains."""
+    if fold == REFIT_FOLD:
+        roles = {record.unit: "train" for record in records}
+    else:
+        parts = _unit_parts(records, fold_members(folds, repeat, fold))
+        dealt = dealt_units([u for u, p in parts.items() if not p], folds["num_folds"],
+                            folds.get("seed", 0), repeat)
+        roles = {unit: _unit_role(p, dealt.get(unit), fold) for unit, p in parts.items()}
+    chosen = {role: [] for role in OUTLINE_ROLES}
+    seen = set()
+    for index, record in enumerate(records):
+        role = roles.get(record.unit)
+        if role is None or not record.has_outline or record.sha256 in seen:
+            continue
+        seen.add(record.sha256)
+        chosen[role].append(index)
+    return chosen

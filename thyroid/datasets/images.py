@@ -53,6 +53,15 @@ def is_image_file(path):
     return os.path.splitext(path)[1].lower() in supported_extensions()
 
 
+# A nodule outline drawn as a mask image beside its image (``scan.jpg`` -> ``scan_mask.png``):
+# read by the outline set (``datasets.outlines``), never as a scan of its own.
+MASK_SUFFIX = "_mask.png"
+
+
+def is_mask_file(path):
+    return os.path.basename(path).lower().endswith(MASK_SUFFIX)
+
+
 def file_sha256(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Content hash of an image file, streamed; ImageError for a file that must not be read."""
     try:
@@ -274,6 +283,10 @@ def crop_roi(rgb, polygons, margin=0.15):
 
 
 CROP_MODES = ("scan", "roi", "none")
+# Crops that change the frame around the scan field, for the study's robustness check only
+# (never a training or export crop): the detected field with the bottom text band kept, and a
+# fixed proportional box in place of the detected field (another scanner's layout).
+VARIANT_CROPS = ("scan_with_band", "fixed_box")
 
 
 def crop(rgb, mode, polygons=()):
@@ -283,4 +296,10 @@ def crop(rgb, mode, polygons=()):
         return crop_roi(rgb, polygons)
     if mode == "none":
         return rgb
+    if mode == "scan_with_band":
+        top, _, left, right = find_scan_box(rgb)
+        return np.ascontiguousarray(rgb[top:, left:right])
+    if mode == "fixed_box":
+        top, bottom, left, right = fallback_scan_box(*rgb.shape[:2])
+        return np.ascontiguousarray(rgb[top:bottom, left:right])
     raise ValueError(f"unknown crop mode {mode!r}; expected one of {CROP_MODES}")

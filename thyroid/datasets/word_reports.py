@@ -179,8 +179,8 @@ def _read_patient(result, patient, folder, table, suspicious_as_malignant, parse
     image_paths = []
     for name in names:
         path = os.path.join(folder, name)
-        if name == REPORT_NAME:
-            continue
+        if name == REPORT_NAME or images.is_mask_file(name):
+            continue  # a mask is an image's nodule outline (datasets.outlines), not a scan
         if not images.is_image_file(name):
             result.skip(path, "unknown file type")
             continue

@@ -205,7 +205,9 @@ def preprocessing_description(spec_name, image_size, crop):
 
 def holds_only_export_files(directory):
     """Whether every entry of ``directory`` is one an export writes (or its temporary)."""
-    ours = {MODEL_FILE, METADATA_FILE, shards.LABELS_NAME}
+    from thyroid.deploy.segment import SEGMENT_METADATA_FILE, SEGMENT_MODEL_FILE
+    ours = {MODEL_FILE, METADATA_FILE, shards.LABELS_NAME, SEGMENT_MODEL_FILE,
+            SEGMENT_METADATA_FILE}
     return all(name in ours or name.startswith(".tmp-") or FOLD_FILE_PATTERN.fullmatch(name)
                for name in os.listdir(directory))
 

@@ -79,8 +79,22 @@ def _gradcam_name(path, used):
     return name
 
 
-def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAULT_MAX_PIXELS):
-    """-> one dict per path: file, probability, label, label_name (or error), gradcam path."""
+def pixel_spacing(path):
+    """(row mm, column mm) of a DICOM file whose header gives it, else None."""
+    from thyroid.datasets.images import DICOM_EXTENSIONS
+    if os.path.splitext(path)[1].lower() not in DICOM_EXTENSIONS:
+        return None
+    from thyroid.datasets import dicom
+    try:
+        return dicom.pixel_spacing(path)
+    except ImageError:
+        return None
+
+
+def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAULT_MAX_PIXELS,
+                  segmenter=None):
+    """-> one dict per path: file, probability, label, label_name (or error), gradcam path;
+    with a ``segmenter`` (``deploy.segment``) the nodule's outline and measurements too."""
     from thyroid.deploy.gradcam import overlay, png_bytes
     from thyroid.io_utils import atomic_write_bytes
     results, used = [], set()
@@ -94,6 +108,10 @@ def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAU
             row["error"] = str(error)
             results.append(row)
             continue
+        if segmenter is not None:
+            same_crop = segmenter.crop == ("scan" if model.crop == "roi" else model.crop)
+            row.update(segmenter.locate(rgb, prepared.box if same_crop else None,
+                                        pixel_spacing(path)))
         if gradcam is not None:
             heat, _ = gradcam.compute(prepared.net_input)
             out_path = os.path.join(gradcam_dir, _gradcam_name(path, used))
@@ -101,6 +119,18 @@ def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAU
             row["gradcam"] = out_path
         results.append(row)
     return results
+
+
+def _nodule_text(row):
+    """The table's nodule column: its size, or why there is none."""
+    if "nodule_found" not in row:
+        return ""
+    if not row["nodule_found"]:
+        return "  no nodule found (scan field)"
+    values = row["measurements"]
+    if "width_mm" in values:
+        return f"  nodule {values['width_mm']:.1f} x {values['height_mm']:.1f} mm"
+    return f"  nodule {values['width_px']:.0f} x {values['height_px']:.0f} px"
 
 
 def format_table(results):
@@ -113,5 +143,5 @@ def format_table(results):
             continue
         risk = f"{r['risk']:.4f}" + ("" if r.get("spread") is None else f"+-{r['spread']:.3f}")
         lines.append(f"{r['file']:<{width}}  {r['probability']:>12.4f}  {risk:>14}  "
-                     f"{r['label_name']}")
+                     f"{r['label_name']}" + _nodule_text(r))
     return "\n".join(lines)

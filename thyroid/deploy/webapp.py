@@ -11,6 +11,9 @@ The views are module-level functions (``register_views`` adds them under the end
   P(malignant), which decides ``label`` at ``threshold``), ``risk`` (recalibrated), ``spread``
   (a fold ensemble's SD of risks, else null), ``label``, ``label_name``, ``threshold``,
   ``gradcam`` (a PNG data URL, or null), ``notice``;
+  with a segmentation network in the export (``segment.tflite``), ``outline`` / ``outlines`` (the
+  nodule's polygon(s) in pixels of the upload), ``nodule_box``, ``measurements`` (pixels),
+  ``nodule_found`` and ``outline_note`` (why there is none, or that sizes are in pixels);
   errors are JSON ``{"error": ...}``, one message per cause: 400 (no file, empty file, too many
   pixels, not decodable), 413 (file too large, too many form parts), 415 (a format other than
   JPEG or PNG), 500;
@@ -37,6 +40,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from thyroid.datasets.images import ImageError, decode_image_bytes
 from thyroid.deploy import NOTICE, middleware
+from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -53,6 +57,7 @@ ACCEPTED_FORMATS = ("JPEG", "PNG")
 # One file field is all the form needs; a few spare parts for clients that add a field.
 MAX_FORM_PARTS = 8
 UPLOAD_FIELD = "image"
+NO_SEGMENTATION = "no outline: this export has no segmentation network (export --segment_dir)"
 
 
 class UploadError(Exception):
@@ -126,6 +131,7 @@ class AppState:
     gradcam_note: str | None  # why answers carry no overlay; None when they do
     max_upload_bytes: int
     max_pixels: int
+    segmenter: TFLiteSegmenter | None = None  # segment.tflite beside the model, if exported
     # Large images take several hundred MB each while decoded and cropped: one at a time keeps
     # the server's memory bounded whatever the mix of requests.
     large_image_slot: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -178,7 +184,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.config["JSON_SORT_KEYS"] = False
     app.extensions[STATE_KEY] = AppState(model, gradcam_model, gradcam_note, max_upload_bytes,
-                                         max_pixels)
+                                         max_pixels, TFLiteSegmenter.beside(model.model_dir))
     # Kept under their own names too: callers (and tests) read the loaded model from here.
     app.extensions["thyroid_model"] = model
     app.extensions["thyroid_gradcam"] = gradcam_model
@@ -258,7 +264,8 @@ def health():
                     "threshold": state.model.threshold,
                     "recalibrated": not all(m.is_identity for m in state.model.maps),
                     "folds": len(state.model.maps),
-                    "gradcam": state.gradcam_model is not None})
+                    "gradcam": state.gradcam_model is not None,
+                    "segmentation": state.segmenter is not None})
 
 
 def analyse(state, rgb):
@@ -274,6 +281,11 @@ def analyse(state, rgb):
         result["gradcam_layer"] = state.gradcam_model.layer_name
     else:
         result["gradcam_note"] = state.gradcam_note
+    if state.segmenter is not None:
+        same_crop = state.segmenter.crop == ("scan" if state.model.crop == "roi" else state.model.crop)
+        result.update(state.segmenter.locate(rgb, prepared.box if same_crop else None))
+    else:
+        result.update(outline=None, outlines=[], outline_note=NO_SEGMENTATION)
     return result
 
 

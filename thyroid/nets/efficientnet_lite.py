@@ -132,6 +132,16 @@ def frozen_prefix(inputs):
             return _prefix(inputs, {})
 
 
+def prefix_end_points(inputs):
+    """stem .. blocks_14 in inference mode -> {end point: tensor}: the frozen encoder a
+    segmentation decoder reads (``nets.segmentation``); same variables as ``features``."""
+    end_points = {}
+    with slim.arg_scope(arg_scope(is_training=False)):
+        with tf1.variable_scope(SCOPE, values=[inputs]):
+            _prefix(inputs, end_points)
+    return end_points
+
+
 def trainable_suffix(prefix, is_training=False):
     """blocks_15 + conv_head + pool on a ``frozen_prefix`` output -> (pooled [N, 1280],
     end_points)."""

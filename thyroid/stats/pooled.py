@@ -24,7 +24,9 @@ aggregates:
   ``_ci_low/high``, ``treat_all_at_0_10``) at the ``decision.TABLE_THRESHOLDS``.
 * ``p_vs_best``: DeLong's test against the row with the highest ``auc``, on the images
   both rows scored, each image's probability averaged over repeats. Not corrected for
-  multiple comparisons. None for the best row itself.
+  multiple comparisons. None for the best row itself. Rows in ``unranked`` (a reference
+  that needs what a new image lacks) are never the best, but get their p too.
+* ``delong_between(records, a, b)``: the same test between two named rows.
 
 External records carry the fold ``EXTERNAL_FOLD`` (the refitted model) or ``ENSEMBLE_FOLD``
 (the fold ensemble, whose ``spread`` is the SD of its fold models' risks per image).
@@ -138,7 +140,7 @@ def curve_table_figures(curve):
     return figures
 
 
-def summarize_predictions(records, num_samples=1000, seed=0):
+def summarize_predictions(records, num_samples=1000, seed=0, unranked=()):
     """{row_id: figures} over the cross-validation records (external ones are left out).
 
     Row ids are keyed through ``row_key`` (numbers become ints).
@@ -149,7 +151,8 @@ def summarize_predictions(records, num_samples=1000, seed=0):
             by_row[row_key(record["row_id"])].append(record)
     summaries = {row_id: _summarize_row(_arrays(rows), num_samples, seed)
                  for row_id, rows in by_row.items()}
-    _add_delong_vs_best(summaries, {row_id: _arrays(rows) for row_id, rows in by_row.items()})
+    _add_delong_vs_best(summaries, {row_id: _arrays(rows) for row_id, rows in by_row.items()},
+                        {row_key(row) for row in unranked})
     return summaries
 
 
@@ -190,24 +193,42 @@ def _mean_prob_by_image(table):
     return {image: (label, total / count) for image, (label, total, count) in sums.items()}
 
 
-def _add_delong_vs_best(summaries, tables):
-    ranked = [row for row in summaries if not math.isnan(summaries[row]["auc"])]
+def _delong(table_a, table_b):
+    """DeLong's test of two rows on the images both scored (probabilities averaged over
+    repeats)."""
+    scores_a, scores_b = _mean_prob_by_image(table_a), _mean_prob_by_image(table_b)
+    shared = sorted(set(scores_a) & set(scores_b))
+    labels = [scores_b[image][0] for image in shared]
+    result = metrics.delong_test(labels, [scores_a[image][1] for image in shared],
+                                 [scores_b[image][1] for image in shared])
+    return dict(result, images=len(shared))
+
+
+def _add_delong_vs_best(summaries, tables, unranked=frozenset()):
+    scored = [row for row in summaries if not math.isnan(summaries[row]["auc"])]
+    ranked = [row for row in scored if row not in unranked]
     for row in summaries:
         summaries[row]["p_vs_best"] = None
     if not ranked:
         return
     best = max(ranked, key=lambda row: summaries[row]["auc"])
-    best_scores = _mean_prob_by_image(tables[best])
-    for row in ranked:
-        if row == best:
-            continue
-        scores = _mean_prob_by_image(tables[row])
-        shared = sorted(set(scores) & set(best_scores))
-        labels = [best_scores[image][0] for image in shared]
-        result = metrics.delong_test(labels, [scores[image][1] for image in shared],
-                                     [best_scores[image][1] for image in shared])
-        summaries[row]["p_vs_best"] = result["p_value"]
+    for row in scored:
+        if row != best:
+            summaries[row]["p_vs_best"] = _delong(tables[row], tables[best])["p_value"]
     summaries[best]["best_row"] = True
+
+
+def delong_between(records, row_a, row_b):
+    """DeLong's test of row ``row_a`` against ``row_b`` on their cross-validation records:
+    {"p_value", "images", ...}, or None when either row has none."""
+    tables = {}
+    for row in (row_a, row_b):
+        rows = [r for r in records if row_key(r["row_id"]) == row_key(row)
+                and not is_external(r["fold"])]
+        if not rows:
+            return None
+        tables[row] = _arrays(rows)
+    return _delong(tables[row_a], tables[row_b])
 
 
 def summarize_external(records, num_samples=1000, seed=0, fold=EXTERNAL_FOLD):

@@ -1,4 +1,4 @@
-"""The whole study in one command: data, shards, checkpoints, eleven rows, report.
+"""The whole study in one command: data, shards, checkpoints, the rows, report.
 
     python -m thyroid.study            # what ./run_all.sh runs
     python -m thyroid.study --ddti_dir=../shared/data/ddti --protocol=image
@@ -6,7 +6,8 @@
 With no data flags it generates the synthetic default. Each row is cross-validated
 over patient-grouped folds (--cv_folds, default 5; 3 with --quick; 0 = one split); a row whose ImageNet checkpoint is missing is reported
 as skipped with the command that fixes it (or runs from random weights with
---allow_random_init, labelled so). The log ends with the summary's path.
+--allow_random_init, labelled so). Rows 1-11 run by default; the localisation rows 12 and 13
+(docs/LOCALISATION.md) run when --rows names them. The log ends with the summary's path.
 """
 
 import os
@@ -69,7 +70,12 @@ def define_run_flags(fv):
 
 
 def define_validation_flags(fv):
-    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: all).", flag_values=fv)
+    flags.DEFINE_list("crop_variants", [], "Robustness to the frame: score every fold's test "
+                      "images again cut with these crops (band: text band kept; frame: the "
+                      "whole frame; fixed: a fixed box instead of the detected field) and "
+                      "report how far each row's probability moves.", flag_values=fv)
+    flags.DEFINE_list("rows", [], "Comma-separated row ids to run (default: 1-11; the "
+                      "localisation rows 12 and 13 run only when named).", flag_values=fv)
     flags.DEFINE_integer("cv_folds", None, "Patient-grouped cross-validation folds (default 5; "
                          "3 with --quick; 0: one train/validation/test split).", lower_bound=0,
                          upper_bound=MAX_FOLDS, flag_values=fv)
@@ -180,6 +186,8 @@ def check_flags(fv):
     check_outputs(fv)
     if fv.cv_folds == 1:
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
+    check_localisation(fv)
+    check_crop_variants(fv)
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
     if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
@@ -190,6 +198,30 @@ def check_flags(fv):
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
                              "external validation needs the cross-validated patient protocol")
     return external
+
+
+def check_crop_variants(fv):
+    from thyroid.study.config import CROP_VARIANTS as VARIANTS
+    unknown = [v for v in fv.crop_variants if v not in VARIANTS]
+    if unknown:
+        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
+                             f"choose among {', '.join(VARIANTS)}")
+    if fv.crop_variants and (fv.protocol != "patient" or fv.cv_folds == 0):
+        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
+                             "needs the cross-validated patient protocol")
+
+
+def check_localisation(fv):
+    """The localisation rows need folds (their outlines: DDTI's polygons, the synthetic set's,
+    or ``<name>_mask.png`` beside the images)."""
+    from thyroid.study.rows import LOCALISATION_MODES, ROW_IDS, get_row
+    rows = [get_row(row_id) for row_id in parse_rows(fv.rows, ROW_IDS)]
+    asked = [str(row.id) for row in rows if row.mode in LOCALISATION_MODES]
+    if not asked:
+        return
+    if fv.protocol != "patient" or fv.cv_folds == 0:
+        raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} (localisation) "
+                             "need the cross-validated patient protocol")
 
 
 def study_config(fv, external):
@@ -205,7 +237,8 @@ def study_config(fv, external):
         cv_folds=fv.cv_folds, cv_repeats=fv.cv_repeats, operating_point=fv.operating_point,
         inner_validation_fraction=fv.inner_validation_fraction,
         external=tuple(sorted(external.items())), recalibrate=fv.recalibrate,
-        final_model=fv.final_model)
+        final_model=fv.final_model,
+        crop_variants=tuple(dict.fromkeys(fv.crop_variants)))
 
 
 def run(fv, args):

@@ -6,7 +6,7 @@ import os
 from thyroid.datasets import folds
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
-from thyroid.study import clinical_report, data, report
+from thyroid.study import clinical_report, data, localisation, report, robustness
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
@@ -50,7 +50,7 @@ def row_results(plan, results):
 
 def _fill_row(plan, entry, fit_ids, fits):
     if plan.study.num_folds:
-        entry.folds = [FoldResult(records=read_records(plan.run_dir, job_id), **result.payload)
+        entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, job_id))
                        for job_id, result in zip(fit_ids, fits)]
         entry.checkpoint = entry.folds[0].checkpoint
         entry.train_seconds = sum(fold.seconds for fold in entry.folds)
@@ -85,7 +85,9 @@ def mobile_text(plan, results, rows):
         return NOT_EXPORTED
     row = next(r for r in rows if r.row_id == export.payload["row_id"])
     how = ", refitted on all development data" if export.payload.get("refit") else ""
-    return f"{row.label} (row {row.row_id}){how} -> {export.payload['exported']}"
+    beside = (f"; segmentation network -> {export.payload['segment']}"
+              if export.payload.get("segment") else "")
+    return f"{row.label} (row {row.row_id}){how} -> {export.payload['exported']}{beside}"
 
 
 def _keyed(figures):
@@ -184,7 +186,16 @@ def _write_cv_report(plan, results, rows):
                 "stages": stage_times(plan, results)}
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
+    fits = [job.id for job in plan.jobs
+            if job.kind == "fit" and results[job.id] is not None and results[job.id].ok]
+    extra = localisation.report_lines(rows, summaries, records,
+                                      [results[job_id].payload for job_id in fits],
+                                      plan.study.num_bootstrap, plan.study.seed,
+                                      [read_records(plan.run_dir, job_id) for job_id in fits])
+    moved = {job.row_id: results[job.id].payload for job in plan.jobs
+             if job.kind == "robustness" and results[job.id] is not None and results[job.id].ok}
+    extra += robustness.report_lines(rows, moved, plan.study.crop_variants)
     design = _design(plan, results)
     report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                           design, _clinical(plan, results, design, payload))
+                           design, _clinical(plan, results, design, payload), extra)
 

@@ -4,7 +4,8 @@ run's ``plan.json``; and the ``RunConfig`` each row trains with."""
 import dataclasses
 import datetime
 
-from thyroid.study.rows import STUDY_ROWS, effective_settings
+from thyroid.study.rows import (DEFAULT_ROW_IDS, SCAN_VIEW_MODE, SEGMENTING_MODE, STUDY_ROWS,
+                                effective_settings, is_localisation)
 from thyroid.training.run_config import RunConfig
 
 DEFAULT_SYNTHETIC_CASES = 120  # DDTI-style cases, and as many local-style patients
@@ -20,6 +21,9 @@ EVAL_EVERY_N_EPOCHS = 0.5
 EARLY_STOPPING_PATIENCE = 10
 RECALIBRATE_CHOICES = ("logistic", "none")
 FINAL_MODELS = ("refit", "folds")
+# --crop_variants: name -> the build crop (datasets.images) its shards are cut with
+# (study.robustness).
+CROP_VARIANTS = {"band": "scan_with_band", "frame": "none", "fixed": "fixed_box"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,9 @@ class StudyConfig:
     # What scores the external sets and is exported: "refit" (one model trained on all
     # development data) or "folds" (the mean of the fold models' risks).
     final_model: str = "refit"
+    # Robustness to the frame: crop variants (study.robustness.VARIANTS) the test images are
+    # scored again under; () = none (the check costs a build and a scoring pass per variant).
+    crop_variants: tuple = ()
 
     @property
     def source(self):
@@ -85,7 +92,15 @@ class StudyConfig:
                 + f"-{self.source}-{self.protocol}" + ("-quick" if self.quick else ""))
 
     def selected_rows(self):
-        return [row for row in STUDY_ROWS if not self.rows or row.id in self.rows]
+        """The rows --rows names, else ``DEFAULT_ROW_IDS``."""
+        wanted = self.rows or DEFAULT_ROW_IDS
+        return [row for row in STUDY_ROWS if row.id in wanted]
+
+    def localises(self):
+        return any(is_localisation(row) for row in self.selected_rows())
+
+    def segments(self):
+        return any(row.mode == SEGMENTING_MODE for row in self.selected_rows())
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -96,13 +111,16 @@ class StudyConfig:
         values = {k: v for k, v in saved.items() if k in fields}
         values["rows"] = tuple(values.get("rows", ()))
         values["external"] = tuple(tuple(pair) for pair in values.get("external", ()))
+        values["crop_variants"] = tuple(values.get("crop_variants", ()))
         return cls(**values)
 
 
 def row_config(study, row, dataset_dir):
-    """The RunConfig of one row of the study on ``dataset_dir``."""
+    """The RunConfig of one row of the study on ``dataset_dir`` (for a localisation row, that
+    of its scan-field view: row 11's features)."""
     settings = effective_settings(row, study.quick)
-    return RunConfig(model=row.model, mode=row.mode, dataset_dir=dataset_dir,
+    mode = SCAN_VIEW_MODE if is_localisation(row) else row.mode
+    return RunConfig(model=row.model, mode=mode, dataset_dir=dataset_dir,
                      checkpoint_dir=study.checkpoint_dir, allow_random_init=study.allow_random_init,
                      image_size=settings.image_size, batch_size=settings.batch_size,
                      num_epochs=settings.num_epochs, seed=study.seed,

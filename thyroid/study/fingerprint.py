@@ -16,6 +16,9 @@ from thyroid.study.results import read_result
 
 # Settings that say where the run goes, not what it computes.
 PLACE_SETTINGS = ("output_dir", "run_name")
+# Settings added after runs were already planned, left out while at their default: a run
+# planned before they existed keeps its jobs' fingerprints (and resumes without redoing them).
+LATER_SETTINGS = {"crop_variants": ()}
 
 
 def folder_listing(path):
@@ -48,7 +51,8 @@ def _source_listing(plan, job):
 
 
 def job_fingerprint(plan, job):
-    settings = {k: v for k, v in plan.study.to_json().items() if k not in PLACE_SETTINGS}
+    settings = {k: v for k, v in plan.study.to_json().items() if k not in PLACE_SETTINGS
+                and not (k in LATER_SETTINGS and tuple(v) == LATER_SETTINGS[k])}
     inputs = {}
     for job_id in job.inputs:
         result = read_result(plan.run_dir, job_id)

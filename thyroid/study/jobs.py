@@ -18,13 +18,14 @@ from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
 from thyroid.datasets import duplicates, folds, shards
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
-from thyroid.study import data, fitting
+from thyroid.study import data, fitting, localisation, robustness
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.assemble import write_report
-from thyroid.study.plan import EXTERNAL_DIR, MOBILE_DIR, SHARDS_DIR, TRAIN_DIR, row_of
-from thyroid.study.rows import get_row
+from thyroid.study.plan import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR, SHARDS_DIR,
+                                TRAIN_DIR, row_of)
+from thyroid.study.rows import SEGMENTING_MODE, get_row, is_localisation
 from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
                                    read_result, this_worker, write_result)
 
@@ -83,9 +84,46 @@ def run_checkpoints(plan, job):
     return Outcome({"models": models})
 
 
+def run_outlines(plan, job):
+    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    return Outcome(localisation.build_outlines(sources, _path(plan, SHARDS_DIR),
+                                               _path(plan, OUTLINES_DIR)))
+
+
+def run_variant(plan, job):
+    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    name = job.id.split("-", 1)[1]
+    return Outcome(robustness.build_variant(sources, name,
+                                            robustness.variant_dir(plan.run_dir, name),
+                                            plan.study.seed))
+
+
+def run_robustness(plan, job):
+    """The row's folds scored again on every crop variant (``study.robustness``)."""
+    fits = [(os.path.join(row_train_dir(plan, job.row_id),
+                          f"repeat{plan.job(job_id).repeat}_fold{plan.job(job_id).fold}"),
+             read_records(plan.run_dir, job_id))
+            for job_id in job.inputs if plan.job(job_id).kind == "fit"]
+    variants = {plan.job(job_id).id.split("-", 1)[1]: read_result(plan.run_dir, job_id)
+                .payload["dataset_dir"] for job_id in job.inputs
+                if plan.job(job_id).kind == "variant"}
+    return Outcome(robustness.row_robustness(fits, variants))
+
+
+def run_segment(plan, job):
+    row = next(r for r in plan.study.selected_rows() if r.mode == SEGMENTING_MODE)
+    config = row_config(plan.study, row, _path(plan, SHARDS_DIR))
+    return Outcome(localisation.refit_segmentation(plan.study, row, config,
+                                                   _path(plan, OUTLINES_DIR),
+                                                   _path(plan, SEGMENT_DIR)))
+
+
 def run_features(plan, job):
     """Computes the row's frozen activations once, into the shards' activation cache, so that
     every fold reads them (a row fed images has none: nothing to do)."""
+    if is_localisation(row_of(job)):
+        return Outcome(localisation.prepare(plan.study, row_of(job), _row_run_config(plan, job),
+                                            _path(plan, OUTLINES_DIR)))
     from thyroid.training.inputs import load_split_inputs
     from thyroid.training.model import IMAGES, input_kind
     from thyroid.training.run import resolve
@@ -102,6 +140,11 @@ def run_fit(plan, job):
     if not plan.study.num_folds:
         return _fit_single_split(plan, job)
     train_dir = fold_train_dir(plan, job.row_id, job.repeat, job.fold)
+    if is_localisation(row_of(job)):
+        fold, facts = localisation.run_fold(plan.study, row_of(job), _row_run_config(plan, job),
+                                            job.repeat, job.fold, train_dir,
+                                            _path(plan, OUTLINES_DIR))
+        return Outcome(dict(fold.facts(), localisation=facts), fold.records)
     fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
                             train_dir, plan.study.operating_point, plan.study.recalibrate)
     return Outcome(fold.facts(), fold.records)
@@ -121,8 +164,8 @@ def fold_results(plan, job_ids):
     for job_id in job_ids:
         result = read_result(plan.run_dir, job_id)
         if result is not None and result.ok and plan.job(job_id).kind == "fit":
-            found.append(FoldResult(records=read_records(plan.run_dir, job_id),
-                                    **result.payload))
+            found.append(FoldResult.from_payload(result.payload,
+                                                 read_records(plan.run_dir, job_id)))
     return found
 
 
@@ -205,11 +248,21 @@ def run_export(plan, job):
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
             fitting.refit_settings(folds_done)[0], output_dir)
-        return Outcome({"exported": paths.model, "row_id": row_id, "refit": False,
-                        "folds": len(folds_done), "layout": paths.layout})
-    export_model(train_dir, output_dir, quantize="none")
-    return Outcome({"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
-                    "refit": bool(plan.study.num_folds)})
+        facts = {"exported": paths.model, "row_id": row_id, "refit": False,
+                 "folds": len(folds_done), "layout": paths.layout}
+    else:
+        export_model(train_dir, output_dir, quantize="none")
+        facts = {"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
+                 "refit": bool(plan.study.num_folds)}
+    return Outcome(dict(facts, segment=_export_segment(plan, job, output_dir)))
+
+
+def _export_segment(plan, job, output_dir):
+    """Row 12's segmentation network (trained on every outlined image) beside the model."""
+    if "segment" not in job.inputs or not _ok(plan, "segment"):
+        return None
+    from thyroid.deploy.segment import export_segmentation
+    return export_segmentation(_path(plan, SEGMENT_DIR), output_dir)
 
 
 def run_pooled(plan, job):
@@ -218,7 +271,8 @@ def run_pooled(plan, job):
     records = [record for job_id in job.inputs if _ok(plan, job_id)
                for record in read_records(plan.run_dir, job_id)]
     samples, seed = plan.study.num_bootstrap, plan.study.seed
-    summaries = pooled.summarize_predictions(records, samples, seed)
+    unranked = [row.id for row in plan.study.selected_rows() if not row.deployable]
+    summaries = pooled.summarize_predictions(records, samples, seed, unranked)
     payload = {"summaries": _by_text(summaries), "external": None,
                "final_model": plan.study.final_model}
     if plan.study.external:
@@ -238,6 +292,8 @@ def run_report(plan, job):
 
 
 RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
+           "outlines": run_outlines, "segment": run_segment, "variant": run_variant,
+           "robustness": run_robustness,
            "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
            "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report,
            "external_check": run_external_check, "ensemble": run_ensemble}

@@ -8,12 +8,19 @@ order that respects the inputs. Where each job writes:
 - ``data``: <run>/synthetic (the synthetic default only)
 - ``shards`` / ``external_shards``: <run>/shards, <run>/external_shards
 - ``checkpoints``: the study's --checkpoint_dir
+- ``outlines`` (localisation rows only): <run>/outlines, the outline set
+  (``datasets.outlines``); its segmentation encoder cache sits in the shards' activation cache
 - ``features-<row>``: the activation cache inside <run>/shards (rows on frozen features)
 - ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
   <run>/train/<row> (single split)
 - ``external_check``: the external set's duplicates of development images, in its result
 - ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
 - ``folds-<row>``: the fold ensemble (repeat 0's fold models) scores the external set
+- ``variant-<name>`` (``--crop_variants``): <run>/variants/<name>, the labelled images cut with
+  another crop (``study.robustness``); ``robustness-<row>``: the row's folds scored on them,
+  in its result
+- ``segment`` (row 12 with an export): <run>/train/segment, the segmentation network on every
+  outlined image, exported beside the classifier
 - ``pooled``: the pooled out-of-fold (and external) statistics, in its result
 - ``export``: <run>/mobile; ``report``: summary.* in <run>
 Every job's result is ``<run>/jobs/<job id>/result.json`` (``study.results``).
@@ -27,11 +34,12 @@ import time
 
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.study.config import StudyConfig
-from thyroid.study.rows import MOBILE_MODELS, get_row
+from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 PLAN_FILE = "plan.json"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
+OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 PLAN_FORMAT = 1
 REPORT_STAGE = "report: pooled metrics and bootstrap"
 
@@ -112,11 +120,15 @@ def _refit_rows(study):
     a refit."""
     if not study.num_folds:
         return []
-    if study.external:
-        return study.selected_rows()
+    if study.external:  # the localisation rows have no outline set of an external set
+        return _external_rows(study)
     if study.export and study.final_model == "refit":
         return _export_candidates(study)
     return []
+
+
+def _external_rows(study):
+    return [row for row in study.selected_rows() if not is_localisation(row)]
 
 
 def _external_jobs(study, fits):
@@ -129,11 +141,24 @@ def _external_jobs(study, fits):
         inputs = fits[row.id] + (("external_shards",) if study.external else ()) + check
         jobs.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
     if study.external:
-        for row in study.selected_rows():
+        for row in _external_rows(study):
             first = tuple(job for job in fits[row.id] if "-r0-" in job)
             jobs.append(Job(f"folds-{row.id}", "ensemble", f"row {row.id}: fold ensemble",
                             first + ("external_shards",) + check, row.id))
     return jobs
+
+
+def _robustness_jobs(study, fits):
+    """The crop variants' shards, then per row its folds scored on them (not the localisation
+    rows: their nodule view is built for the scan field only)."""
+    if not study.crop_variants or not study.num_folds:
+        return []
+    variants = [Job(f"variant-{name}", "variant", "robustness: variant shards", ("data",))
+                for name in study.crop_variants]
+    scored = [Job(f"robustness-{row.id}", "robustness", "robustness: scoring",
+                  fits[row.id] + tuple(job.id for job in variants), row.id)
+              for row in study.selected_rows() if not is_localisation(row)]
+    return variants + scored
 
 
 def plan_jobs(study):
@@ -143,14 +168,18 @@ def plan_jobs(study):
     if study.external:
         jobs.append(Job("external_shards", "external_shards", "external shards"))
     jobs.append(Job("checkpoints", "checkpoints", "checkpoints"))
+    if study.localises():
+        jobs.append(Job("outlines", "outlines", "outlines", ("data", "shards")))
     fits = {}
     for row in study.selected_rows():
-        row_jobs = _row_jobs(study, row, ("shards", "checkpoints"))
+        inputs = ("shards", "checkpoints") + (("outlines",) if is_localisation(row) else ())
+        row_jobs = _row_jobs(study, row, inputs)
         fits[row.id] = tuple(job.id for job in row_jobs if job.kind == "fit")
         jobs += row_jobs
     external = _external_jobs(study, fits)
     jobs += external
     refits = [job for job in external if job.kind == "refit"]
+    jobs += _robustness_jobs(study, fits)
     if study.num_folds:
         jobs.append(Job("pooled", "pooled", REPORT_STAGE,
                         tuple(job for ids in fits.values() for job in ids)
@@ -160,6 +189,9 @@ def plan_jobs(study):
         inputs = tuple(job for row_id in candidates for job in fits[row_id])
         if study.num_folds and study.final_model == "refit":
             inputs += tuple(job.id for job in refits if job.row_id in candidates)
+        if candidates and study.num_folds and study.segments():
+            jobs.append(Job("segment", "segment", "segmentation refit", ("outlines", "checkpoints")))
+            inputs += ("segment",)
         jobs.append(Job("export", "export", "export", inputs))
     jobs.append(Job("report", "report", "report", tuple(job.id for job in jobs)))
     return tuple(jobs)

@@ -31,7 +31,7 @@ from thyroid import LABEL_NAMES, io_utils
 from thyroid.stats import decision, metrics, pooled
 from thyroid.study import clinical_report, html_page, paper, tables
 from thyroid.study.figures import save_figure
-from thyroid.study.rows import STUDY_ROWS
+from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
 
 CSV_COLUMNS = [
     "row_id", "model", "mode", "status", "checkpoint",
@@ -355,7 +355,7 @@ def _paper_section(rows):
         header += [f"Paper {dataset} acc", f"Paper {dataset} sens", f"Paper {dataset} spec"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_key = {(r.model, r.mode): r for r in rows}
-    for study_row in STUDY_ROWS:
+    for study_row in table_rows(rows):
         ours = by_key.get((study_row.model, study_row.mode))
         cells = [str(study_row.id), _md(study_row.label)]
         for name in paper.PAPER_METRICS:
@@ -689,6 +689,12 @@ def external_results_markdown(rows, external):
     return lines + [""]
 
 
+def table_rows(rows):
+    """The study rows a paper comparison lists: the default ones and any other this run has."""
+    ran = {row.row_id for row in rows}
+    return [row for row in STUDY_ROWS if row.id in DEFAULT_ROW_IDS or row.id in ran]
+
+
 def cv_paper_markdown(rows, summaries):
     """The paper's Table 1 beside our pooled out-of-fold figures at 0.5 (the paper's rule)."""
     header = ["#", "Method", "Ours AUC", "Ours acc @0.5", "Ours sens @0.5", "Ours spec @0.5",
@@ -696,7 +702,7 @@ def cv_paper_markdown(rows, summaries):
     lines = [PAPER_PROTOCOL_NOTE, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_key = {(r.model, r.mode): r for r in rows}
-    for row_id, model, mode, label in ((r.id, r.model, r.mode, r.label) for r in STUDY_ROWS):
+    for row_id, model, mode, label in ((r.id, r.model, r.mode, r.label) for r in table_rows(rows)):
         ours = by_key.get((model, mode))
         figures = summaries.get(pooled.row_key(ours.row_id)) if ours else None
         figures = figures or {}
@@ -787,7 +793,7 @@ def _external_sections(rows, external, clinical):
     return lines
 
 
-def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=None):
+def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=None, extra=()):
     clinical = clinical or design.get("clinical") or clinical_report.ClinicalFacts()
     lines = ["# Thyroid ultrasound study: cross-validated results", ""]
     lines += study_design_markdown(dict(design, clinical=clinical))
@@ -799,6 +805,7 @@ def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=No
     lines += [f"- {_md(r.title)}: {_md(r.checkpoint)}" for r in rows
               if r.checkpoint]
     lines.append("")
+    lines += list(extra)  # sections of optional rows (localisation)
     if external:
         lines += _external_sections(rows, external, clinical)
     not_run = [r for r in rows if r.status in ("skipped", "failed")]
@@ -823,9 +830,10 @@ SUMMARY_HTML = "summary.html"
 
 
 def write_cv_report(run_dir, rows, records, summaries, external, run_info, design,
-                    clinical=None):
+                    clinical=None, extra=()):
     """predictions.csv, summary.csv, summary.md, summary.html, roc.png, calibration.png and
-    decision_curve.png in run_dir."""
+    decision_curve.png in run_dir; ``extra``: sections of optional rows (localisation,
+    robustness)."""
     clinical = clinical or clinical_report.ClinicalFacts()
     os.makedirs(run_dir, exist_ok=True)
     paths = {name: os.path.join(run_dir, file) for name, file in (
@@ -842,7 +850,8 @@ def write_cv_report(run_dir, rows, records, summaries, external, run_info, desig
         panels.append((f"External set ({clinical_report.MODEL_NAMES[clinical.final_model]})",
                        external))
     clinical_report.plot_decision_curves(rows, panels, paths["decision"])
-    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, clinical)
+    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, clinical,
+                                   extra)
     io_utils.atomic_write_text(paths["summary_md"], markdown)
     io_utils.atomic_write_text(paths["summary_html"], html_page.markdown_page(
         markdown, run_dir, "Thyroid ultrasound study"))

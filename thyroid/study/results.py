@@ -96,6 +96,12 @@ class FoldResult:
     recalibration: dict = dataclasses.field(default_factory=dict)
     validation: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def from_payload(cls, payload, records):
+        """From a fit job's result payload (which may carry more facts: a localisation row's)."""
+        names = {field.name for field in dataclasses.fields(cls)} - {"records"}
+        return cls(records=records, **{k: v for k, v in payload.items() if k in names})
+
     def facts(self):
         """JSON-ready, without the records (they go to records.json)."""
         return {"repeat": self.repeat, "fold": self.fold, "threshold": self.threshold,

@@ -4,6 +4,9 @@ Rows 1-7 are the paper's Table 1 (its numbers are data in ``study.paper``); rows
 the study with EfficientNet-Lite0, the one ImageNet backbone whose weights ship offline;
 row 11 is not a paper method but this project's best (docs/EXPERIMENTS.md): pooled
 multi-layer features and a logistic regression whose C is chosen inside the training data.
+Rows 12 and 13 localise the nodule first (docs/LOCALISATION.md): row 12 with the outline a
+segmentation network predicts, row 13 with the expert's outline, an upper bound that no new
+image has (not deployable). They run only when ``--rows`` names them (``DEFAULT_ROW_IDS``).
 """
 
 import dataclasses
@@ -25,6 +28,8 @@ class StudyRow:
     mode: str
     label: str
     settings: RowSettings
+    # False for a reference row that needs what no new image has (the expert's outline).
+    deployable: bool = True
 
     def folder_name(self):
         return f"{self.id:02d}_{self.model}_{self.mode}"
@@ -50,8 +55,22 @@ STUDY_ROWS = (
     StudyRow(11, "efficientnet_lite0", "bottleneck_logreg",
              "EfficientNet-Lite0 multi-layer features + logistic regression (ours)",
              RowSettings(224, 1)),
+    StudyRow(12, "efficientnet_lite0", "localise_logreg",
+             "EfficientNet-Lite0 localise, then classify: scan field + predicted nodule box + "
+             "outline measurements, logistic regressions (ours)", RowSettings(224, 1)),
+    StudyRow(13, "efficientnet_lite0", "outline_logreg",
+             "Row 12 with the expert outline (upper bound, not deployable)",
+             RowSettings(224, 1), deployable=False),
 )
 ROW_IDS = tuple(row.id for row in STUDY_ROWS)
+# What a study runs when --rows names none: the localisation rows are asked for by name
+# (they need outlines and cost several minutes on DDTI).
+DEFAULT_ROW_IDS = tuple(range(1, 12))
+# Rows that localise the nodule: the outline set, and (row 12) a segmentation per fold.
+LOCALISATION_MODES = ("localise_logreg", "outline_logreg")
+SEGMENTING_MODE = "localise_logreg"  # the row that trains a segmentation network
+# The scan-field view of the localisation rows is row 11's input.
+SCAN_VIEW_MODE = "bottleneck_logreg"
 PAPER_ROW_IDS = tuple(range(1, 8))
 # --quick: tiny inputs per network and at most two epochs, for CI.
 QUICK_SIZES = {"small_cnn": 32, "vgg_16": 32, "inception_v3": 75, "efficientnet_lite0": 64}
@@ -76,6 +95,10 @@ def row_label(model, mode):
     """The study's label for (model, mode), or '<model> <mode>' for rows outside it."""
     row = row_for(model, mode)
     return row.label if row else f"{model} {mode}"
+
+
+def is_localisation(row):
+    return row.mode in LOCALISATION_MODES
 
 
 def effective_settings(row, quick):

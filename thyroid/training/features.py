@@ -182,7 +182,10 @@ class FrozenNetwork:
     its weights are ``restore.FrozenWeights`` (no variable objects); without one they are
     variables initialised from ``seed``."""
 
-    def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0, layers=()):
+    def __init__(self, spec, image_size, outputs, checkpoint_path, seed=0, layers=(),
+                 build=None):
+        """``build(net_inputs) -> {output: tensor}`` replaces ``output_tensors`` for other
+        frozen outputs (the segmentation encoder's end points)."""
         self.spec, self.outputs = spec, tuple(outputs)
         self.batch_size = 0  # the largest batch fed so far; shorter ones are padded to it
         prefix = resolve_checkpoint(checkpoint_path)
@@ -192,8 +195,9 @@ class FrozenNetwork:
             tf1.set_random_seed(seed)
             self.images = tf1.placeholder(tf.uint8, [None, image_size, image_size, 3], name="images")
             with tf1.variable_scope("", custom_getter=weights.getter if weights else None):
-                tensors = output_tensors(
-                    spec, spec.preprocess(tf.cast(self.images, tf.float32)), self.outputs, layers)
+                net_inputs = spec.preprocess(tf.cast(self.images, tf.float32))
+                tensors = (build(net_inputs) if build else
+                           output_tensors(spec, net_inputs, self.outputs, layers))
             # Named, so that a converted model's outputs are found by name.
             self.tensors = {output: tf.identity(tensor, name=output_name(output))
                             for output, tensor in tensors.items()}

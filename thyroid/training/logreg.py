@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 from absl import logging
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
@@ -48,8 +49,15 @@ def classifier(c, seed=0, warm_start=False):
                               tol=TOL, warm_start=warm_start, random_state=seed)
 
 
-def make_model(c, seed=0):
-    return make_pipeline(StandardScaler(), classifier(c, seed))
+def scaler(impute=False):
+    """Standardisation, after median imputation when ``impute``: for features undefined on
+    some images (the outline measurements of an image where no nodule was found)."""
+    steps = [SimpleImputer(strategy="median", keep_empty_features=True)] if impute else []
+    return make_pipeline(*steps, StandardScaler())
+
+
+def make_model(c, seed=0, impute=False):
+    return make_pipeline(scaler(impute), classifier(c, seed))
 
 
 def _fit(model, features, labels):
@@ -72,12 +80,12 @@ def inner_splits(labels, groups, seed=0):
     return list(splitter.split(np.zeros(len(labels)), labels, groups))
 
 
-def path_scores(features, labels, train, held_out, grid=C_GRID, seed=0):
+def path_scores(features, labels, train, held_out, grid=C_GRID, seed=0, impute=False):
     """({C: held-out P(malignant)}, capped fits) along the C path of one inner split: one
     scaler for the split, each C warm-started from the previous one, smallest C first."""
-    scaler = StandardScaler().fit(features[train])
-    train_values = scaler.transform(features[train])
-    held_values = scaler.transform(features[held_out])
+    standardise = scaler(impute).fit(features[train])
+    train_values = standardise.transform(features[train])
+    held_values = standardise.transform(features[held_out])
     model = classifier(min(grid), seed, warm_start=True)
     scores, capped = {}, 0
     for c in sorted(grid):
@@ -87,13 +95,14 @@ def path_scores(features, labels, train, held_out, grid=C_GRID, seed=0):
     return scores, capped
 
 
-def inner_aucs(features, labels, splits, grid=C_GRID, seed=0):
+def inner_aucs(features, labels, splits, grid=C_GRID, seed=0, impute=False):
     """({C: AUC of the inner folds' pooled held-out scores (nan if undefined)}, capped fits)."""
     scores = {c: np.full(len(labels), np.nan) for c in grid}
     capped = 0
     for train, held_out in splits:
         if len(np.unique(labels[train])) == 2:
-            path, path_capped = path_scores(features, labels, train, held_out, grid, seed)
+            path, path_capped = path_scores(features, labels, train, held_out, grid, seed,
+                                             impute)
             capped += path_capped
             for c in grid:
                 scores[c][held_out] = path[c]
@@ -104,7 +113,7 @@ def inner_aucs(features, labels, splits, grid=C_GRID, seed=0):
     return aucs, capped
 
 
-def choose_c(features, labels, groups, seed=0, grid=C_GRID):
+def choose_c(features, labels, groups, seed=0, grid=C_GRID, impute=False):
     """(C, {C: inner AUC}, capped fits): the best inner AUC, ties to the smaller C (stronger
     penalty)."""
     splits = inner_splits(labels, groups, seed)
@@ -112,14 +121,15 @@ def choose_c(features, labels, groups, seed=0, grid=C_GRID):
         logging.warning("too few patients per class for an inner cross-validation: C=%g",
                         FALLBACK_C)
         return FALLBACK_C, {}, 0
-    aucs, capped = inner_aucs(features, labels, splits, grid, seed)
+    aucs, capped = inner_aucs(features, labels, splits, grid, seed, impute)
     usable = {c: auc for c, auc in aucs.items() if not np.isnan(auc)}
     best = max(usable, key=lambda c: (usable[c], -c)) if usable else FALLBACK_C
     return best, aucs, capped
 
 
-def fit_logreg(features, labels, patient_ids=None, seed=0):
-    """(fitted pipeline, selection record) for features [N, D] and 0/1 labels."""
+def fit_logreg(features, labels, patient_ids=None, seed=0, impute=False):
+    """(fitted pipeline, selection record) for features [N, D] and 0/1 labels (``impute``:
+    see ``make_model``)."""
     features = np.asarray(features, np.float64).reshape(len(features), -1)
     labels = np.asarray(labels, np.int64)
     groups = np.asarray(patient_ids if patient_ids is not None else np.arange(len(labels)), str)
@@ -127,8 +137,8 @@ def fit_logreg(features, labels, patient_ids=None, seed=0):
     # more threads barely speed up; on a busy machine (other jobs, other users) spinning BLAS
     # threads made the search several times slower than one thread.
     with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-        c, aucs, capped = choose_c(features, labels, groups, seed)
-        model = make_model(c, seed)
+        c, aucs, capped = choose_c(features, labels, groups, seed, impute=impute)
+        model = make_model(c, seed, impute)
         capped += _fit(model, features, labels)
     logging.info("logistic regression: C=%g (inner AUC by C: %s), %d images, %d features, "
                  "%d fits stopped at %d iterations", c,

@@ -37,8 +37,50 @@
       figure.hidden = true;
       note.textContent = data.gradcam_note || "";
     }
+    showOutline(data);
     result.hidden = false;
     setStatus("Done.", false);
+  }
+
+  var SVG = "http://www.w3.org/2000/svg";
+  var imageUrl = null;
+
+  function sizeText(m) {
+    if (!m) { return ""; }
+    if (m.width_mm !== undefined) {
+      return "about " + m.width_mm.toFixed(1) + " x " + m.height_mm.toFixed(1) + " mm";
+    }
+    return "about " + Math.round(m.width_px) + " x " + Math.round(m.height_px) + " px";
+  }
+
+  // Draws the predicted outline(s) over the uploaded image (its own pixels: the answer's
+  // coordinates are in the input image's pixels, so the SVG uses them as its view box).
+  function showOutline(data) {
+    var figure = document.getElementById("outline-figure");
+    var view = document.getElementById("outline-view");
+    var note = document.getElementById("outline-note");
+    while (view.firstChild) { view.removeChild(view.firstChild); }
+    if (!data.outlines || !data.outlines.length || !imageUrl) {
+      figure.hidden = true;
+      note.textContent = data.outline_note || "";
+      return;
+    }
+    view.setAttribute("viewBox", "0 0 " + data.width + " " + data.height);
+    var picture = document.createElementNS(SVG, "image");
+    picture.setAttribute("href", imageUrl);
+    picture.setAttribute("width", data.width);
+    picture.setAttribute("height", data.height);
+    view.appendChild(picture);
+    data.outlines.forEach(function (points, index) {
+      var polygon = document.createElementNS(SVG, "polygon");
+      polygon.setAttribute("points", points.map(function (p) { return p[0] + "," + p[1]; }).join(" "));
+      if (index === 0) { polygon.setAttribute("class", "main"); }
+      view.appendChild(polygon);
+    });
+    document.getElementById("outline-caption").textContent =
+      "Predicted nodule outline, " + sizeText(data.measurements) + ".";
+    note.textContent = data.outline_note || "";
+    figure.hidden = false;
   }
 
   input.addEventListener("change", function () {
@@ -60,6 +102,8 @@
     if (!file) { setStatus("Choose an image first.", true); return; }
     var body = new FormData();
     body.append(field, file, file.name);
+    if (imageUrl) { URL.revokeObjectURL(imageUrl); }
+    imageUrl = URL.createObjectURL(file);
     button.disabled = true;
     result.hidden = true;
     setStatus("Analysing...", false);
