@@ -374,8 +374,8 @@ def _manifest(config, found, written, leakage, ignored_splits, started, num_work
         "leakage": leakage,
         "duplicates": found.duplicates,
         # Each original image's file hash, by key: external sets are checked against these.
-        "image_sha256": {image_key(decoded.example): found.hashes[decoded.example.image_path]
-                         for decoded in found.usable},
+        "image_sha256": {image_key(example): found.hashes[example.image_path]
+                         for example in found.usable},
         "source_splits_ignored": ignored_splits,
         # How this build ran, not what it built: the only fields that differ between two
         # builds of the same settings.

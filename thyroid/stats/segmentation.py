@@ -7,7 +7,7 @@ found); ``mean_ci`` the patient-bootstrap interval of a per-image mean, resampli
 
 import numpy as np
 
-from thyroid.stats.metrics import _bootstrap_weights
+from thyroid.stats.metrics import patient_bootstrap_weights
 
 
 def dice(predicted, truth):
@@ -31,7 +31,7 @@ def mean_ci(values, groups, num_samples=1000, seed=0, level=0.95):
     mean = float(values.mean())
     if num_samples <= 0:
         return mean, float("nan"), float("nan")
-    weights = _bootstrap_weights(np.asarray(groups), num_samples, np.random.default_rng(seed))
+    weights = patient_bootstrap_weights(np.asarray(groups), num_samples, np.random.default_rng(seed))
     means = (weights @ values) / np.maximum(weights.sum(axis=1), 1e-12)
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.percentile(means, (tail, 100.0 - tail))
