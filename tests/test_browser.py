@@ -15,25 +15,11 @@ import urllib.request
 
 import pytest
 
+import chromium
 from deploy_fixtures import segmented, trained  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("THYROID_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-def _browser_available():
-    try:
-        import selenium  # noqa: F401  (only whether it imports)
-    except ImportError:
-        return "selenium is not installed"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            return f"{path} not found (apt-get install -y chromium chromium-driver)"
-    return None
-
-
-_UNAVAILABLE = _browser_available()
+_UNAVAILABLE = chromium.missing()
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(_UNAVAILABLE is not None, reason=str(_UNAVAILABLE))]
 
@@ -81,20 +67,8 @@ def server(segmented):  # noqa: F811
 
 @pytest.fixture()
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-first-run", "--window-size=430,1000",
-                     f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
+    with chromium.headless(tmp_path / "chromium-profile", 1000) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_upload_in_a_real_browser(server, browser, segmented, tmp_path):  # noqa: F811

@@ -95,7 +95,7 @@ def test_seeded_repeats_differ_and_structure_is_json():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match="cannot fill"):
+    with pytest.raises(splits.FoldCountError, match="only 1 benign patient units"):
         splits.cross_validation_folds([0, 1, 1], ["a", "b", "b"], 3)
     with pytest.raises(ValueError, match="num_folds"):
         splits.cross_validation_folds([0, 1], ["a", "b"], 1)

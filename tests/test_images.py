@@ -223,7 +223,9 @@ def test_predict_reports_a_bad_dicom_and_still_predicts_the_good_image(tmp_path)
     from thyroid.deploy import predict, tflite_model
     model = tflite_model.TFLiteModel.__new__(tflite_model.TFLiteModel)  # no interpreter needed
     model.crop, model.image_size, model.threshold, model.labels = "scan", 32, 0.5, ("b", "m")
-    model.probabilities = lambda net_inputs: np.full([len(net_inputs)], 0.75, np.float32)
+    from thyroid.stats.recalibration import RecalibrationMap
+    model.maps = [RecalibrationMap()]  # one model, risk = its score
+    model.fold_probabilities = lambda net_inputs: np.full([len(net_inputs), 1], 0.75)
     good = _save(tmp_path / "good.png", _gradient(255, np.uint8, (64, 80)))
     bad = _bad_dicoms(tmp_path)
     results = predict.predict_files(model, bad + [good])

@@ -12,27 +12,13 @@ import re
 import numpy as np
 import pytest
 
+import chromium
 from study_rows import report_row
 from test_pooled import _study_predictions
 from thyroid.stats import pooled
 from thyroid.study import clinical_report, html_page, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = os.environ.get("THYROID_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("THYROID_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-def _browser_missing():
-    try:
-        import selenium  # noqa: F401  (only whether it imports)
-    except ImportError:
-        return "selenium is not installed"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            return f"{path} not found (apt-get install -y chromium chromium-driver)"
-    return None
-
-
 def _records():
     """Fabricated out-of-fold records with a recalibrated risk, and an external set."""
     records = _study_predictions(num_repeats=1)
@@ -89,19 +75,9 @@ def test_the_page_holds_what_the_markdown_holds(report_dir):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+@pytest.mark.skipif(chromium.missing() is not None, reason=str(chromium.missing()))
 def test_the_page_renders_on_a_phone_in_chromium(report_dir, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-first-run", "--window-size=430,1800",
-                     f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
+    with chromium.headless(tmp_path / "profile", 1800) as driver:
         driver.get("file://" + str(report_dir / report.SUMMARY_HTML))
         facts = driver.execute_script("""
             var images = Array.from(document.images);
@@ -123,5 +99,3 @@ def test_the_page_renders_on_a_phone_in_chromium(report_dir, tmp_path):
         target = (os.path.join(ROOT, target) if target and not os.path.isabs(target)
                   else target or str(tmp_path / "summary_html.png"))
         assert driver.save_screenshot(target) and os.path.getsize(target) > 1000
-    finally:
-        driver.quit()
