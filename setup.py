@@ -11,6 +11,7 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.9.1",
     "threadpoolctl>=3.1",  # comes with scikit-learn; training.logreg bounds BLAS threads with it
     "absl-py==2.5.1",
+    "google-crc32c==1.9.0",  # TFRecord checksums: the build writes shards without TensorFlow
     "lxml==6.1.3",
     "python-docx==1.2.0",
     "pillow==13.0.0",

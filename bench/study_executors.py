@@ -81,7 +81,10 @@ def markdown(walls, difference, path, extra):
             if difference is None else f"max |difference| {difference:.2g}")
     return (f"`python -m thyroid.study --noexport {' '.join(extra)}` under each executor, "
             f"{len(walls['local'])} run(s) each, alternating.\n\n{table}\n\n"
-            f"Predictions of the two: {same}.\n\n"
+            f"Predictions of the two: {same}. The local run's jobs use TensorFlow's own thread "
+            "count (2 here) and the Ray jobs 1 thread each, so the trained rows may differ (the "
+            "small CNN from scratch most: `study_threads`); at the same thread count the two "
+            "executors give identical predictions (`tests/test_executors.py`).\n\n"
             f"Critical path (the local run's own job times): {path.seconds:.0f} s of "
             f"{path.total_seconds:.0f} s of jobs; {' -> '.join(path.jobs)}. A projection from "
             "the jobs' times, ignoring start-up and contention for memory bandwidth:\n\n"

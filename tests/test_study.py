@@ -51,6 +51,8 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(quick_run):
     for heading in ("## Study design", "3-fold cross-validation", "skipped",
                     "Comparison with the paper", "not corrected for multiple comparisons"):
         assert heading in summary, heading
+    from thyroid.study.plan import cpu_model
+    assert f"| machine | {cpu_model()}, " in summary  # figures name the CPU they came from
     for plot in ("roc.png", "calibration.png"):
         with open(run_dir / plot, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -13,6 +13,7 @@ from thyroid import LABEL_NAMES
 from thyroid.datasets.images import decode_image_bytes
 from thyroid.datasets.records import JPEG_QUALITY, encode_jpeg, example_bytes  # noqa: F401
 from thyroid.io_utils import atomic_path, atomic_write_text, file_sha256, read_json
+from thyroid.datasets.tfrecord_file import RecordFile
 
 SPLITS = ("train", "validation", "test")
 MANIFEST_NAME = "manifest.json"
@@ -42,11 +43,10 @@ def write_split(records, dataset_dir, split, num_shards):
     Each shard is written under a temporary name and renamed only when complete.
     Returns the shard paths.
     """
-    from thyroid.compat import tf
     paths = [os.path.join(dataset_dir, shard_name(split, i, num_shards)) for i in range(num_shards)]
     for index, path in enumerate(paths):
         with atomic_path(path) as tmp:
-            with tf.io.TFRecordWriter(tmp) as writer:
+            with RecordFile(tmp) as writer:
                 for record in records[index::num_shards]:
                     writer.write(record)
     return paths
@@ -67,11 +67,10 @@ class ShardWriters:
         self._writers = {}
 
     def __enter__(self):
-        from thyroid.compat import tf
         with self._stack as stack:
             for split, paths in self.paths.items():
                 self._writers[split] = [
-                    stack.enter_context(tf.io.TFRecordWriter(stack.enter_context(atomic_path(p))))
+                    stack.enter_context(RecordFile(stack.enter_context(atomic_path(p))))
                     for p in paths]
             self._stack = stack.pop_all()
         return self

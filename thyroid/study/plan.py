@@ -90,7 +90,21 @@ class Plan:
 
 
 def machine_description():
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"
+    """The CPU (figures hold only for their machine), its cores and the system."""
+    return (f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"{platform.platform()}")
+
+
+def cpu_model():
+    """The CPU's name as /proc/cpuinfo gives it (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _row_jobs(study, row, base):
