@@ -179,6 +179,8 @@ def main():
     parser.add_argument("--replicated_scales", default="30",
                         help="features only, on the 1x build's records repeated (memory only)")
     parser.add_argument("--study_scales", default="1,10")
+    parser.add_argument("--shards_only", action="store_true",
+                        help="for --scales, measure the shards stage alone")
     parser.add_argument("--study", choices=("quick", "default"), default="quick")
     parser.add_argument("--checkpoint_dir", default=None, help="default: a temp dir")
     parser.add_argument("--no_write", action="store_true")
@@ -195,6 +197,13 @@ def main():
             scale_dir = os.path.join(work_dir, f"x{scale}")
             cases = BASE_CASES["default"] * scale
             shards_gib, shards_s, made = measured("shards", scale_dir, cases)
+            if args.shards_only:
+                results["stages"][scale] = {"cases": cases, "shards_peak_gib": shards_gib,
+                                            "shards_seconds": shards_s, **made}
+                print(f"{scale}x shards: {made['records']} records, peak {shards_gib:.3f} GiB",
+                      flush=True)
+                shutil.rmtree(scale_dir, ignore_errors=True)
+                continue
             features_gib, features_s, computed = measured("features", scale_dir, checkpoint_dir)
             results["stages"][scale] = {"cases": cases, "shards_peak_gib": shards_gib,
                                         "shards_seconds": shards_s, "features_peak_gib": features_gib,
