@@ -45,14 +45,15 @@ def dhash(rgb, size=HASH_SIZE):
     return (grey[:, :-1] > grey[:, 1:]).reshape(-1)
 
 
-def _originals(dataset_dir, split):
-    """{key: scan-field image} of the split's original (not augmented) images."""
-    data = shards.load_split(dataset_dir, split)
+def _original_hashes(dataset_dir, split):
+    """{key: difference hash of the scan field} of the split's original (not augmented)
+    images, read one record at a time: no split's pixels are held."""
     crop = shards.read_manifest(dataset_dir).get("crop", "scan")
     found = {}
-    for key, rgb, augmented in zip(data.keys, data.images, data.augmented):
-        if not augmented:
-            found[str(key)] = images.crop(rgb, "scan") if crop == "none" else rgb
+    for record in shards.iter_split(dataset_dir, split):
+        if not record.augmented:
+            rgb = shards.decode_image(record.encoded)
+            found[str(record.key)] = dhash(images.crop(rgb, "scan") if crop == "none" else rgb)
     return found
 
 
@@ -67,16 +68,23 @@ def exact_duplicates(development_sha256, external_sha256):
 
 def near_duplicates(development, external, max_bits=NEAR_DUPLICATE_BITS, skip=()):
     """[{external, development, bits}]: for each external image (not in ``skip``) its nearest
-    development image when the hashes are at most ``max_bits`` apart."""
+    development image when the hashes are at most ``max_bits`` apart. ``development`` and
+    ``external``: {key: image}."""
+    return _nearest({key: dhash(rgb) for key, rgb in development.items()},
+                    {key: dhash(rgb) for key, rgb in external.items()}, max_bits, skip)
+
+
+def _nearest(development, external, max_bits, skip):
+    """``near_duplicates`` on {key: difference hash}."""
     if not development or not external:
         return []
     dev_keys = sorted(development)
-    dev_hashes = np.stack([dhash(development[key]) for key in dev_keys])
+    dev_hashes = np.stack([development[key] for key in dev_keys])
     found = []
     for key in sorted(external):
         if key in skip:
             continue
-        distances = np.sum(dev_hashes != dhash(external[key])[None, :], axis=1)
+        distances = np.sum(dev_hashes != external[key][None, :], axis=1)
         nearest = int(np.argmin(distances))
         if distances[nearest] <= max_bits:
             found.append({"external": key, "development": dev_keys[nearest],
@@ -92,7 +100,8 @@ def check_external(development_dir, development_split, external_dir, external_sp
         raise ValueError(f"{development_dir if not dev_sha else external_dir}: the manifest "
                          "lacks image_sha256; rebuild it with this version of thyroid")
     exact = exact_duplicates(dev_sha, ext_sha)
-    development = _originals(development_dir, development_split)
-    external = _originals(external_dir, external_split)
-    near = near_duplicates(development, external, skip={pair["external"] for pair in exact})
+    development = _original_hashes(development_dir, development_split)
+    external = _original_hashes(external_dir, external_split)
+    near = _nearest(development, external, NEAR_DUPLICATE_BITS,
+                    {pair["external"] for pair in exact})
     return ExternalCheck(exact, near, len(external), len(development))

@@ -171,9 +171,10 @@ def _write_cv_report(plan, results, rows):
     payload = pooled_result.payload if pooled_result and pooled_result.ok else {}
     summaries = _keyed(payload.get("summaries")) or {}
     external = _keyed(payload.get("external"))
-    records = [record for job in plan.jobs if job.kind in ("fit", "refit", "ensemble")
-               and results[job.id] is not None and results[job.id].ok
-               for record in read_records(plan.run_dir, job.id)]
+    by_job = {job.id: read_records(plan.run_dir, job.id) for job in plan.jobs
+              if job.kind in ("fit", "refit", "ensemble")
+              and results[job.id] is not None and results[job.id].ok}
+    records = [record for job_records in by_job.values() for record in job_records]
     common = _run_info(plan, results, rows)
     shards_payload = results["shards"].payload if results["shards"] else {}
     run_info = {"run_name": os.path.basename(plan.run_dir),
@@ -186,16 +187,23 @@ def _write_cv_report(plan, results, rows):
                 "stages": stage_times(plan, results)}
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
-    fits = [job.id for job in plan.jobs
-            if job.kind == "fit" and results[job.id] is not None and results[job.id].ok]
-    extra = localisation.report_lines(rows, summaries, records,
-                                      [results[job_id].payload for job_id in fits],
-                                      plan.study.num_bootstrap, plan.study.seed,
-                                      [read_records(plan.run_dir, job_id) for job_id in fits])
-    moved = {job.row_id: results[job.id].payload for job in plan.jobs
-             if job.kind == "robustness" and results[job.id] is not None and results[job.id].ok}
-    extra += robustness.report_lines(rows, moved, plan.study.crop_variants)
     design = _design(plan, results)
     report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                           design, _clinical(plan, results, design, payload), extra)
+                           design, _clinical(plan, results, design, payload),
+                           _optional_sections(plan, results, rows, summaries, records,
+                                              by_job))
+
+
+def _optional_sections(plan, results, rows, summaries, records, by_job):
+    """The localisation and robustness sections (empty when those rows and checks did not
+    run); ``by_job``: the records of every finished fit, refit and ensemble job (``records``
+    all of them)."""
+    fits = [job.id for job in plan.jobs if job.kind == "fit" and job.id in by_job]
+    lines = localisation.report_lines(rows, summaries, records,
+                                      [results[job_id].payload for job_id in fits],
+                                      plan.study.num_bootstrap, plan.study.seed,
+                                      [by_job[job_id] for job_id in fits])
+    moved = {job.row_id: results[job.id].payload for job in plan.jobs
+             if job.kind == "robustness" and results[job.id] is not None and results[job.id].ok}
+    return lines + robustness.report_lines(rows, moved, plan.study.crop_variants)
 

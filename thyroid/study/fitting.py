@@ -104,7 +104,8 @@ def refit_settings(fold_results):
 
 def refit_row(config, fold_results, train_dir, recalibrate="logistic"):
     """Trains ``config`` on every development image with the settings the folds chose, and
-    saves beside it the recalibration map of every fold's inner validation."""
+    saves beside it the recalibration map of every fold's inner validation; -> (the trained
+    run, that map)."""
     threshold, epochs = refit_settings(fold_results)
     config = config.replace(cv_fold=folds.REFIT_FOLD, threshold=threshold,
                             keep_best_checkpoint=False)
@@ -117,7 +118,7 @@ def refit_row(config, fold_results, train_dir, recalibrate="logistic"):
                  config.model, config.mode, threshold,
                  "no steps" if epochs is None else f"{epochs:.2f} epochs, {trained.steps} steps",
                  recalibration.describe())
-    return trained
+    return trained, recalibration
 
 
 def external_records(row_id, train_dir, external_dir, recalibration, excluded=()):

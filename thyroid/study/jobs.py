@@ -90,9 +90,13 @@ def run_outlines(plan, job):
                                                _path(plan, OUTLINES_DIR)))
 
 
+def _variant_name(job_id):
+    return job_id.split("-", 1)[1]  # variant-<name>
+
+
 def run_variant(plan, job):
     sources = data.Sources(**read_result(plan.run_dir, "data").payload)
-    name = job.id.split("-", 1)[1]
+    name = _variant_name(job.id)
     return Outcome(robustness.build_variant(sources, name,
                                             robustness.variant_dir(plan.run_dir, name),
                                             plan.study.seed))
@@ -100,13 +104,11 @@ def run_variant(plan, job):
 
 def run_robustness(plan, job):
     """The row's folds scored again on every crop variant (``study.robustness``)."""
-    fits = [(os.path.join(row_train_dir(plan, job.row_id),
-                          f"repeat{plan.job(job_id).repeat}_fold{plan.job(job_id).fold}"),
-             read_records(plan.run_dir, job_id))
-            for job_id in job.inputs if plan.job(job_id).kind == "fit"]
-    variants = {plan.job(job_id).id.split("-", 1)[1]: read_result(plan.run_dir, job_id)
-                .payload["dataset_dir"] for job_id in job.inputs
-                if plan.job(job_id).kind == "variant"}
+    inputs = [plan.job(job_id) for job_id in job.inputs]
+    fits = [(fold_train_dir(plan, job.row_id, fit.repeat, fit.fold),
+             read_records(plan.run_dir, fit.id)) for fit in inputs if fit.kind == "fit"]
+    variants = {_variant_name(variant.id): read_result(plan.run_dir, variant.id)
+                .payload["dataset_dir"] for variant in inputs if variant.kind == "variant"}
     return Outcome(robustness.row_robustness(fits, variants))
 
 
@@ -194,9 +196,8 @@ def run_refit(plan, job):
     """Refits the row on all development data; scores the external set when there is one."""
     train_dir = os.path.join(row_train_dir(plan, job.row_id), "refit")
     folds_done = fold_results(plan, job.inputs)
-    trained = fitting.refit_row(_row_run_config(plan, job), folds_done, train_dir,
-                                plan.study.recalibrate)
-    recalibration = fitting.pooled_map(folds_done, plan.study.recalibrate, trained.config.mode)
+    _, recalibration = fitting.refit_row(_row_run_config(plan, job), folds_done, train_dir,
+                                         plan.study.recalibrate)
     records = None
     if plan.study.external:
         records = fitting.external_records(job.row_id, train_dir, _path(plan, EXTERNAL_DIR),
