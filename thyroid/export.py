@@ -20,6 +20,9 @@ import json
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("export")  # before the imports that need it
+
 from thyroid.deploy.export import ExportError, QUANTIZE_MODES, REPRESENTATIVE_COUNT, export_model
 
 COMMAND = "export"

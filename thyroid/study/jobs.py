@@ -235,6 +235,7 @@ def run_export(plan, job):
     # TFLite conversion is only needed here
     from thyroid.deploy.ensemble import export_ensemble
     from thyroid.deploy.export import export_model
+    from thyroid.study.card_facts import study_facts
     choice = export_choice(plan, job)
     if choice is None:
         logging.info("no fine-tuned mobile model to export")
@@ -248,11 +249,12 @@ def run_export(plan, job):
         paths = export_ensemble(
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
-            fitting.refit_settings(folds_done)[0], output_dir)
+            fitting.refit_settings(folds_done)[0], output_dir,
+            study=study_facts(plan, row_id, len(folds_done)))
         facts = {"exported": paths.model, "row_id": row_id, "refit": False,
                  "folds": len(folds_done), "layout": paths.layout}
     else:
-        export_model(train_dir, output_dir, quantize="none")
+        export_model(train_dir, output_dir, quantize="none", study=study_facts(plan, row_id))
         facts = {"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
                  "refit": bool(plan.study.num_folds)}
     return Outcome(dict(facts, segment=_export_segment(plan, job, output_dir)))

@@ -203,6 +203,8 @@ def plan_jobs(study):
         inputs = tuple(job for row_id in candidates for job in fits[row_id])
         if study.num_folds and study.final_model == "refit":
             inputs += tuple(job.id for job in refits if job.row_id in candidates)
+        if study.num_folds:  # the pooled figures go in the export's model card
+            inputs += ("pooled",)
         if candidates and study.num_folds and study.segments():
             jobs.append(Job("segment", "segment", "segmentation refit", ("outlines", "checkpoints")))
             inputs += ("segment",)
