@@ -23,6 +23,7 @@ from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.assemble import write_report
+from thyroid.study.resources import tensorflow_gpus
 from thyroid.study.plan import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR, SHARDS_DIR,
                                 TRAIN_DIR, row_of)
 from thyroid.study.rows import SEGMENTING_MODE, get_row, is_localisation
@@ -336,7 +337,8 @@ def run_job(plan, job, worker=None):
     the executor knows it (default: this host and process)."""
     started = time.monotonic()
     status, note, outcome = _run_body(plan, job)
+    worker = dict(worker or this_worker(), tensorflow_gpus=tensorflow_gpus())
     result = JobResult(job.id, job.kind, status, time.monotonic() - started, time.time(),
-                       job_fingerprint(plan, job), note, outcome.payload, worker or this_worker())
+                       job_fingerprint(plan, job), note, outcome.payload, worker)
     write_result(plan.run_dir, result, outcome.records)
     return result
