@@ -304,11 +304,11 @@ def _run_section(run_info):
     if is_image_level(run_info):
         lines += [IMAGE_LEVEL_WARNING, ""]
         if manifest.get("warning"):
-            lines += [f"Dataset manifest: {manifest['warning']}", ""]
+            lines += [f"Dataset manifest: {_md(manifest['warning'])}", ""]
     if isinstance(manifest.get("splits"), dict):
         lines += _split_table(manifest["splits"])
     if isinstance(manifest.get("leakage"), dict):
-        leak = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in manifest["leakage"].items()
+        leak = ", ".join(f"{_md(k.replace('_', ' '))} {_md(v)}" for k, v in manifest["leakage"].items()
                          if not isinstance(v, (dict, list)))
         if leak:
             lines += [f"Leakage check: {leak}.", ""]
@@ -341,7 +341,7 @@ def _not_run_section(rows):
         return []
     lines = ["## Skipped or failed rows", ""]
     for row in not_run:
-        lines.append(f"- **{_md(row.title)}** ({row.status}): {row.note or '(no note)'}")
+        lines.append(f"- **{_md(row.title)}** ({_md(row.status)}): {_md(row.note or '(no note)')}")
     return lines + [""]
 
 
@@ -811,7 +811,7 @@ def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=No
     not_run = [r for r in rows if r.status in ("skipped", "failed")]
     if not_run:
         lines += ["## Skipped or failed rows", ""]
-        lines += [f"- **{_md(r.title)}** ({r.status}): {r.note or ''}"
+        lines += [f"- **{_md(r.title)}** ({_md(r.status)}): {_md(r.note or '')}"
                   for r in not_run]
         lines.append("")
     lines += ["## Comparison with the paper's Table 1", "",
