@@ -18,7 +18,7 @@ from absl import flags, logging
 from thyroid import cli
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.datasets.build import PROTOCOLS
-from thyroid.datasets.sources import check_sources, prefixed_flags
+from thyroid.datasets.sources import check_labelled, check_sources, prefixed_flags
 from thyroid.stats.operating_point import operating_point_flag_checker
 from thyroid.study.config import FINAL_MODELS, RECALIBRATE_CHOICES
 
@@ -190,6 +190,7 @@ def check_flags(fv):
     check_crop_variants(fv)
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
+    check_labelled(external, flag_names=prefixed_flags("external_"))
     if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
         raise cli.UsageError("final_model", "folds", "a fold ensemble needs the cross-validated "
                              "patient protocol")

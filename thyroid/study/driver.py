@@ -18,7 +18,7 @@ from thyroid.output_guard import OutputError
 from thyroid.study import data_record
 from thyroid.study.executor import LocalExecutor
 from thyroid.study.fingerprint import PLACE_SETTINGS
-from thyroid.study.plan import PLAN_FILE, Plan, make_plan
+from thyroid.study.plan import EXTERNAL_JOBS, PLAN_FILE, Plan, make_plan
 from thyroid.study.results import read_result
 
 LOCK_FILE = "study.lock"
@@ -173,6 +173,11 @@ def run_study(study, executor=None, resume=False):
     report = results.get("report")
     if report is None or not report.ok:
         raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
+    failed = [f"{job_id}: {results[job_id].note}" for job_id in EXTERNAL_JOBS
+              if results.get(job_id) is not None and not results[job_id].ok]
+    if failed:
+        raise StudyError(f"external validation failed ({'; '.join(failed)}); the report, which "
+                         f"says so, is {report.payload['summary']}")
     logging.info("study finished; summary in %s", report.payload["summary"])
     return report.payload["summary"]
 

@@ -42,6 +42,8 @@ PLAN_FILE = "plan.json"
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
 OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 PLAN_FORMAT = 1
+# The jobs every external figure comes from (one of each in a run with external sets).
+EXTERNAL_JOBS = ("external_shards", "external_check")
 REPORT_STAGE = "report: pooled metrics and bootstrap"
 
 
