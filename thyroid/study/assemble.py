@@ -4,6 +4,7 @@ included): the study's last job writes it, and ``--report_only`` writes it again
 import os
 
 from thyroid.datasets import folds
+from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
 from thyroid.study import clinical_report, data, localisation, report, robustness
@@ -143,7 +144,16 @@ def _design(plan, results):
             "eval_every_n_epochs": EVAL_EVERY_N_EPOCHS,
             "early_stopping_patience": EARLY_STOPPING_PATIENCE,
             "external": _external_text(study, results),
+            "ungrouped_sources": _ungrouped_sources(plan),
             "external_assignment": external_assignment}
+
+
+def _ungrouped_sources(plan):
+    """The development sources whose reader could not give patient ids (manifest notes)."""
+    manifest = read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json"))
+    return sorted(f"{kind} {info.get('path', '')}".strip()
+                  for kind, info in (manifest.get("sources") or {}).items()
+                  if any(NO_PATIENT_IDS in note for note in info.get("notes") or ()))
 
 
 def _external_text(study, results):

@@ -46,6 +46,10 @@ def study_sources(study):
         sources["--ddti_dir"] = study.ddti_dir
     if study.local_dir:
         sources["--local_dir"] = study.local_dir
+    if study.image_dir:
+        sources["--image_dir"] = study.image_dir
+    if study.csv:
+        sources["--csv"] = study.csv
     for kind, path in study.external:
         sources[f"external {kind}={path}"] = path
     return sources

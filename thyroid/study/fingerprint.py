@@ -22,7 +22,7 @@ PLACE_SETTINGS = ("output_dir", "run_name")
 LATER_SETTINGS = {"crop_variants": ()}
 
 
-DEVELOPMENT_SOURCES = ("--ddti_dir", "--local_dir")
+DEVELOPMENT_SOURCES = ("--ddti_dir", "--local_dir", "--image_dir", "--csv")
 
 
 def _source_listing(plan, job):

@@ -617,6 +617,17 @@ def _interval(design):
     return f"{design['eval_every_n_steps']} steps"
 
 
+def _grouping_lines(design):
+    """A bullet for the sources whose images could not be grouped by patient."""
+    ungrouped = design.get("ungrouped_sources") or ()
+    if not ungrouped:
+        return []
+    return [f"- **Patient grouping was not possible** for {_md(', '.join(ungrouped))}: the "
+            "source gives no patient ids, so each image is its own unit (byte-identical images "
+            "joined); images of one patient may sit on both sides of a split, and the figures "
+            "may be optimistic. A `patient_id` column (CSV) gives the grouping."]
+
+
 def _patience(design):
     if not (design.get("eval_every_n_epochs") and design.get("early_stopping_patience")):
         return ""
@@ -645,6 +656,7 @@ def study_design_markdown(design):
         f"merged into one unit. {assignment['num_folds']}-fold cross-validation, stratified by "
         f"label over units, {assignment['num_repeats']} repeat(s), seed {assignment['seed']}: "
         "every image is in exactly one test fold per repeat.",
+        *_grouping_lines(design),
         f"- **Inside each fold**: {assignment['inner_validation_fraction']:.0%} of the training "
         "units of each class form an inner validation set. Trained rows evaluate its AUC every "
         f"{_interval(design)} and keep the best checkpoint (early stopping{_patience(design)}); "
