@@ -492,7 +492,7 @@ def _reworded_export(exported, folder, kind, source):  # noqa: F811
 def test_the_answer_is_worded_by_what_the_label_means(exported, tmp_path, frame, kind):  # noqa: F811
     """The page's headings and notes and the JSON answer say what the number is and where the
     threshold came from, as metadata.json records them; an older export gets neutral words."""
-    import html
+    from markupsafe import escape  # the page's own escaping (Jinja's)
     from thyroid.datasets import label_meaning
     from thyroid.deploy.answer_wording import UNRECORDED_THRESHOLD_SOURCE
     from thyroid.deploy.webapp import create_app
@@ -503,12 +503,12 @@ def test_the_answer_is_worded_by_what_the_label_means(exported, tmp_path, frame,
     body = upload(client, png(frame)).get_json()
     meaning = label_meaning.MEANINGS[kind or "unstated"]
     shown_source = source if kind else UNRECORDED_THRESHOLD_SOURCE
-    assert f'<dt id="score-title">{html.escape(meaning.score_title)}</dt>' in page
-    assert f'<dt id="risk-title">{html.escape(meaning.risk_title)}</dt>' in page
-    assert html.escape(meaning.detail) in page and html.escape(shown_source) in page
+    assert f'<dt id="score-title">{escape(meaning.score_title)}</dt>' in page
+    assert f'<dt id="risk-title">{escape(meaning.risk_title)}</dt>' in page
+    assert escape(meaning.detail) in page and escape(shown_source) in page
     for other in label_meaning.MEANINGS.values():
         if other is not meaning:
-            assert html.escape(other.score_title) not in page, other.kind
+            assert escape(other.score_title) not in page, other.kind
     assert body["label_meaning"] == meaning.answer
     assert body["label_meaning_kind"] == meaning.kind
     assert body["threshold_source"] == shown_source
