@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from thyroid import LABEL_NAMES, io_utils
-from thyroid.stats import decision, metrics, pooled
+from thyroid.stats import decision, metric_text, metrics, pooled
 from thyroid.study import clinical_report, html_page, paper, tables
 from thyroid.study.figures import save_figure
 from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
@@ -325,7 +325,7 @@ def _test_results_section(rows):
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ok = row.status == "ok" and row.metrics
-        cells = [metrics.format_value(_entry(row, name)) if ok else "—"
+        cells = [metric_text.format_value(_entry(row, name)) if ok else "—"
                  for name in metrics.METRIC_NAMES]
         lines.append(
             f"| {row.row_id} | {_md(row.label)} | {_md(row.status)} | "
