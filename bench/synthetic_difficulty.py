@@ -30,10 +30,10 @@ from bench import common
 def latent_ceiling(num_nodules=20000, seed=0):
     """AUC of the latent suspicion score for the recorded label (what pixels can at best give)."""
     from sklearn.metrics import roc_auc_score
-    from thyroid.datasets import synthetic
+    from thyroid.datasets import synthetic_scans
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, num_nodules)
-    suspicion = [synthetic.sample_nodule(rng, int(label))["suspicion"] for label in labels]
+    suspicion = [synthetic_scans.sample_nodule(rng, int(label))["suspicion"] for label in labels]
     return float(roc_auc_score(labels, suspicion))
 
 
