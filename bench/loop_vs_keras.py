@@ -189,10 +189,10 @@ def child(args):
         times = keras_step_times(model, mode, images, labels, batch_size, args.steps)
     elif args.variant == PREFIX_VARIANT:
         from thyroid.nets import get_network
-        from thyroid.training import features
+        from thyroid.training import features, frozen_network
         started = time.perf_counter()
-        prefix = features.compute_activations(get_network(model), images, features.FROZEN_PREFIX,
-                                              None)
+        prefix = features.compute_activations(get_network(model), images,
+                                              frozen_network.FROZEN_PREFIX, None)
         print("PREFIX_SECONDS %f" % (time.perf_counter() - started), flush=True)
         times = slim_step_times(model, mode, prefix, labels, batch_size, args.steps,
                                 use_dataset=False, uses_frozen_prefix=True)

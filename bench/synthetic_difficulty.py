@@ -57,7 +57,8 @@ def bottleneck_logistic_auc(shard_dir, work_dir):
     from sklearn.preprocessing import StandardScaler
     from thyroid.checkpoints.convert import convert
     from thyroid.nets import get_network
-    from thyroid.training.features import BOTTLENECK, load_or_compute
+    from thyroid.training.features import load_or_compute
+    from thyroid.training.frozen_network import BOTTLENECK
     spec = get_network("efficientnet_lite0")
     checkpoint = convert("efficientnet_lite0", os.path.join(work_dir, "checkpoints"))
     sets = {split: load_or_compute(spec, shard_dir, split, BOTTLENECK, checkpoint, 224,
