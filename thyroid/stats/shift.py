@@ -30,6 +30,7 @@ import zipfile
 
 import numpy as np
 from sklearn.covariance import LedoitWolf
+from threadpoolctl import threadpool_limits
 
 FILE_NAME = "shift_reference.npz"
 FORMAT = 1
@@ -39,6 +40,9 @@ UNUSUAL_ABOVE = 99.0
 MIN_SCALE = 1e-6
 # Fewer training images than this leave the covariance of hundreds of features meaningless.
 MIN_REFERENCE_IMAGES = 5
+# The fits are a few hundred features square: one BLAS thread does them in a fraction of a
+# second, where spinning threads on a machine busy with other jobs took many times longer.
+BLAS_THREADS = 1
 ARRAYS = ("format", "mean", "scale", "precision", "development_scores", "shrinkage", "features")
 
 
@@ -72,7 +76,8 @@ class Distance:
             raise ValueError(f"features have {values.shape[1]} columns; the reference was "
                              f"fitted on {self.mean.size}")
         centred = (values - self.mean) / self.scale
-        squared = np.einsum("ij,jk,ik->i", centred, self.precision, centred)
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            squared = np.sum((centred @ self.precision) * centred, axis=1)
         return np.sqrt(np.maximum(squared, 0.0))
 
 
@@ -84,7 +89,8 @@ def fit_distance(features):
                          f"got {values.shape[0]}")
     mean = values.mean(axis=0)
     scale = np.maximum(values.std(axis=0), MIN_SCALE)
-    estimator = LedoitWolf(assume_centered=True).fit((values - mean) / scale)
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        estimator = LedoitWolf(assume_centered=True).fit((values - mean) / scale)
     return Distance(mean, scale, np.asarray(estimator.precision_, np.float64),
                     float(estimator.shrinkage_))
 
