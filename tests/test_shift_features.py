@@ -2,6 +2,8 @@
 the same from the shards' activation cache, from images in memory and from the converted
 model an export can carry."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,27 @@ def test_the_reference_names_its_features_and_refuses_random_weights(efficientne
     assert shift.read_reference(str(path)).features == named
     with pytest.raises(ValueError, match="ImageNet checkpoint"):
         shift_features.image_features([np.zeros((8, 8, 3), np.uint8)], None)
+
+
+def test_development_shift_is_cross_fitted_over_the_shards_folds(patient_build,
+                                                                  efficientnet_checkpoint,
+                                                                  tmp_path):
+    from thyroid.datasets import folds
+    dataset_dir = tmp_path / "shards"
+    shutil.copytree(patient_build[0], dataset_dir)    # folds.json is written beside a copy
+    written = folds.write_folds(str(dataset_dir), "train", 3)
+    cache = str(tmp_path / "cache")
+    development = shift_features.development_shift(str(dataset_dir), efficientnet_checkpoint,
+                                                   cache, image_size=96)
+    assert list(development.keys) == written["images"]
+    split = shift_features.split_features(str(dataset_dir), "train", efficientnet_checkpoint,
+                                          cache, image_size=96)
+    first_test = written["repeats"][0]["folds"][0]["test"]
+    others = np.setdiff1d(np.arange(len(split.keys)), first_test)
+    expected = shift.fit_distance(split.values[others]).scores(split.values[first_test])
+    np.testing.assert_allclose(development.scores[first_test], expected)
+    np.testing.assert_array_equal(development.reference.development_scores,
+                                  np.sort(development.scores))
+    assert np.all((development.shift >= 0) & (development.shift < 100))
+    assert development.reference.features == shift_features.description(
+        efficientnet_checkpoint, 96)

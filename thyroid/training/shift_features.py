@@ -9,15 +9,18 @@ the refit and an export measure distance in the same space whatever the rows tra
 Random weights are refused: distances between random features say nothing about scanners.
 
 Development images come from shards through the activation cache (``features.
-load_or_compute``, so a study computes them once per dataset and reuses them); single
+load_or_compute``, so a study computes them once per dataset and reuses them), cross-fitted
+over the folds of the shards' ``folds.json`` (``development_shift``); single
 images (prediction, a site's labelled images) go through the same network, in memory or as
 the converted TFLite model an export can carry (``convert_feature_model``).
 """
 
 import dataclasses
+import os
 
 import numpy as np
 
+from thyroid.datasets import folds as fold_files
 from thyroid.datasets import shards
 from thyroid.io_utils import atomic_write_bytes
 from thyroid.nets import get_network
@@ -135,3 +138,35 @@ def fit_reference(values, held_out_parts, checkpoint_path, image_size=IMAGE_SIZE
 def write_reference(path, reference):
     """Writes ``shift_reference.npz`` atomically (read back by ``stats.shift.read_reference``)."""
     atomic_write_bytes(path, shift.reference_bytes(reference))
+
+
+@dataclasses.dataclass(frozen=True)
+class DevelopmentShift:
+    """The reference of a study's development images and each image's own cross-fitted
+    ``scores`` and ``shift`` (by ``keys``, the shards' image keys)."""
+    reference: shift.ShiftReference
+    keys: np.ndarray
+    scores: np.ndarray
+    shift: np.ndarray
+
+
+def development_shift(dataset_dir, checkpoint_path, cache_dir, image_size=IMAGE_SIZE,
+                      repeat=0):
+    """The ``DevelopmentShift`` of shards with a ``folds.json``: its split's original images,
+    each fold's test part of ``repeat`` scored by a reference fitted on the other folds."""
+    folds = fold_files.load_folds(os.path.join(dataset_dir, fold_files.FOLDS_NAME))
+    split = split_features(dataset_dir, folds["split"], checkpoint_path, cache_dir, image_size)
+    position = {key: row for row, key in enumerate(split.keys)}
+    parts = []
+    for fold in range(folds["num_folds"]):
+        test = sorted(fold_files.fold_members(folds, repeat, fold)["test"])
+        missing = [key for key in test if key not in position]
+        if missing:
+            raise ValueError(f"{dataset_dir}: {len(missing)} images of folds.json (first "
+                             f"{missing[0]}) are not in the {folds['split']} shards")
+        parts.append([position[key] for key in test])
+    scores = shift.cross_fitted_scores(split.values, parts)
+    reference = shift.ShiftReference(shift.fit_distance(split.values), np.sort(scores),
+                                     description(checkpoint_path, image_size))
+    return DevelopmentShift(reference, split.keys, scores,
+                            shift.shift_of_scores(reference.development_scores, scores))
