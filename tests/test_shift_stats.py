@@ -114,6 +114,7 @@ SPOILED = [
     ("development_scores", np.zeros((2, 2)), "one score per image"),
     ("features", np.str_(""), "features must name"),
     ("mean", np.zeros(8, np.int64), "mean has shape"),
+    ("precision", np.triu(np.ones((8, 8))), "precision is not symmetric"),
 ]
 
 

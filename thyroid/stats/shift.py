@@ -210,6 +210,8 @@ def _check_arrays(arrays):
             return f"{name} holds NaN or infinite values"
     if np.any(scale <= 0) or not 0.0 <= float(shrinkage) <= 1.0:
         return "scale must be positive and shrinkage within [0, 1]"
+    if not np.allclose(precision, precision.T, rtol=1e-6, atol=1e-9 * np.abs(precision).max()):
+        return "precision is not symmetric"
     if scores.ndim != 1 or scores.size < 1 or scores.dtype.kind != "f":
         return f"development_scores has shape {scores.shape}, expected one score per image"
     if not np.all(np.isfinite(scores)) or np.any(scores < 0) or np.any(np.diff(scores) < 0):
