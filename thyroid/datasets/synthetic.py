@@ -8,7 +8,8 @@ speckle, log compression, a scan field with a scale bar, scanner text and a bott
 that repeats the TIRADS (as DDTI burns it in, so the scan crop must remove it).
 
 The XML/report text describes the appearance (what a radiologist would see), while the
-label is the recorded one. Same seed, same bytes.
+label is the recorded one. Same seed, same bytes. ``draw_labelled_images`` and
+``write_class_folders`` give one-view cases of either look for the folders reader.
 """
 
 import io
@@ -21,7 +22,7 @@ from absl import logging
 from PIL import Image
 
 from thyroid.datasets.synthetic_scans import (DEFAULT_HEIGHT, DEFAULT_WIDTH, looks_irregular,
-                                              render_image, sample_nodule)
+                                              render_image, render_scanner_image, sample_nodule)
 
 BENIGN_TIRADS = ("2", "3")
 MALIGNANT_TIRADS = ("4a", "4b", "4c", "5")
@@ -239,4 +240,37 @@ def generate(output_dir, num_cases=100, seed=0, width=DEFAULT_WIDTH, height=DEFA
                              width, height),
     }
     logging.info("Synthetic data in %s: %s", output_dir, summary)
+    return summary
+
+
+def draw_labelled_images(count, seed, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT, look=None):
+    """Yields (uint8 HxWx3, label) of ``count`` one-view cases, about half malignant: with
+    ``look`` None as ``generate`` draws its DDTI-style images (a TIRADS band on most), else
+    as ``look``'s scanner draws the same kind of nodules. Same seed, same images."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        label = int(rng.random() < 0.5)
+        nodule = sample_nodule(rng, label)
+        if look is None:
+            tirads = str(rng.choice(MALIGNANT_TIRADS if label else BENIGN_TIRADS)).upper()
+            band = f"{'DER' if rng.random() < 0.5 else 'IZQ'}   TIRADS {tirads}"
+            rgb, _ = render_image(rng, nodule, width, height,
+                                  band_text=band if rng.random() < 0.7 else "")
+        else:
+            rgb, _ = render_scanner_image(rng, nodule, width, height, look)
+        yield rgb, label
+
+
+def write_class_folders(directory, count, seed, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
+                        look=None):
+    """Writes ``draw_labelled_images`` as ``directory/{benign,malignant}/<n>.jpg`` (what the
+    folders reader reads; each image its own patient); returns the counts."""
+    summary = {"images": 0, "benign": 0, "malignant": 0}
+    for number, (rgb, label) in enumerate(draw_labelled_images(count, seed, width, height, look)):
+        name = ("benign", "malignant")[label]
+        os.makedirs(os.path.join(directory, name), exist_ok=True)
+        with open(os.path.join(directory, name, f"{number + 1:05d}.jpg"), "wb") as f:
+            f.write(_jpeg_bytes(rgb))
+        summary["images"] += 1
+        summary[name] += 1
     return summary

@@ -1,6 +1,7 @@
 """What a synthetic scan looks like: the nodule's appearance model and the B-mode frame
-drawn from it (``sample_nodule``, ``render_image``); ``synthetic`` writes them as DDTI-style
-and local-style data.
+drawn from it (``sample_nodule``, ``render_image``), or drawn as another scanner would
+(``ScannerLook``, ``render_scanner_image``); ``synthetic`` writes them as DDTI-style,
+local-style and class-folder data.
 
 What the generator models, so that the methods can be told apart (rows land well between
 chance and perfect instead of all at 1.00):
@@ -208,19 +209,38 @@ def _add_calcifications(rng, echo, nodule, shape):
         echo[iy - half:iy + half + 1, ix - half:ix + half + 1] += 6.0 * spot
 
 
-def _acquire(rng, echo, y):
+@dataclasses.dataclass(frozen=True)
+class Acquisition:
+    """How a scanner turns echo amplitude into pixels: depth attenuation and gain ranges (drawn
+    per image), speckle correlation (moving-average taps across and along the beam) and log
+    compression (pixels ~ log1p(``echo_scale`` x amplitude) / log1p(``dynamic_range``))."""
+    attenuation: tuple = (0.2, 0.6)
+    gain: tuple = (0.8, 1.25)
+    lateral_taps: int = 3
+    axial_taps: int = 2
+    echo_scale: float = 12.0
+    dynamic_range: float = 48.0
+
+
+# The look of every image ``generate`` writes.
+DEFAULT_ACQUISITION = Acquisition()
+
+
+def _acquire(rng, echo, y, acquisition=DEFAULT_ACQUISITION):
     """Depth attenuation, speckle (Rayleigh, laterally correlated), log compression -> uint8."""
     height, width = echo.shape
-    echo *= np.exp(-rng.uniform(0.2, 0.6) * y)
+    a = acquisition
+    echo *= np.exp(-rng.uniform(*a.attenuation) * y)
     real = rng.standard_normal((height, width), dtype=np.float32)
     imag = rng.standard_normal((height, width), dtype=np.float32)
-    speckle = np.hypot(_smooth(_smooth(real, 1, 3), 0, 2), _smooth(_smooth(imag, 1, 3), 0, 2))
-    gain = rng.uniform(0.8, 1.25)
-    pixels = (255.0 * gain / np.log1p(48.0)) * np.log1p(12.0 * echo * speckle)
+    speckle = np.hypot(_smooth(_smooth(real, 1, a.lateral_taps), 0, a.axial_taps),
+                       _smooth(_smooth(imag, 1, a.lateral_taps), 0, a.axial_taps))
+    gain = rng.uniform(*a.gain)
+    pixels = (255.0 * gain / np.log1p(a.dynamic_range)) * np.log1p(a.echo_scale * echo * speckle)
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def render_field(rng, nodule, height, width, jitter=True):
+def render_field(rng, nodule, height, width, jitter=True, acquisition=DEFAULT_ACQUISITION):
     """Echo amplitude of the scan field with its nodule -> (uint8 field, polygon in field px).
     The steps draw from ``rng`` in a fixed order: same seed, same bytes."""
     y = (np.arange(height, dtype=np.float32) / max(height - 1, 1))[:, None]
@@ -229,7 +249,7 @@ def render_field(rng, nodule, height, width, jitter=True):
     shape = _nodule_shape(rng, nodule, height, width, jitter)
     _paint_nodule(echo, texture, nodule, shape)
     _add_calcifications(rng, echo, nodule, shape)
-    field = _acquire(rng, echo, y)
+    field = _acquire(rng, echo, y, acquisition)
     angles = np.linspace(-np.pi, np.pi, 36, endpoint=False)
     r = _radius(nodule, angles, shape.spike_angles)
     polygon = [(float(shape.cx + shape.half_w * ri * np.cos(a)),
@@ -262,4 +282,70 @@ def render_image(rng, nodule, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT, band_t
     if band_text:  # the bottom band where DDTI burns in text, labels included
         draw.text((int(0.3 * width), int(0.9 * height)), band_text, fill=(235, 235, 235), font=font)
     polygon = [(px + left, py + top) for px, py in polygon]
+    return np.asarray(image), polygon
+
+
+# ----------------------------------------------------------------------------- another scanner
+# Images of the same nodules as another scanner would draw them: another acquisition (gain,
+# speckle, compression), another frame (where the scan field sits, header text, a depth scale)
+# and marks (calipers and their measurement). What a model trained on ``generate``'s images
+# meets at another site; the shift score is tested on it. ``generate`` never draws these.
+
+@dataclasses.dataclass(frozen=True)
+class ScannerLook:
+    """Another scanner's look: its ``acquisition``, its scan field in the frame (``field_box``:
+    left, top, right, bottom fractions), the ``header`` lines above the field, the grey of its
+    frame (``frame_grey``) and the share of images with caliper marks (``calipers``)."""
+    acquisition: Acquisition
+    field_box: tuple
+    header: tuple
+    frame_grey: int
+    calipers: float
+
+
+OTHER_SCANNER = ScannerLook(
+    # Brighter, flatter (wider dynamic range), little depth attenuation, and speckle grains
+    # stretched along the beam rather than across it (another probe and another processing).
+    acquisition=Acquisition(attenuation=(0.0, 0.2), gain=(1.15, 1.5), lateral_taps=1,
+                            axial_taps=4, echo_scale=6.0, dynamic_range=120.0),
+    field_box=(0.04, 0.15, 0.88, 0.97), header=("SITE B  THYROID", "L14-5  12MHz  MI 0.8"),
+    frame_grey=28, calipers=0.6)
+
+
+def _draw_calipers(draw, polygon, font):
+    """'+' marks at the nodule's left and right ends, a dotted line between them, and the
+    measurement's text below the field: what a sonographer leaves on a measured image."""
+    xs = [x for x, _ in polygon]
+    left = polygon[int(np.argmin(xs))]
+    right = polygon[int(np.argmax(xs))]
+    for x, y in (left, right):
+        draw.line([(x - 5, y), (x + 5, y)], fill=(255, 255, 120), width=1)
+        draw.line([(x, y - 5), (x, y + 5)], fill=(255, 255, 120), width=1)
+    for step in np.linspace(0.0, 1.0, 12)[1:-1]:
+        x, y = left[0] + step * (right[0] - left[0]), left[1] + step * (right[1] - left[1])
+        draw.point([(x, y)], fill=(255, 255, 120))
+    return f"D1 {(right[0] - left[0]) / 40.0:.2f} cm"
+
+
+def render_scanner_image(rng, nodule, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
+                         look=OTHER_SCANNER):
+    """A frame as ``look``'s scanner draws it -> (uint8 HxWx3, polygon in image pixels)."""
+    left, top = int(look.field_box[0] * width), int(look.field_box[1] * height)
+    right, bottom = int(look.field_box[2] * width), int(look.field_box[3] * height)
+    field, polygon = render_field(rng, nodule, bottom - top, right - left,
+                                  acquisition=look.acquisition)
+    canvas = np.full((height, width), look.frame_grey, np.uint8)
+    canvas[top:bottom, left:right] = field
+    # A depth scale: ticks along the field's right edge.
+    tick_x = slice(right + 2, min(width, right + 8))
+    canvas[top:bottom:max(1, (bottom - top) // 10), tick_x] = 220
+    image = Image.fromarray(np.stack([canvas] * 3, axis=2))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for i, line in enumerate(look.header):
+        draw.text((left + 4, 2 + 11 * i), line, fill=(200, 220, 255), font=font)
+    polygon = [(px + left, py + top) for px, py in polygon]
+    if rng.random() < look.calipers:
+        text = _draw_calipers(draw, polygon, font)
+        draw.text((left + 6, bottom - 14), text, fill=(255, 255, 120), font=font)
     return np.asarray(image), polygon
