@@ -313,3 +313,16 @@ def test_the_quick_study_page_shows_findings_and_results_on_its_first_screen(qui
     assert "Best pooled AUC" in facts["text"] and "Decision curves" in facts["text"]
     assert facts["open"] == ["findings", "results-pooled-out-of-fold-predictions"]
     assert facts["sections"] >= 8  # the design, run, timing and the rest fold
+
+
+def test_the_findings_check_catches_a_number_summary_csv_does_not_hold(report_dir, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(report_dir, copy)
+    markdown = (copy / html_page.SUMMARY_MD).read_text(encoding="utf-8")
+    line = _bullet(_findings_block(copy), "Calibration")
+    changed = re.sub(r"slope (-?\d\.\d\d)", lambda m: f"slope {float(m.group(1)) + 0.01:.2f}",
+                     line, count=1)
+    (copy / html_page.SUMMARY_MD).write_text(markdown.replace(line, changed), encoding="utf-8")
+    with pytest.raises(AssertionError):
+        check_findings_match_summary_csv(copy)

@@ -58,18 +58,22 @@ def _p_phrase(f):
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def _compared_line(best, ranked):
+def _compared_line(best, best_figures, ranked):
     """Which rows DeLong's test cannot tell apart from the best, and which are lower."""
     others = [(row, f) for row, f in ranked
               if row is not best and num(f.get("p_vs_best")) is not None]
     if not others:
         return None
-    same = [f"row {row.row_id} {plain(f, 'auc')} ({_p_phrase(f)})" for row, f in others
-            if num(f["p_vs_best"]) >= ALPHA]
-    lower = [f"row {row.row_id} {plain(f, 'auc')} ({_p_phrase(f)})" for row, f in others
-             if num(f["p_vs_best"]) < ALPHA]
-    parts = [f"cannot be told apart from it (p ≥ {ALPHA:g}): {', '.join(same)}"] if same else []
-    parts += [f"lower (p < {ALPHA:g}): {', '.join(lower)}"] if lower else []
+    groups = {"same": [], "lower": [], "higher": []}
+    for row, f in others:
+        # A reference row (never ranked best: the expert-outline bound) may score higher.
+        group = ("same" if num(f["p_vs_best"]) >= ALPHA
+                 else "higher" if num(f["auc"]) > num(best_figures["auc"]) else "lower")
+        groups[group].append(f"row {row.row_id} {plain(f, 'auc')} ({_p_phrase(f)})")
+    titles = {"same": f"cannot be told apart from it (p ≥ {ALPHA:g})",
+              "lower": f"lower (p < {ALPHA:g})",
+              "higher": f"higher, a reference never ranked best (p < {ALPHA:g})"}
+    parts = [f"{titles[name]}: {', '.join(found)}" for name, found in groups.items() if found]
     return (f"- **Compared with row {best.row_id}** (pooled AUC, DeLong's p not corrected for "
             "multiple comparisons): " + "; ".join(parts) + ".")
 
@@ -156,7 +160,7 @@ def findings_markdown(rows, summaries, external, clinical):
         return lines + [line for line in (label_line(clinical), _not_run_line(rows)) if line] \
             + [""]
     best, best_figures = next(((row, f) for row, f in ranked if f.get("best_row")), ranked[0])
-    bullets = [_best_line(best, best_figures), _compared_line(best, ranked),
+    bullets = [_best_line(best, best_figures), _compared_line(best, best_figures, ranked),
                _external_line(best, rows, external, clinical), _decision_line(rows, summaries),
                _calibration_line(best, best_figures, clinical), label_line(clinical),
                _not_run_line(rows)]
