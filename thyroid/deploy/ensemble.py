@@ -131,10 +131,12 @@ def fold_file_bytes(run):
             return convert_session(sess, handles.inputs, handles.outputs())
 
 
-def export_ensemble(train_dirs, maps, threshold, output_dir, study=None):
+def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=None,
+                    study=None):
     """Exports the fold models of ``train_dirs`` (with their recalibration ``maps``) as one
-    ensemble judged at ``threshold`` on the mean probability; -> ExportPaths. ``study``: the
-    study's facts for the model card (``model_card.StudyFacts``), or None."""
+    ensemble judged at ``threshold`` on the mean probability (``threshold_source``: where it
+    came from, in words); -> ExportPaths. ``study``: the study's facts for the model card
+    (``model_card.StudyFacts``), or None."""
     if not train_dirs or len(train_dirs) != len(maps):
         raise ExportError("a fold ensemble needs one recalibration map per fold model")
     output_dir = check_output_dir("output_dir", output_dir,
@@ -153,7 +155,8 @@ def export_ensemble(train_dirs, maps, threshold, output_dir, study=None):
     config, spec, _ = runs[0]
     first = next(iter(files.values()))
     metadata = base_metadata(spec, config.replace(threshold=float(threshold)), "none",
-                             input_details(first))
+                             input_details(first),
+                             threshold_source or "the threshold given to the ensemble's export")
     metadata.update({
         "output": output, "outputs": output_metadata(first, ensemble=layout == "one_model"),
         "cam": cam_metadata(feature_map_name(spec, config.image_size), ensemble=True),

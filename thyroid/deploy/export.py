@@ -21,8 +21,9 @@ from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.compat import tf, tf1
-from thyroid.datasets import shards
+from thyroid.datasets import label_meaning, shards
 from thyroid.output_guard import InputPath, check_output_dir
+from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
 from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map
 from thyroid.deploy.tflite_model import (CAM_OUTPUT, CARD_FILE, ENSEMBLE_OUTPUT,
                                          FEATURES_FROM_HEAD, FEATURES_FROM_PREFIX,
@@ -195,6 +196,7 @@ def _dataset_info(dataset_dir):
     manifest = read_json(path)
     info["protocol"] = manifest.get("protocol")
     info["crop"] = manifest.get("crop")
+    info["sources"] = sorted(manifest.get("sources") or {})
     splits = manifest.get("splits")
     if isinstance(splits, dict):
         info["splits"] = {name: {k: v for k, v in summary.items()
@@ -203,7 +205,7 @@ def _dataset_info(dataset_dir):
                           for name, summary in splits.items()}
     if manifest.get("warning"):
         info["warning"] = manifest["warning"]
-    info["sources"] = _sources_info(manifest.get("sources"))
+    info["source_counts"] = _sources_info(manifest.get("sources"))
     return info
 
 
@@ -274,9 +276,11 @@ def holds_only_export_files(directory):
 
 
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
-                 seed=0, study=None):
+                 seed=0, threshold_source=None, study=None):
     """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths.
-    ``study``: a ``model_card.StudyFacts`` when a study exports (its figures go in the card)."""
+    ``threshold_source``: where the run's threshold came from, in words (a study says its
+    operating point); default: the run's own threshold setting. ``study``: a
+    ``model_card.StudyFacts`` when a study exports (its figures go in the model card)."""
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
     train_dir = os.path.abspath(train_dir)
@@ -295,7 +299,8 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
             model_bytes = convert_session(sess, handles.inputs, handles.outputs(), quantize,
                                           calibration)
     recalibration = load_recalibration(train_dir)
-    metadata = base_metadata(spec, config, quantize, input_details(model_bytes))
+    metadata = base_metadata(spec, config, quantize, input_details(model_bytes),
+                             threshold_source)
     metadata.update({
         "output": {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
                    "meaning": "P(malignant) = softmax(logits)[1]"},
@@ -350,8 +355,16 @@ THRESHOLD_SCALE = ("probability: the model's own P(malignant), before recalibrat
                    "risk scale)")
 
 
-def base_metadata(spec, config, quantize, details):
-    """What every export's metadata.json says about the input, preprocessing and data."""
+def run_threshold_source(config):
+    """The threshold's origin when the caller does not say: the training run's setting."""
+    return (f"the training run's threshold setting ({config.threshold:g}, train's "
+            "--threshold), not chosen by the export")
+
+
+def base_metadata(spec, config, quantize, details, threshold_source=None):
+    """What every export's metadata.json says about the input, preprocessing and data, what
+    its label means (from the sources the data was built from) and where its threshold came
+    from."""
     size = config.image_size
     dataset = _dataset_info(config.dataset_dir)
     crop = dataset.get("crop") or "scan"
@@ -368,6 +381,9 @@ def base_metadata(spec, config, quantize, details):
         "preprocessing": preprocessing_description(spec.name, size, crop),
         "threshold": float(config.threshold),
         "threshold_scale": THRESHOLD_SCALE,
+        THRESHOLD_SOURCE_KEY: threshold_source or run_threshold_source(config),
+        label_meaning.METADATA_KEY:
+            label_meaning.for_sources(dataset.get("sources") or ()).to_json(),
         "checkpoint_description": config.checkpoint_description,
         "data": dataset,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -16,6 +16,8 @@ import re
 import numpy as np
 
 import thyroid
+from thyroid.datasets import label_meaning
+from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
 
 INTENDED_USE = (
     "Research on thyroid nodule ultrasound: scoring one ultrasound frame for the risk that its "
@@ -151,24 +153,6 @@ class ModelCard:
     fields: dict
 
 
-def label_meaning(sources):
-    """What 'malignant' means, from the kinds of source the model was trained on."""
-    kinds = set(sources or ())
-    parts = []
-    if "ddti" in kinds:
-        parts.append("for DDTI-style data, a TIRADS rating of 4a or above (the radiologist's "
-                     "rating of suspicion, not pathology)")
-    if "local" in kinds:
-        parts.append("for the report folders, the diagnosis written in each patient's report "
-                     "(clauses naming a malignant finding; uncertain reports were left out)")
-    if kinds & {"folders", "csv"}:
-        parts.append("for image folders and CSV lists, the class the user's folder names or "
-                     "label column gave")
-    if not parts:
-        return "malignant as the training data labelled it (the sources are not recorded)"
-    return "malignant means: " + "; ".join(parts)
-
-
 def software_versions(metadata):
     return {"thyroid": thyroid.__version__, "python": platform.python_version(),
             "numpy": np.__version__, "tensorflow": metadata.get("tensorflow")}
@@ -183,9 +167,9 @@ def build_card(metadata, study=None):
     fields = {
         "file": CARD_FILE,
         "intended_use": INTENDED_USE,
-        "label": label_meaning(data.get("sources")),
+        "label": label_meaning.from_metadata(metadata).detail,
         "training_data": {"description": study.data_description if study else None,
-                          "sources": data.get("sources"), "splits": data.get("splits"),
+                          "sources": data.get("source_counts"), "splits": data.get("splits"),
                           "dates": NO_DATES},
         "protocol": study.protocol if study else RUN_PROTOCOL,
         "row": {"id": study.row_id, "label": study.row_label} if study else None,
@@ -196,6 +180,7 @@ def build_card(metadata, study=None):
                      "input_size": (metadata.get("input") or {}).get("size"),
                      "quantize": metadata.get("quantize")},
         "threshold": metadata.get("threshold"), "risk_threshold": metadata.get("risk_threshold"),
+        "threshold_source": metadata.get(THRESHOLD_SOURCE_KEY),
         "figures": [dataclasses.asdict(f) for f in figures],
         "external": [{"name": name, "figures": dataclasses.asdict(f)} for name, f in external],
         "software": software_versions(metadata),
@@ -237,7 +222,7 @@ def card_markdown(metadata, fields, figures, external):
     lines = [f"# Model card: {title}", "",
              "**Research tool, not a medical device: not for diagnosis.**", "",
              "## Intended use", "", INTENDED_USE, "",
-             "## What the label means", "", fields["label"] + ".", "",
+             "## What the label means", "", fields["label"], "",
              "## Training data", ""]
     lines += _data_lines(fields["training_data"]) + ["", "## Protocol", "",
                                                      fields["protocol"], ""]
@@ -263,7 +248,7 @@ def _data_lines(data):
     lines = []
     if data["description"]:
         lines.append(f"- Description: {plain(data['description'])}")
-    for kind, source in (data["sources"] or {}).items():
+    for kind, source in (data["source_counts"] or {}).items():
         counts = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value
                            in source.items() if key != "path" and value is not None)
         lines.append(f"- Source {kind}: {plain(source.get('path') or '?')} ({counts})")
@@ -285,7 +270,8 @@ def _model_lines(metadata, fields):
     lines = ["## Model", ""]
     if row:
         lines.append(f"- Study row {row['id']}: {row['label']}")
-    chosen = "chosen on validation data only" if row else "the run's setting"
+    chosen = f"from {plain(fields['threshold_source'])}" if fields["threshold_source"] else \
+        "its origin not recorded"
     lines += [f"- Backbone: {backbone['network']}, starting weights "
               f"{plain(backbone['weights'] or 'not recorded')}; input {backbone['input_size']} "
               f"x {backbone['input_size']} px; quantization {backbone['quantize']}",

@@ -13,6 +13,10 @@ import html
 import os
 import re
 
+# The report's markdown and the page made from it, in the run folder.
+SUMMARY_MD = "summary.md"
+SUMMARY_HTML = "summary.html"
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
        line-height: 1.45; margin: 0 auto; padding: 0.8rem; max-width: 72rem; color: #1b1b1b; }
@@ -27,15 +31,43 @@ img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }
 code { background: #f3f3f3; padding: 0 0.2rem; border-radius: 3px; font-size: 0.9em;
        overflow-wrap: anywhere; }
 li, p { overflow-wrap: anywhere; }
+details { margin-top: 1.1rem; } summary { cursor: pointer; }
+summary h2 { display: inline; margin: 0; }
 """
 
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
+# A backslash-escaped character (``tables.md``) is held as a private-use code point while the
+# markup is parsed, then written back as the escaped character itself: it never opens or
+# closes markup.
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+_HELD = 0xF0000
+# Link targets the page keeps: the web, an anchor in the page, or a file of the run folder
+# beside the page (the report's own links). Anything else stays text.
+_SAFE_HREF = re.compile(r"^(https?://[^\s\"'<>]+|#[\w-]+|[\w][\w.-]*)$")
+
+
+def _hold(text):
+    return _ESCAPED.sub(lambda m: chr(_HELD + ord(m.group(1))), text)
+
+
+def _release(text):
+    return re.sub("[\U000F0021-\U000F007E]", lambda m: html.escape(chr(ord(m.group(0)) - _HELD)),
+                  text)
+
+
+def _link(match):
+    label, href = match.group(1), html.unescape(match.group(2))
+    if not _SAFE_HREF.match(href):
+        return match.group(0)
+    return f'<a href="{html.escape(href)}">{label}</a>'
+
+
 def inline(text):
-    """Escaped text with **bold**, `code` and [links](href)."""
-    parts = re.split(r"(`[^`]*`)", text)
+    """Escaped text with **bold**, `code` and [links](href); backslash escapes stay text."""
+    parts = re.split(r"(`[^`]*`)", _hold(text))
     out = []
     for part in parts:
         if len(part) >= 2 and part.startswith("`") and part.endswith("`"):
@@ -43,9 +75,9 @@ def inline(text):
             continue
         escaped = html.escape(part)
         escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-        escaped = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', escaped)
+        escaped = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, escaped)
         out.append(escaped)
-    return "".join(out)
+    return _release("".join(out))
 
 
 def _cells(line):
@@ -93,11 +125,39 @@ def _blocks(lines):
     return blocks
 
 
-def body_html(markdown, run_dir):
-    out = []
+def section_id(heading):
+    """The id of a ``##`` section (its heading's words, lower case, joined by ``-``): the
+    target of an in-page link ``[text](#id)``."""
+    return "-".join(re.findall(r"[a-z0-9]+", heading.lower())) or "section"
+
+
+def _section_start(heading, open_sections, folding):
+    """A ``##`` heading: folded into ``<details>`` (open when listed in ``open_sections``),
+    or a plain heading with its id when the page does not fold."""
+    text = heading.lstrip("#").strip()
+    anchor = f'id="{section_id(text)}"'
+    if not folding:
+        return f"<h2 {anchor}>{inline(text)}</h2>"
+    shown = " open" if text in open_sections else ""
+    return f"<details {anchor}{shown}><summary><h2>{inline(text)}</h2></summary>"
+
+
+def body_html(markdown, run_dir, open_sections=None):
+    """The page's body. ``open_sections``: None for a page that does not fold; else every
+    ``##`` section folds into a ``<details>`` element, open only for the headings listed."""
+    out, folding, in_section = [], open_sections is not None, False
     for kind, lines in _blocks(markdown.splitlines()):
-        if kind == "heading":
-            level = min(len(lines[0]) - len(lines[0].lstrip("#")), 4)
+        level = len(lines[0]) - len(lines[0].lstrip("#")) if kind == "heading" else 0
+        if level == 2:
+            if folding and in_section:
+                out.append("</details>")
+            out.append(_section_start(lines[0], open_sections or (), folding))
+            in_section = folding
+        elif level == 1 and folding and in_section:
+            out.append("</details>")
+            in_section = False
+        if level and level != 2:
+            level = min(level, 4)
             out.append(f"<h{level}>{inline(lines[0].lstrip('#').strip())}</h{level}>")
         elif kind == "table":
             out.append(_table(lines))
@@ -109,12 +169,15 @@ def body_html(markdown, run_dir):
             out.append(_image(alt, source, run_dir))
         elif kind == "paragraph":
             out.append(f"<p>{inline(' '.join(line.strip() for line in lines))}</p>")
+    if in_section:
+        out.append("</details>")
     return "\n".join(out)
 
 
-def markdown_page(markdown, run_dir, title):
-    """The whole page: the report's markdown as HTML, its images inlined from ``run_dir``."""
+def markdown_page(markdown, run_dir, title, open_sections=None):
+    """The whole page: the report's markdown as HTML, its images inlined from ``run_dir``;
+    with ``open_sections`` (headings), each ``##`` section folds, open only for those."""
     return ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"{body_html(markdown, run_dir)}\n</body>\n</html>\n")
+            f"{body_html(markdown, run_dir, open_sections)}\n</body>\n</html>\n")

@@ -33,6 +33,7 @@ import platform
 import time
 
 from thyroid.io_utils import atomic_write_json, read_json
+from thyroid.study import data_record
 from thyroid.study.config import StudyConfig
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
@@ -41,6 +42,8 @@ PLAN_FILE = "plan.json"
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
 OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 PLAN_FORMAT = 1
+# The jobs every external figure comes from (one of each in a run with external sets).
+EXTERNAL_JOBS = ("external_shards", "external_check")
 REPORT_STAGE = "report: pooled metrics and bootstrap"
 
 
@@ -65,6 +68,9 @@ class Plan:
     started: float
     date: str
     machine: str
+    # What the run was planned on (``study.data_record``), None in a plan of an earlier
+    # version (such a run cannot be resumed: its data cannot be checked).
+    sources: dict | None = None
 
     def job(self, job_id):
         for job in self.jobs:
@@ -76,7 +82,8 @@ class Plan:
         atomic_write_json(os.path.join(self.run_dir, PLAN_FILE), {
             "format": PLAN_FORMAT, "study": self.study.to_json(), "started": self.started,
             "date": self.date, "machine": self.machine,
-            "jobs": [dataclasses.asdict(job) for job in self.jobs]})
+            "jobs": [dataclasses.asdict(job) for job in self.jobs],
+            "sources": None if self.sources is None else data_record.to_json(self.sources)})
 
     @classmethod
     def load(cls, run_dir):
@@ -85,8 +92,11 @@ class Plan:
         if saved.get("format") != PLAN_FORMAT:
             raise ValueError(f"{path}: a plan of another format; run the study again")
         jobs = tuple(Job(**dict(job, inputs=tuple(job["inputs"]))) for job in saved["jobs"])
+        sources = saved.get("sources")
+        if sources is not None:
+            sources = data_record.from_json(sources)
         return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
-                   saved["started"], saved["date"], saved["machine"])
+                   saved["started"], saved["date"], saved["machine"], sources)
 
 
 def machine_description():
@@ -107,9 +117,24 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble.
+ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble")
+
+
+def row_stage(row_id, part):
+    """The stage a row's jobs of ``part`` (one of ``ROW_STAGE_PARTS``) are timed under."""
+    return f"row {row_id}: {part}"
+
+
+def resume_command(run_dir):
+    """The command that continues the run in ``run_dir``."""
+    return (f"python -m thyroid.study <the same flags> --resume "
+            f"--output_dir={os.path.dirname(run_dir)} --run_name={os.path.basename(run_dir)}")
+
+
 def _row_jobs(study, row, base):
     """The fit jobs of one row (and its features job when it trains on frozen features)."""
-    stage = f"row {row.id}: folds"
+    stage = row_stage(row.id, "folds")
     jobs = []
     if row.mode != "scratch":  # the job finds out whether the row reads frozen features
         jobs.append(Job(f"features-{row.id}", "features", stage, base, row.id))
@@ -153,11 +178,12 @@ def _external_jobs(study, fits):
                 ("shards", "external_shards"))] if check else []
     for row in _refit_rows(study):
         inputs = fits[row.id] + (("external_shards",) if study.external else ()) + check
-        jobs.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
+        jobs.append(Job(f"refit-{row.id}", "refit", row_stage(row.id, "refit"), inputs,
+                        row.id))
     if study.external:
         for row in _external_rows(study):
             first = tuple(job for job in fits[row.id] if "-r0-" in job)
-            jobs.append(Job(f"folds-{row.id}", "ensemble", f"row {row.id}: fold ensemble",
+            jobs.append(Job(f"folds-{row.id}", "ensemble", row_stage(row.id, "fold ensemble"),
                             first + ("external_shards",) + check, row.id))
     return jobs
 
@@ -216,7 +242,8 @@ def plan_jobs(study):
 def make_plan(study, run_dir):
     """Plans the study into ``run_dir`` (absolute) and saves plan.json."""
     plan = Plan(run_dir, study, plan_jobs(study), time.time(),
-                datetime.datetime.now().isoformat(timespec="seconds"), machine_description())
+                datetime.datetime.now().isoformat(timespec="seconds"), machine_description(),
+                data_record.record_sources(study))
     plan.save()
     return plan
 
