@@ -248,7 +248,7 @@ def _data_lines(data):
     lines = []
     if data["description"]:
         lines.append(f"- Description: {plain(data['description'])}")
-    for kind, source in (data["source_counts"] or {}).items():
+    for kind, source in (data["sources"] or {}).items():
         counts = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value
                            in source.items() if key != "path" and value is not None)
         lines.append(f"- Source {kind}: {plain(source.get('path') or '?')} ({counts})")
