@@ -1,14 +1,14 @@
 """Folder and run names holding glob characters ([, *, ?) are names, never patterns.
 
-Each test puts its work under ``out[1]/r*?`` and a decoy under ``out1/rab``: read as a glob
-pattern, the first path matches the second, so code that globs would find (or delete) the
-decoy's files and miss its own.
+Each test puts its work under ``out[1]/r*?`` and a decoy under ``out1/rab`` (the study's is
+``conftest.awkward_study``): read as a glob pattern, the first path matches the second, so
+code that globs would find (or delete) the decoy's files and miss its own.
 """
 
 import os
 import shutil
 
-from study_runs import read_rows, run_study
+from study_runs import read_rows, snapshot
 from thyroid.datasets import shards
 from thyroid.training.run import train
 from thyroid.training.run_config import RunConfig, check_dataset_dir
@@ -16,17 +16,6 @@ from thyroid.training.scoring import evaluate_run
 
 RUN = os.path.join("out[1]", "r*?")
 DECOY = os.path.join("out1", "rab")
-
-
-def snapshot(folder):
-    """{relative path: bytes} of every file below ``folder``."""
-    found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, folder)] = f.read()
-    return found
 
 
 def plant_decoy_checkpoints(train_dir, steps):
@@ -70,11 +59,8 @@ def test_shards_and_checkpoints_under_pattern_names_are_found_and_kept(patient_b
         (train_dir / "checkpoint").read_text(), (train_dir / "best" / "checkpoint").read_text()))
 
 
-def test_a_study_runs_in_pattern_named_folders(tmp_path):
-    plant_decoy_checkpoints(tmp_path / DECOY / "train" / "01_small_cnn_scratch" / "repeat0_fold0",
-                            range(1, 40))
-    decoy_before = snapshot(tmp_path / "out1")
-    _, run_dir = run_study(tmp_path / "out[1]", "--rows=1", "--cv_folds=2", "--noexport",
-                           run_name="r*?", checkpoint_dir=tmp_path / "checkpoints")
+def test_a_study_runs_in_pattern_named_folders(awkward_study):
+    _, run_dir, decoy, decoy_before = awkward_study
+    assert run_dir.name == "r*?" and run_dir.parent.name == "out[1]"
     assert read_rows(run_dir)[1]["status"] == "ok"
-    assert snapshot(tmp_path / "out1") == decoy_before
+    assert snapshot(decoy) == decoy_before

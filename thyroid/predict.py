@@ -18,7 +18,6 @@ gives its pixel spacing); when nothing is found, ``nodule_found`` is false and `
 says that the scan field stands for the nodule.
 """
 
-import json
 import os
 
 from absl import flags
@@ -30,6 +29,7 @@ from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, pr
                                     write_csv)
 from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
+from thyroid.io_utils import json_text
 
 COMMAND = "predict"
 
@@ -68,7 +68,7 @@ def run(fv, argv):
         write_csv(results, fv.csv)
     failed = [r for r in results if "error" in r]
     if fv.json:
-        print(json.dumps({"model": model.model_path, "threshold": model.threshold,
+        print(json_text({"model": model.model_path, "threshold": model.threshold,
                           "threshold_scale": model.metadata.get("threshold_scale"),
                           "segmentation": segmenter.model_path if segmenter else None,
                           "notice": NOTICE, "results": results}, indent=2))
