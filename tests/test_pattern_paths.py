@@ -64,3 +64,21 @@ def test_a_study_runs_in_pattern_named_folders(awkward_study):
     assert run_dir.name == "r*?" and run_dir.parent.name == "out[1]"
     assert read_rows(run_dir)[1]["status"] == "ok"
     assert snapshot(decoy) == decoy_before
+
+
+def test_literal_reaches_the_same_file_by_a_name_free_of_pattern_characters(tmp_path):
+    import pytest
+    from thyroid.checkpoint_paths import CheckpointPathError, has_pattern, literal
+    folder = tmp_path / "r[1]*?"
+    folder.mkdir()
+    (folder / "model.ckpt-1.index").write_text("first")
+    alias = literal(str(folder / "model.ckpt-1.index"))
+    assert not has_pattern(alias) and open(alias).read() == "first"
+    plain = str(tmp_path / "plain" / "model.ckpt")
+    assert literal(plain) == plain  # nothing to do
+    shutil.rmtree(folder)  # a folder replaced under the same name is reopened, not the old one
+    folder.mkdir()
+    (folder / "model.ckpt-1.index").write_text("second")
+    assert open(literal(str(folder / "model.ckpt-1.index"))).read() == "second"
+    with pytest.raises(CheckpointPathError, match="a checkpoint's name cannot hold"):
+        literal(str(tmp_path / "model[1].ckpt"))

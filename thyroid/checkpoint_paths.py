@@ -54,10 +54,10 @@ def literal(path):
     parts = os.path.abspath(path).split(os.sep)
     last = max(i for i, part in enumerate(parts) if has_pattern(part))
     folder = os.sep.join(parts[:last + 1])
-    if not os.path.isdir(folder):
+    if last == len(parts) - 1 and not os.path.isdir(folder):  # the file's own name
         raise CheckpointPathError(
-            f"{path}: TensorFlow reads checkpoint paths as patterns, so the name "
-            f"{parts[last]!r} cannot hold [, *, ? or \\; rename it")
+            f"{path}: TensorFlow reads checkpoint paths as patterns, so a checkpoint's name "
+            f"cannot hold [, *, ? or \\; rename it")
     if not os.path.isdir(_DESCRIPTORS):
         raise CheckpointPathError(
             f"{path}: TensorFlow reads checkpoint paths as patterns and this system cannot "
