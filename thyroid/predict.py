@@ -69,9 +69,9 @@ def run(fv, argv):
     failed = [r for r in results if "error" in r]
     if fv.json:
         print(json_text({"model": model.model_path, "threshold": model.threshold,
-                          "threshold_scale": model.metadata.get("threshold_scale"),
-                          "segmentation": segmenter.model_path if segmenter else None,
-                          "notice": NOTICE, "results": results}, indent=2))
+                         "threshold_scale": model.metadata.get("threshold_scale"),
+                         "segmentation": segmenter.model_path if segmenter else None,
+                         "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))
         print(f"threshold {model.threshold:g} on P(malignant); risk: recalibrated"
