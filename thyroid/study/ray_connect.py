@@ -49,7 +49,8 @@ TOKEN_FIX = (f"set {AUTH_MODE_ENV}=token and give the head's token (`ray get-aut
 @dataclasses.dataclass(frozen=True)
 class ClusterAddress:
     """Where the cluster to join is: ``given`` as typed, in ``source`` (the flag or the
-    environment variable); ``scheme`` is set for a Ray Client address (``ray://``)."""
+    environment variable); ``scheme`` is ``ray`` for a Ray Client address (``ray://``) and
+    ``auto`` for Ray's ``auto`` (the cluster ``ray start`` started on this machine)."""
     given: str
     source: str
     host: str
@@ -62,7 +63,8 @@ class ClusterAddress:
 
     @property
     def loopback(self):
-        return self.host in LOOPBACK_HOSTS
+        """On this machine's loopback (``auto`` may be: Ray reads its address from a file)."""
+        return self.scheme == "auto" or self.host in LOOPBACK_HOSTS
 
 
 class ClusterJoinError(ConnectionError):
@@ -76,12 +78,14 @@ class ClusterJoinError(ConnectionError):
 def cluster_address(flag_value):
     """The address to join (``--ray_address``, else ``RAY_ADDRESS``), or None to start Ray
     here (neither given, or Ray's own ``local``). A value that is not ``HOST:PORT`` (or
-    ``ray://HOST:PORT``) is refused in one line naming where it came from."""
+    ``ray://HOST:PORT``, or ``auto``) is refused in one line naming where it came from."""
     source, given = ("--ray_address", flag_value) if flag_value else (
         ADDRESS_ENV, os.environ.get(ADDRESS_ENV, ""))
     given = given.strip()
     if not given or given == "local":
         return None
+    if given == "auto":
+        return ClusterAddress(given, source, "", 0, "auto")
     scheme, _, rest = given.rpartition("://")
     host, _, port = rest.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -142,7 +146,8 @@ def private_token():
 def join(ray, address):
     """Joins the cluster at ``address`` or raises ``ClusterJoinError`` naming the cause, in
     about half a minute at most."""
-    check_reachable(address)
+    if address.scheme != "auto":
+        check_reachable(address)
     if os.environ.get(AUTH_MODE_ENV, "").lower() == "token" and not has_token():
         raise ClusterJoinError(address, token_cause(), TOKEN_FIX)
     if address.scheme is None:
