@@ -173,11 +173,23 @@ def test_an_address_that_cannot_work_ends_in_one_line_within_seconds(tmp_path, c
     assert_one_line_error(done, seconds, tmp_path, *expected)
 
 
-def test_ray_address_without_the_ray_executor_is_refused(tmp_path):
-    done, _ = study(tmp_path, "--ray_address=127.0.0.1:6379", env=clean_env())
+@pytest.mark.parametrize("value", ["127.0.0.1:6379", ""])
+def test_ray_address_without_the_ray_executor_is_refused(tmp_path, value):
+    done, _ = study(tmp_path, f"--ray_address={value}", env=clean_env())
     assert done.returncode == 2, done.stderr[-3000:]
-    assert done.stderr.strip().splitlines()[-1] == \
-        "study: error: --ray_address=127.0.0.1:6379: needs --executor=ray"
+    assert done.stderr.strip().splitlines() == \
+        [f"study: error: --ray_address={value}: needs --executor=ray"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["", "head", "head:port", "127.0.0.1:70000",
+                                   "http://127.0.0.1:8265"])
+def test_a_ray_address_that_is_not_host_port_is_refused(tmp_path, value):
+    done, _ = study(tmp_path, "--executor=ray", f"--ray_address={value}", env=clean_env())
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        f"study: error: --ray_address={value}: expected HOST:PORT of the Ray head (the address "
+        "`ray start --head` printed, e.g. 10.0.0.5:6379)"]
     assert not (tmp_path / "run").exists()
 
 

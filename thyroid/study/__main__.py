@@ -266,9 +266,10 @@ def make_executor(fv):
     """The executor the flags ask for (Ray is imported only when asked for)."""
     from thyroid.study.resources import JobResources
     if fv.executor == "local":
-        for name in ("gpus_per_job", "ray_address"):
-            if getattr(fv, name):
-                raise cli.UsageError(name, getattr(fv, name), "needs --executor=ray")
+        if fv.gpus_per_job:
+            raise cli.UsageError("gpus_per_job", fv.gpus_per_job, "needs --executor=ray")
+        if fv.ray_address is not None:
+            raise cli.UsageError("ray_address", fv.ray_address, "needs --executor=ray")
         from thyroid.study.executor import LocalExecutor
         return LocalExecutor(JobResources(fv.cpus_per_job) if fv.cpus_per_job else None)
     from thyroid.study.ray_executor import RayExecutor, RayOptions

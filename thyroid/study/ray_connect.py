@@ -79,10 +79,10 @@ def cluster_address(flag_value):
     """The address to join (``--ray_address``, else ``RAY_ADDRESS``), or None to start Ray
     here (neither given, or Ray's own ``local``). A value that is not ``HOST:PORT`` (or
     ``ray://HOST:PORT``, or ``auto``) is refused in one line naming where it came from."""
-    source, given = ("--ray_address", flag_value) if flag_value else (
+    source, given = ("--ray_address", flag_value) if flag_value is not None else (
         ADDRESS_ENV, os.environ.get(ADDRESS_ENV, ""))
     given = given.strip()
-    if not given or given == "local":
+    if source == ADDRESS_ENV and given in ("", "local"):
         return None
     if given == "auto":
         return ClusterAddress(given, source, "", 0, "auto")
