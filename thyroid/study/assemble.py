@@ -4,12 +4,15 @@ included): the study's last job writes it, and ``--report_only`` writes it again
 import os
 
 from thyroid.datasets import folds
+from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
-from thyroid.study import clinical_report, data, localisation, report, robustness
+from thyroid.study import (clinical_report, cv_report, data, localisation, robustness,
+                           single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
-from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
+from thyroid.study.html_page import SUMMARY_MD
+from thyroid.study.plan import EXTERNAL_DIR, EXTERNAL_JOBS, SHARDS_DIR, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
 
 NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"
@@ -104,7 +107,7 @@ def write_report(run_dir):
         _write_cv_report(plan, results, rows)
     else:
         _write_single_split_report(plan, results, rows)
-    return os.path.join(plan.run_dir, report.SUMMARY_MD)
+    return os.path.join(plan.run_dir, SUMMARY_MD)
 
 
 def _run_info(plan, results, rows):
@@ -120,7 +123,7 @@ def _write_single_split_report(plan, results, rows):
                 "protocol": plan.study.protocol,
                 "manifest": read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json")),
                 "quick": plan.study.quick, **common}
-    report.write_report(plan.run_dir, rows, run_info)
+    single_split_report.write_report(plan.run_dir, rows, run_info)
 
 
 def _payload(results, job_id):
@@ -142,8 +145,26 @@ def _design(plan, results):
             "augment_copies": study.augment_copies, "operating_point": study.operating_point,
             "eval_every_n_epochs": EVAL_EVERY_N_EPOCHS,
             "early_stopping_patience": EARLY_STOPPING_PATIENCE,
-            "external": _external_name(study),
+            "external": _external_text(study, results),
+            "ungrouped_sources": _ungrouped_sources(plan),
             "external_assignment": external_assignment}
+
+
+def _ungrouped_sources(plan):
+    """The development sources whose reader could not give patient ids (manifest notes)."""
+    manifest = read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json"))
+    return sorted(f"{kind} {info.get('path', '')}".strip()
+                  for kind, info in (manifest.get("sources") or {}).items()
+                  if any(NO_PATIENT_IDS in note for note in info.get("notes") or ()))
+
+
+def _external_text(study, results):
+    """The external sets, and a failure of their jobs in the same line."""
+    name = _external_name(study)
+    failed = [f"{job_id}: {results[job_id].note if results.get(job_id) else 'did not finish'}"
+              for job_id in EXTERNAL_JOBS if job_id in results
+              and (results[job_id] is None or not results[job_id].ok)]
+    return name if not failed else f"{name}; EXTERNAL VALIDATION FAILED ({'; '.join(failed)})"
 
 
 def _external_name(study):
@@ -188,10 +209,10 @@ def _write_cv_report(plan, results, rows):
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
     design = _design(plan, results)
-    report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                           design, _clinical(plan, results, design, payload),
-                           _optional_sections(plan, results, rows, summaries, records,
-                                              by_job))
+    cv_report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
+                              design, _clinical(plan, results, design, payload),
+                              _optional_sections(plan, results, rows, summaries, records,
+                                                 by_job))
 
 
 def _optional_sections(plan, results, rows, summaries, records, by_job):

@@ -33,6 +33,7 @@ import platform
 import time
 
 from thyroid.io_utils import atomic_write_json, read_json
+from thyroid.study import data_record
 from thyroid.study.config import StudyConfig
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
@@ -41,6 +42,8 @@ PLAN_FILE = "plan.json"
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
 OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 PLAN_FORMAT = 1
+# The jobs every external figure comes from (one of each in a run with external sets).
+EXTERNAL_JOBS = ("external_shards", "external_check")
 REPORT_STAGE = "report: pooled metrics and bootstrap"
 
 
@@ -65,6 +68,9 @@ class Plan:
     started: float
     date: str
     machine: str
+    # What the run was planned on (``study.data_record``), None in a plan of an earlier
+    # version (such a run cannot be resumed: its data cannot be checked).
+    sources: dict | None = None
 
     def job(self, job_id):
         for job in self.jobs:
@@ -76,7 +82,8 @@ class Plan:
         atomic_write_json(os.path.join(self.run_dir, PLAN_FILE), {
             "format": PLAN_FORMAT, "study": self.study.to_json(), "started": self.started,
             "date": self.date, "machine": self.machine,
-            "jobs": [dataclasses.asdict(job) for job in self.jobs]})
+            "jobs": [dataclasses.asdict(job) for job in self.jobs],
+            "sources": None if self.sources is None else data_record.to_json(self.sources)})
 
     @classmethod
     def load(cls, run_dir):
@@ -85,8 +92,11 @@ class Plan:
         if saved.get("format") != PLAN_FORMAT:
             raise ValueError(f"{path}: a plan of another format; run the study again")
         jobs = tuple(Job(**dict(job, inputs=tuple(job["inputs"]))) for job in saved["jobs"])
+        sources = saved.get("sources")
+        if sources is not None:
+            sources = data_record.from_json(sources)
         return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
-                   saved["started"], saved["date"], saved["machine"])
+                   saved["started"], saved["date"], saved["machine"], sources)
 
 
 def machine_description():
@@ -214,7 +224,8 @@ def plan_jobs(study):
 def make_plan(study, run_dir):
     """Plans the study into ``run_dir`` (absolute) and saves plan.json."""
     plan = Plan(run_dir, study, plan_jobs(study), time.time(),
-                datetime.datetime.now().isoformat(timespec="seconds"), machine_description())
+                datetime.datetime.now().isoformat(timespec="seconds"), machine_description(),
+                data_record.record_sources(study))
     plan.save()
     return plan
 
