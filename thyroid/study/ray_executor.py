@@ -157,12 +157,13 @@ class RayExecutor:
                                         max_retries=options.max_retries)
                  for gpus in {0.0, options.gpus_per_job}}
         settle = ray.remote(_settle).options(num_cpus=0)
-        submitted = {}
+        submitted, run_again = {}, set()
         for job in plan.jobs:
-            reused = committed(plan, job) if resume else None
+            reused = committed(plan, job, run_again) if resume else None
             if reused is not None:
                 submitted[job.id] = (None, reused)
                 continue
+            run_again.add(job.id)
             refs = [submitted[i][0] for i in job.inputs if submitted[i][0] is not None]
             if job.kind in SUMMARY_KINDS and refs:
                 ids = [i for i in job.inputs if submitted[i][0] is not None]
