@@ -117,9 +117,24 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble.
+ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble")
+
+
+def row_stage(row_id, part):
+    """The stage a row's jobs of ``part`` (one of ``ROW_STAGE_PARTS``) are timed under."""
+    return f"row {row_id}: {part}"
+
+
+def resume_command(run_dir):
+    """The command that continues the run in ``run_dir``."""
+    return (f"python -m thyroid.study <the same flags> --resume "
+            f"--output_dir={os.path.dirname(run_dir)} --run_name={os.path.basename(run_dir)}")
+
+
 def _row_jobs(study, row, base):
     """The fit jobs of one row (and its features job when it trains on frozen features)."""
-    stage = f"row {row.id}: folds"
+    stage = row_stage(row.id, "folds")
     jobs = []
     if row.mode != "scratch":  # the job finds out whether the row reads frozen features
         jobs.append(Job(f"features-{row.id}", "features", stage, base, row.id))
@@ -163,11 +178,12 @@ def _external_jobs(study, fits):
                 ("shards", "external_shards"))] if check else []
     for row in _refit_rows(study):
         inputs = fits[row.id] + (("external_shards",) if study.external else ()) + check
-        jobs.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
+        jobs.append(Job(f"refit-{row.id}", "refit", row_stage(row.id, "refit"), inputs,
+                        row.id))
     if study.external:
         for row in _external_rows(study):
             first = tuple(job for job in fits[row.id] if "-r0-" in job)
-            jobs.append(Job(f"folds-{row.id}", "ensemble", f"row {row.id}: fold ensemble",
+            jobs.append(Job(f"folds-{row.id}", "ensemble", row_stage(row.id, "fold ensemble"),
                             first + ("external_shards",) + check, row.id))
     return jobs
 
