@@ -64,3 +64,14 @@ def same_predictions(run_a, run_b, tolerance=1e-6):
         return False
     return all(abs(float(p["prob"]) - float(q["prob"])) <= tolerance
                and p["label"] == q["label"] for p, q in zip(a, b))
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file below ``folder``."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found

@@ -15,7 +15,6 @@ probability. Writes ``model.tflite``, ``labels.txt`` and ``metadata.json`` (each
 """
 
 import dataclasses
-import json
 
 from absl import flags
 
@@ -23,6 +22,7 @@ from thyroid import cli
 
 cli.require_research_install("export")  # before the imports that need it
 
+from thyroid.io_utils import json_text
 from thyroid.deploy.export import ExportError, QUANTIZE_MODES, REPRESENTATIVE_COUNT, export_model
 
 COMMAND = "export"
@@ -61,7 +61,7 @@ def run(fv, args):
     except (ExportError, SegmentExportError) as error:
         cli.print_error(COMMAND, error)
         return cli.FAILURE_STATUS
-    print(json.dumps(paths, indent=2))
+    print(json_text(paths, indent=2))
     return 0
 
 

@@ -17,6 +17,7 @@ from absl import logging
 from thyroid.checkpoints.locate import (MissingCheckpointError, default_checkpoint_path,
                                         fetch_command)
 from thyroid.datasets import duplicates, folds, shards
+from thyroid.flag_errors import FlagValueError
 from thyroid.nets import get_network
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
@@ -320,12 +321,16 @@ RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_extern
            "external_check": run_external_check, "ensemble": run_ensemble}
 
 
+# The jobs every row is built from: without them even the summary jobs have nothing to use.
+DATA_JOBS = ("data", "shards")
+
+
 def _failed_input(plan, job):
     """The first input that did not end ok, as (status, note), or None."""
     for job_id in job.inputs:
-        result = read_result(plan.run_dir, job_id)
-        if job.kind in ("pooled", "export", "report"):
+        if job.kind in ("pooled", "export", "report") and job_id not in DATA_JOBS:
             continue  # these use what there is
+        result = read_result(plan.run_dir, job_id)
         if result is None or not result.ok:
             status = SKIPPED if result is not None and result.status == SKIPPED else FAILED
             return status, result.note if result else f"{job_id} did not finish"
@@ -354,6 +359,10 @@ def _run_body(plan, job):
     except MissingCheckpointError as error:
         logging.warning("%s skipped: %s", job.id, error)
         return SKIPPED, missing_checkpoint_note(plan, job), Outcome()
+    except FlagValueError as error:  # the user's value, said in one line (by the study too)
+        logging.info("%s failed: %s", job.id, error)
+        logging.debug("%s failed:\n%s", job.id, traceback.format_exc())
+        return FAILED, f"{type(error).__name__}: {error}", Outcome()
     except Exception as error:  # one failing job must not lose the others
         logging.error("%s failed:\n%s", job.id, traceback.format_exc())
         return FAILED, f"{type(error).__name__}: {error}", Outcome()
