@@ -9,6 +9,7 @@ from thyroid.stats import pooled
 from thyroid.study import clinical_report, data, localisation, report, robustness
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
+from thyroid.study.jobspec import job_id
 from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
 
@@ -34,12 +35,12 @@ def row_results(plan, results):
     rows = []
     for row in plan.study.selected_rows():
         fit_ids = [job.id for job in plan.jobs if job.kind == "fit" and job.row_id == row.id]
-        fits = [results[job_id] for job_id in fit_ids]
+        fits = [results[fit_id] for fit_id in fit_ids]
         status, note = _row_status(fits)
         entry = RowResult(row, status, note)
         if status == OK:
             _fill_row(plan, entry, fit_ids, fits)
-        refit = results.get(f"refit-{row.id}")
+        refit = results.get(job_id("refit", row.id))
         if refit is not None and refit.ok:
             entry.refit_seconds = refit.seconds
         elif refit is not None and status == OK:
@@ -50,8 +51,8 @@ def row_results(plan, results):
 
 def _fill_row(plan, entry, fit_ids, fits):
     if plan.study.num_folds:
-        entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, job_id))
-                       for job_id, result in zip(fit_ids, fits)]
+        entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, fit_id))
+                       for fit_id, result in zip(fit_ids, fits)]
         entry.checkpoint = entry.folds[0].checkpoint
         entry.train_seconds = sum(fold.seconds for fold in entry.folds)
         return
@@ -75,12 +76,13 @@ def stage_times(plan, results):
 
 
 def total_seconds(plan, results):
-    finished = [r.finished for job_id, r in results.items() if r is not None and job_id != "report"]
+    finished = [r.finished for one, r in results.items()
+                if r is not None and one != job_id("report")]
     return max(finished) - plan.started if finished else 0.0
 
 
 def mobile_text(plan, results, rows):
-    export = results.get("export")
+    export = results.get(job_id("export"))
     if export is None or not export.ok or not export.payload.get("exported"):
         return NOT_EXPORTED
     row = next(r for r in rows if r.row_id == export.payload["row_id"])
@@ -116,27 +118,28 @@ def _run_info(plan, results, rows):
 def _write_single_split_report(plan, results, rows):
     common = _run_info(plan, results, rows)
     run_info = {"run_name": os.path.basename(plan.run_dir),
-                "data": results["data"].payload["description"] if results["data"] else "",
+                "data": (results[job_id("data")].payload["description"]
+                         if results[job_id("data")] else ""),
                 "protocol": plan.study.protocol,
                 "manifest": read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json")),
                 "quick": plan.study.quick, **common}
     report.write_report(plan.run_dir, rows, run_info)
 
 
-def _payload(results, job_id):
-    result = results.get(job_id)
+def _payload(results, one):
+    result = results.get(one)
     return result.payload if result is not None and result.ok else None
 
 
 def _design(plan, results):
     study = plan.study
     external_assignment = None
-    check = _payload(results, "external_check")
+    check = _payload(results, job_id("external_check"))
     excluded = {pair["external"] for pair in (check or {}).get("exact", ())}
-    if study.external and results.get("external_shards") and results["external_shards"].ok:
+    if study.external and results.get(job_id("external_shards")) and results[job_id("external_shards")].ok:
         external_assignment = data.external_counts(os.path.join(plan.run_dir, EXTERNAL_DIR),
                                                    EXTERNAL_SPLIT, excluded)
-    return {"data": results["data"].payload["description"],
+    return {"data": results[job_id("data")].payload["description"],
             "assignment": folds.load_folds(os.path.join(plan.run_dir, SHARDS_DIR,
                                                         folds.FOLDS_NAME)),
             "augment_copies": study.augment_copies, "operating_point": study.operating_point,
@@ -162,12 +165,12 @@ def _clinical(plan, results, design, payload):
     return clinical_report.ClinicalFacts(
         recalibrate=study.recalibrate, final_model=study.final_model,
         refit_maps={k: v for k, v in refit_maps.items() if v}, external_by_model=by_model,
-        external_check=_payload(results, "external_check"),
+        external_check=_payload(results, job_id("external_check")),
         external_name=_external_name(study), tirads_labels=tirads)
 
 
 def _write_cv_report(plan, results, rows):
-    pooled_result = results.get("pooled")
+    pooled_result = results.get(job_id("pooled"))
     payload = pooled_result.payload if pooled_result and pooled_result.ok else {}
     summaries = _keyed(payload.get("summaries")) or {}
     external = _keyed(payload.get("external"))
@@ -176,7 +179,7 @@ def _write_cv_report(plan, results, rows):
               and results[job.id] is not None and results[job.id].ok}
     records = [record for job_records in by_job.values() for record in job_records]
     common = _run_info(plan, results, rows)
-    shards_payload = results["shards"].payload if results["shards"] else {}
+    shards_payload = results[job_id("shards")].payload if results[job_id("shards")] else {}
     run_info = {"run_name": os.path.basename(plan.run_dir),
                 "protocol": "patient (cross-validated)", "quick": plan.study.quick,
                 "date": common["date"], "machine": common["machine"],

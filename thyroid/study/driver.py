@@ -17,6 +17,7 @@ from absl import logging
 from thyroid.output_guard import OutputError
 from thyroid.study.executor import LocalExecutor
 from thyroid.study.fingerprint import PLACE_SETTINGS
+from thyroid.study.jobspec import job_id
 from thyroid.study.plan import PLAN_FILE, Plan, make_plan
 from thyroid.study.results import read_result
 
@@ -33,7 +34,7 @@ def _settings(study):
 
 
 def _finished(run_dir):
-    result = read_result(run_dir, "report")
+    result = read_result(run_dir, job_id("report"))
     return result is not None and result.ok
 
 
@@ -127,7 +128,7 @@ class StudyError(ValueError):
 
 # Jobs without which no row can run: when one fails, the study says why instead of reporting
 # every row failed.
-ESSENTIAL_JOBS = ("data", "shards")
+ESSENTIAL_JOBS = (job_id("data"), job_id("shards"))
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -147,10 +148,10 @@ def run_study(study, executor=None, resume=False):
         results, run_dir = _run_claimed(study, executor, resume)
     finally:
         executor.stop()
-    for job_id in ESSENTIAL_JOBS:
-        if results.get(job_id) is not None and not results[job_id].ok:
-            raise StudyError(f"{job_id}: {results[job_id].note}")
-    report = results.get("report")
+    for essential in ESSENTIAL_JOBS:
+        if results.get(essential) is not None and not results[essential].ok:
+            raise StudyError(f"{essential}: {results[essential].note}")
+    report = results.get(job_id("report"))
     if report is None or not report.ok:
         raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
     logging.info("study finished; summary in %s", report.payload["summary"])

@@ -12,6 +12,7 @@ import json
 import os
 
 import thyroid
+from thyroid.study import kinds
 from thyroid.study.results import read_result
 
 # Settings that say where the run goes, not what it computes.
@@ -42,12 +43,11 @@ def folder_listing(path):
 
 
 def _source_listing(plan, job):
-    study = plan.study
-    if job.kind == "data":
-        return {"ddti": folder_listing(study.ddti_dir), "local": folder_listing(study.local_dir)}
-    if job.kind == "external_shards":
-        return {kind: folder_listing(path) for kind, path in study.external}
-    return None
+    """A listing of each of the user's folders the job's kind reads, or None."""
+    sources = kinds.get(job.kind).sources
+    if sources is None:
+        return None
+    return {name: folder_listing(path) for name, path in sources(plan.study).items()}
 
 
 def job_fingerprint(plan, job):

@@ -8,6 +8,7 @@ one directly, the Ray one inside a task.
 """
 
 import dataclasses
+import importlib
 import os
 import time
 import traceback
@@ -18,11 +19,12 @@ from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
 from thyroid.datasets import duplicates, folds, shards
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
-from thyroid.study import data, fitting, localisation, robustness
+from thyroid.study import data, fitting, kinds, localisation, robustness
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.assemble import write_report
+from thyroid.study.jobspec import job_id
 from thyroid.study.plan import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR, SHARDS_DIR,
                                 TRAIN_DIR, row_of)
 from thyroid.study.rows import SEGMENTING_MODE, get_row, is_localisation
@@ -46,9 +48,13 @@ def row_train_dir(plan, row_id):
     return _path(plan, TRAIN_DIR, get_row(row_id).folder_name())
 
 
-def _ok(plan, job_id):
-    result = read_result(plan.run_dir, job_id)
+def _ok(plan, input_id):
+    result = read_result(plan.run_dir, input_id)
     return result is not None and result.ok
+
+
+def _sources(plan):
+    return data.Sources(**read_result(plan.run_dir, job_id("data")).payload)
 
 
 def _row_run_config(plan, job):
@@ -65,7 +71,7 @@ def run_data(plan, job):
 
 
 def run_shards(plan, job):
-    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    sources = _sources(plan)
     build = data.build_development_shards if plan.study.num_folds else data.build_single_split_shards
     manifest = build(plan.study, sources, _path(plan, SHARDS_DIR))
     return Outcome({"dataset_dir": _path(plan, SHARDS_DIR),
@@ -85,29 +91,23 @@ def run_checkpoints(plan, job):
 
 
 def run_outlines(plan, job):
-    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
+    sources = _sources(plan)
     return Outcome(localisation.build_outlines(sources, _path(plan, SHARDS_DIR),
                                                _path(plan, OUTLINES_DIR)))
 
 
-def _variant_name(job_id):
-    return job_id.split("-", 1)[1]  # variant-<name>
-
-
 def run_variant(plan, job):
-    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
-    name = _variant_name(job.id)
-    return Outcome(robustness.build_variant(sources, name,
-                                            robustness.variant_dir(plan.run_dir, name),
+    return Outcome(robustness.build_variant(_sources(plan), job.variant,
+                                            robustness.variant_dir(plan.run_dir, job.variant),
                                             plan.study.seed))
 
 
 def run_robustness(plan, job):
     """The row's folds scored again on every crop variant (``study.robustness``)."""
-    inputs = [plan.job(job_id) for job_id in job.inputs]
+    inputs = [plan.job(input_id) for input_id in job.inputs]
     fits = [(fold_train_dir(plan, job.row_id, fit.repeat, fit.fold),
              read_records(plan.run_dir, fit.id)) for fit in inputs if fit.kind == "fit"]
-    variants = {_variant_name(variant.id): read_result(plan.run_dir, variant.id)
+    variants = {variant.variant: read_result(plan.run_dir, variant.id)
                 .payload["dataset_dir"] for variant in inputs if variant.kind == "variant"}
     return Outcome(robustness.row_robustness(fits, variants))
 
@@ -163,11 +163,11 @@ def _fit_single_split(plan, job):
 def fold_results(plan, job_ids):
     """The FoldResults of the given fit jobs (facts from result.json, records beside it)."""
     found = []
-    for job_id in job_ids:
-        result = read_result(plan.run_dir, job_id)
-        if result is not None and result.ok and plan.job(job_id).kind == "fit":
+    for input_id in job_ids:
+        result = read_result(plan.run_dir, input_id)
+        if result is not None and result.ok and plan.job(input_id).kind == "fit":
             found.append(FoldResult.from_payload(result.payload,
-                                                 read_records(plan.run_dir, job_id)))
+                                                 read_records(plan.run_dir, input_id)))
     return found
 
 
@@ -188,7 +188,7 @@ def run_external_check(plan, job):
 
 def excluded_external(plan):
     """Keys of the external images the figures leave out (byte-identical to development)."""
-    result = read_result(plan.run_dir, "external_check")
+    result = read_result(plan.run_dir, job_id("external_check"))
     return set() if result is None else {pair["external"] for pair in result.payload["exact"]}
 
 
@@ -217,13 +217,13 @@ def run_ensemble(plan, job):
 def export_choice(plan, job):
     """(row id, train_dir) of the fine-tuned mobile row with the best AUC, or None: pooled
     out of fold (its refit is exported) or on the single split's test set."""
-    fits = [job_id for job_id in job.inputs
-            if plan.job(job_id).kind == "fit" and _ok(plan, job_id)]
-    records = [record for job_id in fits for record in read_records(plan.run_dir, job_id)]
+    fits = [input_id for input_id in job.inputs
+            if plan.job(input_id).kind == "fit" and _ok(plan, input_id)]
+    records = [record for input_id in fits for record in read_records(plan.run_dir, input_id)]
     summaries = pooled.summarize_predictions(records, num_samples=0)
     refitted = bool(plan.study.num_folds) and plan.study.final_model == "refit"
     candidates = [row_id for row_id in summaries
-                  if not refitted or _ok(plan, f"refit-{row_id}")]
+                  if not refitted or _ok(plan, job_id("refit", row_id))]
     if not candidates:
         return None
     best = max(candidates, key=lambda row_id: summaries[row_id]["auc"] or 0.0)
@@ -242,8 +242,8 @@ def run_export(plan, job):
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
     if plan.study.num_folds and plan.study.final_model == "folds":
-        fits = [job_id for job_id in job.inputs if plan.job(job_id).row_id == row_id
-                and plan.job(job_id).repeat == 0]
+        fits = [input_id for input_id in job.inputs if plan.job(input_id).row_id == row_id
+                and plan.job(input_id).repeat == 0]
         folds_done = fold_results(plan, fits)
         paths = export_ensemble(
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
@@ -260,7 +260,8 @@ def run_export(plan, job):
 
 def _export_segment(plan, job, output_dir):
     """Row 12's segmentation network (trained on every outlined image) beside the model."""
-    if "segment" not in job.inputs or not _ok(plan, "segment"):
+    segment = job_id("segment")
+    if segment not in job.inputs or not _ok(plan, segment):
         return None
     from thyroid.deploy.segment import export_segmentation
     return export_segmentation(_path(plan, SEGMENT_DIR), output_dir)
@@ -269,8 +270,8 @@ def _export_segment(plan, job, output_dir):
 def run_pooled(plan, job):
     """The pooled statistics of every row (out of fold, and external), kept in the result so
     that the report, written again, shows the same figures."""
-    records = [record for job_id in job.inputs if _ok(plan, job_id)
-               for record in read_records(plan.run_dir, job_id)]
+    records = [record for input_id in job.inputs if _ok(plan, input_id)
+               for record in read_records(plan.run_dir, input_id)]
     samples, seed = plan.study.num_bootstrap, plan.study.seed
     unranked = [row.id for row in plan.study.selected_rows() if not row.deployable]
     summaries = pooled.summarize_predictions(records, samples, seed, unranked)
@@ -292,23 +293,22 @@ def run_report(plan, job):
     return Outcome({"summary": write_report(plan.run_dir)})
 
 
-RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
-           "outlines": run_outlines, "segment": run_segment, "variant": run_variant,
-           "robustness": run_robustness,
-           "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
-           "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report,
-           "external_check": run_external_check, "ensemble": run_ensemble}
+def runner(kind):
+    """The function that runs jobs of ``kind`` (its registry entry's ``module:function``)."""
+    module, name = kinds.get(kind).runner.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _failed_input(plan, job):
-    """The first input that did not end ok, as (status, note), or None."""
-    for job_id in job.inputs:
-        result = read_result(plan.run_dir, job_id)
-        if job.kind in ("pooled", "export", "report"):
-            continue  # these use what there is
+    """The first input that did not end ok, as (status, note), or None (always for the
+    summary kinds, which use what there is)."""
+    if kinds.get(job.kind).summary:
+        return None
+    for input_id in job.inputs:
+        result = read_result(plan.run_dir, input_id)
         if result is None or not result.ok:
             status = SKIPPED if result is not None and result.status == SKIPPED else FAILED
-            return status, result.note if result else f"{job_id} did not finish"
+            return status, result.note if result else f"{input_id} did not finish"
     return None
 
 
@@ -318,7 +318,7 @@ def _run_body(plan, job):
     if blocked:
         return blocked[0], blocked[1], Outcome()
     try:
-        return OK, "", RUNNERS[job.kind](plan, job)
+        return OK, "", runner(job.kind)(plan, job)
     except MissingCheckpointError as error:
         logging.warning("%s skipped: %s", job.id, error)
         model = row_of(job).model if job.row_id else ""

@@ -1,9 +1,9 @@
 """The study planned once as a list of jobs, saved in ``<run>/plan.json``, then executed.
 
-A job names its kind, the stage its time is reported under, the jobs whose results it needs
-and, for the row jobs, the row, repeat and fold. Jobs are listed so that every job comes after
-its inputs, and the jobs of one stage are contiguous; any executor may run them in another
-order that respects the inputs. Where each job writes:
+A job (``study.jobspec.Job``) names its kind (``study.kinds``), the stage its time is reported
+under, the jobs whose results it needs and, for the row jobs, the row, repeat and fold. Jobs
+are listed so that every job comes after its inputs, and the jobs of one stage are contiguous;
+any executor may run them in another order that respects the inputs. Where each job writes:
 
 - ``data``: <run>/synthetic (the synthetic default only)
 - ``shards`` / ``external_shards``: <run>/shards, <run>/external_shards
@@ -15,7 +15,7 @@ order that respects the inputs. Where each job writes:
   <run>/train/<row> (single split)
 - ``external_check``: the external set's duplicates of development images, in its result
 - ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
-- ``folds-<row>``: the fold ensemble (repeat 0's fold models) scores the external set
+- ``ensemble-<row>``: the fold ensemble (repeat 0's fold models) scores the external set
 - ``variant-<name>`` (``--crop_variants``): <run>/variants/<name>, the labelled images cut with
   another crop (``study.robustness``); ``robustness-<row>``: the row's folds scored on them,
   in its result
@@ -34,25 +34,22 @@ import time
 
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.study.config import StudyConfig
-from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
+from thyroid.study.jobspec import Job
+from thyroid.study.kinds import plan_jobs
+from thyroid.study.rows import get_row
+
+__all__ = ["Job", "Plan", "make_plan", "plan_jobs"]
 
 PLAN_FILE = "plan.json"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
 OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
-PLAN_FORMAT = 1
-REPORT_STAGE = "report: pooled metrics and bootstrap"
+# 2: jobs saved by their typed fields (kind, row, repeat, fold, variant), ids rebuilt from them.
+PLAN_FORMAT = 2
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-    id: str
-    kind: str
-    stage: str
-    inputs: tuple = ()
-    row_id: int | None = None
-    repeat: int | None = None
-    fold: int | None = None
+class PlanError(ValueError):
+    """plan.json cannot be used: one line naming the file and why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,17 +73,28 @@ class Plan:
         atomic_write_json(os.path.join(self.run_dir, PLAN_FILE), {
             "format": PLAN_FORMAT, "study": self.study.to_json(), "started": self.started,
             "date": self.date, "machine": self.machine,
-            "jobs": [dataclasses.asdict(job) for job in self.jobs]})
+            "jobs": [job.to_json() for job in self.jobs]})
 
     @classmethod
     def load(cls, run_dir):
+        """The saved plan; a PlanError naming plan.json when it is missing, unreadable, of
+        another format or malformed."""
         path = os.path.join(run_dir, PLAN_FILE)
-        saved = read_json(path)
-        if saved.get("format") != PLAN_FORMAT:
-            raise ValueError(f"{path}: a plan of another format; run the study again")
-        jobs = tuple(Job(**dict(job, inputs=tuple(job["inputs"]))) for job in saved["jobs"])
-        return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
-                   saved["started"], saved["date"], saved["machine"])
+        try:
+            saved = read_json(path)
+        except (OSError, ValueError) as error:
+            raise PlanError(f"{path}: cannot be read ({error})") from None
+        if not isinstance(saved, dict) or saved.get("format") != PLAN_FORMAT:
+            found = saved.get("format") if isinstance(saved, dict) else None
+            raise PlanError(f"{path}: a plan of format {found}, this version reads format "
+                            f"{PLAN_FORMAT}; run the study again")
+        try:
+            jobs = tuple(Job.from_json(job) for job in saved["jobs"])
+            return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
+                       float(saved["started"]), str(saved["date"]), str(saved["machine"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise PlanError(f"{path}: not a study plan ({type(error).__name__}: {error})") \
+                from None
 
 
 def machine_description():
@@ -105,110 +113,6 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def _row_jobs(study, row, base):
-    """The fit jobs of one row (and its features job when it trains on frozen features)."""
-    stage = f"row {row.id}: folds"
-    jobs = []
-    if row.mode != "scratch":  # the job finds out whether the row reads frozen features
-        jobs.append(Job(f"features-{row.id}", "features", stage, base, row.id))
-        base = base + (jobs[-1].id,)
-    if not study.num_folds:
-        return jobs + [Job(f"fit-{row.id}", "fit", stage, base, row.id)]
-    for repeat in range(study.cv_repeats):
-        for fold in range(study.num_folds):
-            jobs.append(Job(f"fit-{row.id}-r{repeat}-f{fold}", "fit", stage, base, row.id,
-                            repeat, fold))
-    return jobs
-
-
-def _export_candidates(study):
-    return [row for row in study.selected_rows() if row.mode == "finetune"
-            and row.model in MOBILE_MODELS]
-
-
-def _refit_rows(study):
-    """Rows refitted on all development data: every row for an external set (which both the
-    refit and the fold ensemble score), else the rows the export may choose when it exports
-    a refit."""
-    if not study.num_folds:
-        return []
-    if study.external:  # the localisation rows have no outline set of an external set
-        return _external_rows(study)
-    if study.export and study.final_model == "refit":
-        return _export_candidates(study)
-    return []
-
-
-def _external_rows(study):
-    return [row for row in study.selected_rows() if not is_localisation(row)]
-
-
-def _external_jobs(study, fits):
-    """The external set's check, each row's refit and fold ensemble that score it (or the
-    refits the export needs)."""
-    check = ("external_check",) if study.external else ()
-    jobs = [Job("external_check", "external_check", "external check",
-                ("shards", "external_shards"))] if check else []
-    for row in _refit_rows(study):
-        inputs = fits[row.id] + (("external_shards",) if study.external else ()) + check
-        jobs.append(Job(f"refit-{row.id}", "refit", f"row {row.id}: refit", inputs, row.id))
-    if study.external:
-        for row in _external_rows(study):
-            first = tuple(job for job in fits[row.id] if "-r0-" in job)
-            jobs.append(Job(f"folds-{row.id}", "ensemble", f"row {row.id}: fold ensemble",
-                            first + ("external_shards",) + check, row.id))
-    return jobs
-
-
-def _robustness_jobs(study, fits):
-    """The crop variants' shards, then per row its folds scored on them (not the localisation
-    rows: their nodule view is built for the scan field only)."""
-    if not study.crop_variants or not study.num_folds:
-        return []
-    variants = [Job(f"variant-{name}", "variant", "robustness: variant shards", ("data",))
-                for name in study.crop_variants]
-    scored = [Job(f"robustness-{row.id}", "robustness", "robustness: scoring",
-                  fits[row.id] + tuple(job.id for job in variants), row.id)
-              for row in study.selected_rows() if not is_localisation(row)]
-    return variants + scored
-
-
-def plan_jobs(study):
-    """Every job of the study, each after its inputs."""
-    data = Job("data", "data", "data" if study.source != "synthetic" else "synthetic data")
-    jobs = [data, Job("shards", "shards", "shards", ("data",))]
-    if study.external:
-        jobs.append(Job("external_shards", "external_shards", "external shards"))
-    jobs.append(Job("checkpoints", "checkpoints", "checkpoints"))
-    if study.localises():
-        jobs.append(Job("outlines", "outlines", "outlines", ("data", "shards")))
-    fits = {}
-    for row in study.selected_rows():
-        inputs = ("shards", "checkpoints") + (("outlines",) if is_localisation(row) else ())
-        row_jobs = _row_jobs(study, row, inputs)
-        fits[row.id] = tuple(job.id for job in row_jobs if job.kind == "fit")
-        jobs += row_jobs
-    external = _external_jobs(study, fits)
-    jobs += external
-    refits = [job for job in external if job.kind == "refit"]
-    jobs += _robustness_jobs(study, fits)
-    if study.num_folds:
-        jobs.append(Job("pooled", "pooled", REPORT_STAGE,
-                        tuple(job for ids in fits.values() for job in ids)
-                        + tuple(job.id for job in external)))
-    if study.export:
-        candidates = [row.id for row in _export_candidates(study)]
-        inputs = tuple(job for row_id in candidates for job in fits[row_id])
-        if study.num_folds and study.final_model == "refit":
-            inputs += tuple(job.id for job in refits if job.row_id in candidates)
-        if candidates and study.num_folds and study.segments():
-            jobs.append(Job("segment", "segment", "segmentation refit", ("outlines", "checkpoints")))
-            inputs += ("segment",)
-        jobs.append(Job("export", "export", "export", inputs))
-    jobs.append(Job("report", "report", "report", tuple(job.id for job in jobs)))
-    return tuple(jobs)
 
 
 def make_plan(study, run_dir):

@@ -27,16 +27,12 @@ from absl import logging
 
 import thyroid
 from thyroid.flag_errors import FlagValueError
+from thyroid.study import kinds
 from thyroid.study.executor import StageClock, StudyProgress, committed
 from thyroid.study.results import FAILED, JobResult, write_result
 
 INSTALL_HINT = "pip install -e '.[ray]'"
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
-# Jobs that use what their inputs left, failed or not.
-SUMMARY_KINDS = ("pooled", "export", "report")
-# Jobs that run a network, and so take the GPU share; the others (data, shards, statistics,
-# report) never hold a GPU that a fit could use.
-GPU_KINDS = ("features", "fit", "refit", "export")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,10 +187,12 @@ class RayExecutor:
                 submitted[job.id] = (None, reused)
                 continue
             refs = [submitted[i][0] for i in job.inputs if submitted[i][0] is not None]
-            if job.kind in SUMMARY_KINDS and refs:
+            kind = kinds.get(job.kind)
+            if kind.summary and refs:  # uses what its inputs left, failed or not
                 ids = [i for i in job.inputs if submitted[i][0] is not None]
                 refs = [settle.remote(plan.run_dir, ids, refs)]
-            gpus = options.gpus_per_job if job.kind in GPU_KINDS else 0.0
+            # only the kinds that run a network hold a GPU a fit could use
+            gpus = options.gpus_per_job if kind.gpu else 0.0
             resources = JobResources(options.cpus_per_job, gpus)
             submitted[job.id] = (tasks[gpus].remote(plan.run_dir, job.id, resources, *refs), None)
         return submitted

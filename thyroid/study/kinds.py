@@ -1,0 +1,264 @@
+"""The job kinds: one ``JobKind`` entry per kind, the one place that says what a kind is.
+
+An entry names the function that runs the job (``runner``, as ``"module:function"``: imported
+where the job runs, so that planning, scheduling and listing jobs never load TensorFlow), how
+its jobs and their inputs are planned (``plan``), what it may use (``gpu``), whether it uses
+what its inputs left even when some failed (``summary``), and the user's folders it reads (``sources``: part of its fingerprint). The
+plan, the jobs, the executors, the report and the fingerprint read these entries; a new kind
+is one more entry (``register``).
+
+Kinds are planned in the registry's order, each seeing the jobs planned before it, so every
+job comes after its inputs. The ``row_major`` kinds (a row's features, then its fits) are
+then listed row by row, so that the jobs of a row's stage are together.
+"""
+
+import dataclasses
+from typing import Callable
+
+from thyroid.study.jobspec import Job, job_id
+from thyroid.study.rows import MOBILE_MODELS, is_localisation
+
+REPORT_STAGE = "report: pooled metrics and bootstrap"
+JOBS_MODULE = "thyroid.study.jobs"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobKind:
+    name: str
+    runner: str  # "module:function"; the function takes (plan, job) and returns an Outcome
+    plan: Callable  # (StudyConfig, [Job planned so far]) -> [Job] of this kind
+    gpu: bool = False  # runs a network: takes the executor's GPU share
+    summary: bool = False  # runs on what its inputs left, failed or not
+    row_major: bool = False
+    sources: Callable | None = None  # StudyConfig -> {name: path} of the user's folders read
+
+
+KINDS = {}
+
+
+def register(kind, before=None):
+    """Adds ``kind`` to the registry (planned before the kind named ``before``, else last)."""
+    if kind.name in KINDS:
+        raise ValueError(f"job kind {kind.name!r} is registered already")
+    entries = list(KINDS.values())
+    at = next((i for i, k in enumerate(entries) if k.name == before), len(entries))
+    entries.insert(at, kind)
+    KINDS.clear()
+    KINDS.update((k.name, k) for k in entries)
+
+
+def unregister(name):
+    KINDS.pop(name, None)
+
+
+def get(name):
+    """The entry of a kind; a ValueError naming the known kinds otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"no job kind {name!r}; the kinds are {', '.join(KINDS)}") from None
+
+
+# --------------------------------------------------------------------------------------
+# What each kind plans
+# --------------------------------------------------------------------------------------
+
+def ids(planned, kind, row_id=None, repeat=None):
+    """Ids of the planned jobs of ``kind`` (of one row and repeat when given)."""
+    return tuple(job.id for job in planned if job.kind == kind
+                 and (row_id is None or job.row_id == row_id)
+                 and (repeat is None or job.repeat == repeat))
+
+
+def _plan_data(study, planned):
+    return [Job("data", "data" if study.source != "synthetic" else "synthetic data")]
+
+
+def _plan_shards(study, planned):
+    return [Job("shards", "shards", (job_id("data"),))]
+
+
+def _plan_external_shards(study, planned):
+    return [Job("external_shards", "external shards")] if study.external else []
+
+
+def _plan_checkpoints(study, planned):
+    return [Job("checkpoints", "checkpoints")]
+
+
+def _plan_outlines(study, planned):
+    if not study.localises():
+        return []
+    return [Job("outlines", "outlines", (job_id("data"), job_id("shards")))]
+
+
+def _row_inputs(row):
+    return ((job_id("shards"), job_id("checkpoints"))
+            + ((job_id("outlines"),) if is_localisation(row) else ()))
+
+
+def _plan_features(study, planned):
+    """Rows not trained from scratch (the job finds out whether the row reads frozen features)."""
+    return [Job("features", f"row {row.id}: folds", _row_inputs(row), row.id)
+            for row in study.selected_rows() if row.mode != "scratch"]
+
+
+def _plan_fits(study, planned):
+    jobs = []
+    for row in study.selected_rows():
+        inputs = _row_inputs(row) + ids(planned, "features", row.id)
+        stage = f"row {row.id}: folds"
+        if not study.num_folds:
+            jobs.append(Job("fit", stage, inputs, row.id))
+            continue
+        jobs += [Job("fit", stage, inputs, row.id, repeat, fold)
+                 for repeat in range(study.cv_repeats) for fold in range(study.num_folds)]
+    return jobs
+
+
+def export_candidates(study):
+    """The rows the export may choose: fine-tuned mobile networks."""
+    return [row for row in study.selected_rows() if row.mode == "finetune"
+            and row.model in MOBILE_MODELS]
+
+
+def external_rows(study):
+    """The rows scored on an external set (the localisation rows have no outline set of it)."""
+    return [row for row in study.selected_rows() if not is_localisation(row)]
+
+
+def refit_rows(study):
+    """Rows refitted on all development data: every row for an external set (which both the
+    refit and the fold ensemble score), else the rows the export may choose when it exports
+    a refit."""
+    if not study.num_folds:
+        return []
+    if study.external:
+        return external_rows(study)
+    if study.export and study.final_model == "refit":
+        return export_candidates(study)
+    return []
+
+
+def _plan_external_check(study, planned):
+    if not study.external:
+        return []
+    return [Job("external_check", "external check", (job_id("shards"), job_id("external_shards")))]
+
+
+def _external_inputs(study, planned):
+    return ids(planned, "external_shards") + ids(planned, "external_check")
+
+
+def _plan_refits(study, planned):
+    return [Job("refit", f"row {row.id}: refit",
+                ids(planned, "fit", row.id) + _external_inputs(study, planned), row.id)
+            for row in refit_rows(study)]
+
+
+def _plan_ensembles(study, planned):
+    """The fold ensemble of repeat 0 of each row on the external set."""
+    if not study.external:
+        return []
+    return [Job("ensemble", f"row {row.id}: fold ensemble",
+                ids(planned, "fit", row.id, repeat=0) + _external_inputs(study, planned), row.id)
+            for row in external_rows(study)]
+
+
+def _plan_variants(study, planned):
+    if not study.crop_variants or not study.num_folds:
+        return []
+    return [Job("variant", "robustness: variant shards", (job_id("data"),), variant=name)
+            for name in study.crop_variants]
+
+
+def _plan_robustness(study, planned):
+    """Per row, its folds scored on every crop variant (not the localisation rows: their
+    nodule view is built for the scan field only)."""
+    variants = ids(planned, "variant")
+    if not variants:
+        return []
+    return [Job("robustness", "robustness: scoring", ids(planned, "fit", row.id) + variants,
+                row.id) for row in external_rows(study)]
+
+
+def _plan_pooled(study, planned):
+    if not study.num_folds:
+        return []
+    inputs = ids(planned, "fit") + tuple(job.id for job in planned if job.kind in (
+        "external_check", "refit", "ensemble"))
+    return [Job("pooled", REPORT_STAGE, inputs)]
+
+
+def _plan_segment(study, planned):
+    """Row 12's segmentation network on every outlined image, for the export."""
+    if not (study.export and export_candidates(study) and study.num_folds
+            and study.segments()):
+        return []
+    return [Job("segment", "segmentation refit", (job_id("outlines"), job_id("checkpoints")))]
+
+
+def _plan_export(study, planned):
+    if not study.export:
+        return []
+    candidates = [row.id for row in export_candidates(study)]
+    inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
+    if study.num_folds and study.final_model == "refit":
+        inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
+    return [Job("export", "export", inputs + ids(planned, "segment"))]
+
+
+def _plan_report(study, planned):
+    return [Job("report", "report", tuple(job.id for job in planned))]
+
+
+def _data_sources(study):
+    return {"ddti": study.ddti_dir, "local": study.local_dir}
+
+
+def _external_sources(study):
+    return dict(study.external)
+
+
+def _kind(name, plan, **facts):
+    return JobKind(name, f"{JOBS_MODULE}:run_{name}", plan, **facts)
+
+
+for _entry in (
+        _kind("data", _plan_data, sources=_data_sources),
+        _kind("shards", _plan_shards),
+        _kind("external_shards", _plan_external_shards,
+              sources=_external_sources),
+        _kind("checkpoints", _plan_checkpoints),
+        _kind("outlines", _plan_outlines),
+        _kind("features", _plan_features, gpu=True, row_major=True),
+        _kind("fit", _plan_fits, gpu=True, row_major=True),
+        _kind("external_check", _plan_external_check),
+        _kind("refit", _plan_refits, gpu=True),
+        _kind("ensemble", _plan_ensembles),
+        _kind("variant", _plan_variants),
+        _kind("robustness", _plan_robustness),
+        _kind("pooled", _plan_pooled, summary=True),
+        _kind("segment", _plan_segment),
+        _kind("export", _plan_export, gpu=True, summary=True),
+        _kind("report", _plan_report, summary=True)):
+    register(_entry)
+
+
+def plan_jobs(study):
+    """Every job of the study, each after its inputs, a stage's jobs together."""
+    planned = []
+    for kind in KINDS.values():
+        planned = _row_by_row(planned + list(kind.plan(study, planned)))
+    return tuple(planned)
+
+
+def _row_by_row(jobs):
+    """The row-major kinds' jobs (a contiguous run: adjacent kinds) ordered by row, each
+    row's kinds in registry order."""
+    block = [i for i, job in enumerate(jobs) if KINDS[job.kind].row_major]
+    if not block:
+        return jobs
+    first, last = block[0], block[-1] + 1
+    ordered = sorted(jobs[first:last], key=lambda job: job.row_id)  # stable: kinds in order
+    return jobs[:first] + ordered + jobs[last:]
