@@ -67,3 +67,37 @@ def test_external_build_errors_name_the_external_flag(tmp_path):
     (tmp_path / "bad.csv").write_text("path,label,Label\n")
     with pytest.raises(BuildError, match=rf"^--external_csv {tmp_path / 'bad.csv'}: column"):
         build_external_shards({"csv": str(tmp_path / "bad.csv")}, str(tmp_path / "out"), seed=0)
+
+
+def _study(tmp_path, *flags):
+    import subprocess
+    from study_runs import REPO, study_command
+    command = study_command(tmp_path / "out", "--rows=1", "--noexport", *flags,
+                            checkpoint_dir=tmp_path / "checkpoints")
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_an_external_set_without_a_usable_labelled_image_is_refused_before_any_work(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "unlabelled" / "scans").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "unlabelled" / "scans" / "a.png")
+    (tmp_path / "nul.csv").write_bytes(b"path,label\nimg\0.png,1\n")
+    (tmp_path / "labels.csv").write_text("path,label\nmissing.png,1\nempty/,maybe\n")
+    for flag, path in (("external_image_dir", "empty"), ("external_image_dir", "unlabelled"),
+                       ("external_csv", "nul.csv"), ("external_csv", "labels.csv")):
+        done = _study(tmp_path, f"--{flag}={tmp_path / path}")
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert lines[-1].startswith(f"study: error: --{flag} {tmp_path / path}"), lines[-1]
+        assert not (tmp_path / "out").exists()  # no run folder, no work
+
+
+def test_an_external_set_that_fails_anyway_is_in_the_report_and_the_exit_status(tmp_path):
+    for name in ("benign", "malignant"):
+        (tmp_path / "ext" / name).mkdir(parents=True)
+        (tmp_path / "ext" / name / "scan.jpg").write_bytes(b"not an image")  # labelled, undecodable
+    done = _study(tmp_path, f"--external_image_dir={tmp_path / 'ext'}", "--run_name=run")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "external validation failed" in done.stderr.strip().splitlines()[-1]
+    summary = (tmp_path / "out" / "run" / "summary.md").read_text(encoding="utf-8")
+    assert "EXTERNAL VALIDATION FAILED" in summary and "no usable labelled image" in summary

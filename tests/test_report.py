@@ -7,7 +7,7 @@ import pytest
 
 from study_rows import report_row
 from thyroid.stats import metrics
-from thyroid.study import paper, report
+from thyroid.study import paper, report, tables
 from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
 
 DEFAULT_ROWS = [row for row in STUDY_ROWS if row.id in DEFAULT_ROW_IDS]
@@ -105,7 +105,7 @@ def test_summary_markdown_content(tmp_path):
     acc = rows[0].metrics["accuracy"]
     assert f"{acc['value']:.2f} [{acc['ci95'][0]:.2f}, {acc['ci95'][1]:.2f}]" in md
     # Skipped rows show their fix command; failed row's note survives the table escaping.
-    assert FIX_COMMAND in md
+    assert tables.md(FIX_COMMAND) in md  # a note is the user's text, escaped
     assert "out of memory" in md
     assert "random init (no checkpoint)" in md
     # Paper's Table 1 beside ours, its protocol stated plainly.

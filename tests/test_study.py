@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from thyroid.study import tables
 from thyroid.study.fitting import EXTERNAL_SPLIT
 
 from study_runs import REPO, read_predictions, read_rows, run_study
@@ -187,7 +188,7 @@ def test_external_validation_scores_the_refit_and_the_fold_ensemble(tmp_path):
     summary = (run_dir / "summary.md").read_text()
     assert "## External validation" in summary and "fold ensemble (mean risk) (final)" in summary
     assert (f"1 of {external_images} external images byte-identical (SHA-256)" in summary
-            and f"{planted} = {original}" in summary)
+            and tables.md(f"{planted} = {original}") in summary)
     counts = summary.split("| external source |", 1)[1].split("\n\n", 1)[0].splitlines()
     assert counts[2].startswith("| ddti | ") and len(counts) == 3  # the table has its row
     metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())

@@ -8,6 +8,7 @@ chromium chromium-driver). THYROID_HTML_SCREENSHOT=docs/summary_html.png saves t
 
 import os
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -19,6 +20,11 @@ from thyroid.stats import pooled
 from thyroid.study import clinical_report, html_page, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# User strings that a Markdown page would turn into a script link, bold text or an element.
+HOSTILE_LINK = "[c](javascript:alert%285%29).jpg"
+HOSTILE_BOLD = "**b**_i_.jpg"
+HOSTILE_HTML = "<img src=x onerror=alert(1)>&amp;"
+HOSTILE_NOTE = "no checkpoint at [n](javascript:alert(3)) `x` www.example.com | cell"
 def _records():
     """Fabricated out-of-fold records with a recalibrated risk, and an external set."""
     records = _study_predictions(num_repeats=1)
@@ -38,22 +44,24 @@ def report_dir(tmp_path_factory):
     rows = [report_row(1, "vgg_16", "bottleneck_svm", "ok", checkpoint="ImageNet (vgg)"),
             report_row(2, "efficientnet_lite0", "finetune", "ok"),
             report_row(3, "small_cnn", "scratch", "ok"),
-            report_row(4, "inception_v3", "finetune", "skipped", note="no checkpoint")]
+            report_row(4, "inception_v3", "finetune", "skipped", note=HOSTILE_NOTE)]
     summaries = pooled.summarize_predictions(records, num_samples=50)
     by_model = {"refit": pooled.summarize_external(outside, 50),
                 "folds": pooled.summarize_external(outside, 50, fold=pooled.ENSEMBLE_FOLD)}
     assignment = {"num_folds": 4, "num_repeats": 1, "seed": 0, "inner_validation_fraction": 0.15,
                   "patient_ids": [r["patient_id"] for r in records],
                   "labels": [r["label"] for r in records]}
-    design = {"data": "fabricated", "assignment": assignment, "augment_copies": 2,
+    design = {"data": f"fabricated {HOSTILE_BOLD}", "assignment": assignment, "augment_copies": 2,
               "operating_point": "youden", "eval_every_n_steps": 25, "external": "ddti /ext",
               "external_assignment": {"patient_ids": ["ddti:9"], "labels": [1]}}
     check = {"exact": [{"external": "ddti:9/9_1.jpg", "development": "ddti:1/1_1.jpg",
-                        "sha256": "ab"}], "near": [], "external_images": 40,
+                        "sha256": "ab"},
+                       {"external": f"ddti:{HOSTILE_LINK}", "development": f"ddti:{HOSTILE_BOLD}",
+                        "sha256": "cd"}], "near": [], "external_images": 40,
              "development_images": 160, "near_bits": 6}
     clinical = clinical_report.ClinicalFacts(
         final_model="folds", external_by_model=by_model, external_check=check,
-        external_name="ddti /ext", tirads_labels=True)
+        external_name=f"ddti /ext {HOSTILE_HTML}", tirads_labels=True)
     run_info = {"run_name": "html", "date": "2026-01-01", "total_seconds": 12.0,
                 "stages": [("shards", 2.0)]}
     report.write_cv_report(str(run_dir), rows, records + outside, summaries,
@@ -72,6 +80,60 @@ def test_the_page_holds_what_the_markdown_holds(report_dir):
         assert html_page.inline(heading) in page, heading
     assert "ddti:9/9_1.jpg = ddti:1/1_1.jpg" in page
     assert "TIRADS 4a or above" in page and "Decision curves" in page
+
+
+class _Markup(HTMLParser):
+    """The page's links, emphasised text, images and visible text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links, self.strong, self.images, self.text, self._in_strong = [], [], [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a":
+            self.links.append(attrs.get("href"))
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        self._in_strong += tag == "strong"
+
+    def handle_endtag(self, tag):
+        self._in_strong -= tag == "strong"
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_strong:
+            self.strong.append(data)
+
+
+def _is_safe_link(href, run_dir):
+    return (href.startswith(("https://", "http://", "#"))
+            or ("/" not in href and os.path.isfile(os.path.join(run_dir, href))))
+
+
+def test_no_user_string_becomes_markup_in_the_page(report_dir):
+    markup = _Markup()
+    markup.feed((report_dir / report.SUMMARY_HTML).read_text())
+    assert markup.links and all(_is_safe_link(href, report_dir) for href in markup.links)
+    assert all(src.startswith("data:image/png;base64,") for src in markup.images)
+    assert not any("b" == text or "i" in text.split("_") for text in markup.strong)
+    text = "".join(markup.text)
+    for hostile in (HOSTILE_LINK, HOSTILE_BOLD, HOSTILE_HTML, HOSTILE_NOTE):
+        assert hostile in text, hostile
+
+
+def test_no_user_string_becomes_markup_in_the_markdown(report_dir):
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(
+        (report_dir / report.SUMMARY_MD).read_text())
+    markup = _Markup()
+    markup.feed(rendered)
+    assert all(_is_safe_link(href, report_dir) or href.endswith(".png")
+               for href in markup.links)
+    assert not any("javascript" in src for src in markup.images)
+    text = "".join(markup.text)
+    for hostile in (HOSTILE_LINK, HOSTILE_BOLD, HOSTILE_HTML, HOSTILE_NOTE):
+        assert hostile in text, hostile
 
 
 @pytest.mark.browser
@@ -95,6 +157,12 @@ def test_the_page_renders_on_a_phone_in_chromium(report_dir, tmp_path):
         assert facts["images"] == facts["loaded"] == facts["fitting"] == 3
         assert facts["tables"] == facts["rendered"] >= 8
         assert facts["pageWidth"] <= facts["viewport"]  # wide tables scroll in their own box
+        links = driver.execute_script(
+            "return Array.from(document.links).map(a => a.getAttribute('href'));")
+        assert links and all(_is_safe_link(href, report_dir) for href in links)
+        shown = driver.execute_script("return document.body.textContent;")
+        for hostile in (HOSTILE_LINK, HOSTILE_BOLD, HOSTILE_HTML, HOSTILE_NOTE):
+            assert hostile in shown, hostile
         target = os.environ.get("THYROID_HTML_SCREENSHOT")
         target = (os.path.join(ROOT, target) if target and not os.path.isabs(target)
                   else target or str(tmp_path / "summary_html.png"))

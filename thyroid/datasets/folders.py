@@ -21,8 +21,10 @@ SOURCE = "folders"
 DEFAULT_CLASS_MAP = {"benign": BENIGN, "malignant": MALIGNANT, "0": BENIGN, "1": MALIGNANT}
 IGNORED_NAMES = ("README", "SOURCE", "LICENSE", ".DS_Store", "Thumbs.db")
 IGNORED_EXTENSIONS = (".md", ".txt", ".csv", ".json")
-NO_PATIENT_NOTE = ("no --patient_id_regex: every image is its own patient (DICOM PatientID "
-                   "aside), so patient-level splitting cannot be guaranteed")
+# The words every "no patient ids" note holds (the study's report finds them in the manifest).
+NO_PATIENT_IDS = "every image is its own patient"
+NO_PATIENT_NOTE = (f"no --patient_id_regex: {NO_PATIENT_IDS} (DICOM PatientID aside), so "
+                   "patient-level splitting cannot be guaranteed")
 
 
 class ReaderError(Exception):

@@ -17,8 +17,9 @@ SOURCE_FLAGS = {"ddti": "--ddti_dir", "local": "--local_dir", "folders": "--imag
                 "csv": "--csv"}
 
 
-class SourceError(Exception):
-    """A source path or reader option that cannot be used; the message names the flag."""
+class SourceError(ValueError):
+    """A source path or reader option that cannot be used; the message names the flag (a
+    ValueError: the entry points print it as one line)."""
 
 
 @dataclasses.dataclass
@@ -119,3 +120,26 @@ def read_sources(sources, options=None, flag_names=None, map_fn=map):
             raise SourceError(str(error)) from error
         log_summary(f"{flag} {path}", results[kind].skipped)
     return results
+
+
+def _why_unusable(result):
+    reasons = [entry.get("reason", "") for entry in result.excluded + result.skipped]
+    first = f"; first: {reasons[0]}" if reasons and reasons[0] else ""
+    return (f"{len(result.examples)} image(s) found, {len(result.excluded)} case(s) excluded, "
+            f"{len(result.skipped)} file(s) or row(s) skipped{first}")
+
+
+def check_labelled(sources, options=None, flag_names=None):
+    """Reads every source and refuses, naming its flag, one that holds no usable labelled
+    image: checked before any work, so a study does not train for an evaluation set it can
+    never score. Raises SourceError."""
+    for kind, path in sources.items():
+        flag = _flag(kind, flag_names)
+        try:
+            result = read_sources({kind: path}, options, flag_names)[kind]
+        except SourceError:
+            raise
+        except (OSError, ValueError) as error:
+            raise SourceError(f"{flag} {path}: cannot be read ({error})") from error
+        if not result.labelled:
+            raise SourceError(f"{flag} {path}: no usable labelled image ({_why_unusable(result)})")

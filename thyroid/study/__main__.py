@@ -18,7 +18,7 @@ from absl import flags, logging
 from thyroid import cli
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.datasets.build import PROTOCOLS
-from thyroid.datasets.sources import check_sources, prefixed_flags
+from thyroid.datasets.sources import check_labelled, check_sources, named_sources, prefixed_flags
 from thyroid.stats.operating_point import operating_point_flag_checker
 from thyroid.study.config import FINAL_MODELS, RECALIBRATE_CHOICES
 
@@ -36,6 +36,11 @@ def define_data_flags(fv):
                         flag_values=fv)
     flags.DEFINE_string("local_dir", None, "Local dataset folder (<patient>/report.docx + images).",
                         flag_values=fv)
+    flags.DEFINE_string("image_dir", None, "Folder of images (DICOM too) in one folder per class "
+                        "(benign/malignant or 0/1), alone or beside the other data flags.",
+                        flag_values=fv)
+    flags.DEFINE_string("csv", None, "CSV of path,label[,patient_id] (paths relative to the CSV; "
+                        "DICOM too), alone or beside the other data flags.", flag_values=fv)
     flags.DEFINE_enum("protocol", "patient", PROTOCOLS, "patient: leak-free split; image: the "
                       "paper's image-level split (leaks patients).", flag_values=fv)
     flags.DEFINE_integer("augment_copies", 2, "Augmented copies per training image.", lower_bound=0,
@@ -158,7 +163,7 @@ def check_folder(flag, path):
 def check_outputs(fv):
     """--output_dir and --run_name before any work: runs go to a new folder of one name."""
     inputs = [InputPath(name, getattr(fv, name)) for name in (
-        "ddti_dir", "local_dir", "external_ddti_dir", "external_local_dir",
+        "ddti_dir", "local_dir", "image_dir", "csv", "external_ddti_dir", "external_local_dir",
         "external_image_dir", "external_csv")]
     check_output_dir("output_dir", fv.output_dir, inputs, container=True)
     if fv.run_name is not None:
@@ -178,18 +183,23 @@ def external_sources(fv):
 
 def check_flags(fv):
     """Every flag the study reads, before any work; errors name the flag typed."""
-    for name in ("ddti_dir", "local_dir", "external_ddti_dir", "external_local_dir",
+    for name in ("ddti_dir", "local_dir", "image_dir", "external_ddti_dir", "external_local_dir",
                  "external_image_dir"):
         check_folder(name, getattr(fv, name))
-    if fv.external_csv and not os.path.isfile(fv.external_csv):
-        raise cli.UsageError("external_csv", fv.external_csv, "no such file")
+    for name in ("csv", "external_csv"):
+        if getattr(fv, name) and not os.path.isfile(getattr(fv, name)):
+            raise cli.UsageError(name, getattr(fv, name), "no such file")
     check_outputs(fv)
     if fv.cv_folds == 1:
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
     check_localisation(fv)
     check_crop_variants(fv)
+    development = named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
+                                image_dir=fv.image_dir, csv=fv.csv)
+    check_labelled({kind: os.path.abspath(path) for kind, path in development.items()})
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
+    check_labelled(external, flag_names=prefixed_flags("external_"))
     if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
         raise cli.UsageError("final_model", "folds", "a fold ensemble needs the cross-validated "
                              "patient protocol")
@@ -230,6 +240,7 @@ def study_config(fv, external):
     return StudyConfig(
         output_dir=_absolute(fv.output_dir), run_name=fv.run_name,
         ddti_dir=_absolute(fv.ddti_dir), local_dir=_absolute(fv.local_dir),
+        image_dir=_absolute(fv.image_dir), csv=_absolute(fv.csv),
         protocol=fv.protocol, augment_copies=fv.augment_copies,
         checkpoint_dir=_absolute(fv.checkpoint_dir), allow_random_init=fv.allow_random_init,
         quick=fv.quick, num_cases=fv.num_cases, rows=parse_rows(fv.rows, ROW_IDS),

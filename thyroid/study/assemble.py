@@ -4,13 +4,14 @@ included): the study's last job writes it, and ``--report_only`` writes it again
 import os
 
 from thyroid.datasets import folds
+from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
 from thyroid.study import clinical_report, data, localisation, report, robustness
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.jobspec import job_id
-from thyroid.study.plan import EXTERNAL_DIR, SHARDS_DIR, Plan
+from thyroid.study.plan import EXTERNAL_DIR, EXTERNAL_JOBS, SHARDS_DIR, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
 
 NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"
@@ -145,8 +146,26 @@ def _design(plan, results):
             "augment_copies": study.augment_copies, "operating_point": study.operating_point,
             "eval_every_n_epochs": EVAL_EVERY_N_EPOCHS,
             "early_stopping_patience": EARLY_STOPPING_PATIENCE,
-            "external": _external_name(study),
+            "external": _external_text(study, results),
+            "ungrouped_sources": _ungrouped_sources(plan),
             "external_assignment": external_assignment}
+
+
+def _ungrouped_sources(plan):
+    """The development sources whose reader could not give patient ids (manifest notes)."""
+    manifest = read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json"))
+    return sorted(f"{kind} {info.get('path', '')}".strip()
+                  for kind, info in (manifest.get("sources") or {}).items()
+                  if any(NO_PATIENT_IDS in note for note in info.get("notes") or ()))
+
+
+def _external_text(study, results):
+    """The external sets, and a failure of their jobs in the same line."""
+    name = _external_name(study)
+    failed = [f"{job_id}: {results[job_id].note if results.get(job_id) else 'did not finish'}"
+              for job_id in EXTERNAL_JOBS if job_id in results
+              and (results[job_id] is None or not results[job_id].ok)]
+    return name if not failed else f"{name}; EXTERNAL VALIDATION FAILED ({'; '.join(failed)})"
 
 
 def _external_name(study):

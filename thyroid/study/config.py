@@ -32,6 +32,8 @@ class StudyConfig:
     run_name: str | None = None
     ddti_dir: str | None = None
     local_dir: str | None = None
+    image_dir: str | None = None  # folder per class (datasets.folders)
+    csv: str | None = None  # path,label[,patient_id] (datasets.csv_list)
     protocol: str = "patient"
     augment_copies: int = 2
     checkpoint_dir: str = "checkpoints"
@@ -64,7 +66,16 @@ class StudyConfig:
 
     @property
     def source(self):
-        return "ddti" if self.ddti_dir else ("local" if self.local_dir else "synthetic")
+        for name, path in (("ddti", self.ddti_dir), ("local", self.local_dir),
+                           ("folders", self.image_dir), ("csv", self.csv)):
+            if path:
+                return name
+        return "synthetic"
+
+    @property
+    def user_data(self):
+        """True when the development data are the user's (not the synthetic default)."""
+        return self.source != "synthetic"
 
     @property
     def num_folds(self):

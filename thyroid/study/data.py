@@ -23,14 +23,17 @@ class Sources:
     ddti_dir: str | None
     local_dir: str | None
     description: str
+    image_dir: str | None = None
+    csv: str | None = None
 
 
 def prepare_sources(study, run_dir):
     """The user's folders, or a synthetic set generated into <run_dir>/synthetic."""
-    if study.ddti_dir or study.local_dir:
-        named = (("DDTI", study.ddti_dir), ("local", study.local_dir))
+    if study.user_data:
+        named = (("DDTI", study.ddti_dir), ("local", study.local_dir),
+                 ("class folders", study.image_dir), ("CSV", study.csv))
         return Sources(study.ddti_dir, study.local_dir,
-                       ", ".join(f"{n} {p}" for n, p in named if p))
+                       ", ".join(f"{n} {p}" for n, p in named if p), study.image_dir, study.csv)
     data_dir = os.path.join(run_dir, "synthetic")
     synthetic.generate(data_dir, num_cases=study.synthetic_cases, seed=study.seed,
                        **(QUICK_SIZE if study.quick else {}))
@@ -40,7 +43,8 @@ def prepare_sources(study, run_dir):
 
 
 def _named(sources):
-    return build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir)
+    return build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
+                               image_dir=sources.image_dir, csv=sources.csv)
 
 
 def build_development_shards(study, sources, dataset_dir):

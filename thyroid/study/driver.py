@@ -15,10 +15,11 @@ import os
 from absl import logging
 
 from thyroid.output_guard import OutputError
+from thyroid.study import data_record
 from thyroid.study.executor import LocalExecutor
 from thyroid.study.fingerprint import PLACE_SETTINGS
 from thyroid.study.jobspec import job_id
-from thyroid.study.plan import PLAN_FILE, Plan, make_plan
+from thyroid.study.plan import EXTERNAL_JOBS, PLAN_FILE, Plan, make_plan
 from thyroid.study.results import read_result
 
 LOCK_FILE = "study.lock"
@@ -111,6 +112,23 @@ def _held(run_dir):
         yield
 
 
+def _check_data_unchanged(run_dir, plan):
+    """Refuses to resume a run whose data changed since it was planned (read only: nothing in
+    the run folder is touched)."""
+    if plan.sources is None:
+        raise RunFolderError("resume", "true", (
+            f"{run_dir} was planned by an earlier version that kept no record of its data, so "
+            "its data cannot be checked; start a new run (drop --resume)"))
+    changes = data_record.compare(plan.sources,
+                                  data_record.record_sources(plan.study, plan.sources))
+    if changes:
+        raise RunFolderError("resume", "true", (
+            f"the data changed since {run_dir} was planned "
+            f"({'; '.join(change.phrase() for change in changes)}); its committed results "
+            "were kept as they are: start a new run (drop --resume or choose another "
+            "--run_name)"))
+
+
 def _open_plan(study, resume):
     """-> (run_dir, plan or None): the plan of a resumed run, None for a new run."""
     if not resume:
@@ -119,7 +137,9 @@ def _open_plan(study, resume):
         run_dir = os.path.abspath(os.path.join(study.output_dir, study.run_name))
     else:
         run_dir = _newest_unfinished(study)
-    return run_dir, _matching_plan(run_dir, study)
+    plan = _matching_plan(run_dir, study)
+    _check_data_unchanged(run_dir, plan)
+    return run_dir, plan
 
 
 class StudyError(ValueError):
@@ -154,6 +174,11 @@ def run_study(study, executor=None, resume=False):
     report = results.get(job_id("report"))
     if report is None or not report.ok:
         raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
+    failed = [f"{external}: {results[external].note}" for external in EXTERNAL_JOBS
+              if results.get(external) is not None and not results[external].ok]
+    if failed:
+        raise StudyError(f"external validation failed ({'; '.join(failed)}); the report, which "
+                         f"says so, is {report.payload['summary']}")
     logging.info("study finished; summary in %s", report.payload["summary"])
     return report.payload["summary"]
 

@@ -3,16 +3,16 @@ committed result carries the fingerprint the job would have now.
 
 It covers the job itself, the study's settings (all but where the run goes), the version of
 ``thyroid``, the fingerprints of the job's inputs, and for the jobs that read the user's
-folders a listing of those folders (names, sizes, modification times: cheap, and any edit
-changes it)."""
+folders the content hashes of their files as the plan recorded them (``study.data_record``:
+a resumed run whose data changed is refused before any job runs, and a file only touched keeps
+its hash)."""
 
 import dataclasses
 import hashlib
 import json
-import os
 
 import thyroid
-from thyroid.study import kinds
+from thyroid.study import data_record, kinds
 from thyroid.study.results import read_result
 
 # Settings that say where the run goes, not what it computes.
@@ -22,32 +22,13 @@ PLACE_SETTINGS = ("output_dir", "run_name")
 LATER_SETTINGS = {"crop_variants": ()}
 
 
-def folder_listing(path):
-    """Sorted (relative path, size, mtime) of every file below ``path`` (or of the file)."""
-    if not path:
-        return []
-    if os.path.isfile(path):
-        stat = os.stat(path)
-        return [(os.path.basename(path), stat.st_size, stat.st_mtime_ns)]
-    listing = []
-    for folder, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(folder, name)
-            try:
-                stat = os.stat(full)
-            except OSError:
-                continue
-            listing.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
-    return listing
-
-
 def _source_listing(plan, job):
-    """A listing of each of the user's folders the job's kind reads, or None."""
-    sources = kinds.get(job.kind).sources
-    if sources is None:
+    """The recorded content of the user's sources the job's kind reads, or None."""
+    reads = kinds.get(job.kind).sources
+    if reads is None:
         return None
-    return {name: folder_listing(path) for name, path in sources(plan.study).items()}
+    record = plan.sources or {}
+    return data_record.content_listing(record, [name for name in record if reads(name)])
 
 
 def job_fingerprint(plan, job):

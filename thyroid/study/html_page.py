@@ -33,9 +33,35 @@ _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
+# A backslash-escaped character (``tables.md``) is held as a private-use code point while the
+# markup is parsed, then written back as the escaped character itself: it never opens or
+# closes markup.
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+_HELD = 0xF0000
+# Link targets the page keeps: the web, an anchor in the page, or a file of the run folder
+# beside the page (the report's own links). Anything else stays text.
+_SAFE_HREF = re.compile(r"^(https?://[^\s\"'<>]+|#[\w-]+|[\w][\w.-]*)$")
+
+
+def _hold(text):
+    return _ESCAPED.sub(lambda m: chr(_HELD + ord(m.group(1))), text)
+
+
+def _release(text):
+    return re.sub("[\U000F0021-\U000F007E]", lambda m: html.escape(chr(ord(m.group(0)) - _HELD)),
+                  text)
+
+
+def _link(match):
+    label, href = match.group(1), html.unescape(match.group(2))
+    if not _SAFE_HREF.match(href):
+        return match.group(0)
+    return f'<a href="{html.escape(href)}">{label}</a>'
+
+
 def inline(text):
-    """Escaped text with **bold**, `code` and [links](href)."""
-    parts = re.split(r"(`[^`]*`)", text)
+    """Escaped text with **bold**, `code` and [links](href); backslash escapes stay text."""
+    parts = re.split(r"(`[^`]*`)", _hold(text))
     out = []
     for part in parts:
         if len(part) >= 2 and part.startswith("`") and part.endswith("`"):
@@ -43,9 +69,9 @@ def inline(text):
             continue
         escaped = html.escape(part)
         escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-        escaped = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', escaped)
+        escaped = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, escaped)
         out.append(escaped)
-    return "".join(out)
+    return _release("".join(out))
 
 
 def _cells(line):

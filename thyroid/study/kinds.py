@@ -3,9 +3,10 @@
 An entry names the function that runs the job (``runner``, as ``"module:function"``: imported
 where the job runs, so that planning, scheduling and listing jobs never load TensorFlow), how
 its jobs and their inputs are planned (``plan``), what it may use (``gpu``), whether it uses
-what its inputs left even when some failed (``summary``), and the user's folders it reads (``sources``: part of its fingerprint). The
-plan, the jobs, the executors, the report and the fingerprint read these entries; a new kind
-is one more entry (``register``).
+what its inputs left even when some failed (``summary``), and which of the user's data
+sources it reads (``sources``: their recorded content is part of its fingerprint). The plan,
+the jobs, the executors, the report and the fingerprint read these entries; a new kind is one
+more entry (``register``).
 
 Kinds are planned in the registry's order, each seeing the jobs planned before it, so every
 job comes after its inputs. The ``row_major`` kinds (a row's features, then its fits) are
@@ -15,6 +16,7 @@ then listed row by row, so that the jobs of a row's stage are together.
 import dataclasses
 from typing import Callable
 
+from thyroid.study import data_record
 from thyroid.study.jobspec import Job, job_id
 from thyroid.study.rows import MOBILE_MODELS, is_localisation
 
@@ -30,7 +32,8 @@ class JobKind:
     gpu: bool = False  # runs a network: takes the executor's GPU share
     summary: bool = False  # runs on what its inputs left, failed or not
     row_major: bool = False
-    sources: Callable | None = None  # StudyConfig -> {name: path} of the user's folders read
+    # Which of the plan's recorded data sources (study.data_record) it reads, by name.
+    sources: Callable | None = None
 
 
 KINDS = {}
@@ -212,23 +215,15 @@ def _plan_report(study, planned):
     return [Job("report", "report", tuple(job.id for job in planned))]
 
 
-def _data_sources(study):
-    return {"ddti": study.ddti_dir, "local": study.local_dir}
-
-
-def _external_sources(study):
-    return dict(study.external)
-
-
 def _kind(name, plan, **facts):
     return JobKind(name, f"{JOBS_MODULE}:run_{name}", plan, **facts)
 
 
 for _entry in (
-        _kind("data", _plan_data, sources=_data_sources),
+        _kind("data", _plan_data, sources=data_record.is_development),
         _kind("shards", _plan_shards),
         _kind("external_shards", _plan_external_shards,
-              sources=_external_sources),
+              sources=data_record.is_external),
         _kind("checkpoints", _plan_checkpoints),
         _kind("outlines", _plan_outlines),
         _kind("features", _plan_features, gpu=True, row_major=True),

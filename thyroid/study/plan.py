@@ -33,8 +33,9 @@ import platform
 import time
 
 from thyroid.io_utils import atomic_write_json, read_json
+from thyroid.study import data_record
 from thyroid.study.config import StudyConfig
-from thyroid.study.jobspec import Job
+from thyroid.study.jobspec import Job, job_id
 from thyroid.study.kinds import plan_jobs
 from thyroid.study.rows import get_row
 
@@ -46,6 +47,8 @@ SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "
 OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 # 2: jobs saved by their typed fields (kind, row, repeat, fold, variant), ids rebuilt from them.
 PLAN_FORMAT = 2
+# The jobs every external figure comes from (one of each in a run with external sets).
+EXTERNAL_JOBS = (job_id("external_shards"), job_id("external_check"))
 
 
 class PlanError(ValueError):
@@ -62,6 +65,9 @@ class Plan:
     started: float
     date: str
     machine: str
+    # What the run was planned on (``study.data_record``), None in a plan of an earlier
+    # version (such a run cannot be resumed: its data cannot be checked).
+    sources: dict | None = None
 
     def job(self, job_id):
         for job in self.jobs:
@@ -73,7 +79,8 @@ class Plan:
         atomic_write_json(os.path.join(self.run_dir, PLAN_FILE), {
             "format": PLAN_FORMAT, "study": self.study.to_json(), "started": self.started,
             "date": self.date, "machine": self.machine,
-            "jobs": [job.to_json() for job in self.jobs]})
+            "jobs": [job.to_json() for job in self.jobs],
+            "sources": None if self.sources is None else data_record.to_json(self.sources)})
 
     @classmethod
     def load(cls, run_dir):
@@ -90,8 +97,10 @@ class Plan:
                             f"{PLAN_FORMAT}; run the study again")
         try:
             jobs = tuple(Job.from_json(job) for job in saved["jobs"])
+            sources = saved.get("sources")
             return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
-                       float(saved["started"]), str(saved["date"]), str(saved["machine"]))
+                       float(saved["started"]), str(saved["date"]), str(saved["machine"]),
+                       None if sources is None else data_record.from_json(sources))
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise PlanError(f"{path}: not a study plan ({type(error).__name__}: {error})") \
                 from None
@@ -118,7 +127,8 @@ def cpu_model():
 def make_plan(study, run_dir):
     """Plans the study into ``run_dir`` (absolute) and saves plan.json."""
     plan = Plan(run_dir, study, plan_jobs(study), time.time(),
-                datetime.datetime.now().isoformat(timespec="seconds"), machine_description())
+                datetime.datetime.now().isoformat(timespec="seconds"), machine_description(),
+                data_record.record_sources(study))
     plan.save()
     return plan
 

@@ -304,11 +304,11 @@ def _run_section(run_info):
     if is_image_level(run_info):
         lines += [IMAGE_LEVEL_WARNING, ""]
         if manifest.get("warning"):
-            lines += [f"Dataset manifest: {manifest['warning']}", ""]
+            lines += [f"Dataset manifest: {_md(manifest['warning'])}", ""]
     if isinstance(manifest.get("splits"), dict):
         lines += _split_table(manifest["splits"])
     if isinstance(manifest.get("leakage"), dict):
-        leak = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in manifest["leakage"].items()
+        leak = ", ".join(f"{_md(k.replace('_', ' '))} {_md(v)}" for k, v in manifest["leakage"].items()
                          if not isinstance(v, (dict, list)))
         if leak:
             lines += [f"Leakage check: {leak}.", ""]
@@ -341,7 +341,7 @@ def _not_run_section(rows):
         return []
     lines = ["## Skipped or failed rows", ""]
     for row in not_run:
-        lines.append(f"- **{_md(row.title)}** ({row.status}): {row.note or '(no note)'}")
+        lines.append(f"- **{_md(row.title)}** ({_md(row.status)}): {_md(row.note or '(no note)')}")
     return lines + [""]
 
 
@@ -617,6 +617,17 @@ def _interval(design):
     return f"{design['eval_every_n_steps']} steps"
 
 
+def _grouping_lines(design):
+    """A bullet for the sources whose images could not be grouped by patient."""
+    ungrouped = design.get("ungrouped_sources") or ()
+    if not ungrouped:
+        return []
+    return [f"- **Patient grouping was not possible** for {_md(', '.join(ungrouped))}: the "
+            "source gives no patient ids, so each image is its own unit (byte-identical images "
+            "joined); images of one patient may sit on both sides of a split, and the figures "
+            "may be optimistic. A `patient_id` column (CSV) gives the grouping."]
+
+
 def _patience(design):
     if not (design.get("eval_every_n_epochs") and design.get("early_stopping_patience")):
         return ""
@@ -645,6 +656,7 @@ def study_design_markdown(design):
         f"merged into one unit. {assignment['num_folds']}-fold cross-validation, stratified by "
         f"label over units, {assignment['num_repeats']} repeat(s), seed {assignment['seed']}: "
         "every image is in exactly one test fold per repeat.",
+        *_grouping_lines(design),
         f"- **Inside each fold**: {assignment['inner_validation_fraction']:.0%} of the training "
         "units of each class form an inner validation set. Trained rows evaluate its AUC every "
         f"{_interval(design)} and keep the best checkpoint (early stopping{_patience(design)}); "
@@ -811,7 +823,7 @@ def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=No
     not_run = [r for r in rows if r.status in ("skipped", "failed")]
     if not_run:
         lines += ["## Skipped or failed rows", ""]
-        lines += [f"- **{_md(r.title)}** ({r.status}): {r.note or ''}"
+        lines += [f"- **{_md(r.title)}** ({_md(r.status)}): {_md(r.note or '')}"
                   for r in not_run]
         lines.append("")
     lines += ["## Comparison with the paper's Table 1", "",

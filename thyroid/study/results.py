@@ -10,6 +10,7 @@ import json
 import os
 
 import numpy as np
+from absl import logging
 
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.study.rows import StudyRow
@@ -44,10 +45,25 @@ def job_dir(run_dir, job_id):
     return os.path.join(run_dir, JOBS_DIR, job_id)
 
 
+FAILED_FILE = "failed.json"
+
+
 def write_result(run_dir, result, records=None):
-    """Commits a job: its records first, then result.json (whose presence marks it done)."""
+    """Commits a job: its records first, then result.json (whose presence marks it done).
+
+    A result that did not end ok never replaces one that did: it goes to failed.json beside
+    it, and the committed result (and its records) stay as they were."""
     folder = job_dir(run_dir, result.job)
     os.makedirs(folder, exist_ok=True)
+    if not result.ok:
+        earlier = read_result(run_dir, result.job)
+        if earlier is not None and earlier.ok:
+            logging.warning("%s did not end ok (%s); its earlier committed result is kept, "
+                            "this attempt is in %s", result.job, result.note,
+                            os.path.join(folder, FAILED_FILE))
+            atomic_write_json(os.path.join(folder, FAILED_FILE),
+                              dict(dataclasses.asdict(result), format=RESULT_FORMAT))
+            return
     if records is not None:
         atomic_write_json(os.path.join(folder, RECORDS_FILE), records)
     atomic_write_json(os.path.join(folder, RESULT_FILE),

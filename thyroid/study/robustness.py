@@ -32,7 +32,8 @@ def variant_dir(run_dir, variant):
 
 def build_variant(sources, variant, output_dir, seed):
     """Evaluation-only shards of the study's sources cut with ``variant``'s crop."""
-    named = build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir)
+    named = build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
+                                image_dir=sources.image_dir, csv=sources.csv)
     manifest = build.build(build.BuildConfig(output_dir=output_dir, sources=named,
                                              crop=VARIANTS[variant], evaluation_only=True,
                                              seed=seed, overwrite=True))

@@ -1,6 +1,7 @@
 """Cell text of the report's tables: numbers, intervals, markdown-safe text."""
 
 import math
+import re
 
 
 def num(value):
@@ -14,11 +15,23 @@ def num(value):
     return None if math.isnan(value) or math.isinf(value) else value
 
 
+# Characters that make Markdown markup (emphasis, code, links, images, raw HTML, entities,
+# tables, strikethrough, headings, e-mail autolinks): a user string shows each as itself.
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~&#@")
+# A viewer's autolinks of bare web addresses, broken by one escaped character each.
+_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+
+
 def md(text):
-    """Text safe inside a markdown table cell."""
+    """A user's string (file, folder, case, run or source name, a CSV value, a note naming
+    one) as plain text in Markdown: every Markdown character backslash-escaped, line breaks
+    as spaces, so it can never become a link, emphasis, a heading or a table cell boundary.
+    The one escape for user strings in the report (summary.html reads it back as text)."""
     if text is None:
         return "—"
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    flat = " ".join(str(text).replace("\0", " ").splitlines())
+    escaped = "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in flat)
+    return _AUTOLINK.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], escaped)
 
 
 def with_ci(figures, name, digits=2):
