@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+from thyroid.stats import pooled
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,6 +39,16 @@ def read_predictions(run_dir):
     path = run_dir if str(run_dir).endswith(".csv") else run_dir / "predictions.csv"
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def read_predictions_csv(path):
+    """The records of a predictions.csv (values as strings, as ``pooled`` accepts them)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != pooled.PREDICTION_COLUMNS:
+            raise ValueError(f"{path}: columns {reader.fieldnames} are not "
+                             f"{','.join(pooled.PREDICTION_COLUMNS)}")
+        return list(reader)
 
 
 TIME_COLUMNS = ("train_seconds",)

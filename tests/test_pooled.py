@@ -8,8 +8,9 @@ import pytest
 
 from thyroid.datasets import splits
 from study_rows import report_row
+from study_runs import read_predictions_csv
 from thyroid.stats import metrics, operating_point, pooled
-from thyroid.study import report
+from thyroid.study import figures, report_csv, tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -103,9 +104,9 @@ def test_cv_report_files(tmp_path):
             report_row(2, "vgg_16", "finetune", "ok"),
             report_row(3, "small_cnn", "scratch", "ok"),
             report_row(4, "inception_v3", "finetune", "skipped", note="checkpoint missing")]
-    path = report.write_predictions_csv(str(tmp_path / report.PREDICTIONS_CSV),
-                                        records + external)
-    read_back = report.read_predictions_csv(path)
+    path = report_csv.write_predictions_csv(str(tmp_path / report_csv.PREDICTIONS_CSV),
+                                            records + external)
+    read_back = read_predictions_csv(path)
     with open(path, encoding="utf-8") as f:
         assert f.readline().strip() == ("row_id,repeat,fold,image,patient_id,label,prob,risk,"
                                         "spread,threshold")
@@ -116,7 +117,7 @@ def test_cv_report_files(tmp_path):
     assert summaries[1]["auc"] == pytest.approx(
         pooled.summarize_predictions(records, num_samples=100)[1]["auc"])
     outside = pooled.summarize_external(read_back, num_samples=100)
-    text = report.cv_summary_csv_text(rows, summaries, outside)
+    text = report_csv.cv_summary_csv_text(rows, summaries, outside)
     table = list(csv.DictReader(text.splitlines()))
     required = ("row_id,model,mode,status,auc,auc_ci_low,auc_ci_high,auc_fold_mean,"
                 "auc_fold_sd,threshold,sensitivity,specificity,accuracy,brier,"
@@ -136,10 +137,10 @@ def test_cv_report_files(tmp_path):
     assert by_id["2"]["external_auc"] == "" and by_id["4"]["auc"] == ""
     assert by_id["4"]["note"] == "checkpoint missing"
     assert by_id["1"]["checkpoint"] == "ImageNet (vgg)" and by_id["2"]["checkpoint"] == ""
-    assert "external_auc" not in report.cv_summary_csv_text(rows, summaries).split("\n")[0]
+    assert "external_auc" not in report_csv.cv_summary_csv_text(rows, summaries).split("\n")[0]
 
-    for name, plot in (("roc.png", report.plot_pooled_roc),
-                       ("calibration.png", report.plot_calibration)):
+    for name, plot in (("roc.png", figures.plot_pooled_roc),
+                       ("calibration.png", figures.plot_calibration)):
         assert plot(rows, read_back, str(tmp_path / name)) == 3
         assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
 
@@ -148,11 +149,11 @@ def test_predictions_csv_rejects_bad_label(tmp_path):
     record = {"row_id": 1, "repeat": 0, "fold": 0, "image": "a.png", "patient_id": "p",
               "label": 2, "prob": 0.3, "threshold": 0.5}
     with pytest.raises(ValueError, match="a.png"):
-        report.write_predictions_csv(str(tmp_path / "p.csv"), [record])
+        report_csv.write_predictions_csv(str(tmp_path / "p.csv"), [record])
     assert not (tmp_path / "p.csv").exists()
     (tmp_path / "q.csv").write_text("row_id,prob\n1,0.5\n")
     with pytest.raises(ValueError, match="q.csv"):
-        report.read_predictions_csv(str(tmp_path / "q.csv"))
+        read_predictions_csv(str(tmp_path / "q.csv"))
 
 
 def test_cv_results_markdown():
@@ -160,7 +161,7 @@ def test_cv_results_markdown():
     rows = [report_row(1, "vgg_16", "bottleneck_svm", "ok"),
             report_row(3, "small_cnn", "scratch", "ok"),
             report_row(4, "inception_v3", "finetune", "skipped")]
-    lines = report.cv_results_markdown(rows, summaries)
+    lines = tables.cv_results_markdown(rows, summaries)
     first = summaries[1]
     assert lines[2].startswith("| 1 | VGG-16 pool5 + SVM | ok | "
                                f"{first['auc']:.2f} [{first['auc_ci_low']:.2f}, "

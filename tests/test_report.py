@@ -7,7 +7,7 @@ import pytest
 
 from study_rows import report_row
 from thyroid.stats import metrics
-from thyroid.study import paper, report, tables
+from thyroid.study import paper, single_split_report, tables
 from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
 
 DEFAULT_ROWS = [row for row in STUDY_ROWS if row.id in DEFAULT_ROW_IDS]
@@ -54,7 +54,7 @@ def _read_csv(path):
 
 def test_report_files_csv_and_png(tmp_path):
     rows = _fake_rows()
-    paths = report.write_report(str(tmp_path), rows, RUN_INFO)
+    paths = single_split_report.write_report(str(tmp_path), rows, RUN_INFO)
     for name in ("summary.md", "summary.csv", "roc.png", "confusion_matrices.png"):
         assert (tmp_path / name).is_file(), name
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
@@ -97,7 +97,7 @@ def test_report_files_csv_and_png(tmp_path):
 
 def test_summary_markdown_content(tmp_path):
     rows = _fake_rows()
-    report.write_report(str(tmp_path), rows, RUN_INFO)
+    single_split_report.write_report(str(tmp_path), rows, RUN_INFO)
     md = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "DDTI" in md and "test box" in md and "1h 02m 05s" in md
     assert "Warning: image-level protocol" not in md
@@ -124,7 +124,7 @@ def test_summary_markdown_content(tmp_path):
 
 def test_image_level_protocol_warns(tmp_path):
     info = dict(RUN_INFO, protocol="image-level (paper's protocol)")
-    report.write_report(str(tmp_path), _fake_rows(), info)
+    single_split_report.write_report(str(tmp_path), _fake_rows(), info)
     md = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "Warning: image-level protocol" in md
     assert "leaks patients" in md
@@ -141,7 +141,7 @@ def test_manifest_counts_and_warning(tmp_path):
                 "leakage": {"patients_in_multiple_splits": 17},
                 "warning": "Image-level split. Patients in more than one split: 17"}
     info = {"dataset": "DDTI", "manifest": manifest, "quick": True, "big": list(range(500))}
-    report.write_report(str(tmp_path), _fake_rows(), info)
+    single_split_report.write_report(str(tmp_path), _fake_rows(), info)
     md = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "Warning: image-level protocol" in md  # protocol taken from the manifest
     assert "Patients in more than one split: 17" in md
@@ -152,7 +152,7 @@ def test_manifest_counts_and_warning(tmp_path):
 
 def test_report_with_nothing_evaluated(tmp_path):
     rows = [report_row(2, "vgg_16", "bottleneck_svm", "skipped", note=FIX_COMMAND)]
-    report.write_report(str(tmp_path), rows, {})
+    single_split_report.write_report(str(tmp_path), rows, {})
     assert (tmp_path / "roc.png").read_bytes().startswith(PNG_SIGNATURE)
     assert (tmp_path / "confusion_matrices.png").read_bytes().startswith(PNG_SIGNATURE)
     _, records = _read_csv(tmp_path / "summary.csv")

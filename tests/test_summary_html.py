@@ -17,7 +17,7 @@ import chromium
 from study_rows import report_row
 from test_pooled import _study_predictions
 from thyroid.stats import pooled
-from thyroid.study import clinical_report, html_page, report
+from thyroid.study import clinical_report, cv_report, html_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # User strings that a Markdown page would turn into a script link, bold text or an element.
@@ -64,14 +64,14 @@ def report_dir(tmp_path_factory):
         external_name=f"ddti /ext {HOSTILE_HTML}", tirads_labels=True)
     run_info = {"run_name": "html", "date": "2026-01-01", "total_seconds": 12.0,
                 "stages": [("shards", 2.0)]}
-    report.write_cv_report(str(run_dir), rows, records + outside, summaries,
+    cv_report.write_cv_report(str(run_dir), rows, records + outside, summaries,
                            by_model["folds"], run_info, design, clinical)
     return run_dir
 
 
 def test_the_page_holds_what_the_markdown_holds(report_dir):
-    markdown = (report_dir / report.SUMMARY_MD).read_text()
-    page = (report_dir / report.SUMMARY_HTML).read_text()
+    markdown = (report_dir / html_page.SUMMARY_MD).read_text()
+    page = (report_dir / html_page.SUMMARY_HTML).read_text()
     tables = sum(1 for block, _ in html_page._blocks(markdown.splitlines()) if block == "table")
     assert page.count("<table>") == tables >= 8
     assert page.count('src="data:image/png;base64,') == 3  # roc, calibration, decision curves
@@ -113,7 +113,7 @@ def _is_safe_link(href, run_dir):
 
 def test_no_user_string_becomes_markup_in_the_page(report_dir):
     markup = _Markup()
-    markup.feed((report_dir / report.SUMMARY_HTML).read_text())
+    markup.feed((report_dir / html_page.SUMMARY_HTML).read_text())
     assert markup.links and all(_is_safe_link(href, report_dir) for href in markup.links)
     assert all(src.startswith("data:image/png;base64,") for src in markup.images)
     assert not any("b" == text or "i" in text.split("_") for text in markup.strong)
@@ -125,7 +125,7 @@ def test_no_user_string_becomes_markup_in_the_page(report_dir):
 def test_no_user_string_becomes_markup_in_the_markdown(report_dir):
     markdown_it = pytest.importorskip("markdown_it")
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(
-        (report_dir / report.SUMMARY_MD).read_text())
+        (report_dir / html_page.SUMMARY_MD).read_text())
     markup = _Markup()
     markup.feed(rendered)
     assert all(_is_safe_link(href, report_dir) or href.endswith(".png")
@@ -140,7 +140,7 @@ def test_no_user_string_becomes_markup_in_the_markdown(report_dir):
 @pytest.mark.skipif(chromium.missing() is not None, reason=str(chromium.missing()))
 def test_the_page_renders_on_a_phone_in_chromium(report_dir, tmp_path):
     with chromium.headless(tmp_path / "profile", 1800) as driver:
-        driver.get("file://" + str(report_dir / report.SUMMARY_HTML))
+        driver.get("file://" + str(report_dir / html_page.SUMMARY_HTML))
         facts = driver.execute_script("""
             var images = Array.from(document.images);
             var tables = Array.from(document.querySelectorAll('table'));

@@ -194,12 +194,8 @@ def check_flags(fv):
         raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
     check_localisation(fv)
     check_crop_variants(fv)
-    development = named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
-                                image_dir=fv.image_dir, csv=fv.csv)
-    check_labelled({kind: os.path.abspath(path) for kind, path in development.items()})
     external = external_sources(fv)
     check_sources(external, prefixed_flags("external_"))
-    check_labelled(external, flag_names=prefixed_flags("external_"))
     if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
         raise cli.UsageError("final_model", "folds", "a fold ensemble needs the cross-validated "
                              "patient protocol")
@@ -207,6 +203,10 @@ def check_flags(fv):
         kind, path = next(iter(external.items()))
         raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
                              "external validation needs the cross-validated patient protocol")
+    development = named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
+                                image_dir=fv.image_dir, csv=fv.csv)
+    check_labelled({kind: os.path.abspath(path) for kind, path in development.items()})
+    check_labelled(external, flag_names=prefixed_flags("external_"))
     return external
 
 

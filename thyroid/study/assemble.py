@@ -7,9 +7,11 @@ from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.stats import pooled
-from thyroid.study import clinical_report, data, localisation, report, robustness
+from thyroid.study import (clinical_report, cv_report, data, localisation, robustness,
+                           single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
+from thyroid.study.html_page import SUMMARY_MD
 from thyroid.study.jobspec import job_id
 from thyroid.study.plan import EXTERNAL_DIR, EXTERNAL_JOBS, SHARDS_DIR, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
@@ -107,7 +109,7 @@ def write_report(run_dir):
         _write_cv_report(plan, results, rows)
     else:
         _write_single_split_report(plan, results, rows)
-    return os.path.join(plan.run_dir, report.SUMMARY_MD)
+    return os.path.join(plan.run_dir, SUMMARY_MD)
 
 
 def _run_info(plan, results, rows):
@@ -124,7 +126,7 @@ def _write_single_split_report(plan, results, rows):
                 "protocol": plan.study.protocol,
                 "manifest": read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json")),
                 "quick": plan.study.quick, **common}
-    report.write_report(plan.run_dir, rows, run_info)
+    single_split_report.write_report(plan.run_dir, rows, run_info)
 
 
 def _payload(results, one):
@@ -210,10 +212,10 @@ def _write_cv_report(plan, results, rows):
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
     design = _design(plan, results)
-    report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                           design, _clinical(plan, results, design, payload),
-                           _optional_sections(plan, results, rows, summaries, records,
-                                              by_job))
+    cv_report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
+                              design, _clinical(plan, results, design, payload),
+                              _optional_sections(plan, results, rows, summaries, records,
+                                                 by_job))
 
 
 def _optional_sections(plan, results, rows, summaries, records, by_job):

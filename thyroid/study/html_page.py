@@ -13,6 +13,10 @@ import html
 import os
 import re
 
+# The report's markdown and the page made from it, in the run folder.
+SUMMARY_MD = "summary.md"
+SUMMARY_HTML = "summary.html"
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
        line-height: 1.45; margin: 0 auto; padding: 0.8rem; max-width: 72rem; color: #1b1b1b; }
