@@ -134,3 +134,20 @@ def write_quick_reference(run_dir):
 if __name__ == "__main__":
     import pathlib
     write_quick_reference(pathlib.Path(sys.argv[1]).resolve())
+
+
+def copy_run(run_dir, destination, shards=False):
+    """A copy of a finished run folder to change without touching the shared one: its plan,
+    jobs and the shards' manifest and fold file (what the report reads), or every shard
+    (``shards``: what a job rerun by hand reads). The data and checkpoints stay shared."""
+    import shutil
+    destination.mkdir(parents=True)
+    shutil.copy2(run_dir / "plan.json", destination / "plan.json")
+    shutil.copytree(run_dir / "jobs", destination / "jobs")
+    if shards:
+        shutil.copytree(run_dir / "shards", destination / "shards")
+    else:
+        (destination / "shards").mkdir()
+        for name in ("manifest.json", "folds.json"):
+            shutil.copy2(run_dir / "shards" / name, destination / "shards" / name)
+    return destination

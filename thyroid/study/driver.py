@@ -178,9 +178,9 @@ def run_study(study, executor=None, resume=False):
               if results.get(external) is not None and not results[external].ok]
     if failed:
         raise StudyError(f"external validation failed ({'; '.join(failed)}); the report, which "
-                         f"says so, is {report.payload['summary']}")
-    logging.info("study finished; summary in %s", report.payload["summary"])
-    return report.payload["summary"]
+                         f"says so, is {report.payload.summary}")
+    logging.info("study finished; summary in %s", report.payload.summary)
+    return report.payload.summary
 
 
 def _run_claimed(study, executor, resume):

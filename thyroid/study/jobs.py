@@ -19,7 +19,7 @@ from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
 from thyroid.datasets import duplicates, folds, shards
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
-from thyroid.study import data, fitting, kinds, localisation, robustness
+from thyroid.study import data, fitting, kinds, localisation, payloads, robustness
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
@@ -35,8 +35,9 @@ from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, r
 
 @dataclasses.dataclass
 class Outcome:
-    """What a job's body returns: its facts and, for fits, its prediction records."""
-    payload: dict = dataclasses.field(default_factory=dict)
+    """What a job's body returns: its payload (its kind's ``study.payloads`` dataclass; None
+    when it did not run) and, for fits, its prediction records."""
+    payload: object = None
     records: list | None = None
 
 
@@ -54,7 +55,7 @@ def _ok(plan, input_id):
 
 
 def _sources(plan):
-    return data.Sources(**read_result(plan.run_dir, job_id("data")).payload)
+    return read_result(plan.run_dir, job_id("data")).payload
 
 
 def _row_run_config(plan, job):
@@ -67,27 +68,27 @@ def _row_run_config(plan, job):
 
 
 def run_data(plan, job):
-    return Outcome(dataclasses.asdict(data.prepare_sources(plan.study, plan.run_dir)))
+    return Outcome(data.prepare_sources(plan.study, plan.run_dir))
 
 
 def run_shards(plan, job):
     sources = _sources(plan)
     build = data.build_development_shards if plan.study.num_folds else data.build_single_split_shards
     manifest = build(plan.study, sources, _path(plan, SHARDS_DIR))
-    return Outcome({"dataset_dir": _path(plan, SHARDS_DIR),
-                    "build_seconds": manifest.get("build_seconds")})
+    return Outcome(payloads.ShardsPayload(_path(plan, SHARDS_DIR),
+                                          manifest.get("build_seconds")))
 
 
 def run_external_shards(plan, job):
     data.build_external_shards(plan.study.external_sources, _path(plan, EXTERNAL_DIR),
                                plan.study.seed)
-    return Outcome({"dataset_dir": _path(plan, EXTERNAL_DIR)})
+    return Outcome(payloads.ShardsPayload(_path(plan, EXTERNAL_DIR)))
 
 
 def run_checkpoints(plan, job):
     models = sorted({row.model for row in plan.study.selected_rows()})
     data.prepare_checkpoints(plan.study.checkpoint_dir, models, plan.study.download_checkpoints)
-    return Outcome({"models": models})
+    return Outcome(payloads.CheckpointsPayload(models))
 
 
 def run_outlines(plan, job):
@@ -107,8 +108,8 @@ def run_robustness(plan, job):
     inputs = [plan.job(input_id) for input_id in job.inputs]
     fits = [(fold_train_dir(plan, job.row_id, fit.repeat, fit.fold),
              read_records(plan.run_dir, fit.id)) for fit in inputs if fit.kind == "fit"]
-    variants = {variant.variant: read_result(plan.run_dir, variant.id)
-                .payload["dataset_dir"] for variant in inputs if variant.kind == "variant"}
+    variants = {variant.variant: read_result(plan.run_dir, variant.id).payload.dataset_dir
+                for variant in inputs if variant.kind == "variant"}
     return Outcome(robustness.row_robustness(fits, variants))
 
 
@@ -132,10 +133,10 @@ def run_features(plan, job):
     config = resolve(_row_run_config(plan, job).replace(fold_file=None).validate())
     kind = input_kind(config.mode, config.uses_frozen_prefix)
     if kind == IMAGES:
-        return Outcome({"input": kind})
+        return Outcome(payloads.FeaturesPayload(kind))
     for split in ((data.DEV_SPLIT,) if plan.study.num_folds else shards.SPLITS):
         load_split_inputs(config, split)
-    return Outcome({"input": kind})
+    return Outcome(payloads.FeaturesPayload(kind))
 
 
 def run_fit(plan, job):
@@ -146,7 +147,7 @@ def run_fit(plan, job):
         fold, facts = localisation.run_fold(plan.study, row_of(job), _row_run_config(plan, job),
                                             job.repeat, job.fold, train_dir,
                                             _path(plan, OUTLINES_DIR))
-        return Outcome(dict(fold.facts(), localisation=facts), fold.records)
+        return Outcome(fold.facts(facts), fold.records)
     fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
                             train_dir, plan.study.operating_point, plan.study.recalibrate)
     return Outcome(fold.facts(), fold.records)
@@ -156,8 +157,8 @@ def _fit_single_split(plan, job):
     trained, metrics, records = fitting.fit_single_split(
         _row_run_config(plan, job), job.row_id, row_train_dir(plan, job.row_id),
         plan.study.seed, plan.study.num_bootstrap)
-    return Outcome({"metrics": metrics, "checkpoint": trained.checkpoint_description,
-                    "train_seconds": trained.seconds, "train_dir": trained.train_dir}, records)
+    return Outcome(payloads.SplitFit(metrics, trained.checkpoint_description, trained.seconds,
+                                     trained.train_dir), records)
 
 
 def fold_results(plan, job_ids):
@@ -183,13 +184,13 @@ def run_external_check(plan, job):
     for pair in check.exact:
         logging.warning("external image %s is byte-identical to development image %s: left "
                         "out of the external figures", pair["external"], pair["development"])
-    return Outcome(check.to_json())
+    return Outcome(payloads.ExternalCheckPayload(**check.to_json()))
 
 
 def excluded_external(plan):
     """Keys of the external images the figures leave out (byte-identical to development)."""
     result = read_result(plan.run_dir, job_id("external_check"))
-    return set() if result is None else {pair["external"] for pair in result.payload["exact"]}
+    return set() if result is None or not result.ok else result.payload.excluded_keys()
 
 
 def run_refit(plan, job):
@@ -202,7 +203,7 @@ def run_refit(plan, job):
     if plan.study.external:
         records = fitting.external_records(job.row_id, train_dir, _path(plan, EXTERNAL_DIR),
                                            recalibration, excluded_external(plan))
-    return Outcome({"train_dir": train_dir, "recalibration": recalibration.to_json()}, records)
+    return Outcome(payloads.RefitPayload(train_dir, recalibration.to_json()), records)
 
 
 def run_ensemble(plan, job):
@@ -211,7 +212,7 @@ def run_ensemble(plan, job):
     dirs = [fold_train_dir(plan, job.row_id, fold.repeat, fold.fold) for fold in folds_done]
     records = fitting.ensemble_records(job.row_id, dirs, folds_done, _path(plan, EXTERNAL_DIR),
                                        excluded_external(plan))
-    return Outcome({"folds": len(dirs)}, records)
+    return Outcome(payloads.EnsemblePayload(len(dirs)), records)
 
 
 def export_choice(plan, job):
@@ -226,7 +227,7 @@ def export_choice(plan, job):
                   if not refitted or _ok(plan, job_id("refit", row_id))]
     if not candidates:
         return None
-    best = max(candidates, key=lambda row_id: summaries[row_id]["auc"] or 0.0)
+    best = max(candidates, key=lambda row_id: summaries[row_id].auc or 0.0)
     train_dir = row_train_dir(plan, best)
     return best, os.path.join(train_dir, "refit") if refitted else train_dir
 
@@ -238,7 +239,7 @@ def run_export(plan, job):
     choice = export_choice(plan, job)
     if choice is None:
         logging.info("no fine-tuned mobile model to export")
-        return Outcome({"exported": None})
+        return Outcome(payloads.ExportPayload())
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
     if plan.study.num_folds and plan.study.final_model == "folds":
@@ -249,13 +250,13 @@ def run_export(plan, job):
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
             fitting.refit_settings(folds_done)[0], output_dir)
-        facts = {"exported": paths.model, "row_id": row_id, "refit": False,
-                 "folds": len(folds_done), "layout": paths.layout}
+        facts = payloads.ExportPayload(paths.model, row_id, False, len(folds_done),
+                                       paths.layout)
     else:
         export_model(train_dir, output_dir, quantize="none")
-        facts = {"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
-                 "refit": bool(plan.study.num_folds)}
-    return Outcome(dict(facts, segment=_export_segment(plan, job, output_dir)))
+        facts = payloads.ExportPayload(os.path.join(output_dir, "model.tflite"), row_id,
+                                       bool(plan.study.num_folds))
+    return Outcome(dataclasses.replace(facts, segment=_export_segment(plan, job, output_dir)))
 
 
 def _export_segment(plan, job, output_dir):
@@ -275,22 +276,18 @@ def run_pooled(plan, job):
     samples, seed = plan.study.num_bootstrap, plan.study.seed
     unranked = [row.id for row in plan.study.selected_rows() if not row.deployable]
     summaries = pooled.summarize_predictions(records, samples, seed, unranked)
-    payload = {"summaries": _by_text(summaries), "external": None,
-               "final_model": plan.study.final_model}
-    if plan.study.external:
-        for name, fold in (("refit", pooled.EXTERNAL_FOLD), ("folds", pooled.ENSEMBLE_FOLD)):
-            payload[f"external_{name}"] = _by_text(
-                pooled.summarize_external(records, samples, seed, fold))
-        payload["external"] = payload[f"external_{plan.study.final_model}"]
-    return Outcome(payload)
-
-
-def _by_text(figures):
-    return {str(k): v for k, v in figures.items()}
+    final = plan.study.final_model
+    if not plan.study.external:
+        return Outcome(payloads.PooledPayload(summaries, final))
+    by_model = {name: pooled.summarize_external(records, samples, seed, fold)
+                for name, fold in (("refit", pooled.EXTERNAL_FOLD),
+                                   ("folds", pooled.ENSEMBLE_FOLD))}
+    return Outcome(payloads.PooledPayload(summaries, final, by_model[final], by_model["refit"],
+                                          by_model["folds"]))
 
 
 def run_report(plan, job):
-    return Outcome({"summary": write_report(plan.run_dir)})
+    return Outcome(payloads.ReportPayload(write_report(plan.run_dir)))
 
 
 def runner(kind):

@@ -28,7 +28,7 @@ class Job:
     is about (None where that does not apply)."""
     kind: str
     stage: str
-    inputs: tuple = ()
+    inputs: tuple[str, ...] = ()
     row_id: int | None = None
     repeat: int | None = None
     fold: int | None = None
@@ -39,11 +39,6 @@ class Job:
         return job_id(self.kind, self.row_id, self.repeat, self.fold, self.variant)
 
     def to_json(self):
-        """The fields, and the id for readers of plan.json (it is rebuilt, not read, on load)."""
+        """The fields, and the id for readers of plan.json (it is rebuilt, not read, on load:
+        ``study.plan``)."""
         return dict(dataclasses.asdict(self), id=self.id, inputs=list(self.inputs))
-
-    @classmethod
-    def from_json(cls, saved):
-        names = {field.name for field in dataclasses.fields(cls)}
-        values = {key: value for key, value in saved.items() if key in names}
-        return cls(**dict(values, inputs=tuple(values.get("inputs", ()))))

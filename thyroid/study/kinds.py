@@ -3,7 +3,8 @@
 An entry names the function that runs the job (``runner``, as ``"module:function"``: imported
 where the job runs, so that planning, scheduling and listing jobs never load TensorFlow), how
 its jobs and their inputs are planned (``plan``), what it may use (``gpu``), whether it uses
-what its inputs left even when some failed (``summary``), and which of the user's data
+what its inputs left even when some failed (``summary``), the type of its result's payload
+(``payload``, ``study.payloads``), and which of the user's data
 sources it reads (``sources``: their recorded content is part of its fingerprint). The plan,
 the jobs, the executors, the report and the fingerprint read these entries; a new kind is one
 more entry (``register``).
@@ -14,9 +15,10 @@ then listed row by row, so that the jobs of a row's stage are together.
 """
 
 import dataclasses
+import typing
 from typing import Callable
 
-from thyroid.study import data_record
+from thyroid.study import data_record, payloads
 from thyroid.study.jobspec import Job, job_id
 from thyroid.study.rows import MOBILE_MODELS, is_localisation
 
@@ -29,6 +31,7 @@ class JobKind:
     name: str
     runner: str  # "module:function"; the function takes (plan, job) and returns an Outcome
     plan: Callable  # (StudyConfig, [Job planned so far]) -> [Job] of this kind
+    payload: typing.Any  # its result's payload: a study.payloads dataclass (or a union)
     gpu: bool = False  # runs a network: takes the executor's GPU share
     summary: bool = False  # runs on what its inputs left, failed or not
     row_major: bool = False
@@ -215,28 +218,28 @@ def _plan_report(study, planned):
     return [Job("report", "report", tuple(job.id for job in planned))]
 
 
-def _kind(name, plan, **facts):
-    return JobKind(name, f"{JOBS_MODULE}:run_{name}", plan, **facts)
+def _kind(name, plan, payload, **facts):
+    return JobKind(name, f"{JOBS_MODULE}:run_{name}", plan, payload, **facts)
 
 
 for _entry in (
-        _kind("data", _plan_data, sources=data_record.is_development),
-        _kind("shards", _plan_shards),
-        _kind("external_shards", _plan_external_shards,
+        _kind("data", _plan_data, payloads.Sources, sources=data_record.is_development),
+        _kind("shards", _plan_shards, payloads.ShardsPayload),
+        _kind("external_shards", _plan_external_shards, payloads.ShardsPayload,
               sources=data_record.is_external),
-        _kind("checkpoints", _plan_checkpoints),
-        _kind("outlines", _plan_outlines),
-        _kind("features", _plan_features, gpu=True, row_major=True),
-        _kind("fit", _plan_fits, gpu=True, row_major=True),
-        _kind("external_check", _plan_external_check),
-        _kind("refit", _plan_refits, gpu=True),
-        _kind("ensemble", _plan_ensembles),
-        _kind("variant", _plan_variants),
-        _kind("robustness", _plan_robustness),
-        _kind("pooled", _plan_pooled, summary=True),
-        _kind("segment", _plan_segment),
-        _kind("export", _plan_export, gpu=True, summary=True),
-        _kind("report", _plan_report, summary=True)):
+        _kind("checkpoints", _plan_checkpoints, payloads.CheckpointsPayload),
+        _kind("outlines", _plan_outlines, payloads.OutlinesPayload),
+        _kind("features", _plan_features, payloads.FeaturesPayload, gpu=True, row_major=True),
+        _kind("fit", _plan_fits, payloads.FoldFit | payloads.SplitFit, gpu=True, row_major=True),
+        _kind("external_check", _plan_external_check, payloads.ExternalCheckPayload),
+        _kind("refit", _plan_refits, payloads.RefitPayload, gpu=True),
+        _kind("ensemble", _plan_ensembles, payloads.EnsemblePayload),
+        _kind("variant", _plan_variants, payloads.VariantPayload),
+        _kind("robustness", _plan_robustness, payloads.RobustnessPayload),
+        _kind("pooled", _plan_pooled, payloads.PooledPayload, summary=True),
+        _kind("segment", _plan_segment, payloads.SegmentPayload),
+        _kind("export", _plan_export, payloads.ExportPayload, gpu=True, summary=True),
+        _kind("report", _plan_report, payloads.ReportPayload, summary=True)):
     register(_entry)
 
 

@@ -18,6 +18,7 @@ fold's inner-validation predictions, as for every row.
 - Row 13 (upper bound, not deployable): the expert's outline, which a new image does not have.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,6 +33,8 @@ from thyroid.io_utils import atomic_path, atomic_write_json, file_sha256
 from thyroid.nets import get_segmentation_network
 from thyroid.stats.operating_point import choose_threshold
 from thyroid.study.fitting import fit_map, prediction_records
+from thyroid.study.payloads import (FeaturesPayload, LocalisationFacts, OutlinesPayload,
+                                    SegmentPayload)
 from thyroid.study.results import FoldResult
 from thyroid.study.rows import LOCALISATION_MODES, SEGMENTING_MODE, effective_settings
 from thyroid.training import localise, segmentation
@@ -59,7 +62,7 @@ def build_outlines(sources, dataset_dir, output_dir):
         raise ValueError(f"the localisation rows need shards cropped to {' or '.join(outlines.CROPS)}, "
                          f"not {crop!r}")
     named = build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir)
-    return outlines.build_outline_set(named, output_dir, crop).summary
+    return OutlinesPayload(outlines.build_outline_set(named, output_dir, crop).summary)
 
 
 _SETS = {}
@@ -96,7 +99,7 @@ def prepare(study, row, config, outline_dir):
                                          seg.image_size, seg.checkpoint_path, config.cache_dir)
     else:
         expert_views(found, config)
-    return {"outlined_images": found.summary["with_outline"]}
+    return FeaturesPayload(outlined_images=found.summary["with_outline"])
 
 
 def expert_views(found, config):
@@ -213,17 +216,19 @@ def run_fold(study, row, config, repeat, fold, train_dir, outline_dir):
                         for p in ("validation", "test"))
     threshold = choose_threshold(study.operating_point, inputs["validation"].labels, validation)
     members = localise.member_scores(models, views["test"])
-    facts = {"members": {name: selection for name, (_, selection) in models.items()},
-             # Each member's test probabilities, in the order of the fold's records: which
-             # view carries the signal (the report's per-member AUCs).
-             "member_test_probabilities": {name: [round(float(p), 6) for p in values]
-                                           for name, values in members.items()},
-             "nodule_found": {part: [int(views[part]["found"].sum()), len(parts[part])]
-                              for part in PARTS},
-             "segmentation": evaluation}
-    atomic_write_json(os.path.join(train_dir, FOLD_FILE), dict(facts, threshold=threshold))
+    facts = LocalisationFacts(
+        members={name: selection for name, (_, selection) in models.items()},
+        # Each member's test probabilities, in the order of the fold's records: which view
+        # carries the signal (the report's per-member AUCs).
+        member_test_probabilities={name: [round(float(p), 6) for p in values]
+                                   for name, values in members.items()},
+        nodule_found={part: [int(views[part]["found"].sum()), len(parts[part])]
+                      for part in PARTS},
+        segmentation=evaluation)
+    atomic_write_json(os.path.join(train_dir, FOLD_FILE),
+                      dict(dataclasses.asdict(facts), threshold=threshold))
     logging.info("row %d repeat %d fold %d: threshold %.3f; nodule found in %s", row.id, repeat,
-                 fold, threshold, facts["nodule_found"])
+                 fold, threshold, facts.nodule_found)
     labels = inputs["validation"].labels
     recalibration = fit_map(study.recalibrate, row.mode, labels, validation)
     records = prediction_records(row.id, repeat, fold, inputs["test"], test, threshold,
@@ -246,7 +251,7 @@ def refit_segmentation(study, row, config, outline_dir, output_dir):
     weights, _ = localise.fit_segmentation(spec, maps, found, every, seg)
     segmentation.save_model(output_dir, seg, weights, found.summary.get("crop", "scan"),
                             {"images": len(every), "fold": "all development images"})
-    return {"segment_dir": output_dir, "images": len(every)}
+    return SegmentPayload(output_dir, len(every))
 
 
 # --------------------------------------------------------------------------------------
@@ -288,13 +293,13 @@ def comparison_lines(rows, summaries, records):
     for row in rows:
         if row.row_id != REFERENCE_ROW and row.mode not in LOCALISATION_MODES:
             continue
-        figures = summaries.get(row.row_id) or {}
-        auc = (figures.get("auc"), figures.get("auc_ci_low"), figures.get("auc_ci_high"))
+        figures = summaries.get(row.row_id) or pooled.RowFigures()
+        auc = (figures.auc, figures.auc_ci_low, figures.auc_ci_high)
         test = None if row.row_id == REFERENCE_ROW else \
             pooled.delong_between(records, row.row_id, REFERENCE_ROW)
         p = "reference" if row.row_id == REFERENCE_ROW else (
             "—" if not test else f"{test['p_value']:.3f}")
-        repeats = ", ".join(f"{a:.2f}" for a in figures.get("auc_by_repeat") or [])
+        repeats = ", ".join(f"{a:.2f}" for a in figures.auc_by_repeat or [])
         lines.append(f"| {row.row_id} | {row.label} | "
                      f"{_interval(tuple(np.nan if v is None else v for v in auc))} | "
                      f"{repeats or '—'} | {p} |")
@@ -313,8 +318,7 @@ def member_lines(rows, fit_payloads, fit_records):
             continue
         labels, scores = [], {name: [] for name in localise.MEMBERS}
         for payload, records in zip(fit_payloads, fit_records):
-            facts = payload.get("localisation") or {}
-            members = facts.get("member_test_probabilities")
+            members = payload.localisation and payload.localisation.member_test_probabilities
             if not records or records[0]["row_id"] != row.row_id or not members:
                 continue
             labels += [record["label"] for record in records]
@@ -333,8 +337,8 @@ def report_lines(rows, summaries, records, fit_payloads, num_samples, seed, fit_
     if not ran:
         return []
     lines = ["## Localisation (rows 12 and 13)", ""]
-    evaluation = [record for payload in fit_payloads
-                  for record in (payload.get("localisation") or {}).get("segmentation") or []]
+    evaluation = [record for payload in fit_payloads if payload.localisation
+                  for record in payload.localisation.segmentation or ()]
     if evaluation:
         lines += segmentation_lines(evaluation, num_samples, seed)
     lines += comparison_lines(rows, summaries, records)

@@ -33,7 +33,7 @@ import platform
 import time
 
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.study import data_record
+from thyroid.study import data_record, kinds, payloads
 from thyroid.study.config import StudyConfig
 from thyroid.study.jobspec import Job, job_id
 from thyroid.study.kinds import plan_jobs
@@ -96,7 +96,7 @@ class Plan:
             raise PlanError(f"{path}: a plan of format {found}, this version reads format "
                             f"{PLAN_FORMAT}; run the study again")
         try:
-            jobs = tuple(Job.from_json(job) for job in saved["jobs"])
+            jobs = tuple(_job(job) for job in saved["jobs"])
             sources = saved.get("sources")
             return cls(os.path.abspath(run_dir), StudyConfig.from_json(saved["study"]), jobs,
                        float(saved["started"]), str(saved["date"]), str(saved["machine"]),
@@ -104,6 +104,15 @@ class Plan:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise PlanError(f"{path}: not a study plan ({type(error).__name__}: {error})") \
                 from None
+
+
+def _job(saved):
+    """One job of plan.json, its fields checked (its id is rebuilt from them)."""
+    if isinstance(saved, dict):
+        saved = {key: value for key, value in saved.items() if key != "id"}
+    job = payloads.from_json(Job, saved, "job")
+    kinds.get(job.kind)  # a kind this version knows
+    return job
 
 
 def machine_description():

@@ -87,7 +87,7 @@ def _probe(run_dir):
 
 
 def _run_task(run_dir, job_id, resources, *inputs):
-    """One job in a Ray worker; -> its JobResult as a dict."""
+    """One job in a Ray worker; -> its JobResult as result.json holds it."""
     del inputs  # finished before this task started; their results are in the run folder
     from thyroid.study import jobs
     from thyroid.study.plan import Plan
@@ -97,7 +97,7 @@ def _run_task(run_dir, job_id, resources, *inputs):
     configure_tensorflow(resources)
     plan = Plan.load(run_dir)
     worker = dict(this_worker(), node=ray.get_runtime_context().get_node_id())
-    return dataclasses.asdict(jobs.run_job(plan, plan.job(job_id), worker))
+    return jobs.run_job(plan, plan.job(job_id), worker).to_json()
 
 
 def lost_result(job, error):
@@ -214,7 +214,7 @@ class RayExecutor:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
             try:
-                result = JobResult(**ray.get(done[0]))
+                result = JobResult.from_json(ray.get(done[0]))
             except Exception as error:  # lost after its retries, or an input was
                 result = lost_result(job, error)
                 write_result(plan.run_dir, result)
