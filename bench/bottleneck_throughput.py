@@ -5,7 +5,7 @@
 For each network, images per second of
   project: ``thyroid.training.features.load_or_compute`` on a fresh cache dir (read shards, JPEG
            decode, resize, graph build, preprocessing + forward, writing the .npz);
-  (a) bare: the same graph and session class (``features.FrozenNetwork``), same batch
+  (a) bare: the same graph and session class (``frozen_network.FrozenNetwork``), same batch
            size, fed images already resized in memory, after one warm-up batch (graph
            build, restore and session start not timed);
   (b) keras: ``tf_keras.applications`` model of the same architecture (include_top=False,
@@ -77,7 +77,8 @@ def project_path(spec, shard_dir, checkpoint, size, batch_size):
     """What ``python -m thyroid.bottleneck`` does: every split into a fresh cache."""
     from thyroid import io_utils
     from thyroid.datasets import shards
-    from thyroid.training.features import BOTTLENECK, load_or_compute
+    from thyroid.training.features import load_or_compute
+    from thyroid.training.frozen_network import BOTTLENECK
     cache_dir = tempfile.mkdtemp(prefix="bench-cache-")
     io_utils._FILE_DIGESTS.clear()  # a fresh process would hash the shards too
     try:
@@ -93,20 +94,22 @@ def project_path(spec, shard_dir, checkpoint, size, batch_size):
 
 def project_stages(spec, shard_dir, checkpoint, size, batch_size):
     """Seconds per stage of the same work load_or_compute does, done one by one."""
-    from thyroid.training import features
+    from thyroid.training import features, frozen_network
     from thyroid.datasets import shards
     from thyroid import io_utils
     from thyroid.preprocessing.resize import resize_batch
     io_utils._FILE_DIGESTS.clear()
     stages = {}
     stages["fingerprint"], _ = common.timed(
-        lambda: [features.cache_key(spec.name, features.BOTTLENECK, checkpoint, shard_dir, split, size)
+        lambda: [features.cache_key(spec.name, frozen_network.BOTTLENECK, checkpoint, shard_dir,
+                                    split, size)
                  for split in shards.SPLITS])
     stages["read+decode shards"], data = common.timed(
         lambda: [image for split in shards.SPLITS for image in shards.load_split(shard_dir, split).images])
     stages["resize"], images = common.timed(resize_batch, data, size)
     stages["graph+session+forward"], values = common.timed(
-        features.compute_activations, spec, images, features.BOTTLENECK, checkpoint, batch_size)
+        features.compute_activations, spec, images, frozen_network.BOTTLENECK, checkpoint,
+        batch_size)
     path = os.path.join(tempfile.mkdtemp(prefix="bench-npz-"), "x.npz")
     stages["write npz"], _ = common.timed(lambda: np.savez(open(path, "wb"), values=values))
     shutil.rmtree(os.path.dirname(path), ignore_errors=True)
@@ -114,11 +117,11 @@ def project_stages(spec, shard_dir, checkpoint, size, batch_size):
 
 
 class BareForward:
-    """The project's own frozen graph (``features.FrozenNetwork``), kept open; ``run()`` feeds
-    in-memory images: the forward pass alone, nothing decoded, built or restored."""
+    """The project's own frozen graph (``frozen_network.FrozenNetwork``), kept open; ``run()``
+    feeds in-memory images: the forward pass alone, nothing decoded, built or restored."""
 
     def __init__(self, spec, images, checkpoint, batch_size):
-        from thyroid.training.features import BOTTLENECK, FrozenNetwork
+        from thyroid.training.frozen_network import BOTTLENECK, FrozenNetwork
         self.network = FrozenNetwork(spec, images.shape[1], (BOTTLENECK,), checkpoint)
         self.images, self.batch_size = images, batch_size
         self.network.run_batch(images[:batch_size])  # warm-up

@@ -6,8 +6,9 @@ EfficientNet-Lite0 with the converted ImageNet weights, bottleneck at 224 px, on
 shards (240 cases with 2 augmented copies, ~700 records, as bench.bottleneck_throughput).
 Images per second, medians of interleaved repeats, of:
 
-  graph:          the TensorFlow graph (``features.FrozenNetwork``, the frozen pass before this
-                  bench), batch 16, images already resized in memory, after a warm-up batch;
+  graph:          the TensorFlow graph (``frozen_network.FrozenNetwork``, the frozen pass
+                  before this bench), batch 16, images already resized in memory, after a
+                  warm-up batch;
   interpreter:    ``tf.lite`` / LiteRT interpreter with XNNPACK on the same layers converted
                   from that graph's session (``frozen_tflite``), same images, batch 16 (what
                   the study now runs) and batch 1 (the interpreter as the deployment runs it);
@@ -42,8 +43,8 @@ class InMemory:
 
     def __init__(self, spec, images, checkpoint, engine, batch_size, outputs=None, invoke=0,
                  model_dir=None):
-        from thyroid.training import features, frozen_tflite
-        self.outputs = outputs or (features.BOTTLENECK,)
+        from thyroid.training import features, frozen_network, frozen_tflite
+        self.outputs = outputs or (frozen_network.BOTTLENECK,)
         self.network = features.open_network(spec, images.shape[1], self.outputs, checkpoint,
                                              batch_size=batch_size, engine=engine,
                                              model_dir=model_dir)
@@ -52,7 +53,7 @@ class InMemory:
                                                  checkpoint, 0, ())
             with open(path, "rb") as f:
                 self.network = frozen_tflite.TFLiteNetwork(
-                    f.read(), {o: features.output_name(o) for o in self.outputs}, invoke)
+                    f.read(), {o: frozen_network.output_name(o) for o in self.outputs}, invoke)
         self.images, self.batch_size = images, batch_size
         self.network.run_batch(images[:batch_size])  # warm-up
 
@@ -69,12 +70,13 @@ def project(spec, shard_dir, checkpoint, engine):
     """Every split's bottleneck into a fresh cache, as ``python -m thyroid.bottleneck``."""
     from thyroid import io_utils
     from thyroid.datasets import shards
-    from thyroid.training import features
+    from thyroid.training import features, frozen_network
     cache_dir = tempfile.mkdtemp(prefix="bench-cache-")
     io_utils._FILE_DIGESTS.clear()  # a fresh process hashes the shards too
     try:
-        return [features.load_or_compute(spec, shard_dir, split, features.BOTTLENECK, checkpoint,
-                                         SIZE, cache_dir, engine=engine) for split in shards.SPLITS]
+        return [features.load_or_compute(spec, shard_dir, split, frozen_network.BOTTLENECK,
+                                         checkpoint, SIZE, cache_dir, engine=engine)
+                for split in shards.SPLITS]
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
@@ -86,10 +88,11 @@ def relative_error(got, expected):
 def agreement(spec, images, checkpoint):
     """{what: relative error} of the interpreter against the graph for each cached output."""
     from thyroid.preprocessing.resize import resize_batch
-    from thyroid.training import features
+    from thyroid.training import features, frozen_network
     errors = {}
-    for what, outputs, size in (("frozen prefix 128", (features.FROZEN_PREFIX, features.BOTTLENECK), 128),
-                                ("pooled layers 224", (features.POOLED_LAYERS,), SIZE)):
+    prefix_outputs = (frozen_network.FROZEN_PREFIX, frozen_network.BOTTLENECK)
+    for what, outputs, size in (("frozen prefix 128", prefix_outputs, 128),
+                                ("pooled layers 224", (frozen_network.POOLED_LAYERS,), SIZE)):
         batch = images[:64] if size == SIZE else resize_batch(list(images[:64]), size)
         values = {}
         for engine in (features.TF_ENGINE, features.TFLITE_ENGINE):
@@ -118,7 +121,7 @@ def measure(args, work_dir):
     from thyroid.datasets import shards
     from thyroid.nets import get_network
     from thyroid.preprocessing.resize import resize_batch
-    from thyroid.training import features
+    from thyroid.training import features, frozen_network
     from thyroid.training.frozen_tflite import INVOKE_BATCH, interpreter_threads
     spec = get_network(MODEL)
     shard_dir = common.synthetic_shards(work_dir, num_cases=args.cases, augment_copies=2)
@@ -135,7 +138,7 @@ def measure(args, work_dir):
         bare[f"interpreter, invokes of {invoke}"] = InMemory(
             spec, images, checkpoint, features.TFLITE_ENGINE, BATCH, invoke=invoke,
             model_dir=models)
-    values = {name: runner.run()[features.BOTTLENECK] for name, runner in bare.items()}
+    values = {name: runner.run()[frozen_network.BOTTLENECK] for name, runner in bare.items()}
     runners = {name: runner.run for name, runner in bare.items()}
     runners[f"project ({engine})"] = lambda: project(spec, shard_dir, checkpoint, engine)
     runners["project (tf)"] = lambda: project(spec, shard_dir, checkpoint, features.TF_ENGINE)

@@ -105,7 +105,7 @@ def slim_step_times(model, mode, images, labels, batch_size, steps, use_dataset,
 
 
 def keras_small_cnn(keras, size):
-    from thyroid.preprocessing.net_inputs import unit_preprocess
+    from thyroid.nets.net_inputs import unit_preprocess
     l2 = keras.regularizers.l2(1e-4)
     inputs = keras.Input((size, size, 3), dtype="uint8")
     net = keras.layers.Lambda(lambda x: unit_preprocess(keras.backend.cast(x, "float32")))(inputs)
@@ -122,7 +122,7 @@ def keras_efficientnet_lite0(keras, size):
     """EfficientNet-Lite0 as ``thyroid.nets.efficientnet_lite`` builds it, in Keras layers;
     only the last block, conv_head and the head train; batch norm always in inference mode."""
     from thyroid.nets import efficientnet_lite as lite
-    from thyroid.preprocessing.net_inputs import efficientnet_lite_preprocess
+    from thyroid.nets.net_inputs import efficientnet_lite_preprocess
     blocks = lite.block_table()
 
     def conv_bn(net, filters, kernel, stride, trainable, activation=True, depthwise=False):
@@ -189,10 +189,10 @@ def child(args):
         times = keras_step_times(model, mode, images, labels, batch_size, args.steps)
     elif args.variant == PREFIX_VARIANT:
         from thyroid.nets import get_network
-        from thyroid.training import features
+        from thyroid.training import features, frozen_network
         started = time.perf_counter()
-        prefix = features.compute_activations(get_network(model), images, features.FROZEN_PREFIX,
-                                              None)
+        prefix = features.compute_activations(get_network(model), images,
+                                              frozen_network.FROZEN_PREFIX, None)
         print("PREFIX_SECONDS %f" % (time.perf_counter() - started), flush=True)
         times = slim_step_times(model, mode, prefix, labels, batch_size, args.steps,
                                 use_dataset=False, uses_frozen_prefix=True)

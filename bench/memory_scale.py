@@ -93,14 +93,14 @@ def features_stage(work_dir, checkpoint_dir):
     """The default study's frozen passes and image cache, then every file read back."""
     from bench.bottleneck_throughput import checkpoint_for
     from thyroid.nets import get_network
-    from thyroid.training import features
+    from thyroid.training import features, frozen_network
     dataset_dir, cache_dir = os.path.join(work_dir, "shards"), os.path.join(work_dir, "cache")
     spec = get_network("efficientnet_lite0")
     checkpoint = checkpoint_for(spec.name, checkpoint_dir)
     seconds, files = {}, []
-    for name, output, size in (("bottleneck 224", features.BOTTLENECK, 224),
-                               ("prefix 128", features.FROZEN_PREFIX, 128),
-                               ("pooled 224", features.POOLED_LAYERS, 224)):
+    for name, output, size in (("bottleneck 224", frozen_network.BOTTLENECK, 224),
+                               ("prefix 128", frozen_network.FROZEN_PREFIX, 128),
+                               ("pooled 224", frozen_network.POOLED_LAYERS, 224)):
         seconds[name], result = common.timed(features.load_or_compute, spec, dataset_dir, "train",
                                              output, checkpoint, size, cache_dir)
         files.append(result.values)

@@ -20,6 +20,7 @@ of jobs, each at its measured time) against its total work.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -35,6 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common
+from thyroid.study.critical_path import critical_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CASES = 120  # thyroid.study.config.DEFAULT_SYNTHETIC_CASES
@@ -158,29 +160,35 @@ def trained_epochs(run_dir):
 
 
 def plan_jobs(run_dir):
-    """[(job id, stage, inputs, seconds)] of a finished run folder."""
-    with open(os.path.join(run_dir, "plan.json")) as f:
-        plan = json.load(f)
+    """[(job id, stage, inputs, seconds)] of a finished run folder (kept in the results
+    file, so a later invocation can project from it)."""
+    from thyroid.study.plan import Plan
+    from thyroid.study.results import read_result
     jobs = []
-    for job in plan["jobs"]:
-        path = os.path.join(run_dir, "jobs", job["id"], "result.json")
-        seconds = 0.0
-        if os.path.exists(path):
-            with open(path) as f:
-                seconds = json.load(f)["seconds"]
-        jobs.append((job["id"], job["stage"], list(job["inputs"]), seconds))
+    for job in Plan.load(run_dir).jobs:
+        result = read_result(run_dir, job.id)
+        jobs.append((job.id, job.stage, list(job.inputs), result.seconds if result else 0.0))
     return jobs
 
 
-def critical_path(jobs, scale_of=lambda stage: 1.0):
-    """(longest chain of jobs in seconds, total seconds): each job's time times
-    ``scale_of(its stage)``; the plan lists every job after its inputs."""
-    finish, total = {}, 0.0
-    for job_id, stage, inputs, seconds in jobs:
-        own = seconds * scale_of(stage)
-        finish[job_id] = max((finish[i] for i in inputs), default=0.0) + own
-        total += own
-    return max(finish.values(), default=0.0), total
+@dataclasses.dataclass(frozen=True)
+class StoredJob:
+    """A job as the results file keeps it: what ``critical_path`` reads of a plan's job."""
+    id: str
+    stage: str
+    inputs: tuple
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredPlan:
+    """The jobs of a measured run in plan order (inputs first), for ``critical_path``."""
+    jobs: tuple
+
+    @classmethod
+    def of(cls, run):
+        return cls(tuple(StoredJob(job_id, stage, tuple(inputs), seconds)
+                         for job_id, stage, inputs, seconds in run["jobs"]))
 
 
 def run_scale(scale, rows, work_dir, checkpoint_dir):
@@ -350,7 +358,9 @@ def projection_markdown(runs):
     seconds = extrapolate(runs, TARGET_IMAGES)
     factor = {stage: seconds[stage] / max(value, 1e-9)
               for stage, value in stage_seconds(largest).items()}
-    path, work = critical_path(largest["jobs"], lambda stage: factor.get(stage, 1.0))
+    plan = StoredPlan.of(largest)
+    path = critical_path(plan, {job.id: job.seconds * factor.get(job.stage, 1.0)
+                                for job in plan.jobs})
     measured = ", ".join(str(run["images"]) for run in sorted(runs, key=lambda r: r["images"]))
     lines = [f"A {TARGET_IMAGES:,}-image study (extrapolated, stage by stage, from the "
              f"measured {measured}-image runs): {sum(seconds.values()) / 60:.0f} min on this "
@@ -360,10 +370,12 @@ def projection_markdown(runs):
              "features -> its slowest fold -> ...) cannot be shortened, the rest spreads over "
              "the cores; at best max(path, work / N), at worst path + work / N (jobs measured "
              "with this machine's 2 cores each, so single-core jobs would be slower):", ""]
-    table = [[n, max(path, work / n) / 60, (path + work / n) / 60] for n in (2, 4, 8, 16, 32)]
+    table = [[n, path.wall_bound(n) / 60, (path.seconds + path.total_seconds / n) / 60]
+             for n in (2, 4, 8, 16, 32)]
     return "\n".join(lines) + "\n\n" + common.format_table(
         ["cores", "best (min)", "worst (min)"], table) + (
-        f"\n\nCritical path {path / 60:.1f} min, total work {work / 60:.1f} min.")
+        f"\n\nCritical path {path.seconds / 60:.1f} min, total work "
+        f"{path.total_seconds / 60:.1f} min.")
 
 
 def load_previous():

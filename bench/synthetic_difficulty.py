@@ -30,10 +30,10 @@ from bench import common
 def latent_ceiling(num_nodules=20000, seed=0):
     """AUC of the latent suspicion score for the recorded label (what pixels can at best give)."""
     from sklearn.metrics import roc_auc_score
-    from thyroid.datasets import synthetic
+    from thyroid.datasets import synthetic_scans
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, num_nodules)
-    suspicion = [synthetic.sample_nodule(rng, int(label))["suspicion"] for label in labels]
+    suspicion = [synthetic_scans.sample_nodule(rng, int(label))["suspicion"] for label in labels]
     return float(roc_auc_score(labels, suspicion))
 
 
@@ -57,7 +57,8 @@ def bottleneck_logistic_auc(shard_dir, work_dir):
     from sklearn.preprocessing import StandardScaler
     from thyroid.checkpoints.convert import convert
     from thyroid.nets import get_network
-    from thyroid.training.features import BOTTLENECK, load_or_compute
+    from thyroid.training.features import load_or_compute
+    from thyroid.training.frozen_network import BOTTLENECK
     spec = get_network("efficientnet_lite0")
     checkpoint = convert("efficientnet_lite0", os.path.join(work_dir, "checkpoints"))
     sets = {split: load_or_compute(spec, shard_dir, split, BOTTLENECK, checkpoint, 224,

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from thyroid.datasets import synthetic as synth
+from thyroid.datasets import synthetic as synth, synthetic_scans
 
 SYNTH_CASES = 30
 SYNTH_WIDTH, SYNTH_HEIGHT = 280, 180  # half DDTI size keeps the session fast
@@ -62,3 +62,35 @@ def efficientnet_checkpoint(tmp_path_factory):
     convert("efficientnet_lite0", checkpoint_dir)
     return default_checkpoint_path(get_network("efficientnet_lite0"), checkpoint_dir)[0]
 
+
+
+SHIFT_WIDTH, SHIFT_HEIGHT = 280, 180
+SHIFT_SETS = {  # name: (images, seed, look): the development draw, fresh draws, another scanner
+    "development": (300, 11, None), "fresh": (300, 12, None), "control": (100, 13, None),
+    "other_scanner": (120, 14, "other")}
+
+
+@pytest.fixture(scope="session")
+def shift_sets(efficientnet_checkpoint, tmp_path_factory):
+    """{name: (shift features [N, 384], labels)} of synthetic sets written as class folders
+    and read back as the study reads images (computed once per session): the development
+    draw, fresh draws of the same look and a set drawn as another scanner would."""
+    import numpy as np
+    from thyroid.datasets import images
+    from thyroid.training import shift_features
+    root = tmp_path_factory.mktemp("shift_sets")
+    pictures, labels, counts = [], {}, {}
+    for name, (count, seed, look) in SHIFT_SETS.items():
+        folder = root / name
+        synth.write_class_folders(str(folder), count, seed, SHIFT_WIDTH, SHIFT_HEIGHT,
+                                  look=synthetic_scans.OTHER_SCANNER if look else None)
+        paths = sorted(folder.glob("*/*.jpg"))
+        labels[name] = np.array([int(path.parent.name == "malignant") for path in paths])
+        pictures += [images.load_image(str(path)) for path in paths]
+        counts[name] = len(paths)
+    values = shift_features.image_features(pictures, efficientnet_checkpoint)  # one network
+    out, start = {}, 0
+    for name, count in counts.items():
+        out[name] = (values[start:start + count], labels[name])
+        start += count
+    return out

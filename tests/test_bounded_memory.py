@@ -7,7 +7,7 @@ import pytest
 from thyroid.datasets import shards
 from thyroid.nets import get_network
 from thyroid.preprocessing.resize import resize_batch
-from thyroid.training import features, inputs
+from thyroid.training import features, frozen_network, inputs
 from thyroid.training.model import IMAGES, input_kind
 from thyroid.training.row_files import RowFile
 from thyroid.training.run_config import MODES, RunConfig
@@ -41,7 +41,7 @@ def split_sizes(dataset_dir):
     return out
 
 
-@pytest.mark.parametrize("output", [features.BOTTLENECK, features.POOLED_LAYERS])
+@pytest.mark.parametrize("output", [frozen_network.BOTTLENECK, frozen_network.POOLED_LAYERS])
 def test_a_frozen_pass_decodes_each_record_it_computes_once(patient_build, tmp_path,
                                                             counted_decodes, output):
     dataset_dir, _ = patient_build
@@ -51,7 +51,8 @@ def test_a_frozen_pass_decodes_each_record_it_computes_once(patient_build, tmp_p
     everything = sum(records for records, _ in sizes.values())
     originals = sum(kept for _, kept in sizes.values())
     assert sizes["train"][0] > sizes["train"][1]  # the train split holds augmented copies
-    assert len(counted_decodes) == (originals if output == features.POOLED_LAYERS else everything)
+    assert len(counted_decodes) == (originals if output == frozen_network.POOLED_LAYERS
+                                    else everything)
     assert isinstance(result.values, RowFile) and len(result.values) == sizes["train"][0]
 
 
@@ -87,7 +88,7 @@ def test_augmented_rows_are_computed_exactly_for_the_modes_that_train_on_them():
             if kind != IMAGES:
                 assert features.READS_AUGMENTED[kind] == (mode != "bottleneck_logreg"), mode
     augmented = np.array([False, True, True, False, True])
-    for output, expected in ((features.BOTTLENECK, [0, 1, 2, 3, 4]),
-                             (features.FROZEN_PREFIX, [0, 1, 2, 3, 4]),
-                             (features.POOLED_LAYERS, [0, 3])):
+    for output, expected in ((frozen_network.BOTTLENECK, [0, 1, 2, 3, 4]),
+                             (frozen_network.FROZEN_PREFIX, [0, 1, 2, 3, 4]),
+                             (frozen_network.POOLED_LAYERS, [0, 3])):
         np.testing.assert_array_equal(features.computed_records(augmented, (output,)), expected)

@@ -9,6 +9,7 @@ import pytest
 
 from thyroid.datasets import build as build_tfrecords
 from thyroid.datasets import shards
+from thyroid.datasets.build_sources import NoUsableExamplesError
 
 
 def _all_splits(output):
@@ -143,7 +144,7 @@ def test_corrupt_and_empty_images_are_skipped(synthetic_root, tmp_path):
 def test_no_usable_example_is_an_error(tmp_path):
     (tmp_path / "ddti").mkdir()
     (tmp_path / "ddti" / "1.xml").write_text("<case><tirads></tirads></case>")
-    with pytest.raises(build_tfrecords.NoUsableExamplesError):
+    with pytest.raises(NoUsableExamplesError):
         build_from(str(tmp_path / "out"), {"ddti": str(tmp_path / "ddti")})
     assert not (tmp_path / "out" / "manifest.json").exists()
     result = subprocess.run(

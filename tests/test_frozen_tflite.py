@@ -10,7 +10,7 @@ from thyroid.datasets import shards
 from thyroid.nets import get_network
 from thyroid.preprocessing.resize import resize_batch
 from thyroid.training import features
-from thyroid.training.features import BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS
+from thyroid.training.frozen_network import BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS
 
 SIZE = 224  # the size the study's EfficientNet-Lite0 rows run at
 TOLERANCE = 1e-4  # of each output's largest magnitude

@@ -10,7 +10,7 @@ import pytest
 from thyroid import evaluate as evaluate_cli
 from thyroid import train as train_cli
 from thyroid.nets import get_network
-from thyroid.training import features, logreg
+from thyroid.training import features, frozen_network, logreg
 from thyroid.training.run_config import ConfigError
 
 EFFNET = get_network("efficientnet_lite0")
@@ -18,8 +18,9 @@ TWO_LAYERS = ("blocks_4", "conv_head")
 
 
 def pooled(dataset_dir, cache_dir, layers, split="test"):
-    return features.load_or_compute(EFFNET, str(dataset_dir), split, features.POOLED_LAYERS, None,
-                                    64, str(cache_dir), layers=layers)
+    return features.load_or_compute(EFFNET, str(dataset_dir), split,
+                                    frozen_network.POOLED_LAYERS, None, 64, str(cache_dir),
+                                    layers=layers)
 
 
 def test_pooled_features_have_mean_and_sd_per_channel_and_are_cached_by_layer_list(
@@ -55,17 +56,17 @@ def test_pooled_features_are_computed_for_original_images_only(patient_build, tm
     assert np.all(np.isfinite(train.values[~copies]))
     originals = [image for image, copy in zip(data.images, copies) if not copy]
     direct = features.compute_activations(EFFNET, resize_batch(originals, 64),
-                                          features.POOLED_LAYERS, None, layers=TWO_LAYERS)
+                                          frozen_network.POOLED_LAYERS, None, layers=TWO_LAYERS)
     np.testing.assert_allclose(train.values[~copies], direct, rtol=1e-4, atol=1e-5)
 
 
 def test_pooled_features_average_the_image_and_its_mirror(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
-    values = features.compute_activations(EFFNET, images, features.POOLED_LAYERS, None,
+    values = features.compute_activations(EFFNET, images, frozen_network.POOLED_LAYERS, None,
                                           layers=TWO_LAYERS)
     mirrored = features.compute_activations(EFFNET, images[:, :, ::-1].copy(),
-                                            features.POOLED_LAYERS, None, layers=TWO_LAYERS)
+                                            frozen_network.POOLED_LAYERS, None, layers=TWO_LAYERS)
     np.testing.assert_allclose(values, mirrored, rtol=1e-4, atol=1e-5)
     assert not np.allclose(values[0], values[1])
 
@@ -73,7 +74,7 @@ def test_pooled_features_average_the_image_and_its_mirror(tmp_path):
 def test_an_unknown_layer_names_the_flag_and_the_choices(tmp_path):
     images = np.zeros((1, 64, 64, 3), np.uint8)
     with pytest.raises(ConfigError, match=r"--feature_layers=blocks_99: .*blocks_4"):
-        features.compute_activations(EFFNET, images, features.POOLED_LAYERS, None,
+        features.compute_activations(EFFNET, images, frozen_network.POOLED_LAYERS, None,
                                      layers=("blocks_99",))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from thyroid.stats import metrics
+from thyroid.stats import graph_metrics, metric_text, metrics
 
 
 def _close(a, b, tol=1e-12):
@@ -109,8 +109,8 @@ def test_graph_metrics_equal_numpy():
         labels_ph = tf1.placeholder(tf.int64, [None])
         probs_ph = tf1.placeholder(tf.float32, [None])
         thr_ph = tf1.placeholder(tf.float32, [])
-        ops = metrics.metric_ops(labels_ph, probs_ph, thr_ph)
-        summaries = metrics.add_metric_summaries(ops, "eval")
+        ops = graph_metrics.metric_ops(labels_ph, probs_ph, thr_ph)
+        summaries = graph_metrics.add_metric_summaries(ops, "eval")
         merged = tf1.summary.merge(summaries)
         with tf1.Session() as sess:
             cases = []
@@ -276,10 +276,10 @@ def test_format_metrics_table():
     r = metrics.evaluate_predictions([1, 1, 1, 0, 0, 0, 0, 1],
                                      [0.9, 0.6, 0.4, 0.2, 0.55, 0.1, 0.5, 0.7],
                                      list("abcdefgh"), num_samples=100)
-    text = metrics.format_metrics_table(r)
+    text = metric_text.format_metrics_table(r)
     for word in ("Accuracy", "Sensitivity", "Specificity", "AUC", "0.625", "0.875",
                  "Confusion matrix", "malignant", "Images: 8"):
         assert word in text
     one_class = metrics.evaluate_predictions([0, 0], [0.1, 0.7], ["a", "b"], num_samples=10)
-    assert "n/a" in metrics.format_metrics_table(one_class)
-    assert metrics.format_value(r["accuracy"]).startswith("0.62 [")
+    assert "n/a" in metric_text.format_metrics_table(one_class)
+    assert metric_text.format_value(r["accuracy"]).startswith("0.62 [")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from thyroid.datasets import synthetic as synth
+from thyroid.datasets import synthetic as synth, synthetic_scans
 from thyroid.datasets import ddti, images, word_reports
 from thyroid.datasets.ddti import parse_polygons
 
@@ -69,9 +69,10 @@ def test_local_reports_map_to_labels(synthetic_root):
 
 def test_scan_crop_removes_bottom_text_band():
     rng = np.random.default_rng(0)
-    nodule = synth.sample_nodule(rng, 1)
-    plain, _ = synth.render_image(np.random.default_rng(1), nodule, band_text="")
-    texted, _ = synth.render_image(np.random.default_rng(1), nodule, band_text="TIRADS 5 (5)")
+    nodule = synthetic_scans.sample_nodule(rng, 1)
+    plain, _ = synthetic_scans.render_image(np.random.default_rng(1), nodule, band_text="")
+    texted, _ = synthetic_scans.render_image(np.random.default_rng(1), nodule,
+                                             band_text="TIRADS 5 (5)")
     text_rows = np.nonzero(np.any(plain != texted, axis=(1, 2)))[0]
     assert text_rows.size  # the text was drawn
     top, bottom, left, right = images.find_scan_box(texted)
@@ -83,8 +84,8 @@ def test_scan_crop_removes_bottom_text_band():
 
 def test_classes_overlap_but_differ_and_some_labels_disagree_with_appearance():
     rng = np.random.default_rng(0)
-    benign = [synth.sample_nodule(rng, 0) for _ in range(1000)]
-    malignant = [synth.sample_nodule(rng, 1) for _ in range(1000)]
+    benign = [synthetic_scans.sample_nodule(rng, 0) for _ in range(1000)]
+    malignant = [synthetic_scans.sample_nodule(rng, 1) for _ in range(1000)]
     benign_aspect = np.array([n["aspect"] for n in benign])
     malignant_aspect = np.array([n["aspect"] for n in malignant])
     # On average the classic signs hold ...
@@ -96,7 +97,7 @@ def test_classes_overlap_but_differ_and_some_labels_disagree_with_appearance():
     assert any(n["kind"] == "solid" for n in benign) and any(n["kind"] == "iso" for n in malignant)
     # Label noise near the documented rate (binomial sd over 2000 draws is about 0.007).
     disagree = np.mean([n["appearance"] != n["label"] for n in benign + malignant])
-    assert abs(disagree - synth.LABEL_NOISE) < 0.025
+    assert abs(disagree - synthetic_scans.LABEL_NOISE) < 0.025
     # Brightness alone cannot separate: many benign nodules (cysts) are darker than the typical
     # malignant one, many (iso/hyperechoic) brighter.
     benign_echo = np.array([n["echo"] for n in benign])
@@ -109,7 +110,8 @@ def test_latent_score_leaves_room_between_chance_and_perfect():
     from sklearn.metrics import roc_auc_score
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 4000)
-    suspicion = [synth.sample_nodule(rng, int(label))["suspicion"] for label in labels]
+    suspicion = [synthetic_scans.sample_nodule(rng, int(label))["suspicion"]
+                 for label in labels]
     # The best any model could do from the appearance: well above chance, clearly below 1.
     assert 0.8 < roc_auc_score(labels, suspicion) < 0.93
 
@@ -122,6 +124,6 @@ def test_synth_svg_is_ddti_json():
 
 @pytest.mark.parametrize("label", [0, 1])
 def test_render_is_fast_enough_and_sized(label):
-    rgb, polygon = synth.render_image(np.random.default_rng(label),
-                                      synth.sample_nodule(np.random.default_rng(5), label))
+    nodule = synthetic_scans.sample_nodule(np.random.default_rng(5), label)
+    rgb, polygon = synthetic_scans.render_image(np.random.default_rng(label), nodule)
     assert rgb.shape == (360, 560, 3) and rgb.dtype == np.uint8 and len(polygon) > 10

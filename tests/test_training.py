@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from thyroid.training import features
+from thyroid.training import features, frozen_network
 from thyroid.compat import tf, tf1
 from thyroid.training.scoring import evaluate_run
 from thyroid.nets import get_network
@@ -103,7 +103,7 @@ def test_bottleneck_cache_is_reused_and_invalidated(patient_build, tmp_path):
     cache = str(tmp_path / "cache")
 
     def run(size=64, checkpoint=None, data=dataset_dir):
-        return features.load_or_compute(spec, str(data), "validation", features.BOTTLENECK,
+        return features.load_or_compute(spec, str(data), "validation", frozen_network.BOTTLENECK,
                                         checkpoint, size, cache, batch_size=16)
 
     first = run()
@@ -131,8 +131,8 @@ def test_bottleneck_cache_is_reused_and_invalidated(patient_build, tmp_path):
     shard = sorted(p for p in os.listdir(changed) if p.startswith("validation-"))[0]
     with open(changed / shard, "ab") as f:
         f.write(b"\0")
-    assert features.cache_key(spec.name, features.BOTTLENECK, None, str(changed), "validation", 64) \
-        != first.key
+    assert features.cache_key(spec.name, frozen_network.BOTTLENECK, None, str(changed),
+                              "validation", 64) != first.key
 
 
 @pytest.mark.parametrize("model, prefix_shape", [("vgg_16", (2, 2, 512)),
@@ -161,7 +161,7 @@ def test_prefix_cache_gives_the_same_loss_as_the_full_network(patient_build, tmp
             tf1.train.Saver().save(sess, checkpoint)
             full_loss = sess.run(loss, {image_input: images, label_input: labels})
 
-    prefix = features.compute_activations(spec, images, features.FROZEN_PREFIX, checkpoint)
+    prefix = features.compute_activations(spec, images, frozen_network.FROZEN_PREFIX, checkpoint)
     assert prefix.shape == (6,) + prefix_shape
     with tf.Graph().as_default():  # the cached path: prefix activations in, suffix + head on top
         prefix_input = tf1.placeholder(tf.float32, [None] + list(prefix.shape[1:]))
@@ -229,10 +229,11 @@ def test_one_stream_over_the_splits_gives_each_split_its_own_values(patient_buil
     dataset_dir, _ = patient_build
     spec = get_network("efficientnet_lite0")
     for split in shards.SPLITS:
-        cached = features.load_or_compute(spec, str(dataset_dir), split, features.BOTTLENECK, None,
-                                          32, str(tmp_path), batch_size=4)
+        cached = features.load_or_compute(spec, str(dataset_dir), split,
+                                          frozen_network.BOTTLENECK, None, 32, str(tmp_path),
+                                          batch_size=4)
         images = resize_batch(shards.load_split(str(dataset_dir), split).images, 32)
-        direct = features.compute_activations(spec, images, features.BOTTLENECK, None,
+        direct = features.compute_activations(spec, images, frozen_network.BOTTLENECK, None,
                                               batch_size=4)
         assert cached.reused == (split != shards.SPLITS[0])
         assert cached.values.shape == direct.shape and len(direct) > 0
@@ -256,9 +257,9 @@ def test_frozen_pass_from_a_checkpoint_holds_no_variables_and_gives_the_restored
     spec = get_network("efficientnet_lite0")
     pretrained = save_pretrained_lite0(tmp_path)
     images = np.random.RandomState(0).randint(0, 256, (5, 64, 64, 3)).astype(np.uint8)
-    network = features.FrozenNetwork(spec, 64, (features.BOTTLENECK,), pretrained)
+    network = frozen_network.FrozenNetwork(spec, 64, (frozen_network.BOTTLENECK,), pretrained)
     try:
-        frozen = network.run([images], len(images), "test")[features.BOTTLENECK]
+        frozen = network.run([images], len(images), "test")[frozen_network.BOTTLENECK]
         assert network.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) == []
     finally:
         network.close()

@@ -36,12 +36,12 @@ def run(fv, args):
     del args
     if not os.path.isdir(fv.train_dir):
         raise cli.UsageError("train_dir", fv.train_dir, "no such folder")
-    from thyroid.stats import metrics
+    from thyroid.stats import metric_text
     from thyroid.training.scoring import evaluate_run
     result, _, _ = evaluate_run(fv.train_dir, fv.split, fv.dataset_dir, fv.threshold,
                                 fv.num_bootstrap, fv.seed)
     print(f"{result['model']} / {result['mode']} on {fv.split} ({result['checkpoint']})")
-    print(metrics.format_metrics_table(result))
+    print(metric_text.format_metrics_table(result))
     print(f"metrics written to {os.path.join(fv.train_dir, result['file'])}")
 
 

@@ -20,12 +20,15 @@ from absl import flags
 
 from thyroid import cli
 from thyroid.output_guard import check_output_dir
-from thyroid.datasets.synthetic import DEFAULT_HEIGHT, DEFAULT_WIDTH, generate
+from thyroid.datasets.synthetic import (DEFAULT_HEIGHT, DEFAULT_WIDTH, generate,
+                                       write_class_folders)
+from thyroid.datasets.synthetic_scans import OTHER_SCANNER
 
 COMMAND = "synth"
 MAX_CASES = 100_000
 # Below these the scan field, text bands and nodule no longer fit in the frame.
 MIN_WIDTH, MIN_HEIGHT, MAX_SIDE = 160, 120, 4096
+OTHER_SCANNER_DIR = "other_scanner"
 
 
 def define_flags(fv):
@@ -40,18 +43,27 @@ def define_flags(fv):
                          upper_bound=MAX_SIDE, flag_values=fv)
     flags.DEFINE_integer("height", DEFAULT_HEIGHT, "Image height (DDTI: 360).",
                          lower_bound=MIN_HEIGHT, upper_bound=MAX_SIDE, flag_values=fv)
+    flags.DEFINE_integer("other_scanner_cases", 0,
+                         "Also write this many one-view cases drawn as another scanner would "
+                         "(other gain, speckle, frame and caliper marks) into "
+                         f"{OTHER_SCANNER_DIR}/benign and /malignant: a shifted external set.",
+                         lower_bound=0, upper_bound=MAX_CASES, flag_values=fv)
     flags.mark_flag_as_required("output_dir", flag_values=fv)
 
 
 def holds_only_synthetic_data(directory):
-    """Whether ``directory`` holds nothing but the ddti/ and local/ folders synth writes."""
-    return set(os.listdir(directory)) <= {"ddti", "local"}
+    """Whether ``directory`` holds nothing but the folders synth writes."""
+    return set(os.listdir(directory)) <= {"ddti", "local", OTHER_SCANNER_DIR}
 
 
 def run(fv, args):
     del args
     output_dir = check_output_dir("output_dir", fv.output_dir, is_ours=holds_only_synthetic_data)
     generate(output_dir, fv.num_cases, fv.seed, fv.width, fv.height, fv.num_local_cases)
+    if fv.other_scanner_cases:
+        # A seed stream of its own: the ddti/ and local/ bytes do not depend on this flag.
+        write_class_folders(os.path.join(output_dir, OTHER_SCANNER_DIR), fv.other_scanner_cases,
+                            [fv.seed, 1], fv.width, fv.height, look=OTHER_SCANNER)
 
 
 def main(argv=None):

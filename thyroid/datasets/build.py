@@ -8,10 +8,11 @@ it leaks patients across splits, and the manifest says so.
 A source's own split (a CSV ``split`` column) is honoured, except by ``evaluation_only``,
 which puts every labelled image in the test split, unaugmented, for external validation.
 
+``build_sources`` reads and checks the sources; this module splits, augments and writes.
 The per-image work (hash, decode, crop, augment, JPEG-encode) runs in ``num_workers`` spawned
-processes (``datasets.workers``, ``datasets.records``); the records stream from them into the
-shards, so the build holds a few images at a time, not the dataset, and writes the same bytes
-for any number of workers.
+processes (``datasets.workers``, ``datasets.records``); the records stream from them into
+the shards, so the build holds a few images at a time, not the dataset, and writes the same
+bytes for any number of workers.
 
 The build writes into a sibling temporary folder and swaps it in only when complete (see
 ``thyroid.datasets.swap``), so a kill leaves the old dataset or the new one, never a mixture.
@@ -21,7 +22,7 @@ import collections
 import dataclasses
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Optional
 
 import numpy as np
 from absl import logging
@@ -30,8 +31,8 @@ from thyroid import LABEL_NAMES
 from thyroid.datasets import READERS, images, records, shards, splits, swap  # noqa: F401
 from thyroid.datasets.build_config import (  # noqa: F401  (build.PROTOCOLS, build.BuildError)
     PROTOCOLS, BuildConfig, BuildError, ConfigError)
-from thyroid.datasets.example import (Example, ReadResult, first_per_reason, log_summary,
-                                      path_entry, reason_summary)
+from thyroid.datasets.build_sources import read_and_decode
+from thyroid.datasets.example import Example, first_per_reason, reason_summary
 # Re-exported for callers that build a BuildConfig through this module.
 from thyroid.datasets.sources import (ReaderOptions, SourceError, named_sources,  # noqa: F401
                                       prefixed_flags, read_sources)
@@ -44,10 +45,6 @@ IMAGE_PROTOCOL_WARNING = (
     "PATIENT LEAKAGE: protocol=image splits images (and their augmented copies) at random, so the same patient, "
     "and copies of the same image, appear in training and test: test scores are optimistic "
     "and not a measure of performance on new patients.")
-
-
-class NoUsableExamplesError(BuildError):
-    """No labelled example could be read from any source."""
 
 
 class OutputExistsError(BuildError):
@@ -73,112 +70,6 @@ class Item:
     @property
     def label(self):
         return int(self.example.label)
-
-
-@dataclasses.dataclass
-class Found:
-    """What reading and checking the sources gave."""
-    results: Dict[str, ReadResult]
-    hashes: Dict[str, str]           # image path -> sha256 of its bytes
-    duplicates: List[dict]           # groups of byte-identical images (manifest ``duplicates``)
-    usable: List[Example]            # labelled examples whose image decodes
-    skipped: List[dict]              # path_entry records: the readers' and the build's own
-    fallbacks: List[dict]            # path_entry records of decodes that fell back on something
-
-
-# Images per inspection task: a few milliseconds each, so a task is worth a worker round trip.
-INSPECT_CHUNK = 8
-
-
-def _read_sources(config, workers):
-    try:
-        return read_sources(config.sources, config.reader_options, config.flags(), workers.map)
-    except SourceError as error:
-        raise BuildError(str(error)) from error
-
-
-def _inspect_all(results, max_pixels, workers):
-    """{path: records.Inspection} of every image file the readers found (labelled or not),
-    in the workers: each hashed, the labelled ones decoded once to see that they can be used."""
-    labelled = {e.image_path for result in results.values() for e in result.labelled}
-    paths = list(dict.fromkeys(e.image_path for result in results.values()
-                               for e in result.examples))
-    tasks = [(path, max_pixels, path in labelled) for path in paths]
-    chunks = [tasks[i:i + INSPECT_CHUNK] for i in range(0, len(tasks), INSPECT_CHUNK)]
-    progress = Progress(len(tasks), "build: check images", "images")
-    found = {}
-    for inspections in workers.map(records.inspect_many, chunks):
-        found.update((inspection.path, inspection) for inspection in inspections)
-        progress.update(len(inspections))
-    return found
-
-
-def _hash_all(results, inspections, skipped):
-    """Content hash of every readable image file -> {path: sha256}; files above
-    ``images.max_file_bytes(max_pixels)`` were refused before being read."""
-    hashes = {}
-    for result in results.values():
-        for example in result.examples:
-            if example.image_path in hashes:
-                continue
-            inspection = inspections[example.image_path]
-            if inspection.sha256 is None:
-                skipped.append(path_entry(example.image_path, *inspection.error))
-            else:
-                hashes[example.image_path] = inspection.sha256
-    return hashes
-
-
-def _duplicate_groups(results, hashes):
-    by_hash = collections.defaultdict(list)
-    for result in results.values():
-        for example in result.examples:
-            if example.image_path in hashes:
-                by_hash[hashes[example.image_path]].append(example)
-    groups = []
-    for digest, members in sorted(by_hash.items()):
-        if len(members) > 1:
-            groups.append({
-                "sha256": digest,
-                "images": sorted({os.path.basename(e.image_path) for e in members}),
-                "paths": sorted({e.image_path for e in members}),
-                "patients": sorted({e.patient_id for e in members}),
-                "labelled_patients": sorted({e.patient_id for e in members if e.label is not None}),
-                "labels": sorted({e.label for e in members if e.label is not None}),
-            })
-    return groups
-
-
-CONTRADICTORY_COPIES = "byte-identical copies labelled both benign and malignant"
-
-
-def _contradictory_copies(duplicates, skipped):
-    """Paths of byte-identical copies that carry both labels: one image cannot be both, and
-    neither label can be trusted, so every copy is left out (recorded in ``skipped``)."""
-    paths = set()
-    for group in duplicates:
-        if len(group["labels"]) > 1:
-            paths.update(group["paths"])
-            skipped.extend(path_entry(path, CONTRADICTORY_COPIES) for path in group["paths"])
-    return paths
-
-
-def _usable(results, inspections, hashes, left_out, skipped, fallbacks):
-    """Labelled examples whose image decodes -> [Example]; paths in ``left_out`` are already
-    excluded. Decodes that had to fall back on something (an invalid DICOM window) are
-    recorded in ``fallbacks``."""
-    usable = []
-    for result in results.values():
-        for example in result.labelled:
-            if example.image_path not in hashes or example.image_path in left_out:
-                continue
-            inspection = inspections[example.image_path]
-            if inspection.error:
-                skipped.append(path_entry(example.image_path, *inspection.error))
-                continue
-            fallbacks.extend(path_entry(example.image_path, note) for note in inspection.fallbacks)
-            usable.append(example)
-    return usable
 
 
 def _label_counts(items):
@@ -330,26 +221,6 @@ def _prepare_output(config):
     return output_dir
 
 
-def _read_and_decode(config, workers):
-    """Reads every source, hashes and decodes its images (in the workers) -> Found;
-    NoUsableExamplesError when no labelled image is left."""
-    results = _read_sources(config, workers)
-    skipped, fallbacks = [], []  # the build's own; the readers' are in their results
-    inspections = _inspect_all(results, config.max_pixels, workers)
-    hashes = _hash_all(results, inspections, skipped)
-    duplicates = _duplicate_groups(results, hashes)
-    contradictory = _contradictory_copies(duplicates, skipped)
-    usable = _usable(results, inspections, hashes, contradictory, skipped, fallbacks)
-    log_summary("build", skipped)
-    log_summary("build", fallbacks, verb="decoded with a fallback")
-    skipped = [item for result in results.values() for item in result.skipped] + skipped
-    if not usable:
-        raise NoUsableExamplesError(
-            f"no usable labelled image in {', '.join(config.sources.values())} "
-            f"({len(skipped)} files skipped); nothing to write")
-    return Found(results, hashes, duplicates, usable, skipped, fallbacks)
-
-
 def _manifest(config, found, written, leakage, ignored_splits, started, num_workers):
     """manifest.json's dict; ``written`` is _write_splits' (summary, listing)."""
     split_summary, listing = written
@@ -395,7 +266,7 @@ def build(config: BuildConfig):
 
     ``config`` is validated here (ConfigError naming the flag) and saved, resolved, in the
     manifest. The per-image work runs in ``config.num_workers`` processes (0: every core this
-    process may use). Returns the manifest dict. Raises NoUsableExamplesError,
+    process may use). Returns the manifest dict. Raises build_sources.NoUsableExamplesError,
     OutputExistsError or BuildError.
     """
     started = time.time()
@@ -404,7 +275,7 @@ def build(config: BuildConfig):
     num_workers = config.num_workers or available_cores()
     try:
         with Workers(num_workers) as workers:
-            found = _read_and_decode(config, workers)
+            found = read_and_decode(config, workers)
             ignored_splits = _drop_source_splits(found.usable) if config.evaluation_only else 0
             groups = _make_items(found.usable, found.hashes, config)
             leakage = _leakage([item for group in groups for item in group], found.duplicates)

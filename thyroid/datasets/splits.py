@@ -174,6 +174,16 @@ def check_fold_count(unit_labels, num_folds):
                 f"{max(min(counts.get(0, 0), counts.get(1, 0)), 2)} folds")
 
 
+# Kept instead of scikit-learn's StratifiedGroupKFold (switching would change every fold).
+# That class balances each class's share of *images* across folds, placing groups greedily
+# by their image counts, so where patients of one image sit beside patients of many, the
+# folds' counts of malignant patients can differ several-fold; it yields test folds only,
+# and only warns when a class has fewer images than folds. This one stratifies *patient
+# units* (a unit is malignant when any image is) and deals each class's shuffled units
+# round-robin, so every test fold holds floor or ceil of (units of the class / K); refuses
+# a fold count some class cannot fill (FoldCountError); holds out a stratified inner-
+# validation part of each fold's training units (thresholds, best epoch); repeats with
+# fresh shuffles; and leaves images without a label out of every fold.
 def cross_validation_folds(labels, groups, num_folds, num_repeats=1, seed=0,
                            inner_validation_fraction=0.15):
     """Patient-grouped, label-stratified K-fold assignment, repeated with fresh shuffles.

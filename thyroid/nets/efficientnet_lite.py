@@ -11,7 +11,7 @@ classifier ``efficientnet_lite0/Logits/fc/{weights,biases}`` (1000 classes).
 from thyroid.compat import tf, tf1, slim
 from thyroid.nets import batch_norm
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
-from thyroid.preprocessing.net_inputs import efficientnet_lite_preprocess
+from thyroid.nets.net_inputs import efficientnet_lite_preprocess
 
 SCOPE = "efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224

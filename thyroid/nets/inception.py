@@ -5,7 +5,7 @@ from tf_slim.nets import inception_v3 as slim_inception
 from thyroid.compat import tf, tf1, slim
 from thyroid.nets import batch_norm, step_random
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
-from thyroid.preprocessing.net_inputs import inception_preprocess
+from thyroid.nets.net_inputs import inception_preprocess
 
 SCOPE = "InceptionV3"
 DEFAULT_IMAGE_SIZE = 299

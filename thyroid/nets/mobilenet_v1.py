@@ -10,7 +10,7 @@ and the classifier ``MobilenetV1/Logits/Conv2d_1c_1x1/{weights,biases}`` [1,1,10
 from thyroid.compat import tf, tf1, slim
 from thyroid.nets import batch_norm
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
-from thyroid.preprocessing.net_inputs import inception_preprocess
+from thyroid.nets.net_inputs import inception_preprocess
 
 SCOPE = "MobilenetV1"
 DEFAULT_IMAGE_SIZE = 224

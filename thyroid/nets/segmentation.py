@@ -14,7 +14,7 @@ from typing import Callable, Tuple
 
 from thyroid.compat import tf, tf1, slim
 from thyroid.nets import efficientnet_lite
-from thyroid.preprocessing.net_inputs import efficientnet_lite_preprocess
+from thyroid.nets.net_inputs import efficientnet_lite_preprocess
 
 DECODER_SCOPE = "segmentation/decoder"
 DECODER_WIDTH = 32

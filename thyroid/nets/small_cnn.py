@@ -1,7 +1,7 @@
 """The small CNN trained from scratch: ``heads.small_cnn_head`` on [0, 1]-scaled images."""
 
 from thyroid.nets.spec import NetworkSpec
-from thyroid.preprocessing.net_inputs import unit_preprocess
+from thyroid.nets.net_inputs import unit_preprocess
 
 SCOPE = "SmallCNN"
 DEFAULT_IMAGE_SIZE = 128

@@ -9,7 +9,7 @@ from tf_slim.nets import vgg as slim_vgg
 
 from thyroid.compat import tf1, slim
 from thyroid.nets.spec import CheckpointInfo, NetworkSpec
-from thyroid.preprocessing.net_inputs import vgg_preprocess
+from thyroid.nets.net_inputs import vgg_preprocess
 
 SCOPE = "vgg_16"
 DEFAULT_IMAGE_SIZE = 224

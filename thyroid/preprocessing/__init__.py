@@ -1,1 +1,2 @@
-"""Image preprocessing: resizing, per-network input scaling, augmentation."""
+"""Image preprocessing: resizing, augmentation, nodule outlines and features (per-network
+input scaling is in ``thyroid.nets.net_inputs``)."""

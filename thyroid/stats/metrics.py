@@ -1,4 +1,4 @@
-"""The one place where classification metrics are defined.
+"""The one place where classification metrics are defined (numpy).
 
 Malignant (label 1) is the positive class. An image is predicted malignant when
 ``P(malignant) >= threshold``.
@@ -10,14 +10,15 @@ Malignant (label 1) is the positive class. An image is predicted malignant when
                 (Mann-Whitney U / (n_pos * n_neg); nan when one class is absent)
 
 The same definitions exist three times, and the tests check they agree:
-``binary_metrics`` (numpy), ``metric_ops`` (TF graph ops, for training summaries) and
-``bootstrap_ci`` (vectorised numpy over patient-level bootstrap resamples).
+``binary_metrics`` (numpy), ``graph_metrics.metric_ops`` (TF graph ops, for training
+summaries) and ``bootstrap_ci`` (vectorised numpy over patient-level bootstrap resamples).
 The numpy functions also take one threshold per image (an array), as cross-validation
 gives each fold's images the threshold chosen on that fold's validation data.
 
 Beyond the thresholded metrics (defined in the sections below): the Brier score, the
 calibration intercept and slope, reliability-diagram bins, and DeLong's test comparing
 two correlated AUCs.
+``evaluate_predictions`` gathers them into one JSON-ready result; ``metric_text`` prints it.
 """
 
 import math
@@ -120,67 +121,6 @@ def roc_points(labels, probs):
     from sklearn.metrics import roc_curve
     fpr, tpr, thresholds = roc_curve(labels, probs, pos_label=1, drop_intermediate=False)
     return fpr, tpr, thresholds
-
-
-# --------------------------------------------------------------------------------------
-# TF graph ops (tf1 graph mode)
-# --------------------------------------------------------------------------------------
-
-def metric_ops(labels, probs, threshold=0.5):
-    """Scalar float32 tensors with the same definitions as ``binary_metrics``.
-
-    ``labels``: int/float tensor [batch] of 0/1; ``probs``: P(malignant) [batch].
-    The AUC is exact (all pairwise comparisons, ties count 1/2): O(batch^2) memory,
-    meant for batch-sized inputs. Undefined values are nan.
-    Returns dict with accuracy, sensitivity, specificity, auc, tp, fp, tn, fn.
-    """
-    from thyroid.compat import tf
-
-    with tf.name_scope("metrics"):
-        labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
-        probs = tf.reshape(tf.cast(probs, tf.float32), [-1])
-        pos = tf.cast(tf.equal(labels, 1.0), tf.float32)
-        neg = 1.0 - pos
-        pred = tf.cast(probs >= tf.cast(threshold, tf.float32), tf.float32)
-        tp = tf.reduce_sum(pred * pos, name="tp")
-        fp = tf.reduce_sum(pred * neg, name="fp")
-        tn = tf.reduce_sum((1.0 - pred) * neg, name="tn")
-        fn = tf.reduce_sum((1.0 - pred) * pos, name="fn")
-        nan = tf.constant(float("nan"), tf.float32)
-
-        def ratio(num, den, name):
-            safe = tf.where(den > 0, den, tf.ones_like(den))
-            return tf.where(den > 0, num / safe, nan, name=name)
-
-        n_pos = tf.reduce_sum(pos)
-        n_neg = tf.reduce_sum(neg)
-        accuracy = ratio(tp + tn, n_pos + n_neg, "accuracy")
-        sensitivity = ratio(tp, tp + fn, "sensitivity")
-        specificity = ratio(tn, tn + fp, "specificity")
-
-        # pair[i, j] compares positive i with negative j.
-        diff = probs[:, None] - probs[None, :]
-        wins = tf.cast(diff > 0, tf.float32) + 0.5 * tf.cast(tf.equal(diff, 0.0), tf.float32)
-        pair_mask = pos[:, None] * neg[None, :]
-        u = tf.reduce_sum(wins * pair_mask)
-        auc = ratio(u, n_pos * n_neg, "auc")
-    return {"accuracy": accuracy, "sensitivity": sensitivity, "specificity": specificity,
-            "auc": auc, "tp": tp, "fp": fp, "tn": tn, "fn": fn}
-
-
-def add_metric_summaries(metric_tensors, prefix):
-    """Adds a tf1.summary.scalar '<prefix>/<name>' per tensor; returns the summary ops.
-
-    nan values are written as they are (TensorBoard shows them as gaps).
-    """
-    from thyroid.compat import tf1
-
-    prefix = prefix.rstrip("/")
-    ops = []
-    for name in sorted(metric_tensors):
-        tag = f"{prefix}/{name}" if prefix else name
-        ops.append(tf1.summary.scalar(tag, metric_tensors[name]))
-    return ops
 
 
 # --------------------------------------------------------------------------------------
@@ -463,46 +403,3 @@ def evaluate_predictions(labels, probs, patient_ids, threshold=0.5, num_samples=
     result["bootstrap"] = {"unit": "patient", "num_samples": int(num_samples),
                            "seed": int(seed), "confidence": 0.95}
     return result
-
-
-def format_value(entry, digits=2):
-    """'0.83 [0.71, 0.92]' from {"value", "ci95"}; 'n/a' for undefined values."""
-    if entry is None or entry.get("value") is None:
-        return "n/a"
-    text = f"{entry['value']:.{digits}f}"
-    ci = entry.get("ci95") or [None, None]
-    if ci[0] is not None and ci[1] is not None:
-        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    return text
-
-
-def format_metrics_table(result):
-    """Plain-text table of an ``evaluate_predictions`` result, for printing."""
-    labels = {"accuracy": "Accuracy", "sensitivity": "Sensitivity",
-              "specificity": "Specificity", "auc": "AUC"}
-    lines = [f"{'Metric':<12} {'Value':>6}   95% CI (patient bootstrap)",
-             "-" * 50]
-    for name in METRIC_NAMES:
-        entry = result.get(name) or {}
-        value = entry.get("value")
-        ci = entry.get("ci95") or [None, None]
-        value_text = "n/a" if value is None else f"{value:.3f}"
-        ci_text = ("n/a" if ci[0] is None or ci[1] is None
-                   else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
-        lines.append(f"{labels[name]:<12} {value_text:>6}   {ci_text}")
-    (tn, fp), (fn, tp) = result["confusion_matrix"]
-    width = max(len(str(v)) for v in (tn, fp, fn, tp, "benign")) + 2
-    lines += [
-        "",
-        f"Confusion matrix (threshold {result.get('threshold', 0.5):g}; "
-        "rows = true, columns = predicted)",
-        f"{'':<12}{'benign':>{width}}{'malignant':>{width + 3}}",
-        f"{'benign':<12}{tn:>{width}}{fp:>{width + 3}}",
-        f"{'malignant':<12}{fn:>{width}}{tp:>{width + 3}}",
-    ]
-    counts = result.get("counts", {})
-    if counts:
-        lines += ["",
-                  f"Images: {counts.get('images')} ({counts.get('benign')} benign, "
-                  f"{counts.get('malignant')} malignant); patients: {counts.get('patients')}"]
-    return "\n".join(lines)

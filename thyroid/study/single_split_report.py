@@ -19,7 +19,7 @@ probs (the test arrays, or None; for the ROC curve).
 import os
 
 from thyroid import io_utils
-from thyroid.stats import metrics
+from thyroid.stats import metric_text, metrics
 from thyroid.study import paper
 from thyroid.study.figures import CONFUSION_PNG, ROC_PNG, plot_confusion_matrices, plot_roc
 from thyroid.study.html_page import SUMMARY_MD
@@ -123,7 +123,7 @@ def _test_results_section(rows):
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ok = row.status == "ok" and row.metrics
-        cells = [metrics.format_value(metric_entry(row, name)) if ok else "—"
+        cells = [metric_text.format_value(metric_entry(row, name)) if ok else "—"
                  for name in metrics.METRIC_NAMES]
         lines.append(
             f"| {row.row_id} | {md(row.label)} | {md(row.status)} | "

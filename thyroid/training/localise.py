@@ -130,7 +130,8 @@ def pooled_roi_features(views, image_size, checkpoint_path, network="efficientne
     """Row 11's features (multi-layer mean and SD, mirror-averaged) of each view's crop."""
     from thyroid.nets import get_network
     from thyroid.preprocessing.resize import resize_batch
-    from thyroid.training.features import POOLED_LAYERS, compute_activations
+    from thyroid.training.features import compute_activations
+    from thyroid.training.frozen_network import POOLED_LAYERS
     spec = get_network(network)
     crops = resize_batch([crop for crop, _, _ in views], image_size)
     return compute_activations(spec, crops, POOLED_LAYERS, checkpoint_path,

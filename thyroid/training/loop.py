@@ -16,7 +16,7 @@ import time
 import numpy as np
 from absl import logging
 
-from thyroid.stats import metrics
+from thyroid.stats import graph_metrics, metrics
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
@@ -237,12 +237,14 @@ def build_training_graph(config, train_dir, train_inputs, validation_inputs):
     model_variables = [v for v in tf1.global_variables() if v is not global_step]
     total_loss, train_op = _optimisation(config, train_inputs, labels, logits, global_step,
                                          model_variables)
-    metrics.add_metric_summaries(metrics.metric_ops(labels, probs, config.threshold), "train")
+    graph_metrics.add_metric_summaries(
+        graph_metrics.metric_ops(labels, probs, config.threshold), "train")
     step_summaries = tf1.summary.merge_all()
     validation_labels = tf1.placeholder(tf.int64, [None])
     validation_probs = tf1.placeholder(tf.float32, [None])
-    validation_summaries = tf1.summary.merge(metrics.add_metric_summaries(
-        metrics.metric_ops(validation_labels, validation_probs, config.threshold), "validation"))
+    validation_summaries = tf1.summary.merge(graph_metrics.add_metric_summaries(
+        graph_metrics.metric_ops(validation_labels, validation_probs, config.threshold),
+        "validation"))
     saved = saved_weights(frozen_prefix)
     keep_best = config.keep_best_checkpoint and validation_inputs is not None and \
         len(validation_inputs.labels) > 0

@@ -1,7 +1,7 @@
 """The classifier graph of every mode, shared by training, evaluation and export."""
 
 from thyroid.compat import tf
-from thyroid.training.features import BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS
+from thyroid.training.frozen_network import BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS
 from thyroid.nets import heads
 
 IMAGES = "images"

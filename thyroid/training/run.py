@@ -13,7 +13,7 @@ from thyroid.nets import get_network
 from thyroid.training import logreg, svm
 from thyroid.training.inputs import load_split_inputs
 from thyroid.training.loop import train_graph_model
-from thyroid.training.features import resolve_layers
+from thyroid.training.frozen_network import resolve_layers
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.training.run_config import DEFAULT_LEARNING_RATES
 from thyroid.training.run_config import FILE_NAME as RUN_CONFIG_FILE

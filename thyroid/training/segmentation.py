@@ -26,7 +26,8 @@ from thyroid.io_utils import atomic_path, atomic_write_json, file_sha256, read_j
 from thyroid.nets import get_network, get_segmentation_network
 from thyroid.nets.segmentation import upsample_logits
 from thyroid.preprocessing.resize import resize_batch
-from thyroid.training.features import FEATURE_BATCH_SIZE, FrozenNetwork, checkpoint_fingerprint
+from thyroid.training.features import FEATURE_BATCH_SIZE, checkpoint_fingerprint
+from thyroid.training.frozen_network import FrozenNetwork
 
 CONFIG_FILE = "segmentation.json"
 WEIGHTS_FILE = "decoder.npz"
