@@ -142,9 +142,6 @@ def define_flags(fv):
     define_external_flags(fv)
 
 
-EXTERNAL_FLAGS = {"ddti": "ddti_dir", "local": "local_dir", "folders": "image_dir", "csv": "csv"}
-
-
 def parse_rows(values, row_ids):
     try:
         rows = tuple(sorted({int(value) for value in values}))
@@ -182,7 +179,8 @@ def external_sources(fv):
 
 
 def check_flags(fv):
-    """Every flag the study reads, before any work; errors name the flag typed."""
+    """Every flag the study reads, before any work; errors name the flag typed. -> the
+    study's settings, validated (``StudyConfig.validate``: the rules between settings)."""
     for name in ("ddti_dir", "local_dir", "image_dir", "external_ddti_dir", "external_local_dir",
                  "external_image_dir"):
         check_folder(name, getattr(fv, name))
@@ -190,48 +188,14 @@ def check_flags(fv):
         if getattr(fv, name) and not os.path.isfile(getattr(fv, name)):
             raise cli.UsageError(name, getattr(fv, name), "no such file")
     check_outputs(fv)
-    if fv.cv_folds == 1:
-        raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
-    check_localisation(fv)
-    check_crop_variants(fv)
     external = external_sources(fv)
+    study = study_config(fv, external).validate()  # before any source is read
     check_sources(external, prefixed_flags("external_"))
-    if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
-        raise cli.UsageError("final_model", "folds", "a fold ensemble needs the cross-validated "
-                             "patient protocol")
-    if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
-        kind, path = next(iter(external.items()))
-        raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
-                             "external validation needs the cross-validated patient protocol")
     development = named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
                                 image_dir=fv.image_dir, csv=fv.csv)
     check_labelled({kind: os.path.abspath(path) for kind, path in development.items()})
     check_labelled(external, flag_names=prefixed_flags("external_"))
-    return external
-
-
-def check_crop_variants(fv):
-    from thyroid.study.config import CROP_VARIANTS as VARIANTS
-    unknown = [v for v in fv.crop_variants if v not in VARIANTS]
-    if unknown:
-        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
-                             f"choose among {', '.join(VARIANTS)}")
-    if fv.crop_variants and (fv.protocol != "patient" or fv.cv_folds == 0):
-        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
-                             "needs the cross-validated patient protocol")
-
-
-def check_localisation(fv):
-    """The localisation rows need folds (their outlines: DDTI's polygons, the synthetic set's,
-    or ``<name>_mask.png`` beside the images)."""
-    from thyroid.study.rows import LOCALISATION_MODES, ROW_IDS, get_row
-    rows = [get_row(row_id) for row_id in parse_rows(fv.rows, ROW_IDS)]
-    asked = [str(row.id) for row in rows if row.mode in LOCALISATION_MODES]
-    if not asked:
-        return
-    if fv.protocol != "patient" or fv.cv_folds == 0:
-        raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} (localisation) "
-                             "need the cross-validated patient protocol")
+    return study
 
 
 def study_config(fv, external):
@@ -258,7 +222,7 @@ def run(fv, args):
     if fv.report_only is not None:
         print(f"summary: {driver.report_only(fv.report_only)}")
         return 0
-    study = study_config(fv, check_flags(fv))
+    study = check_flags(fv)
     if study.protocol != "patient" and study.cv_folds:
         logging.warning("protocol=%s: cross-validation needs the patient protocol; running the "
                         "single split", study.protocol)

@@ -6,7 +6,7 @@ import os
 from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.study import (clinical_report, cv_report, data, localisation, robustness,
+from thyroid.study import (clinical_report, cv_report, data, localisation_report, robustness,
                            single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
@@ -52,7 +52,7 @@ def row_results(plan, results):
 
 
 def _fill_row(plan, entry, fit_ids, fits):
-    if plan.study.num_folds:
+    if plan.cross_validated:
         entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, fit_id))
                        for fit_id, result in zip(fit_ids, fits)]
         entry.checkpoint = entry.folds[0].checkpoint
@@ -99,7 +99,7 @@ def write_report(run_dir):
     plan = Plan.load(run_dir)
     results = _results(plan)
     rows = row_results(plan, results)
-    if plan.study.num_folds:
+    if plan.cross_validated:
         _write_cv_report(plan, results, rows)
     else:
         _write_single_split_report(plan, results, rows)
@@ -221,7 +221,7 @@ def _optional_sections(plan, results, rows, summaries, records, by_job):
     run); ``by_job``: the records of every finished fit, refit and ensemble job (``records``
     all of them)."""
     fits = [job.id for job in plan.jobs if job.kind == "fit" and job.id in by_job]
-    lines = localisation.report_lines(rows, summaries, records,
+    lines = localisation_report.report_lines(rows, summaries, records,
                                       [results[fit].payload for fit in fits],
                                       plan.study.num_bootstrap, plan.study.seed,
                                       [by_job[fit] for fit in fits])

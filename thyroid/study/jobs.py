@@ -19,7 +19,8 @@ from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
 from thyroid.datasets import duplicates, folds, shards
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
-from thyroid.study import data, fitting, kinds, localisation, payloads, robustness
+from thyroid.study import (data, fitting, kinds, localisation_data, localisation_fitting,
+                           payloads, robustness)
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
@@ -62,7 +63,7 @@ def _row_run_config(plan, job):
     """The row's RunConfig on the study's shards (with the fold file when cross-validated)."""
     dataset_dir = _path(plan, SHARDS_DIR)
     config = row_config(plan.study, row_of(job), dataset_dir)
-    if plan.study.num_folds:
+    if plan.cross_validated:
         config = config.replace(fold_file=os.path.join(dataset_dir, folds.FOLDS_NAME))
     return config
 
@@ -73,7 +74,8 @@ def run_data(plan, job):
 
 def run_shards(plan, job):
     sources = _sources(plan)
-    build = data.build_development_shards if plan.study.num_folds else data.build_single_split_shards
+    build = (data.build_development_shards if plan.cross_validated
+             else data.build_single_split_shards)
     manifest = build(plan.study, sources, _path(plan, SHARDS_DIR))
     return Outcome(payloads.ShardsPayload(_path(plan, SHARDS_DIR),
                                           manifest.get("build_seconds")))
@@ -93,7 +95,7 @@ def run_checkpoints(plan, job):
 
 def run_outlines(plan, job):
     sources = _sources(plan)
-    return Outcome(localisation.build_outlines(sources, _path(plan, SHARDS_DIR),
+    return Outcome(localisation_data.build_outlines(sources, _path(plan, SHARDS_DIR),
                                                _path(plan, OUTLINES_DIR)))
 
 
@@ -116,17 +118,17 @@ def run_robustness(plan, job):
 def run_segment(plan, job):
     row = next(r for r in plan.study.selected_rows() if r.mode == SEGMENTING_MODE)
     config = row_config(plan.study, row, _path(plan, SHARDS_DIR))
-    return Outcome(localisation.refit_segmentation(plan.study, row, config,
-                                                   _path(plan, OUTLINES_DIR),
-                                                   _path(plan, SEGMENT_DIR)))
+    return Outcome(localisation_fitting.refit_segmentation(
+        plan.study, row, config, _path(plan, OUTLINES_DIR), _path(plan, SEGMENT_DIR)))
 
 
 def run_features(plan, job):
     """Computes the row's frozen activations once, into the shards' activation cache, so that
     every fold reads them (a row fed images has none: nothing to do)."""
     if is_localisation(row_of(job)):
-        return Outcome(localisation.prepare(plan.study, row_of(job), _row_run_config(plan, job),
-                                            _path(plan, OUTLINES_DIR)))
+        return Outcome(localisation_data.prepare(plan.study, row_of(job),
+                                                 _row_run_config(plan, job),
+                                                 _path(plan, OUTLINES_DIR)))
     from thyroid.training.inputs import load_split_inputs
     from thyroid.training.model import IMAGES, input_kind
     from thyroid.training.run import resolve
@@ -134,19 +136,19 @@ def run_features(plan, job):
     kind = input_kind(config.mode, config.uses_frozen_prefix)
     if kind == IMAGES:
         return Outcome(payloads.FeaturesPayload(kind))
-    for split in ((data.DEV_SPLIT,) if plan.study.num_folds else shards.SPLITS):
+    for split in ((data.DEV_SPLIT,) if plan.cross_validated else shards.SPLITS):
         load_split_inputs(config, split)
     return Outcome(payloads.FeaturesPayload(kind))
 
 
 def run_fit(plan, job):
-    if not plan.study.num_folds:
+    if not plan.cross_validated:
         return _fit_single_split(plan, job)
     train_dir = fold_train_dir(plan, job.row_id, job.repeat, job.fold)
     if is_localisation(row_of(job)):
-        fold, facts = localisation.run_fold(plan.study, row_of(job), _row_run_config(plan, job),
-                                            job.repeat, job.fold, train_dir,
-                                            _path(plan, OUTLINES_DIR))
+        fold, facts = localisation_fitting.run_fold(
+            plan.study, row_of(job), _row_run_config(plan, job), job.repeat, job.fold,
+            train_dir, _path(plan, OUTLINES_DIR))
         return Outcome(fold.facts(facts), fold.records)
     fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
                             train_dir, plan.study.operating_point, plan.study.recalibrate)
@@ -222,7 +224,7 @@ def export_choice(plan, job):
             if plan.job(input_id).kind == "fit" and _ok(plan, input_id)]
     records = [record for input_id in fits for record in read_records(plan.run_dir, input_id)]
     summaries = pooled.summarize_predictions(records, num_samples=0)
-    refitted = bool(plan.study.num_folds) and plan.study.final_model == "refit"
+    refitted = plan.cross_validated and plan.study.final_model == "refit"
     candidates = [row_id for row_id in summaries
                   if not refitted or _ok(plan, job_id("refit", row_id))]
     if not candidates:
@@ -242,7 +244,7 @@ def run_export(plan, job):
         return Outcome(payloads.ExportPayload())
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
-    if plan.study.num_folds and plan.study.final_model == "folds":
+    if plan.cross_validated and plan.study.final_model == "folds":
         fits = [input_id for input_id in job.inputs if plan.job(input_id).row_id == row_id
                 and plan.job(input_id).repeat == 0]
         folds_done = fold_results(plan, fits)
@@ -255,7 +257,7 @@ def run_export(plan, job):
     else:
         export_model(train_dir, output_dir, quantize="none")
         facts = payloads.ExportPayload(os.path.join(output_dir, "model.tflite"), row_id,
-                                       bool(plan.study.num_folds))
+                                       plan.cross_validated)
     return Outcome(dataclasses.replace(facts, segment=_export_segment(plan, job, output_dir)))
 
 

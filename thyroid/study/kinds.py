@@ -114,7 +114,7 @@ def _plan_fits(study, planned):
     for row in study.selected_rows():
         inputs = _row_inputs(row) + ids(planned, "features", row.id)
         stage = f"row {row.id}: folds"
-        if not study.num_folds:
+        if not study.cross_validated:
             jobs.append(Job("fit", stage, inputs, row.id))
             continue
         jobs += [Job("fit", stage, inputs, row.id, repeat, fold)
@@ -137,7 +137,7 @@ def refit_rows(study):
     """Rows refitted on all development data: every row for an external set (which both the
     refit and the fold ensemble score), else the rows the export may choose when it exports
     a refit."""
-    if not study.num_folds:
+    if not study.cross_validated:
         return []
     if study.external:
         return external_rows(study)
@@ -172,7 +172,7 @@ def _plan_ensembles(study, planned):
 
 
 def _plan_variants(study, planned):
-    if not study.crop_variants or not study.num_folds:
+    if not study.crop_variants or not study.cross_validated:
         return []
     return [Job("variant", "robustness: variant shards", (job_id("data"),), variant=name)
             for name in study.crop_variants]
@@ -189,7 +189,7 @@ def _plan_robustness(study, planned):
 
 
 def _plan_pooled(study, planned):
-    if not study.num_folds:
+    if not study.cross_validated:
         return []
     inputs = ids(planned, "fit") + tuple(job.id for job in planned if job.kind in (
         "external_check", "refit", "ensemble"))
@@ -198,7 +198,7 @@ def _plan_pooled(study, planned):
 
 def _plan_segment(study, planned):
     """Row 12's segmentation network on every outlined image, for the export."""
-    if not (study.export and export_candidates(study) and study.num_folds
+    if not (study.export and export_candidates(study) and study.cross_validated
             and study.segments()):
         return []
     return [Job("segment", "segmentation refit", (job_id("outlines"), job_id("checkpoints")))]
@@ -209,7 +209,7 @@ def _plan_export(study, planned):
         return []
     candidates = [row.id for row in export_candidates(study)]
     inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
-    if study.num_folds and study.final_model == "refit":
+    if study.cross_validated and study.final_model == "refit":
         inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
     return [Job("export", "export", inputs + ids(planned, "segment"))]
 

@@ -48,7 +48,7 @@ class FeaturesPayload:
 
 @dataclasses.dataclass(frozen=True)
 class LocalisationFacts:
-    """A localisation row's fold (study.localisation.run_fold)."""
+    """A localisation row's fold (study.localisation_fitting.run_fold)."""
     members: dict  # member -> its C selection (training.logreg)
     member_test_probabilities: dict  # member -> probabilities, in the fold's record order
     nodule_found: dict  # part -> [found, images]

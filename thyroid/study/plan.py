@@ -69,6 +69,11 @@ class Plan:
     # version (such a run cannot be resumed: its data cannot be checked).
     sources: dict | None = None
 
+    @property
+    def cross_validated(self):
+        """The run's protocol (``StudyConfig.cross_validated``): folds, or one split."""
+        return self.study.cross_validated
+
     def job(self, job_id):
         for job in self.jobs:
             if job.id == job_id:
