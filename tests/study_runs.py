@@ -86,9 +86,12 @@ WHEN_AND_WHERE = ("date", "machine", "build seconds", "total time")
 
 
 def _placeless(text, run_dir):
-    """``text`` with the run's folders named as placeholders."""
-    return (text.replace(str(run_dir.parent / "checkpoints"), "<checkpoints>")
-            .replace(str(run_dir), "<run>"))
+    """``text`` with the run's folders named as placeholders (as written, and as the report's
+    Markdown escapes them)."""
+    from thyroid.study.tables import md
+    for path, name in ((run_dir.parent / "checkpoints", "<checkpoints>"), (run_dir, "<run>")):
+        text = text.replace(md(str(path)), name).replace(str(path), name)
+    return text
 
 
 def timeless_summary_md(run_dir):
@@ -136,12 +139,16 @@ if __name__ == "__main__":
     write_quick_reference(pathlib.Path(sys.argv[1]).resolve())
 
 
-def copy_run(run_dir, destination, shards=False):
+def copy_run(run_dir, destination, shards=False, train=()):
     """A copy of a finished run folder to change without touching the shared one: its plan,
     jobs and the shards' manifest and fold file (what the report reads), or every shard
-    (``shards``: what a job rerun by hand reads). The data and checkpoints stay shared."""
+    (``shards``: what a job rerun by hand reads), and the train folders named in ``train``
+    (``08_efficientnet_lite0_bottleneck_svm``: a row's fits' outputs). The data and
+    checkpoints stay shared."""
     import shutil
     destination.mkdir(parents=True)
+    for name in train:
+        shutil.copytree(run_dir / "train" / name, destination / "train" / name)
     shutil.copy2(run_dir / "plan.json", destination / "plan.json")
     shutil.copytree(run_dir / "jobs", destination / "jobs")
     if shards:

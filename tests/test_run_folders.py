@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from thyroid.study import driver
+from thyroid.study import driver, locks
 from thyroid.study.config import StudyConfig
 from thyroid.study.plan import make_plan
 
@@ -28,11 +28,19 @@ def test_default_names_that_collide_get_a_suffix(tmp_path, monkeypatch):
 def test_a_run_folder_in_use_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with driver._held(str(run_dir)):
-        with pytest.raises(driver.RunFolderError, match="in use by another running study"):
-            with driver._held(str(run_dir)):
+    with locks.study_lock(str(run_dir)):
+        with pytest.raises(driver.RunFolderError, match="in use by a running study or job"):
+            with locks.study_lock(str(run_dir)):
                 pass
-    with driver._held(str(run_dir)):  # released when the study ends
+        with pytest.raises(driver.RunFolderError, match="in use by a running study"):
+            with locks.study_lock(str(run_dir), shared=True):  # a job by hand, or a report
+                pass
+    with locks.study_lock(str(run_dir), shared=True):  # jobs by hand run side by side
+        with locks.study_lock(str(run_dir), shared=True):
+            with pytest.raises(driver.RunFolderError, match="in use by a running study or job"):
+                with locks.study_lock(str(run_dir)):  # but no study beside them
+                    pass
+    with locks.study_lock(str(run_dir)):  # released when the study ends
         pass
 
 

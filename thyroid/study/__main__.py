@@ -64,6 +64,9 @@ def define_run_flags(fv):
                          "results are committed are not run again.", flag_values=fv)
     flags.DEFINE_string("report_only", None, "Write the report of this finished run folder "
                         "again from its result files, and nothing else.", flag_values=fv)
+    flags.DEFINE_boolean("plan_only", False, "Write the run folder's plan (plan.json: these "
+                         "settings and every job) and stop; run its jobs with python -m "
+                         "thyroid.study.job (docs/STUDY.md).", flag_values=fv)
     flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where ImageNet checkpoints live.",
                         flag_values=fv)
     flags.DEFINE_boolean("allow_random_init", False, "Run rows without a checkpoint from random "
@@ -223,6 +226,13 @@ def run(fv, args):
         print(f"summary: {driver.report_only(fv.report_only)}")
         return 0
     study = check_flags(fv)
+    if fv.plan_only:
+        if fv.resume:
+            raise cli.UsageError("plan_only", "true", "a resumed run has its plan already; "
+                                 "drop --resume")
+        run_dir = driver.plan_only(study)
+        print(f"plan: {os.path.join(run_dir, 'plan.json')}")
+        return 0
     if study.protocol != "patient" and study.cv_folds:
         logging.warning("protocol=%s: cross-validation needs the patient protocol; running the "
                         "single split", study.protocol)

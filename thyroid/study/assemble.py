@@ -12,7 +12,8 @@ from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.html_page import SUMMARY_MD
 from thyroid.study.jobspec import job_id
-from thyroid.study.plan import EXTERNAL_DIR, EXTERNAL_JOBS, SHARDS_DIR, Plan
+from thyroid.study.kinds import EXTERNAL_DIR, SHARDS_DIR
+from thyroid.study.plan import EXTERNAL_JOBS, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
 
 NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"

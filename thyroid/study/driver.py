@@ -1,33 +1,29 @@
 """A study from its settings to its summary: claim the run folder, plan (or load the plan of
 the run being resumed), execute, return the summary's path.
 
-Run folders are claimed atomically (``os.mkdir``) and held with a lock for the whole study,
-so two studies never share one: a second study with the same explicit ``--run_name`` is
-refused at once, default timestamp names that collide get a suffix, and re-running an
-existing run without ``--resume`` is refused with the command that continues it.
+Run folders are claimed atomically (``os.mkdir``) and held with a lock for the whole study
+(``study.locks``), so two studies never share one, nor a study and jobs run by hand: a second
+study with the same explicit ``--run_name`` is refused at once, default timestamp names that
+collide get a suffix, and re-running an existing run without ``--resume`` is refused with the
+command that continues it. ``plan_only`` claims the folder and writes the plan alone, for the
+jobs to be run by hand (``python -m thyroid.study.job``).
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 
 from absl import logging
 
-from thyroid.output_guard import OutputError
-from thyroid.study import data_record
+from thyroid.study import data_record, locks
+from thyroid.study.locks import RunFolderError
 from thyroid.study.executor import LocalExecutor
 from thyroid.study.fingerprint import PLACE_SETTINGS
 from thyroid.study.jobspec import job_id
 from thyroid.study.plan import EXTERNAL_JOBS, PLAN_FILE, Plan, make_plan
 from thyroid.study.results import read_result
 
-LOCK_FILE = "study.lock"
 MAX_NAME_SUFFIX = 1000
-
-
-class RunFolderError(OutputError):
-    """The run folder cannot be used as asked (taken, busy, or of other settings)."""
+__all__ = ["RunFolderError", "plan_only", "report_only", "run_study"]
 
 
 def _settings(study):
@@ -98,18 +94,6 @@ def _newest_unfinished(study):
         raise RunFolderError("resume", "true", (
             f"no unfinished run with these settings under {root}; drop --resume to start one"))
     return max(candidates)[1]
-
-
-@contextlib.contextmanager
-def _held(run_dir):
-    """Holds the run folder's lock: a second study there is refused at once."""
-    with open(os.path.join(run_dir, LOCK_FILE), "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError("run_name", os.path.basename(run_dir),
-                                 f"{run_dir} is in use by another running study") from None
-        yield
 
 
 def _check_data_unchanged(run_dir, plan):
@@ -185,7 +169,7 @@ def run_study(study, executor=None, resume=False):
 
 def _run_claimed(study, executor, resume):
     run_dir, plan = _open_plan(study, resume)
-    with _held(run_dir):
+    with locks.study_lock(run_dir):
         logging.get_absl_handler().use_absl_log_file("study", run_dir)
         if plan is None:
             plan = make_plan(dataclasses.replace(study, run_name=os.path.basename(run_dir)),
@@ -199,9 +183,28 @@ def _run_claimed(study, executor, resume):
                                    f"with `{resume_command(run_dir)}`") from None
 
 
+def plan_only(study):
+    """Claims a new run folder and writes its plan (plan.json: the settings and every job),
+    nothing else; -> the run folder."""
+    run_dir, _ = _open_plan(study, resume=False)
+    with locks.study_lock(run_dir):
+        make_plan(dataclasses.replace(study, run_name=os.path.basename(run_dir)), run_dir)
+    return run_dir
+
+
 def report_only(run_dir):
-    """Writes the report of a run from its files again; -> the summary's path."""
+    """Writes the report of a run from its files again; -> the summary's path. Refused while a
+    study runs there or a job run by hand is running."""
     from thyroid.study.assemble import write_report
+    from thyroid.study.results import job_dir
     if not os.path.isfile(os.path.join(run_dir, PLAN_FILE)):
         raise RunFolderError("report_only", run_dir, "not a study run folder (no plan.json)")
-    return write_report(os.path.abspath(run_dir))
+    run_dir = os.path.abspath(run_dir)
+    with locks.study_lock(run_dir, shared=True, flag="report_only", value=run_dir):
+        plan = Plan.load(run_dir)
+        busy = locks.running({job.id: job_dir(run_dir, job.id) for job in plan.jobs})
+        if busy:
+            raise RunFolderError("report_only", run_dir, (
+                f"job {busy[0]} is running{f' (and {len(busy) - 1} more)' if busy[1:] else ''}; "
+                "report once it has ended"))
+        return write_report(run_dir)

@@ -26,9 +26,10 @@ from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.assemble import write_report
 from thyroid.study.jobspec import job_id
-from thyroid.study.plan import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR, SHARDS_DIR,
-                                TRAIN_DIR, row_of)
-from thyroid.study.rows import SEGMENTING_MODE, get_row, is_localisation
+from thyroid.study.kinds import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR,
+                                 SHARDS_DIR)
+from thyroid.study.plan import row_of
+from thyroid.study.rows import SEGMENTING_MODE, is_localisation
 from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
                                    read_result, this_worker, write_result)
 
@@ -47,7 +48,7 @@ def _path(plan, *parts):
 
 
 def row_train_dir(plan, row_id):
-    return _path(plan, TRAIN_DIR, get_row(row_id).folder_name())
+    return kinds.row_train_dir(plan.run_dir, row_id)
 
 
 def _ok(plan, input_id):
@@ -175,7 +176,7 @@ def fold_results(plan, job_ids):
 
 
 def fold_train_dir(plan, row_id, repeat, fold):
-    return os.path.join(row_train_dir(plan, row_id), f"repeat{repeat}_fold{fold}")
+    return kinds.fold_train_dir(plan.run_dir, row_id, repeat, fold)
 
 
 def run_external_check(plan, job):

@@ -3,6 +3,17 @@ alone and is never read back: code that needs a job's row, repeat, fold or varia
 those fields."""
 
 import dataclasses
+import os
+
+# Every job's folder, <run>/jobs/<job id>: its result.json, and its records.json when it
+# predicts (study.results).
+JOBS_DIR = "jobs"
+RESULT_FILE = "result.json"
+RECORDS_FILE = "records.json"
+
+
+def job_dir(run_dir, job_id):
+    return os.path.join(run_dir, JOBS_DIR, job_id)
 
 
 def job_id(kind, row_id=None, repeat=None, fold=None, variant=None):

@@ -12,18 +12,44 @@ more entry (``register``).
 Kinds are planned in the registry's order, each seeing the jobs planned before it, so every
 job comes after its inputs. The ``row_major`` kinds (a row's features, then its fits) are
 then listed row by row, so that the jobs of a row's stage are together.
+
+Where each job writes (``outputs``: what must still be there for a job to count as done):
+
+- ``data``: <run>/synthetic (the synthetic default only)
+- ``shards`` / ``external_shards``: <run>/shards, <run>/external_shards
+- ``checkpoints``: the study's --checkpoint_dir
+- ``outlines`` (localisation rows only): <run>/outlines, the outline set
+  (``datasets.outlines``); its segmentation encoder cache sits in the shards' activation cache
+- ``features-<row>``: the activation cache inside <run>/shards (rows on frozen features)
+- ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
+  <run>/train/<row> (single split)
+- ``external_check``: the external set's duplicates of development images, in its result
+- ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
+- ``ensemble-<row>``: the fold ensemble (repeat 0's fold models) scores the external set
+- ``variant-<name>`` (``--crop_variants``): <run>/variants/<name>, the labelled images cut with
+  another crop (``study.robustness``); ``robustness-<row>``: the row's folds scored on them,
+  in its result
+- ``segment`` (row 12 with an export): <run>/train/segment, the segmentation network on every
+  outlined image, exported beside the classifier
+- ``pooled``: the pooled out-of-fold (and external) statistics, in its result
+- ``export``: <run>/mobile; ``report``: summary.* in <run>
 """
 
 import dataclasses
+import os
 import typing
 from typing import Callable
 
 from thyroid.study import data_record, payloads
-from thyroid.study.jobspec import Job, job_id
-from thyroid.study.rows import MOBILE_MODELS, is_localisation
+from thyroid.study.jobspec import RECORDS_FILE, Job, job_dir, job_id
+from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 REPORT_STAGE = "report: pooled metrics and bootstrap"
 JOBS_MODULE = "thyroid.study.jobs"
+# Where the jobs write inside the run folder (see above).
+SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
+OUTLINES_DIR, SEGMENT_DIR, VARIANT_DIR = "outlines", os.path.join("train", "segment"), "variants"
+SYNTHETIC_DIR, SUMMARY_FILE = "synthetic", "summary.md"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +63,8 @@ class JobKind:
     row_major: bool = False
     # Which of the plan's recorded data sources (study.data_record) it reads, by name.
     sources: Callable | None = None
+    # (plan, job, payload) -> the paths its result stands for (see above), [] for none.
+    outputs: Callable = lambda plan, job, payload: []
 
 
 KINDS = {}
@@ -218,28 +246,73 @@ def _plan_report(study, planned):
     return [Job("report", "report", tuple(job.id for job in planned))]
 
 
+def row_train_dir(run_dir, row_id):
+    return os.path.join(run_dir, TRAIN_DIR, get_row(row_id).folder_name())
+
+
+def fold_train_dir(run_dir, row_id, repeat, fold):
+    return os.path.join(row_train_dir(run_dir, row_id), f"repeat{repeat}_fold{fold}")
+
+
+def _under(*parts):
+    """Outputs at fixed places in the run folder."""
+    return lambda plan, job, payload: [os.path.join(plan.run_dir, *parts)]
+
+
+def _data_outputs(plan, job, payload):
+    synthetic = not plan.study.user_data
+    return [os.path.join(plan.run_dir, SYNTHETIC_DIR)] if synthetic else []
+
+
+def _records(plan, job):
+    return os.path.join(job_dir(plan.run_dir, job.id), RECORDS_FILE)
+
+
+def _fit_outputs(plan, job, payload):
+    train_dir = (fold_train_dir(plan.run_dir, job.row_id, job.repeat, job.fold)
+                 if job.fold is not None else row_train_dir(plan.run_dir, job.row_id))
+    return [train_dir, _records(plan, job)]
+
+
+def _refit_outputs(plan, job, payload):
+    refit = [os.path.join(row_train_dir(plan.run_dir, job.row_id), "refit")]
+    return refit + ([_records(plan, job)] if plan.study.external else [])
+
+
+def _export_outputs(plan, job, payload):
+    return [payload.exported] if payload.exported else []
+
+
 def _kind(name, plan, payload, **facts):
     return JobKind(name, f"{JOBS_MODULE}:run_{name}", plan, payload, **facts)
 
 
 for _entry in (
-        _kind("data", _plan_data, payloads.Sources, sources=data_record.is_development),
-        _kind("shards", _plan_shards, payloads.ShardsPayload),
+        _kind("data", _plan_data, payloads.Sources, sources=data_record.is_development,
+              outputs=_data_outputs),
+        _kind("shards", _plan_shards, payloads.ShardsPayload,
+              outputs=_under(SHARDS_DIR, "manifest.json")),
         _kind("external_shards", _plan_external_shards, payloads.ShardsPayload,
-              sources=data_record.is_external),
+              sources=data_record.is_external, outputs=_under(EXTERNAL_DIR, "manifest.json")),
         _kind("checkpoints", _plan_checkpoints, payloads.CheckpointsPayload),
-        _kind("outlines", _plan_outlines, payloads.OutlinesPayload),
+        _kind("outlines", _plan_outlines, payloads.OutlinesPayload, outputs=_under(OUTLINES_DIR)),
         _kind("features", _plan_features, payloads.FeaturesPayload, gpu=True, row_major=True),
-        _kind("fit", _plan_fits, payloads.FoldFit | payloads.SplitFit, gpu=True, row_major=True),
+        _kind("fit", _plan_fits, payloads.FoldFit | payloads.SplitFit, gpu=True, row_major=True,
+              outputs=_fit_outputs),
         _kind("external_check", _plan_external_check, payloads.ExternalCheckPayload),
-        _kind("refit", _plan_refits, payloads.RefitPayload, gpu=True),
-        _kind("ensemble", _plan_ensembles, payloads.EnsemblePayload),
-        _kind("variant", _plan_variants, payloads.VariantPayload),
+        _kind("refit", _plan_refits, payloads.RefitPayload, gpu=True, outputs=_refit_outputs),
+        _kind("ensemble", _plan_ensembles, payloads.EnsemblePayload,
+              outputs=lambda plan, job, payload: [_records(plan, job)]),
+        _kind("variant", _plan_variants, payloads.VariantPayload,
+              outputs=lambda plan, job, payload: [
+                  os.path.join(plan.run_dir, VARIANT_DIR, job.variant)]),
         _kind("robustness", _plan_robustness, payloads.RobustnessPayload),
         _kind("pooled", _plan_pooled, payloads.PooledPayload, summary=True),
-        _kind("segment", _plan_segment, payloads.SegmentPayload),
-        _kind("export", _plan_export, payloads.ExportPayload, gpu=True, summary=True),
-        _kind("report", _plan_report, payloads.ReportPayload, summary=True)):
+        _kind("segment", _plan_segment, payloads.SegmentPayload, outputs=_under(SEGMENT_DIR)),
+        _kind("export", _plan_export, payloads.ExportPayload, gpu=True, summary=True,
+              outputs=_export_outputs),
+        _kind("report", _plan_report, payloads.ReportPayload, summary=True,
+              outputs=_under(SUMMARY_FILE))):
     register(_entry)
 
 

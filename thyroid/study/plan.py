@@ -3,27 +3,9 @@
 A job (``study.jobspec.Job``) names its kind (``study.kinds``), the stage its time is reported
 under, the jobs whose results it needs and, for the row jobs, the row, repeat and fold. Jobs
 are listed so that every job comes after its inputs, and the jobs of one stage are contiguous;
-any executor may run them in another order that respects the inputs. Where each job writes:
-
-- ``data``: <run>/synthetic (the synthetic default only)
-- ``shards`` / ``external_shards``: <run>/shards, <run>/external_shards
-- ``checkpoints``: the study's --checkpoint_dir
-- ``outlines`` (localisation rows only): <run>/outlines, the outline set
-  (``datasets.outlines``); its segmentation encoder cache sits in the shards' activation cache
-- ``features-<row>``: the activation cache inside <run>/shards (rows on frozen features)
-- ``fit-<row>-r<repeat>-f<fold>`` / ``fit-<row>``: <run>/train/<row>/repeat<r>_fold<f> or
-  <run>/train/<row> (single split)
-- ``external_check``: the external set's duplicates of development images, in its result
-- ``refit-<row>``: <run>/train/<row>/refit (then scores the external set)
-- ``ensemble-<row>``: the fold ensemble (repeat 0's fold models) scores the external set
-- ``variant-<name>`` (``--crop_variants``): <run>/variants/<name>, the labelled images cut with
-  another crop (``study.robustness``); ``robustness-<row>``: the row's folds scored on them,
-  in its result
-- ``segment`` (row 12 with an export): <run>/train/segment, the segmentation network on every
-  outlined image, exported beside the classifier
-- ``pooled``: the pooled out-of-fold (and external) statistics, in its result
-- ``export``: <run>/mobile; ``report``: summary.* in <run>
-Every job's result is ``<run>/jobs/<job id>/result.json`` (``study.results``).
+any executor, or jobs run by hand (``study.one_job``), may run them in another order that
+respects the inputs. Where each job writes is listed in ``study.kinds``; every job's result is
+``<run>/jobs/<job id>/result.json`` (``study.results``).
 """
 
 import dataclasses
@@ -42,9 +24,6 @@ from thyroid.study.rows import get_row
 __all__ = ["Job", "Plan", "make_plan", "plan_jobs"]
 
 PLAN_FILE = "plan.json"
-# Where the jobs write inside the run folder (see above).
-SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
-OUTLINES_DIR, SEGMENT_DIR = "outlines", os.path.join("train", "segment")
 # 2: jobs saved by their typed fields (kind, row, repeat, fold, variant), ids rebuilt from them.
 PLAN_FORMAT = 2
 # The jobs every external figure comes from (one of each in a run with external sets).

@@ -15,11 +15,9 @@ from absl import logging
 
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.study import kinds, payloads
+from thyroid.study.jobspec import JOBS_DIR, RECORDS_FILE, RESULT_FILE, job_dir  # noqa: F401
 from thyroid.study.rows import StudyRow
 
-JOBS_DIR = "jobs"
-RESULT_FILE = "result.json"
-RECORDS_FILE = "records.json"
 FAILED_FILE = "failed.json"
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 # 2: the payload is the kind's payload dataclass (study.payloads), or null.
@@ -80,10 +78,6 @@ class _SavedResult:
     fingerprint: str = ""
     note: str = ""
     worker: dict = dataclasses.field(default_factory=dict)
-
-
-def job_dir(run_dir, job_id):
-    return os.path.join(run_dir, JOBS_DIR, job_id)
 
 
 def write_result(run_dir, result, records=None):

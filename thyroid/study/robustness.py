@@ -19,10 +19,10 @@ import numpy as np
 
 from thyroid.datasets import build
 from thyroid.study.config import CROP_VARIANTS as VARIANTS
+from thyroid.study.kinds import VARIANT_DIR
 from thyroid.study.payloads import Movement, RobustnessPayload, VariantPayload
 from thyroid.training.scoring import predict_inputs
 
-VARIANT_DIR = "variants"
 MOVE_LIMIT = 0.05
 SPLIT = "test"  # evaluation-only builds put every image there
 
