@@ -20,15 +20,16 @@ def missing():
 
 
 @contextlib.contextmanager
-def headless(profile_dir, height):
-    """A Chromium at phone width (430 px), ``height`` px tall, quit on exit."""
+def headless(profile_dir, height, width=430):
+    """A Chromium ``width`` px wide (default: a phone's 430 px), ``height`` px tall, quit on
+    exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-first-run", f"--window-size=430,{height}",
+                     "--disable-sync", "--no-first-run", f"--window-size={width},{height}",
                      f"--user-data-dir={profile_dir}"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

@@ -103,6 +103,15 @@ def test_upload_in_a_real_browser(server, browser, segmented, tmp_path):  # noqa
     assert abs(shown - expected["probability"]) <= 5e-5 + 1e-9
     assert abs(exact - expected["probability"]) <= 1e-6
     assert browser.find_element(By.ID, "label").text == expected["label_name"]
+    # The answer is worded by what metadata.json says the number is and where its threshold
+    # came from (this export's data names no source: neutral words, the run's own threshold).
+    from thyroid.deploy.answer_wording import AnswerWording
+    wording = AnswerWording.from_metadata(model.metadata, model.threshold)
+    assert browser.find_element(By.ID, "score-title").text == wording.meaning.score_title
+    assert browser.find_element(By.ID, "risk-title").text == wording.meaning.risk_title
+    assert browser.find_element(By.ID, "label-meaning").text == wording.meaning.detail
+    assert wording.threshold_source in browser.find_element(By.ID, "threshold-source").text
+    assert wording.threshold_source.startswith("the training run's threshold setting")
     WebDriverWait(browser, 30).until(lambda d: d.execute_script(
         "var i = document.getElementById('gradcam');"
         "return i.complete && i.naturalWidth > 0 && !i.closest('figure').hidden;"))

@@ -68,6 +68,8 @@ def test_export_writes_files_and_metadata(trained, exported):  # noqa: F811
     assert meta["input"]["shape"] == [1, IMAGE_SIZE, IMAGE_SIZE, 3]
     assert meta["input"]["dtype"] == "float32"
     assert meta["threshold"] == 0.5
+    assert meta["threshold_source"].startswith("the training run's threshold setting (0.5")
+    assert meta["label_meaning"]["kind"] == "unstated"  # the fixture's manifest names no source
     assert meta["crop"] == "scan"
     assert "resize" in meta["preprocessing"] and "(x - 127) / 128" in meta["preprocessing"]
     assert meta["test_metrics"]["file"] == "metrics_test.json"
@@ -121,3 +123,21 @@ def test_export_command_line(tmp_path, trained):  # noqa: F811
         timeout=300)
     assert bad.returncode == 1
     assert "export: error:" in bad.stderr and "run_config.json" in bad.stderr
+
+
+def test_the_label_meaning_follows_the_sources():
+    """Any DDTI (TIRADS-labelled) source makes the number the risk of a TIRADS 4a or above
+    rating; diagnoses alone a probability of malignancy; no recorded source, neither."""
+    from thyroid.datasets import label_meaning
+    assert label_meaning.for_sources(["ddti"]) is label_meaning.TIRADS
+    assert label_meaning.for_sources(["local", "ddti"]) is label_meaning.TIRADS
+    for kinds in (["local"], ["folders"], ["csv"], ["folders", "csv", "local"]):
+        assert label_meaning.for_sources(kinds) is label_meaning.MALIGNANCY, kinds
+    assert label_meaning.for_sources([]) is label_meaning.UNSTATED
+    assert label_meaning.TIRADS.answer == "risk of a TIRADS 4a or above rating"
+    assert label_meaning.MALIGNANCY.answer == "probability of malignancy"
+    saved = {"label_meaning": label_meaning.TIRADS.to_json()}
+    assert label_meaning.from_metadata(saved) is label_meaning.TIRADS
+    assert label_meaning.from_metadata({}) is label_meaning.UNSTATED  # an older export
+    assert label_meaning.from_metadata({"label_meaning": {"kind": "other"}}) is \
+        label_meaning.UNSTATED

@@ -47,6 +47,10 @@ def test_json_and_gradcam_with_bad_files(exported, image_files, tmp_path):  # no
     assert result.returncode == 1, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["threshold"] == 0.5 and "not a diagnosis" in report["notice"]
+    # The fixture's data names no source: neutral words; the threshold is the run's setting.
+    assert report["label_meaning_kind"] == "unstated"
+    assert report["label_meaning"] == "score for the label 'malignant'"
+    assert report["threshold_source"].startswith("the training run's threshold setting (0.5")
     rows = {row["file"]: row for row in report["results"]}
     assert list(rows) == files
     model = TFLiteModel.load(exported["float"].output_dir)
@@ -82,6 +86,8 @@ def test_table_output(exported, image_files):  # noqa: F811
         assert abs(float(risk) - float(probability)) < 1e-4
         assert label == ("malignant" if float(probability) >= 0.5 else "benign")
     assert "not a diagnosis" in result.stdout
+    assert "P(malignant) is the model's score for the label 'malignant'" in result.stdout
+    assert "from the training run's threshold setting (0.5" in result.stdout
 
     failed = run_predict([f"--model={exported['int8'].output_dir}", list(bad)[1]])
     assert failed.returncode == 1 and "ERROR: cannot decode" in failed.stdout
@@ -174,3 +180,27 @@ def test_folders_recursively_with_csv(exported, image_files, tmp_path):  # noqa:
     assert "cannot decode" in by_path[str(broken)]["error"]
     assert by_path[str(folder / "empty")]["error"] == "a folder with no image files"
     assert all(by_path[p]["probability"] == "" for p in (str(big), str(broken)))
+
+
+@pytest.mark.parametrize("kind", ["tirads", "malignancy"])
+def test_the_answer_is_worded_by_what_the_label_means(exported, image_files, tmp_path,  # noqa: F811
+                                                       capsys, kind):
+    """predict's table line and JSON say what metadata.json says the number is."""
+    import shutil
+    from thyroid import predict
+    from thyroid.datasets import label_meaning
+    folder = tmp_path / "export"
+    shutil.copytree(exported["float"].output_dir, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meaning = label_meaning.MEANINGS[kind]
+    meta.update(label_meaning=meaning.to_json(), threshold_source="the study's operating point")
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    good, _ = image_files
+    assert predict.main(["predict", f"--model={folder}", good[0]]) == 0
+    table = capsys.readouterr().out
+    assert f"P(malignant) is the model's {meaning.answer};" in table
+    assert "from the study's operating point." in table and meaning.detail in table
+    assert predict.main(["predict", f"--model={folder}", "--json", good[0]]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["label_meaning"] == meaning.answer and report["label_meaning_kind"] == kind
+    assert report["threshold_source"] == "the study's operating point"

@@ -56,3 +56,35 @@ def test_resume_finds_the_newest_unfinished_run_with_the_same_settings(tmp_path)
         driver._newest_unfinished(dataclasses.replace(study, seed=1))
     with pytest.raises(driver.RunFolderError, match=r"other settings \(seed\)"):
         driver._matching_plan(newer.run_dir, dataclasses.replace(study, seed=1))
+
+
+def test_a_resumed_run_reruns_the_summaries_after_a_row_that_did_not_run(tmp_path, monkeypatch):
+    """Row 2 was skipped (no checkpoint) and the pooled figures and the report were made
+    without it. Resumed once its checkpoint is in place, the local executor runs row 2's jobs
+    again and then the summaries too, though their fingerprints are unchanged; row 1's jobs and
+    the data are reused."""
+    import time
+    from thyroid.study import executor, jobs
+    from thyroid.study.fingerprint import job_fingerprint
+    from thyroid.study.results import OK, SKIPPED, JobResult, write_result
+    study = StudyConfig(output_dir=str(tmp_path), run_name="run", quick=True, rows=(1, 2),
+                        export=False)
+    plan = make_plan(study, driver._claim_new(study))
+
+    def commit(job, status):
+        result = JobResult(job.id, job.kind, status, 0.1, time.time(),
+                           job_fingerprint(plan, job), "no checkpoint" if status != OK else "")
+        write_result(plan.run_dir, result)
+        return result
+
+    for job in plan.jobs:  # the first run: row 2 skipped, the summaries made without it
+        commit(job, SKIPPED if job.row_id == 2 else OK)
+    ran = []
+    monkeypatch.setattr(jobs, "run_job", lambda plan, job: ran.append(job.id) or commit(job, OK))
+    results = executor.LocalExecutor().run(plan, resume=True)
+    row_2 = [job.id for job in plan.jobs if job.row_id == 2]
+    assert row_2 and ran == row_2 + ["pooled", "report"]
+    assert all(result.ok for result in results.values())
+    ran.clear()  # resumed again with nothing left to do: every job is reused
+    executor.LocalExecutor().run(plan, resume=True)
+    assert ran == []

@@ -469,3 +469,49 @@ def test_without_gradcam_train_dir(exported, tmp_path, frame):  # noqa: F811
     body = upload(client, png(frame)).get_json()
     assert 0.0 <= body["probability"] <= 1.0
     assert body["gradcam"] is None and "Grad-CAM unavailable" in body["gradcam_note"]
+
+
+def _reworded_export(exported, folder, kind, source):  # noqa: F811
+    """A copy of the float export whose metadata.json records the label meaning ``kind`` and
+    the threshold's ``source`` (None for both: an export written before these fields)."""
+    import json
+    import shutil
+    from thyroid.datasets import label_meaning
+    shutil.copytree(exported["float"].output_dir, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.pop("label_meaning", None)
+    meta.pop("threshold_source", None)
+    if kind is not None:
+        meta["label_meaning"] = label_meaning.MEANINGS[kind].to_json()
+        meta["threshold_source"] = source
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return str(folder)
+
+
+@pytest.mark.parametrize("kind", ["tirads", "malignancy", None])
+def test_the_answer_is_worded_by_what_the_label_means(exported, tmp_path, frame, kind):  # noqa: F811
+    """The page's headings and notes and the JSON answer say what the number is and where the
+    threshold came from, as metadata.json records them; an older export gets neutral words."""
+    from markupsafe import escape  # the page's own escaping (Jinja's)
+    from thyroid.datasets import label_meaning
+    from thyroid.deploy.answer_wording import UNRECORDED_THRESHOLD_SOURCE
+    from thyroid.deploy.webapp import create_app
+    source = "the study's operating point 'youden', the median over the 5 fold thresholds"
+    model_dir = _reworded_export(exported, tmp_path / "export", kind, source)
+    client = create_app(model_dir, gradcam=False).test_client()
+    page = client.get("/").get_data(as_text=True)
+    body = upload(client, png(frame)).get_json()
+    meaning = label_meaning.MEANINGS[kind or "unstated"]
+    shown_source = source if kind else UNRECORDED_THRESHOLD_SOURCE
+    assert f'<dt id="score-title">{escape(meaning.score_title)}</dt>' in page
+    assert f'<dt id="risk-title">{escape(meaning.risk_title)}</dt>' in page
+    assert escape(meaning.detail) in page and escape(shown_source) in page
+    for other in label_meaning.MEANINGS.values():
+        if other is not meaning:
+            assert escape(other.score_title) not in page, other.kind
+    assert body["label_meaning"] == meaning.answer
+    assert body["label_meaning_kind"] == meaning.kind
+    assert body["threshold_source"] == shown_source
+    if kind == "tirads":
+        assert "malignancy" not in meaning.score_title + meaning.risk_title + meaning.answer
+        assert "Probability of malignancy" not in page

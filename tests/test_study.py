@@ -62,6 +62,7 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(quick_run):
     check_clinical_numbers(run_dir, rows, predictions)
     check_logreg_folds_fit_on_their_training_part(run_dir, assignment)
     check_time_by_stage(summary)
+    check_rows_that_did_not_run(run_dir, summary)
 
 
 def check_clinical_numbers(run_dir, rows, predictions):
@@ -82,6 +83,12 @@ def check_clinical_numbers(run_dir, rows, predictions):
     metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())
     assert metadata["recalibration"]["slope"] == refit_map["slope"]
     assert metadata["threshold_scale"].startswith("probability")
+    # The synthetic data holds DDTI-style cases: the export says its number is the risk of a
+    # TIRADS 4a or above rating, and that its threshold is the study's operating point.
+    assert metadata["label_meaning"]["kind"] == "tirads"
+    assert metadata["label_meaning"]["answer"] == "risk of a TIRADS 4a or above rating"
+    assert metadata["threshold_source"].startswith("the study's operating point 'youden'")
+    assert "median over the 3 fold thresholds of row 10" in metadata["threshold_source"]
     summary = (run_dir / "summary.md").read_text()
     for heading in ("### Patient-level AUC", "### Calibration: raw score and recalibrated risk",
                     "## Decision curves", "TIRADS 4a or above", "![Decision curves]"):
@@ -91,15 +98,42 @@ def check_clinical_numbers(run_dir, rows, predictions):
 
 
 def check_time_by_stage(summary):
-    """Every stage of the run has a line in the "Time by stage" table, in the order run."""
+    """Every stage of the run has a line in the "Time by stage" table, in the order run, but
+    those of the rows that did not run (2-7)."""
     table = summary.split("## Time by stage", 1)[1].split("\n## ", 1)[0]
     stages = [line.split("|")[1].strip() for line in table.splitlines()
               if line.startswith("| ") and not line.startswith("| Stage")]
-    expected = ["synthetic data", "shards", "checkpoints", "row 1: folds", "row 2: folds"]
+    expected = ["synthetic data", "shards", "checkpoints", "row 1: folds", "row 8: folds"]
     assert stages[:5] == expected, stages
     for stage in ("row 10: folds", "report: pooled metrics and bootstrap", "row 10: refit",
                   "export", "total"):
         assert stage in stages, stage
+    assert not any(stage.startswith(f"row {row_id}: ") for stage in stages
+                   for row_id in range(2, 8)), stages
+    assert "The stages of the rows that did not run are left out" in table
+
+
+def check_rows_that_did_not_run(run_dir, summary):
+    """Rows 2-7 are listed once, each with the checkpoint it lacks, where it goes, the command
+    that puts it there and the resume step; no results or clinical table has a line for
+    them, the paper comparison keeps one each."""
+    from thyroid.checkpoints.locate import default_checkpoint_path
+    from thyroid.nets import get_network
+    from thyroid.study import findings
+    from thyroid.study.rows import get_row
+    section = summary.split(f"## {findings.NOT_RUN_HEADING}", 1)[1].split("\n## ", 1)[0]
+    resume = tables.md(f"--resume --output_dir={run_dir.parent} --run_name={run_dir.name}")
+    for row_id in range(2, 8):
+        row = get_row(row_id)
+        title = f"**{tables.md(f'{row.id}. {row.label}')}**"
+        assert summary.count(title) == 1 and title in section, row_id
+        path, _ = default_checkpoint_path(get_network(row.model),
+                                          str(run_dir.parent / "checkpoints"))
+        line = next(line for line in section.splitlines() if title in line)
+        assert tables.md(path) in line and tables.md(f"--models={row.model}") in line
+        assert resume in line, line
+        assert summary.count(f"\n| {row_id} | ") == 1  # the paper comparison's line only
+        assert f"| {row_id} | {tables.md(row.label)} | — |" in summary
 
 
 def check_exported_threshold(run_dir, predictions):

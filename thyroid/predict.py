@@ -15,7 +15,11 @@ When the export holds a segmentation network (``segment.tflite`` beside ``model.
 answer also carries ``outline`` (the nodule's polygon in pixels of the input image), ``outlines``
 (every nodule view), ``nodule_box`` and ``measurements`` (pixels; millimetres too where a DICOM
 gives its pixel spacing); when nothing is found, ``nodule_found`` is false and ``outline_note``
-says that the scan field stands for the nodule.
+says that the scan field stands for the nodule. The table's last line and the JSON's
+``label_meaning`` and ``threshold_source`` say what the number is (the risk of a TIRADS 4a or
+above rating for a model trained on DDTI labels, a probability of malignancy for one trained on
+diagnoses, neutral wording for an export that does not record it) and where the threshold
+came from (metadata.json).
 """
 
 import json
@@ -25,6 +29,7 @@ from absl import flags
 
 from thyroid import cli
 from thyroid.deploy import NOTICE
+from thyroid.deploy.answer_wording import AnswerWording
 from thyroid.datasets.images import DEFAULT_MAX_PIXELS
 from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, predict_files,
                                     write_csv)
@@ -67,15 +72,16 @@ def run(fv, argv):
     if fv.csv:
         write_csv(results, fv.csv)
     failed = [r for r in results if "error" in r]
+    wording = AnswerWording.from_metadata(model.metadata, model.threshold)
     if fv.json:
         print(json.dumps({"model": model.model_path, "threshold": model.threshold,
                           "threshold_scale": model.metadata.get("threshold_scale"),
+                          **wording.json_fields(),
                           "segmentation": segmenter.model_path if segmenter else None,
                           "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))
-        print(f"threshold {model.threshold:g} on P(malignant); risk: recalibrated"
-              f"{' (+-SD across fold models)' if model.is_ensemble else ''}. {NOTICE}")
+        print(f"{wording.summary_line(model.is_ensemble)} {NOTICE}")
     for r in failed:
         cli.print_error(COMMAND, f"{r['file']}: {r['error']}")
     return cli.FAILURE_STATUS if failed else 0

@@ -114,9 +114,10 @@ def fold_file_bytes(run):
             return convert_session(sess, handles, "none", None)
 
 
-def export_ensemble(train_dirs, maps, threshold, output_dir):
+def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=None):
     """Exports the fold models of ``train_dirs`` (with their recalibration ``maps``) as one
-    ensemble judged at ``threshold`` on the mean probability; -> ExportPaths."""
+    ensemble judged at ``threshold`` on the mean probability (``threshold_source``: where it
+    came from, in words); -> ExportPaths."""
     if not train_dirs or len(train_dirs) != len(maps):
         raise ExportError("a fold ensemble needs one recalibration map per fold model")
     output_dir = check_output_dir("output_dir", output_dir,
@@ -134,7 +135,8 @@ def export_ensemble(train_dirs, maps, threshold, output_dir):
                   "meaning": "P(malignant) of the file's fold model"}
     config, spec, _ = runs[0]
     metadata = base_metadata(spec, config.replace(threshold=float(threshold)), "none",
-                             input_details(next(iter(files.values()))))
+                             input_details(next(iter(files.values()))),
+                             threshold_source or "the threshold given to the ensemble's export")
     metadata.update({
         "output": output, "recalibration": None, "train_dir": None, "test_metrics": None,
         "ensemble": {"folds": len(runs), "layout": layout, "files": sorted(files),

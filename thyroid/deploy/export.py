@@ -18,8 +18,9 @@ from absl import logging
 
 from thyroid import LABEL_NAMES
 from thyroid.compat import tf, tf1
-from thyroid.datasets import shards
+from thyroid.datasets import label_meaning, shards
 from thyroid.output_guard import InputPath, check_output_dir
+from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
 from thyroid.deploy.tflite_model import METADATA_FILE, MODEL_FILE, make_interpreter
 from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.training.scoring import load_recalibration, metrics_file_name
@@ -144,6 +145,7 @@ def _dataset_info(dataset_dir):
     manifest = read_json(path)
     info["protocol"] = manifest.get("protocol")
     info["crop"] = manifest.get("crop")
+    info["sources"] = sorted(manifest.get("sources") or {})
     splits = manifest.get("splits")
     if isinstance(splits, dict):
         info["splits"] = {name: {k: v for k, v in summary.items()
@@ -213,8 +215,10 @@ def holds_only_export_files(directory):
 
 
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
-                 seed=0):
-    """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths."""
+                 seed=0, threshold_source=None):
+    """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths.
+    ``threshold_source``: where the run's threshold came from, in words (a study says its
+    operating point); default: the run's own threshold setting."""
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
     train_dir = os.path.abspath(train_dir)
@@ -231,7 +235,8 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
             restore_session(sess, checkpoint)
             model_bytes = convert_session(sess, handles, quantize, calibration)
     recalibration = load_recalibration(train_dir)
-    metadata = base_metadata(spec, config, quantize, input_details(model_bytes))
+    metadata = base_metadata(spec, config, quantize, input_details(model_bytes),
+                             threshold_source)
     metadata.update({
         "output": {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
                    "meaning": "P(malignant) = softmax(logits)[1]"},
@@ -253,8 +258,16 @@ THRESHOLD_SCALE = ("probability: the model's own P(malignant), before recalibrat
                    "risk scale)")
 
 
-def base_metadata(spec, config, quantize, details):
-    """What every export's metadata.json says about the input, preprocessing and data."""
+def run_threshold_source(config):
+    """The threshold's origin when the caller does not say: the training run's setting."""
+    return (f"the training run's threshold setting ({config.threshold:g}, train's "
+            "--threshold), not chosen by the export")
+
+
+def base_metadata(spec, config, quantize, details, threshold_source=None):
+    """What every export's metadata.json says about the input, preprocessing and data, what
+    its label means (from the sources the data was built from) and where its threshold came
+    from."""
     size = config.image_size
     dataset = _dataset_info(config.dataset_dir)
     crop = dataset.get("crop") or "scan"
@@ -271,6 +284,9 @@ def base_metadata(spec, config, quantize, details):
         "preprocessing": preprocessing_description(spec.name, size, crop),
         "threshold": float(config.threshold),
         "threshold_scale": THRESHOLD_SCALE,
+        THRESHOLD_SOURCE_KEY: threshold_source or run_threshold_source(config),
+        label_meaning.METADATA_KEY:
+            label_meaning.for_sources(dataset.get("sources") or ()).to_json(),
         "checkpoint_description": config.checkpoint_description,
         "data": dataset,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

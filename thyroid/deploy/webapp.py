@@ -10,7 +10,10 @@ The views are module-level functions (``register_views`` adds them under the end
 * ``POST /api/predict``: multipart field ``image`` -> JSON ``probability`` (the model's
   P(malignant), which decides ``label`` at ``threshold``), ``risk`` (recalibrated), ``spread``
   (a fold ensemble's SD of risks, else null), ``label``, ``label_name``, ``threshold``,
-  ``gradcam`` (a PNG data URL, or null), ``notice``;
+  ``threshold_source`` (where the threshold came from), ``label_meaning`` (what the number is:
+  e.g. the risk of a TIRADS 4a or above rating, from metadata.json; neutral wording for an
+  export that does not say) and ``label_meaning_kind``, ``gradcam`` (a PNG data URL, or null),
+  ``notice``;
   with a segmentation network in the export (``segment.tflite``), ``outline`` / ``outlines`` (the
   nodule's polygon(s) in pixels of the upload), ``nodule_box``, ``measurements`` (pixels),
   ``nodule_found`` and ``outline_note`` (why there is none, or that sizes are in pixels);
@@ -40,6 +43,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from thyroid.datasets.images import ImageError, decode_image_bytes
 from thyroid.deploy import NOTICE, middleware
+from thyroid.deploy.answer_wording import AnswerWording
 from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel
 
@@ -237,13 +241,17 @@ def unexpected(error):
     return _error("Internal error while processing the image; please try another one.", 500)
 
 
+def _wording(model):
+    return AnswerWording.from_metadata(model.metadata, model.threshold)
+
+
 def index():
     state = _state()
     return render_template("index.html", notice=NOTICE, model=state.model.metadata.get("model"),
                            quantize=state.model.metadata.get("quantize"),
                            limit_mb=state.limit_mb, max_bytes=state.max_upload_bytes,
                            field=UPLOAD_FIELD, threshold=state.model.threshold,
-                           risk_note=risk_note(state.model))
+                           risk_note=risk_note(state.model), wording=_wording(state.model))
 
 
 def risk_note(model):
@@ -253,8 +261,7 @@ def risk_note(model):
         return "This model carries no recalibration map: the risk equals the model score."
     folds = f" the mean over {len(maps)} fold models," if len(maps) > 1 else ""
     return ("Risk: the model score through a logistic map fitted on inner-validation data"
-            f"{folds} never on test data. Where training labels were TIRADS ratings (DDTI), "
-            "it is the risk of a TIRADS 4a or above rating, not of pathology.")
+            f"{folds} never on test data.")
 
 
 def health():
@@ -311,7 +318,8 @@ def predict():
         return _error(f"{name}: not a usable image: {error}", 400)
     result.update({"file": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                    "model": state.model.metadata.get("model"),
-                   "quantize": state.model.metadata.get("quantize"), "notice": NOTICE})
+                   "quantize": state.model.metadata.get("quantize"), "notice": NOTICE,
+                   **_wording(state.model).json_fields()})
     return jsonify(result)
 
 

@@ -124,8 +124,9 @@ def define_executor_flags(fv):
     flags.DEFINE_enum("executor", "local", EXECUTORS, "local: the jobs one after another in "
                       "this process; ray: each job a Ray task, across the cores, GPUs and "
                       "machines of a Ray cluster (pip install -e '.[ray]').", flag_values=fv)
-    flags.DEFINE_string("ray_address", None, "HOST:PORT of an existing Ray cluster to join "
-                        "(default: $RAY_ADDRESS, else Ray starts here for the study).",
+    flags.DEFINE_string("ray_address", None, "HOST:PORT of an existing Ray cluster's head to "
+                        "join (default: $RAY_ADDRESS, else Ray starts here for the study); "
+                        "needs --executor=ray.",
                         flag_values=fv)
     flags.DEFINE_float("cpus_per_job", None, "CPU threads per job (default: local: "
                        "TensorFlow's own choice; ray: 1).", lower_bound=0.0,
@@ -252,6 +253,8 @@ def make_executor(fv):
     if fv.executor == "local":
         if fv.gpus_per_job:
             raise cli.UsageError("gpus_per_job", fv.gpus_per_job, "needs --executor=ray")
+        if fv.ray_address is not None:
+            raise cli.UsageError("ray_address", fv.ray_address, "needs --executor=ray")
         from thyroid.study.executor import LocalExecutor
         return LocalExecutor(JobResources(fv.cpus_per_job) if fv.cpus_per_job else None)
     from thyroid.study.ray_executor import RayExecutor, RayOptions

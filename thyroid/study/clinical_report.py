@@ -89,9 +89,11 @@ def decision_markdown(rows, summaries):
     return lines + [""]
 
 
-def best_strategy_lines(rows, summaries):
-    """Per threshold of the table, which strategy has the highest net benefit, in words."""
-    lines = []
+def best_strategies(rows, summaries):
+    """[(threshold, strategy, net benefit)] per threshold of the table: the strategy with the
+    highest net benefit ("treat all", "treat none" or "row <id>"; ties go to treating all or
+    none, so a row must beat both outright)."""
+    best_by_threshold = []
     for threshold in decision.TABLE_THRESHOLDS:
         name = decision.threshold_name(threshold)
         options = {"treat all": None, "treat none": 0.0}
@@ -102,10 +104,17 @@ def best_strategy_lines(rows, summaries):
                 options[f"row {row.row_id}"] = num(getattr(f, f"net_benefit_at_{name}"))
         options = {k: v for k, v in options.items() if v is not None}
         best = "treat none"
-        for name, value in options.items():  # a row must beat treating all or none outright
+        for option, value in options.items():
             if value > options[best] + 1e-9:
-                best = name
-        lines.append(f"t = {threshold:.2f}: {best} ({options[best]:.3f})")
+                best = option
+        best_by_threshold.append((threshold, best, options[best]))
+    return best_by_threshold
+
+
+def best_strategy_lines(rows, summaries):
+    """Per threshold of the table, which strategy has the highest net benefit, in words."""
+    lines = [f"t = {threshold:.2f}: {best} ({value:.3f})"
+             for threshold, best, value in best_strategies(rows, summaries)]
     return ["Highest net benefit by threshold (ties go to treating all or none): "
             + "; ".join(lines) + ".", ""]
 

@@ -8,7 +8,7 @@ import dataclasses
 import os
 
 from thyroid import LABEL_NAMES, io_utils
-from thyroid.study import clinical_report, html_page, paper
+from thyroid.study import clinical_report, findings, html_page, paper
 from thyroid.study.figures import CALIBRATION_PNG, ROC_PNG, plot_calibration, plot_pooled_roc
 from thyroid.study.html_page import SUMMARY_HTML, SUMMARY_MD
 from thyroid.study.report_csv import (PREDICTIONS_CSV, SUMMARY_CSV, cv_summary_csv_text,
@@ -126,7 +126,7 @@ def study_design_markdown(design):
     return lines
 
 
-def _run_table(run_info):
+def _run_table(run_info, rows):
     lines = ["## Run", "", "| | |", "|---|---|"]
     for key, value in run_info.items():
         if key == "stages":
@@ -136,7 +136,11 @@ def _run_table(run_info):
         lines.append(f"| {md(key)} | {md(short(value))} |")
     lines.append("")
     if run_info.get("stages"):
-        lines += stage_times_markdown(run_info["stages"], run_info.get("total_seconds"))
+        stages, left_out = findings.ran_stages(run_info["stages"], rows)
+        lines += stage_times_markdown(stages, run_info.get("total_seconds"))
+        if findings.not_run(rows):
+            lines += ["The stages of the rows that did not run are left out "
+                      f"({duration(left_out)} in all).", ""]
     return lines
 
 
@@ -165,11 +169,13 @@ def _clinical_sections(rows, summaries, clinical):
     lines += clinical_report.patient_markdown(rows, summaries)
     lines += ["### Calibration: raw score and recalibrated risk", "", CALIBRATION_NOTE, ""]
     lines += clinical_report.calibration_markdown(rows, summaries, clinical.refit_maps)
+    lines += [f"![Reliability diagrams, raw and recalibrated]({CALIBRATION_PNG})", ""]
     lines += ["## Decision curves", "", DECISION_NOTE, ""]
     if clinical.tirads_labels:
         lines += [clinical_report.TIRADS_NOTE, ""]
     lines += clinical_report.decision_markdown(rows, summaries)
     lines += clinical_report.best_strategy_lines(rows, summaries)
+    lines += [f"![Decision curves]({clinical_report.DECISION_PNG})", ""]
     return lines
 
 
@@ -186,35 +192,36 @@ def _external_sections(rows, external, clinical):
     return lines
 
 
-def cv_summary_markdown(rows, summaries, external, run_info, design, extra=()):
-    """summary.md of a cross-validated study (``design``: a ``StudyDesign``)."""
+RESULTS_HEADING = "Results (pooled out-of-fold predictions)"
+# The sections summary.html shows unfolded; every other section folds.
+OPEN_SECTIONS = (findings.FINDINGS_HEADING, RESULTS_HEADING)
+
+
+def cv_summary_markdown(rows, summaries, external, run_info, design, extra=(), run_dir=None):
+    """summary.md: the findings, the results and their plot, the clinical sections, the rows
+    that did not run, the paper's table; then the study design (a ``StudyDesign``), the run
+    and its timing."""
     clinical = design.clinical
+    ran = findings.ran(rows)
     lines = ["# Thyroid ultrasound study: cross-validated results", ""]
-    lines += study_design_markdown(design)
-    lines += _run_table(run_info)
-    lines += ["## Results (pooled out-of-fold predictions)", "", RESULTS_NOTE, ""]
-    lines += cv_results_markdown(rows, summaries)
-    lines += _clinical_sections(rows, summaries, clinical)
-    lines += ["Weights each row started from:", ""]
-    lines += [f"- {md(r.title)}: {md(r.checkpoint)}" for r in rows
-              if r.checkpoint]
-    lines.append("")
+    lines += findings.findings_markdown(rows, summaries, external, clinical)
+    lines += [f"## {RESULTS_HEADING}", "", RESULTS_NOTE, ""]
+    lines += cv_results_markdown(ran, summaries)
+    lines += [f"![ROC curves, pooled out of fold]({ROC_PNG})", ""]
+    lines += _clinical_sections(ran, summaries, clinical)
     lines += list(extra)  # sections of optional rows (localisation)
     if external:
-        lines += _external_sections(rows, external, clinical)
-    not_run = [r for r in rows if r.status in ("skipped", "failed")]
-    if not_run:
-        lines += ["## Skipped or failed rows", ""]
-        lines += [f"- **{md(r.title)}** ({md(r.status)}): {md(r.note or '')}"
-                  for r in not_run]
-        lines.append("")
+        lines += _external_sections(ran, external, clinical)
+    lines += findings.not_run_markdown(rows, run_dir)
     lines += ["## Comparison with the paper's Table 1", "",
               f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).", ""]
     lines += cv_paper_markdown(rows, summaries)
-    lines += ["## Plots", "", f"![ROC curves, pooled out of fold]({ROC_PNG})", "",
-              f"![Reliability diagrams, raw and recalibrated]({CALIBRATION_PNG})", "",
-              f"![Decision curves]({clinical_report.DECISION_PNG})", "",
-              "## Files", "",
+    lines += study_design_markdown(design)
+    lines += _run_table(run_info, rows)
+    weights = [f"- {md(r.title)}: {md(r.checkpoint)}" for r in rows if r.checkpoint]
+    if weights:
+        lines += ["## Weights each row started from", ""] + weights + [""]
+    lines += ["## Files", "",
               f"- [Every prediction]({PREDICTIONS_CSV}), [summary table]({SUMMARY_CSV}), "
               f"[this page as HTML]({SUMMARY_HTML})", ""]
     return "\n".join(lines)
@@ -241,8 +248,8 @@ def write_cv_report(run_dir, rows, records, summaries, external, run_info, desig
         panels.append((f"External set ({clinical_report.MODEL_NAMES[clinical.final_model]})",
                        external))
     clinical_report.plot_decision_curves(rows, panels, paths["decision"])
-    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, extra)
+    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, extra, run_dir)
     io_utils.atomic_write_text(paths["summary_md"], markdown)
     io_utils.atomic_write_text(paths["summary_html"], html_page.markdown_page(
-        markdown, run_dir, "Thyroid ultrasound study"))
+        markdown, run_dir, "Thyroid ultrasound study", OPEN_SECTIONS))
     return paths

@@ -19,7 +19,7 @@ from thyroid.study.locks import RunFolderError
 from thyroid.study.executor import LocalExecutor
 from thyroid.study.fingerprint import PLACE_SETTINGS
 from thyroid.study.jobspec import job_id
-from thyroid.study.plan import EXTERNAL_JOBS, PLAN_FILE, Plan, make_plan
+from thyroid.study.plan import EXTERNAL_JOBS, PLAN_FILE, Plan, make_plan, resume_command
 from thyroid.study.results import read_result
 
 MAX_NAME_SUFFIX = 1000
@@ -139,9 +139,6 @@ class StudyInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM: the committed jobs are kept; the message says how to continue."""
 
 
-def resume_command(run_dir):
-    return (f"python -m thyroid.study <the same flags> --resume "
-            f"--output_dir={os.path.dirname(run_dir)} --run_name={os.path.basename(run_dir)}")
 
 
 def run_study(study, executor=None, resume=False):

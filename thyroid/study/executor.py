@@ -15,8 +15,14 @@ from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.results import FAILED, read_result
 
 
-def committed(plan, job):
-    """The job's result when it ended ok with the fingerprint the job has now, else None."""
+def committed(plan, job, run_again=()):
+    """The job's result when it ended ok with the fingerprint the job has now and none of its
+    inputs is in ``run_again`` (the jobs this resume runs, not reuses), else None. An input
+    that had not ended ok keeps its fingerprint when it runs again, so without that check the
+    pooled figures and the report would keep leaving out a row whose missing checkpoint was
+    put in place before resuming."""
+    if any(job_id in run_again for job_id in job.inputs):
+        return None
     result = read_result(plan.run_dir, job.id)
     if result is not None and result.ok and result.fingerprint == job_fingerprint(plan, job):
         return result
@@ -93,8 +99,11 @@ class LocalExecutor:
         if self.resources is not None:
             configure_tensorflow(self.resources)
         progress, clock, results = StudyProgress(len(plan.jobs)), StageClock(plan), {}
+        run_again = set()
         for job in plan.jobs:
-            reused = committed(plan, job) if resume else None
+            reused = committed(plan, job, run_again) if resume else None
+            if reused is None:
+                run_again.add(job.id)
             progress.running = 0 if reused else 1
             result = reused or jobs.run_job(plan, job)
             progress.running = 0

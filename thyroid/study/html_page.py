@@ -31,6 +31,8 @@ img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }
 code { background: #f3f3f3; padding: 0 0.2rem; border-radius: 3px; font-size: 0.9em;
        overflow-wrap: anywhere; }
 li, p { overflow-wrap: anywhere; }
+details { margin-top: 1.1rem; } summary { cursor: pointer; }
+summary h2 { display: inline; margin: 0; }
 """
 
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
@@ -123,11 +125,39 @@ def _blocks(lines):
     return blocks
 
 
-def body_html(markdown, run_dir):
-    out = []
+def section_id(heading):
+    """The id of a ``##`` section (its heading's words, lower case, joined by ``-``): the
+    target of an in-page link ``[text](#id)``."""
+    return "-".join(re.findall(r"[a-z0-9]+", heading.lower())) or "section"
+
+
+def _section_start(heading, open_sections, folding):
+    """A ``##`` heading: folded into ``<details>`` (open when listed in ``open_sections``),
+    or a plain heading with its id when the page does not fold."""
+    text = heading.lstrip("#").strip()
+    anchor = f'id="{section_id(text)}"'
+    if not folding:
+        return f"<h2 {anchor}>{inline(text)}</h2>"
+    shown = " open" if text in open_sections else ""
+    return f"<details {anchor}{shown}><summary><h2>{inline(text)}</h2></summary>"
+
+
+def body_html(markdown, run_dir, open_sections=None):
+    """The page's body. ``open_sections``: None for a page that does not fold; else every
+    ``##`` section folds into a ``<details>`` element, open only for the headings listed."""
+    out, folding, in_section = [], open_sections is not None, False
     for kind, lines in _blocks(markdown.splitlines()):
-        if kind == "heading":
-            level = min(len(lines[0]) - len(lines[0].lstrip("#")), 4)
+        level = len(lines[0]) - len(lines[0].lstrip("#")) if kind == "heading" else 0
+        if level == 2:
+            if folding and in_section:
+                out.append("</details>")
+            out.append(_section_start(lines[0], open_sections or (), folding))
+            in_section = folding
+        elif level == 1 and folding and in_section:
+            out.append("</details>")
+            in_section = False
+        if level and level != 2:
+            level = min(level, 4)
             out.append(f"<h{level}>{inline(lines[0].lstrip('#').strip())}</h{level}>")
         elif kind == "table":
             out.append(_table(lines))
@@ -139,12 +169,15 @@ def body_html(markdown, run_dir):
             out.append(_image(alt, source, run_dir))
         elif kind == "paragraph":
             out.append(f"<p>{inline(' '.join(line.strip() for line in lines))}</p>")
+    if in_section:
+        out.append("</details>")
     return "\n".join(out)
 
 
-def markdown_page(markdown, run_dir, title):
-    """The whole page: the report's markdown as HTML, its images inlined from ``run_dir``."""
+def markdown_page(markdown, run_dir, title, open_sections=None):
+    """The whole page: the report's markdown as HTML, its images inlined from ``run_dir``;
+    with ``open_sections`` (headings), each ``##`` section folds, open only for those."""
     return ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"{body_html(markdown, run_dir)}\n</body>\n</html>\n")
+            f"{body_html(markdown, run_dir, open_sections)}\n</body>\n</html>\n")

@@ -15,8 +15,10 @@ import traceback
 
 from absl import logging
 
-from thyroid.checkpoints.locate import MissingCheckpointError, fetch_command
+from thyroid.checkpoints.locate import (MissingCheckpointError, default_checkpoint_path,
+                                        fetch_command)
 from thyroid.datasets import duplicates, folds, shards
+from thyroid.nets import get_network
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.study import (data, fitting, kinds, localisation_data, localisation_fitting,
@@ -235,6 +237,19 @@ def export_choice(plan, job):
     return best, os.path.join(train_dir, "refit") if refitted else train_dir
 
 
+def threshold_source(plan, job, row_id):
+    """Where the exported threshold came from, in words (metadata.json, the web app)."""
+    if not plan.cross_validated:
+        return None  # the row's own threshold setting: the export says so
+    ensemble = plan.study.final_model == "folds"  # repeat 0's folds; the refit: every fit
+    fits = [input_id for input_id in job.inputs if plan.job(input_id).kind == "fit"
+            and plan.job(input_id).row_id == row_id
+            and (not ensemble or plan.job(input_id).repeat == 0)]
+    return (f"the study's operating point {plan.study.operating_point!r}, chosen on each "
+            f"fold's inner-validation predictions (never test data); the median over the "
+            f"{len(fits)} fold thresholds of row {row_id}")
+
+
 def run_export(plan, job):
     # TFLite conversion is only needed here
     from thyroid.deploy.ensemble import export_ensemble
@@ -245,6 +260,7 @@ def run_export(plan, job):
         return Outcome(payloads.ExportPayload())
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
+    source = threshold_source(plan, job, row_id)
     if plan.cross_validated and plan.study.final_model == "folds":
         fits = [input_id for input_id in job.inputs if plan.job(input_id).row_id == row_id
                 and plan.job(input_id).repeat == 0]
@@ -252,11 +268,11 @@ def run_export(plan, job):
         paths = export_ensemble(
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
-            fitting.refit_settings(folds_done)[0], output_dir)
+            fitting.refit_settings(folds_done)[0], output_dir, source)
         facts = payloads.ExportPayload(paths.model, row_id, False, len(folds_done),
                                        paths.layout)
     else:
-        export_model(train_dir, output_dir, quantize="none")
+        export_model(train_dir, output_dir, quantize="none", threshold_source=source)
         facts = payloads.ExportPayload(os.path.join(output_dir, "model.tflite"), row_id,
                                        plan.cross_validated)
     return Outcome(dataclasses.replace(facts, segment=_export_segment(plan, job, output_dir)))
@@ -312,6 +328,18 @@ def _failed_input(plan, job):
     return None
 
 
+def missing_checkpoint_note(plan, job):
+    """A skipped row's reason and fix: which checkpoint, where it goes, the command that puts
+    it there (the report adds how to resume)."""
+    model = row_of(job).model if job.row_id else ""
+    if not model:
+        return "no ImageNet checkpoint (see the log)"
+    path, _ = default_checkpoint_path(get_network(model), plan.study.checkpoint_dir)
+    return (f"no {model} ImageNet checkpoint at {path}; get it there with: "
+            f"{fetch_command(model)} --checkpoint_dir={plan.study.checkpoint_dir} (or run "
+            "with --allow_random_init)")
+
+
 def _run_body(plan, job):
     """-> (status, note, Outcome)."""
     blocked = _failed_input(plan, job)
@@ -321,9 +349,7 @@ def _run_body(plan, job):
         return OK, "", runner(job.kind)(plan, job)
     except MissingCheckpointError as error:
         logging.warning("%s skipped: %s", job.id, error)
-        model = row_of(job).model if job.row_id else ""
-        return SKIPPED, (f"no ImageNet checkpoint; run `{fetch_command(model)}` "
-                         "(or ./run_all.sh --allow_random_init)"), Outcome()
+        return SKIPPED, missing_checkpoint_note(plan, job), Outcome()
     except Exception as error:  # one failing job must not lose the others
         logging.error("%s failed:\n%s", job.id, traceback.format_exc())
         return FAILED, f"{type(error).__name__}: {error}", Outcome()

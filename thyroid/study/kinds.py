@@ -45,6 +45,8 @@ from thyroid.study.jobspec import RECORDS_FILE, Job, job_dir, job_id
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 REPORT_STAGE = "report: pooled metrics and bootstrap"
+# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble.
+ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble")
 JOBS_MODULE = "thyroid.study.jobs"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
@@ -97,6 +99,11 @@ def get(name):
 # What each kind plans
 # --------------------------------------------------------------------------------------
 
+def row_stage(row_id, part):
+    """The stage a row's jobs of ``part`` (one of ``ROW_STAGE_PARTS``) are timed under."""
+    return f"row {row_id}: {part}"
+
+
 def ids(planned, kind, row_id=None, repeat=None):
     """Ids of the planned jobs of ``kind`` (of one row and repeat when given)."""
     return tuple(job.id for job in planned if job.kind == kind
@@ -133,7 +140,7 @@ def _row_inputs(row):
 
 def _plan_features(study, planned):
     """Rows not trained from scratch (the job finds out whether the row reads frozen features)."""
-    return [Job("features", f"row {row.id}: folds", _row_inputs(row), row.id)
+    return [Job("features", row_stage(row.id, "folds"), _row_inputs(row), row.id)
             for row in study.selected_rows() if row.mode != "scratch"]
 
 
@@ -141,7 +148,7 @@ def _plan_fits(study, planned):
     jobs = []
     for row in study.selected_rows():
         inputs = _row_inputs(row) + ids(planned, "features", row.id)
-        stage = f"row {row.id}: folds"
+        stage = row_stage(row.id, "folds")
         if not study.cross_validated:
             jobs.append(Job("fit", stage, inputs, row.id))
             continue
@@ -185,7 +192,7 @@ def _external_inputs(study, planned):
 
 
 def _plan_refits(study, planned):
-    return [Job("refit", f"row {row.id}: refit",
+    return [Job("refit", row_stage(row.id, "refit"),
                 ids(planned, "fit", row.id) + _external_inputs(study, planned), row.id)
             for row in refit_rows(study)]
 
@@ -194,7 +201,7 @@ def _plan_ensembles(study, planned):
     """The fold ensemble of repeat 0 of each row on the external set."""
     if not study.external:
         return []
-    return [Job("ensemble", f"row {row.id}: fold ensemble",
+    return [Job("ensemble", row_stage(row.id, "fold ensemble"),
                 ids(planned, "fit", row.id, repeat=0) + _external_inputs(study, planned), row.id)
             for row in external_rows(study)]
 

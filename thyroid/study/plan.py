@@ -117,6 +117,12 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+def resume_command(run_dir):
+    """The command that continues the run in ``run_dir``."""
+    return (f"python -m thyroid.study <the same flags> --resume "
+            f"--output_dir={os.path.dirname(run_dir)} --run_name={os.path.basename(run_dir)}")
+
+
 def make_plan(study, run_dir):
     """Plans the study into ``run_dir`` (absolute) and saves plan.json."""
     plan = Plan(run_dir, study, plan_jobs(study), time.time(),

@@ -15,7 +15,8 @@ so one lost fit costs its row, not the report.
 
 Without ``address`` (or ``RAY_ADDRESS``) Ray starts on this machine for the study and stops
 at its end: listening on loopback only, no dashboard, no usage statistics, a small object
-store (results are small JSON; data goes through the run folder).
+store (results are small JSON; data goes through the run folder). Joining and starting are in
+``ray_connect``.
 """
 
 import dataclasses
@@ -29,9 +30,9 @@ import thyroid
 from thyroid.flag_errors import FlagValueError
 from thyroid.study import kinds
 from thyroid.study.executor import StageClock, StudyProgress, committed
+from thyroid.study.ray_connect import cluster_address, import_ray, join
 from thyroid.study.results import FAILED, JobResult, write_result
 
-INSTALL_HINT = "pip install -e '.[ray]'"
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 
 
@@ -41,31 +42,6 @@ class RayOptions:
     cpus_per_job: float = 1.0
     gpus_per_job: float = 0.0
     max_retries: int = 2
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
-# Ray rewrites a loopback cluster address to the machine's outward address, where a cluster
-# listening on loopback cannot be reached; with this off it keeps loopback addresses as given.
-KEEP_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-def is_loopback(address):
-    return bool(address) and address.rsplit(":", 1)[0] in LOOPBACK_HOSTS
-
-
-def import_ray(address=None):
-    """Ray, with usage statistics off; a one-line error saying how to install it. For a
-    cluster on loopback (``address``), set up to reach it there; set before Ray is imported,
-    which reads it once."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if is_loopback(address):
-        os.environ.setdefault(KEEP_LOOPBACK_ENV, "0")
-    try:
-        import ray
-    except ImportError:
-        raise FlagValueError("executor", "ray", f"Ray is not installed here; {INSTALL_HINT}") \
-            from None
-    return ray
 
 
 def versions():
@@ -131,8 +107,9 @@ class RayExecutor:
 
     def start(self):
         """Joins or starts Ray and checks its resources, before any run folder is made."""
-        self.ray = import_ray(self.options.address or os.environ.get("RAY_ADDRESS"))
-        self.started_here = self._connect(self.ray)
+        address = cluster_address(self.options.address)
+        self.ray = import_ray(address, start_here=address is None)
+        self.started_here = self._connect(self.ray, address)
         try:
             check_resources(self.ray, self.options)
         except BaseException:
@@ -157,14 +134,10 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
             raise
 
-    def _connect(self, ray):
-        """Joins the cluster at --ray_address / RAY_ADDRESS, or starts one here; -> started."""
-        address = self.options.address or os.environ.get("RAY_ADDRESS")
-        if address:
-            # A cluster on this machine's loopback is joined from loopback too; elsewhere Ray
-            # picks the address the cluster can reach this driver at.
-            ray.init(address=address, logging_level="warning", log_to_driver=True,
-                     **({"_node_ip_address": "127.0.0.1"} if is_loopback(address) else {}))
+    def _connect(self, ray, address):
+        """Joins the cluster at ``address``, or starts Ray here; -> started here."""
+        if address is not None:
+            join(ray, address)
             return False
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1",
@@ -180,12 +153,13 @@ class RayExecutor:
                                         max_retries=options.max_retries)
                  for gpus in {0.0, options.gpus_per_job}}
         settle = ray.remote(_settle).options(num_cpus=0)
-        submitted = {}
+        submitted, run_again = {}, set()
         for job in plan.jobs:
-            reused = committed(plan, job) if resume else None
+            reused = committed(plan, job, run_again) if resume else None
             if reused is not None:
                 submitted[job.id] = (None, reused)
                 continue
+            run_again.add(job.id)
             refs = [submitted[i][0] for i in job.inputs if submitted[i][0] is not None]
             kind = kinds.get(job.kind)
             if kind.summary and refs:  # uses what its inputs left, failed or not

@@ -94,7 +94,8 @@ def short(value, limit=200):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _p_text(value):
+def p_text(value):
+    """A p-value as the tables and the findings show it."""
     value = num(value)
     if value is None:
         return "—"
@@ -142,7 +143,7 @@ def cv_results_markdown(rows, summaries):
                  with_ci(figures, "accuracy"), plain(figures, "brier", 3),
                  f"{plain(figures, 'calibration_intercept')} / "
                  f"{plain(figures, 'calibration_slope')}",
-                 "best" if best else _p_text(figures.p_vs_best)]
+                 "best" if best else p_text(figures.p_vs_best)]
         lines.append(f"| {row.row_id} | {md(row.title.split('. ', 1)[-1])} | "
                      f"{md(row.status)} | " + " | ".join(cells) + " |")
     return lines + ["", P_VALUE_NOTE, ""]
