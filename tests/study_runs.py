@@ -89,7 +89,8 @@ def _placeless(text, run_dir):
     """``text`` with the run's folders named as placeholders (as written, and as the report's
     Markdown escapes them)."""
     from thyroid.study.tables import md
-    for path, name in ((run_dir.parent / "checkpoints", "<checkpoints>"), (run_dir, "<run>")):
+    for path, name in ((run_dir.parent / "checkpoints", "<checkpoints>"), (run_dir, "<run>"),
+                       (run_dir.parent, "<output>")):
         text = text.replace(md(str(path)), name).replace(str(path), name)
     return text
 
