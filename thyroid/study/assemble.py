@@ -6,8 +6,8 @@ import os
 from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.study import (clinical_report, cv_report, data, localisation_report, robustness,
-                           single_split_report)
+from thyroid.study import (clinical_report, comparison_report, cv_report, data,
+                           localisation_report, robustness, single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.html_page import SUMMARY_MD
@@ -214,13 +214,13 @@ def _write_cv_report(plan, results, rows):
     cv_report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
                               _design(plan, results, pooled_payload),
                               _optional_sections(plan, results, rows, summaries, records,
-                                                 by_job))
+                                                 by_job, external))
 
 
-def _optional_sections(plan, results, rows, summaries, records, by_job):
-    """The localisation and robustness sections (empty when those rows and checks did not
-    run); ``by_job``: the records of every finished fit, refit and ensemble job (``records``
-    all of them)."""
+def _optional_sections(plan, results, rows, summaries, records, by_job, external=None):
+    """The localisation, robustness and comparison sections (empty when those rows and checks
+    did not run); ``by_job``: the records of every finished fit, refit and ensemble job
+    (``records`` all of them); ``external``: the final model's external figures."""
     fits = [job.id for job in plan.jobs if job.kind == "fit" and job.id in by_job]
     lines = localisation_report.report_lines(rows, summaries, records,
                                       [results[fit].payload for fit in fits],
@@ -228,4 +228,6 @@ def _optional_sections(plan, results, rows, summaries, records, by_job):
                                       [by_job[fit] for fit in fits])
     moved = {job.row_id: _payload(results, job.id) for job in plan.jobs
              if job.kind == "robustness" and _payload(results, job.id)}
-    return lines + robustness.report_lines(rows, moved, plan.study.crop_variants)
+    lines += robustness.report_lines(rows, moved, plan.study.crop_variants)
+    return lines + comparison_report.report_lines(plan, results, rows, summaries, external,
+                                                  _payload(results, job_id("comparison")))

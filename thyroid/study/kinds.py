@@ -41,12 +41,14 @@ import typing
 from typing import Callable
 
 from thyroid.study import data_record, payloads
-from thyroid.study.jobspec import RECORDS_FILE, Job, job_dir, job_id
+from thyroid.study import compared_kinds
+from thyroid.study.jobspec import RECORDS_FILE, Job, ids, job_dir, job_id, row_stage
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 REPORT_STAGE = "report: pooled metrics and bootstrap"
-# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble.
-ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble")
+# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble,
+# and the compared variants' jobs (study.compared_kinds).
+ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble") + compared_kinds.ROW_STAGE_PARTS
 JOBS_MODULE = "thyroid.study.jobs"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
@@ -98,18 +100,6 @@ def get(name):
 # --------------------------------------------------------------------------------------
 # What each kind plans
 # --------------------------------------------------------------------------------------
-
-def row_stage(row_id, part):
-    """The stage a row's jobs of ``part`` (one of ``ROW_STAGE_PARTS``) are timed under."""
-    return f"row {row_id}: {part}"
-
-
-def ids(planned, kind, row_id=None, repeat=None):
-    """Ids of the planned jobs of ``kind`` (of one row and repeat when given)."""
-    return tuple(job.id for job in planned if job.kind == kind
-                 and (row_id is None or job.row_id == row_id)
-                 and (repeat is None or job.repeat == repeat))
-
 
 def _plan_data(study, planned):
     return [Job("data", "data" if study.source != "synthetic" else "synthetic data")]
@@ -321,6 +311,8 @@ for _entry in (
         _kind("report", _plan_report, payloads.ReportPayload, summary=True,
               outputs=_under(SUMMARY_FILE))):
     register(_entry)
+for _entry, _before in compared_kinds.entries(JobKind):
+    register(_entry, before=_before)
 
 
 def plan_jobs(study):
