@@ -53,15 +53,22 @@ def test_a_view_is_built_for_evaluation_only():
     config.replace(evaluation_only=True).validate(check_paths=False)
 
 
+EXTERNAL_IMAGES = 16
+
+
 @pytest.fixture(scope="module")
-def compared_run(efficientnet_checkpoint, tmp_path_factory):
+def compared_run(synthetic_root, efficientnet_checkpoint, tmp_path_factory):
+    """Row 9 on the session's synthetic set, two folds, both variants, a small external set."""
     root = tmp_path_factory.mktemp("compared")
-    synthetic.write_class_folders(str(root / "external"), 24, 5, 280, 180)
-    _, run_dir = run_study(root, "--rows=9", "--cv_folds=2", "--num_cases=30", "--noexport",
+    synthetic.write_class_folders(str(root / "external"), EXTERNAL_IMAGES, 5, 280, 180)
+    _, run_dir = run_study(root, "--rows=9", "--cv_folds=2", "--noexport",
+                           f"--ddti_dir={synthetic_root / 'ddti'}",
+                           f"--local_dir={synthetic_root / 'local'}",
                            "--augment=ultrasound", "--tta", "--cpus_per_job=1",
                            f"--external_image_dir={root / 'external'}",
                            checkpoint_dir=_checkpoint_dir(efficientnet_checkpoint))
     return run_dir
+
 
 
 def _checkpoint_dir(prefix):
@@ -128,7 +135,7 @@ def test_each_fold_scores_the_same_images_in_both_variants(compared_run):
         chosen = choose_threshold("youden", fold["validation"]["labels"],
                                   fold["validation"]["probs"])
         assert fold["threshold"] == pytest.approx(chosen)
-    assert payload["external_images"] == 24
+    assert payload["external_images"] == EXTERNAL_IMAGES
 
 
 def test_the_views_are_the_images_mirrored_and_zoomed(compared_run):
@@ -165,7 +172,7 @@ def test_the_report_sets_each_row_beside_its_variants(compared_run):
         assert comparison[name]["p_vs_plain"]["9"] == pytest.approx(expected["p_value"])
         figures = comparison[name]["out_of_fold"]["9"]
         assert 0 <= figures["auc_ci_low"] <= figures["auc"] <= figures["auc_ci_high"] <= 1
-        assert comparison[name]["external"]["9"]["images"] == 24
+        assert comparison[name]["external"]["9"]["images"] == EXTERNAL_IMAGES
     lines = [line for line in section.splitlines() if line.startswith("| 9 |")]
     assert len(lines) == 2 and all(line.count("|") == 11 for line in lines)
     assert section.count("pass the bar for a default") + section.count("**Passes**") == 2

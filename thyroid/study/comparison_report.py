@@ -27,8 +27,12 @@ NOTE = (
     "the row fitted again. Test-time augmentation (TTA): each fold's own model scores the "
     "image, its mirror and both at a 0.85 centre zoom; the mean is the score, and its "
     "threshold and recalibration map are chosen again on the inner validation's TTA scores. "
-    "Time: CPU seconds of the jobs (the wall seconds where a job has none); a shared machine "
-    "slows every job, so compare times within one run.")
+    "CPU time (row, variant): the CPU seconds of the jobs that turn the images into the row's "
+    "cross-validated predictions (the development set's build, the row's frozen features and "
+    "fits; the wall seconds where a job has no CPU time), without and with the variant as the "
+    "default: the ultrasound shards and fits instead, or the views' build and scoring on top. "
+    "The study's time below is the same over every row. Other work on the machine slows "
+    "every job, so compare times within one run.")
 
 
 @dataclasses.dataclass(frozen=True)
