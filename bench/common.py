@@ -1,7 +1,6 @@
 """Helpers shared by the benchmarks: timing, tables, JSON/RESULTS.md output, synthetic data."""
 
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -117,8 +116,9 @@ def write_results(name, payload, markdown):
                                                          load_at_write=load_average()),
                    date=datetime.datetime.now().isoformat(timespec="seconds"))
     path = os.path.join(RESULTS_DIR, f"{name}.json")
+    from thyroid.io_utils import json_text
     with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2, default=str)
+        f.write(json_text(payload, indent=2, default=str))
     os.replace(path + ".tmp", path)
     update_results_md(name, markdown, payload["machine"], payload["date"])
     print(f"wrote {path} and {RESULTS_MD}")

@@ -107,7 +107,7 @@ _LINE = re.compile(r"^[IWEF](\d{4}) (\d\d:\d\d:\d\d\.\d+) .*?\] (.*)$")
 
 
 def _log_lines(run_dir):
-    logs = sorted(glob.glob(os.path.join(run_dir, "study*INFO*")))
+    logs = sorted(glob.glob(os.path.join(glob.escape(run_dir), "study*INFO*")))
     logs = [p for p in logs if not os.path.islink(p)] or logs
     if not logs:
         return []

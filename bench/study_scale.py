@@ -141,7 +141,7 @@ def trained_epochs(run_dir):
     import glob
     import statistics
     found = {}
-    for config_path in glob.glob(os.path.join(run_dir, "train", "*", "repeat*_fold*",
+    for config_path in glob.glob(os.path.join(glob.escape(run_dir), "train", "*", "repeat*_fold*",
                                               "run_config.json")):
         with open(config_path) as f:
             config = json.load(f)["config"]

@@ -52,6 +52,35 @@ def quick_study(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def awkward_study(tmp_path_factory):
+    """(process, run folder, decoy folder and its files before) of a one-row quick study whose
+    output folder and run name hold glob characters (``out[1]/r*?``), beside a decoy that
+    those names match as a pattern (``out1/rab``, holding files named as the run's
+    checkpoints), with a one-class external set (three benign images)."""
+    import numpy as np
+    from PIL import Image
+    from study_runs import run_study, snapshot
+    base = tmp_path_factory.mktemp("awkward")
+    external = base / "external" / "benign"
+    external.mkdir(parents=True)
+    for k in range(3):
+        pixels = np.random.default_rng(k).integers(0, 255, (180, 280, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(external / f"scan{k}.png")
+    decoy = base / "out1" / "rab"
+    fold_dir = decoy / "train" / "01_small_cnn_scratch" / "repeat0_fold0"
+    for folder in (fold_dir, fold_dir / "best"):
+        folder.mkdir(parents=True)
+        for step in range(1, 40):
+            for suffix in ("index", "meta", "data-00000-of-00001"):
+                (folder / f"model.ckpt-{step}.{suffix}").write_bytes(b"not ours")
+    before = snapshot(decoy)
+    done, run_dir = run_study(base / "out[1]", "--rows=1", "--cv_folds=2", "--noexport",
+                              f"--external_image_dir={external.parent}", run_name="r*?",
+                              checkpoint_dir=base / "checkpoints")
+    return done, run_dir, decoy, before
+
+
+@pytest.fixture(scope="session")
 def efficientnet_checkpoint(tmp_path_factory):
     """The converted EfficientNet-Lite0 ImageNet checkpoint prefix (converted once per
     session; the segmentation network's frozen encoder needs real weights)."""

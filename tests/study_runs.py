@@ -159,3 +159,14 @@ def copy_run(run_dir, destination, shards=False, train=()):
         for name in ("manifest.json", "folds.json"):
             shutil.copy2(run_dir / "shards" / name, destination / "shards" / name)
     return destination
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file below ``folder``."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found

@@ -169,3 +169,42 @@ def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path):
     assert last == ("study: error: --executor=ray: Ray is not installed here; "
                     "pip install -e '.[ray]'"), last
     assert not list(tmp_path.iterdir())  # refused before any run folder
+
+
+# Flags each entry point needs before it looks at others (absl checks required flags first).
+REQUIRED_ARGS = {"train": ["--dataset_dir=d", "--train_dir=t"], "evaluate": ["--train_dir=t"],
+                 "build_tfrecords": ["--output_dir=o"], "serve": ["--model=m"],
+                 "predict": ["--model=m"], "export": ["--train_dir=t", "--output_dir=o"],
+                 "checkpoints.__main__": ["download"]}
+
+
+def float_flags(module):
+    from absl import flags
+    entry = importlib.import_module(f"thyroid.{module}" + (".__main__" if module == "study" else ""))
+    flag_values = flags.FlagValues()
+    entry.define_flags(flag_values)
+    return [name for name in flag_values if flag_values[name].flag_type() == "float"]
+
+
+FLOAT_CASES = [(module, name, value) for module in ENTRY_POINTS for name in float_flags(module)
+               for value in ("nan", "inf", "-inf")]
+
+
+@pytest.mark.parametrize("module,name,value", FLOAT_CASES,
+                         ids=[f"{m}:{n}={v}" for m, n, v in FLOAT_CASES])
+def test_a_float_flag_that_is_not_finite_is_refused_before_any_work(tmp_path, capsys, module,
+                                                                    name, value):
+    argv = [f"--{name}={value}", f"--output_dir={tmp_path / 'out'}"] if module == "study" \
+        else [*REQUIRED_ARGS.get(module, []), f"--{name}={value}"]
+    status, captured = invoke(module, argv, capsys)
+    lines = captured.err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, captured.err
+    assert lines[0].startswith(f"{module.split('.')[0]}: error: --{name}="), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_float_flag_is_checked():
+    assert {m for m, _, _ in FLOAT_CASES} == {"train", "evaluate", "build_tfrecords", "study",
+                                              "serve", "checkpoints.__main__"}
+    assert ("study", "cpus_per_job", "nan") in FLOAT_CASES
+    assert ("study", "gpus_per_job", "nan") in FLOAT_CASES

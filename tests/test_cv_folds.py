@@ -110,8 +110,14 @@ def test_more_folds_than_a_class_has_patients_is_refused_naming_the_flag():
 def test_a_study_with_too_many_folds_stops_in_one_line(tmp_path):
     import subprocess
     from study_runs import REPO, study_command
-    done = subprocess.run(study_command(tmp_path, "--cv_folds=90", "--rows=1", "--noexport"),
+    done = subprocess.run(study_command(tmp_path, "--cv_folds=90", "--num_cases=1", "--rows=1",
+                                        "--noexport"),
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("study: error: shards: FoldCountError: --cv_folds=90: only "), last
+    # The user's value is the whole story: no traceback of the failed job, nor of the report
+    # that could not be written without its shards.
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert not [line for line in done.stderr.splitlines()  # the study's own error lines
+                if line.startswith("E") and ".py:" in line.split("]")[0]], done.stderr[-3000:]

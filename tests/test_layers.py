@@ -18,7 +18,7 @@ ENTRY = "entry points"
 # (but itself) or above.
 LAYERS = (
     ("thyroid", "compat", "flag_errors"),
-    ("io_utils", "progress", "prefetch", "output_guard", "scopes"),
+    ("io_utils", "progress", "prefetch", "output_guard", "scopes", "checkpoint_paths"),
     ("stats",),
     ("preprocessing",),
     ("datasets", "nets"),

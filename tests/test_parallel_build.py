@@ -170,3 +170,68 @@ def test_the_studys_builds_use_their_jobs_cpu_share(monkeypatch, tmp_path):
     monkeypatch.setattr(resources, "_APPLIED", {})  # the local executor's default: every core
     data.build_development_shards(StudyConfig(), sources, str(tmp_path / "a"))
     assert asked == [3, 3, 3, len(os.sched_getaffinity(0))]
+
+
+def _children(pid):
+    """{pid: command line} of the live (not zombie) processes whose parent is ``pid``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command_line = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry)] = command_line
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table in /proc")
+def test_workers_end_when_their_parent_is_killed(synthetic_root, tmp_path):
+    """SIGKILL to the building process alone (not its group): no clean-up runs in it, and its
+    workers must still end, not wait forever for tasks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    build = subprocess.Popen(
+        [sys.executable, "-m", "thyroid.build_tfrecords", f"--ddti_dir={synthetic_root / 'ddti'}",
+         f"--local_dir={synthetic_root / 'local'}", f"--output_dir={tmp_path / 'out'}",
+         "--augment_copies=8", "--num_workers=2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    spawned = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(spawned) < 2 and build.poll() is None and time.monotonic() < deadline:
+            spawned = {pid: line for pid, line in _children(build.pid).items()
+                       if "multiprocessing" in line and "resource_tracker" not in line}
+            time.sleep(0.05)
+        assert len(spawned) == 2, "the build's two workers did not start"
+        time.sleep(1.0)  # started and at work
+        assert build.poll() is None, "the build ended before it could be killed"
+        spawned = _children(build.pid)  # the workers and multiprocessing's resource tracker
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in spawned) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not {pid: line for pid, line in spawned.items() if _alive(pid)}
+    finally:
+        for pid in spawned:  # whatever this test started and is still there
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if build.poll() is None:
+            build.kill()
+            build.wait()

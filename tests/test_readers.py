@@ -546,3 +546,17 @@ def test_thousands_of_missing_files_give_one_log_line_and_a_small_manifest(tmp_p
     listed = skipped["no such file"]["files"]
     assert len(listed) == 200 and listed[0] == {
         "path": f"{csv_path}:4", "detail": str(tmp_path / "img" / "gone_0.jpg")}
+
+
+def test_a_csv_row_whose_path_holds_a_nul_byte_is_skipped_naming_its_line(tmp_path):
+    for i in range(4):
+        _jpeg(tmp_path / f"{i}.jpg", i)
+    path = tmp_path / "list.csv"
+    path.write_text("path,label\n0.jpg,0\n1.jpg,1\nbad\0name.jpg,1\n2.jpg,0\n3.jpg,1\n")
+    manifest = build_from(tmp_path / "out", {"csv": str(path)}, evaluation_only=True,
+                          crop="none", num_shards=1)
+    assert manifest["splits"]["test"]["images"] == 4
+    assert manifest["skipped"]["invalid path"]["count"] == 1
+    [entry] = manifest["skipped"]["invalid path"]["files"]
+    assert entry["path"] == f"{path}:4"
+    assert entry["detail"] == f"{tmp_path}/bad\\x00name.jpg (holds a NUL byte)"

@@ -93,6 +93,36 @@ def test_millimetres_from_a_dicom_pixel_spacing(segmented, tmp_path, capsys):  #
     assert row["outline_note"] is None
 
 
+UNUSABLE_SPACINGS = {"one_value": "0.1", "absurd": ["1e300", "1e300"], "zero": ["0", "0.1"],
+                     "negative": ["-0.1", "-0.1"], "three_values": ["0.1", "0.1", "0.1"],
+                     "nan": ["nan", "nan"], "inf": ["inf", "0.1"], "too_fine": ["1e-9", "1e-9"]}
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom, on NaN and inf
+def test_unusable_or_absurd_pixel_spacing_is_ignored_and_every_file_predicted(  # noqa: F811
+        segmented, tmp_path, capsys):  # noqa: F811
+    import strict_json
+    from test_images import write_dicom
+    from thyroid.datasets import dicom
+    from thyroid.datasets.images import load_image
+    from thyroid.predict import main
+    segmenter = segment.TFLiteSegmenter.beside(segmented["export_dir"])
+    path, _ = _located(segmented["frames"], segmenter)
+    gray = load_image(path)[:, :, 0]
+    files = [write_dicom(tmp_path / f"{name}.dcm", gray, PixelSpacing=value)
+             for name, value in UNUSABLE_SPACINGS.items()]
+    assert [dicom.pixel_spacing(f) for f in files] == [None] * len(files)
+    assert main(["predict", f"--model={segmented['export_dir']}", "--json", *files, path]) == 0
+    results = strict_json.loads(capsys.readouterr().out)["results"]
+    assert [row["file"] for row in results] == files + [path]
+    assert all("error" not in row and 0 <= row["probability"] <= 1 for row in results)
+    for row in results:
+        if row["nodule_found"]:
+            assert not any(name.endswith("_mm") or name.endswith("_mm2")
+                           for name in row["measurements"])
+            assert "measurements in pixels" in row["outline_note"]
+
+
 def test_an_empty_mask_falls_back_to_the_scan_field_and_says_so(segmented, monkeypatch):  # noqa: F811
     segmenter = segment.TFLiteSegmenter.beside(segmented["export_dir"])
     monkeypatch.setattr(segmenter, "probabilities", lambda net_input: np.zeros((64, 64), np.float32))

@@ -78,6 +78,17 @@ def test_good_upload(client, app, frame):
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_answers_are_strict_json(client, app, frame):
+    import math
+    import strict_json
+    # An undefined number (a measurement from an absurd input) goes out as null, which a
+    # browser's JSON.parse accepts; a bare NaN would break the page.
+    assert strict_json.loads(app.json.dumps({"width_mm": math.nan, "ok": 1.5})) == {
+        "width_mm": None, "ok": 1.5}
+    answer = strict_json.loads(upload(client, png(frame)).get_data(as_text=True))
+    assert 0.0 <= answer["probability"] <= 1.0 and "not a diagnosis" in answer["notice"]
+
+
 @pytest.mark.parametrize("case", ["no_file", "wrong_field", "empty", "text", "corrupt", "tiny"])
 def test_bad_uploads_get_400_and_server_stays_up(client, frame, case):
     if case == "no_file":

@@ -8,6 +8,7 @@ failure of the work itself (a missing file, a missing checkpoint) prints one lin
 exiting, so tests can call entry points in-process.
 """
 
+import math
 import sys
 
 from absl import app, flags, logging
@@ -64,14 +65,29 @@ def flag_error_message(error):
     return text[len("flag "):] if text.startswith("flag --") else text
 
 
+def non_finite_flag(flag_values):
+    """The first float flag whose value is NaN or infinite, as '--name=value', or None.
+    absl's bounds let NaN through (every comparison with it is false)."""
+    for name in sorted(flag_values):
+        value = flag_values[name].value
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"--{name}={value}"
+    return None
+
+
 def parse(command, define_flags, argv, flag_values):
     """Defines and parses the flags; -> (other arguments, None) or (None, exit status)."""
     define_flags(flag_values)
     try:
-        return flag_values(argv), None
+        rest = flag_values(argv)
     except flags.Error as error:
         print_error(command, flag_error_message(error))
         return None, USAGE_STATUS
+    bad = non_finite_flag(flag_values)
+    if bad:
+        print_error(command, f"{bad}: must be a finite number")
+        return None, USAGE_STATUS
+    return rest, None
 
 
 def call(command, run, flag_values, args):

@@ -15,11 +15,11 @@ probability. Writes ``model.tflite``, ``labels.txt`` and ``metadata.json`` (each
 """
 
 import dataclasses
-import json
 
 from absl import flags
 
 from thyroid import cli
+from thyroid.io_utils import json_text
 from thyroid.deploy.export import ExportError, QUANTIZE_MODES, REPRESENTATIVE_COUNT, export_model
 
 COMMAND = "export"
@@ -58,7 +58,7 @@ def run(fv, args):
     except (ExportError, SegmentExportError) as error:
         cli.print_error(COMMAND, error)
         return cli.FAILURE_STATUS
-    print(json.dumps(paths, indent=2))
+    print(json_text(paths, indent=2))
     return 0
 
 

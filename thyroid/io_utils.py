@@ -3,6 +3,8 @@
 import contextlib
 import hashlib
 import json
+import math
+import numbers
 import os
 import pickle
 import tempfile
@@ -34,8 +36,33 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite_json(value):
+    """``value`` (dicts, lists, tuples, numbers, ...) with every number that is not finite (NaN,
+    inf) replaced by None, and numpy numbers made Python ones: JSON has no NaN, and Python's
+    json module would write a bare ``NaN`` that strict parsers (browsers, jq, other
+    languages) refuse."""
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def json_text(obj, **options):
+    """The one way JSON is written: strict (NaN and inf as null), ``options`` as for
+    ``json.dumps``. Reading stays lenient (``read_json`` takes the bare NaN older files hold)."""
+    return json.dumps(finite_json(obj), allow_nan=False, **options)
+
+
 def atomic_write_json(path, obj):
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json_text(obj, indent=2, sort_keys=True) + "\n")
 
 
 def atomic_write_pickle(path, obj):

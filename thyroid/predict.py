@@ -22,7 +22,6 @@ diagnoses, neutral wording for an export that does not record it) and where the 
 came from (metadata.json).
 """
 
-import json
 import os
 
 from absl import flags
@@ -35,6 +34,7 @@ from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, pr
                                     write_csv)
 from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
+from thyroid.io_utils import json_text
 
 COMMAND = "predict"
 
@@ -74,11 +74,11 @@ def run(fv, argv):
     failed = [r for r in results if "error" in r]
     wording = AnswerWording.from_metadata(model.metadata, model.threshold)
     if fv.json:
-        print(json.dumps({"model": model.model_path, "threshold": model.threshold,
-                          "threshold_scale": model.metadata.get("threshold_scale"),
-                          **wording.json_fields(),
-                          "segmentation": segmenter.model_path if segmenter else None,
-                          "notice": NOTICE, "results": results}, indent=2))
+        print(json_text({"model": model.model_path, "threshold": model.threshold,
+                         "threshold_scale": model.metadata.get("threshold_scale"),
+                         **wording.json_fields(),
+                         "segmentation": segmenter.model_path if segmenter else None,
+                         "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))
         print(f"{wording.summary_line(model.is_ensemble)} {NOTICE}")

@@ -10,6 +10,7 @@ import os
 
 from absl import logging
 
+from thyroid.checkpoint_paths import latest_checkpoint, literal
 from thyroid.compat import tf, tf1
 from thyroid.scopes import parse_scopes
 
@@ -70,7 +71,7 @@ def resolve_checkpoint_path(checkpoint_path):
     if checkpoint_path is None:
         raise ValueError("No checkpoint path given")
     if os.path.isdir(checkpoint_path):
-        latest = tf1.train.latest_checkpoint(checkpoint_path)
+        latest = latest_checkpoint(checkpoint_path)
         if latest is None:
             candidates = sorted(f[:-len(".index")] for f in os.listdir(checkpoint_path)
                                 if f.endswith(".index"))
@@ -129,8 +130,7 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
         var_list = list(var_list)
     variables = [v for v in var_list if not in_scopes(_name(v), exclude_scopes)]
 
-    reader = tf.train.load_checkpoint(path)
-    shapes = reader.get_variable_to_shape_map()
+    shapes = tf.train.load_checkpoint(literal(path)).get_variable_to_shape_map()
     # An exclude scope is a likely typo when it matches neither the graph nor the checkpoint
     # (excluding the checkpoint's ImageNet classifier from a graph without one is normal).
     warn_unmatched_scopes(exclude_scopes, [_name(v) for v in var_list] + list(shapes),
@@ -155,7 +155,7 @@ def build_restore_fn(checkpoint_path, exclude_scopes=(), ignore_missing_vars=Fal
     logging.info("Restoring %d variables from %s", len(restore), path)
 
     def restore_fn(sess):
-        saver.restore(sess, path)
+        saver.restore(sess, literal(path))
 
     restore_fn.checkpoint_path = path
     restore_fn.restored_names = sorted(restore)
@@ -211,14 +211,14 @@ class FrozenWeights:
         """One op filling every frozen weight from the checkpoint (a prefix or a directory);
         raises CheckpointMismatchError naming the missing and shape-mismatched ones."""
         path = resolve_checkpoint_path(checkpoint_path)
-        shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+        shapes = tf.train.load_checkpoint(literal(path)).get_variable_to_shape_map()
         missing, mismatched, _ = _compare_with_checkpoint(self.saveables, shapes)
         if missing or mismatched:
             raise CheckpointMismatchError(_mismatch_message(path, missing, mismatched)
                                           + " (exclude their scopes)", missing, mismatched)
         names = sorted(self._handles)
         logging.info("Restoring %d frozen weights from %s", len(names), path)
-        values = tf.raw_ops.RestoreV2(prefix=path, tensor_names=names,
+        values = tf.raw_ops.RestoreV2(prefix=literal(path), tensor_names=names,
                                       shape_and_slices=[""] * len(names),
                                       dtypes=[self.saveables[name].dtype for name in names])
         return tf.group(*[tf.raw_ops.AssignVariableOp(resource=self._handles[name], value=value)

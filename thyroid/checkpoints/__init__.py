@@ -13,6 +13,7 @@ __all__ = ["convert", "default_pth_path", "download", "DownloadError", "DOWNLOAD
 def inspect_checkpoint(path):
     """-> sorted [(variable name, shape)] of a checkpoint (prefix or directory)."""
     from thyroid.compat import tf
+    from thyroid.checkpoint_paths import literal
     from thyroid.restore import resolve_checkpoint_path
-    reader = tf.train.load_checkpoint(resolve_checkpoint_path(path))
+    reader = tf.train.load_checkpoint(literal(resolve_checkpoint_path(path)))
     return sorted((name, tuple(shape)) for name, shape in reader.get_variable_to_shape_map().items())

@@ -6,11 +6,10 @@
   inspect  PATH
 """
 
-import json
-
 from absl import flags
 
 from thyroid import cli
+from thyroid.io_utils import json_text
 from thyroid.output_guard import OutputError, check_output_dir
 
 COMMAND = "checkpoints"
@@ -67,7 +66,7 @@ def verify(fv, models):
         result = checkpoints.imagenet_top_k(model, fv.checkpoint_path,
                                             checkpoint_dir=fv.checkpoint_dir)
         if fv.json:
-            print(json.dumps(result))
+            print(json_text(result))
             continue
         for name, top in result.items():
             print(f"{name}: " + "  ".join(f"{c} ({p:.3f})" for c, p in top))

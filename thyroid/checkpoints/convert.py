@@ -12,6 +12,7 @@ import numpy as np
 from absl import logging
 
 from thyroid.checkpoints.pth_reader import load_state_dict
+from thyroid.checkpoint_paths import literal
 from thyroid.compat import tf, tf1
 from thyroid.nets import get_network
 from thyroid.checkpoints.locate import default_checkpoint_path
@@ -116,7 +117,7 @@ def convert(model="efficientnet_lite0", checkpoint_dir="checkpoints", pth_path=N
                             variable.op.name, variable.shape.as_list(), list(value.shape)))
                     variable.load(value, sess)
                 saver = tf1.train.Saver(variables, save_relative_paths=True)
-                saver.save(sess, os.path.join(tmp_dir, spec.checkpoint.checkpoint_file),
+                saver.save(sess, literal(os.path.join(tmp_dir, spec.checkpoint.checkpoint_file)),
                            write_meta_graph=False)
         old = None
         if os.path.exists(final_dir):

@@ -69,7 +69,8 @@ def _example(row, base, class_map):
     try:
         files.check_regular_file(path)
     except files.FileError as error:  # the row's line is the skip's path: name the file here
-        raise RowError(error.reason, f"{path} ({error.detail})" if error.detail else path) \
+        shown = files.printable(path)
+        raise RowError(error.reason, f"{shown} ({error.detail})" if error.detail else shown) \
             from error
     label, split = _row_label(row["label"], class_map), _row_split(row.get("split"))
     patient = (row.get("patient_id") or "").strip() or folders.default_patient(path, relative)

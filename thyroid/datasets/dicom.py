@@ -146,29 +146,57 @@ def dicom_patient(path, default):
 CENTIMETRE_UNITS = 3
 
 
-def _positive(values):
+# Millimetres per pixel a real ultrasound frame can have: from 0.001 (a 1 cm field over
+# 10 000 pixels) to 10 (a 500-pixel frame would span 5 m). Anything else is a damaged or
+# mistaken header: its millimetres would be nonsense (1e300 overflows to inf and NaN), so it is
+# ignored like a spacing of 0, a negative one, NaN or inf, and the measurements stay in pixels.
+PLAUSIBLE_SPACING_MM = (0.001, 10.0)
+
+
+def _header_values(header, name):
+    """An element's values as a list (pydicom gives a one-value element as a bare number);
+    [] when absent or unreadable (pydicom raises many types on malformed values)."""
     try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
+        value = header.get(name, None)
+    except Exception:  # noqa: BLE001 - a malformed element is as good as none here
+        return []
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _spacing_mm(values, scale=1.0):
+    """(row mm, column mm) from two numbers (times ``scale``) in PLAUSIBLE_SPACING_MM, else
+    None."""
+    try:
+        numbers = [float(v) * scale for v in values]
+    except (TypeError, ValueError, OverflowError):
         return None
-    return numbers if numbers and all(np.isfinite(n) and n > 0 for n in numbers) else None
+    low, high = PLAUSIBLE_SPACING_MM
+    if len(numbers) != 2 or not all(low <= n <= high for n in numbers):  # NaN fails too
+        return None
+    return numbers[0], numbers[1]
 
 
 def _region_spacing(header):
     """(row mm, column mm) of the first ultrasound region measured in centimetres."""
-    for region in header.get("SequenceOfUltrasoundRegions", None) or ():
-        units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
-        deltas = _positive([region.get("PhysicalDeltaY"), region.get("PhysicalDeltaX")])
-        if units == (CENTIMETRE_UNITS, CENTIMETRE_UNITS) and deltas:
-            return 10.0 * abs(deltas[0]), 10.0 * abs(deltas[1])
+    for region in _header_values(header, "SequenceOfUltrasoundRegions"):
+        units = [_header_values(region, name)
+                 for name in ("PhysicalUnitsXDirection", "PhysicalUnitsYDirection")]
+        if units != [[CENTIMETRE_UNITS]] * 2:
+            continue
+        deltas = [_header_values(region, name) for name in ("PhysicalDeltaY", "PhysicalDeltaX")]
+        spacing = _spacing_mm([d[0] if len(d) == 1 else None for d in deltas], scale=10.0)
+        if spacing:
+            return spacing
     return None
 
 
 def pixel_spacing(source):
     """(row spacing, column spacing) in millimetres from the header (PixelSpacing, else the
-    first ultrasound region in centimetres), or None when the file gives neither."""
+    first ultrasound region in centimetres), or None when the file gives neither as two
+    numbers in PLAUSIBLE_SPACING_MM."""
     header = _read_header(source)
-    spacing = _positive(list(header.get("PixelSpacing", None) or []))
-    if spacing and len(spacing) == 2:
-        return spacing[0], spacing[1]
-    return _region_spacing(header)
+    return _spacing_mm(_header_values(header, "PixelSpacing")) or _region_spacing(header)

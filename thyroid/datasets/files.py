@@ -26,8 +26,9 @@ class FileError(Exception):
 
 def printable(path):
     """``path`` as text any file or log can hold: bytes of a name that are not UTF-8 are shown
-    as ``\\xNN`` escapes (Python keeps them as lone surrogates, which UTF-8 cannot encode)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    as ``\\xNN`` escapes (Python keeps them as lone surrogates, which UTF-8 cannot encode), and
+    a NUL byte as ``\\x00``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace").replace("\0", "\\x00")
 
 
 def check_name(name):
@@ -37,6 +38,13 @@ def check_name(name):
         name.encode("utf-8")
     except UnicodeEncodeError as error:
         raise FileError("file name is not UTF-8") from error
+
+
+def check_path(path):
+    """FileError for a path the system cannot name: a NUL byte (a CSV cell or a report can
+    hold one; ``os`` raises ValueError on it, which would end the whole read)."""
+    if "\0" in os.fsdecode(path):
+        raise FileError("invalid path", "holds a NUL byte")
 
 
 def _kind(mode):
@@ -60,6 +68,7 @@ def _check_stat(info, max_bytes):
 def check_regular_file(path, max_bytes=None):
     """Size of ``path`` (symlinks followed) when it is a regular file of at most ``max_bytes``;
     FileError otherwise. Reads nothing, so it is safe on a FIFO or a device."""
+    check_path(path)
     try:
         info = os.stat(path)
     except FileNotFoundError as error:
@@ -75,6 +84,7 @@ def open_regular(path, max_bytes=None):
     """A binary file object for ``path``, checked on the open descriptor itself: opening
     non-blocking never waits on a FIFO, and the check cannot be raced by a file swapped in
     after an earlier ``check_regular_file``."""
+    check_path(path)
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as error:

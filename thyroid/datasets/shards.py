@@ -1,10 +1,10 @@
 """TFRecord shards: writing them (TF-Slim's standard keys plus ours) and reading a split back."""
 
 import dataclasses
-import glob
 import contextlib
 import hashlib
 import os
+import re
 from typing import List
 
 import numpy as np
@@ -25,7 +25,14 @@ def shard_name(split, index, num_shards):
 
 
 def shard_paths(dataset_dir, split):
-    return sorted(glob.glob(os.path.join(dataset_dir, f"{split}-?????-of-?????.tfrecord")))
+    """The split's shard files, by listing the folder: a folder or run name may hold ``[``,
+    ``*`` or ``?``, which a glob pattern would read as wildcards (and match other folders)."""
+    pattern = re.compile(re.escape(split) + r"-[0-9]{5}-of-[0-9]{5}\.tfrecord")
+    try:
+        names = os.listdir(dataset_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(os.path.join(dataset_dir, n) for n in names if pattern.fullmatch(n))
 
 
 def make_tf_example(encoded_jpeg, height, width, label, patient_id, source, tirads, augmented,

@@ -4,6 +4,8 @@ import collections
 
 import numpy as np
 
+from thyroid.flag_errors import FlagValueError
+
 
 
 class _UnionFind:
@@ -157,7 +159,7 @@ def _deal_units_to_folds(unit_labels, num_folds, rng):
     return fold_of
 
 
-class FoldCountError(ValueError):
+class FoldCountError(FlagValueError):
     """More folds than a class has patient units: some test folds would lack that class."""
 
 
@@ -169,7 +171,7 @@ def check_fold_count(unit_labels, num_folds):
         if counts.get(label, 0) < num_folds:
             name = ("benign", "malignant")[label]
             raise FoldCountError(
-                f"--cv_folds={num_folds}: only {counts.get(label, 0)} {name} patient units "
+                "cv_folds", num_folds, f"only {counts.get(label, 0)} {name} patient units "
                 f"(patients linked by a shared image count once); use at most "
                 f"{max(min(counts.get(0, 0), counts.get(1, 0)), 2)} folds")
 

@@ -6,6 +6,8 @@ its shards in the process that trains), and a fork would copy its threads' locks
 state they were. A spawned worker imports only what its function needs (``datasets.records``
 loads no TensorFlow), so it starts in a fraction of a second.
 
+Workers end with the process that started them, even one killed with SIGKILL.
+
 Results come back in the order of the tasks, whatever the number of workers, so the caller's
 output does not depend on it. At most ``window`` tasks are submitted ahead of the one the
 caller waits for: results (encoded records) never pile up in the parent.
@@ -14,11 +16,15 @@ caller waits for: results (encoded records) never pile up in the parent.
 import collections
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 MAX_WORKERS = 256
 TASKS_IN_FLIGHT_PER_WORKER = 4
+# How often a worker checks that the process that started it is still there.
+PARENT_POLL_SECONDS = 0.5
 
 
 class WorkerError(RuntimeError):
@@ -32,6 +38,19 @@ def available_cores():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # platforms without sched_getaffinity
         return os.cpu_count() or 1
+
+
+def _end_with_parent(parent_pid):
+    """Runs first in every worker: a daemon thread ends the worker once the process that
+    started it is gone. A worker waits for tasks on a queue whose pipe it holds both ends of,
+    so it never sees its parent die; killed with SIGKILL, the parent cleans nothing up, and
+    its workers would wait forever."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)  # no clean-up to do: the parent that wanted the results is gone
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 class Workers:
@@ -49,7 +68,9 @@ class Workers:
     def __enter__(self):
         if self.num_workers > 1:
             self._pool = ProcessPoolExecutor(self.num_workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_end_with_parent,
+                                             initargs=(os.getpid(),))
         return self
 
     def __exit__(self, exc_type, exc, traceback):

@@ -13,6 +13,7 @@ fold's recalibration map), spread = the SD of those risks.
 import numpy as np
 from absl import logging
 
+from thyroid.checkpoint_paths import literal
 from thyroid.compat import tf, tf1
 from thyroid.deploy.export import (INPUT_NAME, OUTPUT_NAME, RISK_FORMULA, ExportError,
                                    base_metadata, build_probability_graph, convert_session,
@@ -54,7 +55,7 @@ def shares_prefix(runs):
     config, spec, _ = runs[0]
     if spec.frozen_prefix is None or not all(c.uses_frozen_prefix for c, _, _ in runs):
         return False
-    readers = [tf.train.load_checkpoint(checkpoint) for _, _, checkpoint in runs]
+    readers = [tf.train.load_checkpoint(literal(checkpoint)) for _, _, checkpoint in runs]
     for name in _prefix_variable_names(spec, config.image_size):
         first = readers[0].get_tensor(name)
         if any(not np.array_equal(first, reader.get_tensor(name)) for reader in readers[1:]):
@@ -79,12 +80,12 @@ def build_ensemble_graph(spec, image_size, count):
 
 def _restore(sess, checkpoint, mapping):
     """Restores {checkpoint name: variable}; a name the checkpoint lacks is an ExportError."""
-    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    shapes = tf.train.load_checkpoint(literal(checkpoint)).get_variable_to_shape_map()
     missing = sorted(name for name, var in mapping.items()
                      if shapes.get(name) != var.shape.as_list())
     if missing:
         raise ExportError(f"{checkpoint}: missing or reshaped {', '.join(missing[:5])}")
-    tf1.train.Saver(mapping).restore(sess, checkpoint)
+    tf1.train.Saver(mapping).restore(sess, literal(checkpoint))
 
 
 def one_model_bytes(runs):

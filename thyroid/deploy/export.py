@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from thyroid import LABEL_NAMES
+from thyroid.checkpoint_paths import latest_checkpoint
 from thyroid.compat import tf, tf1
 from thyroid.datasets import label_meaning, shards
 from thyroid.output_guard import InputPath, check_output_dir
@@ -73,7 +74,7 @@ def load_run(train_dir):
     if config.mode != "finetune":
         raise ExportError(f"{train_dir}: mode {config.mode!r} cannot be exported; "
                           "only 'finetune' runs map an image to a probability")
-    checkpoint = tf.train.latest_checkpoint(train_dir)
+    checkpoint = latest_checkpoint(train_dir)
     if checkpoint is None:
         raise ExportError(f"{train_dir}: no trained checkpoint (checkpoint file missing)")
     return config, get_network(config.model), checkpoint

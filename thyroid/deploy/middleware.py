@@ -19,11 +19,12 @@ client that guesses wrong locks everybody out for the rest of the window.
 import collections
 import dataclasses
 import hmac
-import json
 import math
 import threading
 import time
 import urllib.parse
+
+from thyroid.io_utils import json_text
 
 SECURITY_HEADERS = (
     ("Content-Security-Policy",
@@ -41,7 +42,7 @@ TOKEN_QUERY = "token"
 def json_response(start_response, status, message, extra_headers=()):
     """A JSON error body ``{"error", "status"}`` in the app's own format."""
     code = int(status.split()[0])
-    body = json.dumps({"error": message, "status": code}).encode("utf-8")
+    body = json_text({"error": message, "status": code}).encode("utf-8")
     start_response(status, [("Content-Type", "application/json"),
                             ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
                             *extra_headers])

@@ -142,5 +142,5 @@ class TFLiteSegmenter:
         return {"outline": _rounded(polygons[0]), "outlines": [_rounded(p) for p in polygons],
                 "nodule_box": [x0 + left, y0 + top, x1 + left, y1 + top],
                 "measurements": _rounded_values(measurements), "nodule_found": True,
-                "outline_note": None if spacing_mm else "measurements in pixels (no pixel "
-                                                         "spacing in the image)"}
+                "outline_note": None if spacing_mm else "measurements in pixels (no usable "
+                                                         "pixel spacing in the image)"}

@@ -37,6 +37,7 @@ import threading
 import numpy as np
 from absl import logging
 from flask import Flask, current_app, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask.wrappers import Request
 from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -46,6 +47,7 @@ from thyroid.deploy import NOTICE, middleware
 from thyroid.deploy.answer_wording import AnswerWording
 from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel
+from thyroid.io_utils import json_text
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # A 16-Mpx image decodes to 48 MB of RGB and the scan-field search takes several float copies
@@ -186,7 +188,7 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
     app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = max_upload_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
-    app.config["JSON_SORT_KEYS"] = False
+    app.json = StrictJSONProvider(app)
     app.extensions[STATE_KEY] = AppState(model, gradcam_model, gradcam_note, max_upload_bytes,
                                          max_pixels, TFLiteSegmenter.beside(model.model_dir))
     # Kept under their own names too: callers (and tests) read the loaded model from here.
@@ -194,6 +196,19 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
     app.extensions["thyroid_gradcam"] = gradcam_model
     register_views(app)
     return app
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Answers in strict JSON (``io_utils.json_text``: NaN and inf as null, which a browser's
+    ``JSON.parse`` accepts and a bare NaN it does not), keys in the order built."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs):
+        kwargs.setdefault("default", self.default)
+        kwargs.setdefault("ensure_ascii", self.ensure_ascii)
+        kwargs.setdefault("sort_keys", self.sort_keys)
+        return json_text(obj, **kwargs)
 
 
 def register_views(app):

@@ -19,6 +19,7 @@ from absl import logging
 from thyroid.checkpoints.locate import (MissingCheckpointError, default_checkpoint_path,
                                         fetch_command)
 from thyroid.datasets import duplicates, folds, shards
+from thyroid.flag_errors import FlagValueError
 from thyroid.nets import get_network
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
@@ -323,12 +324,17 @@ def runner(kind):
     return getattr(importlib.import_module(module), name)
 
 
+# The jobs every row is built from: without them even the summary jobs have nothing to use.
+DATA_JOBS = (job_id("data"), job_id("shards"))
+
+
 def _failed_input(plan, job):
-    """The first input that did not end ok, as (status, note), or None (always for the
-    summary kinds, which use what there is)."""
-    if kinds.get(job.kind).summary:
-        return None
+    """The first input that did not end ok, as (status, note), or None. The summary kinds use
+    what there is, but not without the data jobs."""
+    summary = kinds.get(job.kind).summary
     for input_id in job.inputs:
+        if summary and input_id not in DATA_JOBS:
+            continue
         result = read_result(plan.run_dir, input_id)
         if result is None or not result.ok:
             status = SKIPPED if result is not None and result.status == SKIPPED else FAILED
@@ -358,6 +364,10 @@ def _run_body(plan, job):
     except MissingCheckpointError as error:
         logging.warning("%s skipped: %s", job.id, error)
         return SKIPPED, missing_checkpoint_note(plan, job), Outcome()
+    except FlagValueError as error:  # the user's value, said in one line (by the study too)
+        logging.info("%s failed: %s", job.id, error)
+        logging.debug("%s failed:\n%s", job.id, traceback.format_exc())
+        return FAILED, f"{type(error).__name__}: {error}", Outcome()
     except Exception as error:  # one failing job must not lose the others
         logging.error("%s failed:\n%s", job.id, traceback.format_exc())
         return FAILED, f"{type(error).__name__}: {error}", Outcome()

@@ -16,6 +16,7 @@ import time
 import numpy as np
 from absl import logging
 
+from thyroid.checkpoint_paths import latest_checkpoint, literal
 from thyroid.stats import graph_metrics, metrics
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.compat import tf, tf1
@@ -75,7 +76,8 @@ class BestCheckpoint:
 
     def __init__(self, train_dir, saved=None):
         self.train_dir = train_dir
-        self.saver = tf1.train.Saver(saved, max_to_keep=1)
+        # Relative paths in the state file: TensorFlow is given literal() aliases.
+        self.saver = tf1.train.Saver(saved, max_to_keep=1, save_relative_paths=True)
         best = read_best(train_dir)
         self.score = tuple(best["score"]) if best else None
         self.step = int(best["step"]) if best else 0
@@ -91,7 +93,8 @@ class BestCheckpoint:
         if self.score is not None and score <= self.score:
             return
         self.score, self.step = score, int(step)
-        self.saver.save(sess, os.path.join(self.train_dir, BEST_DIR, "model.ckpt"), global_step=step)
+        self.saver.save(sess, literal(os.path.join(self.train_dir, BEST_DIR, "model.ckpt")),
+                        global_step=step)
         atomic_write_json(os.path.join(self.train_dir, BEST_FILE), {
             "step": int(step), "validation_auc": score[0] if score[0] >= 0 else None,
             "validation_log_loss": -score[1], "score": list(score)})
@@ -140,16 +143,16 @@ def restore_run(sess, saver, saved, latest, config, frozen_prefix=None):
     written before runs kept their frozen prefix lacks those weights; they come from the
     pretrained checkpoint they were cached from, which is read only then. Anything else
     missing fails in ``saver.restore``, naming it."""
-    in_checkpoint = set(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
+    in_checkpoint = set(tf.train.load_checkpoint(literal(latest)).get_variable_to_shape_map())
     missing = {name for name in saved if name not in in_checkpoint}
     if not missing or frozen_prefix is None or not missing <= set(frozen_prefix.saveables):
-        saver.restore(sess, latest)
+        saver.restore(sess, literal(latest))
         return
     logging.info("%s lacks %d weights of the frozen layers; restoring them from %s", latest,
                  len(missing), config.checkpoint_path)
     sess.run(frozen_prefix.restore_op(config.checkpoint_path))
     tf1.train.Saver({name: saved[name] for name in saved if name in in_checkpoint}).restore(
-        sess, latest)
+        sess, literal(latest))
 
 
 def regularization_losses_in(scopes):
@@ -177,7 +180,7 @@ def recover_saved_checkpoints(saver, train_dir):
     also deletes theirs (by default it only knows the ones it wrote itself)."""
     state = tf1.train.get_checkpoint_state(train_dir)
     if state is not None and state.all_model_checkpoint_paths:
-        saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
+        saver.recover_last_checkpoints([literal(p) for p in state.all_model_checkpoint_paths])
 
 
 @dataclasses.dataclass
@@ -250,7 +253,8 @@ def build_training_graph(config, train_dir, train_inputs, validation_inputs):
         len(validation_inputs.labels) > 0
     return TrainingGraph(inputs, labels, is_training, probs, global_step, total_loss, train_op,
                          step_summaries, validation_labels, validation_probs,
-                         validation_summaries, tf1.train.Saver(saved, max_to_keep=CHECKPOINTS_KEPT),
+                         validation_summaries, tf1.train.Saver(
+                             saved, max_to_keep=CHECKPOINTS_KEPT, save_relative_paths=True),
                          saved, BestCheckpoint(train_dir, saved) if keep_best else None,
                          frozen_prefix, model_variables)
 
@@ -273,7 +277,7 @@ def train_graph_model(config, train_dir, train_inputs, validation_inputs):
     """Trains until ``config.max_number_of_steps``; returns the final global step."""
     with tf.Graph().as_default():
         graph = build_training_graph(config, train_dir, train_inputs, validation_inputs)
-        latest = tf.train.latest_checkpoint(train_dir)
+        latest = latest_checkpoint(train_dir)
         recover_saved_checkpoints(graph.saver, train_dir)
         restore_pretrained = None
         if latest is None and config.mode == "finetune" and config.checkpoint_path:
@@ -336,7 +340,8 @@ def run_steps(sess, graph, config, train_dir, train_inputs, validation_inputs, w
         if validates and (step % config.eval_every_n_steps == 0 or last):
             last = _evaluate_validation(sess, graph, config, validation_inputs, writer, step) or last
         if step % config.save_interval_steps == 0 or last:
-            graph.saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=step)
+            graph.saver.save(sess, literal(os.path.join(train_dir, "model.ckpt")),
+                             global_step=step)
         if last:
             break
     writer.flush()
@@ -348,10 +353,10 @@ def run_steps(sess, graph, config, train_dir, train_inputs, validation_inputs, w
 def prediction_checkpoint(config, train_dir):
     """The best-validation checkpoint of a run that keeps one, else the latest."""
     if config.keep_best_checkpoint:
-        best = tf.train.latest_checkpoint(os.path.join(train_dir, BEST_DIR))
+        best = latest_checkpoint(os.path.join(train_dir, BEST_DIR))
         if best is not None:
             return best
-    return tf.train.latest_checkpoint(train_dir)
+    return latest_checkpoint(train_dir)
 
 
 def load_and_predict(config, train_dir, split_inputs, batch_size=16):
@@ -367,5 +372,5 @@ def load_and_predict(config, train_dir, split_inputs, batch_size=16):
         probs = malignant_probability(logits)
         saver = tf1.train.Saver(tf1.global_variables())
         with tf1.Session() as sess:
-            saver.restore(sess, latest)
+            saver.restore(sess, literal(latest))
             return predict_probabilities(sess, probs, inputs, is_training, split_inputs.values, batch_size)

@@ -7,7 +7,6 @@ defaults (image size, learning rate, step count, scopes, checkpoint) before savi
 """
 
 import dataclasses
-import glob
 import os
 import sys
 
@@ -204,6 +203,11 @@ def check_dataset_dir(dataset_dir, split="train"):
         raise ConfigError("dataset_dir", dataset_dir, "is required (a folder of TFRecord shards)")
     if not os.path.isdir(dataset_dir):
         raise ConfigError("dataset_dir", dataset_dir, "no such folder")
-    if not glob.glob(os.path.join(dataset_dir, f"{split}-*.tfrecord")):
+    try:  # listed, not globbed: the folder's own name may hold glob wildcards ([, *, ?)
+        names = os.listdir(dataset_dir)
+    except OSError as error:
+        raise ConfigError("dataset_dir", dataset_dir,
+                          f"cannot read ({error.strerror or error})") from error
+    if not any(n.startswith(f"{split}-") and n.endswith(".tfrecord") for n in names):
         raise ConfigError("dataset_dir", dataset_dir, f"holds no {split}-*.tfrecord shards; "
                           "build them with python -m thyroid.build_tfrecords")

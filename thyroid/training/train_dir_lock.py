@@ -13,6 +13,8 @@ import os
 import socket
 import sys
 
+from thyroid.io_utils import json_text
+
 LOCK_FILE = "train.lock"
 
 
@@ -40,7 +42,7 @@ def _write_holder(fd):
     # Written in place, not by rename: the lock belongs to this inode, so replacing the
     # file would let a second trainer lock a fresh one.
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(_holder_record()) + "\n").encode(), 0)
+    os.pwrite(fd, (json_text(_holder_record()) + "\n").encode(), 0)
 
 
 @contextlib.contextmanager
