@@ -3,10 +3,12 @@ included): the study's last job writes it, and ``--report_only`` writes it again
 
 import os
 
+from absl import logging
+
 from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.study import (clinical_report, comparison_report, cv_report, data,
+from thyroid.study import (clinical_report, comparison_report, cv_report, data, kinds,
                            localisation_report, robustness, single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
@@ -20,7 +22,17 @@ NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"
 
 
 def _results(plan):
-    return {job.id: read_result(plan.run_dir, job.id) for job in plan.jobs}
+    """{job id: committed result or None}; a job whose outputs are gone (a deleted records
+    file, say) counts as not finished, so its row is reported incomplete, never ok."""
+    results = {}
+    for job in plan.jobs:
+        result = read_result(plan.run_dir, job.id)
+        if result is not None and result.ok and not kinds.outputs_present(plan, job, result):
+            logging.warning("%s: an output of its committed result is gone; counted as not "
+                            "finished (run again with --resume)", job.id)
+            result = None
+        results[job.id] = result
+    return results
 
 
 def _row_status(fit_results):
@@ -194,8 +206,16 @@ def _clinical(plan, results, assignment, pooled_payload):
 
 def _write_cv_report(plan, results, rows):
     pooled_payload = _payload(results, job_id("pooled"))
-    summaries = pooled_payload.summaries if pooled_payload else {}
+    # Only rows whose every fit is committed keep their pooled figures: a row reported
+    # incomplete must not show figures over images it no longer has records for.
+    complete = {row.row_id for row in rows if row.status == OK}
+    summaries = {row_id: figures for row_id, figures in
+                 (pooled_payload.summaries if pooled_payload else {}).items()
+                 if row_id in complete}
     external = pooled_payload.external if pooled_payload else None
+    if external:
+        external = {row_id: figures for row_id, figures in external.items()
+                    if row_id in complete}
     by_job = {job.id: read_records(plan.run_dir, job.id) for job in plan.jobs
               if job.kind in ("fit", "refit", "ensemble") and _payload(results, job.id)}
     records = [record for job_records in by_job.values() for record in job_records]

@@ -332,3 +332,9 @@ def _row_by_row(jobs):
     first, last = block[0], block[-1] + 1
     ordered = sorted(jobs[first:last], key=lambda job: job.row_id)  # stable: kinds in order
     return jobs[:first] + ordered + jobs[last:]
+
+
+def outputs_present(plan, job, result):
+    """Whether every output the job's committed result names is still there: a committed job
+    whose outputs are gone (a deleted shards folder, records file or export) is not done."""
+    return all(os.path.exists(path) for path in get(job.kind).outputs(plan, job, result.payload))
