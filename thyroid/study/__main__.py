@@ -16,6 +16,9 @@ import signal
 from absl import flags, logging
 
 from thyroid import cli
+
+cli.require_research_install("study")  # before the imports that need it
+
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.preprocessing.augmentation_kinds import AUGMENTATIONS
 from thyroid.datasets.build import PROTOCOLS
