@@ -246,6 +246,8 @@ def _plan_export(study, planned):
     inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
     if study.cross_validated and study.final_model == "refit":
         inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
+    if study.cross_validated:  # the pooled figures go in the export's model card
+        inputs += ids(planned, "pooled")
     return [Job("export", "export", inputs + ids(planned, "segment"))]
 
 
