@@ -48,7 +48,7 @@ def _export_with_reference(quick_study, tmp_path):
 
 def _adapt(*argv):
     from thyroid import adapt
-    return adapt.main(list(argv))
+    return adapt.main(["adapt", *argv])
 
 
 def test_adapt_improves_a_shifted_site_and_predict_answers_through_it(quick_study, site_folder,
@@ -96,7 +96,7 @@ def _check_predictions(export, adapted, site_folder, applied):
     original, model = TFLiteModel.load(str(export)), TFLiteModel.load(str(adapted))
     assert model.has_cam and not model.is_ensemble
     out = adapted.parent / "predicted.csv"
-    assert predict.main([f"--model={adapted}", f"--csv={out}", *paths]) == 0
+    assert predict.main(["predict", f"--model={adapted}", f"--csv={out}", *paths]) == 0
     rows = out.read_text().splitlines()[1:]
     for path, row in zip(paths, rows):
         rgb = load_image_file(path)

@@ -7,10 +7,11 @@ the resized scan crop), restores the latest checkpoint and converts it with
 ``features`` [1, D] (``features_metadata``: the frozen prefix's pooled output where fine-tuning
 left a frozen prefix, else the head's pooled input) and ``feature_map`` [1, h', w', D], the
 maps ``features`` is the spatial mean of (a head fitted later on ``features``, such as a
-site's adaptation, draws its own Grad-CAM from them: ``deploy.adapted_head``). ``int8`` applies post-training
-full-integer quantization calibrated on ~100 training images; that model takes uint8 pixels
-and still outputs floats. Writes ``model.tflite``, ``labels.txt``, ``MODEL_CARD.md`` (when
-given the card) and ``metadata.json`` (each atomically; metadata.json last).
+site's adaptation, draws its own Grad-CAM from them: ``deploy.adapted_head``). ``int8``
+applies post-training full-integer quantization calibrated on ~100 training images; that
+model takes uint8 pixels and still outputs floats. Writes ``model.tflite``, ``labels.txt``,
+``MODEL_CARD.md`` (when given the card) and ``metadata.json`` (each atomically; metadata.json
+last).
 """
 
 import dataclasses

@@ -28,7 +28,7 @@ from thyroid.datasets import label_meaning, splits
 from thyroid.datasets.build_config import BuildConfig, BuildError
 from thyroid.datasets.workers import Workers
 from thyroid.deploy import adapted_head, model_card
-from thyroid.deploy.export import RISK_FORMULA, holds_only_export_files, write_export
+from thyroid.deploy.export import holds_only_export_files, write_export
 from thyroid.deploy.segment import SEGMENT_METADATA_FILE, SEGMENT_MODEL_FILE
 from thyroid.deploy.tflite_model import (CARD_FILE, ModelError, TFLiteModel, load_image_file,
                                          model_files)
@@ -36,7 +36,6 @@ from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.preprocessing.resize import resize_square
 from thyroid.training import adaptation
 
-# The adapted export answers in one line of its metadata; the rest is what was measured.
 NO_FEATURES = ("has no features output (exported before the model gave its pooled features): "
                "export it again with python -m thyroid.export")
 

@@ -6,7 +6,8 @@ import os
 from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.study import (clinical_report, cv_report, data, localisation_report, robustness,
+from thyroid.study import (clinical_report, cv_report, data, localisation_report,
+                           progressive_report, robustness,
                            single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
@@ -228,4 +229,8 @@ def _optional_sections(plan, results, rows, summaries, records, by_job):
                                       [by_job[fit] for fit in fits])
     moved = {job.row_id: _payload(results, job.id) for job in plan.jobs
              if job.kind == "robustness" and _payload(results, job.id)}
-    return lines + robustness.report_lines(rows, moved, plan.study.crop_variants)
+    shards = _payload(results, job_id("shards"))
+    return (lines + robustness.report_lines(rows, moved, plan.study.crop_variants)
+            + progressive_report.report_lines(
+                rows, summaries, records, plan.study.init_from,
+                shards.previous_run_checked if shards else None))
