@@ -4,6 +4,7 @@ by ``predict`` unchanged (the new head's score, its own heat map, the extended s
 reference), a one-class site refused in one line; and the pieces: the head's closed-form map,
 the threshold kept as a risk, the shift reference's exact moments."""
 
+import io
 import json
 import shutil
 
@@ -109,6 +110,25 @@ def _check_predictions(export, adapted, site_folder, applied):
         expected = np.maximum(found.feature_map @ applied.head.weights
                               / np.prod(found.feature_map.shape[:2]), 0.0)
         np.testing.assert_allclose(heat, scaled_to_peak(expected), atol=1e-5)
+    _check_web_app(adapted, paths[0], model)
+
+
+def _check_web_app(adapted, path, model):
+    """The web app on the adapted export, unchanged: the same answer and a heat map."""
+    from thyroid.deploy.tflite_model import load_image_file
+    from thyroid.deploy.webapp import create_app
+    app = create_app(str(adapted))
+    app.testing = True
+    client = app.test_client()
+    health = client.get("/api/health").get_json()
+    assert health["folds"] == 1 and health["gradcam"] is True
+    with open(path, "rb") as f:
+        answer = client.post("/api/predict", data={"image": (io.BytesIO(f.read()), "scan.jpg")},
+                             content_type="multipart/form-data").get_json()
+    expected = model.predict(load_image_file(path))
+    assert answer["probability"] == pytest.approx(expected.probability, abs=1e-6)
+    assert answer["risk"] == pytest.approx(expected.risk, abs=1e-6)
+    assert answer["gradcam"].startswith("data:image/png;base64,")
 
 
 def _check_shift_reference(adapted, reference):
