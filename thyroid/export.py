@@ -19,10 +19,10 @@ import dataclasses
 from absl import flags
 
 from thyroid import cli
-from thyroid.io_utils import json_text
 
 cli.require_research_install("export")  # before the imports that need it
 
+from thyroid.io_utils import json_text
 from thyroid.deploy.export import ExportError, QUANTIZE_MODES, REPRESENTATIVE_COUNT, export_model
 
 COMMAND = "export"

@@ -9,10 +9,10 @@
 from absl import flags
 
 from thyroid import cli
-from thyroid.io_utils import json_text
 
 cli.require_research_install("checkpoints")  # before the imports that need it
 
+from thyroid.io_utils import json_text
 from thyroid.output_guard import OutputError, check_output_dir
 
 COMMAND = "checkpoints"
