@@ -34,6 +34,7 @@ from thyroid.deploy.tflite_model import (CARD_FILE, ModelError, TFLiteModel, loa
                                          model_files)
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.preprocessing.resize import resize_square
+from thyroid.progress import Progress
 from thyroid.training import adaptation
 
 NO_FEATURES = ("has no features output (exported before the model gave its pooled features): "
@@ -98,6 +99,7 @@ def score_site(model, images, max_pixels=None, crop_size=None):
     """Runs the export on every image as ``predict`` does; ``SiteError`` naming a file that
     cannot be read now or an export without ``features``."""
     probabilities, risks, features, crops = [], [], [], [] if crop_size else None
+    progress = Progress(len(images), "adapt: the export on the site's images", "images")
     for image in images:
         try:
             rgb = load_image_file(image.path, **({"max_pixels": max_pixels} if max_pixels
@@ -115,6 +117,7 @@ def score_site(model, images, max_pixels=None, crop_size=None):
         if crops is not None:
             top, bottom, left, right = prepared.box
             crops.append(resize_square(rgb[top:bottom, left:right], crop_size))
+        progress.update(1)
     return ScoredSite(np.asarray(probabilities), np.asarray(risks), np.stack(features), crops)
 
 
