@@ -41,12 +41,14 @@ import typing
 from typing import Callable
 
 from thyroid.study import data_record, payloads
-from thyroid.study.jobspec import RECORDS_FILE, Job, job_dir, job_id
+from thyroid.study import compared_kinds
+from thyroid.study.jobspec import RECORDS_FILE, Job, ids, job_dir, job_id, row_stage
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 REPORT_STAGE = "report: pooled metrics and bootstrap"
-# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble.
-ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble")
+# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble,
+# and the compared variants' jobs (study.compared_kinds).
+ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble") + compared_kinds.ROW_STAGE_PARTS
 JOBS_MODULE = "thyroid.study.jobs"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
@@ -61,8 +63,8 @@ class JobKind:
     plan: Callable  # (StudyConfig, [Job planned so far]) -> [Job] of this kind
     payload: typing.Any  # its result's payload: a study.payloads dataclass (or a union)
     gpu: bool = False  # runs a network: takes the executor's GPU share
-    summary: bool = False  # runs on what its inputs left, failed or not
-    row_major: bool = False
+    summary: bool = False  # runs on what its inputs left, failed or not (data jobs aside)
+    row_major: bool = False  # listed row by row with the other row-major kinds
     # Which of the plan's recorded data sources (study.data_record) it reads, by name.
     sources: Callable | None = None
     # (plan, job, payload) -> the paths its result stands for (see above), [] for none.
@@ -98,18 +100,6 @@ def get(name):
 # --------------------------------------------------------------------------------------
 # What each kind plans
 # --------------------------------------------------------------------------------------
-
-def row_stage(row_id, part):
-    """The stage a row's jobs of ``part`` (one of ``ROW_STAGE_PARTS``) are timed under."""
-    return f"row {row_id}: {part}"
-
-
-def ids(planned, kind, row_id=None, repeat=None):
-    """Ids of the planned jobs of ``kind`` (of one row and repeat when given)."""
-    return tuple(job.id for job in planned if job.kind == kind
-                 and (row_id is None or job.row_id == row_id)
-                 and (repeat is None or job.repeat == repeat))
-
 
 def _plan_data(study, planned):
     return [Job("data", "data" if study.source != "synthetic" else "synthetic data")]
@@ -246,9 +236,8 @@ def _plan_export(study, planned):
     inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
     if study.cross_validated and study.final_model == "refit":
         inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
-    if study.cross_validated:  # the pooled figures go in the export's model card
-        inputs += ids(planned, "pooled")
-    return [Job("export", "export", inputs + ids(planned, "segment"))]
+    # The pooled figures go in the export's model card (card_facts).
+    return [Job("export", "export", inputs + ids(planned, "pooled") + ids(planned, "segment"))]
 
 
 def _plan_report(study, planned):
@@ -323,6 +312,8 @@ for _entry in (
         _kind("report", _plan_report, payloads.ReportPayload, summary=True,
               outputs=_under(SUMMARY_FILE))):
     register(_entry)
+for _entry, _before in compared_kinds.entries(JobKind):
+    register(_entry, before=_before)
 
 
 def plan_jobs(study):
@@ -342,3 +333,9 @@ def _row_by_row(jobs):
     first, last = block[0], block[-1] + 1
     ordered = sorted(jobs[first:last], key=lambda job: job.row_id)  # stable: kinds in order
     return jobs[:first] + ordered + jobs[last:]
+
+
+def outputs_present(plan, job, result):
+    """Whether every output the job's committed result names is still there: a committed job
+    whose outputs are gone (a deleted shards folder, records file or export) is not done."""
+    return all(os.path.exists(path) for path in get(job.kind).outputs(plan, job, result.payload))
