@@ -3,12 +3,15 @@
 Rebuilds the graph of a ``finetune`` run (input float32 [1, S, S, 3] with values 0..255, i.e.
 the resized scan crop), restores the latest checkpoint and converts it with
 ``TFLiteConverter.from_session``. Outputs, by name: ``probability`` [1] (P(malignant)), ``cam``
-[1, h, w] (Grad-CAM of the head at the last feature maps' resolution, ``deploy.head_cam``) and
+[1, h, w] (Grad-CAM of the head at the last feature maps' resolution, ``deploy.head_cam``),
 ``features`` [1, D] (``features_metadata``: the frozen prefix's pooled output where fine-tuning
-left a frozen prefix, else the head's pooled input). ``int8`` applies post-training
-full-integer quantization calibrated on ~100 training images; that model takes uint8 pixels
-and still outputs floats. Writes ``model.tflite``, ``labels.txt``, ``MODEL_CARD.md`` (when
-given the card) and ``metadata.json`` (each atomically; metadata.json last).
+left a frozen prefix, else the head's pooled input) and ``feature_map`` [1, h', w', D], the
+maps ``features`` is the spatial mean of (a head fitted later on ``features``, such as a
+site's adaptation, draws its own Grad-CAM from them: ``deploy.adapted_head``). ``int8``
+applies post-training full-integer quantization calibrated on ~100 training images; that
+model takes uint8 pixels and still outputs floats. Writes ``model.tflite``, ``labels.txt``,
+``MODEL_CARD.md`` (when given the card) and ``metadata.json`` (each atomically; metadata.json
+last).
 """
 
 import dataclasses
@@ -27,9 +30,9 @@ from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
 from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map
 from thyroid.deploy.tflite_model import (CAM_OUTPUT, CARD_FILE, ENSEMBLE_OUTPUT,
-                                         FEATURES_FROM_HEAD, FEATURES_FROM_PREFIX,
-                                         FEATURES_OUTPUT, METADATA_FILE, MODEL_FILE,
-                                         PROBABILITY_OUTPUT, make_interpreter)
+                                         FEATURE_MAP_OUTPUT, FEATURES_FROM_HEAD,
+                                         FEATURES_FROM_PREFIX, FEATURES_OUTPUT, METADATA_FILE,
+                                         MODEL_FILE, PROBABILITY_OUTPUT, make_interpreter)
 from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.training.scoring import load_recalibration, metrics_file_name
 from thyroid.io_utils import (atomic_write_bytes, atomic_write_json, atomic_write_text,
@@ -73,10 +76,11 @@ class GraphHandles:
     end_points: dict     # the backbone's end points
     cam: object          # [batch, h, w] Grad-CAM of the logit difference (deploy.head_cam)
     features: object     # [batch, D] pooled features (``features_source`` says which)
+    feature_map: object  # [batch, h, w, D]: ``features`` is its mean over space
 
     def outputs(self):
         """The exported outputs, in the order metadata.json lists them."""
-        return [self.probability, self.cam, self.features]
+        return [self.probability, self.cam, self.features, self.feature_map]
 
 
 def load_run(train_dir):
@@ -125,17 +129,20 @@ def build_probability_graph(spec, image_size, batch_size=1, prefix_features=Fals
         prefix = spec.frozen_prefix(spec.preprocess(inputs))
         logits, end_points = build_logits(spec, "finetune", prefix, is_training=False,
                                           uses_frozen_prefix=True)
-        features = tf.reduce_mean(prefix, axis=[1, 2])
+        features, pooled_map = tf.reduce_mean(prefix, axis=[1, 2]), prefix
     else:
         logits, end_points = build_logits(spec, "finetune", inputs, is_training=False,
                                           uses_frozen_prefix=False)
-        features = end_points[spec.bottleneck_endpoint]
+        # The head's input is the spatial mean of the last feature maps (global_pool).
+        features, pooled_map = end_points[spec.bottleneck_endpoint], None
     probability = tf.identity(malignant_probability(logits), name=OUTPUT_NAME)
     _, feature_map = last_feature_map(end_points)
     cam = head_cam(feature_map, end_points[spec.bottleneck_endpoint],
                    head_weights(spec.head_scope))
     return GraphHandles(inputs, logits, probability, end_points, tf.identity(cam, name=CAM_OUTPUT),
-                        tf.identity(features, name=FEATURES_OUTPUT))
+                        tf.identity(features, name=FEATURES_OUTPUT),
+                        tf.identity(feature_map if pooled_map is None else pooled_map,
+                                    name=FEATURE_MAP_OUTPUT))
 
 
 def restore_session(sess, checkpoint):
@@ -270,8 +277,9 @@ def preprocessing_description(spec_name, image_size, crop):
 def holds_only_export_files(directory):
     """Whether every entry of ``directory`` is one an export writes (or its temporary)."""
     from thyroid.deploy.segment import SEGMENT_METADATA_FILE, SEGMENT_MODEL_FILE
+    from thyroid.stats.shift import FILE_NAME as SHIFT_REFERENCE_FILE
     ours = {MODEL_FILE, METADATA_FILE, CARD_FILE, shards.LABELS_NAME, SEGMENT_MODEL_FILE,
-            SEGMENT_METADATA_FILE}
+            SEGMENT_METADATA_FILE, SHIFT_REFERENCE_FILE}
     return all(name in ours or name.startswith(".tmp-") or FOLD_FILE_PATTERN.fullmatch(name)
                for name in os.listdir(directory))
 
@@ -327,6 +335,7 @@ OUTPUT_MEANINGS = {
     CAM_OUTPUT: "Grad-CAM of the logit difference (malignant - benign) at the last feature "
                 "maps' resolution, before any scaling",
     FEATURES_OUTPUT: "pooled features (metadata features says which layer)",
+    FEATURE_MAP_OUTPUT: "the feature maps whose mean over space is features",
 }
 ENSEMBLE_CAM = ("the mean of the fold models' maps, each divided by its own maximum")
 
@@ -407,10 +416,11 @@ RISK_FORMULA = ("risk = 1 / (1 + exp(-(intercept + slope * logit(probability))))
                 "rating of 4a or above, not pathology")
 
 
-def write_export(output_dir, model_files, metadata, layout="single", study=None):
+def write_export(output_dir, model_files, metadata, layout="single", study=None, card=None):
     """Writes ``model_files`` ({name: bytes}), labels.txt, MODEL_CARD.md (its fields go in
     metadata.json ``model_card``) and, last, metadata.json (its presence marks a complete
-    export); -> ExportPaths. ``study``: the study's facts for the card, or None."""
+    export); -> ExportPaths. ``study``: the study's facts for the card, or None; ``card``: a
+    ``model_card.ModelCard`` made by the caller instead (an adapted export's)."""
     from thyroid.deploy.model_card import build_card
     os.makedirs(output_dir, exist_ok=True)
     model = (os.path.join(output_dir, MODEL_FILE) if MODEL_FILE in model_files
@@ -421,7 +431,7 @@ def write_export(output_dir, model_files, metadata, layout="single", study=None)
     for name, content in model_files.items():
         atomic_write_bytes(os.path.join(output_dir, name), content)
     shards.write_labels_file(output_dir)
-    card = build_card(metadata, study)
+    card = card or build_card(metadata, study)
     atomic_write_text(os.path.join(output_dir, CARD_FILE), card.markdown)
     atomic_write_json(paths.metadata, dict(metadata, model_card=card.fields))
     return paths
