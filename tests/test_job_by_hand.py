@@ -15,7 +15,7 @@ from thyroid.study import locks
 from thyroid.study.results import job_dir
 
 # What differs between two runs of one job: when it ran, for how long, and where.
-TIMES = ("seconds", "finished", "worker")
+TIMES = ("seconds", "cpu_seconds", "finished", "worker")
 
 
 def _timeless(path):
