@@ -4,7 +4,6 @@ touched (resumed, every job reused); and an external set that fails after the up
 One finished run per data kind serves every test here."""
 
 import csv
-import hashlib
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from study_runs import REPO, read_predictions, read_rows, study_command
+from study_runs import REPO, read_predictions, read_rows, snapshot, study_command
 from thyroid.datasets import ddti
 from thyroid.datasets import synthetic as synth
 from thyroid.study import tables
@@ -104,17 +103,6 @@ def test_a_development_source_without_a_usable_labelled_image_is_refused(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def _folder_digest(folder):
-    """{relative path: sha256} of every file below ``folder``."""
-    digests = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(parent, name)
-            with open(path, "rb") as f:
-                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return digests
-
-
 def test_resume_after_a_touch_reuses_every_job(own_data, folders_run):
     root, _ = own_data
     data, run_dir = folders_run
@@ -142,9 +130,9 @@ def test_resume_after_the_data_changed_is_refused_and_the_run_left_untouched(own
     os.rename(data, root / "original")
     os.rename(changed, data)
     try:
-        before = _folder_digest(run_dir)
+        before = snapshot(run_dir)
         done = _study(root, "folders", f"--image_dir={data}", "--resume")
-        after = _folder_digest(run_dir)
+        after = snapshot(run_dir)
     finally:
         os.rename(data, changed)
         os.rename(root / "original", data)

@@ -77,6 +77,11 @@ def predict_splits(train_dir, splits, batch_size=16):
     checkpoint restore (a cross-validation fold predicts its validation and test parts)."""
     config = RunConfig.load(train_dir)
     parts = [load_split_inputs(config, split) for split in splits]
+    return _score_parts(config, train_dir, parts, batch_size)
+
+
+def _score_parts(config, train_dir, parts, batch_size):
+    """[(SplitInputs, P(malignant))] of ``parts`` scored together by the run's model."""
     values = row_files.concatenate([part.values for part in parts])  # a view: nothing read
     if config.mode in FEATURE_CLASSIFIER_MODES:
         probs = feature_classifier_scores(config, train_dir, values)
@@ -112,13 +117,7 @@ def predict_views(train_dir, dataset_dirs, split="test", keys=None, batch_size=1
         other = config.replace(dataset_dir=os.path.abspath(dataset_dir), fold_file=None)
         inputs = load_split_inputs(other, split)
         parts.append(inputs.subset(_originals_of(inputs, keys, dataset_dir)))
-    values = row_files.concatenate([part.values for part in parts])
-    if config.mode in FEATURE_CLASSIFIER_MODES:
-        probs = feature_classifier_scores(config, train_dir, values)
-    else:
-        probs = load_and_predict(config, train_dir, SplitInputs(values, None, None), batch_size)
-    ends = np.cumsum([len(part.labels) for part in parts])
-    return list(zip(parts, np.split(np.asarray(probs), ends[:-1])))
+    return _score_parts(config, train_dir, parts, batch_size)
 
 
 def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
