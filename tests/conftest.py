@@ -45,9 +45,10 @@ def patient_build(synthetic_root, tmp_path_factory):
 @pytest.fixture(scope="session")
 def quick_study(tmp_path_factory):
     """(process, run folder) of the default ``--quick`` study on the local executor, shared
-    by every test that reads a finished study."""
-    from study_runs import run_study
-    return run_study(tmp_path_factory.mktemp("quick"))
+    by every test that reads a finished study. One thread per job, so that its predictions
+    do not depend on the machine's core count (``tests/fixtures/quick_predictions.csv``)."""
+    from study_runs import QUICK_REFERENCE_FLAGS, run_study
+    return run_study(tmp_path_factory.mktemp("quick"), *QUICK_REFERENCE_FLAGS)
 
 
 @pytest.fixture(scope="session")

@@ -110,17 +110,17 @@ def test_pooled_figures_carry_the_clinical_numbers():
     external = [dict(r, fold=pooled.ENSEMBLE_FOLD, spread=float(rng.uniform(0, 0.1)))
                 for r in records[:100]]
     figures = pooled.summarize_predictions(records + external, num_samples=100)[1]
-    assert figures["images"] == 400 and figures["patients"] == 200
-    assert figures["calibration_slope"] < 0.5
-    assert abs(figures["calibration_slope_recalibrated"] - 1.0) < 0.25
-    assert figures["brier_recalibrated"] < figures["brier"]
-    assert figures["patient_auc_mean_ci_low"] <= figures["patient_auc_mean"]
-    curve = figures[pooled.CURVE]
-    assert len(curve["thresholds"]) == len(decision.THRESHOLDS)
-    assert figures["net_benefit_at_0_10"] == pytest.approx(curve["net_benefit"][5])
-    assert figures["treat_all_at_0_10"] == pytest.approx(
+    assert figures.images == 400 and figures.patients == 200
+    assert figures.calibration_slope < 0.5
+    assert abs(figures.calibration_slope_recalibrated - 1.0) < 0.25
+    assert figures.brier_recalibrated < figures.brier
+    assert figures.patient_auc_mean_ci_low <= figures.patient_auc_mean
+    curve = figures.decision_curve
+    assert len(curve.thresholds) == len(decision.THRESHOLDS)
+    assert figures.net_benefit_at_0_10 == pytest.approx(curve.net_benefit[5])
+    assert figures.treat_all_at_0_10 == pytest.approx(
         decision.treat_all(labels, [0.1])[0])
     outside = pooled.summarize_external(records + external, num_samples=50,
                                         fold=pooled.ENSEMBLE_FOLD)
-    assert outside[1]["images"] == 100 and 0 < outside[1]["spread_mean"] < 0.1
+    assert outside[1].images == 100 and 0 < outside[1].spread_mean < 0.1
     assert pooled.summarize_external(records + external, num_samples=50) == {}

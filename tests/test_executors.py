@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from study_runs import (REPO, comparable_summary, read_rows, run_study, same_predictions,
-                        study_command)
+from study_runs import (QUICK_REFERENCE_FLAGS, REPO, comparable_summary, read_rows, run_study,
+                        same_predictions, study_command)
 
 # The test cluster listens on loopback; keep Ray from rewriting its address (read at import).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -74,13 +74,10 @@ def fits_done(run_dir, count):
 
 
 def test_ray_executor_on_a_local_ray_gives_the_local_predictions(quick_study, tmp_path):
-    """The default --quick study under --executor=ray (Ray started here, 2 CPUs per job, as
-    many threads as the local executor uses on this machine) matches the local one."""
-    if os.cpu_count() != 2:
-        pytest.skip("the local executor's default thread count equals 2 CPUs per job only "
-                    "on a 2-core machine")
+    """The default --quick study under --executor=ray (Ray started here, 1 CPU per job, the
+    shared local run's thread count) matches the local one."""
     _, local_dir = quick_study
-    done, ray_dir = run_study(tmp_path, "--executor=ray", "--cpus_per_job=2",
+    done, ray_dir = run_study(tmp_path, "--executor=ray", *QUICK_REFERENCE_FLAGS,
                               checkpoint_dir=local_dir.parent / "checkpoints")
     assert same_predictions(local_dir, ray_dir)
     assert comparable_summary(local_dir) == comparable_summary(ray_dir)

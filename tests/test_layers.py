@@ -11,7 +11,7 @@ import thyroid
 PACKAGE_DIR = os.path.dirname(os.path.abspath(thyroid.__file__))
 ENTRY_POINTS = {f"thyroid.{name}" for name in (
     "train", "evaluate", "bottleneck", "build_tfrecords", "synth", "export", "predict",
-    "serve")} | {"thyroid.study.__main__", "thyroid.checkpoints.__main__"}
+    "serve")} | {"thyroid.study.__main__", "thyroid.study.job", "thyroid.checkpoints.__main__"}
 ENTRY = "entry points"
 # Lowest first. A unit is a sub-package (folder) or a top-level module; ``thyroid`` is the
 # package's own __init__. A unit may import any unit of a lower level, none of its own level

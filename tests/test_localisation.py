@@ -69,7 +69,7 @@ def test_quick_study_runs_row_12_beside_row_11_and_its_upper_bound(localised_run
     # The export ships row 12's network, trained on every outlined image, beside row 10's.
     mobile = run_dir / "mobile"
     assert (mobile / "model.tflite").is_file() and (mobile / "segment.tflite").is_file()
-    assert "segmentation network -> " in md
+    assert "segmentation network -\\> " in md  # the Run table escapes Markdown's ">"
     saved = json.loads((run_dir / "train" / "segment" / "segmentation.json").read_text())
     assert saved["trained_on"]["fold"] == "all development images"
     pooled = json.loads((run_dir / "jobs" / "pooled" / "result.json").read_text())

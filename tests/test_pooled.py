@@ -1,6 +1,8 @@
 """Pooled out-of-fold summary and the cross-validation report files."""
 
 import csv
+import dataclasses
+import json
 import time
 
 import numpy as np
@@ -53,30 +55,30 @@ def test_summary_matches_metrics_on_one_repeat():
     probs = [r["prob"] for r in row]
     thresholds = np.array([r["threshold"] for r in row])
     figures = summary[1]
-    assert figures["auc"] == pytest.approx(metrics.auc_score(labels, probs))
+    assert figures.auc == pytest.approx(metrics.auc_score(labels, probs))
     at_folds = metrics.binary_metrics(labels, probs, thresholds)
-    assert figures["sensitivity"] == pytest.approx(at_folds["sensitivity"])
-    assert figures["specificity_at_0_5"] == pytest.approx(
+    assert figures.sensitivity == pytest.approx(at_folds["sensitivity"])
+    assert figures.specificity_at_0_5 == pytest.approx(
         metrics.binary_metrics(labels, probs, 0.5)["specificity"])
-    assert figures["brier"] == pytest.approx(metrics.brier_score(labels, probs))
-    assert figures["auc_ci_low"] <= figures["auc"] <= figures["auc_ci_high"]
-    assert figures["threshold"] == pytest.approx(thresholds.mean())
-    assert figures["images"] == 160 and figures["patients"] == 80
+    assert figures.brier == pytest.approx(metrics.brier_score(labels, probs))
+    assert figures.auc_ci_low <= figures.auc <= figures.auc_ci_high
+    assert figures.threshold == pytest.approx(thresholds.mean())
+    assert figures.images == 160 and figures.patients == 80
     fold_aucs = [metrics.auc_score([r["label"] for r in row if r["fold"] == k],
                                    [r["prob"] for r in row if r["fold"] == k])
                  for k in range(4)]
-    assert figures["auc_fold_mean"] == pytest.approx(np.mean(fold_aucs))
-    assert figures["auc_fold_sd"] == pytest.approx(np.std(fold_aucs, ddof=1))
+    assert figures.auc_fold_mean == pytest.approx(np.mean(fold_aucs))
+    assert figures.auc_fold_sd == pytest.approx(np.std(fold_aucs, ddof=1))
 
 
 def test_repeats_are_averaged_and_best_row_compared():
     summary = pooled.summarize_predictions(_study_predictions(), num_samples=200)
-    assert len(summary[1]["auc_by_repeat"]) == 2
-    assert summary[1]["auc"] == pytest.approx(np.mean(summary[1]["auc_by_repeat"]))
-    assert summary[1]["auc"] > 0.85 and abs(summary[3]["auc"] - 0.5) < 0.12
-    assert summary[1]["p_vs_best"] is None and summary[1].get("best_row")
-    assert summary[3]["p_vs_best"] < 0.001
-    assert 0 < summary[2]["p_vs_best"] < 1
+    assert len(summary[1].auc_by_repeat) == 2
+    assert summary[1].auc == pytest.approx(np.mean(summary[1].auc_by_repeat))
+    assert summary[1].auc > 0.85 and abs(summary[3].auc - 0.5) < 0.12
+    assert summary[1].p_vs_best is None and summary[1].best_row
+    assert summary[3].p_vs_best < 0.001
+    assert 0 < summary[2].p_vs_best < 1
 
 
 def test_external_records_are_summarised_apart():
@@ -84,10 +86,10 @@ def test_external_records_are_summarised_apart():
     external = [dict(r, fold="external", image="ext-" + r["image"]) for r in records
                 if r["row_id"] == 2]
     summary = pooled.summarize_predictions(records + external, num_samples=100)
-    assert summary[2]["images"] == 160
+    assert summary[2].images == 160
     outside = pooled.summarize_external(records + external, num_samples=100)
-    assert set(outside) == {2} and outside[2]["images"] == 160
-    assert outside[2]["auc"] == pytest.approx(summary[2]["auc"])
+    assert set(outside) == {2} and outside[2].images == 160
+    assert outside[2].auc == pytest.approx(summary[2].auc)
 
 
 def test_summary_is_fast():
@@ -114,8 +116,8 @@ def test_cv_report_files(tmp_path):
     assert {r["fold"] for r in read_back} == {"0", "1", "2", "3", "external"}
 
     summaries = pooled.summarize_predictions(read_back, num_samples=100)
-    assert summaries[1]["auc"] == pytest.approx(
-        pooled.summarize_predictions(records, num_samples=100)[1]["auc"])
+    assert summaries[1].auc == pytest.approx(
+        pooled.summarize_predictions(records, num_samples=100)[1].auc)
     outside = pooled.summarize_external(read_back, num_samples=100)
     text = report_csv.cv_summary_csv_text(rows, summaries, outside)
     table = list(csv.DictReader(text.splitlines()))
@@ -131,9 +133,9 @@ def test_cv_report_files(tmp_path):
                 "treat_all_at_0_10,external_net_benefit_at_0_10").split(",")
     assert set(required) <= set(table[0])
     by_id = {r["row_id"]: r for r in table}
-    assert float(by_id["1"]["auc"]) == pytest.approx(summaries[1]["auc"], rel=1e-5)
+    assert float(by_id["1"]["auc"]) == pytest.approx(summaries[1].auc, rel=1e-5)
     assert by_id["1"]["p_vs_best"] == "" and float(by_id["3"]["p_vs_best"]) < 0.05
-    assert float(by_id["1"]["external_auc"]) == pytest.approx(outside[1]["auc"], rel=1e-5)
+    assert float(by_id["1"]["external_auc"]) == pytest.approx(outside[1].auc, rel=1e-5)
     assert by_id["2"]["external_auc"] == "" and by_id["4"]["auc"] == ""
     assert by_id["4"]["note"] == "checkpoint missing"
     assert by_id["1"]["checkpoint"] == "ImageNet (vgg)" and by_id["2"]["checkpoint"] == ""
@@ -164,8 +166,28 @@ def test_cv_results_markdown():
     lines = tables.cv_results_markdown(rows, summaries)
     first = summaries[1]
     assert lines[2].startswith("| 1 | VGG-16 pool5 + SVM | ok | "
-                               f"{first['auc']:.2f} [{first['auc_ci_low']:.2f}, "
-                               f"{first['auc_ci_high']:.2f}] | {first['auc_fold_mean']:.2f} ± ")
+                               f"{first.auc:.2f} [{first.auc_ci_low:.2f}, "
+                               f"{first.auc_ci_high:.2f}] | {first.auc_fold_mean:.2f} ± ")
     assert lines[2].endswith("| best |") and lines[3].endswith("| < 0.001 |")
     assert lines[4].startswith("| 4 | Inception-v3 fine-tuning | skipped | — |")
     assert "not corrected for multiple comparisons" in "\n".join(lines)
+
+
+def test_row_figures_name_every_table_threshold_and_read_back_from_json():
+    """The net-benefit fields are the table's thresholds; a saved row's figures come back
+    equal, and a figure the type does not know is refused, naming it."""
+    from thyroid.stats import decision
+    names = {field.name for field in dataclasses.fields(pooled.RowFigures)}
+    for threshold in decision.TABLE_THRESHOLDS:
+        suffix = decision.threshold_name(threshold)
+        assert {f"net_benefit_at_{suffix}", f"net_benefit_at_{suffix}_ci_low",
+                f"net_benefit_at_{suffix}_ci_high", f"treat_all_at_{suffix}"} <= names
+    assert len([n for n in names if n.startswith("treat_all_at_")]) == len(
+        decision.TABLE_THRESHOLDS)
+    figures = pooled.summarize_predictions(_study_predictions(num_repeats=1), num_samples=20)
+    saved = json.loads(json.dumps({str(k): v.to_json() for k, v in figures.items()}))
+    again = pooled.figures_of(saved)
+    assert again.keys() == figures.keys()
+    assert json.dumps(again[1].to_json()) == json.dumps(figures[1].to_json())
+    with pytest.raises(ValueError, match="unknown row figure.*auc_renamed"):
+        pooled.RowFigures.from_json(dict(saved["1"], auc_renamed=0.5))

@@ -4,6 +4,7 @@ never replaced by a failure (the study-level resume tests are in test_own_data.p
 import os
 
 from thyroid.study import data_record
+from thyroid.study.payloads import FoldFit
 from thyroid.study.results import FAILED, OK, JobResult, read_result, write_result
 
 
@@ -26,7 +27,8 @@ def test_the_record_compares_by_content(tmp_path):
 
 def test_a_failure_never_replaces_a_committed_ok_result(tmp_path):
     run_dir = str(tmp_path)
-    ok = JobResult("fit-1-r0-f0", "fit", OK, 1.0, 1.0, "abc", "", {"threshold": 0.5})
+    ok = JobResult("fit-1-r0-f0", "fit", OK, 1.0, 1.0, "abc", "",
+                   FoldFit(repeat=0, fold=0, threshold=0.5, best_epochs=None, seconds=1.0))
     write_result(run_dir, ok, records=[{"image": "x", "prob": 0.1}])
     failed = JobResult("fit-1-r0-f0", "fit", FAILED, 2.0, 2.0, "def", "ValueError: boom")
     write_result(run_dir, failed)

@@ -60,7 +60,7 @@ def test_every_row_reports_how_far_its_probability_moves(varied_run):
         payload = json.loads((run_dir / "jobs" / f"robustness-{row_id}" / "result.json")
                              .read_text())["payload"]
         for variant in ("band", "fixed"):
-            figures = payload[variant]
+            figures = payload["variants"][variant]
             assert figures["images"] > 20  # every test image of every fold
             assert 0 <= figures["median"] <= 1 and 0 <= figures["share_over_limit"] <= 1
         assert f"| {row_id} | " in section
@@ -81,5 +81,5 @@ def test_the_same_crop_moves_nothing(varied_run, tmp_path):
     moved = robustness.movements(fits, same)
     assert len(moved) == sum(len(records) for _, records in fits)
     assert max(moved) < 1e-4
-    assert robustness.summarize([]) == {"median": None, "share_over_limit": None, "images": 0}
+    assert robustness.summarize([]) == robustness.Movement(None, None, 0)
     assert os.path.isdir(run_dir / "variants" / "band")

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from thyroid.study import driver
+from thyroid.study import driver, locks
 from thyroid.study.config import StudyConfig
 from thyroid.study.plan import make_plan
 
@@ -28,11 +28,19 @@ def test_default_names_that_collide_get_a_suffix(tmp_path, monkeypatch):
 def test_a_run_folder_in_use_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with driver._held(str(run_dir)):
-        with pytest.raises(driver.RunFolderError, match="in use by another running study"):
-            with driver._held(str(run_dir)):
+    with locks.study_lock(str(run_dir)):
+        with pytest.raises(driver.RunFolderError, match="in use by a running study or job"):
+            with locks.study_lock(str(run_dir)):
                 pass
-    with driver._held(str(run_dir)):  # released when the study ends
+        with pytest.raises(driver.RunFolderError, match="in use by a running study"):
+            with locks.study_lock(str(run_dir), shared=True):  # a job by hand, or a report
+                pass
+    with locks.study_lock(str(run_dir), shared=True):  # jobs by hand run side by side
+        with locks.study_lock(str(run_dir), shared=True):
+            with pytest.raises(driver.RunFolderError, match="in use by a running study or job"):
+                with locks.study_lock(str(run_dir)):  # but no study beside them
+                    pass
+    with locks.study_lock(str(run_dir)):  # released when the study ends
         pass
 
 
@@ -56,16 +64,22 @@ def test_a_resumed_run_reruns_the_summaries_after_a_row_that_did_not_run(tmp_pat
     again and then the summaries too, though their fingerprints are unchanged; row 1's jobs and
     the data are reused."""
     import time
-    from thyroid.study import executor, jobs
+    from thyroid.study import executor, jobs, payloads
     from thyroid.study.fingerprint import job_fingerprint
     from thyroid.study.results import OK, SKIPPED, JobResult, write_result
     study = StudyConfig(output_dir=str(tmp_path), run_name="run", quick=True, rows=(1, 2),
                         export=False)
     plan = make_plan(study, driver._claim_new(study))
 
+    done = {"data": payloads.Sources(None, None, "synthetic"), "report": payloads.ReportPayload(
+        "summary.md"), "shards": payloads.ShardsPayload("shards"), "features":
+        payloads.FeaturesPayload(), "checkpoints": payloads.CheckpointsPayload([]), "fit":
+        payloads.FoldFit(0, 0, 0.5, None, 0.1), "pooled": payloads.PooledPayload({}, "refit")}
+
     def commit(job, status):
         result = JobResult(job.id, job.kind, status, 0.1, time.time(),
-                           job_fingerprint(plan, job), "no checkpoint" if status != OK else "")
+                           job_fingerprint(plan, job), "no checkpoint" if status != OK else "",
+                           done[job.kind] if status == OK else None)
         write_result(plan.run_dir, result)
         return result
 

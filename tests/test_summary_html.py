@@ -19,6 +19,7 @@ from study_runs import read_rows
 from test_pooled import _study_predictions
 from thyroid.stats import decision, pooled
 from thyroid.study import clinical_report, cv_report, findings, html_page, tables
+from thyroid.study.payloads import ExternalCheckPayload
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # User strings that a Markdown page would turn into a script link, bold text or an element.
@@ -52,21 +53,23 @@ def report_dir(tmp_path_factory):
     assignment = {"num_folds": 4, "num_repeats": 1, "seed": 0, "inner_validation_fraction": 0.15,
                   "patient_ids": [r["patient_id"] for r in records],
                   "labels": [r["label"] for r in records]}
-    design = {"data": f"fabricated {HOSTILE_BOLD}", "assignment": assignment, "augment_copies": 2,
-              "operating_point": "youden", "eval_every_n_steps": 25, "external": "ddti /ext",
-              "external_assignment": {"patient_ids": ["ddti:9"], "labels": [1]}}
-    check = {"exact": [{"external": "ddti:9/9_1.jpg", "development": "ddti:1/1_1.jpg",
-                        "sha256": "ab"},
-                       {"external": f"ddti:{HOSTILE_LINK}", "development": f"ddti:{HOSTILE_BOLD}",
-                        "sha256": "cd"}], "near": [], "external_images": 40,
-             "development_images": 160, "near_bits": 6}
+    check = ExternalCheckPayload(
+        exact=[{"external": "ddti:9/9_1.jpg", "development": "ddti:1/1_1.jpg", "sha256": "ab"},
+               {"external": f"ddti:{HOSTILE_LINK}", "development": f"ddti:{HOSTILE_BOLD}",
+                "sha256": "cd"}], near=[], external_images=40, development_images=160,
+        near_bits=6)
     clinical = clinical_report.ClinicalFacts(
         final_model="folds", external_by_model=by_model, external_check=check,
         external_name=f"ddti /ext {HOSTILE_HTML}", tirads_labels=True)
+    design = cv_report.StudyDesign(
+        data=f"fabricated {HOSTILE_BOLD}", assignment=assignment, augment_copies=2,
+        operating_point="youden", eval_every_n_epochs=0.5, early_stopping_patience=10,
+        external="ddti /ext", external_assignment={"patient_ids": ["ddti:9"], "labels": [1]},
+        clinical=clinical)
     run_info = {"run_name": "html", "date": "2026-01-01", "total_seconds": 12.0,
                 "stages": [("shards", 2.0)]}
     cv_report.write_cv_report(str(run_dir), rows, records + outside, summaries,
-                           by_model["folds"], run_info, design, clinical)
+                              by_model["folds"], run_info, design)
     return run_dir
 
 

@@ -30,9 +30,13 @@ aggregates:
 
 External records carry the fold ``EXTERNAL_FOLD`` (the refitted model) or ``ENSEMBLE_FOLD``
 (the fold ensemble, whose ``spread`` is the SD of its fold models' risks per image).
+
+A row's figures are one ``RowFigures``, read by attribute: a figure renamed here and not where
+it is read fails there, instead of printing an empty cell.
 """
 
 import collections
+import dataclasses
 import math
 
 import numpy as np
@@ -45,6 +49,112 @@ EXTERNAL_FOLD = "external"
 ENSEMBLE_FOLD = "external_folds"
 RATE_NAMES = ("accuracy", "sensitivity", "specificity")
 CURVE = "decision_curve"
+
+
+NAN = float("nan")
+
+
+def _figure(default=NAN):
+    return dataclasses.field(default=default)
+
+
+@dataclasses.dataclass
+class RowFigures:
+    """The figures of one row (pooled out of fold, or on an external set). NaN (None for the
+    fields that may be absent) where a figure could not be computed; every field has a default,
+    so a row without predictions is ``RowFigures()`` and prints empty cells."""
+    auc: float = NAN
+    auc_ci_low: float = NAN
+    auc_ci_high: float = NAN
+    accuracy: float = NAN
+    accuracy_ci_low: float = NAN
+    accuracy_ci_high: float = NAN
+    sensitivity: float = NAN
+    sensitivity_ci_low: float = NAN
+    sensitivity_ci_high: float = NAN
+    specificity: float = NAN
+    specificity_ci_low: float = NAN
+    specificity_ci_high: float = NAN
+    accuracy_at_0_5: float = NAN
+    accuracy_at_0_5_ci_low: float = NAN
+    accuracy_at_0_5_ci_high: float = NAN
+    sensitivity_at_0_5: float = NAN
+    sensitivity_at_0_5_ci_low: float = NAN
+    sensitivity_at_0_5_ci_high: float = NAN
+    specificity_at_0_5: float = NAN
+    specificity_at_0_5_ci_low: float = NAN
+    specificity_at_0_5_ci_high: float = NAN
+    brier: float = NAN
+    calibration_intercept: float = NAN
+    calibration_slope: float = NAN
+    brier_recalibrated: float = NAN
+    calibration_intercept_recalibrated: float = NAN
+    calibration_slope_recalibrated: float = NAN
+    patient_auc_mean: float = NAN
+    patient_auc_mean_ci_low: float = NAN
+    patient_auc_mean_ci_high: float = NAN
+    patient_auc_max: float = NAN
+    patient_auc_max_ci_low: float = NAN
+    patient_auc_max_ci_high: float = NAN
+    # The decision curve and its values at decision.TABLE_THRESHOLDS (a test holds the two
+    # lists together).
+    decision_curve: decision.DecisionCurve | None = None
+    net_benefit_at_0_05: float = NAN
+    net_benefit_at_0_05_ci_low: float = NAN
+    net_benefit_at_0_05_ci_high: float = NAN
+    net_benefit_at_0_10: float = NAN
+    net_benefit_at_0_10_ci_low: float = NAN
+    net_benefit_at_0_10_ci_high: float = NAN
+    net_benefit_at_0_20: float = NAN
+    net_benefit_at_0_20_ci_low: float = NAN
+    net_benefit_at_0_20_ci_high: float = NAN
+    net_benefit_at_0_30: float = NAN
+    net_benefit_at_0_30_ci_low: float = NAN
+    net_benefit_at_0_30_ci_high: float = NAN
+    net_benefit_at_0_50: float = NAN
+    net_benefit_at_0_50_ci_low: float = NAN
+    net_benefit_at_0_50_ci_high: float = NAN
+    treat_all_at_0_05: float = NAN
+    treat_all_at_0_10: float = NAN
+    treat_all_at_0_20: float = NAN
+    treat_all_at_0_30: float = NAN
+    treat_all_at_0_50: float = NAN
+    spread_mean: float | None = None  # fold ensembles only
+    threshold: float = NAN
+    images: int | None = None
+    patients: int | None = None
+    # Out of fold only: per repeat, over folds, and against the best row.
+    auc_by_repeat: list | None = None
+    auc_fold_mean: float | None = None
+    auc_fold_sd: float | None = None
+    p_vs_best: float | None = None
+    best_row: bool = False
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, saved):
+        """The figures saved by ``to_json``; ValueError naming an unknown or malformed field."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"row figures must be a mapping, not {type(saved).__name__}")
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(saved) - names)
+        if unknown:
+            raise ValueError(f"unknown row figure(s) {', '.join(unknown)}")
+        values = dict(saved)
+        curve = values.get("decision_curve")
+        if curve is not None:
+            try:
+                values["decision_curve"] = decision.DecisionCurve(**curve)
+            except TypeError as error:
+                raise ValueError(f"decision_curve: {error}") from None
+        return cls(**values)
+
+
+def figures_of(table):
+    """{row id: RowFigures} from their JSON form (``{str(row id): to_json()}``)."""
+    return {row_key(row): RowFigures.from_json(figures) for row, figures in table.items()}
 
 
 def is_external(fold):
@@ -141,7 +251,7 @@ def curve_table_figures(curve):
 
 
 def summarize_predictions(records, num_samples=1000, seed=0, unranked=()):
-    """{row_id: figures} over the cross-validation records (external ones are left out).
+    """{row_id: RowFigures} over the cross-validation records (external ones are left out).
 
     Row ids are keyed through ``row_key`` (numbers become ints).
     """
@@ -153,7 +263,13 @@ def summarize_predictions(records, num_samples=1000, seed=0, unranked=()):
                  for row_id, rows in by_row.items()}
     _add_delong_vs_best(summaries, {row_id: _arrays(rows) for row_id, rows in by_row.items()},
                         {row_key(row) for row in unranked})
-    return summaries
+    return {row_id: _typed(figures) for row_id, figures in summaries.items()}
+
+
+def _typed(figures):
+    curve = figures.get(CURVE)
+    return RowFigures(**dict(figures, **{CURVE: None if curve is None
+                                          else decision.DecisionCurve(**curve)}))
 
 
 def _summarize_row(table, num_samples, seed):
@@ -232,11 +348,11 @@ def delong_between(records, row_a, row_b):
 
 
 def summarize_external(records, num_samples=1000, seed=0, fold=EXTERNAL_FOLD):
-    """{row_id: figures} for the records whose fold is ``fold`` (``EXTERNAL_FOLD``: the
+    """{row_id: RowFigures} for the records whose fold is ``fold`` (``EXTERNAL_FOLD``: the
     refitted models; ``ENSEMBLE_FOLD``: the fold ensembles)."""
     by_row = collections.defaultdict(list)
     for record in records:
         if str(record["fold"]) == fold:
             by_row[row_key(record["row_id"])].append(record)
-    return {row_id: _pooled_figures(_arrays(rows), num_samples, seed)
+    return {row_id: _typed(_pooled_figures(_arrays(rows), num_samples, seed))
             for row_id, rows in by_row.items()}

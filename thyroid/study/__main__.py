@@ -64,6 +64,9 @@ def define_run_flags(fv):
                          "results are committed are not run again.", flag_values=fv)
     flags.DEFINE_string("report_only", None, "Write the report of this finished run folder "
                         "again from its result files, and nothing else.", flag_values=fv)
+    flags.DEFINE_boolean("plan_only", False, "Write the run folder's plan (plan.json: these "
+                         "settings and every job) and stop; run its jobs with python -m "
+                         "thyroid.study.job (docs/STUDY.md).", flag_values=fv)
     flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where ImageNet checkpoints live.",
                         flag_values=fv)
     flags.DEFINE_boolean("allow_random_init", False, "Run rows without a checkpoint from random "
@@ -143,9 +146,6 @@ def define_flags(fv):
     define_external_flags(fv)
 
 
-EXTERNAL_FLAGS = {"ddti": "ddti_dir", "local": "local_dir", "folders": "image_dir", "csv": "csv"}
-
-
 def parse_rows(values, row_ids):
     try:
         rows = tuple(sorted({int(value) for value in values}))
@@ -183,7 +183,8 @@ def external_sources(fv):
 
 
 def check_flags(fv):
-    """Every flag the study reads, before any work; errors name the flag typed."""
+    """Every flag the study reads, before any work; errors name the flag typed. -> the
+    study's settings, validated (``StudyConfig.validate``: the rules between settings)."""
     for name in ("ddti_dir", "local_dir", "image_dir", "external_ddti_dir", "external_local_dir",
                  "external_image_dir"):
         check_folder(name, getattr(fv, name))
@@ -191,48 +192,14 @@ def check_flags(fv):
         if getattr(fv, name) and not os.path.isfile(getattr(fv, name)):
             raise cli.UsageError(name, getattr(fv, name), "no such file")
     check_outputs(fv)
-    if fv.cv_folds == 1:
-        raise cli.UsageError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
-    check_localisation(fv)
-    check_crop_variants(fv)
     external = external_sources(fv)
+    study = study_config(fv, external).validate()  # before any source is read
     check_sources(external, prefixed_flags("external_"))
-    if fv.final_model == "folds" and (fv.cv_folds == 0 or fv.protocol != "patient"):
-        raise cli.UsageError("final_model", "folds", "a fold ensemble needs the cross-validated "
-                             "patient protocol")
-    if external and (fv.cv_folds == 0 or fv.protocol != "patient"):
-        kind, path = next(iter(external.items()))
-        raise cli.UsageError(f"external_{EXTERNAL_FLAGS[kind]}", path,
-                             "external validation needs the cross-validated patient protocol")
     development = named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
                                 image_dir=fv.image_dir, csv=fv.csv)
     check_labelled({kind: os.path.abspath(path) for kind, path in development.items()})
     check_labelled(external, flag_names=prefixed_flags("external_"))
-    return external
-
-
-def check_crop_variants(fv):
-    from thyroid.study.config import CROP_VARIANTS as VARIANTS
-    unknown = [v for v in fv.crop_variants if v not in VARIANTS]
-    if unknown:
-        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
-                             f"choose among {', '.join(VARIANTS)}")
-    if fv.crop_variants and (fv.protocol != "patient" or fv.cv_folds == 0):
-        raise cli.UsageError("crop_variants", ",".join(fv.crop_variants),
-                             "needs the cross-validated patient protocol")
-
-
-def check_localisation(fv):
-    """The localisation rows need folds (their outlines: DDTI's polygons, the synthetic set's,
-    or ``<name>_mask.png`` beside the images)."""
-    from thyroid.study.rows import LOCALISATION_MODES, ROW_IDS, get_row
-    rows = [get_row(row_id) for row_id in parse_rows(fv.rows, ROW_IDS)]
-    asked = [str(row.id) for row in rows if row.mode in LOCALISATION_MODES]
-    if not asked:
-        return
-    if fv.protocol != "patient" or fv.cv_folds == 0:
-        raise cli.UsageError("rows", ",".join(fv.rows), f"rows {', '.join(asked)} (localisation) "
-                             "need the cross-validated patient protocol")
+    return study
 
 
 def study_config(fv, external):
@@ -259,7 +226,14 @@ def run(fv, args):
     if fv.report_only is not None:
         print(f"summary: {driver.report_only(fv.report_only)}")
         return 0
-    study = study_config(fv, check_flags(fv))
+    study = check_flags(fv)
+    if fv.plan_only:
+        if fv.resume:
+            raise cli.UsageError("plan_only", "true", "a resumed run has its plan already; "
+                                 "drop --resume")
+        run_dir = driver.plan_only(study)
+        print(f"plan: {os.path.join(run_dir, 'plan.json')}")
+        return 0
     if study.protocol != "patient" and study.cv_folds:
         logging.warning("protocol=%s: cross-validation needs the patient protocol; running the "
                         "single split", study.protocol)

@@ -6,13 +6,14 @@ import os
 from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.stats import pooled
-from thyroid.study import (clinical_report, cv_report, data, localisation, robustness,
+from thyroid.study import (clinical_report, cv_report, data, localisation_report, robustness,
                            single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.html_page import SUMMARY_MD
-from thyroid.study.plan import EXTERNAL_DIR, EXTERNAL_JOBS, SHARDS_DIR, Plan
+from thyroid.study.jobspec import job_id
+from thyroid.study.kinds import EXTERNAL_DIR, SHARDS_DIR
+from thyroid.study.plan import EXTERNAL_JOBS, Plan
 from thyroid.study.results import FAILED, OK, FoldResult, RowResult, read_records, read_result
 
 NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"
@@ -37,12 +38,12 @@ def row_results(plan, results):
     rows = []
     for row in plan.study.selected_rows():
         fit_ids = [job.id for job in plan.jobs if job.kind == "fit" and job.row_id == row.id]
-        fits = [results[job_id] for job_id in fit_ids]
+        fits = [results[fit_id] for fit_id in fit_ids]
         status, note = _row_status(fits)
         entry = RowResult(row, status, note)
         if status == OK:
             _fill_row(plan, entry, fit_ids, fits)
-        refit = results.get(f"refit-{row.id}")
+        refit = results.get(job_id("refit", row.id))
         if refit is not None and refit.ok:
             entry.refit_seconds = refit.seconds
         elif refit is not None and status == OK:
@@ -52,16 +53,16 @@ def row_results(plan, results):
 
 
 def _fill_row(plan, entry, fit_ids, fits):
-    if plan.study.num_folds:
-        entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, job_id))
-                       for job_id, result in zip(fit_ids, fits)]
+    if plan.cross_validated:
+        entry.folds = [FoldResult.from_payload(result.payload, read_records(plan.run_dir, fit_id))
+                       for fit_id, result in zip(fit_ids, fits)]
         entry.checkpoint = entry.folds[0].checkpoint
         entry.train_seconds = sum(fold.seconds for fold in entry.folds)
         return
-    payload = fits[0].payload
+    split = fits[0].payload
     records = read_records(plan.run_dir, fit_ids[0])
-    entry.metrics, entry.checkpoint = payload["metrics"], payload["checkpoint"]
-    entry.train_seconds = payload["train_seconds"]
+    entry.metrics, entry.checkpoint = split.metrics, split.checkpoint
+    entry.train_seconds = split.train_seconds
     entry.labels = [record["label"] for record in records]
     entry.probs = [record["prob"] for record in records]
 
@@ -78,23 +79,19 @@ def stage_times(plan, results):
 
 
 def total_seconds(plan, results):
-    finished = [r.finished for job_id, r in results.items() if r is not None and job_id != "report"]
+    finished = [r.finished for one, r in results.items()
+                if r is not None and one != job_id("report")]
     return max(finished) - plan.started if finished else 0.0
 
 
 def mobile_text(plan, results, rows):
-    export = results.get("export")
-    if export is None or not export.ok or not export.payload.get("exported"):
+    export = _payload(results, job_id("export"))
+    if export is None or not export.exported:
         return NOT_EXPORTED
-    row = next(r for r in rows if r.row_id == export.payload["row_id"])
-    how = ", refitted on all development data" if export.payload.get("refit") else ""
-    beside = (f"; segmentation network -> {export.payload['segment']}"
-              if export.payload.get("segment") else "")
-    return f"{row.label} (row {row.row_id}){how} -> {export.payload['exported']}{beside}"
-
-
-def _keyed(figures):
-    return None if figures is None else {pooled.row_key(k): v for k, v in figures.items()}
+    row = next(r for r in rows if r.row_id == export.row_id)
+    how = ", refitted on all development data" if export.refit else ""
+    beside = f"; segmentation network -> {export.segment}" if export.segment else ""
+    return f"{row.label} (row {row.row_id}){how} -> {export.exported}{beside}"
 
 
 def write_report(run_dir):
@@ -103,7 +100,7 @@ def write_report(run_dir):
     plan = Plan.load(run_dir)
     results = _results(plan)
     rows = row_results(plan, results)
-    if plan.study.num_folds:
+    if plan.cross_validated:
         _write_cv_report(plan, results, rows)
     else:
         _write_single_split_report(plan, results, rows)
@@ -116,38 +113,43 @@ def _run_info(plan, results, rows):
             "mobile_model": mobile_text(plan, results, rows)}
 
 
+def _data_description(results):
+    sources = _payload(results, job_id("data"))
+    return sources.description if sources else ""
+
+
 def _write_single_split_report(plan, results, rows):
     common = _run_info(plan, results, rows)
     run_info = {"run_name": os.path.basename(plan.run_dir),
-                "data": results["data"].payload["description"] if results["data"] else "",
-                "protocol": plan.study.protocol,
+                "data": _data_description(results), "protocol": plan.study.protocol,
                 "manifest": read_json(os.path.join(plan.run_dir, SHARDS_DIR, "manifest.json")),
                 "quick": plan.study.quick, **common}
     single_split_report.write_report(plan.run_dir, rows, run_info)
 
 
-def _payload(results, job_id):
-    result = results.get(job_id)
+def _payload(results, one):
+    """The typed payload of a job that ended ok, else None."""
+    result = results.get(one)
     return result.payload if result is not None and result.ok else None
 
 
-def _design(plan, results):
-    study = plan.study
+def _design(plan, results, pooled_payload):
+    """The study design section's facts, built once from the plan and the result files."""
+    study, check = plan.study, _payload(results, job_id("external_check"))
     external_assignment = None
-    check = _payload(results, "external_check")
-    excluded = {pair["external"] for pair in (check or {}).get("exact", ())}
-    if study.external and results.get("external_shards") and results["external_shards"].ok:
-        external_assignment = data.external_counts(os.path.join(plan.run_dir, EXTERNAL_DIR),
-                                                   EXTERNAL_SPLIT, excluded)
-    return {"data": results["data"].payload["description"],
-            "assignment": folds.load_folds(os.path.join(plan.run_dir, SHARDS_DIR,
-                                                        folds.FOLDS_NAME)),
-            "augment_copies": study.augment_copies, "operating_point": study.operating_point,
-            "eval_every_n_epochs": EVAL_EVERY_N_EPOCHS,
-            "early_stopping_patience": EARLY_STOPPING_PATIENCE,
-            "external": _external_text(study, results),
-            "ungrouped_sources": _ungrouped_sources(plan),
-            "external_assignment": external_assignment}
+    if study.external and _payload(results, job_id("external_shards")):
+        external_assignment = data.external_counts(
+            os.path.join(plan.run_dir, EXTERNAL_DIR), EXTERNAL_SPLIT,
+            check.excluded_keys() if check else ())
+    assignment = folds.load_folds(os.path.join(plan.run_dir, SHARDS_DIR, folds.FOLDS_NAME))
+    return cv_report.StudyDesign(
+        data=_data_description(results), assignment=assignment,
+        augment_copies=study.augment_copies, operating_point=study.operating_point,
+        eval_every_n_epochs=EVAL_EVERY_N_EPOCHS,
+        early_stopping_patience=EARLY_STOPPING_PATIENCE,
+        external=_external_text(study, results), ungrouped_sources=_ungrouped_sources(plan),
+        external_assignment=external_assignment,
+        clinical=_clinical(plan, results, assignment, pooled_payload))
 
 
 def _ungrouped_sources(plan):
@@ -161,9 +163,9 @@ def _ungrouped_sources(plan):
 def _external_text(study, results):
     """The external sets, and a failure of their jobs in the same line."""
     name = _external_name(study)
-    failed = [f"{job_id}: {results[job_id].note if results.get(job_id) else 'did not finish'}"
-              for job_id in EXTERNAL_JOBS if job_id in results
-              and (results[job_id] is None or not results[job_id].ok)]
+    failed = [f"{one}: {results[one].note if results.get(one) else 'did not finish'}"
+              for one in EXTERNAL_JOBS if one in results
+              and (results[one] is None or not results[one].ok)]
     return name if not failed else f"{name}; EXTERNAL VALIDATION FAILED ({'; '.join(failed)})"
 
 
@@ -171,46 +173,46 @@ def _external_name(study):
     return ", ".join(f"{k} {p}" for k, p in study.external_sources.items()) or None
 
 
-def _clinical(plan, results, design, payload):
+def _clinical(plan, results, assignment, pooled_payload):
     """The clinical sections' facts, from the refit, check and pooled results."""
     study = plan.study
-    refit_maps = {job.row_id: _payload(results, job.id).get("recalibration")
-                  for job in plan.jobs if job.kind == "refit" and _payload(results, job.id)}
-    by_model = {name: _keyed(payload.get(f"external_{name}"))
-                for name in ("refit", "folds") if payload.get(f"external_{name}")}
-    sources = {patient.split(":", 1)[0] for patient in design["assignment"]["patient_ids"]}
+    refits = {job.row_id: _payload(results, job.id) for job in plan.jobs if job.kind == "refit"}
+    by_model = {} if pooled_payload is None else {
+        name: figures for name, figures in (("refit", pooled_payload.external_refit),
+                                            ("folds", pooled_payload.external_folds))
+        if figures}
+    sources = {patient.split(":", 1)[0] for patient in assignment["patient_ids"]}
     tirads = "ddti" in sources or "ddti" in study.external_sources
     return clinical_report.ClinicalFacts(
         recalibrate=study.recalibrate, final_model=study.final_model,
-        refit_maps={k: v for k, v in refit_maps.items() if v}, external_by_model=by_model,
-        external_check=_payload(results, "external_check"),
+        refit_maps={row_id: refit.recalibration for row_id, refit in refits.items()
+                    if refit and refit.recalibration},
+        external_by_model=by_model,
+        external_check=_payload(results, job_id("external_check")),
         external_name=_external_name(study), tirads_labels=tirads)
 
 
 def _write_cv_report(plan, results, rows):
-    pooled_result = results.get("pooled")
-    payload = pooled_result.payload if pooled_result and pooled_result.ok else {}
-    summaries = _keyed(payload.get("summaries")) or {}
-    external = _keyed(payload.get("external"))
+    pooled_payload = _payload(results, job_id("pooled"))
+    summaries = pooled_payload.summaries if pooled_payload else {}
+    external = pooled_payload.external if pooled_payload else None
     by_job = {job.id: read_records(plan.run_dir, job.id) for job in plan.jobs
-              if job.kind in ("fit", "refit", "ensemble")
-              and results[job.id] is not None and results[job.id].ok}
+              if job.kind in ("fit", "refit", "ensemble") and _payload(results, job.id)}
     records = [record for job_records in by_job.values() for record in job_records]
     common = _run_info(plan, results, rows)
-    shards_payload = results["shards"].payload if results["shards"] else {}
+    shards = _payload(results, job_id("shards"))
     run_info = {"run_name": os.path.basename(plan.run_dir),
                 "protocol": "patient (cross-validated)", "quick": plan.study.quick,
                 "date": common["date"], "machine": common["machine"],
                 "fold assignment": os.path.join(plan.run_dir, SHARDS_DIR, folds.FOLDS_NAME),
-                "build seconds": shards_payload.get("build_seconds"),
+                "build seconds": shards.build_seconds if shards else None,
                 "total_seconds": common["total_seconds"],
                 "mobile_model": common["mobile_model"],
                 "stages": stage_times(plan, results)}
     atomic_write_json(os.path.join(plan.run_dir, "folds_by_row.json"),
                       {str(row.row_id): row.fold_summary() for row in rows})
-    design = _design(plan, results)
     cv_report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
-                              design, _clinical(plan, results, design, payload),
+                              _design(plan, results, pooled_payload),
                               _optional_sections(plan, results, rows, summaries, records,
                                                  by_job))
 
@@ -220,11 +222,10 @@ def _optional_sections(plan, results, rows, summaries, records, by_job):
     run); ``by_job``: the records of every finished fit, refit and ensemble job (``records``
     all of them)."""
     fits = [job.id for job in plan.jobs if job.kind == "fit" and job.id in by_job]
-    lines = localisation.report_lines(rows, summaries, records,
-                                      [results[job_id].payload for job_id in fits],
+    lines = localisation_report.report_lines(rows, summaries, records,
+                                      [results[fit].payload for fit in fits],
                                       plan.study.num_bootstrap, plan.study.seed,
-                                      [by_job[job_id] for job_id in fits])
-    moved = {job.row_id: results[job.id].payload for job in plan.jobs
-             if job.kind == "robustness" and results[job.id] is not None and results[job.id].ok}
+                                      [by_job[fit] for fit in fits])
+    moved = {job.row_id: _payload(results, job.id) for job in plan.jobs
+             if job.kind == "robustness" and _payload(results, job.id)}
     return lines + robustness.report_lines(rows, moved, plan.study.crop_variants)
-

@@ -7,10 +7,11 @@ import dataclasses
 import math
 
 from thyroid.stats import decision
-from thyroid.stats.pooled import CURVE, row_key
+from thyroid.stats.pooled import RowFigures
 from thyroid.stats.recalibration import MIN_IMAGES_PER_CLASS, RecalibrationMap
 from thyroid.study.figures import save_figure
-from thyroid.study.tables import md, method_name, num, plain, with_ci
+from thyroid.study.payloads import ExternalCheckPayload
+from thyroid.study.tables import md, method_name, num, plain, row_figures, with_ci
 
 DECISION_PNG = "decision_curve.png"
 MODEL_NAMES = {"refit": "refit on all development data", "folds": "fold ensemble (mean risk)"}
@@ -20,7 +21,8 @@ TIRADS_NOTE = ("**DDTI labels are TIRADS ratings, not pathology**: on DDTI image
 
 
 def _figures(summaries, row):
-    return (summaries or {}).get(row_key(row.row_id)) or {}
+    """The row's figures, empty ones (every cell blank) where it has none."""
+    return row_figures(summaries, row) or RowFigures()
 
 
 def maps_text(row):
@@ -59,12 +61,12 @@ def patient_markdown(rows, summaries):
     lines = ["| # | Method | Image AUC | Patient AUC (mean of images) | "
              "Patient AUC (max of images) | Images (patients) |", "|---|---|---|---|---|---|"]
     for row in rows:
-        f = _figures(summaries, row)
-        if row.status != "ok" or not f:
+        f = row_figures(summaries, row)
+        if row.status != "ok" or f is None:
             continue
         lines.append(f"| {row.row_id} | {method_name(row)} | {with_ci(f, 'auc')} | "
                      f"{with_ci(f, 'patient_auc_mean')} | {with_ci(f, 'patient_auc_max')} | "
-                     f"{f.get('images')} ({f.get('patients')}) |")
+                     f"{f.images} ({f.patients}) |")
     return lines + [""]
 
 
@@ -74,7 +76,8 @@ def decision_markdown(rows, summaries):
     header = "| # | Strategy | " + " | ".join(f"t = {t:.2f}" for t in
                                                decision.TABLE_THRESHOLDS) + " |"
     lines = [header, "|" + "---|" * (2 + len(names))]
-    filled = [row for row in rows if row.status == "ok" and _figures(summaries, row)]
+    filled = [row for row in rows if row.status == "ok"
+              and row_figures(summaries, row) is not None]
     if filled:
         first = _figures(summaries, filled[0])
         lines.append("| | Treat all | " + " | ".join(
@@ -97,9 +100,9 @@ def best_strategies(rows, summaries):
         options = {"treat all": None, "treat none": 0.0}
         for row in rows:
             f = _figures(summaries, row)
-            options["treat all"] = options["treat all"] or num(f.get(f"treat_all_at_{name}"))
-            if num(f.get(f"net_benefit_at_{name}")) is not None:
-                options[f"row {row.row_id}"] = num(f.get(f"net_benefit_at_{name}"))
+            options["treat all"] = options["treat all"] or num(getattr(f, f"treat_all_at_{name}"))
+            if num(getattr(f, f"net_benefit_at_{name}")) is not None:
+                options[f"row {row.row_id}"] = num(getattr(f, f"net_benefit_at_{name}"))
         options = {k: v for k, v in options.items() if v is not None}
         best = "treat none"
         for option, value in options.items():
@@ -126,8 +129,8 @@ def external_markdown(rows, by_model, final_model):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for model in ("refit", "folds"):
-            f = _figures(by_model.get(model), row)
-            if not f:
+            f = row_figures(by_model.get(model), row)
+            if f is None:
                 continue
             final = " (final)" if model == final_model else ""
             lines.append(
@@ -137,7 +140,7 @@ def external_markdown(rows, by_model, final_model):
                 f"{with_ci(f, 'specificity')} | {plain(f, 'brier', 3)} / "
                 f"{plain(f, 'brier_recalibrated', 3)} | {plain(f, 'calibration_slope')} / "
                 f"{plain(f, 'calibration_slope_recalibrated')} | {plain(f, 'spread_mean', 3)} | "
-                f"{f.get('images')} ({f.get('patients')}) |")
+                f"{f.images} ({f.patients}) |")
     return lines + [""]
 
 
@@ -155,17 +158,17 @@ def external_check_lines(check, name):
     """The design section's line on the external set's duplicates of development images."""
     if not check:
         return []
-    exact, near = check["exact"], check["near"]
+    exact, near = check.exact, check.near
     line = (f"- **External set checked** ({md(name)}): {len(exact)} of "
-            f"{check['external_images']} external images byte-identical (SHA-256) to one of "
-            f"the {check['development_images']} development images"
+            f"{check.external_images} external images byte-identical (SHA-256) to one of "
+            f"the {check.development_images} development images"
             + (f", left out of every external figure: {md(_pairs_text(exact, lambda p: ''))}."
                if exact else "."))
     lines = [line]
     if near:
         lines.append(
             f"- **Warning: {len(near)} external images look like development images** (scan-field "
-            f"hashes at most {check['near_bits']} of 72 bits apart; kept in the figures, check "
+            f"hashes at most {check.near_bits} of 72 bits apart; kept in the figures, check "
             f"them by eye): {md(_pairs_text(near, _bits))}.")
     return lines
 
@@ -174,8 +177,9 @@ def _curve_arrays(curve):
     """A saved curve's lists as float arrays: an undefined point, null in the result file
     (strict JSON), becomes NaN, which the plot leaves out."""
     import numpy as np
-    return {name: np.asarray([np.nan if v is None else v for v in values], dtype=float)
-            for name, values in curve.items()}
+    return decision.DecisionCurve(**{
+        name: np.asarray([np.nan if v is None else v for v in values], dtype=float)
+        for name, values in curve.to_json().items()})
 
 
 def _finite(values):
@@ -192,22 +196,22 @@ def plot_decision_curves(rows, panels, path):
         ax = fig.add_subplot(1, len(panels), index + 1)
         everyone, low_y = None, 0.0
         for row in rows:
-            curve = _figures(summaries, row).get(CURVE)
+            curve = _figures(summaries, row).decision_curve
             if row.status != "ok" or not curve:
                 continue
             curve = _curve_arrays(curve)
-            line, = ax.plot(curve["thresholds"], curve["net_benefit"], linewidth=1.5,
+            line, = ax.plot(curve.thresholds, curve.net_benefit, linewidth=1.5,
                             label=row.title)
-            ax.fill_between(curve["thresholds"], curve["low"], curve["high"], alpha=0.12,
+            ax.fill_between(curve.thresholds, curve.low, curve.high, alpha=0.12,
                             color=line.get_color(), linewidth=0)
             everyone = everyone or curve
-            low_y = min([low_y, *_finite(curve["net_benefit"])])
+            low_y = min([low_y, *_finite(curve.net_benefit)])
             drawn += 1
         if everyone:
             # Drawn last and on top: a row that flags every image lies exactly on it.
-            ax.plot(everyone["thresholds"], everyone["treat_all"], color="black",
+            ax.plot(everyone.thresholds, everyone.treat_all, color="black",
                     linestyle=(0, (4, 3)), linewidth=1.6, label="treat all", zorder=5)
-            top = max([0.05, *_finite(everyone["treat_all"])])
+            top = max([0.05, *_finite(everyone.treat_all)])
             ax.set_ylim(max(low_y, -top) - 0.02, top * 1.15 + 0.02)
         else:
             ax.text(0.27, 0.0, "no evaluated rows", ha="center", va="center")
@@ -231,7 +235,7 @@ class ClinicalFacts:
     final_model: str = "refit"
     refit_maps: dict = dataclasses.field(default_factory=dict)
     external_by_model: dict = dataclasses.field(default_factory=dict)
-    external_check: dict | None = None
+    external_check: ExternalCheckPayload | None = None
     external_name: str | None = None
     tirads_labels: bool = False
 

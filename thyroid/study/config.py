@@ -1,9 +1,15 @@
-"""``StudyConfig``: every setting of a study, frozen, validated once and saved whole in the
-run's ``plan.json``; and the ``RunConfig`` each row trains with."""
+"""``StudyConfig``: every setting of a study, frozen, checked by its ``validate`` (the rules
+between settings; each flag's own range is the entry point's) and saved whole in the run's
+``plan.json``; and the ``RunConfig`` each row trains with.
+
+The protocol is decided here once: ``cross_validated`` (the patient protocol with folds) or a
+single train/validation/test split; everything else reads that property.
+"""
 
 import dataclasses
 import datetime
 
+from thyroid.flag_errors import FlagValueError
 from thyroid.study.rows import (DEFAULT_ROW_IDS, SCAN_VIEW_MODE, SEGMENTING_MODE, STUDY_ROWS,
                                 effective_settings, is_localisation)
 from thyroid.training.run_config import RunConfig
@@ -24,6 +30,15 @@ FINAL_MODELS = ("refit", "folds")
 # --crop_variants: name -> the build crop (datasets.images) its shards are cut with
 # (study.robustness).
 CROP_VARIANTS = {"band": "scan_with_band", "frame": "none", "fixed": "fixed_box"}
+# What the fold-based parts of the study need (the one wording of it).
+CROSS_VALIDATED = "the cross-validated patient protocol"
+# The flag (without its dashes) of each external source kind.
+EXTERNAL_FLAGS = {"ddti": "external_ddti_dir", "local": "external_local_dir",
+                  "folders": "external_image_dir", "csv": "external_csv"}
+
+
+class StudyConfigError(FlagValueError):
+    """Settings of a study that cannot be used together: one line naming the flag."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +102,43 @@ class StudyConfig:
         return self.cv_folds
 
     @property
+    def cross_validated(self):
+        """The protocol: patient-grouped cross-validation, or (False) one split."""
+        return self.num_folds > 0
+
+    @property
     def external_sources(self):
         return dict(self.external)
+
+    def validate(self):
+        """Raises a ``StudyConfigError`` naming the flag when the settings do not go together;
+        -> self."""
+        if self.cv_folds == 1:
+            raise StudyConfigError("cv_folds", 1, "needs at least 2 folds (0: a single split)")
+        unknown = [v for v in self.crop_variants if v not in CROP_VARIANTS]
+        if unknown:
+            raise StudyConfigError("crop_variants", ",".join(self.crop_variants),
+                                   f"choose among {', '.join(CROP_VARIANTS)}")
+        if not self.cross_validated:
+            self._refuse_fold_settings()
+        return self
+
+    def _refuse_fold_settings(self):
+        """The settings that need folds, on a single split."""
+        localising = [str(row.id) for row in self.selected_rows() if is_localisation(row)]
+        if localising:
+            raise StudyConfigError("rows", ",".join(map(str, self.rows)), (
+                f"rows {', '.join(localising)} (localisation) need {CROSS_VALIDATED}"))
+        if self.crop_variants:
+            raise StudyConfigError("crop_variants", ",".join(self.crop_variants),
+                                   f"needs {CROSS_VALIDATED}")
+        if self.final_model == "folds":
+            raise StudyConfigError("final_model", "folds",
+                                   f"a fold ensemble needs {CROSS_VALIDATED}")
+        if self.external:
+            kind, path = self.external[0]
+            raise StudyConfigError(EXTERNAL_FLAGS[kind], path,
+                                   f"external validation needs {CROSS_VALIDATED}")
 
     @property
     def synthetic_cases(self):

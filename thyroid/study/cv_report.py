@@ -4,6 +4,7 @@ written atomically. Every figure comes from ``thyroid.stats.pooled`` (the pooled
 summaries) and the jobs' prediction records; ``rows`` are ``thyroid.study.results.RowResult``.
 """
 
+import dataclasses
 import os
 
 from thyroid import LABEL_NAMES, io_utils
@@ -14,6 +15,27 @@ from thyroid.study.report_csv import (PREDICTIONS_CSV, SUMMARY_CSV, cv_summary_c
                                       write_predictions_csv)
 from thyroid.study.tables import (cv_paper_markdown, cv_results_markdown, duration, md, short,
                                   stage_times_markdown)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyDesign:
+    """What the study-design section says, built once from the plan and the result files:
+    the data's description, the fold assignment (folds.json: num_folds, num_repeats, seed,
+    inner_validation_fraction, patient_ids, labels), the training and threshold settings, the
+    external sets (their description with any failure, and their images' patient_ids / labels
+    less duplicates), the sources without patient ids, and the clinical sections' facts."""
+    data: str
+    assignment: dict
+    augment_copies: int
+    operating_point: str
+    eval_every_n_epochs: float
+    early_stopping_patience: int
+    external: str | None = None
+    ungrouped_sources: tuple = ()
+    external_assignment: dict | None = None
+    clinical: clinical_report.ClinicalFacts = dataclasses.field(
+        default_factory=clinical_report.ClinicalFacts)
+
 
 def _class_counts(assignment):
     """{source: {label name: (images, patients)}} of the images in the folds."""
@@ -39,14 +61,12 @@ def _counts_lines(assignment, title):
 
 
 def _interval(design):
-    if design.get("eval_every_n_epochs"):
-        return f"{design['eval_every_n_epochs']:g} epochs of the fold's training part"
-    return f"{design['eval_every_n_steps']} steps"
+    return f"{design.eval_every_n_epochs:g} epochs of the fold's training part"
 
 
 def _grouping_lines(design):
     """A bullet for the sources whose images could not be grouped by patient."""
-    ungrouped = design.get("ungrouped_sources") or ()
+    ungrouped = design.ungrouped_sources
     if not ungrouped:
         return []
     return [f"- **Patient grouping was not possible** for {md(', '.join(ungrouped))}: the "
@@ -56,20 +76,17 @@ def _grouping_lines(design):
 
 
 def _patience(design):
-    if not (design.get("eval_every_n_epochs") and design.get("early_stopping_patience")):
+    if not design.early_stopping_patience:
         return ""
-    epochs = design["eval_every_n_epochs"] * design["early_stopping_patience"]
+    epochs = design.eval_every_n_epochs * design.early_stopping_patience
     return f" after {epochs:g} epochs without a better AUC"
 
 
 def study_design_markdown(design):
-    """The study-design section. ``design``: data (description), assignment (folds.json
-    dict), augment_copies, operating_point, eval_every_n_epochs, early_stopping_patience
-    (evaluations; older reports: eval_every_n_steps alone), external (description or
-    None), external_assignment-like counts (dict with patient_ids/labels, or None)."""
-    assignment = design["assignment"]
+    """The study-design section of a ``StudyDesign``."""
+    assignment = design.assignment
     lines = ["## Study design", "",
-             f"- **Data**: {md(design['data'])}. Images used (labelled, readable), by source "
+             f"- **Data**: {md(design.data)}. Images used (labelled, readable), by source "
              "and class:", ""]
     lines += _counts_lines(assignment, "source")
     lines += [
@@ -87,25 +104,25 @@ def study_design_markdown(design):
         f"- **Inside each fold**: {assignment['inner_validation_fraction']:.0%} of the training "
         "units of each class form an inner validation set. Trained rows evaluate its AUC every "
         f"{_interval(design)} and keep the best checkpoint (early stopping{_patience(design)}); "
-        f"{design['augment_copies']} augmented copies of each training image are added to the "
+        f"{design.augment_copies} augmented copies of each training image are added to the "
         "fold's training part only (validation and test images are never augmented).",
         "- **Class imbalance**: folds are stratified; trained rows weight the loss so that each "
         "class has the same total weight; the SVM rows keep scikit-learn's defaults (no "
         "weighting) as in the paper.",
-        f"- **Threshold**: `{md(design['operating_point'])}`, chosen on each fold's inner "
+        f"- **Threshold**: `{md(design.operating_point)}`, chosen on each fold's inner "
         "validation predictions only (never on the test fold). Sensitivity, specificity and "
         "accuracy judge each image at its own fold's threshold; `summary.csv` also gives them "
         "at 0.5.",
-        *clinical_report.design_lines(design.get("clinical") or clinical_report.ClinicalFacts()),
-        f"- **External set**: {md(design.get('external') or 'none given')}.",
+        *clinical_report.design_lines(design.clinical),
+        f"- **External set**: {md(design.external or 'none given')}.",
         "- **The paper's protocol differs**: it augmented all images first and then split "
         "images at random, so copies of one image and images of one patient could be on both "
         "sides (image level). `--protocol=image` reproduces that protocol on a single split.",
         ""]
-    if design.get("external_assignment"):
+    if design.external_assignment:
         lines += ["External images used (duplicates of development images left out), by "
                   "source and class:", ""]
-        lines += _counts_lines(design["external_assignment"], "external source")
+        lines += _counts_lines(design.external_assignment, "external source")
     return lines
 
 
@@ -180,11 +197,11 @@ RESULTS_HEADING = "Results (pooled out-of-fold predictions)"
 OPEN_SECTIONS = (findings.FINDINGS_HEADING, RESULTS_HEADING)
 
 
-def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=None, extra=(),
-                        run_dir=None):
+def cv_summary_markdown(rows, summaries, external, run_info, design, extra=(), run_dir=None):
     """summary.md: the findings, the results and their plot, the clinical sections, the rows
-    that did not run, the paper's table; then the study design, the run and its timing."""
-    clinical = clinical or design.get("clinical") or clinical_report.ClinicalFacts()
+    that did not run, the paper's table; then the study design (a ``StudyDesign``), the run
+    and its timing."""
+    clinical = design.clinical
     ran = findings.ran(rows)
     lines = ["# Thyroid ultrasound study: cross-validated results", ""]
     lines += findings.findings_markdown(rows, summaries, external, clinical)
@@ -199,7 +216,7 @@ def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=No
     lines += ["## Comparison with the paper's Table 1", "",
               f"Paper: {paper.PAPER_AUTHORS}, \"{paper.PAPER_TITLE}\" ({paper.PAPER_URL}).", ""]
     lines += cv_paper_markdown(rows, summaries)
-    lines += study_design_markdown(dict(design, clinical=clinical))
+    lines += study_design_markdown(design)
     lines += _run_table(run_info, rows)
     weights = [f"- {md(r.title)}: {md(r.checkpoint)}" for r in rows if r.checkpoint]
     if weights:
@@ -210,12 +227,12 @@ def cv_summary_markdown(rows, summaries, external, run_info, design, clinical=No
     return "\n".join(lines)
 
 
-def write_cv_report(run_dir, rows, records, summaries, external, run_info, design,
-                    clinical=None, extra=()):
+def write_cv_report(run_dir, rows, records, summaries, external, run_info, design, extra=()):
     """predictions.csv, summary.csv, summary.md, summary.html, roc.png, calibration.png and
-    decision_curve.png in run_dir; ``extra``: sections of optional rows (localisation,
+    decision_curve.png in run_dir; ``summaries`` / ``external``: {row id: pooled.RowFigures};
+    ``design``: a ``StudyDesign``; ``extra``: sections of optional rows (localisation,
     robustness)."""
-    clinical = clinical or clinical_report.ClinicalFacts()
+    clinical = design.clinical
     os.makedirs(run_dir, exist_ok=True)
     paths = {name: os.path.join(run_dir, file) for name, file in (
         ("predictions", PREDICTIONS_CSV), ("summary_csv", SUMMARY_CSV),
@@ -231,8 +248,7 @@ def write_cv_report(run_dir, rows, records, summaries, external, run_info, desig
         panels.append((f"External set ({clinical_report.MODEL_NAMES[clinical.final_model]})",
                        external))
     clinical_report.plot_decision_curves(rows, panels, paths["decision"])
-    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, clinical,
-                                   extra, run_dir)
+    markdown = cv_summary_markdown(rows, summaries, external, run_info, design, extra, run_dir)
     io_utils.atomic_write_text(paths["summary_md"], markdown)
     io_utils.atomic_write_text(paths["summary_html"], html_page.markdown_page(
         markdown, run_dir, "Thyroid ultrasound study", OPEN_SECTIONS))

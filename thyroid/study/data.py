@@ -2,7 +2,6 @@
 labelled image in one split with the fold file beside it, or the single split), the external
 shards, and the ImageNet checkpoints the rows need."""
 
-import dataclasses
 import os
 
 from absl import logging
@@ -10,6 +9,7 @@ from absl import logging
 from thyroid.checkpoints.locate import default_checkpoint_path
 from thyroid.datasets import build, folds, shards, synthetic
 from thyroid.nets import get_network
+from thyroid.study.payloads import Sources
 from thyroid.study.resources import job_workers
 
 DEV_SPLIT = "train"  # the cross-validated study's shards hold every labelled image here
@@ -17,14 +17,6 @@ EXTERNAL_SOURCES = ("ddti", "local", "folders", "csv")
 QUICK_SIZE = {"width": 280, "height": 180}
 
 
-@dataclasses.dataclass(frozen=True)
-class Sources:
-    """Where the development images are, and how the report names them."""
-    ddti_dir: str | None
-    local_dir: str | None
-    description: str
-    image_dir: str | None = None
-    csv: str | None = None
 
 
 def prepare_sources(study, run_dir):

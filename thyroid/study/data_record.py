@@ -39,6 +39,19 @@ class DataChange:
                 f"{self.modified} modified")
 
 
+# The names under which the development sources are recorded (the external ones are named
+# "external <kind>=<path>").
+DEVELOPMENT_SOURCES = ("--ddti_dir", "--local_dir", "--image_dir", "--csv")
+
+
+def is_development(name):
+    return name in DEVELOPMENT_SOURCES
+
+
+def is_external(name):
+    return name not in DEVELOPMENT_SOURCES
+
+
 def study_sources(study):
     """{source name: path} of the user's data the study reads (development and external)."""
     sources = {}

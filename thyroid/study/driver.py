@@ -1,32 +1,29 @@
 """A study from its settings to its summary: claim the run folder, plan (or load the plan of
 the run being resumed), execute, return the summary's path.
 
-Run folders are claimed atomically (``os.mkdir``) and held with a lock for the whole study,
-so two studies never share one: a second study with the same explicit ``--run_name`` is
-refused at once, default timestamp names that collide get a suffix, and re-running an
-existing run without ``--resume`` is refused with the command that continues it.
+Run folders are claimed atomically (``os.mkdir``) and held with a lock for the whole study
+(``study.locks``), so two studies never share one, nor a study and jobs run by hand: a second
+study with the same explicit ``--run_name`` is refused at once, default timestamp names that
+collide get a suffix, and re-running an existing run without ``--resume`` is refused with the
+command that continues it. ``plan_only`` claims the folder and writes the plan alone, for the
+jobs to be run by hand (``python -m thyroid.study.job``).
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 
 from absl import logging
 
-from thyroid.output_guard import OutputError
-from thyroid.study import data_record
+from thyroid.study import data_record, locks
+from thyroid.study.locks import RunFolderError
 from thyroid.study.executor import LocalExecutor
 from thyroid.study.fingerprint import PLACE_SETTINGS
+from thyroid.study.jobspec import job_id
 from thyroid.study.plan import EXTERNAL_JOBS, PLAN_FILE, Plan, make_plan, resume_command
 from thyroid.study.results import read_result
 
-LOCK_FILE = "study.lock"
 MAX_NAME_SUFFIX = 1000
-
-
-class RunFolderError(OutputError):
-    """The run folder cannot be used as asked (taken, busy, or of other settings)."""
+__all__ = ["RunFolderError", "plan_only", "report_only", "run_study"]
 
 
 def _settings(study):
@@ -34,7 +31,7 @@ def _settings(study):
 
 
 def _finished(run_dir):
-    result = read_result(run_dir, "report")
+    result = read_result(run_dir, job_id("report"))
     return result is not None and result.ok
 
 
@@ -99,18 +96,6 @@ def _newest_unfinished(study):
     return max(candidates)[1]
 
 
-@contextlib.contextmanager
-def _held(run_dir):
-    """Holds the run folder's lock: a second study there is refused at once."""
-    with open(os.path.join(run_dir, LOCK_FILE), "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError("run_name", os.path.basename(run_dir),
-                                 f"{run_dir} is in use by another running study") from None
-        yield
-
-
 def _check_data_unchanged(run_dir, plan):
     """Refuses to resume a run whose data changed since it was planned (read only: nothing in
     the run folder is touched)."""
@@ -147,7 +132,7 @@ class StudyError(ValueError):
 
 # Jobs without which no row can run: when one fails, the study says why instead of reporting
 # every row failed.
-ESSENTIAL_JOBS = ("data", "shards")
+ESSENTIAL_JOBS = (job_id("data"), job_id("shards"))
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -164,24 +149,24 @@ def run_study(study, executor=None, resume=False):
         results, run_dir = _run_claimed(study, executor, resume)
     finally:
         executor.stop()
-    for job_id in ESSENTIAL_JOBS:
-        if results.get(job_id) is not None and not results[job_id].ok:
-            raise StudyError(f"{job_id}: {results[job_id].note}")
-    report = results.get("report")
+    for essential in ESSENTIAL_JOBS:
+        if results.get(essential) is not None and not results[essential].ok:
+            raise StudyError(f"{essential}: {results[essential].note}")
+    report = results.get(job_id("report"))
     if report is None or not report.ok:
         raise RuntimeError(f"the study's report was not written: {report.note if report else ''}")
-    failed = [f"{job_id}: {results[job_id].note}" for job_id in EXTERNAL_JOBS
-              if results.get(job_id) is not None and not results[job_id].ok]
+    failed = [f"{external}: {results[external].note}" for external in EXTERNAL_JOBS
+              if results.get(external) is not None and not results[external].ok]
     if failed:
         raise StudyError(f"external validation failed ({'; '.join(failed)}); the report, which "
-                         f"says so, is {report.payload['summary']}")
-    logging.info("study finished; summary in %s", report.payload["summary"])
-    return report.payload["summary"]
+                         f"says so, is {report.payload.summary}")
+    logging.info("study finished; summary in %s", report.payload.summary)
+    return report.payload.summary
 
 
 def _run_claimed(study, executor, resume):
     run_dir, plan = _open_plan(study, resume)
-    with _held(run_dir):
+    with locks.study_lock(run_dir):
         logging.get_absl_handler().use_absl_log_file("study", run_dir)
         if plan is None:
             plan = make_plan(dataclasses.replace(study, run_name=os.path.basename(run_dir)),
@@ -195,9 +180,28 @@ def _run_claimed(study, executor, resume):
                                    f"with `{resume_command(run_dir)}`") from None
 
 
+def plan_only(study):
+    """Claims a new run folder and writes its plan (plan.json: the settings and every job),
+    nothing else; -> the run folder."""
+    run_dir, _ = _open_plan(study, resume=False)
+    with locks.study_lock(run_dir):
+        make_plan(dataclasses.replace(study, run_name=os.path.basename(run_dir)), run_dir)
+    return run_dir
+
+
 def report_only(run_dir):
-    """Writes the report of a run from its files again; -> the summary's path."""
+    """Writes the report of a run from its files again; -> the summary's path. Refused while a
+    study runs there or a job run by hand is running."""
     from thyroid.study.assemble import write_report
+    from thyroid.study.results import job_dir
     if not os.path.isfile(os.path.join(run_dir, PLAN_FILE)):
         raise RunFolderError("report_only", run_dir, "not a study run folder (no plan.json)")
-    return write_report(os.path.abspath(run_dir))
+    run_dir = os.path.abspath(run_dir)
+    with locks.study_lock(run_dir, shared=True, flag="report_only", value=run_dir):
+        plan = Plan.load(run_dir)
+        busy = locks.running({job.id: job_dir(run_dir, job.id) for job in plan.jobs})
+        if busy:
+            raise RunFolderError("report_only", run_dir, (
+                f"job {busy[0]} is running{f' (and {len(busy) - 1} more)' if busy[1:] else ''}; "
+                "report once it has ended"))
+        return write_report(run_dir)

@@ -8,12 +8,13 @@ from, and formatted by ``tables`` as the tables format them.
 """
 
 from thyroid.datasets import label_meaning
-from thyroid.stats.pooled import row_key
+from thyroid.stats.pooled import RowFigures
 from thyroid.study.clinical_report import MODEL_NAMES, best_strategies
 from thyroid.study.html_page import section_id
-from thyroid.study.plan import ROW_STAGE_PARTS, resume_command, row_stage
+from thyroid.study.kinds import ROW_STAGE_PARTS, row_stage
+from thyroid.study.plan import resume_command
 from thyroid.study.results import OK, SKIPPED
-from thyroid.study.tables import md, method_name, num, p_text, plain, with_ci
+from thyroid.study.tables import md, method_name, num, p_text, plain, row_figures, with_ci
 
 FINDINGS_HEADING = "Findings"
 NOT_RUN_HEADING = "Rows that did not run"
@@ -24,7 +25,8 @@ SLOPE_TOLERANCE = 0.1
 
 
 def _figures(summaries, row):
-    return (summaries or {}).get(row_key(row.row_id)) or {}
+    """The row's ``pooled.RowFigures``, empty ones where it has none."""
+    return row_figures(summaries, row) or RowFigures()
 
 
 def ran(rows):
@@ -39,8 +41,8 @@ def not_run(rows):
 def _ranked(rows, summaries):
     """[(row, figures)] of the rows with a pooled AUC, highest first."""
     scored = [(row, _figures(summaries, row)) for row in ran(rows)]
-    scored = [(row, f) for row, f in scored if num(f.get("auc")) is not None]
-    return sorted(scored, key=lambda pair: -num(pair[1]["auc"]))
+    scored = [(row, f) for row, f in scored if num(f.auc) is not None]
+    return sorted(scored, key=lambda pair: -num(pair[1].auc))
 
 
 def _row_text(row):
@@ -49,26 +51,26 @@ def _row_text(row):
 
 def _best_line(row, f):
     return (f"- **Best pooled AUC**: {_row_text(row)}, {with_ci(f, 'auc')} (95% interval, "
-            f"bootstrap over patients; out-of-fold predictions of {f.get('images')} images, "
-            f"{f.get('patients')} patients).")
+            f"bootstrap over patients; out-of-fold predictions of {f.images} images, "
+            f"{f.patients} patients).")
 
 
 def _p_phrase(f):
-    text = p_text(f.get("p_vs_best"))
+    text = p_text(f.p_vs_best)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _compared_line(best, best_figures, ranked):
     """Which rows DeLong's test cannot tell apart from the best, and which are lower."""
     others = [(row, f) for row, f in ranked
-              if row is not best and num(f.get("p_vs_best")) is not None]
+              if row is not best and num(f.p_vs_best) is not None]
     if not others:
         return None
     groups = {"same": [], "lower": [], "higher": []}
     for row, f in others:
         # A reference row (never ranked best: the expert-outline bound) may score higher.
-        group = ("same" if num(f["p_vs_best"]) >= ALPHA
-                 else "higher" if num(f["auc"]) > num(best_figures["auc"]) else "lower")
+        group = ("same" if num(f.p_vs_best) >= ALPHA
+                 else "higher" if num(f.auc) > num(best_figures.auc) else "lower")
         groups[group].append(f"row {row.row_id} {plain(f, 'auc')} ({_p_phrase(f)})")
     titles = {"same": f"cannot be told apart from it (p ≥ {ALPHA:g})",
               "lower": f"lower (p < {ALPHA:g})",
@@ -86,8 +88,8 @@ def _external_line(best, rows, external, clinical):
         return "- **External set**: none given; every figure here is out of fold."
     model = MODEL_NAMES[clinical.final_model]
     scored = [(row, _figures(external, row)) for row in ran(rows)]
-    scored = sorted([(row, f) for row, f in scored if num(f.get("auc")) is not None],
-                    key=lambda pair: -num(pair[1]["auc"]))
+    scored = sorted([(row, f) for row, f in scored if num(f.auc) is not None],
+                    key=lambda pair: -num(pair[1].auc))
     if not scored:
         return f"- **External set** ({model}): no row scored it."
     mine = _figures(external, best)
@@ -124,11 +126,11 @@ def _calibration_line(row, f, clinical):
     if clinical.recalibrate == "none":
         return (f"- **Calibration** of row {row.row_id}'s score (no recalibration): intercept "
                 f"{plain(f, 'calibration_intercept')}, slope {plain(f, 'calibration_slope')} "
-                f"({_slope_phrase(f.get('calibration_slope'))}; ideal 0 and 1).")
+                f"({_slope_phrase(f.calibration_slope)}; ideal 0 and 1).")
     return (f"- **Calibration** of row {row.row_id}'s recalibrated risk: intercept "
             f"{plain(f, 'calibration_intercept_recalibrated')}, slope "
             f"{plain(f, 'calibration_slope_recalibrated')} "
-            f"({_slope_phrase(f.get('calibration_slope_recalibrated'))}; ideal 0 and 1); raw "
+            f"({_slope_phrase(f.calibration_slope_recalibrated)}; ideal 0 and 1); raw "
             f"score {plain(f, 'calibration_intercept')} / {plain(f, 'calibration_slope')}.")
 
 
@@ -159,7 +161,7 @@ def findings_markdown(rows, summaries, external, clinical):
         lines.append("- **No row has pooled out-of-fold figures.**")
         return lines + [line for line in (label_line(clinical), _not_run_line(rows)) if line] \
             + [""]
-    best, best_figures = next(((row, f) for row, f in ranked if f.get("best_row")), ranked[0])
+    best, best_figures = next(((row, f) for row, f in ranked if f.best_row), ranked[0])
     bullets = [_best_line(best, best_figures), _compared_line(best, best_figures, ranked),
                _external_line(best, rows, external, clinical), _decision_line(rows, summaries),
                _calibration_line(best, best_figures, clinical), label_line(clinical),

@@ -2,17 +2,17 @@
 committed result carries the fingerprint the job would have now.
 
 It covers the job itself, the study's settings (all but where the run goes), the version of
-``thyroid``, the fingerprints of the job's inputs, and for the jobs that read the user's
-folders the content hashes of their files as the plan recorded them (``study.data_record``:
-a resumed run whose data changed is refused before any job runs, and a file only touched keeps
-its hash)."""
+``thyroid``, the fingerprints and statuses of the job's inputs, and for the jobs that read the
+user's folders the content hashes of their files as the plan recorded them
+(``study.data_record``: a resumed run whose data changed is refused before any job runs, and a
+file only touched keeps its hash)."""
 
 import dataclasses
 import hashlib
 import json
 
 import thyroid
-from thyroid.study import data_record
+from thyroid.study import data_record, kinds
 from thyroid.study.results import read_result
 
 # Settings that say where the run goes, not what it computes.
@@ -22,17 +22,13 @@ PLACE_SETTINGS = ("output_dir", "run_name")
 LATER_SETTINGS = {"crop_variants": ()}
 
 
-DEVELOPMENT_SOURCES = ("--ddti_dir", "--local_dir", "--image_dir", "--csv")
-
-
 def _source_listing(plan, job):
+    """The recorded content of the user's sources the job's kind reads, or None."""
+    reads = kinds.get(job.kind).sources
+    if reads is None:
+        return None
     record = plan.sources or {}
-    if job.kind == "data":
-        return data_record.content_listing(record, DEVELOPMENT_SOURCES)
-    if job.kind == "external_shards":
-        return data_record.content_listing(
-            record, [name for name in record if name not in DEVELOPMENT_SOURCES])
-    return None
+    return data_record.content_listing(record, [name for name in record if reads(name)])
 
 
 def job_fingerprint(plan, job):
@@ -40,8 +36,10 @@ def job_fingerprint(plan, job):
                 and not (k in LATER_SETTINGS and tuple(v) == LATER_SETTINGS[k])}
     inputs = {}
     for job_id in job.inputs:
+        # The input's status too: an input that failed and then ran ok keeps its fingerprint,
+        # but the jobs after it (the summaries) must not count as done on what it left before.
         result = read_result(plan.run_dir, job_id)
-        inputs[job_id] = result.fingerprint if result else None
+        inputs[job_id] = [result.fingerprint, result.status] if result else None
     parts = {"job": dataclasses.asdict(job), "study": settings, "inputs": inputs,
              "version": thyroid.__version__, "sources": _source_listing(plan, job)}
     text = json.dumps(parts, sort_keys=True, default=str)

@@ -8,6 +8,7 @@ one directly, the Ray one inside a task.
 """
 
 import dataclasses
+import importlib
 import os
 import time
 import traceback
@@ -21,14 +22,17 @@ from thyroid.flag_errors import FlagValueError
 from thyroid.nets import get_network
 from thyroid.stats import pooled
 from thyroid.stats.recalibration import RecalibrationMap
-from thyroid.study import data, fitting, localisation, robustness
+from thyroid.study import (data, fitting, kinds, localisation_data, localisation_fitting,
+                           payloads, robustness)
 from thyroid.study.config import row_config
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.assemble import write_report
-from thyroid.study.plan import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR, SHARDS_DIR,
-                                TRAIN_DIR, row_of)
-from thyroid.study.rows import SEGMENTING_MODE, get_row, is_localisation
+from thyroid.study.jobspec import job_id
+from thyroid.study.kinds import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR,
+                                 SHARDS_DIR)
+from thyroid.study.plan import row_of
+from thyroid.study.rows import SEGMENTING_MODE, is_localisation
 from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
                                    read_result, this_worker, write_result)
 
@@ -36,8 +40,9 @@ from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, r
 
 @dataclasses.dataclass
 class Outcome:
-    """What a job's body returns: its facts and, for fits, its prediction records."""
-    payload: dict = dataclasses.field(default_factory=dict)
+    """What a job's body returns: its payload (its kind's ``study.payloads`` dataclass; None
+    when it did not run) and, for fits, its prediction records."""
+    payload: object = None
     records: list | None = None
 
 
@@ -46,110 +51,109 @@ def _path(plan, *parts):
 
 
 def row_train_dir(plan, row_id):
-    return _path(plan, TRAIN_DIR, get_row(row_id).folder_name())
+    return kinds.row_train_dir(plan.run_dir, row_id)
 
 
-def _ok(plan, job_id):
-    result = read_result(plan.run_dir, job_id)
+def _ok(plan, input_id):
+    result = read_result(plan.run_dir, input_id)
     return result is not None and result.ok
+
+
+def _sources(plan):
+    return read_result(plan.run_dir, job_id("data")).payload
 
 
 def _row_run_config(plan, job):
     """The row's RunConfig on the study's shards (with the fold file when cross-validated)."""
     dataset_dir = _path(plan, SHARDS_DIR)
     config = row_config(plan.study, row_of(job), dataset_dir)
-    if plan.study.num_folds:
+    if plan.cross_validated:
         config = config.replace(fold_file=os.path.join(dataset_dir, folds.FOLDS_NAME))
     return config
 
 
 def run_data(plan, job):
-    return Outcome(dataclasses.asdict(data.prepare_sources(plan.study, plan.run_dir)))
+    return Outcome(data.prepare_sources(plan.study, plan.run_dir))
 
 
 def run_shards(plan, job):
-    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
-    build = data.build_development_shards if plan.study.num_folds else data.build_single_split_shards
+    sources = _sources(plan)
+    build = (data.build_development_shards if plan.cross_validated
+             else data.build_single_split_shards)
     manifest = build(plan.study, sources, _path(plan, SHARDS_DIR))
-    return Outcome({"dataset_dir": _path(plan, SHARDS_DIR),
-                    "build_seconds": manifest.get("build_seconds")})
+    return Outcome(payloads.ShardsPayload(_path(plan, SHARDS_DIR),
+                                          manifest.get("build_seconds")))
 
 
 def run_external_shards(plan, job):
     data.build_external_shards(plan.study.external_sources, _path(plan, EXTERNAL_DIR),
                                plan.study.seed)
-    return Outcome({"dataset_dir": _path(plan, EXTERNAL_DIR)})
+    return Outcome(payloads.ShardsPayload(_path(plan, EXTERNAL_DIR)))
 
 
 def run_checkpoints(plan, job):
     models = sorted({row.model for row in plan.study.selected_rows()})
     data.prepare_checkpoints(plan.study.checkpoint_dir, models, plan.study.download_checkpoints)
-    return Outcome({"models": models})
+    return Outcome(payloads.CheckpointsPayload(models))
 
 
 def run_outlines(plan, job):
-    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
-    return Outcome(localisation.build_outlines(sources, _path(plan, SHARDS_DIR),
+    sources = _sources(plan)
+    return Outcome(localisation_data.build_outlines(sources, _path(plan, SHARDS_DIR),
                                                _path(plan, OUTLINES_DIR)))
 
 
-def _variant_name(job_id):
-    return job_id.split("-", 1)[1]  # variant-<name>
-
-
 def run_variant(plan, job):
-    sources = data.Sources(**read_result(plan.run_dir, "data").payload)
-    name = _variant_name(job.id)
-    return Outcome(robustness.build_variant(sources, name,
-                                            robustness.variant_dir(plan.run_dir, name),
+    return Outcome(robustness.build_variant(_sources(plan), job.variant,
+                                            robustness.variant_dir(plan.run_dir, job.variant),
                                             plan.study.seed))
 
 
 def run_robustness(plan, job):
     """The row's folds scored again on every crop variant (``study.robustness``)."""
-    inputs = [plan.job(job_id) for job_id in job.inputs]
+    inputs = [plan.job(input_id) for input_id in job.inputs]
     fits = [(fold_train_dir(plan, job.row_id, fit.repeat, fit.fold),
              read_records(plan.run_dir, fit.id)) for fit in inputs if fit.kind == "fit"]
-    variants = {_variant_name(variant.id): read_result(plan.run_dir, variant.id)
-                .payload["dataset_dir"] for variant in inputs if variant.kind == "variant"}
+    variants = {variant.variant: read_result(plan.run_dir, variant.id).payload.dataset_dir
+                for variant in inputs if variant.kind == "variant"}
     return Outcome(robustness.row_robustness(fits, variants))
 
 
 def run_segment(plan, job):
     row = next(r for r in plan.study.selected_rows() if r.mode == SEGMENTING_MODE)
     config = row_config(plan.study, row, _path(plan, SHARDS_DIR))
-    return Outcome(localisation.refit_segmentation(plan.study, row, config,
-                                                   _path(plan, OUTLINES_DIR),
-                                                   _path(plan, SEGMENT_DIR)))
+    return Outcome(localisation_fitting.refit_segmentation(
+        plan.study, row, config, _path(plan, OUTLINES_DIR), _path(plan, SEGMENT_DIR)))
 
 
 def run_features(plan, job):
     """Computes the row's frozen activations once, into the shards' activation cache, so that
     every fold reads them (a row fed images has none: nothing to do)."""
     if is_localisation(row_of(job)):
-        return Outcome(localisation.prepare(plan.study, row_of(job), _row_run_config(plan, job),
-                                            _path(plan, OUTLINES_DIR)))
+        return Outcome(localisation_data.prepare(plan.study, row_of(job),
+                                                 _row_run_config(plan, job),
+                                                 _path(plan, OUTLINES_DIR)))
     from thyroid.training.inputs import load_split_inputs
     from thyroid.training.model import IMAGES, input_kind
     from thyroid.training.run import resolve
     config = resolve(_row_run_config(plan, job).replace(fold_file=None).validate())
     kind = input_kind(config.mode, config.uses_frozen_prefix)
     if kind == IMAGES:
-        return Outcome({"input": kind})
-    for split in ((data.DEV_SPLIT,) if plan.study.num_folds else shards.SPLITS):
+        return Outcome(payloads.FeaturesPayload(kind))
+    for split in ((data.DEV_SPLIT,) if plan.cross_validated else shards.SPLITS):
         load_split_inputs(config, split)
-    return Outcome({"input": kind})
+    return Outcome(payloads.FeaturesPayload(kind))
 
 
 def run_fit(plan, job):
-    if not plan.study.num_folds:
+    if not plan.cross_validated:
         return _fit_single_split(plan, job)
     train_dir = fold_train_dir(plan, job.row_id, job.repeat, job.fold)
     if is_localisation(row_of(job)):
-        fold, facts = localisation.run_fold(plan.study, row_of(job), _row_run_config(plan, job),
-                                            job.repeat, job.fold, train_dir,
-                                            _path(plan, OUTLINES_DIR))
-        return Outcome(dict(fold.facts(), localisation=facts), fold.records)
+        fold, facts = localisation_fitting.run_fold(
+            plan.study, row_of(job), _row_run_config(plan, job), job.repeat, job.fold,
+            train_dir, _path(plan, OUTLINES_DIR))
+        return Outcome(fold.facts(facts), fold.records)
     fold = fitting.run_fold(_row_run_config(plan, job), job.row_id, job.repeat, job.fold,
                             train_dir, plan.study.operating_point, plan.study.recalibrate)
     return Outcome(fold.facts(), fold.records)
@@ -159,23 +163,23 @@ def _fit_single_split(plan, job):
     trained, metrics, records = fitting.fit_single_split(
         _row_run_config(plan, job), job.row_id, row_train_dir(plan, job.row_id),
         plan.study.seed, plan.study.num_bootstrap)
-    return Outcome({"metrics": metrics, "checkpoint": trained.checkpoint_description,
-                    "train_seconds": trained.seconds, "train_dir": trained.train_dir}, records)
+    return Outcome(payloads.SplitFit(metrics, trained.checkpoint_description, trained.seconds,
+                                     trained.train_dir), records)
 
 
 def fold_results(plan, job_ids):
     """The FoldResults of the given fit jobs (facts from result.json, records beside it)."""
     found = []
-    for job_id in job_ids:
-        result = read_result(plan.run_dir, job_id)
-        if result is not None and result.ok and plan.job(job_id).kind == "fit":
+    for input_id in job_ids:
+        result = read_result(plan.run_dir, input_id)
+        if result is not None and result.ok and plan.job(input_id).kind == "fit":
             found.append(FoldResult.from_payload(result.payload,
-                                                 read_records(plan.run_dir, job_id)))
+                                                 read_records(plan.run_dir, input_id)))
     return found
 
 
 def fold_train_dir(plan, row_id, repeat, fold):
-    return os.path.join(row_train_dir(plan, row_id), f"repeat{repeat}_fold{fold}")
+    return kinds.fold_train_dir(plan.run_dir, row_id, repeat, fold)
 
 
 def run_external_check(plan, job):
@@ -186,13 +190,13 @@ def run_external_check(plan, job):
     for pair in check.exact:
         logging.warning("external image %s is byte-identical to development image %s: left "
                         "out of the external figures", pair["external"], pair["development"])
-    return Outcome(check.to_json())
+    return Outcome(payloads.ExternalCheckPayload(**check.to_json()))
 
 
 def excluded_external(plan):
     """Keys of the external images the figures leave out (byte-identical to development)."""
-    result = read_result(plan.run_dir, "external_check")
-    return set() if result is None else {pair["external"] for pair in result.payload["exact"]}
+    result = read_result(plan.run_dir, job_id("external_check"))
+    return set() if result is None or not result.ok else result.payload.excluded_keys()
 
 
 def run_refit(plan, job):
@@ -205,7 +209,7 @@ def run_refit(plan, job):
     if plan.study.external:
         records = fitting.external_records(job.row_id, train_dir, _path(plan, EXTERNAL_DIR),
                                            recalibration, excluded_external(plan))
-    return Outcome({"train_dir": train_dir, "recalibration": recalibration.to_json()}, records)
+    return Outcome(payloads.RefitPayload(train_dir, recalibration.to_json()), records)
 
 
 def run_ensemble(plan, job):
@@ -214,34 +218,34 @@ def run_ensemble(plan, job):
     dirs = [fold_train_dir(plan, job.row_id, fold.repeat, fold.fold) for fold in folds_done]
     records = fitting.ensemble_records(job.row_id, dirs, folds_done, _path(plan, EXTERNAL_DIR),
                                        excluded_external(plan))
-    return Outcome({"folds": len(dirs)}, records)
+    return Outcome(payloads.EnsemblePayload(len(dirs)), records)
 
 
 def export_choice(plan, job):
     """(row id, train_dir) of the fine-tuned mobile row with the best AUC, or None: pooled
     out of fold (its refit is exported) or on the single split's test set."""
-    fits = [job_id for job_id in job.inputs
-            if plan.job(job_id).kind == "fit" and _ok(plan, job_id)]
-    records = [record for job_id in fits for record in read_records(plan.run_dir, job_id)]
+    fits = [input_id for input_id in job.inputs
+            if plan.job(input_id).kind == "fit" and _ok(plan, input_id)]
+    records = [record for input_id in fits for record in read_records(plan.run_dir, input_id)]
     summaries = pooled.summarize_predictions(records, num_samples=0)
-    refitted = bool(plan.study.num_folds) and plan.study.final_model == "refit"
+    refitted = plan.cross_validated and plan.study.final_model == "refit"
     candidates = [row_id for row_id in summaries
-                  if not refitted or _ok(plan, f"refit-{row_id}")]
+                  if not refitted or _ok(plan, job_id("refit", row_id))]
     if not candidates:
         return None
-    best = max(candidates, key=lambda row_id: summaries[row_id]["auc"] or 0.0)
+    best = max(candidates, key=lambda row_id: summaries[row_id].auc or 0.0)
     train_dir = row_train_dir(plan, best)
     return best, os.path.join(train_dir, "refit") if refitted else train_dir
 
 
 def threshold_source(plan, job, row_id):
     """Where the exported threshold came from, in words (metadata.json, the web app)."""
-    if not plan.study.num_folds:
+    if not plan.cross_validated:
         return None  # the row's own threshold setting: the export says so
     ensemble = plan.study.final_model == "folds"  # repeat 0's folds; the refit: every fit
-    fits = [job_id for job_id in job.inputs if plan.job(job_id).kind == "fit"
-            and plan.job(job_id).row_id == row_id
-            and (not ensemble or plan.job(job_id).repeat == 0)]
+    fits = [input_id for input_id in job.inputs if plan.job(input_id).kind == "fit"
+            and plan.job(input_id).row_id == row_id
+            and (not ensemble or plan.job(input_id).repeat == 0)]
     return (f"the study's operating point {plan.study.operating_point!r}, chosen on each "
             f"fold's inner-validation predictions (never test data); the median over the "
             f"{len(fits)} fold thresholds of row {row_id}")
@@ -254,30 +258,31 @@ def run_export(plan, job):
     choice = export_choice(plan, job)
     if choice is None:
         logging.info("no fine-tuned mobile model to export")
-        return Outcome({"exported": None})
+        return Outcome(payloads.ExportPayload())
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
     source = threshold_source(plan, job, row_id)
-    if plan.study.num_folds and plan.study.final_model == "folds":
-        fits = [job_id for job_id in job.inputs if plan.job(job_id).row_id == row_id
-                and plan.job(job_id).repeat == 0]
+    if plan.cross_validated and plan.study.final_model == "folds":
+        fits = [input_id for input_id in job.inputs if plan.job(input_id).row_id == row_id
+                and plan.job(input_id).repeat == 0]
         folds_done = fold_results(plan, fits)
         paths = export_ensemble(
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
             fitting.refit_settings(folds_done)[0], output_dir, source)
-        facts = {"exported": paths.model, "row_id": row_id, "refit": False,
-                 "folds": len(folds_done), "layout": paths.layout}
+        facts = payloads.ExportPayload(paths.model, row_id, False, len(folds_done),
+                                       paths.layout)
     else:
         export_model(train_dir, output_dir, quantize="none", threshold_source=source)
-        facts = {"exported": os.path.join(output_dir, "model.tflite"), "row_id": row_id,
-                 "refit": bool(plan.study.num_folds)}
-    return Outcome(dict(facts, segment=_export_segment(plan, job, output_dir)))
+        facts = payloads.ExportPayload(os.path.join(output_dir, "model.tflite"), row_id,
+                                       plan.cross_validated)
+    return Outcome(dataclasses.replace(facts, segment=_export_segment(plan, job, output_dir)))
 
 
 def _export_segment(plan, job, output_dir):
     """Row 12's segmentation network (trained on every outlined image) beside the model."""
-    if "segment" not in job.inputs or not _ok(plan, "segment"):
+    segment = job_id("segment")
+    if segment not in job.inputs or not _ok(plan, segment):
         return None
     from thyroid.deploy.segment import export_segmentation
     return export_segmentation(_path(plan, SEGMENT_DIR), output_dir)
@@ -286,35 +291,29 @@ def _export_segment(plan, job, output_dir):
 def run_pooled(plan, job):
     """The pooled statistics of every row (out of fold, and external), kept in the result so
     that the report, written again, shows the same figures."""
-    records = [record for job_id in job.inputs if _ok(plan, job_id)
-               for record in read_records(plan.run_dir, job_id)]
+    records = [record for input_id in job.inputs if _ok(plan, input_id)
+               for record in read_records(plan.run_dir, input_id)]
     samples, seed = plan.study.num_bootstrap, plan.study.seed
     unranked = [row.id for row in plan.study.selected_rows() if not row.deployable]
     summaries = pooled.summarize_predictions(records, samples, seed, unranked)
-    payload = {"summaries": _by_text(summaries), "external": None,
-               "final_model": plan.study.final_model}
-    if plan.study.external:
-        for name, fold in (("refit", pooled.EXTERNAL_FOLD), ("folds", pooled.ENSEMBLE_FOLD)):
-            payload[f"external_{name}"] = _by_text(
-                pooled.summarize_external(records, samples, seed, fold))
-        payload["external"] = payload[f"external_{plan.study.final_model}"]
-    return Outcome(payload)
-
-
-def _by_text(figures):
-    return {str(k): v for k, v in figures.items()}
+    final = plan.study.final_model
+    if not plan.study.external:
+        return Outcome(payloads.PooledPayload(summaries, final))
+    by_model = {name: pooled.summarize_external(records, samples, seed, fold)
+                for name, fold in (("refit", pooled.EXTERNAL_FOLD),
+                                   ("folds", pooled.ENSEMBLE_FOLD))}
+    return Outcome(payloads.PooledPayload(summaries, final, by_model[final], by_model["refit"],
+                                          by_model["folds"]))
 
 
 def run_report(plan, job):
-    return Outcome({"summary": write_report(plan.run_dir)})
+    return Outcome(payloads.ReportPayload(write_report(plan.run_dir)))
 
 
-RUNNERS = {"data": run_data, "shards": run_shards, "external_shards": run_external_shards,
-           "outlines": run_outlines, "segment": run_segment, "variant": run_variant,
-           "robustness": run_robustness,
-           "checkpoints": run_checkpoints, "features": run_features, "fit": run_fit,
-           "refit": run_refit, "pooled": run_pooled, "export": run_export, "report": run_report,
-           "external_check": run_external_check, "ensemble": run_ensemble}
+def runner(kind):
+    """The function that runs jobs of ``kind`` (its registry entry's ``module:function``)."""
+    module, name = kinds.get(kind).runner.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 # The jobs every row is built from: without them even the summary jobs have nothing to use.
@@ -322,14 +321,16 @@ DATA_JOBS = ("data", "shards")
 
 
 def _failed_input(plan, job):
-    """The first input that did not end ok, as (status, note), or None."""
-    for job_id in job.inputs:
-        if job.kind in ("pooled", "export", "report") and job_id not in DATA_JOBS:
-            continue  # these use what there is
-        result = read_result(plan.run_dir, job_id)
+    """The first input that did not end ok, as (status, note), or None. The summary kinds
+    use what there is, except the data jobs (``DATA_JOBS``)."""
+    summary = kinds.get(job.kind).summary
+    for input_id in job.inputs:
+        if summary and input_id not in DATA_JOBS:
+            continue
+        result = read_result(plan.run_dir, input_id)
         if result is None or not result.ok:
             status = SKIPPED if result is not None and result.status == SKIPPED else FAILED
-            return status, result.note if result else f"{job_id} did not finish"
+            return status, result.note if result else f"{input_id} did not finish"
     return None
 
 
@@ -351,7 +352,7 @@ def _run_body(plan, job):
     if blocked:
         return blocked[0], blocked[1], Outcome()
     try:
-        return OK, "", RUNNERS[job.kind](plan, job)
+        return OK, "", runner(job.kind)(plan, job)
     except MissingCheckpointError as error:
         logging.warning("%s skipped: %s", job.id, error)
         return SKIPPED, missing_checkpoint_note(plan, job), Outcome()

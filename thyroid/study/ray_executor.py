@@ -28,16 +28,12 @@ from absl import logging
 
 import thyroid
 from thyroid.flag_errors import FlagValueError
+from thyroid.study import kinds
 from thyroid.study.executor import StageClock, StudyProgress, committed
 from thyroid.study.ray_connect import cluster_address, import_ray, join
 from thyroid.study.results import FAILED, JobResult, write_result
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
-# Jobs that use what their inputs left, failed or not.
-SUMMARY_KINDS = ("pooled", "export", "report")
-# Jobs that run a network, and so take the GPU share; the others (data, shards, statistics,
-# report) never hold a GPU that a fit could use.
-GPU_KINDS = ("features", "fit", "refit", "export")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +63,7 @@ def _probe(run_dir):
 
 
 def _run_task(run_dir, job_id, resources, *inputs):
-    """One job in a Ray worker; -> its JobResult as a dict."""
+    """One job in a Ray worker; -> its JobResult as result.json holds it."""
     del inputs  # finished before this task started; their results are in the run folder
     from thyroid.study import jobs
     from thyroid.study.plan import Plan
@@ -77,7 +73,7 @@ def _run_task(run_dir, job_id, resources, *inputs):
     configure_tensorflow(resources)
     plan = Plan.load(run_dir)
     worker = dict(this_worker(), node=ray.get_runtime_context().get_node_id())
-    return dataclasses.asdict(jobs.run_job(plan, plan.job(job_id), worker))
+    return jobs.run_job(plan, plan.job(job_id), worker).to_json()
 
 
 def lost_result(job, error):
@@ -165,10 +161,12 @@ class RayExecutor:
                 continue
             run_again.add(job.id)
             refs = [submitted[i][0] for i in job.inputs if submitted[i][0] is not None]
-            if job.kind in SUMMARY_KINDS and refs:
+            kind = kinds.get(job.kind)
+            if kind.summary and refs:  # uses what its inputs left, failed or not
                 ids = [i for i in job.inputs if submitted[i][0] is not None]
                 refs = [settle.remote(plan.run_dir, ids, refs)]
-            gpus = options.gpus_per_job if job.kind in GPU_KINDS else 0.0
+            # only the kinds that run a network hold a GPU a fit could use
+            gpus = options.gpus_per_job if kind.gpu else 0.0
             resources = JobResources(options.cpus_per_job, gpus)
             submitted[job.id] = (tasks[gpus].remote(plan.run_dir, job.id, resources, *refs), None)
         return submitted
@@ -190,7 +188,7 @@ class RayExecutor:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
             try:
-                result = JobResult(**ray.get(done[0]))
+                result = JobResult.from_json(ray.get(done[0]))
             except Exception as error:  # lost after its retries, or an input was
                 result = lost_result(job, error)
                 write_result(plan.run_dir, result)

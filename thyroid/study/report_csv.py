@@ -6,7 +6,7 @@ import io
 
 from thyroid import io_utils
 from thyroid.stats import decision, metrics, pooled
-from thyroid.study.tables import metric_entry, num
+from thyroid.study.tables import metric_entry, num, row_figures
 
 SUMMARY_CSV = "summary.csv"
 PREDICTIONS_CSV = "predictions.csv"
@@ -103,8 +103,8 @@ def cv_summary_csv_text(rows, summaries, external=None, external_by_model=None):
     """summary.csv of a cross-validated study.
 
     ``rows``: ``thyroid.study.results.RowResult`` (row_id, model, mode, status, checkpoint,
-    note read by attribute); ``summaries``: {row_id: figures}
-    from ``pooled.summarize_predictions``; ``external``: {row_id: figures} from
+    note read by attribute); ``summaries``: {row_id: RowFigures}
+    from ``pooled.summarize_predictions``; ``external``: {row_id: RowFigures} from
     ``pooled.summarize_external`` (the final model's) or None (then there are no
     ``external_`` columns); ``external_by_model``: {"refit" | "folds": {row_id: figures}}
     adds ``external_auc_refit`` and ``external_auc_folds``.
@@ -117,18 +117,18 @@ def cv_summary_csv_text(rows, summaries, external=None, external_by_model=None):
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        key = pooled.row_key(row.row_id)
-        figures = summaries.get(key) or {}
-        outside = (external or {}).get(key) or {}
+        figures = row_figures(summaries, row) or pooled.RowFigures()
+        outside = row_figures(external, row) or pooled.RowFigures()
         out = {name: getattr(row, name) or "" for name in _ROW_TEXT}
-        for name in columns[4:]:
+        for name in columns[4:]:  # figures by attribute: a column no figure has is an error
             if name in _EXTERNAL_BY_MODEL:
                 base, _, model = name[len("external_"):].rpartition("_")
-                by_row = (external_by_model or {}).get(model) or {}
-                out[name] = _csv_num((by_row.get(key) or {}).get(base))
+                by_row = (external_by_model or {}).get(model)
+                out[name] = _csv_num(getattr(row_figures(by_row, row) or pooled.RowFigures(),
+                                             base))
             elif name.startswith("external_"):
-                out[name] = _csv_num(outside.get(name[len("external_"):]))
+                out[name] = _csv_num(getattr(outside, name[len("external_"):]))
             elif name not in _ROW_TEXT:
-                out[name] = _csv_num(figures.get(name))
+                out[name] = _csv_num(getattr(figures, name))
         writer.writerow(out)
     return buf.getvalue()

@@ -8,23 +8,26 @@ from these files alone, so a finished run can be reported again (``--report_only
 import dataclasses
 import json
 import os
+import typing
 
 import numpy as np
 from absl import logging
 
 from thyroid.io_utils import atomic_write_json, read_json
+from thyroid.study import kinds, payloads
+from thyroid.study.jobspec import JOBS_DIR, RECORDS_FILE, RESULT_FILE, job_dir  # noqa: F401
 from thyroid.study.rows import StudyRow
 
-JOBS_DIR = "jobs"
-RESULT_FILE = "result.json"
-RECORDS_FILE = "records.json"
+FAILED_FILE = "failed.json"
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
-RESULT_FORMAT = 1
+# 2: the payload is the kind's payload dataclass (study.payloads), or null.
+RESULT_FORMAT = 2
 
 
 @dataclasses.dataclass
 class JobResult:
-    """How one job ended. ``payload``: the kind's own JSON-ready facts."""
+    """How one job ended. ``payload``: the kind's payload (``study.payloads``), None when the
+    job did not end ok."""
     job: str
     kind: str
     status: str
@@ -32,7 +35,7 @@ class JobResult:
     finished: float  # time.time() when the job ended (the report's total time)
     fingerprint: str = ""
     note: str = ""
-    payload: dict = dataclasses.field(default_factory=dict)
+    payload: typing.Any = None
     # Where it ran: host, process, and the GPUs the executor gave it (CUDA_VISIBLE_DEVICES).
     worker: dict = dataclasses.field(default_factory=dict)
 
@@ -40,12 +43,41 @@ class JobResult:
     def ok(self):
         return self.status == OK
 
+    def to_json(self):
+        return dict(dataclasses.asdict(self), format=RESULT_FORMAT,
+                    payload=None if self.payload is None else payloads.to_json(self.payload))
 
-def job_dir(run_dir, job_id):
-    return os.path.join(run_dir, JOBS_DIR, job_id)
+    @classmethod
+    def from_json(cls, saved):
+        """The result saved by ``to_json``; a ValueError saying what is wrong otherwise."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"a mapping expected, not {type(saved).__name__}")
+        saved = dict(saved)
+        if saved.pop("format", None) != RESULT_FORMAT:
+            raise ValueError(f"not of result format {RESULT_FORMAT} (written by another "
+                             "version)")
+        payload = saved.pop("payload", None)
+        result = payloads.from_json(_SavedResult, saved, "result")
+        if result.status not in (OK, SKIPPED, FAILED):
+            raise ValueError(f"status {result.status!r} is not {OK}, {SKIPPED} or {FAILED}")
+        typed = None if payload is None else payloads.from_json(
+            kinds.get(result.kind).payload, payload)
+        if result.status == OK and typed is None:
+            raise ValueError("an ok result without its payload")
+        return cls(**dataclasses.asdict(result), payload=typed)
 
 
-FAILED_FILE = "failed.json"
+@dataclasses.dataclass(frozen=True)
+class _SavedResult:
+    """result.json's fields other than the payload, as ``payloads.from_json`` checks them."""
+    job: str
+    kind: str
+    status: str
+    seconds: float
+    finished: float
+    fingerprint: str = ""
+    note: str = ""
+    worker: dict = dataclasses.field(default_factory=dict)
 
 
 def write_result(run_dir, result, records=None):
@@ -61,25 +93,40 @@ def write_result(run_dir, result, records=None):
             logging.warning("%s did not end ok (%s); its earlier committed result is kept, "
                             "this attempt is in %s", result.job, result.note,
                             os.path.join(folder, FAILED_FILE))
-            atomic_write_json(os.path.join(folder, FAILED_FILE),
-                              dict(dataclasses.asdict(result), format=RESULT_FORMAT))
+            atomic_write_json(os.path.join(folder, FAILED_FILE), result.to_json())
             return
     if records is not None:
         atomic_write_json(os.path.join(folder, RECORDS_FILE), records)
-    atomic_write_json(os.path.join(folder, RESULT_FILE),
-                      dict(dataclasses.asdict(result), format=RESULT_FORMAT))
+    atomic_write_json(os.path.join(folder, RESULT_FILE), result.to_json())
+
+
+def result_problem(run_dir, job_id):
+    """(JobResult or None, why it cannot be read or None): None, None when the job has not
+    committed a result."""
+    path = os.path.join(job_dir(run_dir, job_id), RESULT_FILE)
+    if not os.path.exists(path):
+        return None, None
+    try:
+        result = JobResult.from_json(read_json(path))
+    except (OSError, ValueError) as error:
+        return None, f"{path}: {error}"
+    if result.job != job_id:
+        return None, f"{path}: the result of job {result.job!r}, not of {job_id!r}"
+    return result, None
+
+
+_WARNED = set()
 
 
 def read_result(run_dir, job_id):
-    """The job's JobResult, or None when it has not committed one (or it is unreadable)."""
-    path = os.path.join(job_dir(run_dir, job_id), RESULT_FILE)
-    try:
-        saved = read_json(path)
-    except (OSError, ValueError):
-        return None
-    if saved.pop("format", None) != RESULT_FORMAT:
-        return None
-    return JobResult(**saved)
+    """The job's JobResult, or None when it has not committed one. A result.json that cannot
+    be read as one (edited by hand, of another version) counts as not committed, said once
+    per file in the log: the job runs again on --resume, and the report shows it unfinished."""
+    result, problem = result_problem(run_dir, job_id)
+    if problem and problem not in _WARNED:
+        _WARNED.add(problem)
+        logging.warning("%s; the job counts as not done", problem)
+    return result
 
 
 def this_worker():
@@ -89,11 +136,19 @@ def this_worker():
 
 
 def read_records(run_dir, job_id):
+    """The job's prediction records ([] when it has none); a ValueError naming the file
+    when it cannot be read."""
     path = os.path.join(job_dir(run_dir, job_id), RECORDS_FILE)
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            records = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read ({error})") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: a list of prediction records expected")
+    return records
 
 
 @dataclasses.dataclass
@@ -114,16 +169,16 @@ class FoldResult:
 
     @classmethod
     def from_payload(cls, payload, records):
-        """From a fit job's result payload (which may carry more facts: a localisation row's)."""
-        names = {field.name for field in dataclasses.fields(cls)} - {"records"}
-        return cls(records=records, **{k: v for k, v in payload.items() if k in names})
+        """From a fit job's ``payloads.FoldFit`` and its records."""
+        return cls(payload.repeat, payload.fold, payload.threshold, payload.best_epochs,
+                   payload.seconds, records, payload.checkpoint, payload.recalibration,
+                   payload.validation)
 
-    def facts(self):
-        """JSON-ready, without the records (they go to records.json)."""
-        return {"repeat": self.repeat, "fold": self.fold, "threshold": self.threshold,
-                "best_epochs": self.best_epochs, "seconds": self.seconds,
-                "checkpoint": self.checkpoint, "recalibration": self.recalibration,
-                "validation": self.validation}
+    def facts(self, localisation=None):
+        """The fit job's payload: everything but the records (they go to records.json)."""
+        return payloads.FoldFit(self.repeat, self.fold, self.threshold, self.best_epochs,
+                                self.seconds, self.checkpoint, self.recalibration,
+                                self.validation, localisation)
 
 
 @dataclasses.dataclass

@@ -19,9 +19,10 @@ import numpy as np
 
 from thyroid.datasets import build
 from thyroid.study.config import CROP_VARIANTS as VARIANTS
+from thyroid.study.kinds import VARIANT_DIR
+from thyroid.study.payloads import Movement, RobustnessPayload, VariantPayload
 from thyroid.training.scoring import predict_inputs
 
-VARIANT_DIR = "variants"
 MOVE_LIMIT = 0.05
 SPLIT = "test"  # evaluation-only builds put every image there
 
@@ -37,7 +38,7 @@ def build_variant(sources, variant, output_dir, seed):
     manifest = build.build(build.BuildConfig(output_dir=output_dir, sources=named,
                                              crop=VARIANTS[variant], evaluation_only=True,
                                              seed=seed, overwrite=True))
-    return {"dataset_dir": output_dir, "images": manifest["splits"][SPLIT]["images"]}
+    return VariantPayload(output_dir, manifest["splits"][SPLIT]["images"])
 
 
 def movements(fits, dataset_dir):
@@ -55,20 +56,20 @@ def movements(fits, dataset_dir):
 def summarize(moved):
     values = np.asarray(moved, np.float64)
     if not values.size:
-        return {"median": None, "share_over_limit": None, "images": 0}
-    return {"median": float(np.median(values)),
-            "share_over_limit": float(np.mean(values > MOVE_LIMIT)), "images": int(values.size)}
+        return Movement(None, None, 0)
+    return Movement(float(np.median(values)), float(np.mean(values > MOVE_LIMIT)),
+                    int(values.size))
 
 
 def row_robustness(fits, variant_dirs):
-    """{variant: summary} of one row ([(train_dir, records)] of its fits)."""
-    return {variant: summarize(movements(fits, directory))
-            for variant, directory in variant_dirs.items()}
+    """The movements of one row ([(train_dir, records)] of its fits) per variant."""
+    return RobustnessPayload({variant: summarize(movements(fits, directory))
+                              for variant, directory in variant_dirs.items()})
 
 
 def report_lines(rows, payloads, variants):
     """The "Robustness to the frame" section (markdown lines); ``payloads`` {row id: the
-    robustness job's payload}."""
+    robustness job's ``RobustnessPayload``}."""
     if not variants:
         return []
     header = ["#", "Method"] + [f"{v}: median / share > {MOVE_LIMIT:g}" for v in variants]
@@ -80,11 +81,11 @@ def report_lines(rows, payloads, variants):
              f"of images moving by more than {MOVE_LIMIT:g}.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        payload = payloads.get(row.row_id)
+        moved = payloads[row.row_id].variants if row.row_id in payloads else {}
         cells = []
         for variant in variants:
-            figures = (payload or {}).get(variant) or {}
-            cells.append("not measured" if figures.get("median") is None else
-                         f"{figures['median']:.3f} / {100 * figures['share_over_limit']:.0f} %")
+            figures = moved.get(variant)
+            cells.append("not measured" if figures is None or figures.median is None else
+                         f"{figures.median:.3f} / {100 * figures.share_over_limit:.0f} %")
         lines.append(f"| {row.row_id} | {row.label} | " + " | ".join(cells) + " |")
     return lines + [""]

@@ -41,18 +41,24 @@ def md(text):
     return _AUTOLINK.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], escaped)
 
 
+def row_figures(summaries, row):
+    """The row's ``pooled.RowFigures`` in ``summaries`` ({row id: figures}), or None."""
+    return (summaries or {}).get(row.row_id)
+
+
 def with_ci(figures, name, digits=2):
-    """'0.83 [0.71, 0.92]' from ``figures[name]`` and its ``_ci_low`` / ``_ci_high``."""
-    value = num(figures.get(name))
+    """'0.83 [0.71, 0.92]' from the figure ``name`` of a ``pooled.RowFigures`` and its
+    ``_ci_low`` / ``_ci_high`` (read by attribute: a name it lacks is an error, not a blank)."""
+    value = num(getattr(figures, name))
     if value is None:
         return "—"
-    low, high = num(figures.get(f"{name}_ci_low")), num(figures.get(f"{name}_ci_high"))
+    low, high = num(getattr(figures, f"{name}_ci_low")), num(getattr(figures, f"{name}_ci_high"))
     text = f"{value:.{digits}f}"
     return text if low is None or high is None else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def plain(figures, name, digits=2):
-    value = num(figures.get(name))
+    value = num(getattr(figures, name))
     return "—" if value is None else f"{value:.{digits}f}"
 
 
@@ -127,17 +133,17 @@ def cv_results_markdown(rows, summaries):
              "Specificity | Accuracy | Brier | Calibration intercept / slope | p vs best |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        figures = summaries.get(pooled.row_key(row.row_id)) or {}
-        fold_mean, fold_sd = num(figures.get("auc_fold_mean")), num(figures.get("auc_fold_sd"))
+        figures = row_figures(summaries, row) or pooled.RowFigures()
+        fold_mean, fold_sd = num(figures.auc_fold_mean), num(figures.auc_fold_sd)
         over_folds = "—" if fold_mean is None else (
             f"{fold_mean:.2f}" + ("" if fold_sd is None else f" ± {fold_sd:.2f}"))
-        best = figures.get("best_row")
+        best = figures.best_row
         cells = [with_ci(figures, "auc"), over_folds, plain(figures, "threshold"),
                  with_ci(figures, "sensitivity"), with_ci(figures, "specificity"),
                  with_ci(figures, "accuracy"), plain(figures, "brier", 3),
                  f"{plain(figures, 'calibration_intercept')} / "
                  f"{plain(figures, 'calibration_slope')}",
-                 "best" if best else p_text(figures.get("p_vs_best"))]
+                 "best" if best else p_text(figures.p_vs_best)]
         lines.append(f"| {row.row_id} | {md(row.title.split('. ', 1)[-1])} | "
                      f"{md(row.status)} | " + " | ".join(cells) + " |")
     return lines + ["", P_VALUE_NOTE, ""]
@@ -148,15 +154,15 @@ def external_results_markdown(rows, external):
              "Calibration intercept / slope | Images (patients) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        figures = external.get(pooled.row_key(row.row_id))
-        if not figures:
+        figures = row_figures(external, row)
+        if figures is None:
             continue
         cells = [with_ci(figures, "auc"), plain(figures, "threshold"),
                  with_ci(figures, "sensitivity"), with_ci(figures, "specificity"),
                  with_ci(figures, "accuracy"), plain(figures, "brier", 3),
                  f"{plain(figures, 'calibration_intercept')} / "
                  f"{plain(figures, 'calibration_slope')}",
-                 f"{figures.get('images')} ({figures.get('patients')})"]
+                 f"{figures.images} ({figures.patients})"]
         lines.append(f"| {row.row_id} | {md(row.title.split('. ', 1)[-1])} | "
                      + " | ".join(cells) + " |")
     return lines + [""]
@@ -171,8 +177,7 @@ def cv_paper_markdown(rows, summaries):
     by_key = {(r.model, r.mode): r for r in rows}
     for row_id, model, mode, label in ((r.id, r.model, r.mode, r.label) for r in table_rows(rows)):
         ours = by_key.get((model, mode))
-        figures = summaries.get(pooled.row_key(ours.row_id)) if ours else None
-        figures = figures or {}
+        figures = (row_figures(summaries, ours) if ours else None) or pooled.RowFigures()
         cells = [str(row_id), md(label), plain(figures, "auc")]
         cells += [plain(figures, f"{name}_at_0_5") for name in paper.PAPER_METRICS]
         values = paper.paper_values(model, mode)
