@@ -6,5 +6,5 @@
 #   ./run_all.sh --ddti_dir=../shared/data/ddti --protocol=image
 set -euo pipefail
 cd "$(dirname "$0")"
-source scripts/ensure_venv.sh ""  # explicit: sourcing would pass on "$@"
+source scripts/ensure_venv.sh study  # explicit: sourcing would pass on "$@"
 exec python -m thyroid.study "$@"

@@ -49,14 +49,15 @@ MIX = {"large_good": 0.03, "malformed": 0.32, "huge_header": 0.15}
 def build_model(work, steps):
     """Synthetic shards -> tiny fine-tuned efficientnet_lite0 -> float export folder."""
     from thyroid.deploy.export import export_model
-    from thyroid.training.run import TrainOptions, train
+    from thyroid.training.run import train
+    from thyroid.training.run_config import RunConfig
     shard_dir = common.synthetic_shards(work, num_cases=30)
     train_dir = os.path.join(work, "train")
-    train(TrainOptions(model="efficientnet_lite0", mode="finetune", dataset_dir=shard_dir,
-                       train_dir=train_dir, checkpoint_dir=os.path.join(work, "no_checkpoints"),
-                       allow_random_init=True, image_size=64, batch_size=16,
-                       max_number_of_steps=steps, log_every_n_steps=1000,
-                       save_interval_steps=1000, eval_every_n_steps=1000))
+    train(RunConfig(model="efficientnet_lite0", mode="finetune", dataset_dir=shard_dir,
+                    checkpoint_dir=os.path.join(work, "no_checkpoints"),
+                    allow_random_init=True, image_size=64, batch_size=16,
+                    max_number_of_steps=steps, log_every_n_steps=1000,
+                    save_interval_steps=1000, eval_every_n_steps=1000), train_dir)
     return export_model(train_dir, os.path.join(work, "export")).output_dir
 
 
@@ -308,8 +309,9 @@ def markdown(summary, args, cpu):
              "", "Notes: `closed` is waitress refusing a body over the upload limit + 1 MB from "
              "its Content-Length and closing the connection while the client is still sending "
              "(no 5xx, nothing buffered). The server holds "
-             f"{summary['idle_rss_mib']:.0f} MiB before the first request (TensorFlow, loaded "
-             "for Grad-CAM); images over 4 Mpx are decoded one at a time, which bounds "
+             f"{summary['idle_rss_mib']:.0f} MiB before the first request (the model draws its "
+             "own Grad-CAM: no TensorFlow unless ai-edge-litert is missing and tf.lite stands "
+             "in); images over 4 Mpx are decoded one at a time, which bounds "
              "the peak. Large-image latency includes the wait for that slot, PNG decoding and "
              "the scan-field search on the full 16 Mpx (not broken down here)."]
     return "\n".join(lines), all(c[3] for c in checks)

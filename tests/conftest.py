@@ -81,6 +81,15 @@ def awkward_study(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def localised_run(tmp_path_factory):
+    """(process, run folder) of a ``--quick`` study of rows 10-13: its export holds the
+    classifier and row 12's segmentation network (tests of localisation and of the serving
+    install read it)."""
+    from study_runs import run_study
+    return run_study(tmp_path_factory.mktemp("localised"), "--rows=10,11,12,13")
+
+
+@pytest.fixture(scope="session")
 def efficientnet_checkpoint(tmp_path_factory):
     """The converted EfficientNet-Lite0 ImageNet checkpoint prefix (converted once per
     session; the segmentation network's frozen encoder needs real weights)."""

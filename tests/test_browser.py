@@ -149,3 +149,20 @@ def test_upload_in_a_real_browser(server, browser, segmented, tmp_path):  # noqa
     # The server process is still up.
     with urllib.request.urlopen(server + "api/health", timeout=10) as response:
         assert response.status == 200
+
+
+def test_the_page_links_the_model_card(server, browser, segmented):  # noqa: F811
+    """The footer's link opens the export's MODEL_CARD.md as plain text (nothing rendered)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(server)
+    link = browser.find_element(By.ID, "model-card-link")
+    assert link.text == "Model card"
+    link.click()
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/model_card"))
+    assert browser.execute_script("return document.contentType") == "text/plain"
+    text = browser.find_element(By.TAG_NAME, "body").text
+    with open(os.path.join(segmented["export_dir"], "MODEL_CARD.md"), encoding="utf-8") as f:
+        card = f.read()
+    assert text.strip() == card.strip()
+    assert text.startswith("# Model card: efficientnet_lite0") and "## Limitations" in text

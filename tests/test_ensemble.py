@@ -63,8 +63,8 @@ def test_one_model_ensemble_equals_the_mean_of_its_fold_models(fold_dirs, ensemb
     from thyroid.deploy.export import tf_probabilities
     from thyroid.deploy.tflite_model import TFLiteModel
     assert ensemble.layout == "one_model"
-    assert sorted(os.listdir(ensemble.output_dir)) == ["labels.txt", "metadata.json",
-                                                      "model.tflite"]
+    assert sorted(os.listdir(ensemble.output_dir)) == ["MODEL_CARD.md", "labels.txt",
+                                                      "metadata.json", "model.tflite"]
     model = TFLiteModel.load(ensemble.output_dir)
     folds = model.fold_probabilities(inputs)
     reference = np.stack([tf_probabilities(d, inputs) for d in fold_dirs], axis=1)
@@ -122,14 +122,36 @@ def test_web_app_answers_with_risk_and_spread(ensemble):
     app = create_app(ensemble.output_dir, gradcam=True)
     client = app.test_client()
     health = client.get("/api/health").get_json()
-    assert health["folds"] == FOLDS and health["recalibrated"] and not health["gradcam"]
+    assert health["folds"] == FOLDS and health["recalibrated"] and health["gradcam"]
     buffer = io.BytesIO()
     Image.fromarray(full_frame(synthetic_scan(0, np.random.RandomState(2)))).save(buffer, "PNG")
     answer = client.post("/api/predict", data={"image": (io.BytesIO(buffer.getvalue()), "a.png")},
                          content_type="multipart/form-data").get_json()
     assert 0 <= answer["risk"] <= 1 and answer["spread"] > 0
-    assert "fold ensemble" in answer["gradcam_note"]
+    assert answer["gradcam"].startswith("data:image/png;base64,")
     assert b"Recalibrated risk" in client.get("/").data
+
+
+def _scaled_mean(cams):
+    """The mean over fold models (axis 0) of each map divided by its own maximum."""
+    peaks = cams.max(axis=(2, 3), keepdims=True)
+    return np.mean(np.where(peaks > 0, cams / np.maximum(peaks, 1e-12), 0.0), axis=0)
+
+
+def test_ensemble_map_is_the_mean_of_its_members_scaled_maps(fold_dirs, ensemble, inputs):
+    from gradcam_reference import correlation, reference_cams
+    from thyroid.deploy.tflite_model import TFLiteModel
+    model = TFLiteModel.load(ensemble.output_dir)
+    cams = np.stack([model.outputs(image).cam for image in inputs])
+    expected = _scaled_mean(np.stack([reference_cams(d, inputs)[0] for d in fold_dirs]))
+    value = correlation(cams, expected)
+    print(f"one-file ensemble map vs the members' scaled checkpoint Grad-CAM: correlation "
+          f"{value:.6f}, max |diff| {np.max(np.abs(cams - expected)):.2e}")
+    assert value > 0.99 and np.max(np.abs(cams - expected)) <= 1e-4
+    metadata = json.loads(open(ensemble.metadata).read())
+    assert metadata["features"]["source"] == "frozen_prefix"
+    assert metadata["outputs"]["fold_probabilities"]["shape"] == [1, FOLDS]
+    assert "its own maximum" in metadata["cam"]["combine"]
 
 
 def test_folds_without_shared_layers_are_files_averaged(trained, tmp_path, inputs):  # noqa: F811
@@ -147,6 +169,11 @@ def test_folds_without_shared_layers_are_files_averaged(trained, tmp_path, input
     risk, spread = model.risks(folds)
     np.testing.assert_allclose(risk, folds.mean(axis=1), atol=1e-6)
     assert np.all(spread < 1e-6)
+    # Two copies of one model: the mean of their scaled maps is that model's map, scaled.
+    from gradcam_reference import reference_cams
+    cams = np.stack([model.outputs(image).cam for image in inputs])
+    expected = _scaled_mean(reference_cams(trained["train_dir"], inputs)[0][None])
+    assert np.max(np.abs(cams - expected)) <= 1e-4
 
 
 def test_exported_refit_carries_its_recalibration_map(fold_dirs, tmp_path, inputs):

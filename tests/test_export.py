@@ -57,7 +57,8 @@ def test_int8_agrees_with_float(exported, test_inputs):  # noqa: F811
 
 def test_export_writes_files_and_metadata(trained, exported):  # noqa: F811
     paths = exported["float"]
-    assert sorted(os.listdir(paths.output_dir)) == ["labels.txt", "metadata.json", "model.tflite"]
+    assert sorted(os.listdir(paths.output_dir)) == ["MODEL_CARD.md", "labels.txt",
+                                                    "metadata.json", "model.tflite"]
     with open(paths.labels) as f:
         assert f.read() == "0:benign\n1:malignant\n"
     with open(paths.metadata) as f:
@@ -83,6 +84,41 @@ def test_export_writes_files_and_metadata(trained, exported):  # noqa: F811
     assert exported["int8"].output_dir != paths.output_dir
     with open(exported["int8"].metadata) as f:
         assert json.load(f)["calibration_images"] == 48
+    card = meta["model_card"]
+    assert card["file"] == "MODEL_CARD.md" and card["row"] is None
+    assert card["figures"][0]["scope"].startswith("the run's own test split")
+    assert card["backbone"]["weights"] == "random init (no ImageNet checkpoint)"
+    text = open(os.path.join(paths.output_dir, "MODEL_CARD.md")).read()
+    assert "## Limitations" in text and "not a medical device" in text
+    # User text (the run's folder) is plain text: Markdown's characters escaped.
+    assert card["run"] == meta["train_dir"] and "deploy" in card["run"]
+    assert plain(meta["train_dir"]) in text
+    assert "efficientnet_lite0" in text and "efficientnet\\_lite0" not in text  # ours as is
+
+
+def plain(text):
+    from thyroid.deploy.model_card import plain as to_plain
+    return to_plain(text)
+
+
+def test_model_card_escapes_user_text():
+    from thyroid.deploy.model_card import StudyFacts, build_card
+    hostile = "data/*bold* [link](http://x) <b>tag</b> # _u_ `code` | pipe\n- item"
+    facts = StudyFacts(row_id=10, row_label="EfficientNet-Lite0 fine-tuning",
+                       final_model="refit", protocol="3-fold CV", data_description=hostile,
+                       run=hostile)
+    metadata = {"model": "efficientnet_lite0", "data": {"sources": {"csv": {"path": hostile}}},
+                "checkpoint_description": hostile, "threshold": 0.5, "risk_threshold": 0.5}
+    text = build_card(metadata, facts).markdown
+    lines = [line for line in text.splitlines() if "bold" in line]
+    assert len(lines) == 4  # description, source, run, starting weights
+    for line in lines:
+        if "bold" in line:
+            assert "\\*bold\\*" in line and "\\[link\\]\\(http://x\\)" in line
+            assert "\\<b\\>" in line and "\\`code\\`" in line and "\\|" in line
+            assert "*bold*" not in line.replace("\\*", "")
+    assert "\n- item" not in text  # a user's line break does not start a list item
+    assert build_card(metadata, facts).fields["training_data"]["description"] == hostile
 
 
 def test_export_rejects_unsupported_runs(tmp_path, trained):  # noqa: F811
@@ -115,7 +151,8 @@ def test_export_command_line(tmp_path, trained):  # noqa: F811
          f"--output_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["model"].endswith("model.tflite")
-    assert sorted(os.listdir(out)) == ["labels.txt", "metadata.json", "model.tflite"]
+    assert sorted(os.listdir(out)) == ["MODEL_CARD.md", "labels.txt", "metadata.json",
+                                       "model.tflite"]
 
     bad = subprocess.run(
         [sys.executable, "-m", "thyroid.export", f"--train_dir={tmp_path / 'nothing'}",

@@ -5,9 +5,8 @@ import json
 import os
 
 import numpy as np
-import pytest
 
-from study_runs import read_rows, run_study
+from study_runs import read_rows
 from thyroid.study import plan as study_plan
 from thyroid.study.config import StudyConfig
 from thyroid.training import localise
@@ -44,11 +43,6 @@ def test_nothing_found_keeps_the_scan_field_and_leaves_the_measurements_undefine
     crop, measurements, found = localise.nodule_view(rgb, mask, [polygon], 0.25)
     assert found and crop.shape[:2] == (42, 42)  # 20 px + (15 % of 20 + 8 px) each side
     assert not np.isnan(measurements).any()
-
-
-@pytest.fixture(scope="module")
-def localised_run(tmp_path_factory):
-    return run_study(tmp_path_factory.mktemp("localised"), "--rows=10,11,12,13")
 
 
 def test_quick_study_runs_row_12_beside_row_11_and_its_upper_bound(localised_run):

@@ -112,24 +112,6 @@ def test_prepare_crops_like_training(exported):  # noqa: F811
     assert bottom - top < frame.shape[0] and right - left < frame.shape[1]
 
 
-def test_gradcam_matches_exported_model(trained, exported):  # noqa: F811
-    from thyroid.deploy.gradcam import GradCam, overlay
-    from thyroid.deploy.tflite_model import TFLiteModel
-    model = TFLiteModel.load(exported["float"].output_dir)
-    gradcam = GradCam(trained["train_dir"])
-    try:
-        assert gradcam.layer_name == "conv_head"
-        frame = full_frame(synthetic_scan(1, np.random.RandomState(5)))
-        prepared = model.prepare(frame)
-        heat, probability = gradcam.compute(prepared.net_input)
-        assert heat.shape == (2, 2) and heat.min() >= 0.0 and heat.max() <= 1.0
-        assert abs(probability - model.predict_prepared(prepared).probability) < 1e-4
-        image = overlay(frame, heat, prepared.box)
-        assert image.shape == frame.shape and image.dtype == np.uint8
-    finally:
-        gradcam.close()
-
-
 def test_synthetic_ddti_frames(exported, synthetic_root):  # noqa: F811
     """Whole DDTI-like frames from thyroid.synth (tests/conftest.py) go through the same crop
     build_tfrecords applies before training."""

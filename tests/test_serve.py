@@ -466,8 +466,9 @@ def test_serve_without_token_off_loopback_exits_2(exported):  # noqa: F811
     assert len(errors) == 1 and "THYROID_AUTH_TOKEN" in errors[0], result.stderr
 
 
-def test_without_gradcam_train_dir(exported, tmp_path, frame):  # noqa: F811
-    """A model folder copied without its training directory still serves probabilities."""
+def test_copied_export_draws_its_own_gradcam(exported, tmp_path, frame):  # noqa: F811
+    """A model folder copied away from its run (no training directory anywhere) still draws
+    Grad-CAM: the map is an output of the exported model."""
     import json
     import shutil
     from thyroid.deploy.webapp import create_app
@@ -479,7 +480,34 @@ def test_without_gradcam_train_dir(exported, tmp_path, frame):  # noqa: F811
     client = create_app(str(copy)).test_client()
     body = upload(client, png(frame)).get_json()
     assert 0.0 <= body["probability"] <= 1.0
-    assert body["gradcam"] is None and "Grad-CAM unavailable" in body["gradcam_note"]
+    assert body["gradcam"].startswith("data:image/png;base64,")
+    assert body["gradcam_layer"] == "conv_head" and "gradcam_note" not in body
+
+
+def test_export_without_a_cam_output_says_why(exported, tmp_path, frame):  # noqa: F811
+    """An export made before the model drew its own map (one output, the probability) still
+    answers, and says how to get heat maps back."""
+    import shutil
+    import subprocess
+    import sys
+    from thyroid.compat import tf, tf1
+    from thyroid.deploy.webapp import create_app
+    copy = tmp_path / "old"
+    shutil.copytree(exported["float"].output_dir, copy)
+    with tf.Graph().as_default():
+        inputs = tf1.placeholder(tf.float32, [1, 64, 64, 3], name="image")
+        output = tf.identity(tf.reduce_mean(inputs, axis=[1, 2, 3]) / 255.0, name="probability")
+        with tf1.Session() as sess:
+            converter = tf1.lite.TFLiteConverter.from_session(sess, [inputs], [output])
+            (copy / "model.tflite").write_bytes(converter.convert())
+    body = upload(create_app(str(copy)).test_client(), png(frame)).get_json()
+    assert 0.0 <= body["probability"] <= 1.0 and body["gradcam"] is None
+    assert "export it again" in body["gradcam_note"]
+    done = subprocess.run([sys.executable, "-m", "thyroid.predict", f"--model={copy}",
+                           f"--gradcam={tmp_path / 'cams'}", str(tmp_path)],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "no cam output" in done.stderr
 
 
 def _reworded_export(exported, folder, kind, source):  # noqa: F811

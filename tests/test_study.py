@@ -59,6 +59,7 @@ def test_quick_study_cross_validates_offline_and_reports_every_row(quick_run):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(run_dir / "mobile" / "model.tflite") > 100_000
     check_exported_threshold(run_dir, predictions)
+    check_model_card(run_dir, rows)
     check_clinical_numbers(run_dir, rows, predictions)
     check_logreg_folds_fit_on_their_training_part(run_dir, assignment)
     check_time_by_stage(summary)
@@ -134,6 +135,30 @@ def check_rows_that_did_not_run(run_dir, summary):
         assert resume in line, line
         assert summary.count(f"\n| {row_id} | ") == 1  # the paper comparison's line only
         assert f"| {row_id} | {tables.md(row.label)} | — |" in summary
+
+
+def check_model_card(run_dir, rows):
+    """The export carries a model card with the row's pooled figures as the report has them."""
+    metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())
+    card = metadata["model_card"]
+    assert card["row"] == {"id": 10, "label": "EfficientNet-Lite0 fine-tuning"}
+    figures = card["figures"][0]
+    assert figures["scope"].startswith("pooled out-of-fold predictions of 3-fold")
+    assert abs(figures["auc"]["value"] - float(rows[10]["auc"])) < 1e-6
+    assert abs(figures["auc"]["low"] - float(rows[10]["auc_ci_low"])) < 1e-6
+    assert abs(figures["calibration"]["slope_risk"]
+               - float(rows[10]["calibration_slope_recalibrated"])) < 1e-6
+    assert card["external"] == [] and card["software"]["thyroid"]
+    assert "TIRADS ratings (4a and above = 1), not pathology" in card["label"]
+    assert card["threshold_source"].startswith("the study's operating point 'youden'")
+    assert "3-fold cross-validation" in card["protocol"]
+    text = (run_dir / "mobile" / "MODEL_CARD.md").read_text()
+    for part in ("## Intended use", "## Training data", "## Figures", "| AUC | "
+                 f"{float(rows[10]['auc']):.3f} (95 % CI", "--quick", "synthetic images",
+                 "## Limitations", "- Source ddti:"):
+        assert part in text, part
+    assert metadata["features"]["source"] == "frozen_prefix"
+    assert metadata["features"]["weights"].startswith("ImageNet")
 
 
 def check_exported_threshold(run_dir, predictions):

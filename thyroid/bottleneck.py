@@ -9,6 +9,9 @@ run with the same model, checkpoint, shards and image size reuses the cache.
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("bottleneck")  # before the imports that need it
+
 from thyroid.training.run_config import INTEGER_RANGES
 from thyroid.output_guard import check_output_dir
 from thyroid.training.run_config import MAX_BATCH_SIZE

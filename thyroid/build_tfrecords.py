@@ -15,6 +15,9 @@ image in the test split, unaugmented, for external validation.
 from absl import flags, logging
 
 from thyroid import cli
+
+cli.require_research_install("build_tfrecords")  # before the imports that need it
+
 from thyroid.datasets import folders, images, swap
 from thyroid.datasets.build import build
 from thyroid.datasets.build_config import (MAX_AUGMENT_COPIES, MAX_SEED, MAX_SHARDS, PROTOCOLS,

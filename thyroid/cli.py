@@ -8,6 +8,7 @@ failure of the work itself (a missing file, a missing checkpoint) prints one lin
 exiting, so tests can call entry points in-process.
 """
 
+import importlib.util
 import math
 import sys
 
@@ -23,6 +24,28 @@ _command_line = []
 
 def command_line():
     return list(_command_line)
+
+
+# What the research commands (train, study, build, export, ...) need beyond the serving install
+# (``pip install .``: predict and serve). Looked up, not imported.
+RESEARCH_MODULES = ("tensorflow", "tf_keras", "tf_slim", "sklearn", "scipy", "matplotlib",
+                    "lxml", "docx", "google_crc32c")
+RESEARCH_INSTALL = "pip install '.[study]'"
+
+
+def missing_research_modules():
+    return [name for name in RESEARCH_MODULES if importlib.util.find_spec(name) is None]
+
+
+def require_research_install(command):
+    """Exits with one line (status 1) naming what is missing when the research packages are
+    not installed. Called at the top of a research entry point, before the imports that need
+    them (a serving install has none of them)."""
+    missing = missing_research_modules()
+    if missing:
+        print_error(command, f"needs the research install ({RESEARCH_INSTALL}); missing "
+                             f"{', '.join(missing)}")
+        raise SystemExit(FAILURE_STATUS)
 
 
 class UsageError(FlagValueError):

@@ -12,6 +12,9 @@ import os
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("evaluate")  # before the imports that need it
+
 from thyroid.datasets.shards import SPLITS
 
 COMMAND = "evaluate"

@@ -19,6 +19,9 @@ import dataclasses
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("export")  # before the imports that need it
+
 from thyroid.io_utils import json_text
 from thyroid.deploy.export import ExportError, QUANTIZE_MODES, REPRESENTATIVE_COUNT, export_model
 

@@ -10,7 +10,8 @@ risk beside it is P(malignant) through the recalibration map metadata.json carri
 fold ensemble adds the SD of its fold models' risks. A file that cannot be
 used gets an error line naming it and the reason; the others are still predicted and the exit
 status is 1. ``--gradcam=DIR`` writes ``<name>.gradcam.png`` per image: a Grad-CAM overlay
-computed from the TF model (metadata.json's train_dir) the TFLite file was exported from.
+of the map the exported model draws itself (its ``cam`` output; the export folder is all it
+needs, no TensorFlow).
 When the export holds a segmentation network (``segment.tflite`` beside ``model.tflite``), each
 answer also carries ``outline`` (the nodule's polygon in pixels of the input image), ``outlines``
 (every nodule view), ``nodule_box`` and ``measurements`` (pixels; millimetres too where a DICOM
@@ -30,7 +31,7 @@ from thyroid import cli
 from thyroid.deploy import NOTICE
 from thyroid.deploy.answer_wording import AnswerWording
 from thyroid.datasets.images import DEFAULT_MAX_PIXELS
-from thyroid.deploy.predict import (expand_paths, format_table, load_gradcam, predict_files,
+from thyroid.deploy.predict import (check_gradcam, expand_paths, format_table, predict_files,
                                     write_csv)
 from thyroid.deploy.segment import TFLiteSegmenter
 from thyroid.deploy.tflite_model import ModelError, TFLiteModel
@@ -61,14 +62,13 @@ def run(fv, argv):
     try:
         model = TFLiteModel.load(fv.model)
         segmenter = TFLiteSegmenter.beside(model.model_dir)
-        gradcam = None
         if fv.gradcam:
-            gradcam = load_gradcam(model)
+            check_gradcam(model)
             os.makedirs(fv.gradcam, exist_ok=True)
     except ModelError as error:
         cli.print_error(COMMAND, error)
         return cli.USAGE_STATUS
-    results = predict_files(model, paths, gradcam, fv.gradcam, fv.max_pixels, segmenter)
+    results = predict_files(model, paths, fv.gradcam, fv.max_pixels, segmenter)
     if fv.csv:
         write_csv(results, fv.csv)
     failed = [r for r in results if "error" in r]

@@ -4,7 +4,9 @@
         [--auth_token=... | THYROID_AUTH_TOKEN=...] [--workers=2] [--queue=16]
 
 Open http://HOST:PORT/ , choose or take an ultrasound picture, and read P(malignant), the label
-and a Grad-CAM overlay. JSON API: ``POST /api/predict`` (multipart field ``image``).
+and a Grad-CAM overlay (drawn by the exported model itself: the export folder is all the
+server needs). The page links the export's model card (``/model_card``).
+JSON API: ``POST /api/predict`` (multipart field ``image``).
 Runs under waitress (bounded threads, timeouts for idle connections). Binds to 127.0.0.1 unless
 ``--host`` says otherwise; any other address needs a token, which clients send as
 ``Authorization: Bearer <token>`` and a browser gets by opening ``/?token=<token>`` once.
@@ -52,8 +54,8 @@ def define_flags(fv):
     flags.DEFINE_integer("connection_limit", 32, "Open connections at most (each may buffer "
                          "one upload in memory).", lower_bound=1, upper_bound=10000,
                          flag_values=fv)
-    flags.DEFINE_bool("gradcam", True, "Draw Grad-CAM overlays (needs the train_dir recorded "
-                      "in metadata.json).", flag_values=fv)
+    flags.DEFINE_bool("gradcam", True, "Draw Grad-CAM overlays (the map the exported model "
+                      "draws itself, its cam output).", flag_values=fv)
     flags.mark_flag_as_required("model", flag_values=fv)
 
 

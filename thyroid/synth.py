@@ -19,6 +19,9 @@ import os
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("synth")  # before the imports that need it
+
 from thyroid.output_guard import check_output_dir
 from thyroid.datasets.synthetic import (DEFAULT_HEIGHT, DEFAULT_WIDTH, generate,
                                        write_class_folders)

@@ -11,6 +11,9 @@ from its latest checkpoint.
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("train")  # before the imports that need it
+
 from thyroid.training.run_config import INTEGER_RANGES
 from thyroid.scopes import parse_scopes
 from thyroid.output_guard import check_output_dir

@@ -1,13 +1,26 @@
-"""Pre-trained checkpoints: download (official TF-Slim), convert (EfficientNet-Lite0 from
-PyTorch), verify (ImageNet top-5 on sample images), inspect. CLI: ``python -m thyroid.checkpoints``.
+"""Pre-trained checkpoints: download (official TF-Slim, ``checkpoints.download.download``),
+convert (EfficientNet-Lite0 from PyTorch, ``checkpoints.convert.convert``), verify (ImageNet
+top-5 on sample images), inspect. CLI: ``python -m thyroid.checkpoints``.
 """
 
-from thyroid.checkpoints.convert import convert, default_pth_path
-from thyroid.checkpoints.download import DOWNLOADABLE, DownloadError, download, verify_variables
-from thyroid.checkpoints.verify import imagenet_top_k, load_sample_images
+import importlib
 
-__all__ = ["convert", "default_pth_path", "download", "DownloadError", "DOWNLOADABLE",
-           "verify_variables", "imagenet_top_k", "load_sample_images", "inspect_checkpoint"]
+# Loaded on first use: ``python -m thyroid.checkpoints`` imports this package before its
+# __main__ can say, in one line, that TensorFlow is not installed. (The functions named like
+# their modules, convert and download, are imported from those modules.)
+_LAZY = {"default_pth_path": "convert", "DOWNLOADABLE": "download",
+         "DownloadError": "download", "verify_variables": "download",
+         "imagenet_top_k": "verify", "load_sample_images": "verify"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"thyroid.checkpoints.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'thyroid.checkpoints' has no attribute {name!r}")
+
+
+__all__ = ["default_pth_path", "DownloadError", "DOWNLOADABLE", "verify_variables",
+           "imagenet_top_k", "load_sample_images", "inspect_checkpoint"]
 
 
 def inspect_checkpoint(path):

@@ -9,6 +9,9 @@
 from absl import flags
 
 from thyroid import cli
+
+cli.require_research_install("checkpoints")  # before the imports that need it
+
 from thyroid.io_utils import json_text
 from thyroid.output_guard import OutputError, check_output_dir
 
@@ -48,11 +51,11 @@ def usage(message):
 
 
 def download(fv, models):
-    from thyroid import checkpoints
+    from thyroid.checkpoints.download import download as fetch
     failures = 0
     for model in models:
         try:
-            path = checkpoints.download(model, fv.checkpoint_dir, url=fv.url, timeout=fv.timeout)
+            path = fetch(model, fv.checkpoint_dir, url=fv.url, timeout=fv.timeout)
             print(f"{model}: {path} OK")
         except expected_errors() as error:  # one model failing does not stop the others
             cli.print_error(COMMAND, error)
@@ -87,7 +90,7 @@ def dispatch(fv, argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         return usage(f"give a command: one of {', '.join(COMMANDS)}")
     command, rest = argv[1], argv[2:]
-    from thyroid import checkpoints
+    from thyroid.checkpoints.convert import convert
     from thyroid.nets import NETWORK_NAMES
     models = [m.strip() for m in (fv.models or DEFAULT_MODELS.get(command, "")).split(",") if m.strip()]
     unknown = [m for m in models if m not in NETWORK_NAMES]
@@ -100,13 +103,14 @@ def dispatch(fv, argv):
         return download(fv, models)
     if command == "convert":
         for model in models:
-            print(checkpoints.convert(model, fv.checkpoint_dir))
+            print(convert(model, fv.checkpoint_dir))
         return 0
     if command == "verify":
         return verify(fv, models)
     if len(rest) != 1:
         return usage("inspect takes one checkpoint path")
-    for name, shape in checkpoints.inspect_checkpoint(rest[0]):
+    from thyroid.checkpoints import inspect_checkpoint
+    for name, shape in inspect_checkpoint(rest[0]):
         print(f"{name} {list(shape)}")
     return 0
 

@@ -13,6 +13,8 @@ from typing import Dict, Optional
 from thyroid.datasets import csv_list, ddti, folders, word_reports
 from thyroid.datasets.example import log_summary
 
+READERS = {"ddti": ddti.read, "local": word_reports.read, "folders": folders.read,
+           "csv": csv_list.read}
 SOURCE_FLAGS = {"ddti": "--ddti_dir", "local": "--local_dir", "folders": "--image_dir",
                 "csv": "--csv"}
 

@@ -1,7 +1,8 @@
 """Deployment: the exported TFLite model, Grad-CAM and the web app.
 
-``thyroid.deploy.tflite_model.TFLiteModel`` (load + predict), ``thyroid.deploy.gradcam.GradCam``
-(heat maps from the TF model behind an export) and ``thyroid.deploy.webapp.create_app``.
+``thyroid.deploy.tflite_model.TFLiteModel`` (load + predict, with the heat map the exported
+model draws itself: ``thyroid.deploy.head_cam``), ``thyroid.deploy.model_card`` (the card every
+export carries) and ``thyroid.deploy.webapp.create_app``.
 Entry points: ``python -m thyroid.export``, ``python -m thyroid.predict``,
 ``python -m thyroid.serve``.
 """

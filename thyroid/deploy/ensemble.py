@@ -8,6 +8,12 @@ trained from random weights, where every layer differs) each fold is its own fil
 ``model_fold<k>.tflite``. Either way ``deploy.tflite_model.TFLiteModel`` averages: probability
 = the mean of the fold probabilities, risk = the mean of the fold risks (each through its
 fold's recalibration map), spread = the SD of those risks.
+
+Every layout also draws Grad-CAM: the one-file ensemble's ``cam`` is the mean of its members'
+maps, each scaled to its own maximum (``deploy.head_cam``), and its ``features`` are the shared
+frozen prefix's pooled output; a fold file carries its own model's ``cam`` and ``features``,
+which ``TFLiteModel`` combines the same way (features: the first fold's, since such members
+share no frozen layers).
 """
 
 import numpy as np
@@ -16,15 +22,17 @@ from absl import logging
 from thyroid.checkpoint_paths import literal
 from thyroid.compat import tf, tf1
 from thyroid.deploy.export import (INPUT_NAME, OUTPUT_NAME, RISK_FORMULA, ExportError,
-                                   base_metadata, build_probability_graph, convert_session,
+                                   base_metadata, build_probability_graph, cam_metadata,
+                                   convert_session, features_metadata, freezes_prefix,
                                    holds_only_export_files, input_details, load_run,
-                                   restore_session, write_export)
+                                   output_metadata, restore_session, write_export)
+from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map, scaled_to_peak
 from thyroid.output_guard import InputPath, check_output_dir
-from thyroid.deploy.tflite_model import MODEL_FILE
+from thyroid.deploy.tflite_model import (CAM_OUTPUT, ENSEMBLE_OUTPUT, FEATURES_OUTPUT,
+                                         MODEL_FILE)
 from thyroid.training.loop import prediction_checkpoint
 from thyroid.training.model import build_logits, malignant_probability
 
-ENSEMBLE_OUTPUT = "fold_probabilities"
 FOLD_SCOPE = "fold{}"
 COMBINE = ("probability = mean of the fold models' P(malignant); risk = mean of their risks, "
            "each through its own fold's recalibration map; spread = SD of those risks")
@@ -65,17 +73,25 @@ def shares_prefix(runs):
 
 
 def build_ensemble_graph(spec, image_size, count):
-    """image (0..255) -> [1, count] fold probabilities: the frozen prefix once, the trained
-    layers once per fold under ``fold<k>/``. -> (inputs, output)."""
+    """image (0..255) -> [1, count] fold probabilities, the members' mean peak-scaled Grad-CAM
+    and the prefix's pooled features: the frozen prefix once, the trained layers once per fold
+    under ``fold<k>/``. -> (inputs, [probabilities, cam, features])."""
     inputs = tf1.placeholder(tf.float32, [1, image_size, image_size, 3], name=INPUT_NAME)
     prefix = spec.frozen_prefix(spec.preprocess(inputs))
-    probabilities = []
+    probabilities, cams = [], []
     for k in range(count):
-        with tf1.variable_scope(FOLD_SCOPE.format(k)):
-            logits, _ = build_logits(spec, "finetune", prefix, is_training=False,
-                                     uses_frozen_prefix=True)
+        scope = FOLD_SCOPE.format(k)
+        with tf1.variable_scope(scope):
+            logits, end_points = build_logits(spec, "finetune", prefix, is_training=False,
+                                              uses_frozen_prefix=True)
         probabilities.append(malignant_probability(logits))
-    return inputs, tf.stack(probabilities, axis=1, name=ENSEMBLE_OUTPUT)
+        _, feature_map = last_feature_map(end_points)
+        cams.append(scaled_to_peak(head_cam(feature_map, end_points[spec.bottleneck_endpoint],
+                                            head_weights(f"{scope}/{spec.head_scope}"))))
+    outputs = [tf.stack(probabilities, axis=1, name=ENSEMBLE_OUTPUT),
+               tf.identity(tf.add_n(cams) / float(count), name=CAM_OUTPUT),
+               tf.identity(tf.reduce_mean(prefix, axis=[1, 2]), name=FEATURES_OUTPUT)]
+    return inputs, outputs
 
 
 def _restore(sess, checkpoint, mapping):
@@ -92,7 +108,7 @@ def one_model_bytes(runs):
     """The ensemble as one TFLite model sharing the frozen prefix."""
     _, spec, _ = runs[0]
     with tf.Graph().as_default():
-        inputs, output = build_ensemble_graph(spec, runs[0][0].image_size, len(runs))
+        inputs, outputs = build_ensemble_graph(spec, runs[0][0].image_size, len(runs))
         variables = tf1.global_variables()
         with tf1.Session() as sess:
             prefix = {v.op.name: v for v in variables if not v.op.name.startswith("fold")}
@@ -101,24 +117,27 @@ def one_model_bytes(runs):
                 scope = FOLD_SCOPE.format(k) + "/"
                 _restore(sess, checkpoint, {v.op.name[len(scope):]: v for v in variables
                                             if v.op.name.startswith(scope)})
-            converter = tf1.lite.TFLiteConverter.from_session(sess, [inputs], [output])
-            return converter.convert()
+            return convert_session(sess, inputs, outputs)
 
 
 def fold_file_bytes(run):
-    """One fold model as its own TFLite file (output ``probability`` [1])."""
+    """One fold model as its own TFLite file (outputs ``probability`` [1], ``cam``,
+    ``features``)."""
     config, spec, checkpoint = run
     with tf.Graph().as_default():
-        handles = build_probability_graph(spec, config.image_size, batch_size=1)
+        handles = build_probability_graph(spec, config.image_size, batch_size=1,
+                                          prefix_features=freezes_prefix(spec, config))
         with tf1.Session() as sess:
             restore_session(sess, checkpoint)
-            return convert_session(sess, handles, "none", None)
+            return convert_session(sess, handles.inputs, handles.outputs())
 
 
-def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=None):
+def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=None,
+                    study=None):
     """Exports the fold models of ``train_dirs`` (with their recalibration ``maps``) as one
     ensemble judged at ``threshold`` on the mean probability (``threshold_source``: where it
-    came from, in words); -> ExportPaths."""
+    came from, in words); -> ExportPaths. ``study``: the study's facts for the model card
+    (``model_card.StudyFacts``), or None."""
     if not train_dirs or len(train_dirs) != len(maps):
         raise ExportError("a fold ensemble needs one recalibration map per fold model")
     output_dir = check_output_dir("output_dir", output_dir,
@@ -135,11 +154,15 @@ def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=No
         output = {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
                   "meaning": "P(malignant) of the file's fold model"}
     config, spec, _ = runs[0]
+    first = next(iter(files.values()))
     metadata = base_metadata(spec, config.replace(threshold=float(threshold)), "none",
-                             input_details(next(iter(files.values()))),
+                             input_details(first),
                              threshold_source or "the threshold given to the ensemble's export")
     metadata.update({
-        "output": output, "recalibration": None, "train_dir": None, "test_metrics": None,
+        "output": output, "outputs": output_metadata(first, ensemble=layout == "one_model"),
+        "cam": cam_metadata(feature_map_name(spec, config.image_size), ensemble=True),
+        "features": _ensemble_features(spec, runs, layout),
+        "recalibration": None, "train_dir": None, "test_metrics": None,
         "ensemble": {"folds": len(runs), "layout": layout, "files": sorted(files),
                      "combine": COMBINE, "risk_formula": RISK_FORMULA,
                      "recalibration": [m.to_json() for m in maps],
@@ -147,7 +170,24 @@ def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=No
                      "checkpoints": [checkpoint for _, _, checkpoint in runs]},
         "threshold_scale": "probability: the mean of the fold models' P(malignant), before "
                            "recalibration"})
-    paths = write_export(output_dir, files, metadata, layout)
+    paths = write_export(output_dir, files, metadata, layout, study=study)
     logging.info("exported a %d-fold ensemble (%s, %d bytes) -> %s", len(runs), layout,
                  sum(len(b) for b in files.values()), paths.output_dir)
     return paths
+
+
+def _ensemble_features(spec, runs, layout):
+    """metadata.json's ``features``: the shared prefix's (one file), else the first fold's."""
+    found = features_metadata(spec, runs[0][0])
+    if layout == "files":
+        found = dict(found, meaning=found["meaning"] + "; the first fold model's (the fold "
+                     "files share no frozen layers)")
+    return found
+
+
+def feature_map_name(spec, image_size):
+    """The end point Grad-CAM reads (``head_cam.last_feature_map``) in ``spec``'s network."""
+    with tf.Graph().as_default():
+        inputs = tf1.placeholder(tf.float32, [1, image_size, image_size, 3])
+        _, end_points = build_logits(spec, "finetune", inputs, is_training=False)
+        return last_feature_map(end_points)[0]

@@ -1,11 +1,14 @@
 """TFLite export of a fine-tuned classifier (the library behind ``python -m thyroid.export``).
 
-Rebuilds the image -> P(malignant) graph of a ``finetune`` run (input float32 [1, S, S, 3]
-with values 0..255, i.e. the resized scan crop; output ``probability`` [1]), restores the
-latest checkpoint and converts it with ``TFLiteConverter.from_session``. ``int8`` applies
-post-training full-integer quantization calibrated on ~100 training images; that model takes
-uint8 pixels and still outputs a float probability. Writes ``model.tflite``, ``labels.txt``
-and ``metadata.json`` (each atomically).
+Rebuilds the graph of a ``finetune`` run (input float32 [1, S, S, 3] with values 0..255, i.e.
+the resized scan crop), restores the latest checkpoint and converts it with
+``TFLiteConverter.from_session``. Outputs, by name: ``probability`` [1] (P(malignant)), ``cam``
+[1, h, w] (Grad-CAM of the head at the last feature maps' resolution, ``deploy.head_cam``) and
+``features`` [1, D] (``features_metadata``: the frozen prefix's pooled output where fine-tuning
+left a frozen prefix, else the head's pooled input). ``int8`` applies post-training
+full-integer quantization calibrated on ~100 training images; that model takes uint8 pixels
+and still outputs floats. Writes ``model.tflite``, ``labels.txt``, ``MODEL_CARD.md`` (when
+given the card) and ``metadata.json`` (each atomically; metadata.json last).
 """
 
 import dataclasses
@@ -22,10 +25,15 @@ from thyroid.compat import tf, tf1
 from thyroid.datasets import label_meaning, shards
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
-from thyroid.deploy.tflite_model import METADATA_FILE, MODEL_FILE, make_interpreter
+from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map
+from thyroid.deploy.tflite_model import (CAM_OUTPUT, CARD_FILE, ENSEMBLE_OUTPUT,
+                                         FEATURES_FROM_HEAD, FEATURES_FROM_PREFIX,
+                                         FEATURES_OUTPUT, METADATA_FILE, MODEL_FILE,
+                                         PROBABILITY_OUTPUT, make_interpreter)
 from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.training.scoring import load_recalibration, metrics_file_name
-from thyroid.io_utils import atomic_write_bytes, atomic_write_json, read_json
+from thyroid.io_utils import (atomic_write_bytes, atomic_write_json, atomic_write_text,
+                              read_json)
 from thyroid.nets import get_network
 from thyroid.restore import build_restore_fn
 from thyroid.training.model import build_logits, malignant_probability
@@ -34,7 +42,7 @@ from thyroid.training.run_config import RunConfig
 SUPPORTED_MODELS = ("mobilenet_v1", "efficientnet_lite0")
 QUANTIZE_MODES = ("none", "int8")
 INPUT_NAME = "image"
-OUTPUT_NAME = "probability"
+OUTPUT_NAME = PROBABILITY_OUTPUT
 REPRESENTATIVE_COUNT = 100
 METADATA_FORMAT = 1
 # A fold ensemble exported as one file per fold.
@@ -59,10 +67,16 @@ class ExportPaths:
 
 @dataclasses.dataclass
 class GraphHandles:
-    inputs: object      # float32 [batch, S, S, 3], 0..255
-    logits: object      # [batch, 2]
+    inputs: object       # float32 [batch, S, S, 3], 0..255
+    logits: object       # [batch, 2]
     probability: object  # [batch] P(malignant)
-    end_points: dict    # the backbone's end points (for Grad-CAM)
+    end_points: dict     # the backbone's end points
+    cam: object          # [batch, h, w] Grad-CAM of the logit difference (deploy.head_cam)
+    features: object     # [batch, D] pooled features (``features_source`` says which)
+
+    def outputs(self):
+        """The exported outputs, in the order metadata.json lists them."""
+        return [self.probability, self.cam, self.features]
 
 
 def load_run(train_dir):
@@ -80,13 +94,48 @@ def load_run(train_dir):
     return config, get_network(config.model), checkpoint
 
 
-def build_probability_graph(spec, image_size, batch_size=1):
-    """Builds image (0..255) -> P(malignant) in the default graph, in inference mode."""
+def freezes_prefix(spec, config):
+    """Whether fine-tuning left the network's frozen prefix as it started (it trained only
+    its default trainable scopes or fewer): the prefix's pooled output is then the export's
+    ``features``, the same for every run that started from the same weights."""
+    return (spec.frozen_prefix is not None and config.mode == "finetune"
+            and set(config.trainable_scopes) <= set(spec.trainable_scopes))
+
+
+def features_metadata(spec, config):
+    """metadata.json's ``features``: which layer the exported ``features`` pool."""
+    if freezes_prefix(spec, config):
+        return {"source": FEATURES_FROM_PREFIX, "layer": spec.frozen_prefix_end_point,
+                "weights": config.checkpoint_description or "the run's starting weights",
+                "meaning": "mean over space of the frozen prefix's output: layers fine-tuning "
+                           "never changes"}
+    return {"source": FEATURES_FROM_HEAD, "layer": spec.bottleneck_endpoint,
+            "weights": "fine-tuned",
+            "meaning": "the pooled features the classifier head reads (this network has no "
+                       "frozen prefix, or the run trained layers below it)"}
+
+
+def build_probability_graph(spec, image_size, batch_size=1, prefix_features=False):
+    """Builds image (0..255) -> P(malignant), its Grad-CAM map and pooled features in the
+    default graph, in inference mode. ``prefix_features``: the network as frozen prefix + the
+    trained rest (the variables and arithmetic of the whole network), with the prefix's pooled
+    output as ``features``; otherwise the features are the head's pooled input."""
     inputs = tf1.placeholder(tf.float32, [batch_size, image_size, image_size, 3], name=INPUT_NAME)
-    logits, end_points = build_logits(spec, "finetune", inputs, is_training=False,
-                                      uses_frozen_prefix=False)
+    if prefix_features:
+        prefix = spec.frozen_prefix(spec.preprocess(inputs))
+        logits, end_points = build_logits(spec, "finetune", prefix, is_training=False,
+                                          uses_frozen_prefix=True)
+        features = tf.reduce_mean(prefix, axis=[1, 2])
+    else:
+        logits, end_points = build_logits(spec, "finetune", inputs, is_training=False,
+                                          uses_frozen_prefix=False)
+        features = end_points[spec.bottleneck_endpoint]
     probability = tf.identity(malignant_probability(logits), name=OUTPUT_NAME)
-    return GraphHandles(inputs, logits, probability, end_points)
+    _, feature_map = last_feature_map(end_points)
+    cam = head_cam(feature_map, end_points[spec.bottleneck_endpoint],
+                   head_weights(spec.head_scope))
+    return GraphHandles(inputs, logits, probability, end_points, tf.identity(cam, name=CAM_OUTPUT),
+                        tf.identity(features, name=FEATURES_OUTPUT))
 
 
 def restore_session(sess, checkpoint):
@@ -123,8 +172,10 @@ def representative_images(dataset_dir, image_size, count=REPRESENTATIVE_COUNT, s
     return np.stack(chosen)
 
 
-def convert_session(sess, handles, quantize, calibration):
-    converter = tf1.lite.TFLiteConverter.from_session(sess, [handles.inputs], [handles.probability])
+def convert_session(sess, inputs, outputs, quantize="none", calibration=None):
+    """TFLite bytes of ``inputs`` -> ``outputs`` (tensors of ``sess``'s graph), their names
+    kept as the model's output names."""
+    converter = tf1.lite.TFLiteConverter.from_session(sess, [inputs], list(outputs))
     if quantize == "int8":
         def representative_dataset():
             for image in calibration:
@@ -155,7 +206,17 @@ def _dataset_info(dataset_dir):
                           for name, summary in splits.items()}
     if manifest.get("warning"):
         info["warning"] = manifest["warning"]
+    info["source_counts"] = _sources_info(manifest.get("sources"))
     return info
+
+
+def _sources_info(sources):
+    """Each source's kind, folder and labelled counts, as the build's manifest records them."""
+    if not isinstance(sources, dict):
+        return None
+    keys = ("path", "cases", "labelled_cases", "images", "labelled_images", "excluded_cases")
+    return {kind: {k: entry.get(k) for k in keys} for kind, entry in sorted(sources.items())
+            if isinstance(entry, dict)}
 
 
 def _test_metrics(train_dir, config):
@@ -209,17 +270,18 @@ def preprocessing_description(spec_name, image_size, crop):
 def holds_only_export_files(directory):
     """Whether every entry of ``directory`` is one an export writes (or its temporary)."""
     from thyroid.deploy.segment import SEGMENT_METADATA_FILE, SEGMENT_MODEL_FILE
-    ours = {MODEL_FILE, METADATA_FILE, shards.LABELS_NAME, SEGMENT_MODEL_FILE,
+    ours = {MODEL_FILE, METADATA_FILE, CARD_FILE, shards.LABELS_NAME, SEGMENT_MODEL_FILE,
             SEGMENT_METADATA_FILE}
     return all(name in ours or name.startswith(".tmp-") or FOLD_FILE_PATTERN.fullmatch(name)
                for name in os.listdir(directory))
 
 
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
-                 seed=0, threshold_source=None):
+                 seed=0, threshold_source=None, study=None):
     """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths.
     ``threshold_source``: where the run's threshold came from, in words (a study says its
-    operating point); default: the run's own threshold setting."""
+    operating point); default: the run's own threshold setting. ``study``: a
+    ``model_card.StudyFacts`` when a study exports (its figures go in the model card)."""
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
     train_dir = os.path.abspath(train_dir)
@@ -231,16 +293,21 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
     if quantize == "int8":
         calibration = representative_images(config.dataset_dir, size, representative_count, seed)
     with tf.Graph().as_default():
-        handles = build_probability_graph(spec, size, batch_size=1)
+        handles = build_probability_graph(spec, size, batch_size=1,
+                                          prefix_features=freezes_prefix(spec, config))
         with tf1.Session() as sess:
             restore_session(sess, checkpoint)
-            model_bytes = convert_session(sess, handles, quantize, calibration)
+            model_bytes = convert_session(sess, handles.inputs, handles.outputs(), quantize,
+                                          calibration)
     recalibration = load_recalibration(train_dir)
     metadata = base_metadata(spec, config, quantize, input_details(model_bytes),
                              threshold_source)
     metadata.update({
         "output": {"name": OUTPUT_NAME, "shape": [1], "dtype": "float32",
                    "meaning": "P(malignant) = softmax(logits)[1]"},
+        "outputs": output_metadata(model_bytes, ensemble=False),
+        "cam": cam_metadata(last_feature_map(handles.end_points)[0], ensemble=False),
+        "features": features_metadata(spec, config),
         "recalibration": recalibration_metadata(recalibration),
         "risk_threshold": float((recalibration or RecalibrationMap()).apply(config.threshold)),
         "test_metrics": _test_metrics(train_dir, config),
@@ -248,10 +315,40 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
         "checkpoint": checkpoint,
         "calibration_images": None if calibration is None else int(len(calibration)),
     })
-    paths = write_export(output_dir, {MODEL_FILE: model_bytes}, metadata)
+    paths = write_export(output_dir, {MODEL_FILE: model_bytes}, metadata, study=study)
     logging.info("exported %s (%s, %d bytes) -> %s", train_dir, quantize, len(model_bytes),
                  paths.model)
     return paths
+
+
+OUTPUT_MEANINGS = {
+    PROBABILITY_OUTPUT: "P(malignant) = softmax(logits)[1]",
+    ENSEMBLE_OUTPUT: "each fold model's P(malignant) = softmax(logits)[1]",
+    CAM_OUTPUT: "Grad-CAM of the logit difference (malignant - benign) at the last feature "
+                "maps' resolution, before any scaling",
+    FEATURES_OUTPUT: "pooled features (metadata features says which layer)",
+}
+ENSEMBLE_CAM = ("the mean of the fold models' maps, each divided by its own maximum")
+
+
+def output_metadata(model_bytes, ensemble):
+    """metadata.json's ``outputs``: each output of the model, by name, with its shape."""
+    details = make_interpreter(model_content=model_bytes).get_output_details()
+    found = {}
+    for detail in details:
+        meaning = OUTPUT_MEANINGS.get(detail["name"], "")
+        if ensemble and detail["name"] == CAM_OUTPUT:
+            meaning = f"Grad-CAM: {ENSEMBLE_CAM}"
+        found[detail["name"]] = {"shape": [int(v) for v in detail["shape"]],
+                                 "dtype": np.dtype(detail["dtype"]).name, "meaning": meaning}
+    return found
+
+
+def cam_metadata(layer, ensemble):
+    """metadata.json's ``cam``: how the exported map is made."""
+    return {"layer": layer, "target": "logit difference (malignant - benign)",
+            "method": "closed-form Grad-CAM of the head (thyroid.deploy.head_cam), inside the "
+                      "model", "combine": ENSEMBLE_CAM if ensemble else None}
 
 
 THRESHOLD_SCALE = ("probability: the model's own P(malignant), before recalibration (the "
@@ -310,9 +407,11 @@ RISK_FORMULA = ("risk = 1 / (1 + exp(-(intercept + slope * logit(probability))))
                 "rating of 4a or above, not pathology")
 
 
-def write_export(output_dir, model_files, metadata, layout="single"):
-    """Writes ``model_files`` ({name: bytes}), labels.txt and, last, metadata.json (its presence
-    marks a complete export); -> ExportPaths."""
+def write_export(output_dir, model_files, metadata, layout="single", study=None):
+    """Writes ``model_files`` ({name: bytes}), labels.txt, MODEL_CARD.md (its fields go in
+    metadata.json ``model_card``) and, last, metadata.json (its presence marks a complete
+    export); -> ExportPaths. ``study``: the study's facts for the card, or None."""
+    from thyroid.deploy.model_card import build_card
     os.makedirs(output_dir, exist_ok=True)
     model = (os.path.join(output_dir, MODEL_FILE) if MODEL_FILE in model_files
              else os.path.abspath(output_dir))
@@ -322,7 +421,9 @@ def write_export(output_dir, model_files, metadata, layout="single"):
     for name, content in model_files.items():
         atomic_write_bytes(os.path.join(output_dir, name), content)
     shards.write_labels_file(output_dir)
-    atomic_write_json(paths.metadata, metadata)
+    card = build_card(metadata, study)
+    atomic_write_text(os.path.join(output_dir, CARD_FILE), card.markdown)
+    atomic_write_json(paths.metadata, dict(metadata, model_card=card.fields))
     return paths
 
 

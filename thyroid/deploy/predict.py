@@ -1,5 +1,5 @@
 """Predictions for image files with an exported TFLite model, with optional Grad-CAM overlays
-(the library behind ``python -m thyroid.predict``).
+drawn from the model's own ``cam`` output (the library behind ``python -m thyroid.predict``).
 """
 
 import csv
@@ -48,25 +48,14 @@ def write_csv(results, csv_path):
     atomic_write_text(csv_path, buffer.getvalue())
 
 
-def load_gradcam(model):
-    """GradCam for the TF model behind ``model`` (raises ModelError when it is not available)."""
-    if model.is_ensemble:
-        raise ModelError("Grad-CAM is not drawn for a fold ensemble: it would explain one fold "
-                         "model, not the averaged answer")
-    train_dir = model.metadata.get("train_dir")
-    if not train_dir or not os.path.isdir(train_dir):
-        raise ModelError(f"Grad-CAM needs the training directory recorded in metadata.json "
-                         f"({train_dir!r}), which is not available here")
-    from thyroid.deploy.gradcam import GradCam
-    try:
-        gradcam = GradCam(train_dir)
-    except Exception as error:
-        raise ModelError(f"cannot rebuild the TF model from {train_dir} for Grad-CAM: {error}") \
-            from error
-    if gradcam.image_size != model.image_size:
-        raise ModelError(f"{train_dir} has image size {gradcam.image_size}, the TFLite model "
-                         f"{model.image_size}: not the run this model was exported from")
-    return gradcam
+NO_CAM = ("has no cam output (exported before the model drew its own Grad-CAM): export it "
+          "again with python -m thyroid.export")
+
+
+def check_gradcam(model):
+    """Raises ModelError when the export cannot draw Grad-CAM maps."""
+    if not model.has_cam:
+        raise ModelError(f"{model.model_path}: {NO_CAM}")
 
 
 def _gradcam_name(path, used):
@@ -91,11 +80,12 @@ def pixel_spacing(path):
         return None
 
 
-def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAULT_MAX_PIXELS,
+def predict_files(model, paths, gradcam_dir=None, max_pixels=DEFAULT_MAX_PIXELS,
                   segmenter=None):
-    """-> one dict per path: file, probability, label, label_name (or error), gradcam path;
-    with a ``segmenter`` (``deploy.segment``) the nodule's outline and measurements too."""
-    from thyroid.deploy.gradcam import overlay, png_bytes
+    """-> one dict per path: file, probability, label, label_name (or error); with
+    ``gradcam_dir``, the path of the Grad-CAM overlay written there; with a ``segmenter``
+    (``deploy.segment``) the nodule's outline and measurements too."""
+    from thyroid.deploy.overlay import overlay, png_bytes
     from thyroid.io_utils import atomic_write_bytes
     results, used = [], set()
     for path in paths:
@@ -103,7 +93,8 @@ def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAU
         try:
             rgb = load_image_file(path, max_pixels)
             prepared = model.prepare(rgb)
-            row.update(model.predict_prepared(prepared).as_dict())
+            prediction, heat = model.explain_prepared(prepared)
+            row.update(prediction.as_dict())
         except ImageError as error:
             row["error"] = str(error)
             results.append(row)
@@ -112,8 +103,7 @@ def predict_files(model, paths, gradcam=None, gradcam_dir=None, max_pixels=DEFAU
             same_crop = segmenter.crop == ("scan" if model.crop == "roi" else model.crop)
             row.update(segmenter.locate(rgb, prepared.box if same_crop else None,
                                         pixel_spacing(path)))
-        if gradcam is not None:
-            heat, _ = gradcam.compute(prepared.net_input)
+        if gradcam_dir is not None and heat is not None:
             out_path = os.path.join(gradcam_dir, _gradcam_name(path, used))
             atomic_write_bytes(out_path, png_bytes(overlay(rgb, heat, prepared.box)))
             row["gradcam"] = out_path

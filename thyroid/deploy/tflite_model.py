@@ -10,8 +10,9 @@ the model's own P(malignant) and decides the label at metadata.json's threshold;
 it through the recalibration map metadata.json carries (the identity for an export without
 one). A fold ensemble (metadata ``ensemble``: one model with an output per fold, or one file
 per fold) gives the mean of its fold probabilities, the mean of their risks (each through its
-fold's map) and ``spread``, the SD of those risks. Interpreters are not thread-safe, so calls
-are serialised with a lock.
+fold's map) and ``spread``, the SD of those risks. ``explain_prepared`` adds the heat map the
+model draws itself (output ``cam``, Grad-CAM of its head: ``deploy.head_cam``); no TensorFlow
+is needed. Interpreters are not thread-safe, so calls are serialised with a lock.
 """
 
 import dataclasses
@@ -29,6 +30,15 @@ from thyroid.stats.recalibration import RecalibrationMap
 
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
+CARD_FILE = "MODEL_CARD.md"
+# The exported model's outputs, by name (metadata.json ``outputs`` describes them).
+PROBABILITY_OUTPUT = "probability"
+ENSEMBLE_OUTPUT = "fold_probabilities"  # a fold ensemble in one file: [1, K]
+CAM_OUTPUT = "cam"
+FEATURES_OUTPUT = "features"
+# Where ``features`` come from (metadata.json ``features.source``).
+FEATURES_FROM_PREFIX = "frozen_prefix"
+FEATURES_FROM_HEAD = "head_input"
 MAX_PIXELS = image_io.DEFAULT_MAX_PIXELS  # refuse decompression bombs
 
 
@@ -36,13 +46,25 @@ class ModelError(Exception):
     """The model folder is incomplete or unreadable."""
 
 
-def make_interpreter(model_path=None, model_content=None):
-    """A TFLite interpreter: LiteRT when installed, else tf.lite (deprecated but shipped)."""
+def _interpreter_class():
+    """LiteRT's interpreter (the serving install's); else tf.lite's (deprecated but shipped
+    with TensorFlow), for a research install made without it."""
     try:
         from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
     except ImportError:
+        pass
+    try:
         from thyroid.compat import tf
-        Interpreter = tf.lite.Interpreter
+    except ImportError:
+        raise ModelError("no TFLite interpreter: pip install ai-edge-litert (or pip install .)") \
+            from None
+    return tf.lite.Interpreter
+
+
+def make_interpreter(model_path=None, model_content=None):
+    """A TFLite interpreter on 2 threads, tensors allocated."""
+    Interpreter = _interpreter_class()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=model_path, model_content=model_content,
@@ -143,13 +165,42 @@ class Prediction:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class Outputs:
+    """What one model file answers for one image: ``probabilities`` [k] (one per fold model it
+    holds), ``cam`` [h, w] (None when the file has no ``cam`` output) and ``features`` [D]
+    (or None)."""
+    probabilities: np.ndarray
+    cam: np.ndarray | None
+    features: np.ndarray | None
+
+
+def _output_by_name(details, path):
+    """{probability, cam, features: output detail or None}. An export from before the named
+    outputs has one output, the probability."""
+    named = {detail["name"]: detail for detail in details}
+    probability = named.get(PROBABILITY_OUTPUT) or named.get(ENSEMBLE_OUTPUT)
+    if probability is None and len(details) == 1:
+        probability = details[0]
+    if probability is None:
+        raise ModelError(f"{path}: no output named {PROBABILITY_OUTPUT!r} or "
+                         f"{ENSEMBLE_OUTPUT!r} (outputs: {', '.join(sorted(named))})")
+    return probability, named.get(CAM_OUTPUT), named.get(FEATURES_OUTPUT)
+
+
 class _Runner:
-    """One interpreter, its input quantization and its output (one value per fold it holds)."""
+    """One interpreter, its input quantization and its outputs, read by name."""
 
     def __init__(self, path):
         self.interpreter = make_interpreter(model_path=path)
         self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.probability, self.cam, self.features = _output_by_name(
+            self.interpreter.get_output_details(), path)
+
+    def _read(self, detail):
+        if detail is None:
+            return None
+        return np.asarray(self.interpreter.get_tensor(detail["index"]), np.float64)
 
     def run(self, image):
         values = np.asarray(image, np.float32)[None]
@@ -160,7 +211,29 @@ class _Runner:
             values = np.clip(np.round(values / scale) + zero_point, info.min, info.max)
         self.interpreter.set_tensor(self.input["index"], values.astype(dtype))
         self.interpreter.invoke()
-        return np.asarray(self.interpreter.get_tensor(self.output["index"]), np.float64).ravel()
+        cam, features = self._read(self.cam), self._read(self.features)
+        return Outputs(self._read(self.probability).ravel(),
+                       None if cam is None else cam.reshape(cam.shape[-2:]),
+                       None if features is None else features.ravel())
+
+
+def scaled_to_peak(cam):
+    """A map divided by its maximum: [0, 1], all zeros when it has no positive value."""
+    cam = np.asarray(cam, np.float64)
+    peak = float(cam.max()) if cam.size else 0.0
+    return cam / peak if peak > 0 else np.zeros_like(cam)
+
+
+def combine(outputs):
+    """One file's outputs as they are; fold files' (one fold each): their probabilities side by
+    side, the mean of their peak-scaled maps, the first fold's features (such members share no
+    frozen layers, so no features are common to them)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    cams = [o.cam for o in outputs]
+    cam = None if any(c is None for c in cams) else np.mean([scaled_to_peak(c) for c in cams],
+                                                            axis=0)
+    return Outputs(np.concatenate([o.probabilities for o in outputs]), cam, outputs[0].features)
 
 
 class TFLiteModel:
@@ -199,16 +272,31 @@ class TFLiteModel:
         cropped = rgb[top:bottom, left:right]
         return Prepared(rgb=rgb, box=box, net_input=resize_square(cropped, self.image_size))
 
+    @property
+    def has_cam(self):
+        """Whether every model file draws its own Grad-CAM map (``cam`` output)."""
+        return all(runner.cam is not None for runner in self._runners)
+
+    @property
+    def card_path(self):
+        """MODEL_CARD.md beside the model, or None when the export has none."""
+        path = os.path.join(self.model_dir, CARD_FILE)
+        return path if os.path.isfile(path) else None
+
+    def outputs(self, net_input):
+        """Every output for one prepared image (uint8 or float 0..255 [S, S, 3]), the fold
+        files' combined (``combine``)."""
+        with self._lock:
+            found = combine([runner.run(net_input) for runner in self._runners])
+        if found.probabilities.size != len(self.maps):
+            raise ModelError(f"{self.model_path}: {found.probabilities.size} outputs but "
+                             f"{len(self.maps)} recalibration maps in metadata.json")
+        return found
+
     def fold_probabilities(self, net_inputs):
         """P(malignant) of each fold model [N, K] (K = 1 for one model) for prepared uint8 (or
         float 0..255) inputs [N, S, S, 3]."""
-        rows = []
-        for image in net_inputs:
-            with self._lock:
-                rows.append(np.concatenate([runner.run(image) for runner in self._runners]))
-        if len(rows) and rows[0].size != len(self.maps):
-            raise ModelError(f"{self.model_path}: {rows[0].size} outputs but "
-                             f"{len(self.maps)} recalibration maps in metadata.json")
+        rows = [self.outputs(image).probabilities for image in net_inputs]
         return np.asarray(rows, np.float64).reshape(len(rows), len(self.maps))
 
     def probabilities(self, net_inputs):
@@ -230,11 +318,22 @@ class TFLiteModel:
                           spread=None if spread is None else float(spread), label=label,
                           label_name=self.labels[label], threshold=self.threshold)
 
-    def predict_prepared(self, prepared):
-        folds = self.fold_probabilities(prepared.net_input[None])
+    def prediction(self, found):
+        """The Prediction of one image's ``Outputs``."""
+        folds = found.probabilities[None]
         risk, spread = self.risks(folds)
         return self.decide(float(np.float32(folds.mean())), risk[0],
                            None if spread is None else spread[0])
+
+    def predict_prepared(self, prepared):
+        return self.prediction(self.outputs(prepared.net_input))
+
+    def explain_prepared(self, prepared):
+        """(Prediction, heat [h, w] in [0, 1] or None without a ``cam`` output): one run of
+        the model gives both."""
+        found = self.outputs(prepared.net_input)
+        heat = None if found.cam is None else scaled_to_peak(found.cam).astype(np.float32)
+        return self.prediction(found), heat
 
     def predict(self, rgb):
         return self.predict_prepared(self.prepare(rgb))

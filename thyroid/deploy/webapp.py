@@ -3,8 +3,8 @@
 ``create_app(model_dir)`` returns the Flask app; ``create_wsgi_app`` wraps it in the security
 headers, the optional token check and the concurrency limit (``thyroid.deploy.middleware``).
 The views are module-level functions (``register_views`` adds them under the endpoint names
-``index``, ``health``, ``predict``); what they share (the model, Grad-CAM, the limits) is one
-``AppState`` in ``app.extensions[STATE_KEY]``. Routes:
+``index``, ``health``, ``predict``, ``model_card``); what they share (the model, whether it
+draws Grad-CAM, the limits) is one ``AppState`` in ``app.extensions[STATE_KEY]``. Routes:
 
 * ``GET /``: a single responsive page (file input with ``capture="environment"`` for phones);
 * ``POST /api/predict``: multipart field ``image`` -> JSON ``probability`` (the model's
@@ -12,15 +12,18 @@ The views are module-level functions (``register_views`` adds them under the end
   (a fold ensemble's SD of risks, else null), ``label``, ``label_name``, ``threshold``,
   ``threshold_source`` (where the threshold came from), ``label_meaning`` (what the number is:
   e.g. the risk of a TIRADS 4a or above rating, from metadata.json; neutral wording for an
-  export that does not say) and ``label_meaning_kind``, ``gradcam`` (a PNG data URL, or null),
-  ``notice``;
+  export that does not say) and ``label_meaning_kind``, ``gradcam`` (a PNG data URL of the map
+  the exported model draws itself, its ``cam`` output, or null with ``gradcam_note`` saying
+  why), ``notice``;
   with a segmentation network in the export (``segment.tflite``), ``outline`` / ``outlines`` (the
   nodule's polygon(s) in pixels of the upload), ``nodule_box``, ``measurements`` (pixels),
   ``nodule_found`` and ``outline_note`` (why there is none, or that sizes are in pixels);
   errors are JSON ``{"error": ...}``, one message per cause: 400 (no file, empty file, too many
   pixels, not decodable), 413 (file too large, too many form parts), 415 (a format other than
   JPEG or PNG), 500;
-* ``GET /api/health``: ``{"status": "ok", ...}``.
+* ``GET /api/health``: ``{"status": "ok", ...}``;
+* ``GET /model_card``: the export's MODEL_CARD.md as plain text (404 without one); the page
+  links it.
 
 Uploads are parsed into memory (never spooled to a temporary file), their format and pixel
 count are checked from the header before any pixel is decoded, and nothing is kept after the
@@ -36,7 +39,7 @@ import threading
 
 import numpy as np
 from absl import logging
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask.wrappers import Request
 from PIL import Image, UnidentifiedImageError
@@ -46,6 +49,7 @@ from thyroid.datasets.images import ImageError, decode_image_bytes
 from thyroid.deploy import NOTICE, middleware
 from thyroid.deploy.answer_wording import AnswerWording
 from thyroid.deploy.segment import TFLiteSegmenter
+from thyroid.deploy.predict import NO_CAM
 from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel
 from thyroid.io_utils import json_text
 
@@ -133,7 +137,7 @@ def _data_url(png):
 class AppState:
     """What the views share, kept in ``app.extensions[STATE_KEY]``."""
     model: TFLiteModel
-    gradcam_model: object  # a deploy.gradcam.GradCam, or None
+    draws_gradcam: bool  # whether answers carry the model's own Grad-CAM overlay
     gradcam_note: str | None  # why answers carry no overlay; None when they do
     max_upload_bytes: int
     max_pixels: int
@@ -155,31 +159,28 @@ def _state():
 
 
 def _gradcam_for(model, gradcam):
-    """-> (GradCam or None, note or None): the note says why answers carry no overlay."""
+    """-> (draws, note or None): the note says why answers carry no overlay."""
     if not gradcam:
-        return None, "Grad-CAM disabled"
-    from thyroid.deploy.predict import load_gradcam
-    from thyroid.deploy.tflite_model import ModelError
-    try:
-        return load_gradcam(model), None
-    except ModelError as error:
-        note = f"Grad-CAM unavailable: {error}"
+        return False, "Grad-CAM disabled"
+    if not model.has_cam:
+        note = f"Grad-CAM unavailable: this export {NO_CAM}"
         logging.warning("%s", note)
-        return None, note
+        return False, note
+    return True, None
 
 
 def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
                max_pixels=DEFAULT_MAX_PIXELS):
     """The app for the export in ``model_dir`` (or its model.tflite).
 
-    ``gradcam``: True to draw Grad-CAM overlays when metadata.json's train_dir is available
-    (if it is not, answers say why and carry no overlay); False never to.
+    ``gradcam``: True to draw the overlay of the map the model draws (an export without a
+    ``cam`` output answers why there is none); False never to.
     ``max_pixels``: largest width x height accepted (at most the decoder's own MAX_PIXELS).
     """
     if not 0 < max_pixels <= MAX_PIXELS:
         raise ValueError(f"max_pixels must be in (0, {MAX_PIXELS}], got {max_pixels}")
     model = TFLiteModel.load(model_dir)
-    gradcam_model, gradcam_note = _gradcam_for(model, gradcam)
+    draws_gradcam, gradcam_note = _gradcam_for(model, gradcam)
 
     package_dir = os.path.dirname(os.path.abspath(__file__))
     app = Flask(__name__, template_folder=os.path.join(package_dir, "templates"),
@@ -189,11 +190,10 @@ def create_app(model_dir, gradcam=True, max_upload_bytes=MAX_UPLOAD_BYTES,
     app.config["MAX_FORM_MEMORY_SIZE"] = max_upload_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.json = StrictJSONProvider(app)
-    app.extensions[STATE_KEY] = AppState(model, gradcam_model, gradcam_note, max_upload_bytes,
+    app.extensions[STATE_KEY] = AppState(model, draws_gradcam, gradcam_note, max_upload_bytes,
                                          max_pixels, TFLiteSegmenter.beside(model.model_dir))
-    # Kept under their own names too: callers (and tests) read the loaded model from here.
+    # Kept under its own name too: callers (and tests) read the loaded model from here.
     app.extensions["thyroid_model"] = model
-    app.extensions["thyroid_gradcam"] = gradcam_model
     register_views(app)
     return app
 
@@ -220,6 +220,7 @@ def register_views(app):
     app.add_url_rule("/", "index", index, methods=["GET"])
     app.add_url_rule("/api/health", "health", health, methods=["GET"])
     app.add_url_rule("/api/predict", "predict", predict, methods=["POST"])
+    app.add_url_rule("/model_card", "model_card", model_card, methods=["GET"])
 
 
 def add_headers(response):
@@ -266,7 +267,17 @@ def index():
                            quantize=state.model.metadata.get("quantize"),
                            limit_mb=state.limit_mb, max_bytes=state.max_upload_bytes,
                            field=UPLOAD_FIELD, threshold=state.model.threshold,
-                           risk_note=risk_note(state.model), wording=_wording(state.model))
+                           risk_note=risk_note(state.model), wording=_wording(state.model),
+                           has_card=state.model.card_path is not None)
+
+
+def model_card():
+    """The export's MODEL_CARD.md, as plain text: the browser shows it and renders nothing."""
+    path = _state().model.card_path
+    if path is None:
+        return _error("This export has no model card (MODEL_CARD.md).", 404)
+    with open(path, "rb") as card:
+        return Response(card.read(), content_type="text/plain; charset=utf-8")
 
 
 def risk_note(model):
@@ -286,23 +297,24 @@ def health():
                     "threshold": state.model.threshold,
                     "recalibrated": not all(m.is_identity for m in state.model.maps),
                     "folds": len(state.model.maps),
-                    "gradcam": state.gradcam_model is not None,
+                    "gradcam": state.draws_gradcam,
+                    "model_card": state.model.card_path is not None,
                     "segmentation": state.segmenter is not None})
 
 
 def analyse(state, rgb):
     """P(malignant) for a decoded image, with its Grad-CAM overlay (or the note why not)."""
     prepared = state.model.prepare(rgb)
-    result = state.model.predict_prepared(prepared).as_dict()
-    result["gradcam"] = None
-    if state.gradcam_model is not None:
-        from thyroid.deploy.gradcam import overlay, png_bytes
-        heat, _ = state.gradcam_model.compute(prepared.net_input)
+    if state.draws_gradcam:
+        from thyroid.deploy.overlay import overlay, png_bytes
+        prediction, heat = state.model.explain_prepared(prepared)
         shown, box = display_copy(rgb, prepared.box)
-        result["gradcam"] = _data_url(png_bytes(overlay(shown, heat, box)))
-        result["gradcam_layer"] = state.gradcam_model.layer_name
+        drawn = png_bytes(overlay(shown, heat, box))
+        result = dict(prediction.as_dict(), gradcam=_data_url(drawn),
+                      gradcam_layer=(state.model.metadata.get("cam") or {}).get("layer"))
     else:
-        result["gradcam_note"] = state.gradcam_note
+        result = dict(state.model.predict_prepared(prepared).as_dict(), gradcam=None,
+                      gradcam_note=state.gradcam_note)
     if state.segmenter is not None:
         same_crop = state.segmenter.crop == ("scan" if state.model.crop == "roi" else state.model.crop)
         result.update(state.segmenter.locate(rgb, prepared.box if same_crop else None))

@@ -181,6 +181,7 @@ def make_spec():
         trainable_scopes=(last, "efficientnet_lite0/conv_head", "efficientnet_lite0/Head"),
         frozen_prefix=frozen_prefix,
         trainable_suffix=trainable_suffix,
+        frozen_prefix_end_point="blocks_%d" % (NUM_BLOCKS - 2),
         imagenet_logits=imagenet_logits,
         imagenet_label_offset=0,
         checkpoint=CHECKPOINT,

@@ -38,6 +38,8 @@ class NetworkSpec:
     checkpoint: Optional[CheckpointInfo] = None
     frozen_prefix: Optional[Callable] = None
     trainable_suffix: Optional[Callable] = None
+    # The end point ``frozen_prefix`` stops at (the last layer fine-tuning never trains).
+    frozen_prefix_end_point: Optional[str] = None
     # End points pooled (mean and SD over space) into the bottleneck_logreg features.
     feature_layers: Tuple[str, ...] = ()
 

@@ -110,5 +110,6 @@ def make_spec():
         checkpoint=CHECKPOINT,
         frozen_prefix=frozen_prefix,
         trainable_suffix=trainable_suffix,
+        frozen_prefix_end_point="vgg_16/conv5/conv5_2",
         feature_layers=("vgg_16/conv3/conv3_3", "vgg_16/conv4/conv4_3", "vgg_16/conv5/conv5_3"),
     )

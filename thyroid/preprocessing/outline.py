@@ -17,7 +17,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
+
+from thyroid.preprocessing import labelling
 
 # Regions smaller than this (pixels of the mask's own resolution) are noise, not a nodule view.
 MIN_REGION_PIXELS = 16
@@ -27,7 +28,7 @@ KEEP_FRACTION = 0.25
 # Outlines are thinned to at most this many points (a JSON answer, a drawn polygon).
 MAX_OUTLINE_POINTS = 128
 # 8-connectivity: a nodule drawn with a thin waist stays one view.
-_EIGHT = np.ones((3, 3), bool)
+CONNECTIVITY = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +55,9 @@ def rasterize(polygons, height, width):
 def regions(mask, min_pixels=MIN_REGION_PIXELS):
     """([Region, ...] largest first, labelled int array) of ``mask``'s connected regions of at
     least ``min_pixels`` pixels."""
-    labelled, count = ndimage.label(np.asarray(mask, bool), structure=_EIGHT)
+    labelled, count = labelling.label(mask, CONNECTIVITY)
     found = []
-    for index, window in enumerate(ndimage.find_objects(labelled), start=1):
+    for index, window in enumerate(labelling.find_objects(labelled, count), start=1):
         if window is None:
             continue
         rows, cols = np.nonzero(labelled[window] == index)
@@ -93,7 +94,7 @@ def box_contains(box, point):
 def trace(region_mask, max_points=MAX_OUTLINE_POINTS):
     """The outer outline [(x, y), ...] of one region (holes filled), or [] when empty."""
     import contourpy
-    filled = ndimage.binary_fill_holes(np.asarray(region_mask, bool))
+    filled = labelling.fill_holes(region_mask)
     if not filled.any():
         return []
     # Padding closes the contour of a region that touches the border.

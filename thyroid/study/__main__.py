@@ -16,6 +16,9 @@ import signal
 from absl import flags, logging
 
 from thyroid import cli
+
+cli.require_research_install("study")  # before the imports that need it
+
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
 from thyroid.datasets.build import PROTOCOLS
 from thyroid.datasets.sources import check_labelled, check_sources, named_sources, prefixed_flags

@@ -32,6 +32,7 @@ from thyroid.study.jobspec import job_id
 from thyroid.study.kinds import (EXTERNAL_DIR, MOBILE_DIR, OUTLINES_DIR, SEGMENT_DIR,
                                  SHARDS_DIR)
 from thyroid.study.plan import row_of
+from thyroid.study.resources import tensorflow_gpus
 from thyroid.study.rows import SEGMENTING_MODE, is_localisation
 from thyroid.study.results import (FAILED, OK, SKIPPED, FoldResult, JobResult, read_records,
                                    read_result, this_worker, write_result)
@@ -255,6 +256,7 @@ def run_export(plan, job):
     # TFLite conversion is only needed here
     from thyroid.deploy.ensemble import export_ensemble
     from thyroid.deploy.export import export_model
+    from thyroid.study.card_facts import study_facts
     choice = export_choice(plan, job)
     if choice is None:
         logging.info("no fine-tuned mobile model to export")
@@ -269,11 +271,13 @@ def run_export(plan, job):
         paths = export_ensemble(
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
-            fitting.refit_settings(folds_done)[0], output_dir, source)
+            fitting.refit_settings(folds_done)[0], output_dir, source,
+            study=study_facts(plan, row_id, len(folds_done)))
         facts = payloads.ExportPayload(paths.model, row_id, False, len(folds_done),
                                        paths.layout)
     else:
-        export_model(train_dir, output_dir, quantize="none", threshold_source=source)
+        export_model(train_dir, output_dir, quantize="none", threshold_source=source,
+                     study=study_facts(plan, row_id))
         facts = payloads.ExportPayload(os.path.join(output_dir, "model.tflite"), row_id,
                                        plan.cross_validated)
     return Outcome(dataclasses.replace(facts, segment=_export_segment(plan, job, output_dir)))
@@ -370,7 +374,8 @@ def run_job(plan, job, worker=None):
     the executor knows it (default: this host and process)."""
     started = time.monotonic()
     status, note, outcome = _run_body(plan, job)
+    worker = dict(worker or this_worker(), tensorflow_gpus=tensorflow_gpus())
     result = JobResult(job.id, job.kind, status, time.monotonic() - started, time.time(),
-                       job_fingerprint(plan, job), note, outcome.payload, worker or this_worker())
+                       job_fingerprint(plan, job), note, outcome.payload, worker)
     write_result(plan.run_dir, result, outcome.records)
     return result

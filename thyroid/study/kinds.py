@@ -246,7 +246,8 @@ def _plan_export(study, planned):
     inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
     if study.cross_validated and study.final_model == "refit":
         inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
-    return [Job("export", "export", inputs + ids(planned, "segment"))]
+    # After pooled: its figures go in the export's model card.
+    return [Job("export", "export", inputs + ids(planned, "segment") + ids(planned, "pooled"))]
 
 
 def _plan_report(study, planned):

@@ -10,6 +10,7 @@ each reserve all of its memory.
 import dataclasses
 import math
 import os
+import sys
 
 from absl import logging
 
@@ -52,6 +53,15 @@ def configure_tensorflow(resources):
         except RuntimeError as error:  # TensorFlow had already started in this process
             logging.warning("TensorFlow threads not set: %s", error)
         _APPLIED["threads"] = threads
+
+
+def tensorflow_gpus():
+    """The GPUs TensorFlow sees in this process, or None when no job here loaded TensorFlow:
+    recorded with each job's result, so that a GPU run can be checked (bench/gpu_check.py)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from thyroid.compat import tf
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
 
 
 def job_workers():
