@@ -7,7 +7,8 @@ import dataclasses
 import math
 
 from thyroid.stats import decision
-from thyroid.stats.pooled import RowFigures
+from thyroid.stats.pooled import MIN_SHIFT_SIDE_CLASS, RowFigures
+from thyroid.stats.shift import UNUSUAL_ABOVE
 from thyroid.stats.recalibration import MIN_IMAGES_PER_CLASS, RecalibrationMap
 from thyroid.study.figures import save_figure
 from thyroid.study.payloads import ExternalCheckPayload
@@ -142,6 +143,45 @@ def external_markdown(rows, by_model, final_model):
                 f"{plain(f, 'calibration_slope_recalibrated')} | {plain(f, 'spread_mean', 3)} | "
                 f"{f.images} ({f.patients}) |")
     return lines + [""]
+
+
+def _auc_with_counts(auc, benign, malignant):
+    """'0.71 (40 benign, 35 malignant)', or '— (3 benign, 2 malignant)' where the side has
+    too few images of a class for an AUC (``pooled.MIN_SHIFT_SIDE_CLASS``)."""
+    value = num(auc)
+    return f"{'—' if value is None else f'{value:.2f}'} ({benign} benign, {malignant} malignant)"
+
+
+def shift_markdown(rows, external):
+    """The external set by the shift score, row by row (``external``: the final model's
+    figures by row): the share of unusual images, the median shift, and the AUC on the usual
+    and on the unusual images apart. Empty when no row has shift figures."""
+    shifted = [(row, row_figures(external, row)) for row in rows]
+    shifted = [(row, f) for row, f in shifted if f is not None and f.unusual_share is not None]
+    if not shifted:
+        return []
+    lines = [SHIFT_NOTE, "",
+             "| # | Method | Unusual images | Median shift | AUC usual | AUC unusual |",
+             "|---|---|---|---|---|---|"]
+    for row, f in shifted:
+        unusual = f.unusual_benign + f.unusual_malignant
+        scored = unusual + f.usual_benign + f.usual_malignant
+        lines.append(
+            f"| {row.row_id} | {method_name(row)} | {100 * f.unusual_share:.0f} % ({unusual} of "
+            f"{scored}) | {plain(f, 'median_shift', 1)} | "
+            f"{_auc_with_counts(f.auc_usual, f.usual_benign, f.usual_malignant)} | "
+            f"{_auc_with_counts(f.auc_unusual, f.unusual_benign, f.unusual_malignant)} |")
+    return lines + [""]
+
+
+SHIFT_NOTE = (
+    "Shift score of the external images (`external_unusual_share`, `external_median_shift`, "
+    "`external_auc_usual`, `external_auc_unusual` in `summary.csv`): each image's distance "
+    "from the development images' features, as the percentage of development images (each "
+    "scored by a reference fitted without its fold) that lie nearer; one score serves every "
+    f"row. An image is unusual above {UNUSUAL_ABOVE:g}: far from the development images, "
+    "which does not make its answer wrong. Each side's AUC needs at least "
+    f"{MIN_SHIFT_SIDE_CLASS} images of each class; — otherwise, with the counts.")
 
 
 def _pairs_text(pairs, extra):

@@ -41,15 +41,31 @@ def resolve_layers(spec, layers=()):
     return layers
 
 
-def pooled_layer_tensor(spec, inputs, layers):
-    """[N, 2 * channels summed over layers]: each layer's mean and SD over space.
+def mirrored(inputs):
+    """[N, ...] images -> [2N, ...]: the images, then their left-right mirrors (one batch
+    through the network; ``mirror_averaged`` folds the halves back)."""
+    return tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
 
-    The image and its mirror go through the net as one batch and their features are
-    averaged: a left-right flip is as plausible a scan, and averaging makes the features
-    indifferent to which side the probe was held.
-    """
-    both = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
-    _, end_points = spec.features(both, is_training=False)
+
+def mean_sd_over_space(feature_map):
+    """[N, h, w, C] -> [N, 2C]: each channel's mean, then its SD, over space."""
+    mean, variance = tf.nn.moments(feature_map, axes=[1, 2])
+    return tf.concat([mean, tf.sqrt(variance + 1e-8)], axis=1)
+
+
+def mirror_averaged(pooled):
+    """[2N, D] pooled features of ``mirrored`` images -> [N, D]: each image's averaged with
+    its mirror's. A left-right flip is as plausible a scan, and averaging makes the features
+    indifferent to which side the probe was held."""
+    image, mirror = tf.split(pooled, 2, axis=0)
+    return (image + mirror) / 2.0
+
+
+def pooled_layer_tensor(spec, inputs, layers):
+    """[N, 2 * channels summed over layers]: each layer's mean and SD over space, averaged
+    with the mirror image (``LAYER_POOLING``; the export's ``features`` output pools the
+    frozen prefix the same way, with these functions)."""
+    _, end_points = spec.features(mirrored(inputs), is_training=False)
     parts = []
     for layer in layers:
         if layer not in end_points or end_points[layer].shape.ndims != 4:
@@ -57,10 +73,18 @@ def pooled_layer_tensor(spec, inputs, layers):
             raise ConfigError("feature_layers", ",".join(layers),
                               f"{spec.name} has no spatial end point {layer!r}; it has "
                               + ", ".join(spatial))
-        mean, variance = tf.nn.moments(end_points[layer], axes=[1, 2])
-        parts += [mean, tf.sqrt(variance + 1e-8)]
-    image, mirror = tf.split(tf.concat(parts, axis=1), 2, axis=0)
-    return (image + mirror) / 2.0
+        parts.append(mean_sd_over_space(end_points[layer]))
+    return mirror_averaged(tf.concat(parts, axis=1))
+
+
+def prefix_and_pooled_features(spec, net_inputs):
+    """(frozen prefix output [N, h, w, C] of ``net_inputs``, its pooled features [N, 2C]):
+    the prefix run on the images and their mirrors as one batch, pooled as ``POOLED_LAYERS``
+    pool its end point. The export's ``features`` output is this, so it equals the shift
+    score's features (``shift_features``: ``POOLED_LAYERS`` of the prefix's end point)."""
+    both = spec.frozen_prefix(mirrored(net_inputs))
+    prefix, _ = tf.split(both, 2, axis=0)
+    return prefix, mirror_averaged(mean_sd_over_space(both))
 
 
 def output_tensors(spec, inputs, outputs, layers=()):

@@ -31,9 +31,11 @@ from thyroid.training.frozen_network import (LAYER_POOLING, POOLED_LAYERS, Froze
                                              output_name)
 
 MODEL = "efficientnet_lite0"
-# The last end point of the frozen prefix (``efficientnet_lite.frozen_prefix``): below the
-# trainable scopes of every fine-tuned row, so an export of row 10 holds the same weights.
-LAYERS = ("blocks_14",)
+# The last end point of the frozen prefix (``efficientnet_lite.frozen_prefix``, blocks_14):
+# below the trainable scopes of every fine-tuned row, so an export of row 10 holds the same
+# weights, and its ``features`` output pools this end point the same way
+# (``frozen_network.prefix_and_pooled_features``).
+LAYERS = (get_network(MODEL).frozen_prefix_end_point,)
 IMAGE_SIZE = 224
 
 
