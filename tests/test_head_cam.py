@@ -44,7 +44,9 @@ def test_float_export_draws_the_checkpoint_gradcam(trained, exported, test_image
     metadata = json.loads(open(exported["float"].metadata).read())
     # The fixture fine-tunes only the default trainable scopes: blocks_14 is its frozen prefix.
     assert metadata["features"]["source"] == "frozen_prefix"
-    assert metadata["features"]["layer"] == "blocks_14" and features.shape[1] == 192
+    # Pooled as the shift score pools it: each channel's mean and SD, mirror-averaged.
+    assert metadata["features"]["layer"] == "blocks_14" and features.shape[1] == 2 * 192
+    assert metadata["features"]["pooling"] == "mean_sd_over_space_mirror_averaged"
     assert set(metadata["outputs"]) == {"probability", "cam", "features"}
     assert metadata["outputs"]["cam"]["shape"] == [1, 2, 2] and metadata["cam"]["layer"] == \
         "conv_head"
