@@ -38,9 +38,11 @@ if __package__ in (None, ""):
 from bench import common
 from bench.serve_load import free_port, multipart, proc_status_kib
 
-# What the copy of the checkout leaves out: the venv, caches, results, version control.
-IGNORED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "dist",
-                                 "results", "exp_cache", "checkpoints", ".pytest_cache")
+# What the copy of the checkout leaves out: version control, venvs and caches anywhere; the
+# top level's build output, results and downloaded checkpoints (thyroid/checkpoints/ is code).
+IGNORED_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info",
+                                          ".pytest_cache")
+IGNORED_AT_TOP = ("build", "dist", "results", "exp_cache", "checkpoints")
 PIP_FLAGS = ("--quiet", "--retries", "1", "--timeout", "60")
 
 
@@ -68,7 +70,14 @@ def clean_env(**extra):
 
 def copy_source(repo_dir, target):
     """A copy of the checkout to install from (the original is never built in)."""
-    shutil.copytree(repo_dir, target, ignore=IGNORED)
+    top = os.path.abspath(repo_dir)
+
+    def ignored(folder, names):
+        found = set(IGNORED_ANYWHERE(folder, names))
+        if os.path.abspath(folder) == top:
+            found |= set(IGNORED_AT_TOP) & set(names)
+        return found
+    shutil.copytree(repo_dir, target, ignore=ignored)
     return str(target)
 
 

@@ -52,6 +52,15 @@ def quick_study(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def localised_run(tmp_path_factory):
+    """(process, run folder) of a ``--quick`` study of rows 10-13: its export holds the
+    classifier and row 12's segmentation network (tests of localisation and of the serving
+    install read it)."""
+    from study_runs import run_study
+    return run_study(tmp_path_factory.mktemp("localised"), "--rows=10,11,12,13")
+
+
+@pytest.fixture(scope="session")
 def awkward_study(tmp_path_factory):
     """(process, run folder, decoy folder and its files before) of a one-row quick study whose
     output folder and run name hold glob characters (``out[1]/r*?``), beside a decoy that
@@ -78,15 +87,6 @@ def awkward_study(tmp_path_factory):
                               f"--external_image_dir={external.parent}", run_name="r*?",
                               checkpoint_dir=base / "checkpoints")
     return done, run_dir, decoy, before
-
-
-@pytest.fixture(scope="session")
-def localised_run(tmp_path_factory):
-    """(process, run folder) of a ``--quick`` study of rows 10-13: its export holds the
-    classifier and row 12's segmentation network (tests of localisation and of the serving
-    install read it)."""
-    from study_runs import run_study
-    return run_study(tmp_path_factory.mktemp("localised"), "--rows=10,11,12,13")
 
 
 @pytest.fixture(scope="session")

@@ -94,6 +94,8 @@ def test_export_writes_files_and_metadata(trained, exported):  # noqa: F811
     assert card["run"] == meta["train_dir"] and "deploy" in card["run"]
     assert plain(meta["train_dir"]) in text
     assert "efficientnet_lite0" in text and "efficientnet\\_lite0" not in text  # ours as is
+    from thyroid.deploy.export import holds_only_export_files
+    assert holds_only_export_files(paths.output_dir)  # the card is one of the export's files
 
 
 def plain(text):
@@ -107,11 +109,13 @@ def test_model_card_escapes_user_text():
     facts = StudyFacts(row_id=10, row_label="EfficientNet-Lite0 fine-tuning",
                        final_model="refit", protocol="3-fold CV", data_description=hostile,
                        run=hostile)
-    metadata = {"model": "efficientnet_lite0", "data": {"sources": {"csv": {"path": hostile}}},
-                "checkpoint_description": hostile, "threshold": 0.5, "risk_threshold": 0.5}
+    metadata = {"model": "efficientnet_lite0",
+                "data": {"source_counts": {"csv": {"path": hostile}}},
+                "checkpoint_description": hostile, "threshold": 0.5, "risk_threshold": 0.5,
+                "threshold_source": hostile}
     text = build_card(metadata, facts).markdown
     lines = [line for line in text.splitlines() if "bold" in line]
-    assert len(lines) == 4  # description, source, run, starting weights
+    assert len(lines) == 5  # description, source, run, starting weights, threshold source
     for line in lines:
         if "bold" in line:
             assert "\\*bold\\*" in line and "\\[link\\]\\(http://x\\)" in line
