@@ -71,17 +71,6 @@ def same_predictions(run_a, run_b, tolerance=1e-6):
                for p, q in zip(a, b) for name in ("prob", "risk", "threshold"))
 
 
-def snapshot(folder):
-    """{relative path: bytes} of every file below ``folder``."""
-    found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, folder)] = f.read()
-    return found
-
-
 # The shared quick study's flags beyond --quick: one thread per job, so its predictions are
 # the same on any core count (the reference in tests/fixtures was made with them).
 QUICK_REFERENCE_FLAGS = ("--cpus_per_job=1",)
@@ -170,3 +159,14 @@ def copy_run(run_dir, destination, shards=False, train=()):
         for name in ("manifest.json", "folds.json"):
             shutil.copy2(run_dir / "shards" / name, destination / "shards" / name)
     return destination
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file below ``folder``."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found

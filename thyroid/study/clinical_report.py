@@ -217,9 +217,8 @@ def _curve_arrays(curve):
     """A saved curve's lists as float arrays: an undefined point, null in the result file
     (strict JSON), becomes NaN, which the plot leaves out."""
     import numpy as np
-    return decision.DecisionCurve(**{
-        name: np.asarray([np.nan if v is None else v for v in values], dtype=float)
-        for name, values in curve.to_json().items()})
+    return {name: np.asarray([np.nan if v is None else v for v in values], dtype=float)
+            for name, values in curve.items()}
 
 
 def _finite(values):
@@ -239,19 +238,19 @@ def plot_decision_curves(rows, panels, path):
             curve = _figures(summaries, row).decision_curve
             if row.status != "ok" or not curve:
                 continue
-            curve = _curve_arrays(curve)
-            line, = ax.plot(curve.thresholds, curve.net_benefit, linewidth=1.5,
+            curve = _curve_arrays(dataclasses.asdict(curve))
+            line, = ax.plot(curve["thresholds"], curve["net_benefit"], linewidth=1.5,
                             label=row.title)
-            ax.fill_between(curve.thresholds, curve.low, curve.high, alpha=0.12,
+            ax.fill_between(curve["thresholds"], curve["low"], curve["high"], alpha=0.12,
                             color=line.get_color(), linewidth=0)
-            everyone = everyone or curve
-            low_y = min([low_y, *_finite(curve.net_benefit)])
+            everyone = curve if everyone is None else everyone
+            low_y = min([low_y, *_finite(curve["net_benefit"])])
             drawn += 1
         if everyone:
             # Drawn last and on top: a row that flags every image lies exactly on it.
-            ax.plot(everyone.thresholds, everyone.treat_all, color="black",
+            ax.plot(everyone["thresholds"], everyone["treat_all"], color="black",
                     linestyle=(0, (4, 3)), linewidth=1.6, label="treat all", zorder=5)
-            top = max([0.05, *_finite(everyone.treat_all)])
+            top = max([0.05, *_finite(everyone["treat_all"])])
             ax.set_ylim(max(low_y, -top) - 0.02, top * 1.15 + 0.02)
         else:
             ax.text(0.27, 0.0, "no evaluated rows", ha="center", va="center")

@@ -334,12 +334,12 @@ def runner(kind):
 
 
 # The jobs every row is built from: without them even the summary jobs have nothing to use.
-DATA_JOBS = ("data", "shards")
+DATA_JOBS = (job_id("data"), job_id("shards"))
 
 
 def _failed_input(plan, job):
-    """The first input that did not end ok, as (status, note), or None. The summary kinds
-    use what there is, except the data jobs (``DATA_JOBS``)."""
+    """The first input that did not end ok, as (status, note), or None. The summary kinds use
+    what there is, but not without the data jobs."""
     summary = kinds.get(job.kind).summary
     for input_id in job.inputs:
         if summary and input_id not in DATA_JOBS:

@@ -65,8 +65,8 @@ class JobKind:
     plan: Callable  # (StudyConfig, [Job planned so far]) -> [Job] of this kind
     payload: typing.Any  # its result's payload: a study.payloads dataclass (or a union)
     gpu: bool = False  # runs a network: takes the executor's GPU share
-    summary: bool = False  # runs on what its inputs left, failed or not
-    row_major: bool = False
+    summary: bool = False  # runs on what its inputs left, failed or not (data jobs aside)
+    row_major: bool = False  # listed row by row with the other row-major kinds
     # Which of the plan's recorded data sources (study.data_record) it reads, by name.
     sources: Callable | None = None
     # (plan, job, payload) -> the paths its result stands for (see above), [] for none.

@@ -5,6 +5,7 @@ and each member's AUC; all from the fit jobs' payloads and records."""
 import numpy as np
 
 from thyroid.study.rows import LOCALISATION_MODES
+from thyroid.study.tables import num
 from thyroid.training import localise
 
 REFERENCE_ROW = 11  # the same scan-field features without localisation
@@ -45,7 +46,8 @@ def comparison_lines(rows, summaries, records):
             pooled.delong_between(records, row.row_id, REFERENCE_ROW)
         p = "reference" if row.row_id == REFERENCE_ROW else (
             "—" if not test else f"{test['p_value']:.3f}")
-        repeats = ", ".join(f"{a:.2f}" for a in figures.auc_by_repeat or [])
+        repeats = ", ".join("—" if num(a) is None else f"{a:.2f}"
+                            for a in figures.auc_by_repeat or [])
         lines.append(f"| {row.row_id} | {row.label} | "
                      f"{_interval(tuple(np.nan if v is None else v for v in auc))} | "
                      f"{repeats or '—'} | {p} |")
