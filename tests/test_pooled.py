@@ -267,3 +267,7 @@ def test_no_shift_figures_without_a_shift_score():
     outside = pooled.summarize_external(records, num_samples=50)
     assert outside[1].unusual_share is None and np.isnan(outside[1].auc_usual)
     assert shift_markdown([report_row(1, "vgg_16", "finetune")], outside) == []
+    said = shift_markdown([report_row(1, "vgg_16", "finetune")], outside,
+                          "the shift job skipped: no checkpoint at /x/[a]*")
+    assert said[0] == ("No shift score of the external images: the shift job skipped: no "
+                       + tables.md("checkpoint at /x/[a]*") + ".")

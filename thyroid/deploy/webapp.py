@@ -302,6 +302,7 @@ def health():
                     "folds": len(state.model.maps),
                     "gradcam": state.draws_gradcam,
                     "model_card": state.model.card_path is not None,
+                    "shift_reference": state.model.shift_reference is not None,
                     "segmentation": state.segmenter is not None})
 
 

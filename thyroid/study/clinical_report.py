@@ -152,14 +152,14 @@ def _auc_with_counts(auc, benign, malignant):
     return f"{'—' if value is None else f'{value:.2f}'} ({benign} benign, {malignant} malignant)"
 
 
-def shift_markdown(rows, external):
+def shift_markdown(rows, external, problem=None):
     """The external set by the shift score, row by row (``external``: the final model's
     figures by row): the share of unusual images, the median shift, and the AUC on the usual
-    and on the unusual images apart. Empty when no row has shift figures."""
+    and on the unusual images apart. Without shift figures: why (``problem``), or nothing."""
     shifted = [(row, row_figures(external, row)) for row in rows]
     shifted = [(row, f) for row, f in shifted if f is not None and f.unusual_share is not None]
     if not shifted:
-        return []
+        return [f"No shift score of the external images: {md(problem)}.", ""] if problem else []
     lines = [SHIFT_NOTE, "",
              "| # | Method | Unusual images | Median shift | AUC usual | AUC unusual |",
              "|---|---|---|---|---|---|"]
@@ -269,7 +269,8 @@ class ClinicalFacts:
     """What the clinical sections need beyond the pooled out-of-fold figures, all read from
     result files: ``refit_maps`` {row id: the refit's map (json)}; ``external_by_model``
     {"refit" | "folds": {row id: external figures}}; ``external_check`` (the check job's
-    payload) and ``external_name``; ``tirads_labels``: a DDTI(-style) source is involved."""
+    payload) and ``external_name``; ``tirads_labels``: a DDTI(-style) source is involved;
+    ``shift_problem``: why a planned shift job left no score (its status and note), or None."""
     recalibrate: str = "logistic"
     final_model: str = "refit"
     refit_maps: dict = dataclasses.field(default_factory=dict)
@@ -277,6 +278,7 @@ class ClinicalFacts:
     external_check: ExternalCheckPayload | None = None
     external_name: str | None = None
     tirads_labels: bool = False
+    shift_problem: str | None = None
 
 
 def design_lines(clinical):
