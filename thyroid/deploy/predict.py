@@ -149,8 +149,8 @@ def shift_note(prediction):
     """The line under the answer saying where the image lies (or that nothing says)."""
     if prediction.shift is None:
         return NO_SHIFT_NOTE
-    return (f"Shift {prediction.shift:.1f} of 100: the percentage of development images that "
-            "lie nearer the development images than this one (unusual above 99).")
+    return (f"Shift {prediction.shift:.1f} of 100: the image lies farther from the development "
+            f"images than {prediction.shift:.1f} % of them do (unusual above 99).")
 
 
 def _shift_text(row):
