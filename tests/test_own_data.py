@@ -162,3 +162,31 @@ def test_a_plan_without_a_data_record_cannot_be_resumed(folders_run):
     plan = dataclasses.replace(driver.Plan.load(str(run_dir)), sources=None)
     with pytest.raises(driver.RunFolderError, match="kept no record of its data"):
         driver._check_data_unchanged(str(run_dir), plan)
+
+
+def test_a_committed_job_whose_outputs_are_gone_runs_again_on_resume(own_data, folders_run):
+    """N4: the shards folder removed from a finished run; --resume rebuilds it (the job is
+    not done without its outputs) and the run ends as before."""
+    root, _ = own_data
+    data, run_dir = folders_run
+    before = read_predictions(run_dir)
+    shutil.rmtree(run_dir / "shards")
+    done = _study(root, "folders", f"--image_dir={data}", "--resume")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert (run_dir / "shards" / "manifest.json").is_file()
+    assert read_predictions(run_dir) == before
+
+
+def test_a_row_whose_fit_lost_its_records_is_reported_incomplete(own_data, folders_run):
+    """N17: one fit's records.json deleted, then --report_only: the row is not ok, and its
+    figures are not reported over images it no longer has."""
+    import sys
+    _, run_dir = folders_run
+    fit = sorted(p for p in (run_dir / "jobs").iterdir() if p.name.startswith("fit-"))[0]
+    os.remove(fit / "records.json")
+    done = subprocess.run([sys.executable, "-m", "thyroid.study", f"--report_only={run_dir}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = read_rows(run_dir)[1]
+    assert row["status"] != "ok" and "did not finish" in row["note"]
+    assert row["auc"] == ""

@@ -25,6 +25,7 @@ from thyroid.datasets.build_config import (MAX_AUGMENT_COPIES, MAX_SEED, MAX_SHA
 from thyroid.datasets.sources import ReaderOptions, named_sources
 from thyroid.datasets.workers import MAX_WORKERS, available_cores
 from thyroid.output_guard import InputPath, check_output_dir
+from thyroid.preprocessing.augmentation_kinds import AUGMENTATIONS
 
 COMMAND = "build_tfrecords"
 
@@ -73,6 +74,10 @@ def define_flags(fv):
                        lower_bound=0.0, upper_bound=1.0, flag_values=fv)
     flags.DEFINE_integer("augment_copies", 2, "Augmented copies per (training) image.",
                          lower_bound=0, upper_bound=MAX_AUGMENT_COPIES, flag_values=fv)
+    flags.DEFINE_enum("augmentation", "standard", AUGMENTATIONS, "How copies are made: "
+                      "standard (flip, rotation, grey noise) or ultrasound (also gain and "
+                      "gamma, speckle, blur and resampling, depth-like zoom and shift, "
+                      "calipers and text marks).", flag_values=fv)
     flags.DEFINE_enum("crop", "scan", images.CROP_MODES,
                       "scan: ultrasound field without text bands; roi: polygon box + margin; "
                       "none: whole image.", flag_values=fv)
@@ -119,7 +124,8 @@ def build_config(fv):
         sources=named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
                               image_dir=fv.image_dir, csv=fv.csv),
         protocol=fv.protocol, validation_fraction=fv.validation_fraction,
-        test_fraction=fv.test_fraction, augment_copies=fv.augment_copies, crop=fv.crop,
+        test_fraction=fv.test_fraction, augment_copies=fv.augment_copies,
+        augmentation=fv.augmentation, crop=fv.crop,
         num_shards=fv.num_shards, seed=fv.seed, overwrite=fv.overwrite,
         evaluation_only=fv.evaluation_only, max_pixels=fv.max_pixels,
         reader_options=reader_options(fv), num_workers=fv.num_workers)

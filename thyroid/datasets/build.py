@@ -162,7 +162,8 @@ def _image_job(group, config):
         path=example.image_path, max_pixels=config.max_pixels, crop=config.crop,
         polygons=example.polygons, copies=len(group) - 1, seed=config.seed,
         label=int(example.label), patient_id=example.patient_id, source=example.source,
-        tirads=example.tirads, key=image_key(example))
+        tirads=example.tirads, key=image_key(example), augmentation=config.augmentation,
+        view=config.view)
 
 
 def _write_records(groups, directory, config, workers):
@@ -231,6 +232,8 @@ def _manifest(config, found, written, leakage, ignored_splits, started, num_work
         "seed": config.seed,
         "crop": config.crop,
         "augment_copies": config.augment_copies,
+        "augmentation": config.augmentation,
+        "view": config.view,
         "validation_fraction": config.validation_fraction,
         "test_fraction": config.test_fraction,
         "num_shards": config.num_shards,

@@ -11,6 +11,8 @@ import os
 from typing import Dict
 
 from thyroid.datasets import folders, images
+from thyroid.preprocessing.augmentation_kinds import AUGMENTATIONS
+from thyroid.preprocessing.tta import VIEW_NAMES
 from thyroid.datasets.workers import MAX_WORKERS
 from thyroid.datasets.sources import SOURCE_FLAGS, ReaderOptions, SourceError, check_sources
 
@@ -42,7 +44,12 @@ class BuildConfig:
     validation_fraction: float = 0.15
     test_fraction: float = 0.2
     augment_copies: int = 2
+    # How the copies are made (preprocessing.augmentation_kinds): "standard" or "ultrasound".
+    augmentation: str = "standard"
     crop: str = "scan"
+    # One test-time view (preprocessing.tta.VIEW_NAMES) of every image, taken after its crop;
+    # None: the image itself. Evaluation-only builds alone: a view set is scored, never trained.
+    view: str | None = None
     num_shards: int = 2
     seed: int = 0
     overwrite: bool = False
@@ -87,6 +94,12 @@ class BuildConfig:
         _check_choice("protocol", self.protocol, PROTOCOLS)
         _check_choice("crop", self.crop, images.CROP_MODES + images.VARIANT_CROPS)
         _check_range("augment_copies", self.augment_copies, 0, MAX_AUGMENT_COPIES)
+        _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        if self.view is not None:
+            _check_choice("view", self.view, VIEW_NAMES)
+            if not self.resolved().evaluation_only:
+                raise ConfigError("view", self.view, "a test-time view is built for "
+                                  "evaluation only (--evaluation_only)")
         _check_range("num_shards", self.num_shards, 1, MAX_SHARDS)
         _check_range("seed", self.seed, 0, MAX_SEED)
         _check_range("max_pixels", self.max_pixels, 1, MAX_PIXELS_LIMIT)

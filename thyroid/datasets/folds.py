@@ -54,6 +54,22 @@ def write_folds(dataset_dir, split, num_folds, num_repeats=1, seed=0,
     return folds
 
 
+def copy_folds(fold_file, dataset_dir, split):
+    """Writes ``fold_file`` (another build's folds.json) beside ``dataset_dir``'s manifest, so
+    that a build of the same images with other augmented copies is cross-validated on the same
+    folds; a ValueError naming both when the original images of ``split`` are not exactly the
+    fold file's. Returns the folds' dict."""
+    folds = read_json(fold_file)
+    data = shards.load_split_metadata(dataset_dir, split)
+    keys = data.keys[~data.augmented].tolist()
+    if folds.get("split") != split or sorted(keys) != sorted(folds["images"]):
+        raise ValueError(f"{dataset_dir}: its {split} images are not those of the folds in "
+                         f"{fold_file} ({len(keys)} against {len(folds['images'])}); the two "
+                         "builds must hold the same images")
+    atomic_write_json(os.path.join(dataset_dir, FOLDS_NAME), folds)
+    return folds
+
+
 _LOADED = {}
 
 

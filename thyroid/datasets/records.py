@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from thyroid.datasets import images
-from thyroid.preprocessing import augment
+from thyroid.preprocessing import augmentation_kinds, tta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +76,8 @@ class ImageJob:
     source: str
     tirads: Optional[str]
     key: str
+    augmentation: str = "standard"  # augmentation_kinds.AUGMENTATIONS
+    view: Optional[str] = None  # a test-time view of the image (tta.VIEW_NAMES) instead of it
 
 
 def augmentation_rng(seed, key):
@@ -92,8 +94,10 @@ def image_records(job: ImageJob) -> List[bytes]:
         raise RecordError(f"{job.path}: {error} (it decoded when first checked; did it "
                           "change during the build?)") from None
     rgb = images.crop(rgb, job.crop, job.polygons)
+    if job.view is not None:
+        rgb = tta.named_view(rgb, job.view)
     rng = augmentation_rng(job.seed, job.key)
-    pictures = [rgb] + augment.augmented_copies(rgb, job.copies, rng)
+    pictures = [rgb] + augmentation_kinds.copies_function(job.augmentation)(rgb, job.copies, rng)
     return [example_bytes(encode_jpeg(picture), picture.shape[0], picture.shape[1], job.label,
                           job.patient_id, job.source, job.tirads, index > 0, job.key)
             for index, picture in enumerate(pictures)]

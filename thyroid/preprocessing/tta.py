@@ -17,6 +17,11 @@ from thyroid.preprocessing import augment
 # each side, resized back to the image's size.
 SCALES = (1.0, 0.85)
 VIEWS = tuple((mirrored, scale) for scale in SCALES for mirrored in (False, True))
+# The views by name, in ``VIEWS`` order: a build can write one view of every image
+# (``datasets.build_config.BuildConfig.view``), so that any model scores it as it scores
+# any other image set.
+VIEW_NAMES = ("whole", "mirror", "zoom", "mirror_zoom")
+VIEW_OF_NAME = dict(zip(VIEW_NAMES, VIEWS))
 
 
 def centre_zoom(image, scale):
@@ -32,13 +37,22 @@ def centre_zoom(image, scale):
     return np.asarray(crop.resize((width, height), Image.BILINEAR), np.uint8)
 
 
+def _view(image, mirrored, scale):
+    view = centre_zoom(image, scale)
+    return augment.horizontal_flip(view) if mirrored else view
+
+
 def views(image):
     """The ``VIEWS`` of one uint8 HxWx3 image, in order."""
-    out = []
-    for mirrored, scale in VIEWS:
-        view = centre_zoom(image, scale)
-        out.append(augment.horizontal_flip(view) if mirrored else view)
-    return out
+    return [_view(image, mirrored, scale) for mirrored, scale in VIEWS]
+
+
+def named_view(image, name):
+    """The view ``name`` (one of ``VIEW_NAMES``) of one uint8 HxWx3 image; ValueError naming
+    the views for any other name."""
+    if name not in VIEW_OF_NAME:
+        raise ValueError(f"test-time view {name!r}: expected one of {', '.join(VIEW_NAMES)}")
+    return _view(image, *VIEW_OF_NAME[name])
 
 
 def tta_mean(predict, images):

@@ -26,7 +26,8 @@ aggregates:
   both rows scored, each image's probability averaged over repeats. Not corrected for
   multiple comparisons. None for the best row itself. Rows in ``unranked`` (a reference
   that needs what a new image lacks) are never the best, but get their p too.
-* ``delong_between(records, a, b)``: the same test between two named rows.
+* ``delong_between(records, a, b)``: the same test between two named rows;
+  ``delong_of_records(a, b)`` between two sets of records (a row and a variant of it).
 
 External records carry the fold ``EXTERNAL_FOLD`` (the refitted model) or ``ENSEMBLE_FOLD``
 (the fold ensemble, whose ``spread`` is the SD of its fold models' risks per image). Given
@@ -359,6 +360,14 @@ def delong_between(records, row_a, row_b):
             return None
         tables[row] = _arrays(rows)
     return _delong(tables[row_a], tables[row_b])
+
+
+def delong_of_records(records_a, records_b):
+    """DeLong's test between two sets of records (a row and a variant of it) on the images
+    both scored: {"p_value", "images", ...}, or None when either set is empty."""
+    if not records_a or not records_b:
+        return None
+    return _delong(_arrays(records_a), _arrays(records_b))
 
 
 def summarize_external(records, num_samples=1000, seed=0, fold=EXTERNAL_FOLD, shift=None):

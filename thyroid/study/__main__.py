@@ -20,6 +20,7 @@ from thyroid import cli
 cli.require_research_install("study")  # before the imports that need it
 
 from thyroid.output_guard import InputPath, check_name_component, check_output_dir
+from thyroid.preprocessing.augmentation_kinds import AUGMENTATIONS
 from thyroid.datasets.build import PROTOCOLS
 from thyroid.datasets.sources import check_labelled, check_sources, named_sources, prefixed_flags
 from thyroid.stats.operating_point import operating_point_flag_checker
@@ -48,6 +49,16 @@ def define_data_flags(fv):
                       "paper's image-level split (leaks patients).", flag_values=fv)
     flags.DEFINE_integer("augment_copies", 2, "Augmented copies per training image.", lower_bound=0,
                          upper_bound=MAX_AUGMENT_COPIES, flag_values=fv)
+    flags.DEFINE_enum("augment", "standard", AUGMENTATIONS, "standard: each training image's "
+                      "copies are flipped, rotated and noised; ultrasound: besides, the rows "
+                      "that train on copies are fitted again on copies that also change gain, "
+                      "speckle, blur, resolution and depth and add calipers and text, on the "
+                      "same folds, and the report compares the two row by row.",
+                      flag_values=fv)
+    flags.DEFINE_boolean("tta", False, "Test-time augmentation: every row's predictions also as "
+                         "the mean over the image, its mirror and both at a 0.85 centre zoom, "
+                         "reported beside the plain ones (threshold and map chosen on the inner "
+                         "validation's TTA scores).", flag_values=fv)
     flags.DEFINE_boolean("quick", False, "Tiny images, few steps, small synthetic set (for CI).",
                          flag_values=fv)
     flags.DEFINE_integer("num_cases", 0, "Synthetic cases (0: 120; 48 with --quick).",
@@ -220,7 +231,7 @@ def study_config(fv, external):
         inner_validation_fraction=fv.inner_validation_fraction,
         external=tuple(sorted(external.items())), recalibrate=fv.recalibrate,
         final_model=fv.final_model,
-        crop_variants=tuple(dict.fromkeys(fv.crop_variants)))
+        crop_variants=tuple(dict.fromkeys(fv.crop_variants)), augment=fv.augment, tta=fv.tta)
 
 
 def run(fv, args):

@@ -3,11 +3,13 @@ included): the study's last job writes it, and ``--report_only`` writes it again
 
 import os
 
+from absl import logging
+
 from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
-from thyroid.study import (clinical_report, cv_report, data, localisation_report, robustness,
-                           single_split_report)
+from thyroid.study import (clinical_report, comparison_report, cv_report, data, kinds,
+                           localisation_report, robustness, single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.html_page import SUMMARY_MD
@@ -20,7 +22,17 @@ NOT_EXPORTED = "not exported (no fine-tuned mobile model in this run)"
 
 
 def _results(plan):
-    return {job.id: read_result(plan.run_dir, job.id) for job in plan.jobs}
+    """{job id: committed result or None}; a job whose outputs are gone (a deleted records
+    file, say) counts as not finished, so its row is reported incomplete, never ok."""
+    results = {}
+    for job in plan.jobs:
+        result = read_result(plan.run_dir, job.id)
+        if result is not None and result.ok and not kinds.outputs_present(plan, job, result):
+            logging.warning("%s: an output of its committed result is gone; counted as not "
+                            "finished (run again with --resume)", job.id)
+            result = None
+        results[job.id] = result
+    return results
 
 
 def _row_status(fit_results):
@@ -206,8 +218,16 @@ def _shift_problem(results):
 
 def _write_cv_report(plan, results, rows):
     pooled_payload = _payload(results, job_id("pooled"))
-    summaries = pooled_payload.summaries if pooled_payload else {}
+    # Only rows whose every fit is committed keep their pooled figures: a row reported
+    # incomplete must not show figures over images it no longer has records for.
+    complete = {row.row_id for row in rows if row.status == OK}
+    summaries = {row_id: figures for row_id, figures in
+                 (pooled_payload.summaries if pooled_payload else {}).items()
+                 if row_id in complete}
     external = pooled_payload.external if pooled_payload else None
+    if external:
+        external = {row_id: figures for row_id, figures in external.items()
+                    if row_id in complete}
     by_job = {job.id: read_records(plan.run_dir, job.id) for job in plan.jobs
               if job.kind in ("fit", "refit", "ensemble") and _payload(results, job.id)}
     records = [record for job_records in by_job.values() for record in job_records]
@@ -226,13 +246,13 @@ def _write_cv_report(plan, results, rows):
     cv_report.write_cv_report(plan.run_dir, rows, records, summaries, external, run_info,
                               _design(plan, results, pooled_payload),
                               _optional_sections(plan, results, rows, summaries, records,
-                                                 by_job))
+                                                 by_job, external))
 
 
-def _optional_sections(plan, results, rows, summaries, records, by_job):
-    """The localisation and robustness sections (empty when those rows and checks did not
-    run); ``by_job``: the records of every finished fit, refit and ensemble job (``records``
-    all of them)."""
+def _optional_sections(plan, results, rows, summaries, records, by_job, external=None):
+    """The localisation, robustness and comparison sections (empty when those rows and checks
+    did not run); ``by_job``: the records of every finished fit, refit and ensemble job
+    (``records`` all of them); ``external``: the final model's external figures."""
     fits = [job.id for job in plan.jobs if job.kind == "fit" and job.id in by_job]
     lines = localisation_report.report_lines(rows, summaries, records,
                                       [results[fit].payload for fit in fits],
@@ -240,4 +260,6 @@ def _optional_sections(plan, results, rows, summaries, records, by_job):
                                       [by_job[fit] for fit in fits])
     moved = {job.row_id: _payload(results, job.id) for job in plan.jobs
              if job.kind == "robustness" and _payload(results, job.id)}
-    return lines + robustness.report_lines(rows, moved, plan.study.crop_variants)
+    lines += robustness.report_lines(rows, moved, plan.study.crop_variants)
+    return lines + comparison_report.report_lines(plan, results, rows, summaries, external,
+                                                  _payload(results, job_id("comparison")))

@@ -3,6 +3,8 @@ the protocol, the pooled out-of-fold figures and the external sets' figures of t
 row, read from the result files of the jobs the export waits for (``pooled``, which comes after
 every fit, refit and fold ensemble, and ``data``)."""
 
+import dataclasses
+
 from thyroid.deploy.model_card import Figures, StudyFacts
 from thyroid.study.jobspec import job_id
 from thyroid.study.results import read_result
@@ -10,9 +12,15 @@ from thyroid.study.rows import get_row
 
 
 def _payload(plan, job_id):
-    """The job's typed payload (``study.payloads``), None when it did not end ok."""
+    """The job's typed payload, or None when it did not end ok."""
     result = read_result(plan.run_dir, job_id)
     return result.payload if result is not None and result.ok else None
+
+
+def _row_figures(figures_by_row, row_id):
+    """The row's ``pooled.RowFigures`` as the plain mapping the model card reads, or None."""
+    figures = (figures_by_row or {}).get(row_id)
+    return None if figures is None else dataclasses.asdict(figures)
 
 
 def protocol_text(study):
@@ -20,7 +28,7 @@ def protocol_text(study):
     if study.protocol != "patient":
         return ("image-level single split (the paper's protocol: images split after "
                 "augmenting, so one patient's images can be on both sides; optimistic)")
-    if not study.num_folds:
+    if not study.cross_validated:
         return ("one patient-grouped train / validation / test split; the threshold chosen "
                 f"on the validation split ({study.operating_point})")
     repeats = f" x {study.cv_repeats} repeats" if study.cv_repeats > 1 else ""
@@ -33,7 +41,7 @@ def protocol_text(study):
 
 
 def final_model_text(study, folds=None):
-    if not study.num_folds:
+    if not study.cross_validated:
         return "trained on the single split's training part"
     if study.final_model == "folds":
         return (f"fold ensemble of the first repeat's {folds} fold models: the mean of their "
@@ -51,24 +59,23 @@ def study_facts(plan, row_id, folds=None):
     """The card facts of ``row_id``'s exported model (``folds``: a fold ensemble's size)."""
     study = plan.study
     pooled = _payload(plan, job_id("pooled"))
-    summary = pooled.summaries.get(row_id) if pooled else None
+    summary = _row_figures(pooled and pooled.summaries, row_id)
     development = None
     if summary:
         repeats = f" x {study.cv_repeats} repeats" if study.cv_repeats > 1 else ""
         development = Figures.from_summary(
             f"pooled out-of-fold predictions of {study.num_folds}-fold cross-validation"
-            f"{repeats}, at each fold's own threshold", summary.to_json())
+            f"{repeats}, at each fold's own threshold", summary)
     external = ()
-    found = (pooled.external or {}).get(row_id) if pooled else None
+    found = _row_figures(pooled and pooled.external, row_id)
     if found:
         scope = ("the fold ensemble" if study.final_model == "folds" else "the refitted model")
         external = ((_external_name(study), Figures.from_summary(
             f"{scope} scoring the external set (images byte-identical to a development image "
-            "left out)", found.to_json())),)
-    data = _payload(plan, job_id("data"))
+            "left out)", found)),)
     return StudyFacts(
         row_id=row_id, row_label=get_row(row_id).label,
         final_model=final_model_text(study, folds), protocol=protocol_text(study),
-        data_description=data.description if data else "",
+        data_description=getattr(_payload(plan, job_id("data")), "description", "") or "",
         run=f"{plan.run_dir} (started {plan.date})", quick=study.quick,
         synthetic=study.source == "synthetic", development=development, external=external)

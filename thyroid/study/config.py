@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 
 from thyroid.flag_errors import FlagValueError
+from thyroid.preprocessing.augmentation_kinds import AUGMENTATIONS
 from thyroid.study.rows import (DEFAULT_ROW_IDS, SCAN_VIEW_MODE, SEGMENTING_MODE, STUDY_ROWS,
                                 effective_settings, is_localisation)
 from thyroid.training.run_config import RunConfig
@@ -78,6 +79,13 @@ class StudyConfig:
     # Robustness to the frame: crop variants (study.robustness.VARIANTS) the test images are
     # scored again under; () = none (the check costs a build and a scoring pass per variant).
     crop_variants: tuple = ()
+    # "standard": the rows' copies as ever; "ultrasound": also a development set with the
+    # ultrasound copies on the same folds, every row that trains on copies fitted on it too
+    # and compared with itself (study.compared_kinds).
+    augment: str = "standard"
+    # Test-time augmentation: every row's predictions also as the mean over its views
+    # (preprocessing.tta), reported beside the plain ones.
+    tta: bool = False
 
     @property
     def source(self):
@@ -119,9 +127,20 @@ class StudyConfig:
         if unknown:
             raise StudyConfigError("crop_variants", ",".join(self.crop_variants),
                                    f"choose among {', '.join(CROP_VARIANTS)}")
+        if self.augment not in AUGMENTATIONS:
+            raise StudyConfigError("augment", self.augment,
+                                   f"choose among {', '.join(AUGMENTATIONS)}")
+        if self.compares_augmentation and not self.augment_copies:
+            raise StudyConfigError("augment", self.augment, "compares the copies of two "
+                                   "augmentations; --augment_copies=0 makes none")
         if not self.cross_validated:
             self._refuse_fold_settings()
         return self
+
+    @property
+    def compares_augmentation(self):
+        """Whether the rows are also fitted with another augmentation than the standard one."""
+        return self.augment != AUGMENTATIONS[0]
 
     def _refuse_fold_settings(self):
         """The settings that need folds, on a single split."""
@@ -135,6 +154,11 @@ class StudyConfig:
         if self.final_model == "folds":
             raise StudyConfigError("final_model", "folds",
                                    f"a fold ensemble needs {CROSS_VALIDATED}")
+        if self.compares_augmentation:
+            raise StudyConfigError("augment", self.augment, f"the comparison needs "
+                                   f"{CROSS_VALIDATED}")
+        if self.tta:
+            raise StudyConfigError("tta", "true", f"the comparison needs {CROSS_VALIDATED}")
         if self.external:
             kind, path = self.external[0]
             raise StudyConfigError(EXTERNAL_FLAGS[kind], path,

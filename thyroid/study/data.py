@@ -34,27 +34,44 @@ def prepare_sources(study, run_dir):
                    f"seed {study.seed})")
 
 
-def _named(sources):
+def source_folders(sources):
+    """{source kind: folder} of the study's development ``Sources``."""
     return build.named_sources(ddti_dir=sources.ddti_dir, local_dir=sources.local_dir,
                                image_dir=sources.image_dir, csv=sources.csv)
 
 
-def build_development_shards(study, sources, dataset_dir):
+def build_development_shards(study, sources, dataset_dir, augmentation="standard",
+                             fold_file=None):
     """Cross-validation: shards of every labelled image (augmented copies tagged with their
-    original's key) in one split, then folds.json beside the manifest. -> manifest."""
+    original's key, made by ``augmentation``) in one split, then folds.json beside the
+    manifest: drawn, or ``fold_file`` copied (the study's own folds, for the same images
+    with other copies). -> manifest."""
     manifest = build.build(build.BuildConfig(
-        output_dir=dataset_dir, sources=_named(sources), protocol="patient",
+        output_dir=dataset_dir, sources=source_folders(sources), protocol="patient",
         validation_fraction=0.0, test_fraction=0.0, augment_copies=study.augment_copies,
-        seed=study.seed, overwrite=True, num_workers=job_workers()))
-    folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats, study.seed,
-                      study.inner_validation_fraction)
+        augmentation=augmentation, seed=study.seed, overwrite=True,
+        num_workers=job_workers()))
+    if fold_file:
+        folds.copy_folds(fold_file, dataset_dir, DEV_SPLIT)
+    else:
+        folds.write_folds(dataset_dir, DEV_SPLIT, study.num_folds, study.cv_repeats,
+                          study.seed, study.inner_validation_fraction)
     return manifest
+
+
+def build_view(sources, view, output_dir, seed, source_flags=None):
+    """Evaluation-only shards of ``sources`` ({kind: folder}) as the test-time view ``view``
+    (``preprocessing.tta.VIEW_NAMES``) of every image. -> manifest."""
+    return build.build(build.BuildConfig(
+        output_dir=output_dir, sources=dict(sources), evaluation_only=True, view=view,
+        seed=seed, overwrite=True, source_flags=source_flags or {},
+        num_workers=job_workers()))
 
 
 def build_single_split_shards(study, sources, dataset_dir):
     """The single train/validation/test split of ``study.protocol``. -> manifest."""
     return build.build(build.BuildConfig(
-        output_dir=dataset_dir, sources=_named(sources), protocol=study.protocol,
+        output_dir=dataset_dir, sources=source_folders(sources), protocol=study.protocol,
         augment_copies=study.augment_copies, seed=study.seed, overwrite=True,
         num_workers=job_workers()))
 

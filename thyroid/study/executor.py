@@ -11,6 +11,7 @@ import time
 
 from absl import logging
 
+from thyroid.study import kinds
 from thyroid.study.fingerprint import job_fingerprint
 from thyroid.study.results import FAILED, read_result
 
@@ -24,7 +25,8 @@ def committed(plan, job, run_again=()):
     if any(job_id in run_again for job_id in job.inputs):
         return None
     result = read_result(plan.run_dir, job.id)
-    if result is not None and result.ok and result.fingerprint == job_fingerprint(plan, job):
+    if (result is not None and result.ok and result.fingerprint == job_fingerprint(plan, job)
+            and kinds.outputs_present(plan, job, result)):
         return result
     return None
 

@@ -19,7 +19,12 @@ from thyroid.study.results import read_result
 PLACE_SETTINGS = ("output_dir", "run_name")
 # Settings added after runs were already planned, left out while at their default: a run
 # planned before they existed keeps its jobs' fingerprints (and resumes without redoing them).
-LATER_SETTINGS = {"crop_variants": ()}
+LATER_SETTINGS = {"crop_variants": (), "augment": "standard", "tta": False}
+
+
+def _at_default(name, value):
+    default = LATER_SETTINGS[name]
+    return tuple(value) == default if isinstance(default, tuple) else value == default
 
 
 def _source_listing(plan, job):
@@ -33,7 +38,7 @@ def _source_listing(plan, job):
 
 def job_fingerprint(plan, job):
     settings = {k: v for k, v in plan.study.to_json().items() if k not in PLACE_SETTINGS
-                and not (k in LATER_SETTINGS and tuple(v) == LATER_SETTINGS[k])}
+                and not (k in LATER_SETTINGS and _at_default(k, v))}
     inputs = {}
     for job_id in job.inputs:
         # The input's status too: an input that failed and then ran ok keeps its fingerprint,

@@ -129,13 +129,18 @@ def external_records(row_id, train_dir, external_dir, recalibration, excluded=()
                               recalibration.apply(probs), excluded=excluded)
 
 
-def ensemble_records(row_id, fold_dirs, fold_results, external_dir, excluded=()):
+def ensemble_records(row_id, fold_dirs, fold_results, external_dir, excluded=(), score=None):
     """Predictions of the fold ensemble on the external shards (fold ``external_folds``): the
     mean of the fold models' scores and of their risks (each through its fold's map), the SD
-    of those risks as ``spread``, judged at the median fold threshold."""
+    of those risks as ``spread``, judged at the median fold threshold. ``score(train_dir)``
+    -> (SplitInputs, P(malignant)) of one fold model on the external set (default: its
+    prediction of the external shards)."""
+    if score is None:
+        def score(train_dir):
+            return predict_inputs(train_dir, EXTERNAL_SPLIT, dataset_dir=external_dir)[:2]
     inputs, scores, risks = None, [], []
     for train_dir, fold in zip(fold_dirs, fold_results):
-        inputs, probs, _ = predict_inputs(train_dir, EXTERNAL_SPLIT, dataset_dir=external_dir)
+        inputs, probs = score(train_dir)
         scores.append(np.asarray(probs, np.float64))
         risks.append(RecalibrationMap.from_json(fold.recalibration).apply(probs))
     risks = np.stack(risks)

@@ -10,6 +10,7 @@ one directly, the Ray one inside a task.
 import dataclasses
 import importlib
 import os
+import resource
 import time
 import traceback
 
@@ -134,16 +135,22 @@ def run_features(plan, job):
         return Outcome(localisation_data.prepare(plan.study, row_of(job),
                                                  _row_run_config(plan, job),
                                                  _path(plan, OUTLINES_DIR)))
+    return Outcome(frozen_features(plan, _row_run_config(plan, job)))
+
+
+def frozen_features(plan, config):
+    """The activation cache of the row ``config`` trains, for every split it reads (nothing
+    for a row fed images); -> its FeaturesPayload."""
     from thyroid.training.inputs import load_split_inputs
     from thyroid.training.model import IMAGES, input_kind
     from thyroid.training.run import resolve
-    config = resolve(_row_run_config(plan, job).replace(fold_file=None).validate())
+    config = resolve(config.replace(fold_file=None).validate())
     kind = input_kind(config.mode, config.uses_frozen_prefix)
     if kind == IMAGES:
-        return Outcome(payloads.FeaturesPayload(kind))
+        return payloads.FeaturesPayload(kind)
     for split in ((data.DEV_SPLIT,) if plan.cross_validated else shards.SPLITS):
         load_split_inputs(config, split)
-    return Outcome(payloads.FeaturesPayload(kind))
+    return payloads.FeaturesPayload(kind)
 
 
 def run_fit(plan, job):
@@ -168,12 +175,13 @@ def _fit_single_split(plan, job):
                                      trained.train_dir), records)
 
 
-def fold_results(plan, job_ids):
-    """The FoldResults of the given fit jobs (facts from result.json, records beside it)."""
+def fold_results(plan, job_ids, kind="fit"):
+    """The FoldResults of the given jobs of ``kind`` (a fit kind: facts from result.json,
+    records beside it)."""
     found = []
     for input_id in job_ids:
         result = read_result(plan.run_dir, input_id)
-        if result is not None and result.ok and plan.job(input_id).kind == "fit":
+        if result is not None and result.ok and plan.job(input_id).kind == kind:
             found.append(FoldResult.from_payload(result.payload,
                                                  read_records(plan.run_dir, input_id)))
     return found
@@ -382,13 +390,21 @@ def _run_body(plan, job):
         return FAILED, f"{type(error).__name__}: {error}", Outcome()
 
 
+def cpu_seconds():
+    """CPU seconds (user and system) of this process and of its waited-for children so far."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_job(plan, job, worker=None):
     """Runs ``job`` here and commits its result; -> JobResult. ``worker``: where it runs, as
     the executor knows it (default: this host and process)."""
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), cpu_seconds()
     status, note, outcome = _run_body(plan, job)
     worker = dict(worker or this_worker(), tensorflow_gpus=tensorflow_gpus())
     result = JobResult(job.id, job.kind, status, time.monotonic() - started, time.time(),
-                       job_fingerprint(plan, job), note, outcome.payload, worker)
+                       job_fingerprint(plan, job), note, outcome.payload, worker,
+                       cpu_seconds() - cpu_started)
     write_result(plan.run_dir, result, outcome.records)
     return result

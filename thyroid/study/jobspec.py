@@ -53,3 +53,15 @@ class Job:
         """The fields, and the id for readers of plan.json (it is rebuilt, not read, on load:
         ``study.plan``)."""
         return dict(dataclasses.asdict(self), id=self.id, inputs=list(self.inputs))
+
+
+def row_stage(row_id, part):
+    """The stage a row's jobs of ``part`` (one of ``kinds.ROW_STAGE_PARTS``) are timed under."""
+    return f"row {row_id}: {part}"
+
+
+def ids(planned, kind, row_id=None, repeat=None):
+    """Ids of the planned jobs of ``kind`` (of one row and repeat when given)."""
+    return tuple(job.id for job in planned if job.kind == kind
+                 and (row_id is None or job.row_id == row_id)
+                 and (repeat is None or job.repeat == repeat))

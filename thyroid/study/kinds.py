@@ -44,12 +44,14 @@ from typing import Callable
 
 from thyroid.stats.shift import FILE_NAME as SHIFT_REFERENCE
 from thyroid.study import data_record, payloads
-from thyroid.study.jobspec import RECORDS_FILE, Job, job_dir, job_id
+from thyroid.study import compared_kinds
+from thyroid.study.jobspec import RECORDS_FILE, Job, ids, job_dir, job_id, row_stage
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
 
 REPORT_STAGE = "report: pooled metrics and bootstrap"
-# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble.
-ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble")
+# The stages of one row's jobs: its folds (features and fits), its refit, its fold ensemble,
+# and the compared variants' jobs (study.compared_kinds).
+ROW_STAGE_PARTS = ("folds", "refit", "fold ensemble") + compared_kinds.ROW_STAGE_PARTS
 JOBS_MODULE = "thyroid.study.jobs"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
@@ -102,18 +104,6 @@ def get(name):
 # --------------------------------------------------------------------------------------
 # What each kind plans
 # --------------------------------------------------------------------------------------
-
-def row_stage(row_id, part):
-    """The stage a row's jobs of ``part`` (one of ``ROW_STAGE_PARTS``) are timed under."""
-    return f"row {row_id}: {part}"
-
-
-def ids(planned, kind, row_id=None, repeat=None):
-    """Ids of the planned jobs of ``kind`` (of one row and repeat when given)."""
-    return tuple(job.id for job in planned if job.kind == kind
-                 and (row_id is None or job.row_id == row_id)
-                 and (repeat is None or job.repeat == repeat))
-
 
 def _plan_data(study, planned):
     return [Job("data", "data" if study.source != "synthetic" else "synthetic data")]
@@ -271,9 +261,10 @@ def _plan_export(study, planned):
     inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
     if study.cross_validated and study.final_model == "refit":
         inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
-    # After pooled: its figures go in the export's model card; the shift reference ships in it.
-    return [Job("export", "export", inputs + ids(planned, "segment") + ids(planned, "shift")
-                + ids(planned, "pooled"))]
+    # The pooled figures go in the export's model card (card_facts); the shift reference in
+    # the export itself.
+    return [Job("export", "export", inputs + ids(planned, "pooled") + ids(planned, "segment")
+                + ids(planned, "shift"))]
 
 
 def _plan_report(study, planned):
@@ -350,6 +341,8 @@ for _entry in (
         _kind("report", _plan_report, payloads.ReportPayload, summary=True,
               outputs=_under(SUMMARY_FILE))):
     register(_entry)
+for _entry, _before in compared_kinds.entries(JobKind):
+    register(_entry, before=_before)
 
 
 def plan_jobs(study):
@@ -369,3 +362,9 @@ def _row_by_row(jobs):
     first, last = block[0], block[-1] + 1
     ordered = sorted(jobs[first:last], key=lambda job: job.row_id)  # stable: kinds in order
     return jobs[:first] + ordered + jobs[last:]
+
+
+def outputs_present(plan, job, result):
+    """Whether every output the job's committed result names is still there: a committed job
+    whose outputs are gone (a deleted shards folder, records file or export) is not done."""
+    return all(os.path.exists(path) for path in get(job.kind).outputs(plan, job, result.payload))

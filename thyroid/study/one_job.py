@@ -9,7 +9,6 @@ still there), ``stale`` (ended ok, but its fingerprint no longer matches or an o
 would (``jobs.run_job``), so the study, ``--resume`` and the report read it the same.
 """
 
-import os
 
 from thyroid.study import kinds, locks
 from thyroid.study.fingerprint import job_fingerprint
@@ -28,9 +27,8 @@ def _state(plan, job, states):
     if result is not None:
         if not result.ok:
             return FAILED
-        outputs = kinds.get(job.kind).outputs(plan, job, result.payload)
         fresh = (result.fingerprint == job_fingerprint(plan, job)
-                 and all(os.path.exists(path) for path in outputs))
+                 and kinds.outputs_present(plan, job, result))
         return DONE if fresh else STALE
     return READY if all(states[i] in FINISHED for i in job.inputs) else WAITING
 

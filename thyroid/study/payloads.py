@@ -164,6 +164,50 @@ class PooledPayload:
 
 
 @dataclasses.dataclass(frozen=True)
+class ViewsPayload:
+    """tta_views: {view name: dataset folder} of the development images and of the external
+    set ({} without one)."""
+    development: dict[str, str]
+    external: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class TtaFold:
+    """One fold under test-time augmentation: the threshold and recalibration map chosen on
+    its inner validation's TTA scores, and those scores (``{labels, probs}``: the final
+    model's map is fitted on every fold's)."""
+    repeat: int
+    fold: int
+    threshold: float
+    recalibration: dict
+    validation: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class TtaPayload:
+    """tta: every fold's choices (its records are in records.json, the external set's too)."""
+    folds: list[TtaFold]
+    external_images: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantFigures:
+    """One compared variant of the rows (an augmentation, or test-time augmentation): its
+    figures per row, pooled out of fold and (its final model) on the external set, and
+    DeLong's p against the row itself on the same images."""
+    out_of_fold: dict[int, RowFigures]
+    p_vs_plain: dict[int, float | None]
+    external: dict[int, RowFigures] | None = None
+    external_p_vs_plain: dict[int, float | None] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonPayload:
+    """comparison: {variant name (the augmentation's, or "tta"): its figures}."""
+    variants: dict[str, VariantFigures]
+
+
+@dataclasses.dataclass(frozen=True)
 class ReportPayload:
     summary: str  # summary.md's path
 

@@ -38,6 +38,9 @@ class JobResult:
     payload: typing.Any = None
     # Where it ran: host, process, and the GPUs the executor gave it (CUDA_VISIBLE_DEVICES).
     worker: dict = dataclasses.field(default_factory=dict)
+    # CPU time of the job's process and of the child processes it waited for (the build's
+    # workers), None where not measured: on a shared machine it says more than ``seconds``.
+    cpu_seconds: float | None = None
 
     @property
     def ok(self):
@@ -78,6 +81,7 @@ class _SavedResult:
     fingerprint: str = ""
     note: str = ""
     worker: dict = dataclasses.field(default_factory=dict)
+    cpu_seconds: float | None = None
 
 
 def write_result(run_dir, result, records=None):

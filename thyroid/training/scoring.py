@@ -86,6 +86,41 @@ def predict_splits(train_dir, splits, batch_size=16):
     return list(zip(parts, np.split(np.asarray(probs), ends[:-1])))
 
 
+def _originals_of(inputs, keys, dataset_dir):
+    """Indices of ``inputs``' original images (no augmented copy), of ``keys`` in that order
+    when given; a ValueError naming the folder when one of ``keys`` is not there."""
+    originals = np.ones(len(inputs.labels), bool) if inputs.augmented is None \
+        else ~np.asarray(inputs.augmented, bool)
+    if keys is None:
+        return np.flatnonzero(originals)
+    position = {key: index for index, key in enumerate(inputs.keys.tolist()) if originals[index]}
+    missing = [key for key in keys if key not in position]
+    if missing:
+        raise ValueError(f"{dataset_dir}: {len(missing)} of the {len(keys)} images to score are "
+                         f"not there (first: {missing[0]})")
+    return np.asarray([position[key] for key in keys], np.int64)
+
+
+def predict_views(train_dir, dataset_dirs, split="test", keys=None, batch_size=16):
+    """[(SplitInputs, P(malignant))] of the run on each dataset of ``dataset_dirs`` (each read
+    whole, its ``split`` as built; the original images only, those of ``keys`` in that order
+    when given), from one graph and one checkpoint restore: the views of a test-time
+    augmentation, each built as a dataset of its own, scored by one model."""
+    config = RunConfig.load(train_dir)
+    parts = []
+    for dataset_dir in dataset_dirs:
+        other = config.replace(dataset_dir=os.path.abspath(dataset_dir), fold_file=None)
+        inputs = load_split_inputs(other, split)
+        parts.append(inputs.subset(_originals_of(inputs, keys, dataset_dir)))
+    values = row_files.concatenate([part.values for part in parts])
+    if config.mode in FEATURE_CLASSIFIER_MODES:
+        probs = feature_classifier_scores(config, train_dir, values)
+    else:
+        probs = load_and_predict(config, train_dir, SplitInputs(values, None, None), batch_size)
+    ends = np.cumsum([len(part.labels) for part in parts])
+    return list(zip(parts, np.split(np.asarray(probs), ends[:-1])))
+
+
 def predict_split(train_dir, split="test", dataset_dir=None, batch_size=16):
     """(labels, P(malignant), patient ids, config) for ``split`` of the run's shards."""
     inputs, probs, config = predict_inputs(train_dir, split, dataset_dir, batch_size)
