@@ -1,6 +1,7 @@
 """Run folders: claimed atomically, one study at a time, never reused without --resume."""
 
 import dataclasses
+import os
 
 import pytest
 
@@ -64,7 +65,7 @@ def test_a_resumed_run_reruns_the_summaries_after_a_row_that_did_not_run(tmp_pat
     again and then the summaries too, though their fingerprints are unchanged; row 1's jobs and
     the data are reused."""
     import time
-    from thyroid.study import executor, jobs, payloads
+    from thyroid.study import executor, jobs, kinds, payloads
     from thyroid.study.fingerprint import job_fingerprint
     from thyroid.study.results import OK, SKIPPED, JobResult, write_result
     study = StudyConfig(output_dir=str(tmp_path), run_name="run", quick=True, rows=(1, 2),
@@ -81,6 +82,12 @@ def test_a_resumed_run_reruns_the_summaries_after_a_row_that_did_not_run(tmp_pat
                            job_fingerprint(plan, job), "no checkpoint" if status != OK else "",
                            done[job.kind] if status == OK else None)
         write_result(plan.run_dir, result)
+        for path in kinds.get(job.kind).outputs(plan, job, result.payload) if result.ok else ():
+            if os.path.splitext(path)[1]:  # what the job would have written: a file,
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "a").close()
+            else:  # or a folder
+                os.makedirs(path, exist_ok=True)
         return result
 
     for job in plan.jobs:  # the first run: row 2 skipped, the summaries made without it
