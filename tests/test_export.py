@@ -99,7 +99,7 @@ def test_export_writes_files_and_metadata(trained, exported):  # noqa: F811
 
 
 def plain(text):
-    from thyroid.deploy.model_card import plain as to_plain
+    from thyroid.markdown_text import plain as to_plain
     return to_plain(text)
 
 
@@ -118,7 +118,7 @@ def test_model_card_escapes_user_text():
     assert len(lines) == 5  # description, source, run, starting weights, threshold source
     for line in lines:
         if "bold" in line:
-            assert "\\*bold\\*" in line and "\\[link\\]\\(http://x\\)" in line
+            assert "\\*bold\\*" in line and "\\[link\\](http:/\\/x)" in line
             assert "\\<b\\>" in line and "\\`code\\`" in line and "\\|" in line
             assert "*bold*" not in line.replace("\\*", "")
     assert "\n- item" not in text  # a user's line break does not start a list item

@@ -18,7 +18,8 @@ ENTRY = "entry points"
 # (but itself) or above.
 LAYERS = (
     ("thyroid", "compat", "flag_errors"),
-    ("io_utils", "progress", "prefetch", "output_guard", "scopes", "checkpoint_paths"),
+    ("io_utils", "progress", "prefetch", "output_guard", "scopes", "checkpoint_paths",
+     "markdown_text"),
     ("stats",),
     ("preprocessing",),
     ("datasets", "nets"),

@@ -5,18 +5,19 @@
 threshold, recalibration, the dataset's manifest summary, the run's own test metrics) and,
 when a study exported the model, ``StudyFacts``: the row, the protocol, the pooled
 out-of-fold figures with their intervals and calibration, and the external sets' figures.
-Text that came from the user (folder names, descriptions, paths) is written as plain text:
-Markdown's special characters are escaped, line breaks become spaces.
+Text that came from the user (folder names, descriptions, paths) goes through
+``markdown_text.plain``, the report's own escape: Markdown's characters escaped, line breaks
+as spaces.
 """
 
 import dataclasses
 import platform
-import re
 
 import numpy as np
 
 import thyroid
 from thyroid.datasets import label_meaning
+from thyroid.markdown_text import plain
 from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
 
 INTENDED_USE = (
@@ -36,15 +37,6 @@ LIMITATIONS = (
     "The heat map shows which regions raised the score (Grad-CAM of the last feature maps, a "
     "coarse grid), not where the nodule or its boundary is.",
 )
-# Markdown's special characters, escaped with a backslash in user text.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
-
-
-def plain(text):
-    """``text`` as plain text inside Markdown: one line, every special character escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
-
 @dataclasses.dataclass(frozen=True)
 class Estimate:
     """A figure and its 95 % interval (None where there is none)."""

@@ -4,8 +4,8 @@ results, the paper's Table 1 beside ours, time by stage)."""
 
 import json
 import math
-import re
 
+from thyroid.markdown_text import plain as md  # the one escape for user strings (and the card's)
 from thyroid.stats import pooled
 from thyroid.study import paper
 from thyroid.study.rows import DEFAULT_ROW_IDS, STUDY_ROWS
@@ -20,25 +20,6 @@ def num(value):
     except (TypeError, ValueError):
         return None
     return None if math.isnan(value) or math.isinf(value) else value
-
-
-# Characters that make Markdown markup (emphasis, code, links, images, raw HTML, entities,
-# tables, strikethrough, headings, e-mail autolinks): a user string shows each as itself.
-_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~&#@")
-# A viewer's autolinks of bare web addresses, broken by one escaped character each.
-_AUTOLINK = re.compile(r"(?i)(://|www\.)")
-
-
-def md(text):
-    """A user's string (file, folder, case, run or source name, a CSV value, a note naming
-    one) as plain text in Markdown: every Markdown character backslash-escaped, line breaks
-    as spaces, so it can never become a link, emphasis, a heading or a table cell boundary.
-    The one escape for user strings in the report (summary.html reads it back as text)."""
-    if text is None:
-        return "—"
-    flat = " ".join(str(text).replace("\0", " ").splitlines())
-    escaped = "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in flat)
-    return _AUTOLINK.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], escaped)
 
 
 def row_figures(summaries, row):
