@@ -44,10 +44,13 @@ def test_float_export_draws_the_checkpoint_gradcam(trained, exported, test_image
     metadata = json.loads(open(exported["float"].metadata).read())
     # The fixture fine-tunes only the default trainable scopes: blocks_14 is its frozen prefix.
     assert metadata["features"]["source"] == "frozen_prefix"
-    # Pooled as the shift score pools it: each channel's mean and SD, mirror-averaged.
-    assert metadata["features"]["layer"] == "blocks_14" and features.shape[1] == 2 * 192
-    assert metadata["features"]["pooling"] == "mean_sd_over_space_mirror_averaged"
-    assert set(metadata["outputs"]) == {"probability", "cam", "features"}
+    assert metadata["features"]["layer"] == "blocks_14" and features.shape[1] == 192
+    assert set(metadata["outputs"]) == {"probability", "cam", "features", "feature_map"}
+    # features are the spatial mean of feature_map (a later head draws its map from them).
+    found = model.outputs(net_inputs[0])
+    assert found.feature_map.shape == (2, 2, 192)
+    np.testing.assert_allclose(found.feature_map.mean(axis=(0, 1)), found.features,
+                               rtol=1e-5, atol=1e-6)
     assert metadata["outputs"]["cam"]["shape"] == [1, 2, 2] and metadata["cam"]["layer"] == \
         "conv_head"
 

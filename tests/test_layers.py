@@ -10,7 +10,7 @@ import thyroid
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(thyroid.__file__))
 ENTRY_POINTS = {f"thyroid.{name}" for name in (
-    "train", "evaluate", "bottleneck", "build_tfrecords", "synth", "export", "predict",
+    "train", "evaluate", "bottleneck", "build_tfrecords", "synth", "export", "adapt", "predict",
     "serve")} | {"thyroid.study.__main__", "thyroid.study.job", "thyroid.checkpoints.__main__"}
 ENTRY = "entry points"
 # Lowest first. A unit is a sub-package (folder) or a top-level module; ``thyroid`` is the

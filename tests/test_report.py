@@ -160,8 +160,13 @@ def test_report_with_nothing_evaluated(tmp_path):
 
 
 def test_paper_rows():
-    assert [r.id for r in STUDY_ROWS] == list(range(1, 14))
+    assert [r.id for r in STUDY_ROWS] == list(range(1, 15))
     assert DEFAULT_ROW_IDS == tuple(range(1, 12))  # the localisation rows run when named
+    # Row 14 is row 10 from a previous run's model (--init_from), compared with row 10.
+    assert [(r.id, r.compared_with) for r in STUDY_ROWS if r.starts_from != "imagenet"] == [
+        (14, 10)]
+    assert (STUDY_ROWS[13].model, STUDY_ROWS[13].mode, STUDY_ROWS[13].settings) == (
+        STUDY_ROWS[9].model, STUDY_ROWS[9].mode, STUDY_ROWS[9].settings)
     assert {r.model for r in STUDY_ROWS} == {"small_cnn", "vgg_16", "inception_v3",
                                              "efficientnet_lite0"}
     assert {r.mode for r in STUDY_ROWS} == {"scratch", "bottleneck_svm", "bottleneck_fc",

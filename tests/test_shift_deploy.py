@@ -48,7 +48,7 @@ def test_the_exports_features_are_the_shift_features(quick_study):
     for engine in (features.TF_ENGINE, features.TFLITE_ENGINE):
         expected = shift_features.image_features(images, _checkpoint(run_dir), QUICK_SIZE,
                                                  engine=engine)
-        assert exported.shape == expected.shape == (6, 384)
+        assert exported.shape == expected.shape == (6, 192)
         np.testing.assert_allclose(exported, expected, rtol=1e-4,
                                    atol=1e-4 * np.abs(expected).max())
     assert np.std(exported, axis=0).max() > 0  # images differ: not a constant output
@@ -65,7 +65,7 @@ def test_the_quick_studys_export_carries_the_cross_fitted_reference(quick_study)
     reference = shift.read_reference(str(exported))
     assert reference.features == shift_features.description(_checkpoint(run_dir), QUICK_SIZE)
     assert metadata["shift"]["features"] == reference.features
-    assert metadata["shift"]["dimension"] == 384 == metadata["outputs"]["features"]["shape"][1]
+    assert metadata["shift"]["dimension"] == 192 == metadata["outputs"]["features"]["shape"][1]
     card = (run_dir / "mobile" / "MODEL_CARD.md").read_text()
     assert "## Shift score" in card and "shift_reference.npz" in card
     result = json.loads((run_dir / "jobs" / "export" / "result.json").read_text())

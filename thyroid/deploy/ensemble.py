@@ -11,9 +11,9 @@ fold's recalibration map), spread = the SD of those risks.
 
 Every layout also draws Grad-CAM: the one-file ensemble's ``cam`` is the mean of its members'
 maps, each scaled to its own maximum (``deploy.head_cam``), and its ``features`` are the shared
-frozen prefix's output pooled as the shift score pools it; a fold file carries its own model's
-``cam`` and ``features``, which ``TFLiteModel`` combines the same way (features: the first
-fold's, since such members share no frozen layers).
+frozen prefix's pooled output (``feature_map``: the prefix's maps); a fold file carries its own
+model's ``cam``, ``features`` and ``feature_map``, which ``TFLiteModel`` combines the same way
+(features and maps: the first fold's, since such members share no frozen layers).
 """
 
 import numpy as np
@@ -29,9 +29,9 @@ from thyroid.deploy.export import (INPUT_NAME, OUTPUT_NAME, RISK_FORMULA, Export
                                    write_export)
 from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map, scaled_to_peak
 from thyroid.output_guard import InputPath, check_output_dir
-from thyroid.deploy.tflite_model import (CAM_OUTPUT, ENSEMBLE_OUTPUT, FEATURES_OUTPUT,
-                                         MODEL_FILE)
-from thyroid.training.frozen_network import prefix_and_pooled_features
+from thyroid.deploy.tflite_model import (CAM_OUTPUT, ENSEMBLE_OUTPUT, FEATURE_MAP_OUTPUT,
+                                         FEATURES_OUTPUT, MODEL_FILE)
+from thyroid.training.frozen_network import prefix_features_of
 from thyroid.training.loop import prediction_checkpoint
 from thyroid.training.model import build_logits, malignant_probability
 
@@ -76,11 +76,11 @@ def shares_prefix(runs):
 
 def build_ensemble_graph(spec, image_size, count):
     """image (0..255) -> [1, count] fold probabilities, the members' mean peak-scaled Grad-CAM
-    and the prefix's pooled features (``prefix_and_pooled_features``): the frozen prefix once
-    (on the image and its mirror), the trained layers once per fold under ``fold<k>/``.
-    -> (inputs, [probabilities, cam, features])."""
+    and the prefix's pooled features (and the prefix's maps they pool): the frozen prefix once,
+    the trained layers once per fold under ``fold<k>/``. -> (inputs, [probabilities, cam,
+    features, feature_map])."""
     inputs = tf1.placeholder(tf.float32, [1, image_size, image_size, 3], name=INPUT_NAME)
-    prefix, features = prefix_and_pooled_features(spec, spec.preprocess(inputs))
+    prefix = spec.frozen_prefix(spec.preprocess(inputs))
     probabilities, cams = [], []
     for k in range(count):
         scope = FOLD_SCOPE.format(k)
@@ -93,7 +93,8 @@ def build_ensemble_graph(spec, image_size, count):
                                             head_weights(f"{scope}/{spec.head_scope}"))))
     outputs = [tf.stack(probabilities, axis=1, name=ENSEMBLE_OUTPUT),
                tf.identity(tf.add_n(cams) / float(count), name=CAM_OUTPUT),
-               tf.identity(features, name=FEATURES_OUTPUT)]
+               tf.identity(prefix_features_of(prefix), name=FEATURES_OUTPUT),
+               tf.identity(prefix, name=FEATURE_MAP_OUTPUT)]
     return inputs, outputs
 
 
@@ -125,7 +126,7 @@ def one_model_bytes(runs):
 
 def fold_file_bytes(run):
     """One fold model as its own TFLite file (outputs ``probability`` [1], ``cam``,
-    ``features``)."""
+    ``features``, ``feature_map``)."""
     config, spec, checkpoint = run
     with tf.Graph().as_default():
         handles = build_probability_graph(spec, config.image_size, batch_size=1,

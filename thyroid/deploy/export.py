@@ -3,13 +3,16 @@
 Rebuilds the graph of a ``finetune`` run (input float32 [1, S, S, 3] with values 0..255, i.e.
 the resized scan crop), restores the latest checkpoint and converts it with
 ``TFLiteConverter.from_session``. Outputs, by name: ``probability`` [1] (P(malignant)), ``cam``
-[1, h, w] (Grad-CAM of the head at the last feature maps' resolution, ``deploy.head_cam``) and
+[1, h, w] (Grad-CAM of the head at the last feature maps' resolution, ``deploy.head_cam``),
 ``features`` [1, D] (``features_metadata``: where fine-tuning left a frozen prefix, its output
-pooled as the shift score pools it, ``frozen_network.prefix_and_pooled_features``; else the
-head's pooled input). ``int8`` applies post-training
-full-integer quantization calibrated on ~100 training images; that model takes uint8 pixels
-and still outputs floats. Writes ``model.tflite``, ``labels.txt``, ``MODEL_CARD.md`` (when
-given the card) and ``metadata.json`` (each atomically; metadata.json last).
+averaged over space, ``frozen_network.prefix_features_of``, which are the shift score's
+features too; else the head's pooled input) and ``feature_map`` [1, h', w', D], the
+maps ``features`` is the spatial mean of (a head fitted later on ``features``, such as a
+site's adaptation, draws its own Grad-CAM from them: ``deploy.adapted_head``). ``int8``
+applies post-training full-integer quantization calibrated on ~100 training images; that
+model takes uint8 pixels and still outputs floats. Writes ``model.tflite``, ``labels.txt``,
+``MODEL_CARD.md`` (when given the card) and ``metadata.json`` (each atomically; metadata.json
+last).
 """
 
 import dataclasses
@@ -28,9 +31,9 @@ from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.answer_wording import THRESHOLD_SOURCE_KEY
 from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map
 from thyroid.deploy.tflite_model import (CAM_OUTPUT, CARD_FILE, ENSEMBLE_OUTPUT,
-                                         FEATURES_FROM_HEAD, FEATURES_FROM_PREFIX,
-                                         FEATURES_OUTPUT, METADATA_FILE, MODEL_FILE,
-                                         PROBABILITY_OUTPUT, make_interpreter)
+                                         FEATURE_MAP_OUTPUT, FEATURES_FROM_HEAD,
+                                         FEATURES_FROM_PREFIX, FEATURES_OUTPUT, METADATA_FILE,
+                                         MODEL_FILE, PROBABILITY_OUTPUT, make_interpreter)
 from thyroid.stats import shift
 from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.training.scoring import load_recalibration, metrics_file_name
@@ -38,7 +41,7 @@ from thyroid.io_utils import (atomic_write_bytes, atomic_write_json, atomic_writ
                               read_json)
 from thyroid.nets import get_network
 from thyroid.restore import build_restore_fn
-from thyroid.training.frozen_network import LAYER_POOLING, prefix_and_pooled_features
+from thyroid.training.frozen_network import PREFIX_POOLING, prefix_features_of
 from thyroid.training.model import build_logits, malignant_probability
 from thyroid.training.run_config import RunConfig
 
@@ -77,10 +80,11 @@ class GraphHandles:
     end_points: dict     # the backbone's end points
     cam: object          # [batch, h, w] Grad-CAM of the logit difference (deploy.head_cam)
     features: object     # [batch, D] pooled features (``features_source`` says which)
+    feature_map: object  # [batch, h, w, D]: ``features`` is its mean over space
 
     def outputs(self):
         """The exported outputs, in the order metadata.json lists them."""
-        return [self.probability, self.cam, self.features]
+        return [self.probability, self.cam, self.features, self.feature_map]
 
 
 def load_run(train_dir):
@@ -110,11 +114,10 @@ def features_metadata(spec, config):
     """metadata.json's ``features``: which layer the exported ``features`` pool."""
     if freezes_prefix(spec, config):
         return {"source": FEATURES_FROM_PREFIX, "layer": spec.frozen_prefix_end_point,
-                "pooling": LAYER_POOLING, "image_size": int(config.image_size),
+                "pooling": PREFIX_POOLING, "image_size": int(config.image_size),
                 "weights": config.checkpoint_description or "the run's starting weights",
-                "meaning": "each channel's mean and SD over space of the frozen prefix's "
-                           "output (layers fine-tuning never changes), averaged with the "
-                           "mirror image's: the shift score's features"}
+                "meaning": "mean over space of the frozen prefix's output: layers fine-tuning "
+                           "never changes; the shift score's features"}
     return {"source": FEATURES_FROM_HEAD, "layer": spec.bottleneck_endpoint,
             "weights": "fine-tuned",
             "meaning": "the pooled features the classifier head reads (this network has no "
@@ -125,24 +128,27 @@ def build_probability_graph(spec, image_size, batch_size=1, prefix_features=Fals
     """Builds image (0..255) -> P(malignant), its Grad-CAM map and pooled features in the
     default graph, in inference mode. ``prefix_features``: the network as frozen prefix + the
     trained rest (the variables and arithmetic of the whole network), with the prefix's output
-    pooled as the shift score pools it (mean and SD over space, averaged with the mirror image:
-    ``frozen_network.prefix_and_pooled_features``; the prefix then runs on a batch of two) as
+    averaged over space (``frozen_network.prefix_features_of``, the shift score's features) as
     ``features``; otherwise the features are the head's pooled input."""
     inputs = tf1.placeholder(tf.float32, [batch_size, image_size, image_size, 3], name=INPUT_NAME)
     if prefix_features:
-        prefix, features = prefix_and_pooled_features(spec, spec.preprocess(inputs))
+        prefix = spec.frozen_prefix(spec.preprocess(inputs))
         logits, end_points = build_logits(spec, "finetune", prefix, is_training=False,
                                           uses_frozen_prefix=True)
+        features, pooled_map = prefix_features_of(prefix), prefix
     else:
         logits, end_points = build_logits(spec, "finetune", inputs, is_training=False,
                                           uses_frozen_prefix=False)
-        features = end_points[spec.bottleneck_endpoint]
+        # The head's input is the spatial mean of the last feature maps (global_pool).
+        features, pooled_map = end_points[spec.bottleneck_endpoint], None
     probability = tf.identity(malignant_probability(logits), name=OUTPUT_NAME)
     _, feature_map = last_feature_map(end_points)
     cam = head_cam(feature_map, end_points[spec.bottleneck_endpoint],
                    head_weights(spec.head_scope))
     return GraphHandles(inputs, logits, probability, end_points, tf.identity(cam, name=CAM_OUTPUT),
-                        tf.identity(features, name=FEATURES_OUTPUT))
+                        tf.identity(features, name=FEATURES_OUTPUT),
+                        tf.identity(feature_map if pooled_map is None else pooled_map,
+                                    name=FEATURE_MAP_OUTPUT))
 
 
 def restore_session(sess, checkpoint):
@@ -277,8 +283,9 @@ def preprocessing_description(spec_name, image_size, crop):
 def holds_only_export_files(directory):
     """Whether every entry of ``directory`` is one an export writes (or its temporary)."""
     from thyroid.deploy.segment import SEGMENT_METADATA_FILE, SEGMENT_MODEL_FILE
+    from thyroid.stats.shift import FILE_NAME as SHIFT_REFERENCE_FILE
     ours = {MODEL_FILE, METADATA_FILE, CARD_FILE, shards.LABELS_NAME, SEGMENT_MODEL_FILE,
-            SEGMENT_METADATA_FILE, shift.FILE_NAME}
+            SEGMENT_METADATA_FILE, SHIFT_REFERENCE_FILE}
     return all(name in ours or name.startswith(".tmp-") or FOLD_FILE_PATTERN.fullmatch(name)
                for name in os.listdir(directory))
 
@@ -324,11 +331,16 @@ def shift_files(reference_path, spec, config, features, quantize="none"):
         return {}, None
     with open(reference_path, "rb") as f:
         content = f.read()
-    return {shift.FILE_NAME: content}, {
-        "file": shift.FILE_NAME, "features": reference.features,
-        "dimension": reference.dimension,
-        "development_images": int(reference.development_scores.size),
-        "unusual_above": shift.UNUSUAL_ABOVE, "meaning": SHIFT_MEANING}
+    return {shift.FILE_NAME: content}, shift_metadata(reference)
+
+
+def shift_metadata(reference):
+    """metadata.json's ``shift``: the reference an export carries (``TFLiteModel`` loads the
+    file it names)."""
+    return {"file": shift.FILE_NAME, "features": reference.features,
+            "dimension": reference.dimension,
+            "development_images": int(reference.development_scores.size),
+            "unusual_above": shift.UNUSUAL_ABOVE, "meaning": SHIFT_MEANING}
 
 
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
@@ -386,6 +398,7 @@ OUTPUT_MEANINGS = {
     CAM_OUTPUT: "Grad-CAM of the logit difference (malignant - benign) at the last feature "
                 "maps' resolution, before any scaling",
     FEATURES_OUTPUT: "pooled features (metadata features says which layer)",
+    FEATURE_MAP_OUTPUT: "the feature maps whose mean over space is features",
 }
 ENSEMBLE_CAM = ("the mean of the fold models' maps, each divided by its own maximum")
 
@@ -466,10 +479,11 @@ RISK_FORMULA = ("risk = 1 / (1 + exp(-(intercept + slope * logit(probability))))
                 "rating of 4a or above, not pathology")
 
 
-def write_export(output_dir, model_files, metadata, layout="single", study=None):
+def write_export(output_dir, model_files, metadata, layout="single", study=None, card=None):
     """Writes ``model_files`` ({name: bytes}), labels.txt, MODEL_CARD.md (its fields go in
     metadata.json ``model_card``) and, last, metadata.json (its presence marks a complete
-    export); -> ExportPaths. ``study``: the study's facts for the card, or None."""
+    export); -> ExportPaths. ``study``: the study's facts for the card, or None; ``card``: a
+    ``model_card.ModelCard`` made by the caller instead (an adapted export's)."""
     from thyroid.deploy.model_card import build_card
     os.makedirs(output_dir, exist_ok=True)
     model = (os.path.join(output_dir, MODEL_FILE) if MODEL_FILE in model_files
@@ -483,7 +497,7 @@ def write_export(output_dir, model_files, metadata, layout="single", study=None)
         paths = dataclasses.replace(paths, shift_reference=os.path.join(output_dir,
                                                                         shift.FILE_NAME))
     shards.write_labels_file(output_dir)
-    card = build_card(metadata, study)
+    card = card or build_card(metadata, study)
     atomic_write_text(os.path.join(output_dir, CARD_FILE), card.markdown)
     atomic_write_json(paths.metadata, dict(metadata, model_card=card.fields))
     return paths

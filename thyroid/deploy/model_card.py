@@ -352,3 +352,69 @@ def _output_lines(metadata):
                      f"{features.get('layer') or '?'}, weights "
                      f"{plain(features.get('weights') or '?')})")
     return lines + [""]
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptationFacts:
+    """What the card of an adapted export says about the adaptation (``python -m
+    thyroid.adapt``): where it came from, the site's images, what was chosen and applied,
+    the decision threshold, the heat map, and the site's own cross-validation as printed."""
+    adapted_from: str
+    site: str  # the site's images: sources and counts
+    method: str
+    recalibration: str  # the map, described
+    threshold: float
+    risk_threshold: float
+    heat_map: str
+    measured: tuple  # the cross-validation's printed lines
+    label: str = ""  # what the site's labels mean (the adapted risk is of them)
+    notes: tuple = ()
+
+
+def adapted_card(original, facts):
+    """The card of an adapted export: an "Adapted to a site" section after the title, then the
+    card of the export it was adapted from (``original``, a ``ModelCard``), whose figures stay
+    that model's, on its development data."""
+    lines = original.markdown.splitlines()
+    title = f"{lines[0]}, adapted to a site" if lines and lines[0].startswith("# ") else \
+        "# Model card, adapted to a site"
+    body = lines[1:] if lines and lines[0].startswith("# ") else lines
+    section = ["", "**Research tool, not a medical device: not for diagnosis.**", "",
+               "## Adapted to a site", "",
+               f"This export was adapted by python -m thyroid.adapt from "
+               f"{plain(facts.adapted_from)}: the same network, answering through what the "
+               "site's own labelled images chose. The sections after this one describe the "
+               "export it was adapted from; their figures are that model's, on its development "
+               "data, not the adapted model's.", "",
+               f"- Site images: {plain(facts.site)}",
+               f"- Label: {facts.label or 'not recorded'} (the label section below is the "
+               "export's it was adapted from)",
+               f"- Chosen by the inner folds' log-loss: {facts.method}",
+               f"- Risk: {plain(facts.recalibration)}",
+               f"- Threshold: {facts.threshold:.3f} on the adapted score, the risk "
+               f"{facts.risk_threshold:.3f} the export it was adapted from acted at",
+               f"- Heat map: {facts.heat_map}", "",
+               "The site's own cross-validation (every image scored by an adaptation that "
+               "never saw it):", "", "```"] + list(facts.measured) + ["```", ""]
+    section += [f"- Note: {plain(note)}" for note in facts.notes] + ([""] if facts.notes else [])
+    fields = dict(original.fields, adaptation=dataclasses.asdict(facts),
+                  threshold=facts.threshold, risk_threshold=facts.risk_threshold,
+                  limitations=list(original.fields.get("limitations") or ()) + [ADAPTED_LIMIT])
+    markdown = "\n".join([title] + section + _without_notice(body)) + "\n"
+    limits = "## Limitations\n\n"
+    return ModelCard(markdown=markdown.replace(limits, f"{limits}- {ADAPTED_LIMIT}\n", 1),
+                     fields=fields)
+
+
+ADAPTED_LIMIT = ("Adapted to one site's images: its site figures come from that site's own "
+                 "cross-validation, on few images; on other sites it may do worse than the "
+                 "export it was adapted from.")
+
+
+def _without_notice(lines):
+    """The original card's lines without its leading notice (the section above repeats it)."""
+    notice = "**Research tool, not a medical device: not for diagnosis.**"
+    out = list(lines)
+    while out and out[0].strip() in ("", notice):
+        out.pop(0)
+    return [""] + out

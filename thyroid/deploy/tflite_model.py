@@ -15,7 +15,10 @@ fold's map) and ``spread``, the SD of those risks. An export that carries a shif
 ``features`` output lies from the development images' (percent, ``stats.shift``), and
 ``unusual`` (shift above 99); without one both are None. ``explain_prepared`` adds the heat map the
 model draws itself (output ``cam``, Grad-CAM of its head: ``deploy.head_cam``); no TensorFlow
-is needed. Interpreters are not thread-safe, so calls are serialised with a lock.
+is needed. An export adapted to a site (metadata.json ``adaptation``, written by ``python -m
+thyroid.adapt``) answers through its adaptation (``deploy.adapted_head``): its recalibration
+map, and its own head and heat map where it chose a new head; every caller sees the same
+``outputs``. Interpreters are not thread-safe, so calls are serialised with a lock.
 """
 
 import dataclasses
@@ -27,6 +30,7 @@ import numpy as np
 
 from thyroid import LABEL_NAMES
 from thyroid.datasets import images as image_io
+from thyroid.deploy.adapted_head import AdaptationError, SiteAdaptation
 from thyroid.io_utils import read_json
 from thyroid.preprocessing.resize import resize_square
 from thyroid.stats import shift
@@ -40,6 +44,7 @@ PROBABILITY_OUTPUT = "probability"
 ENSEMBLE_OUTPUT = "fold_probabilities"  # a fold ensemble in one file: [1, K]
 CAM_OUTPUT = "cam"
 FEATURES_OUTPUT = "features"
+FEATURE_MAP_OUTPUT = "feature_map"  # [1, h, w, D]: features is its mean over space
 # Where ``features`` come from (metadata.json ``features.source``).
 FEATURES_FROM_PREFIX = "frozen_prefix"
 FEATURES_FROM_HEAD = "head_input"
@@ -176,16 +181,17 @@ class Prediction:
 @dataclasses.dataclass
 class Outputs:
     """What one model file answers for one image: ``probabilities`` [k] (one per fold model it
-    holds), ``cam`` [h, w] (None when the file has no ``cam`` output) and ``features`` [D]
-    (or None)."""
+    holds), ``cam`` [h, w] (None when the file has no ``cam`` output), ``features`` [D] and
+    ``feature_map`` [h', w', D] (each None when the file lacks it)."""
     probabilities: np.ndarray
     cam: np.ndarray | None
     features: np.ndarray | None
+    feature_map: np.ndarray | None = None
 
 
 def _output_by_name(details, path):
-    """{probability, cam, features: output detail or None}. An export from before the named
-    outputs has one output, the probability."""
+    """(probability, cam, features, feature_map): output details, None for one the file
+    lacks. An export from before the named outputs has one output, the probability."""
     named = {detail["name"]: detail for detail in details}
     probability = named.get(PROBABILITY_OUTPUT) or named.get(ENSEMBLE_OUTPUT)
     if probability is None and len(details) == 1:
@@ -193,7 +199,8 @@ def _output_by_name(details, path):
     if probability is None:
         raise ModelError(f"{path}: no output named {PROBABILITY_OUTPUT!r} or "
                          f"{ENSEMBLE_OUTPUT!r} (outputs: {', '.join(sorted(named))})")
-    return probability, named.get(CAM_OUTPUT), named.get(FEATURES_OUTPUT)
+    return (probability, named.get(CAM_OUTPUT), named.get(FEATURES_OUTPUT),
+            named.get(FEATURE_MAP_OUTPUT))
 
 
 class _Runner:
@@ -202,7 +209,7 @@ class _Runner:
     def __init__(self, path):
         self.interpreter = make_interpreter(model_path=path)
         self.input = self.interpreter.get_input_details()[0]
-        self.probability, self.cam, self.features = _output_by_name(
+        self.probability, self.cam, self.features, self.feature_map = _output_by_name(
             self.interpreter.get_output_details(), path)
 
     def _read(self, detail):
@@ -220,9 +227,12 @@ class _Runner:
         self.interpreter.set_tensor(self.input["index"], values.astype(dtype))
         self.interpreter.invoke()
         cam, features = self._read(self.cam), self._read(self.features)
+        feature_map = self._read(self.feature_map)
         return Outputs(self._read(self.probability).ravel(),
                        None if cam is None else cam.reshape(cam.shape[-2:]),
-                       None if features is None else features.ravel())
+                       None if features is None else features.ravel(),
+                       None if feature_map is None else feature_map.reshape(
+                           feature_map.shape[-3:]))
 
 
 def scaled_to_peak(cam):
@@ -234,14 +244,15 @@ def scaled_to_peak(cam):
 
 def combine(outputs):
     """One file's outputs as they are; fold files' (one fold each): their probabilities side by
-    side, the mean of their peak-scaled maps, the first fold's features (such members share no
-    frozen layers, so no features are common to them)."""
+    side, the mean of their peak-scaled maps, the first fold's features and feature maps (such
+    members share no frozen layers, so no features are common to them)."""
     if len(outputs) == 1:
         return outputs[0]
     cams = [o.cam for o in outputs]
     cam = None if any(c is None for c in cams) else np.mean([scaled_to_peak(c) for c in cams],
                                                             axis=0)
-    return Outputs(np.concatenate([o.probabilities for o in outputs]), cam, outputs[0].features)
+    return Outputs(np.concatenate([o.probabilities for o in outputs]), cam, outputs[0].features,
+                   outputs[0].feature_map)
 
 
 def load_shift_reference(model_dir, metadata, features):
@@ -271,11 +282,20 @@ class TFLiteModel:
         self.threshold = float(metadata.get("threshold", 0.5))
         self.crop = metadata.get("crop", "scan")
         self.labels = tuple(metadata.get("labels") or LABEL_NAMES)
-        self.maps = fold_maps(metadata)
+        try:
+            self.adaptation = SiteAdaptation.from_metadata(metadata)
+        except AdaptationError as error:
+            raise ModelError(f"{model_path}: metadata.json adaptation: {error}") from None
+        # An adapted export has one score and one map, whatever it was adapted from.
+        self.maps = [self.adaptation.recalibration] if self.adaptation else fold_maps(metadata)
         self._runners = [_Runner(path) for path in model_files(model_path, metadata)]
         self.shift_reference = load_shift_reference(self.model_dir, metadata,
                                                     self._runners[0].features)
         self._lock = threading.Lock()
+        if self.adaptation and self.adaptation.head and \
+                any(runner.features is None for runner in self._runners):
+            raise ModelError(f"{model_path}: metadata.json adaptation has a new head but the "
+                             f"model has no {FEATURES_OUTPUT!r} output")
 
     @classmethod
     def load(cls, model):
@@ -292,7 +312,8 @@ class TFLiteModel:
 
     @property
     def is_ensemble(self):
-        return bool(self.metadata.get("ensemble"))
+        """Whether answers combine fold models (an adapted export answers with one score)."""
+        return bool(self.metadata.get("ensemble")) and self.adaptation is None
 
     def prepare(self, rgb):
         """Whole frame -> the crop recorded at export, resized to the model's input size."""
@@ -303,8 +324,17 @@ class TFLiteModel:
 
     @property
     def has_cam(self):
-        """Whether every model file draws its own Grad-CAM map (``cam`` output)."""
+        """Whether the answers carry a heat map: every model file draws its own Grad-CAM map
+        (``cam`` output), or, for an adapted export with a new head, gives the feature maps
+        that head's map is drawn from."""
+        if self.adaptation is not None and self.adaptation.head is not None:
+            return self.has_feature_map
         return all(runner.cam is not None for runner in self._runners)
+
+    @property
+    def has_feature_map(self):
+        """Whether every model file gives the maps its ``features`` pool (``feature_map``)."""
+        return all(runner.feature_map is not None for runner in self._runners)
 
     @property
     def card_path(self):
@@ -317,10 +347,19 @@ class TFLiteModel:
         files' combined (``combine``)."""
         with self._lock:
             found = combine([runner.run(net_input) for runner in self._runners])
+        if self.adaptation is not None:
+            found = self._adapted(found)
         if found.probabilities.size != len(self.maps):
             raise ModelError(f"{self.model_path}: {found.probabilities.size} outputs but "
                              f"{len(self.maps)} recalibration maps in metadata.json")
         return found
+
+    def _adapted(self, found):
+        """The adapted export's outputs: its one score and the heat map of its own head."""
+        probability, cam = self.adaptation.apply(found.probabilities, found.cam,
+                                                 found.features, found.feature_map)
+        return Outputs(np.asarray([probability], np.float64), cam, found.features,
+                       found.feature_map)
 
     def fold_probabilities(self, net_inputs):
         """P(malignant) of each fold model [N, K] (K = 1 for one model) for prepared uint8 (or

@@ -115,6 +115,11 @@ def define_validation_flags(fv):
                       "each row's score to a risk by a logistic fit on that fold's inner-"
                       "validation predictions (Platt's map for the SVM rows); none: risk = score.",
                       flag_values=fv)
+    flags.DEFINE_string("init_from", None, "A previous run folder (its export: one fine-tuned "
+                        "EfficientNet-Lite0 model): adds row 14, row 10 started from that model "
+                        "instead of ImageNet, beside row 10 on the same folds. Refused when "
+                        "this study's images include ones that run was developed on.",
+                        flag_values=fv)
     flags.DEFINE_enum("final_model", "refit", FINAL_MODELS, "What scores external sets and is "
                       "exported: refit (one model on all development data) or folds (the mean "
                       "of the fold models' recalibrated risks; both are reported on external "
@@ -179,7 +184,7 @@ def check_outputs(fv):
     """--output_dir and --run_name before any work: runs go to a new folder of one name."""
     inputs = [InputPath(name, getattr(fv, name)) for name in (
         "ddti_dir", "local_dir", "image_dir", "csv", "external_ddti_dir", "external_local_dir",
-        "external_image_dir", "external_csv")]
+        "external_image_dir", "external_csv", "init_from")]
     check_output_dir("output_dir", fv.output_dir, inputs, container=True)
     if fv.run_name is not None:
         check_name_component("run_name", fv.run_name)
@@ -208,6 +213,9 @@ def check_flags(fv):
     check_outputs(fv)
     external = external_sources(fv)
     study = study_config(fv, external).validate()  # before any source is read
+    if study.init_from is not None:
+        from thyroid.study.previous_run import previous_run
+        previous_run(study.init_from)  # a run whose exported model row 14 can start from
     check_sources(external, prefixed_flags("external_"))
     development = named_sources(ddti_dir=fv.ddti_dir, local_dir=fv.local_dir,
                                 image_dir=fv.image_dir, csv=fv.csv)
@@ -231,7 +239,8 @@ def study_config(fv, external):
         inner_validation_fraction=fv.inner_validation_fraction,
         external=tuple(sorted(external.items())), recalibrate=fv.recalibrate,
         final_model=fv.final_model,
-        crop_variants=tuple(dict.fromkeys(fv.crop_variants)), augment=fv.augment, tta=fv.tta)
+        crop_variants=tuple(dict.fromkeys(fv.crop_variants)), augment=fv.augment, tta=fv.tta,
+        init_from=_absolute(fv.init_from))
 
 
 def run(fv, args):

@@ -9,7 +9,8 @@ from thyroid.datasets import folds
 from thyroid.datasets.folders import NO_PATIENT_IDS
 from thyroid.io_utils import atomic_write_json, read_json
 from thyroid.study import (clinical_report, comparison_report, cv_report, data, kinds,
-                           localisation_report, robustness, single_split_report)
+                           localisation_report, progressive_report, robustness,
+                           single_split_report)
 from thyroid.study.config import EARLY_STOPPING_PATIENCE, EVAL_EVERY_N_EPOCHS
 from thyroid.study.fitting import EXTERNAL_SPLIT
 from thyroid.study.html_page import SUMMARY_MD
@@ -261,5 +262,8 @@ def _optional_sections(plan, results, rows, summaries, records, by_job, external
     moved = {job.row_id: _payload(results, job.id) for job in plan.jobs
              if job.kind == "robustness" and _payload(results, job.id)}
     lines += robustness.report_lines(rows, moved, plan.study.crop_variants)
+    shards = _payload(results, job_id("shards"))
+    lines += progressive_report.report_lines(rows, summaries, records, plan.study.init_from,
+                                             shards.previous_run_checked if shards else None)
     return lines + comparison_report.report_lines(plan, results, rows, summaries, external,
                                                   _payload(results, job_id("comparison")))

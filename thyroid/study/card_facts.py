@@ -65,14 +65,14 @@ def study_facts(plan, row_id, folds=None):
         repeats = f" x {study.cv_repeats} repeats" if study.cv_repeats > 1 else ""
         development = Figures.from_summary(
             f"pooled out-of-fold predictions of {study.num_folds}-fold cross-validation"
-            f"{repeats}, at each fold's own threshold", summary)
+            f"{repeats}, at each fold's own threshold", summary.to_json())
     external = ()
     found = _row_figures(pooled and pooled.external, row_id)
     if found:
         scope = ("the fold ensemble" if study.final_model == "folds" else "the refitted model")
         external = ((_external_name(study), Figures.from_summary(
             f"{scope} scoring the external set (images byte-identical to a development image "
-            "left out)", found)),)
+            "left out)", found.to_json())),)
     return StudyFacts(
         row_id=row_id, row_label=get_row(row_id).label,
         final_model=final_model_text(study, folds), protocol=protocol_text(study),

@@ -12,7 +12,8 @@ import datetime
 from thyroid.flag_errors import FlagValueError
 from thyroid.preprocessing.augmentation_kinds import AUGMENTATIONS
 from thyroid.study.rows import (DEFAULT_ROW_IDS, SCAN_VIEW_MODE, SEGMENTING_MODE, STUDY_ROWS,
-                                effective_settings, is_localisation)
+                                effective_settings, is_localisation, progressive_rows,
+                                starts_from_previous_run)
 from thyroid.training.run_config import RunConfig
 
 DEFAULT_SYNTHETIC_CASES = 120  # DDTI-style cases, and as many local-style patients
@@ -86,6 +87,9 @@ class StudyConfig:
     # Test-time augmentation: every row's predictions also as the mean over its views
     # (preprocessing.tta), reported beside the plain ones.
     tta: bool = False
+    # Progressive transfer: a previous run folder whose exported model row 14 starts from
+    # (study.previous_run); it adds rows 10 and 14. None: no row 14.
+    init_from: str | None = None
 
     @property
     def source(self):
@@ -127,6 +131,11 @@ class StudyConfig:
         if unknown:
             raise StudyConfigError("crop_variants", ",".join(self.crop_variants),
                                    f"choose among {', '.join(CROP_VARIANTS)}")
+        progressive = [str(row.id) for row in STUDY_ROWS if starts_from_previous_run(row)]
+        if self.init_from is None and set(map(str, self.rows)) & set(progressive):
+            raise StudyConfigError("rows", ",".join(map(str, self.rows)), (
+                f"row {', '.join(progressive)} starts from a previous run's model: give "
+                "--init_from=<that run's folder>"))
         if self.augment not in AUGMENTATIONS:
             raise StudyConfigError("augment", self.augment,
                                    f"choose among {', '.join(AUGMENTATIONS)}")
@@ -163,6 +172,9 @@ class StudyConfig:
             kind, path = self.external[0]
             raise StudyConfigError(EXTERNAL_FLAGS[kind], path,
                                    f"external validation needs {CROSS_VALIDATED}")
+        if self.init_from is not None:
+            raise StudyConfigError("init_from", self.init_from, (
+                f"row 14 is compared with row 10 on the same folds: it needs {CROSS_VALIDATED}"))
 
     @property
     def synthetic_cases(self):
@@ -177,8 +189,11 @@ class StudyConfig:
                 + f"-{self.source}-{self.protocol}" + ("-quick" if self.quick else ""))
 
     def selected_rows(self):
-        """The rows --rows names, else ``DEFAULT_ROW_IDS``."""
-        wanted = self.rows or DEFAULT_ROW_IDS
+        """The rows --rows names, else ``DEFAULT_ROW_IDS``; with ``init_from`` the rows that
+        start from the previous run and those they are compared with too."""
+        wanted = set(self.rows or DEFAULT_ROW_IDS)
+        if self.init_from is not None:
+            wanted |= set(progressive_rows())
         return [row for row in STUDY_ROWS if row.id in wanted]
 
     def localises(self):
@@ -205,9 +220,16 @@ def row_config(study, row, dataset_dir):
     of its scan-field view: row 11's features)."""
     settings = effective_settings(row, study.quick)
     mode = SCAN_VIEW_MODE if is_localisation(row) else row.mode
-    return RunConfig(model=row.model, mode=mode, dataset_dir=dataset_dir,
-                     checkpoint_dir=study.checkpoint_dir, allow_random_init=study.allow_random_init,
-                     image_size=settings.image_size, batch_size=settings.batch_size,
-                     num_epochs=settings.num_epochs, seed=study.seed,
-                     eval_every_n_epochs=EVAL_EVERY_N_EPOCHS,
-                     early_stopping_patience=EARLY_STOPPING_PATIENCE)
+    config = RunConfig(model=row.model, mode=mode, dataset_dir=dataset_dir,
+                       checkpoint_dir=study.checkpoint_dir,
+                       allow_random_init=study.allow_random_init,
+                       image_size=settings.image_size, batch_size=settings.batch_size,
+                       num_epochs=settings.num_epochs, seed=study.seed,
+                       eval_every_n_epochs=EVAL_EVERY_N_EPOCHS,
+                       early_stopping_patience=EARLY_STOPPING_PATIENCE)
+    if not starts_from_previous_run(row):
+        return config
+    from thyroid.study.previous_run import previous_run
+    previous = previous_run(study.init_from)
+    return config.replace(checkpoint_path=previous.checkpoint, restore_all=True,
+                          checkpoint_description=previous.description())

@@ -83,8 +83,12 @@ def run_shards(plan, job):
     build = (data.build_development_shards if plan.cross_validated
              else data.build_single_split_shards)
     manifest = build(plan.study, sources, _path(plan, SHARDS_DIR))
+    checked = None
+    if plan.study.init_from is not None:  # before any row trains on these folds
+        from thyroid.study.previous_run import check_no_overlap, previous_run
+        checked = check_no_overlap(previous_run(plan.study.init_from), _path(plan, SHARDS_DIR))
     return Outcome(payloads.ShardsPayload(_path(plan, SHARDS_DIR),
-                                          manifest.get("build_seconds")))
+                                          manifest.get("build_seconds"), checked))
 
 
 def run_external_shards(plan, job):

@@ -28,6 +28,8 @@ class ShardsPayload:
     """shards and external_shards: the dataset folder (and how long the build took)."""
     dataset_dir: str
     build_seconds: float | None = None
+    # --init_from: this study's images checked against the previous run's (none shared).
+    previous_run_checked: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

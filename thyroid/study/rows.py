@@ -11,6 +11,8 @@ image has (not deployable). They run only when ``--rows`` names them (``DEFAULT_
 
 import dataclasses
 
+IMAGENET, PREVIOUS_RUN = "imagenet", "previous run"  # where a row's weights start
+
 
 @dataclasses.dataclass(frozen=True)
 class RowSettings:
@@ -30,6 +32,11 @@ class StudyRow:
     settings: RowSettings
     # False for a reference row that needs what no new image has (the expert's outline).
     deployable: bool = True
+    # Where its weights start: ImageNet's, or (``PREVIOUS_RUN``) every weight of the model a
+    # previous run exported (``--init_from``).
+    starts_from: str = IMAGENET
+    # The row it is compared with by DeLong's test in its own report section (None: none).
+    compared_with: int | None = None
 
     def folder_name(self):
         return f"{self.id:02d}_{self.model}_{self.mode}"
@@ -61,6 +68,10 @@ STUDY_ROWS = (
     StudyRow(13, "efficientnet_lite0", "outline_logreg",
              "Row 12 with the expert outline (upper bound, not deployable)",
              RowSettings(224, 1), deployable=False),
+    StudyRow(14, "efficientnet_lite0", "finetune",
+             "EfficientNet-Lite0 fine-tuning from a previous run's exported model "
+             "(progressive transfer)", RowSettings(128, 4, 16), starts_from=PREVIOUS_RUN,
+             compared_with=10),
 )
 ROW_IDS = tuple(row.id for row in STUDY_ROWS)
 # What a study runs when --rows names none: the localisation rows are asked for by name
@@ -87,8 +98,20 @@ def get_row(row_id):
 
 
 def row_for(model, mode):
-    """The study row of (model, mode), or None."""
-    return next((row for row in STUDY_ROWS if (row.model, row.mode) == (model, mode)), None)
+    """The study row of (model, mode) that starts from ImageNet, or None."""
+    return next((row for row in STUDY_ROWS if (row.model, row.mode) == (model, mode)
+                 and row.starts_from == IMAGENET), None)
+
+
+def starts_from_previous_run(row):
+    return row.starts_from == PREVIOUS_RUN
+
+
+def progressive_rows():
+    """The rows that start from a previous run's model, and the rows they are compared with:
+    what ``--init_from`` adds to a study."""
+    rows = [row for row in STUDY_ROWS if starts_from_previous_run(row)]
+    return tuple(sorted({row.id for row in rows} | {row.compared_with for row in rows}))
 
 
 def row_label(model, mode):

@@ -4,7 +4,8 @@
 The reference is fitted on the development shards' original images through EfficientNet-Lite0's
 frozen ImageNet prefix, at the input size of the study's EfficientNet-Lite0 row
 (``kinds.shift_row``): the size an export of that row takes, so the export can carry the
-reference and its ``features`` output feeds it. Every development image is scored by a
+reference and its ``features`` output feeds it. The prefix's output comes from the activation
+cache the row's fine-tuning filled (same key), so the features cost no second pass. Every development image is scored by a
 reference fitted without its fold (repeat 0 of the study's folds.json), and those scores are
 what a new image's shift is ranked among. External images are scored by the reference fitted
 on every development image.
@@ -35,14 +36,15 @@ SCORES_COLUMNS = ("set", "image", "score", "shift", "unusual")
 
 
 def _network_settings(study, shards_dir):
-    """(ImageNet checkpoint, activation cache, input size) of the shift score's network."""
+    """The resolved RunConfig of the shift score's row: its ImageNet checkpoint, activation
+    cache, input size and seed (the cache key its fine-tuning's frozen-prefix pass used)."""
     from thyroid.training.run import resolve
     config = resolve(row_config(study, kinds.shift_row(study), shards_dir))
     if not config.checkpoint_path:  # --allow_random_init: random features measure nothing
         raise MissingCheckpointError(
             f"the shift score needs {kinds.SHIFT_MODEL}'s ImageNet checkpoint; get it with: "
             f"{fetch_command(kinds.SHIFT_MODEL)}")
-    return config.checkpoint_path, config.cache_dir, config.image_size
+    return config
 
 
 def _score_lines(name, keys, scores, shifts):
@@ -63,9 +65,10 @@ def run_shift(plan, job):
     cross-fitted shift and every external image's shift."""
     from thyroid.training import shift_features
     shards_dir = os.path.join(plan.run_dir, SHARDS_DIR)
-    checkpoint, cache_dir, image_size = _network_settings(plan.study, shards_dir)
-    development = shift_features.development_shift(shards_dir, checkpoint, cache_dir,
-                                                   image_size)
+    config = _network_settings(plan.study, shards_dir)
+    checkpoint, image_size = config.checkpoint_path, config.image_size
+    development = shift_features.development_shift(shards_dir, checkpoint, config.cache_dir,
+                                                   image_size, seed=config.seed)
     out_dir = os.path.join(plan.run_dir, SHIFT_DIR)
     os.makedirs(out_dir, exist_ok=True)
     reference_path = os.path.join(out_dir, SHIFT_REFERENCE)
@@ -77,7 +80,7 @@ def run_shift(plan, job):
         external_dir = os.path.join(plan.run_dir, EXTERNAL_DIR)
         split = shift_features.split_features(external_dir, EXTERNAL_SPLIT, checkpoint,
                                               os.path.join(external_dir, "activation_cache"),
-                                              image_size)
+                                              image_size, config.seed)
         scores = development.reference.scores(split.values)
         shifts = shift_stats.shift_of_scores(development.reference.development_scores, scores)
         external = {str(key): float(value) for key, value in zip(split.keys, shifts)}

@@ -53,14 +53,17 @@ class AdaptationError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class SiteImages:
     """A site's labelled images as the export sees them: its pooled ``features`` [N, D], its
-    P(malignant) ``probabilities`` [N], ``labels`` [N] (0/1) and ``groups`` [N] (str)."""
+    P(malignant) ``probabilities`` [N], ``labels`` [N] (0/1), ``groups`` [N] (str) and the
+    export's own ``risks`` [N] (its recalibrated answer, which the figures before adaptation
+    describe; None: the probabilities are its answer)."""
     features: np.ndarray
     probabilities: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
+    risks: Optional[np.ndarray] = None
 
     @classmethod
-    def checked(cls, features, probabilities, labels, groups):
+    def checked(cls, features, probabilities, labels, groups, risks=None):
         """The arrays converted and checked (``AdaptationError`` for too few images or
         groups, ``ValueError`` for arrays that do not fit together)."""
         features = np.asarray(features, np.float64)
@@ -77,13 +80,23 @@ class SiteImages:
             raise ValueError("features must be finite and probabilities within [0, 1]")
         if not np.all(np.isin(labels, (0, 1))):
             raise ValueError("labels must be 0 (benign) or 1 (malignant)")
-        site = cls(features, probabilities, labels.astype(np.int64), groups)
+        if risks is not None:
+            risks = np.asarray(risks, np.float64).reshape(-1)
+            if risks.size != labels.size or not np.all((risks >= 0) & (risks <= 1)):
+                raise ValueError("risks must be one per image, within [0, 1]")
+        site = cls(features, probabilities, labels.astype(np.int64), groups, risks)
         check_site(site.labels, site.groups)
         return site
 
+    @property
+    def answers(self):
+        """What the export answers for each image: its risk, else its probability."""
+        return self.probabilities if self.risks is None else self.risks
+
     def subset(self, indices):
         return SiteImages(self.features[indices], self.probabilities[indices],
-                          self.labels[indices], self.groups[indices])
+                          self.labels[indices], self.groups[indices],
+                          None if self.risks is None else self.risks[indices])
 
 
 def check_site(labels, groups):
@@ -137,6 +150,11 @@ class Adapter:
     def risks(self, features, probabilities):
         """The adapted P(malignant) of images given the export's features and P(malignant)."""
         return self.recalibration.apply(self.scores(features, probabilities))
+
+    def linear_head(self):
+        """(weights [D], bias) of the new head's logit on the raw features, None for
+        recalibration only."""
+        return None if self.head is None else logreg.linear_form(self.head)
 
 
 def _inner_scores(site, parts, seed):
@@ -274,11 +292,11 @@ def cross_validate(site, num_samples=1000, seed=0):
         risks[part] = adapter.risks(site.features[part], site.probabilities[part])
         choices.append(FoldChoice(fold, adapter.method, adapter.inner_log_loss, int(part.size)))
     labels, groups = site.labels, site.groups
-    delong = metrics.delong_test(labels, risks, site.probabilities)
+    delong = metrics.delong_test(labels, risks, site.answers)
     unit_labels = splits.unit_labels_of(labels.tolist(), groups.tolist())
     notes = (IMAGE_GROUPS_NOTE,) if len(unit_labels) == labels.size else ()
     return AdaptationResult(
-        site_figures(labels, site.probabilities, groups, num_samples, seed),
+        site_figures(labels, site.answers, groups, num_samples, seed),
         site_figures(labels, risks, groups, num_samples, seed), float(delong["p_value"]),
         tuple(choices), risks, int(labels.size), len(unit_labels), int(np.sum(labels == 0)),
         int(np.sum(labels == 1)), notes)

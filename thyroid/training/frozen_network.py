@@ -18,6 +18,8 @@ POOLED_LAYERS = "pooled_layers"
 OUTPUTS = (BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS)
 # How POOLED_LAYERS are reduced; part of their cache key, so a change never reads old values.
 LAYER_POOLING = "mean_sd_over_space_mirror_averaged"
+# How the frozen prefix's output becomes one vector per image (``prefix_features_of``).
+PREFIX_POOLING = "mean_over_space"
 
 
 def resolve_checkpoint(checkpoint_path):
@@ -41,31 +43,15 @@ def resolve_layers(spec, layers=()):
     return layers
 
 
-def mirrored(inputs):
-    """[N, ...] images -> [2N, ...]: the images, then their left-right mirrors (one batch
-    through the network; ``mirror_averaged`` folds the halves back)."""
-    return tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
-
-
-def mean_sd_over_space(feature_map):
-    """[N, h, w, C] -> [N, 2C]: each channel's mean, then its SD, over space."""
-    mean, variance = tf.nn.moments(feature_map, axes=[1, 2])
-    return tf.concat([mean, tf.sqrt(variance + 1e-8)], axis=1)
-
-
-def mirror_averaged(pooled):
-    """[2N, D] pooled features of ``mirrored`` images -> [N, D]: each image's averaged with
-    its mirror's. A left-right flip is as plausible a scan, and averaging makes the features
-    indifferent to which side the probe was held."""
-    image, mirror = tf.split(pooled, 2, axis=0)
-    return (image + mirror) / 2.0
-
-
 def pooled_layer_tensor(spec, inputs, layers):
-    """[N, 2 * channels summed over layers]: each layer's mean and SD over space, averaged
-    with the mirror image (``LAYER_POOLING``; the export's ``features`` output pools the
-    frozen prefix the same way, with these functions)."""
-    _, end_points = spec.features(mirrored(inputs), is_training=False)
+    """[N, 2 * channels summed over layers]: each layer's mean and SD over space.
+
+    The image and its mirror go through the net as one batch and their features are
+    averaged: a left-right flip is as plausible a scan, and averaging makes the features
+    indifferent to which side the probe was held.
+    """
+    both = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
+    _, end_points = spec.features(both, is_training=False)
     parts = []
     for layer in layers:
         if layer not in end_points or end_points[layer].shape.ndims != 4:
@@ -73,18 +59,20 @@ def pooled_layer_tensor(spec, inputs, layers):
             raise ConfigError("feature_layers", ",".join(layers),
                               f"{spec.name} has no spatial end point {layer!r}; it has "
                               + ", ".join(spatial))
-        parts.append(mean_sd_over_space(end_points[layer]))
-    return mirror_averaged(tf.concat(parts, axis=1))
+        mean, variance = tf.nn.moments(end_points[layer], axes=[1, 2])
+        parts += [mean, tf.sqrt(variance + 1e-8)]
+    image, mirror = tf.split(tf.concat(parts, axis=1), 2, axis=0)
+    return (image + mirror) / 2.0
 
 
-def prefix_and_pooled_features(spec, net_inputs):
-    """(frozen prefix output [N, h, w, C] of ``net_inputs``, its pooled features [N, 2C]):
-    the prefix run on the images and their mirrors as one batch, pooled as ``POOLED_LAYERS``
-    pool its end point. The export's ``features`` output is this, so it equals the shift
-    score's features (``shift_features``: ``POOLED_LAYERS`` of the prefix's end point)."""
-    both = spec.frozen_prefix(mirrored(net_inputs))
-    prefix, _ = tf.split(both, 2, axis=0)
-    return prefix, mirror_averaged(mean_sd_over_space(both))
+def prefix_features_of(prefix_maps):
+    """[N, h, w, C] frozen prefix outputs -> [N, C]: each channel's mean over space
+    (``PREFIX_POOLING``). The one definition of the vector an export's ``features`` output
+    gives (a graph tensor there) and the shift score's features (``training.shift_features``:
+    numpy arrays of the cached ``FROZEN_PREFIX`` output, averaged in float64)."""
+    if isinstance(prefix_maps, np.ndarray):
+        return prefix_maps.mean(axis=(1, 2), dtype=np.float64)
+    return tf.reduce_mean(prefix_maps, axis=[1, 2])
 
 
 def output_tensors(spec, inputs, outputs, layers=()):

@@ -160,6 +160,19 @@ def logreg_scores(model, features):
     return model.predict_proba(values)[:, 1].astype(np.float32)
 
 
+def linear_form(model):
+    """(weights [D], bias) with logit = features . weights + bias, the standardisation folded
+    in: what ``logreg_scores`` computes, for a fitted ``make_model`` without imputation."""
+    scaler_step, estimator = model[0][-1], model[-1]
+    if not isinstance(scaler_step, StandardScaler) or len(model[0].steps) != 1:
+        raise ValueError("only a standardised logistic regression without imputation has a "
+                         "linear form on the raw features")
+    coefficients = np.asarray(estimator.coef_, np.float64).reshape(-1)
+    weights = coefficients / scaler_step.scale_
+    bias = float(estimator.intercept_[0] - np.dot(weights, scaler_step.mean_))
+    return weights, bias
+
+
 def save_logreg(model, selection, train_dir):
     atomic_write_pickle(os.path.join(train_dir, MODEL_FILE), model)
     atomic_write_json(os.path.join(train_dir, SELECTION_FILE), selection)

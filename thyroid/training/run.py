@@ -70,8 +70,13 @@ def resolve(config):
         fold_file=os.path.abspath(config.fold_file) if config.fold_file else None,
         image_size=config.image_size or spec.default_image_size,
         checkpoint_path=os.path.abspath(checkpoint_path) if checkpoint_path else None,
-        checkpoint_description=description,
-        checkpoint_exclude_scopes=tuple(config.checkpoint_exclude_scopes) or tuple(spec.exclude_scopes),
+        # A caller that names its checkpoint may say what it is (a previous run's model).
+        checkpoint_description=(config.checkpoint_description
+                                 if config.checkpoint_path and config.checkpoint_description
+                                 else description),
+        checkpoint_exclude_scopes=(() if config.restore_all else
+                                   tuple(config.checkpoint_exclude_scopes)
+                                   or tuple(spec.exclude_scopes)),
         trainable_scopes=trainable_scopes,
         learning_rate=config.learning_rate or DEFAULT_LEARNING_RATES[config.mode],
         feature_layers=(resolve_layers(spec, config.feature_layers)

@@ -57,6 +57,9 @@ class RunConfig:
     checkpoint_path: str | None = None
     checkpoint_dir: str = "checkpoints"
     checkpoint_exclude_scopes: tuple = ()
+    # Start from every weight of checkpoint_path (a run of this network with this head, such
+    # as a previous study's exported model): nothing excluded, the head included.
+    restore_all: bool = False
     trainable_scopes: tuple = ()
     ignore_missing_vars: bool = False
     allow_random_init: bool = False
@@ -123,6 +126,8 @@ class RunConfig:
                      "0 = --eval_every_n_steps")
         _check_range("cv_repeat", self.cv_repeat, 0, MAX_INTERVAL)
         _check_range("cv_fold", self.cv_fold, -1, MAX_INTERVAL, "-1 = every image")
+        if self.restore_all and not self.checkpoint_path:
+            raise ConfigError("restore_all", True, "needs a checkpoint_path to restore from")
         if self.fold_file and not os.path.isfile(self.fold_file):
             raise ConfigError("fold_file", self.fold_file, "no such file")
         if check_dataset:
