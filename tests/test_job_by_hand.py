@@ -15,7 +15,7 @@ from thyroid.study import locks
 from thyroid.study.results import job_dir
 
 # What differs between two runs of one job: when it ran, for how long, and where.
-TIMES = ("seconds", "finished", "worker")
+TIMES = ("seconds", "cpu_seconds", "finished", "worker")
 
 
 def _timeless(path):
@@ -99,3 +99,12 @@ def test_a_plan_run_by_hand_in_list_order_reports_what_the_executor_did(quick_st
     assert same_predictions(executed / "predictions.csv", run_dir / "predictions.csv", 1e-6)
     assert timeless_summary_md(run_dir) == timeless_summary_md(executed)
     assert timeless_summary_csv(run_dir) == timeless_summary_csv(executed)
+
+
+def test_report_only_refuses_the_flags_it_cannot_honour(tmp_path, capsys):
+    """N10: --rows, --resume or --executor beside --report_only are refused, not ignored."""
+    from thyroid.study import __main__ as study_main
+    for flag in ("--rows=1", "--resume", "--executor=ray"):
+        assert study_main.main(["study", f"--report_only={tmp_path}", flag]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"study: error: {flag.split('=')[0]}") and "--report_only" in line

@@ -26,7 +26,7 @@ EDITS = {
 @pytest.fixture
 def run_copy(quick_study, tmp_path):
     _, run_dir = quick_study
-    return copy_run(run_dir, tmp_path / "run")
+    return copy_run(run_dir, tmp_path / "run", train=("08_efficientnet_lite0_bottleneck_svm",))
 
 
 def _edit(path, change):

@@ -243,10 +243,23 @@ def study_config(fv, external):
         init_from=_absolute(fv.init_from))
 
 
+def check_report_only(fv):
+    """--report_only writes a finished run's report from its files, with that run's settings:
+    any other study flag given beside it could not be honoured, so it is refused, not ignored."""
+    own = flags.FlagValues()
+    define_flags(own)
+    given = sorted(name for name in own if name != "report_only" and fv[name].present)
+    if given:
+        raise cli.UsageError(given[0], fv[given[0]].value, (
+            "cannot be used with --report_only, which reports a finished run with its own "
+            "settings"))
+
+
 def run(fv, args):
     del args
     from thyroid.study import driver
     if fv.report_only is not None:
+        check_report_only(fv)
         print(f"summary: {driver.report_only(fv.report_only)}")
         return 0
     study = check_flags(fv)

@@ -3,8 +3,6 @@ the protocol, the pooled out-of-fold figures and the external sets' figures of t
 row, read from the result files of the jobs the export waits for (``pooled``, which comes after
 every fit, refit and fold ensemble, and ``data``)."""
 
-import dataclasses
-
 from thyroid.deploy.model_card import Figures, StudyFacts
 from thyroid.study.jobspec import job_id
 from thyroid.study.results import read_result
@@ -18,9 +16,8 @@ def _payload(plan, job_id):
 
 
 def _row_figures(figures_by_row, row_id):
-    """The row's ``pooled.RowFigures`` as the plain mapping the model card reads, or None."""
-    figures = (figures_by_row or {}).get(row_id)
-    return None if figures is None else dataclasses.asdict(figures)
+    """The row's ``pooled.RowFigures``, or None."""
+    return (figures_by_row or {}).get(row_id)
 
 
 def protocol_text(study):
