@@ -110,7 +110,7 @@ SHIFT_SETS = {  # name: (images, seed, look): the development draw, fresh draws,
 
 @pytest.fixture(scope="session")
 def shift_sets(efficientnet_checkpoint, tmp_path_factory):
-    """{name: (shift features [N, 384], labels)} of synthetic sets written as class folders
+    """{name: (shift features [N, 192], labels)} of synthetic sets written as class folders
     and read back as the study reads images (computed once per session): the development
     draw, fresh draws of the same look and a set drawn as another scanner would."""
     import numpy as np

@@ -18,6 +18,7 @@ from thyroid.stats.recalibration import RecalibrationMap, sigmoid
 
 SITE_IMAGES, SITE_SEED = 300, 32
 SITE_WIDTH, SITE_HEIGHT = 280, 180
+QUICK_SIZE = 64  # the quick study's export's input size: the size its shift features are at
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,9 @@ def _export_with_reference(quick_study, tmp_path):
     checkpoint_dir = run_dir.parent / "checkpoints"
     checkpoint = str(checkpoint_dir / shift_features.MODEL / "model.ckpt")
     rng = np.random.default_rng(0)
-    development = rng.normal(size=(60, 384)) - 50.0
+    development = rng.normal(size=(60, 192)) - 50.0
     reference = shift.fit_reference(development, [list(range(k, 60, 3)) for k in range(3)],
-                                    shift_features.description(checkpoint))
+                                    shift_features.description(checkpoint, QUICK_SIZE))
     shift_features.write_reference(str(export / shift.FILE_NAME), reference)
     return export, checkpoint_dir, reference
 

@@ -33,10 +33,21 @@ def free_port():
 @pytest.fixture()
 def server(segmented):  # noqa: F811
     """The web app on the export that holds the classifier and the segmentation network."""
+    yield from serving(segmented["export_dir"])
+
+
+@pytest.fixture()
+def shift_server(quick_study):
+    """The web app on the shared quick study's export, which carries a shift reference."""
+    yield from serving(quick_study[1] / "mobile")
+
+
+def serving(export_dir):
+    """Runs python -m thyroid.serve on ``export_dir`` (loopback), yields its URL, stops it."""
     port = free_port()
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "thyroid.serve", f"--model={segmented['export_dir']}",
+        [sys.executable, "-m", "thyroid.serve", f"--model={export_dir}",
          f"--port={port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -75,7 +86,7 @@ def test_upload_in_a_real_browser(server, browser, segmented, tmp_path):  # noqa
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
-    from thyroid.deploy.predict import predict_files
+    from thyroid.deploy.predict import NO_SHIFT_NOTE, predict_files
     from thyroid.deploy.segment import TFLiteSegmenter
     from thyroid.deploy.tflite_model import TFLiteModel
 
@@ -112,6 +123,9 @@ def test_upload_in_a_real_browser(server, browser, segmented, tmp_path):  # noqa
     assert browser.find_element(By.ID, "label-meaning").text == wording.meaning.detail
     assert wording.threshold_source in browser.find_element(By.ID, "threshold-source").text
     assert wording.threshold_source.startswith("the training run's threshold setting")
+    # This export carries no shift reference: no warning, and the page says nothing measures it.
+    assert not browser.find_element(By.ID, "shift-warning").is_displayed()
+    assert browser.find_element(By.ID, "shift-note").text == NO_SHIFT_NOTE
     WebDriverWait(browser, 30).until(lambda d: d.execute_script(
         "var i = document.getElementById('gradcam');"
         "return i.complete && i.naturalWidth > 0 && !i.closest('figure').hidden;"))
@@ -166,3 +180,58 @@ def test_the_page_links_the_model_card(server, browser, segmented):  # noqa: F81
         card = f.read()
     assert text.strip() == card.strip()
     assert text.startswith("# Model card: efficientnet_lite0") and "## Limitations" in text
+
+
+def _upload(browser, path):
+    """Uploads ``path`` through the page and waits for the answer (or an error)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.execute_script("document.getElementById('image-input').value = '';")
+    browser.find_element(By.ID, "image-input").send_keys(str(path))
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "status").text.startswith("Ready"))
+    WebDriverWait(browser, 30).until(ec.element_to_be_clickable((By.ID, "submit"))).click()
+    WebDriverWait(browser, 60).until(
+        lambda d: d.find_element(By.ID, "status").text == "Done."
+        or "error" in (d.find_element(By.ID, "status").get_attribute("class") or ""))
+    status = browser.find_element(By.ID, "status")
+    assert "error" not in (status.get_attribute("class") or ""), status.text
+
+
+def test_an_unusual_image_is_answered_with_a_warning(shift_server, browser, quick_study,
+                                                     tmp_path):
+    """On an export with a shift reference, an image far from the development images (a flat
+    grey frame) gets its answer and a plain warning; a development frame gets no warning."""
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from thyroid.deploy.predict import predict_files, shift_note, shift_warning
+    from thyroid.deploy.tflite_model import TFLiteModel
+    run_dir = quick_study[1]
+    model = TFLiteModel.load(str(run_dir / "mobile"))
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((180, 280, 3), 200, np.uint8)).save(flat)
+    frames = sorted(str(p) for p in (run_dir / "synthetic" / "ddti").glob("*.jpg"))[:6]
+    answers = predict_files(model, frames + [str(flat)])
+    usual = next(a for a in answers[:-1] if not a["unusual"])
+    unusual = answers[-1]
+    assert unusual["unusual"] and unusual["shift"] > 99.0
+    browser.get(shift_server)
+    for expected in (unusual, usual, unusual):  # the warning comes and goes with the image
+        _upload(browser, expected["file"])
+        shown = float(browser.find_element(By.ID, "probability").get_attribute(
+            "data-probability"))
+        assert abs(shown - expected["probability"]) <= 1e-6  # the answer is still given
+        assert browser.find_element(By.ID, "label").text == expected["label_name"]
+        warning = browser.find_element(By.ID, "shift-warning")
+        note = browser.find_element(By.ID, "shift-note")
+        assert float(note.get_attribute("data-shift")) == pytest.approx(expected["shift"])
+        prediction = model.decide(expected["probability"])
+        prediction.shift, prediction.unusual = expected["shift"], expected["unusual"]
+        assert note.text == shift_note(prediction)
+        if expected["unusual"]:
+            assert warning.is_displayed() and warning.text == shift_warning(prediction)
+            assert "Unusual image" in warning.text and "does not mean wrong" in warning.text
+        else:
+            assert not warning.is_displayed() and warning.text == ""

@@ -112,7 +112,8 @@ def test_metadata_and_predict_report_risk_and_spread(ensemble, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     row = json.loads(done.stdout)["results"][0]
     assert 0 <= row["risk"] <= 1 and row["spread"] > 0 and row["risk"] != row["probability"]
-    assert csv_path.read_text().splitlines()[0] == "path,probability,risk,spread,label,error"
+    assert csv_path.read_text().splitlines()[0] == ("path,probability,risk,spread,label,shift,"
+                                                    "unusual,error")
 
 
 def test_web_app_answers_with_risk_and_spread(ensemble):

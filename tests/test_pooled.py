@@ -191,3 +191,83 @@ def test_row_figures_name_every_table_threshold_and_read_back_from_json():
     assert json.dumps(again[1].to_json()) == json.dumps(figures[1].to_json())
     with pytest.raises(ValueError, match="unknown row figure.*auc_renamed"):
         pooled.RowFigures.from_json(dict(saved["1"], auc_renamed=0.5))
+
+
+def _external_by_shift(unusual_counts):
+    """External records of rows 1 and 2 over 60 images (30 per class) and a shift per image:
+    ``unusual_counts`` = (benign, malignant) images given shifts above 99, the rest below."""
+    rng = np.random.default_rng(3)
+    labels = np.array([0] * 30 + [1] * 30)
+    shift = {}
+    taken = {0: 0, 1: 0}
+    for i, label in enumerate(labels):
+        unusual = taken[label] < unusual_counts[label]
+        taken[label] += unusual
+        shift[f"ext{i}.png"] = 99.5 + rng.random() * 0.5 if unusual else rng.random() * 99.0
+    records = []
+    for row_id, gap in ((1, 3.0), (2, 0.5)):
+        probs = 1 / (1 + np.exp(-(gap * (labels - 0.5) + rng.normal(size=labels.size))))
+        records += [{"row_id": row_id, "repeat": 0, "fold": "external", "image": f"ext{i}.png",
+                     "patient_id": f"p{i}", "label": int(label), "prob": float(p),
+                     "threshold": 0.5} for i, (label, p) in enumerate(zip(labels, probs))]
+    return records, shift
+
+
+def test_external_figures_by_shift_and_the_dash_rule():
+    """Usual and unusual external images get their own AUC, each only with at least 5 images
+    of each class on its side; else — with the counts (summary.csv: blank, counts beside)."""
+    from thyroid.study.clinical_report import shift_markdown
+    rows = [report_row(1, "vgg_16", "finetune"), report_row(2, "small_cnn", "scratch")]
+    for counts, unusual_auc in (((6, 5), True), ((6, 4), False), ((0, 0), False)):
+        records, shift = _external_by_shift(dict(enumerate(counts)))
+        outside = pooled.summarize_external(records, num_samples=50, shift=shift)
+        for row_id, figures in outside.items():
+            mine = [r for r in records if r["row_id"] == row_id]
+            unusual = [r for r in mine if shift[r["image"]] > 99.0]
+            usual = [r for r in mine if shift[r["image"]] <= 99.0]
+            assert (figures.unusual_benign, figures.unusual_malignant) == counts
+            assert (figures.usual_benign, figures.usual_malignant) == (30 - counts[0],
+                                                                       30 - counts[1])
+            assert figures.unusual_share == pytest.approx(sum(counts) / 60)
+            assert figures.median_shift == pytest.approx(np.median(list(shift.values())))
+            assert figures.auc_usual == pytest.approx(metrics.auc_score(
+                [r["label"] for r in usual], [r["prob"] for r in usual]))
+            if unusual_auc:
+                assert figures.auc_unusual == pytest.approx(metrics.auc_score(
+                    [r["label"] for r in unusual], [r["prob"] for r in unusual]))
+            else:
+                assert np.isnan(figures.auc_unusual)
+        markdown = "\n".join(shift_markdown(rows, outside))
+        table = list(csv.DictReader(report_csv.cv_summary_csv_text(
+            rows, pooled.summarize_predictions(records, num_samples=0), outside).splitlines()))
+        for line in table:
+            figures = outside[int(line["row_id"])]
+            assert float(line["external_unusual_share"]) == pytest.approx(figures.unusual_share,
+                                                                          rel=1e-5)
+            assert float(line["external_median_shift"]) == pytest.approx(figures.median_shift,
+                                                                         rel=1e-5)
+            assert float(line["external_auc_usual"]) == pytest.approx(figures.auc_usual,
+                                                                      rel=1e-5)
+            assert (line["external_unusual_benign"], line["external_unusual_malignant"]) == (
+                str(counts[0]), str(counts[1]))
+            cell = f"({counts[0]} benign, {counts[1]} malignant)"
+            if unusual_auc:
+                assert float(line["external_auc_unusual"]) == pytest.approx(
+                    figures.auc_unusual, rel=1e-5)
+                assert f"| {figures.auc_unusual:.2f} {cell} |" in markdown
+            else:
+                assert line["external_auc_unusual"] == ""
+                assert f"| — {cell} |" in markdown
+        assert f"| {round(100 * sum(counts) / 60)} % ({sum(counts)} of 60) |" in markdown
+
+
+def test_no_shift_figures_without_a_shift_score():
+    from thyroid.study.clinical_report import shift_markdown
+    records, _ = _external_by_shift({0: 0, 1: 0})
+    outside = pooled.summarize_external(records, num_samples=50)
+    assert outside[1].unusual_share is None and np.isnan(outside[1].auc_usual)
+    assert shift_markdown([report_row(1, "vgg_16", "finetune")], outside) == []
+    said = shift_markdown([report_row(1, "vgg_16", "finetune")], outside,
+                          "the shift job skipped: no checkpoint at /x/[a]*")
+    assert said[0] == ("No shift score of the external images: the shift job skipped: no "
+                       + tables.md("checkpoint at /x/[a]*") + ".")

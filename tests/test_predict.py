@@ -51,6 +51,7 @@ def test_json_and_gradcam_with_bad_files(exported, image_files, tmp_path):  # no
     assert report["label_meaning_kind"] == "unstated"
     assert report["label_meaning"] == "score for the label 'malignant'"
     assert report["threshold_source"].startswith("the training run's threshold setting (0.5")
+    assert report["shift_reference"] is False
     rows = {row["file"]: row for row in report["results"]}
     assert list(rows) == files
     model = TFLiteModel.load(exported["float"].output_dir)
@@ -58,6 +59,7 @@ def test_json_and_gradcam_with_bad_files(exported, image_files, tmp_path):  # no
         row = rows[path]
         assert 0.0 <= row["probability"] <= 1.0
         assert row["risk"] == row["probability"] and row["spread"] is None
+        assert row["shift"] is None and row["unusual"] is None  # no shift reference
         assert row["label"] == int(row["probability"] >= 0.5)
         assert row["label_name"] == ("benign", "malignant")[row["label"]]
         rgb = load_image_file(path)
@@ -150,7 +152,10 @@ def test_folders_recursively_with_csv(exported, image_files, tmp_path):  # noqa:
     assert result.returncode == 1, result.stderr[-3000:]
     import csv
     with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["path", "probability", "risk", "spread", "label", "shift",
+                                 "unusual", "error"]
     assert [r["path"] for r in rows] == [str(folder / "a.png"), str(big), str(broken),
                                          str(names[1]), str(folder / "empty")]
     by_path = {r["path"]: r for r in rows}
@@ -158,6 +163,7 @@ def test_folders_recursively_with_csv(exported, image_files, tmp_path):  # noqa:
         row = by_path[str(path)]
         assert 0.0 <= float(row["probability"]) <= 1.0 and row["error"] == ""
         assert row["label"] == ("malignant" if float(row["probability"]) >= 0.5 else "benign")
+        assert row["shift"] == row["unusual"] == ""  # an export without a shift reference
     assert "too large: 300x200" in by_path[str(big)]["error"]
     assert "cannot decode" in by_path[str(broken)]["error"]
     assert by_path[str(folder / "empty")]["error"] == "a folder with no image files"

@@ -87,6 +87,9 @@ def _reference(export_dir, frames):
 
 def _check_answer(answer, reference):
     assert abs(answer["probability"] - reference["probability"]) < 1e-5
+    # The export carries the study's shift reference: scored without scikit-learn.
+    assert reference["shift"] is not None and abs(answer["shift"] - reference["shift"]) < 1e-6
+    assert answer["unusual"] == reference["unusual"]
     assert abs(answer["risk"] - reference["risk"]) < 1e-5 and 0 <= answer["risk"] <= 1
     assert answer["nodule_found"] and len(answer["outline"]) >= 3
     box, expected = np.array(answer["nodule_box"]), np.array(reference["nodule_box"])

@@ -11,7 +11,7 @@ from thyroid.datasets import shards
 from thyroid.stats import shift
 from thyroid.training import shift_features
 
-DIMENSION = 2 * 192  # mean and SD over space of blocks_14's 192 channels
+DIMENSION = 192  # the mean over space of each of blocks_14's 192 channels
 
 
 def test_split_features_are_the_original_images_features_from_the_cache(

@@ -252,6 +252,52 @@ def test_external_validation_scores_the_refit_and_the_fold_ensemble(tmp_path):
     assert counts[2].startswith("| ddti | ") and len(counts) == 3  # the table has its row
     metadata = json.loads((run_dir / "mobile" / "metadata.json").read_text())
     assert metadata["ensemble"]["folds"] == 3 and metadata["ensemble"]["layout"] == "one_model"
+    # The one-file fold ensemble shares the frozen prefix: it carries the shift reference.
+    assert metadata["shift"]["file"] == "shift_reference.npz"
+    assert (run_dir / "mobile" / "shift_reference.npz").read_bytes() == (
+        run_dir / "shift" / "shift_reference.npz").read_bytes()
+    check_external_shift(run_dir, rows, ensemble, summary, planted)
+
+
+def check_external_shift(run_dir, rows, scored, summary, planted):
+    """summary.csv's and summary.md's external figures by shift agree with the shift job's
+    scores of the external images (one score for every row; the planted duplicate left out)
+    and follow the rule: an AUC on a side needs 5 images of each class there, else — and the
+    counts."""
+    import csv
+    with open(run_dir / "shift" / "shift_scores.csv", newline="") as f:
+        shift = {line["image"]: float(line["shift"]) for line in csv.DictReader(f)
+                 if line["set"] == "external"}
+    assert planted in shift  # scored, but not in any row's figures
+    for row_id, row in rows.items():
+        if not row.get("external_auc"):
+            continue
+        mine = [p for p in scored if p["row_id"] == str(row_id)]
+        values = [shift[p["image"]] for p in mine]
+        unusual = [p for p in mine if shift[p["image"]] > 99.0]
+        assert float(row["external_unusual_share"]) == pytest.approx(
+            len(unusual) / len(mine), abs=1e-5)
+        assert float(row["external_median_shift"]) == pytest.approx(statistics.median(values),
+                                                                    rel=1e-4)
+        md_cells = []
+        for side, members in (("usual", [p for p in mine if p not in unusual]),
+                              ("unusual", unusual)):
+            counts = [sum(int(p["label"]) == label for p in members) for label in (0, 1)]
+            assert [int(row[f"external_{side}_{name}"])
+                    for name in ("benign", "malignant")] == counts
+            cell = f"({counts[0]} benign, {counts[1]} malignant)"
+            if min(counts) >= 5:
+                auc = float(row[f"external_auc_{side}"])
+                assert 0.0 <= auc <= 1.0
+                md_cells.append(f"{auc:.2f} {cell}")
+            else:
+                assert row[f"external_auc_{side}"] == ""
+                md_cells.append(f"— {cell}")
+        assert (f"| {float(row['external_median_shift']):.1f} | {md_cells[0]} | "
+                f"{md_cells[1]} |") in summary
+        page = (run_dir / "summary.html").read_text()
+        assert all(f"<td>{cell}</td>" in page for cell in md_cells)
+    assert "Shift score of the external images" in summary
 
 
 def test_single_split_study_is_kept_with_cv_folds_0(tmp_path):

@@ -21,6 +21,10 @@ says that the scan field stands for the nodule. The table's last line and the JS
 above rating for a model trained on DDTI labels, a probability of malignancy for one trained on
 diagnoses, neutral wording for an export that does not record it) and where the threshold
 came from (metadata.json).
+An export that carries a shift reference (``shift_reference.npz``) adds ``shift`` to every
+answer (percent: how many development images lie nearer the development images than this one)
+and ``unusual`` (shift above 99: far from the development images, not necessarily wrong; the
+table warns); without one both are null (empty in the CSV).
 """
 
 import os
@@ -47,7 +51,8 @@ def define_flags(fv):
     flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlay PNGs (one per image).",
                         flag_values=fv)
     flags.DEFINE_string("csv", None, "Also write FILE with one row per image: path, "
-                        "probability, risk, spread, label, error.", flag_values=fv)
+                        "probability, risk, spread, label, shift, unusual, error.",
+                        flag_values=fv)
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images whose header declares "
                          "more pixels than this (checked before decoding).", lower_bound=1,
                          upper_bound=10**9, flag_values=fv)
@@ -78,6 +83,7 @@ def run(fv, argv):
                          "threshold_scale": model.metadata.get("threshold_scale"),
                          **wording.json_fields(),
                          "segmentation": segmenter.model_path if segmenter else None,
+                         "shift_reference": model.shift_reference is not None,
                          "notice": NOTICE, "results": results}, indent=2))
     else:
         print(format_table(results))

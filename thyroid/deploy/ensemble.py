@@ -25,11 +25,13 @@ from thyroid.deploy.export import (INPUT_NAME, OUTPUT_NAME, RISK_FORMULA, Export
                                    base_metadata, build_probability_graph, cam_metadata,
                                    convert_session, features_metadata, freezes_prefix,
                                    holds_only_export_files, input_details, load_run,
-                                   output_metadata, restore_session, write_export)
+                                   output_metadata, restore_session, shift_files,
+                                   write_export)
 from thyroid.deploy.head_cam import head_cam, head_weights, last_feature_map, scaled_to_peak
 from thyroid.output_guard import InputPath, check_output_dir
 from thyroid.deploy.tflite_model import (CAM_OUTPUT, ENSEMBLE_OUTPUT, FEATURE_MAP_OUTPUT,
                                          FEATURES_OUTPUT, MODEL_FILE)
+from thyroid.training.frozen_network import prefix_features_of
 from thyroid.training.loop import prediction_checkpoint
 from thyroid.training.model import build_logits, malignant_probability
 
@@ -91,7 +93,7 @@ def build_ensemble_graph(spec, image_size, count):
                                             head_weights(f"{scope}/{spec.head_scope}"))))
     outputs = [tf.stack(probabilities, axis=1, name=ENSEMBLE_OUTPUT),
                tf.identity(tf.add_n(cams) / float(count), name=CAM_OUTPUT),
-               tf.identity(tf.reduce_mean(prefix, axis=[1, 2]), name=FEATURES_OUTPUT),
+               tf.identity(prefix_features_of(prefix), name=FEATURES_OUTPUT),
                tf.identity(prefix, name=FEATURE_MAP_OUTPUT)]
     return inputs, outputs
 
@@ -135,11 +137,12 @@ def fold_file_bytes(run):
 
 
 def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=None,
-                    study=None):
+                    study=None, shift_reference=None):
     """Exports the fold models of ``train_dirs`` (with their recalibration ``maps``) as one
     ensemble judged at ``threshold`` on the mean probability (``threshold_source``: where it
     came from, in words); -> ExportPaths. ``study``: the study's facts for the model card
-    (``model_card.StudyFacts``), or None."""
+    (``model_card.StudyFacts``), or None. ``shift_reference``: carried when it was fitted on
+    the ensemble's ``features`` (the shared prefix's: never the one-file-per-fold layout)."""
     if not train_dirs or len(train_dirs) != len(maps):
         raise ExportError("a fold ensemble needs one recalibration map per fold model")
     output_dir = check_output_dir("output_dir", output_dir,
@@ -172,7 +175,13 @@ def export_ensemble(train_dirs, maps, threshold, output_dir, threshold_source=No
                      "checkpoints": [checkpoint for _, _, checkpoint in runs]},
         "threshold_scale": "probability: the mean of the fold models' P(malignant), before "
                            "recalibration"})
-    paths = write_export(output_dir, files, metadata, layout, study=study)
+    if layout == "files" and shift_reference:
+        logging.warning("%s not exported: the fold files share no frozen prefix, so no "
+                        "features output is the shift score's", shift_reference)
+        shift_reference = None
+    shift_found, metadata["shift"] = shift_files(shift_reference, spec, config,
+                                                 metadata["features"])
+    paths = write_export(output_dir, {**files, **shift_found}, metadata, layout, study=study)
     logging.info("exported a %d-fold ensemble (%s, %d bytes) -> %s", len(runs), layout,
                  sum(len(b) for b in files.values()), paths.output_dir)
     return paths

@@ -4,8 +4,9 @@ Rebuilds the graph of a ``finetune`` run (input float32 [1, S, S, 3] with values
 the resized scan crop), restores the latest checkpoint and converts it with
 ``TFLiteConverter.from_session``. Outputs, by name: ``probability`` [1] (P(malignant)), ``cam``
 [1, h, w] (Grad-CAM of the head at the last feature maps' resolution, ``deploy.head_cam``),
-``features`` [1, D] (``features_metadata``: the frozen prefix's pooled output where fine-tuning
-left a frozen prefix, else the head's pooled input) and ``feature_map`` [1, h', w', D], the
+``features`` [1, D] (``features_metadata``: where fine-tuning left a frozen prefix, its output
+averaged over space, ``frozen_network.prefix_features_of``, which are the shift score's
+features too; else the head's pooled input) and ``feature_map`` [1, h', w', D], the
 maps ``features`` is the spatial mean of (a head fitted later on ``features``, such as a
 site's adaptation, draws its own Grad-CAM from them: ``deploy.adapted_head``). ``int8``
 applies post-training full-integer quantization calibrated on ~100 training images; that
@@ -33,12 +34,14 @@ from thyroid.deploy.tflite_model import (CAM_OUTPUT, CARD_FILE, ENSEMBLE_OUTPUT,
                                          FEATURE_MAP_OUTPUT, FEATURES_FROM_HEAD,
                                          FEATURES_FROM_PREFIX, FEATURES_OUTPUT, METADATA_FILE,
                                          MODEL_FILE, PROBABILITY_OUTPUT, make_interpreter)
+from thyroid.stats import shift
 from thyroid.stats.recalibration import RecalibrationMap
 from thyroid.training.scoring import load_recalibration, metrics_file_name
 from thyroid.io_utils import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                               read_json)
 from thyroid.nets import get_network
 from thyroid.restore import build_restore_fn
+from thyroid.training.frozen_network import PREFIX_POOLING, prefix_features_of
 from thyroid.training.model import build_logits, malignant_probability
 from thyroid.training.run_config import RunConfig
 
@@ -66,6 +69,7 @@ class ExportPaths:
     labels: str
     metadata: str
     layout: str = "single"
+    shift_reference: str | None = None  # shift_reference.npz, when the export carries one
 
 
 @dataclasses.dataclass
@@ -110,9 +114,10 @@ def features_metadata(spec, config):
     """metadata.json's ``features``: which layer the exported ``features`` pool."""
     if freezes_prefix(spec, config):
         return {"source": FEATURES_FROM_PREFIX, "layer": spec.frozen_prefix_end_point,
+                "pooling": PREFIX_POOLING, "image_size": int(config.image_size),
                 "weights": config.checkpoint_description or "the run's starting weights",
                 "meaning": "mean over space of the frozen prefix's output: layers fine-tuning "
-                           "never changes"}
+                           "never changes; the shift score's features"}
     return {"source": FEATURES_FROM_HEAD, "layer": spec.bottleneck_endpoint,
             "weights": "fine-tuned",
             "meaning": "the pooled features the classifier head reads (this network has no "
@@ -122,14 +127,15 @@ def features_metadata(spec, config):
 def build_probability_graph(spec, image_size, batch_size=1, prefix_features=False):
     """Builds image (0..255) -> P(malignant), its Grad-CAM map and pooled features in the
     default graph, in inference mode. ``prefix_features``: the network as frozen prefix + the
-    trained rest (the variables and arithmetic of the whole network), with the prefix's pooled
-    output as ``features``; otherwise the features are the head's pooled input."""
+    trained rest (the variables and arithmetic of the whole network), with the prefix's output
+    averaged over space (``frozen_network.prefix_features_of``, the shift score's features) as
+    ``features``; otherwise the features are the head's pooled input."""
     inputs = tf1.placeholder(tf.float32, [batch_size, image_size, image_size, 3], name=INPUT_NAME)
     if prefix_features:
         prefix = spec.frozen_prefix(spec.preprocess(inputs))
         logits, end_points = build_logits(spec, "finetune", prefix, is_training=False,
                                           uses_frozen_prefix=True)
-        features, pooled_map = tf.reduce_mean(prefix, axis=[1, 2]), prefix
+        features, pooled_map = prefix_features_of(prefix), prefix
     else:
         logits, end_points = build_logits(spec, "finetune", inputs, is_training=False,
                                           uses_frozen_prefix=False)
@@ -284,12 +290,67 @@ def holds_only_export_files(directory):
                for name in os.listdir(directory))
 
 
+SHIFT_MEANING = ("an image's shift is the percentage (0-100) of the development images, each "
+                 "scored by a reference fitted without it, that lie nearer the development "
+                 "images than it does (Mahalanobis distance of the features output); above "
+                 f"{shift.UNUSUAL_ABOVE:g} the image is unusual: far from the images the model "
+                 "was developed and evaluated on, which does not make its answer wrong")
+
+
+def _shift_mismatch(reference, spec, config, features, quantize):
+    """Why the model's ``features`` output is not what ``reference`` was fitted on ('' when
+    it is: the same prefix, pooling, input size and starting weights, unquantized)."""
+    from thyroid.training import shift_features
+    if features.get("source") != FEATURES_FROM_PREFIX or spec.name != shift_features.MODEL:
+        return f"the model's features output is {spec.name}'s {features.get('layer')}"
+    if quantize != "none":
+        return f"a {quantize} model's features are not the float features it was fitted on"
+    try:
+        expected = shift_features.description(config.checkpoint_path, config.image_size)
+    except (OSError, ValueError) as error:
+        return f"the run's starting weights cannot be checked ({error})"
+    if reference.features != expected:
+        return f"it was fitted on other features ({reference.features}, not {expected})"
+    return ""
+
+
+def shift_files(reference_path, spec, config, features, quantize="none"):
+    """({shift_reference.npz: bytes}, metadata.json's ``shift``) for an export whose
+    ``features`` output (``features_metadata``) is what the reference at ``reference_path``
+    was fitted on; ({}, None), the reason logged, for another reference or another kind of
+    features, or no ``reference_path``. An unreadable reference is an ExportError."""
+    if not reference_path:
+        return {}, None
+    try:
+        reference = shift.read_reference(reference_path)
+    except shift.ShiftReferenceError as error:
+        raise ExportError(str(error)) from None
+    problem = _shift_mismatch(reference, spec, config, features, quantize)
+    if problem:
+        logging.warning("%s not exported: %s", reference_path, problem)
+        return {}, None
+    with open(reference_path, "rb") as f:
+        content = f.read()
+    return {shift.FILE_NAME: content}, shift_metadata(reference)
+
+
+def shift_metadata(reference):
+    """metadata.json's ``shift``: the reference an export carries (``TFLiteModel`` loads the
+    file it names)."""
+    return {"file": shift.FILE_NAME, "features": reference.features,
+            "dimension": reference.dimension,
+            "development_images": int(reference.development_scores.size),
+            "unusual_above": shift.UNUSUAL_ABOVE, "meaning": SHIFT_MEANING}
+
+
 def export_model(train_dir, output_dir, quantize="none", representative_count=REPRESENTATIVE_COUNT,
-                 seed=0, threshold_source=None, study=None):
+                 seed=0, threshold_source=None, study=None, shift_reference=None):
     """Exports ``train_dir``'s latest checkpoint to ``output_dir``; returns ExportPaths.
     ``threshold_source``: where the run's threshold came from, in words (a study says its
     operating point); default: the run's own threshold setting. ``study``: a
-    ``model_card.StudyFacts`` when a study exports (its figures go in the model card)."""
+    ``model_card.StudyFacts`` when a study exports (its figures go in the model card).
+    ``shift_reference``: a shift_reference.npz the export carries when it was fitted on the
+    model's own ``features`` (``shift_files``)."""
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize must be one of {QUANTIZE_MODES}, not {quantize!r}")
     train_dir = os.path.abspath(train_dir)
@@ -323,7 +384,9 @@ def export_model(train_dir, output_dir, quantize="none", representative_count=RE
         "checkpoint": checkpoint,
         "calibration_images": None if calibration is None else int(len(calibration)),
     })
-    paths = write_export(output_dir, {MODEL_FILE: model_bytes}, metadata, study=study)
+    files, metadata["shift"] = shift_files(shift_reference, spec, config, metadata["features"],
+                                           quantize)
+    paths = write_export(output_dir, {MODEL_FILE: model_bytes, **files}, metadata, study=study)
     logging.info("exported %s (%s, %d bytes) -> %s", train_dir, quantize, len(model_bytes),
                  paths.model)
     return paths
@@ -430,6 +493,9 @@ def write_export(output_dir, model_files, metadata, layout="single", study=None,
                         metadata=os.path.join(output_dir, METADATA_FILE), layout=layout)
     for name, content in model_files.items():
         atomic_write_bytes(os.path.join(output_dir, name), content)
+    if shift.FILE_NAME in model_files:
+        paths = dataclasses.replace(paths, shift_reference=os.path.join(output_dir,
+                                                                        shift.FILE_NAME))
     shards.write_labels_file(output_dir)
     card = card or build_card(metadata, study)
     atomic_write_text(os.path.join(output_dir, CARD_FILE), card.markdown)

@@ -175,6 +175,7 @@ def build_card(metadata, study=None):
         "threshold_source": metadata.get(THRESHOLD_SOURCE_KEY),
         "figures": [dataclasses.asdict(f) for f in figures],
         "external": [{"name": name, "figures": dataclasses.asdict(f)} for name, f in external],
+        "shift": _shift_field(metadata),
         "software": software_versions(metadata),
         "limitations": list(limitations(study)),
     }
@@ -229,7 +230,7 @@ def card_markdown(metadata, fields, figures, external):
     if not external:
         lines += ["No external set: the figures above are the only estimate of how the "
                   "model does, all on the data it was developed on.", ""]
-    lines += _output_lines(metadata) + ["## Software", ""]
+    lines += _output_lines(metadata) + _shift_lines(fields["shift"]) + ["## Software", ""]
     lines += [f"- {name}: {version}" for name, version
               in fields["software"].items() if version]
     lines += ["", "## Limitations", ""] + [f"- {text}" for text in fields["limitations"]]
@@ -311,6 +312,30 @@ def _figure_lines(title, found):
                   f"| calibration slope, score / risk (1 is ideal) | "
                   f"{_decimal(calibration.slope)} / {_decimal(calibration.slope_risk)} |"]
     return lines + [""]
+
+
+NO_SHIFT = ("This export carries no shift reference (shift_reference.npz): its answers give "
+            "shift null, so nothing says when an image is unlike the development images.")
+
+
+def _shift_field(metadata):
+    """The card's ``shift``: the reference the export carries, or None."""
+    found = metadata.get("shift")
+    if not isinstance(found, dict):
+        return None
+    return {"file": found.get("file"), "development_images": found.get("development_images"),
+            "unusual_above": found.get("unusual_above"), "meaning": found.get("meaning")}
+
+
+def _shift_lines(shift):
+    lines = ["## Shift score", ""]
+    if shift is None:
+        return lines + [NO_SHIFT, ""]
+    return lines + [
+        f"The export carries {shift['file']}, the reference of the "
+        f"{shift['development_images']} development images, and every answer gives the "
+        f"image's shift: {shift['meaning']}. An unusual image still gets its answer, with a "
+        "warning: nothing in the figures above speaks for images like it.", ""]
 
 
 def _output_lines(metadata):

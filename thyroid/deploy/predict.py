@@ -10,7 +10,7 @@ from thyroid.datasets.images import DEFAULT_MAX_PIXELS, ImageError, is_image_fil
 from thyroid.deploy.tflite_model import ModelError, load_image_file
 from thyroid.io_utils import atomic_write_text
 
-CSV_COLUMNS = ("path", "probability", "risk", "spread", "label", "error")
+CSV_COLUMNS = ("path", "probability", "risk", "spread", "label", "shift", "unusual", "error")
 
 
 def expand_paths(paths):
@@ -35,16 +35,22 @@ def _number(row, name):
     return "" if "error" in row or value is None else f"{value:.6f}"
 
 
+def _flag(row, name):
+    value = row.get(name)
+    return "" if "error" in row or value is None else str(int(bool(value)))
+
+
 def write_csv(results, csv_path):
     """One row per file: path, probability, risk (recalibrated), spread (a fold ensemble's
-    SD of risks), label (name), error (empty when predicted)."""
+    SD of risks), label (name), shift (percent) and unusual (1 or 0; both empty for an export
+    without a shift reference), error (empty when predicted)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in results:
         writer.writerow([row["file"], _number(row, "probability"), _number(row, "risk"),
                          _number(row, "spread"), row.get("label_name", ""),
-                         row.get("error", "")])
+                         _number(row, "shift"), _flag(row, "unusual"), row.get("error", "")])
     atomic_write_text(csv_path, buffer.getvalue())
 
 
@@ -123,8 +129,40 @@ def _nodule_text(row):
     return f"  nodule {values['width_px']:.0f} x {values['height_px']:.0f} px"
 
 
+UNUSUAL_NOTE = ("unusual: far from the development images; the answer is given, but "
+                "nothing in the model's evaluation speaks for images like it")
+NO_SHIFT_NOTE = ("This export carries no shift reference: nothing here says whether the image "
+                 "resembles the images the model was developed on.")
+
+
+def shift_warning(prediction):
+    """The warning the web app shows on an unusual image, else None."""
+    if not prediction.unusual:
+        return None
+    return (f"Unusual image (shift {prediction.shift:.1f} of 100): it lies farther from the "
+            "images the model was developed on than almost all of them do. The answer above is "
+            "still given, but nothing in the model's evaluation speaks for images like this "
+            "one. Unusual does not mean wrong.")
+
+
+def shift_note(prediction):
+    """The line under the answer saying where the image lies (or that nothing says)."""
+    if prediction.shift is None:
+        return NO_SHIFT_NOTE
+    return (f"Shift {prediction.shift:.1f} of 100: the image lies farther from the development "
+            f"images than {prediction.shift:.1f} % of them do (unusual above 99).")
+
+
+def _shift_text(row):
+    """The table's shift: its value, and the warning on an unusual image."""
+    if row.get("shift") is None:
+        return ""
+    return f"  shift {row['shift']:.1f}" + (f" ({UNUSUAL_NOTE})" if row.get("unusual") else "")
+
+
 def format_table(results):
-    """file, P(malignant), risk (with the fold ensemble's spread as +-SD), label."""
+    """file, P(malignant), risk (with the fold ensemble's spread as +-SD), label, and the
+    shift (with a warning on an unusual image) when the export carries a reference."""
     width = max([len("file")] + [len(r["file"]) for r in results])
     lines = [f"{'file':<{width}}  {'P(malignant)':>12}  {'risk':>14}  label"]
     for r in results:
@@ -133,5 +171,5 @@ def format_table(results):
             continue
         risk = f"{r['risk']:.4f}" + ("" if r.get("spread") is None else f"+-{r['spread']:.3f}")
         lines.append(f"{r['file']:<{width}}  {r['probability']:>12.4f}  {risk:>14}  "
-                     f"{r['label_name']}" + _nodule_text(r))
+                     f"{r['label_name']}" + _nodule_text(r) + _shift_text(r))
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from thyroid.datasets import label_meaning, splits
 from thyroid.datasets.build_config import BuildConfig, BuildError
 from thyroid.datasets.workers import Workers
 from thyroid.deploy import adapted_head, model_card
-from thyroid.deploy.export import holds_only_export_files, write_export
+from thyroid.deploy.export import holds_only_export_files, shift_metadata, write_export
 from thyroid.deploy.segment import SEGMENT_METADATA_FILE, SEGMENT_MODEL_FILE
 from thyroid.deploy.tflite_model import (CARD_FILE, ModelError, TFLiteModel, load_image_file,
                                          model_files)
@@ -178,7 +178,8 @@ def adapt_export(model_dir, sources, output_dir, source_flags=None, seed=0, num_
     groups = np.asarray([image.group for image in site.images])
     adaptation.check_site(labels, groups)
     reference = _shift_reference(model.model_dir)
-    crop_size = _shift_image_size() if reference is not None else None
+    # The reference describes the export's own features, at the export's input size.
+    crop_size = model.image_size if reference is not None else None
     scored = score_site(model, site.images, max_pixels, crop_size)
     images = adaptation.SiteImages.checked(scored.features, scored.probabilities, labels,
                                            groups, scored.risks)
@@ -187,7 +188,7 @@ def adapt_export(model_dir, sources, output_dir, source_flags=None, seed=0, num_
     risk_threshold = source_risk_threshold(model)
     threshold = applied.score_threshold(risk_threshold)
     extended = None if reference is None else _extended_reference(
-        reference, scored, images, checkpoint_dir, seed)
+        reference, scored, images, checkpoint_dir, seed, model.image_size)
     adapted = AdaptedExport(output_dir, result, applied, threshold, risk_threshold,
                             None if extended is None else
                             os.path.join(output_dir, _shift_file_name()),
@@ -214,12 +215,7 @@ def _shift_file_name():
     return shift.FILE_NAME
 
 
-def _shift_image_size():
-    from thyroid.training import shift_features
-    return shift_features.IMAGE_SIZE
-
-
-def _extended_reference(reference, scored, site, checkpoint_dir, seed):
+def _extended_reference(reference, scored, site, checkpoint_dir, seed, image_size):
     """The export's shift reference extended with the site's images' shift features,
     cross-fitted over the adaptation's outer folds."""
     from thyroid.checkpoints.locate import default_checkpoint_path
@@ -231,11 +227,11 @@ def _extended_reference(reference, scored, site, checkpoint_dir, seed):
             f"{shift_features.MODEL}'s ImageNet checkpoint at {checkpoint} (python -m "
             f"thyroid.checkpoints convert --models={shift_features.MODEL} "
             f"--checkpoint_dir={checkpoint_dir})")
-    described = shift_features.description(checkpoint)
+    described = shift_features.description(checkpoint, image_size)
     if described != reference.features:
         raise SiteError(f"the export's shift reference was fitted on other features "
                         f"({reference.features}) than {checkpoint} gives ({described})")
-    values = shift_features.image_features(scored.crops, checkpoint)
+    values = shift_features.image_features(scored.crops, checkpoint, image_size)
     parts = adaptation.grouped_test_parts(site.labels, site.groups, adaptation.OUTER_FOLDS,
                                           seed)
     return shift_extension.extend_reference(reference, values, parts)
@@ -332,6 +328,8 @@ def _write(model, site, sources, adapted, extended):
         from thyroid.stats import shift
         files[shift.FILE_NAME] = shift.reference_bytes(extended)
     metadata = _adapted_metadata(model, site, sources, adapted)
+    if extended is not None:  # the answers score shift against the extended reference
+        metadata["shift"] = shift_metadata(extended)
     meta = metadata[adapted_head.METADATA_KEY]
     facts = model_card.AdaptationFacts(
         adapted_from=model.model_dir,

@@ -10,7 +10,10 @@ the model's own P(malignant) and decides the label at metadata.json's threshold;
 it through the recalibration map metadata.json carries (the identity for an export without
 one). A fold ensemble (metadata ``ensemble``: one model with an output per fold, or one file
 per fold) gives the mean of its fold probabilities, the mean of their risks (each through its
-fold's map) and ``spread``, the SD of those risks. ``explain_prepared`` adds the heat map the
+fold's map) and ``spread``, the SD of those risks. An export that carries a shift reference
+(metadata.json ``shift``, ``shift_reference.npz``) adds ``shift``, how far the image's
+``features`` output lies from the development images' (percent, ``stats.shift``), and
+``unusual`` (shift above 99); without one both are None. ``explain_prepared`` adds the heat map the
 model draws itself (output ``cam``, Grad-CAM of its head: ``deploy.head_cam``); no TensorFlow
 is needed. An export adapted to a site (metadata.json ``adaptation``, written by ``python -m
 thyroid.adapt``) answers through its adaptation (``deploy.adapted_head``): its recalibration
@@ -30,6 +33,7 @@ from thyroid.datasets import images as image_io
 from thyroid.deploy.adapted_head import AdaptationError, SiteAdaptation
 from thyroid.io_utils import read_json
 from thyroid.preprocessing.resize import resize_square
+from thyroid.stats import shift
 from thyroid.stats.recalibration import RecalibrationMap
 
 MODEL_FILE = "model.tflite"
@@ -158,13 +162,17 @@ class Prepared:
 class Prediction:
     """``probability``: the model's own P(malignant) (a fold ensemble's mean), which decides
     ``label`` at ``threshold``; ``risk``: recalibrated; ``spread``: the SD of a fold ensemble's
-    risks (None for one model)."""
+    risks (None for one model); ``shift``: how far the image lies from the development images
+    (percent, ``stats.shift``) and ``unusual``: shift above 99, both None for an export
+    without a shift reference."""
     probability: float
     risk: float
     spread: float | None
     label: int
     label_name: str
     threshold: float
+    shift: float | None = None
+    unusual: bool | None = None
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -247,6 +255,25 @@ def combine(outputs):
                    outputs[0].feature_map)
 
 
+def load_shift_reference(model_dir, metadata, features):
+    """The export's shift reference (metadata.json ``shift``), or None when it has none; a
+    ModelError naming the file when it is missing, unreadable or of another dimension than
+    the model's ``features`` output (``features``: that output's detail, or None)."""
+    found = metadata.get("shift")
+    if not found:
+        return None
+    path = os.path.join(model_dir, os.path.basename(str(found.get("file") or shift.FILE_NAME)))
+    try:
+        reference = shift.read_reference(path)
+    except shift.ShiftReferenceError as error:
+        raise ModelError(f"{error} (metadata.json lists it)") from None
+    width = int(np.prod(features["shape"][1:])) if features is not None else None
+    if width != reference.dimension:
+        raise ModelError(f"{path}: fitted on {reference.dimension} features, but the model's "
+                         f"features output has {width}")
+    return reference
+
+
 class TFLiteModel:
     def __init__(self, model_path, metadata):
         self.model_path = model_path
@@ -262,6 +289,8 @@ class TFLiteModel:
         # An adapted export has one score and one map, whatever it was adapted from.
         self.maps = [self.adaptation.recalibration] if self.adaptation else fold_maps(metadata)
         self._runners = [_Runner(path) for path in model_files(model_path, metadata)]
+        self.shift_reference = load_shift_reference(self.model_dir, metadata,
+                                                    self._runners[0].features)
         self._lock = threading.Lock()
         if self.adaptation and self.adaptation.head and \
                 any(runner.features is None for runner in self._runners):
@@ -358,11 +387,16 @@ class TFLiteModel:
                           label_name=self.labels[label], threshold=self.threshold)
 
     def prediction(self, found):
-        """The Prediction of one image's ``Outputs``."""
+        """The Prediction of one image's ``Outputs``, with its shift when the export carries
+        a reference."""
         folds = found.probabilities[None]
         risk, spread = self.risks(folds)
-        return self.decide(float(np.float32(folds.mean())), risk[0],
-                           None if spread is None else spread[0])
+        decided = self.decide(float(np.float32(folds.mean())), risk[0],
+                              None if spread is None else spread[0])
+        if self.shift_reference is not None:
+            value = float(self.shift_reference.shift(found.features[None])[0])
+            decided.shift, decided.unusual = value, bool(shift.is_unusual(value))
+        return decided
 
     def predict_prepared(self, prepared):
         return self.prediction(self.outputs(prepared.net_input))

@@ -12,7 +12,10 @@ draws Grad-CAM, the limits) is one ``AppState`` in ``app.extensions[STATE_KEY]``
   (a fold ensemble's SD of risks, else null), ``label``, ``label_name``, ``threshold``,
   ``threshold_source`` (where the threshold came from), ``label_meaning`` (what the number is:
   e.g. the risk of a TIRADS 4a or above rating, from metadata.json; neutral wording for an
-  export that does not say) and ``label_meaning_kind``, ``gradcam`` (a PNG data URL of the map
+  export that does not say) and ``label_meaning_kind``, ``shift`` (how far the image lies
+  from the development images, percent; null for an export without a shift reference),
+  ``unusual`` (shift above 99), ``shift_warning`` (the page's plain warning on an unusual
+  image, else null: the answer is still given) and ``shift_note``, ``gradcam`` (a PNG data URL of the map
   the exported model draws itself, its ``cam`` output, or null with ``gradcam_note`` saying
   why), ``notice``;
   with a segmentation network in the export (``segment.tflite``), ``outline`` / ``outlines`` (the
@@ -49,7 +52,7 @@ from thyroid.datasets.images import ImageError, decode_image_bytes
 from thyroid.deploy import NOTICE, middleware
 from thyroid.deploy.answer_wording import AnswerWording
 from thyroid.deploy.segment import TFLiteSegmenter
-from thyroid.deploy.predict import NO_CAM
+from thyroid.deploy.predict import NO_CAM, shift_note, shift_warning
 from thyroid.deploy.tflite_model import MAX_PIXELS, TFLiteModel
 from thyroid.io_utils import json_text
 
@@ -299,6 +302,7 @@ def health():
                     "folds": len(state.model.maps),
                     "gradcam": state.draws_gradcam,
                     "model_card": state.model.card_path is not None,
+                    "shift_reference": state.model.shift_reference is not None,
                     "segmentation": state.segmenter is not None})
 
 
@@ -313,8 +317,10 @@ def analyse(state, rgb):
         result = dict(prediction.as_dict(), gradcam=_data_url(drawn),
                       gradcam_layer=(state.model.metadata.get("cam") or {}).get("layer"))
     else:
-        result = dict(state.model.predict_prepared(prepared).as_dict(), gradcam=None,
-                      gradcam_note=state.gradcam_note)
+        prediction = state.model.predict_prepared(prepared)
+        result = dict(prediction.as_dict(), gradcam=None, gradcam_note=state.gradcam_note)
+    # An unusual image still gets its answer; the warning goes beside it.
+    result.update(shift_warning=shift_warning(prediction), shift_note=shift_note(prediction))
     if state.segmenter is not None:
         same_crop = state.segmenter.crop == ("scan" if state.model.crop == "roi" else state.model.crop)
         result.update(state.segmenter.locate(rgb, prepared.box if same_crop else None))

@@ -30,7 +30,9 @@ aggregates:
   ``delong_of_records(a, b)`` between two sets of records (a row and a variant of it).
 
 External records carry the fold ``EXTERNAL_FOLD`` (the refitted model) or ``ENSEMBLE_FOLD``
-(the fold ensemble, whose ``spread`` is the SD of its fold models' risks per image).
+(the fold ensemble, whose ``spread`` is the SD of its fold models' risks per image). Given
+each external image's shift score, an external row's figures add ``unusual_share``,
+``median_shift`` and ``auc_usual`` / ``auc_unusual`` (``shift_figures``).
 
 A row's figures are one ``RowFigures``, read by attribute: a figure renamed here and not where
 it is read fails there, instead of printing an empty cell.
@@ -43,6 +45,7 @@ import math
 import numpy as np
 
 from thyroid.stats import decision, metrics, patients
+from thyroid.stats.shift import is_unusual
 
 PREDICTION_COLUMNS = ("row_id", "repeat", "fold", "image", "patient_id", "label", "prob",
                       "risk", "spread", "threshold")
@@ -130,6 +133,17 @@ class RowFigures:
     auc_fold_sd: float | None = None
     p_vs_best: float | None = None
     best_row: bool = False
+    # External sets with a shift score (``shift_figures``): the share of unusual images, the
+    # median shift, and the AUC on the usual and the unusual images apart, with each side's
+    # images of each class (NaN AUC where a side has fewer than ``MIN_SHIFT_SIDE_CLASS``).
+    unusual_share: float | None = None
+    median_shift: float | None = None
+    auc_usual: float = NAN
+    auc_unusual: float = NAN
+    usual_benign: int | None = None
+    usual_malignant: int | None = None
+    unusual_benign: int | None = None
+    unusual_malignant: int | None = None
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -356,12 +370,42 @@ def delong_of_records(records_a, records_b):
     return _delong(_arrays(records_a), _arrays(records_b))
 
 
-def summarize_external(records, num_samples=1000, seed=0, fold=EXTERNAL_FOLD):
+def summarize_external(records, num_samples=1000, seed=0, fold=EXTERNAL_FOLD, shift=None):
     """{row_id: RowFigures} for the records whose fold is ``fold`` (``EXTERNAL_FOLD``: the
-    refitted models; ``ENSEMBLE_FOLD``: the fold ensembles)."""
+    refitted models; ``ENSEMBLE_FOLD``: the fold ensembles). ``shift``: {image: shift} of the
+    external images (``stats.shift``), which adds ``shift_figures``."""
     by_row = collections.defaultdict(list)
     for record in records:
         if str(record["fold"]) == fold:
             by_row[row_key(record["row_id"])].append(record)
-    return {row_id: _typed(_pooled_figures(_arrays(rows), num_samples, seed))
-            for row_id, rows in by_row.items()}
+    summaries = {}
+    for row_id, rows in by_row.items():
+        table = _arrays(rows)
+        figures = _pooled_figures(table, num_samples, seed)
+        if shift is not None:
+            figures.update(shift_figures(table, shift))
+        summaries[row_id] = _typed(figures)
+    return summaries
+
+
+# A side of the usual / unusual split needs this many images of each class for its AUC.
+MIN_SHIFT_SIDE_CLASS = 5
+
+
+def shift_figures(table, shift):
+    """One row's external figures by the shift score (``shift``: {image: shift percent}; one
+    score serves every row): the share of its images that are unusual, their median shift,
+    and its AUC on the usual and on the unusual images apart, each NaN where that side has
+    fewer than ``MIN_SHIFT_SIDE_CLASS`` images of a class (the counts say how many)."""
+    scored = np.array([image in shift for image in table["image"]], bool)
+    values = np.array([shift[image] for image in table["image"][scored]], np.float64)
+    labels, probs = table["label"][scored], table["prob"][scored]
+    unusual_mask = is_unusual(values)
+    figures = {"unusual_share": float(np.mean(unusual_mask)) if values.size else None,
+               "median_shift": float(np.median(values)) if values.size else None}
+    for side, mask in (("usual", ~unusual_mask), ("unusual", unusual_mask)):
+        counts = [int(np.sum(labels[mask] == label)) for label in (0, 1)]
+        figures[f"{side}_benign"], figures[f"{side}_malignant"] = counts
+        figures[f"auc_{side}"] = (metrics.auc_score(labels[mask], probs[mask])
+                                  if min(counts) >= MIN_SHIFT_SIDE_CLASS else NAN)
+    return figures

@@ -24,13 +24,12 @@ The reference is stored as ``shift_reference.npz`` (``reference_bytes``, read ba
 (the statistics leaf imports nothing of the package but ``compat``).
 """
 
+import contextlib
 import dataclasses
 import io
 import zipfile
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
-from threadpoolctl import threadpool_limits
 
 FILE_NAME = "shift_reference.npz"
 FORMAT = 1
@@ -44,6 +43,17 @@ MIN_REFERENCE_IMAGES = 5
 # second, where spinning threads on a machine busy with other jobs took many times longer.
 BLAS_THREADS = 1
 ARRAYS = ("format", "mean", "scale", "precision", "development_scores", "shrinkage", "features")
+
+
+def _one_blas_thread():
+    """At most ``BLAS_THREADS`` BLAS threads where threadpoolctl is installed (the research
+    install); the serving install, which only scores, runs without it (scikit-learn, which
+    brings it, is imported only to fit a reference)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=BLAS_THREADS, user_api="blas")
 
 
 class ShiftReferenceError(ValueError):
@@ -76,7 +86,7 @@ class Distance:
             raise ValueError(f"features have {values.shape[1]} columns; the reference was "
                              f"fitted on {self.mean.size}")
         centred = (values - self.mean) / self.scale
-        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        with _one_blas_thread():
             squared = np.sum((centred @ self.precision) * centred, axis=1)
         return np.sqrt(np.maximum(squared, 0.0))
 
@@ -87,9 +97,10 @@ def fit_distance(features):
     if values.shape[0] < MIN_REFERENCE_IMAGES:
         raise ValueError(f"a shift reference needs at least {MIN_REFERENCE_IMAGES} images, "
                          f"got {values.shape[0]}")
+    from sklearn.covariance import LedoitWolf
     mean = values.mean(axis=0)
     scale = np.maximum(values.std(axis=0), MIN_SCALE)
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+    with _one_blas_thread():
         estimator = LedoitWolf(assume_centered=True).fit((values - mean) / scale)
     return Distance(mean, scale, np.asarray(estimator.precision_, np.float64),
                     float(estimator.shrinkage_))

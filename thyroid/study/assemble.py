@@ -202,7 +202,19 @@ def _clinical(plan, results, assignment, pooled_payload):
                     if refit and refit.recalibration},
         external_by_model=by_model,
         external_check=_payload(results, job_id("external_check")),
-        external_name=_external_name(study), tirads_labels=tirads)
+        external_name=_external_name(study), tirads_labels=tirads,
+        shift_problem=_shift_problem(results))
+
+
+def _shift_problem(results):
+    """The shift job's status and note when it was planned and did not end ok, else None."""
+    one = job_id("shift")
+    if one not in results or _payload(results, one) is not None:
+        return None
+    result = results[one]
+    if result is None:
+        return "the shift job did not finish"
+    return f"the shift job {result.status}: {result.note}"
 
 
 def _write_cv_report(plan, results, rows):

@@ -7,7 +7,8 @@ import dataclasses
 import math
 
 from thyroid.stats import decision
-from thyroid.stats.pooled import RowFigures
+from thyroid.stats.pooled import MIN_SHIFT_SIDE_CLASS, RowFigures
+from thyroid.stats.shift import UNUSUAL_ABOVE
 from thyroid.stats.recalibration import MIN_IMAGES_PER_CLASS, RecalibrationMap
 from thyroid.study.figures import save_figure
 from thyroid.study.payloads import ExternalCheckPayload
@@ -144,6 +145,45 @@ def external_markdown(rows, by_model, final_model):
     return lines + [""]
 
 
+def _auc_with_counts(auc, benign, malignant):
+    """'0.71 (40 benign, 35 malignant)', or '— (3 benign, 2 malignant)' where the side has
+    too few images of a class for an AUC (``pooled.MIN_SHIFT_SIDE_CLASS``)."""
+    value = num(auc)
+    return f"{'—' if value is None else f'{value:.2f}'} ({benign} benign, {malignant} malignant)"
+
+
+def shift_markdown(rows, external, problem=None):
+    """The external set by the shift score, row by row (``external``: the final model's
+    figures by row): the share of unusual images, the median shift, and the AUC on the usual
+    and on the unusual images apart. Without shift figures: why (``problem``), or nothing."""
+    shifted = [(row, row_figures(external, row)) for row in rows]
+    shifted = [(row, f) for row, f in shifted if f is not None and f.unusual_share is not None]
+    if not shifted:
+        return [f"No shift score of the external images: {md(problem)}.", ""] if problem else []
+    lines = [SHIFT_NOTE, "",
+             "| # | Method | Unusual images | Median shift | AUC usual | AUC unusual |",
+             "|---|---|---|---|---|---|"]
+    for row, f in shifted:
+        unusual = f.unusual_benign + f.unusual_malignant
+        scored = unusual + f.usual_benign + f.usual_malignant
+        lines.append(
+            f"| {row.row_id} | {method_name(row)} | {100 * f.unusual_share:.0f} % ({unusual} of "
+            f"{scored}) | {plain(f, 'median_shift', 1)} | "
+            f"{_auc_with_counts(f.auc_usual, f.usual_benign, f.usual_malignant)} | "
+            f"{_auc_with_counts(f.auc_unusual, f.unusual_benign, f.unusual_malignant)} |")
+    return lines + [""]
+
+
+SHIFT_NOTE = (
+    "Shift score of the external images (`external_unusual_share`, `external_median_shift`, "
+    "`external_auc_usual`, `external_auc_unusual` in `summary.csv`): each image's distance "
+    "from the development images' features, as the percentage of development images (each "
+    "scored by a reference fitted without its fold) that lie nearer; one score serves every "
+    f"row. An image is unusual above {UNUSUAL_ABOVE:g}: far from the development images, "
+    "which does not make its answer wrong. Each side's AUC needs at least "
+    f"{MIN_SHIFT_SIDE_CLASS} images of each class; — otherwise, with the counts.")
+
+
 def _pairs_text(pairs, extra):
     shown = [f"{p['external']} = {p['development']}{extra(p)}" for p in pairs[:20]]
     more = f" and {len(pairs) - 20} more" if len(pairs) > 20 else ""
@@ -229,7 +269,8 @@ class ClinicalFacts:
     """What the clinical sections need beyond the pooled out-of-fold figures, all read from
     result files: ``refit_maps`` {row id: the refit's map (json)}; ``external_by_model``
     {"refit" | "folds": {row id: external figures}}; ``external_check`` (the check job's
-    payload) and ``external_name``; ``tirads_labels``: a DDTI(-style) source is involved."""
+    payload) and ``external_name``; ``tirads_labels``: a DDTI(-style) source is involved;
+    ``shift_problem``: why a planned shift job left no score (its status and note), or None."""
     recalibrate: str = "logistic"
     final_model: str = "refit"
     refit_maps: dict = dataclasses.field(default_factory=dict)
@@ -237,6 +278,7 @@ class ClinicalFacts:
     external_check: ExternalCheckPayload | None = None
     external_name: str | None = None
     tirads_labels: bool = False
+    shift_problem: str | None = None
 
 
 def design_lines(clinical):

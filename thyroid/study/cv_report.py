@@ -186,6 +186,7 @@ def _external_sections(rows, external, clinical):
              "columns of `summary.csv`.", ""]
     by_model = clinical.external_by_model or {clinical.final_model: external}
     lines += clinical_report.external_markdown(rows, by_model, clinical.final_model)
+    lines += clinical_report.shift_markdown(rows, external, clinical.shift_problem)
     lines += [f"Net benefit on the external set ({clinical_report.MODEL_NAMES[clinical.final_model]}):",
               ""]
     lines += clinical_report.decision_markdown(rows, external)

@@ -276,6 +276,8 @@ def run_export(plan, job):
     row_id, train_dir = choice
     output_dir = _path(plan, MOBILE_DIR)
     source = threshold_source(plan, job, row_id)
+    shift = shift_result(plan, job)
+    reference = shift.reference if shift else None
     if plan.cross_validated and plan.study.final_model == "folds":
         fits = [input_id for input_id in job.inputs if plan.job(input_id).row_id == row_id
                 and plan.job(input_id).repeat == 0]
@@ -284,14 +286,14 @@ def run_export(plan, job):
             [fold_train_dir(plan, row_id, f.repeat, f.fold) for f in folds_done],
             [RecalibrationMap.from_json(f.recalibration) for f in folds_done],
             fitting.refit_settings(folds_done)[0], output_dir, source,
-            study=study_facts(plan, row_id, len(folds_done)))
+            study=study_facts(plan, row_id, len(folds_done)), shift_reference=reference)
         facts = payloads.ExportPayload(paths.model, row_id, False, len(folds_done),
-                                       paths.layout)
+                                       paths.layout, shift_reference=paths.shift_reference)
     else:
-        export_model(train_dir, output_dir, quantize="none", threshold_source=source,
-                     study=study_facts(plan, row_id))
-        facts = payloads.ExportPayload(os.path.join(output_dir, "model.tflite"), row_id,
-                                       plan.cross_validated)
+        paths = export_model(train_dir, output_dir, quantize="none", threshold_source=source,
+                             study=study_facts(plan, row_id), shift_reference=reference)
+        facts = payloads.ExportPayload(paths.model, row_id, plan.cross_validated,
+                                       shift_reference=paths.shift_reference)
     return Outcome(dataclasses.replace(facts, segment=_export_segment(plan, job, output_dir)))
 
 
@@ -302,6 +304,15 @@ def _export_segment(plan, job, output_dir):
         return None
     from thyroid.deploy.segment import export_segmentation
     return export_segmentation(_path(plan, SEGMENT_DIR), output_dir)
+
+
+def shift_result(plan, job):
+    """The ``ShiftPayload`` of the job's ``shift`` input, or None (none planned, or it did not
+    end ok: the export then carries no reference, the report no shift figures)."""
+    shift = job_id("shift")
+    if shift not in job.inputs or not _ok(plan, shift):
+        return None
+    return read_result(plan.run_dir, shift).payload
 
 
 def run_pooled(plan, job):
@@ -315,7 +326,9 @@ def run_pooled(plan, job):
     final = plan.study.final_model
     if not plan.study.external:
         return Outcome(payloads.PooledPayload(summaries, final))
-    by_model = {name: pooled.summarize_external(records, samples, seed, fold)
+    shift = shift_result(plan, job)
+    by_model = {name: pooled.summarize_external(records, samples, seed, fold,
+                                                shift.external if shift else None)
                 for name, fold in (("refit", pooled.EXTERNAL_FOLD),
                                    ("folds", pooled.ENSEMBLE_FOLD))}
     return Outcome(payloads.PooledPayload(summaries, final, by_model[final], by_model["refit"],

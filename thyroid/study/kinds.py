@@ -31,6 +31,8 @@ Where each job writes (``outputs``: what must still be there for a job to count 
   in its result
 - ``segment`` (row 12 with an export): <run>/train/segment, the segmentation network on every
   outlined image, exported beside the classifier
+- ``shift`` (with an export or an external set, and an EfficientNet-Lite0 row): <run>/shift,
+  the development images' shift reference and every image's shift score (``study.shift_scores``)
 - ``pooled``: the pooled out-of-fold (and external) statistics, in its result
 - ``export``: <run>/mobile; ``report``: summary.* in <run>
 """
@@ -40,6 +42,7 @@ import os
 import typing
 from typing import Callable
 
+from thyroid.stats.shift import FILE_NAME as SHIFT_REFERENCE
 from thyroid.study import data_record, payloads
 from thyroid.study import compared_kinds
 from thyroid.study.jobspec import RECORDS_FILE, Job, ids, job_dir, job_id, row_stage
@@ -53,6 +56,7 @@ JOBS_MODULE = "thyroid.study.jobs"
 # Where the jobs write inside the run folder (see above).
 SHARDS_DIR, EXTERNAL_DIR, TRAIN_DIR, MOBILE_DIR = "shards", "external_shards", "train", "mobile"
 OUTLINES_DIR, SEGMENT_DIR, VARIANT_DIR = "outlines", os.path.join("train", "segment"), "variants"
+SHIFT_DIR = "shift"
 SYNTHETIC_DIR, SUMMARY_FILE = "synthetic", "summary.md"
 
 
@@ -213,11 +217,32 @@ def _plan_robustness(study, planned):
                 row.id) for row in external_rows(study)]
 
 
+# The network whose frozen ImageNet prefix gives the shift score's features
+# (``training.shift_features.MODEL``).
+SHIFT_MODEL = "efficientnet_lite0"
+
+
+def shift_row(study):
+    """The row whose network and input size the shift score uses: the first selected
+    fine-tuned EfficientNet-Lite0 row (an export of it carries the reference), else the first
+    EfficientNet-Lite0 row, else None (the study fetches no checkpoint for it)."""
+    rows = [row for row in study.selected_rows() if row.model == SHIFT_MODEL]
+    return next((row for row in rows if row.mode == "finetune"), rows[0] if rows else None)
+
+
+def _plan_shift(study, planned):
+    """One shift score for every row, when something reads it: the export or external sets."""
+    if not (study.cross_validated and (study.export or study.external) and shift_row(study)):
+        return []
+    inputs = (job_id("shards"), job_id("checkpoints")) + ids(planned, "external_shards")
+    return [Job("shift", "shift score", inputs)]
+
+
 def _plan_pooled(study, planned):
     if not study.cross_validated:
         return []
     inputs = ids(planned, "fit") + tuple(job.id for job in planned if job.kind in (
-        "external_check", "refit", "ensemble"))
+        "external_check", "refit", "ensemble", "shift"))
     return [Job("pooled", REPORT_STAGE, inputs)]
 
 
@@ -236,8 +261,10 @@ def _plan_export(study, planned):
     inputs = tuple(i for row_id in candidates for i in ids(planned, "fit", row_id))
     if study.cross_validated and study.final_model == "refit":
         inputs += tuple(i for row_id in candidates for i in ids(planned, "refit", row_id))
-    # The pooled figures go in the export's model card (card_facts).
-    return [Job("export", "export", inputs + ids(planned, "pooled") + ids(planned, "segment"))]
+    # The pooled figures go in the export's model card (card_facts); the shift reference in
+    # the export itself.
+    return [Job("export", "export", inputs + ids(planned, "pooled") + ids(planned, "segment")
+                + ids(planned, "shift"))]
 
 
 def _plan_report(study, planned):
@@ -305,6 +332,8 @@ for _entry in (
               outputs=lambda plan, job, payload: [
                   os.path.join(plan.run_dir, VARIANT_DIR, job.variant)]),
         _kind("robustness", _plan_robustness, payloads.RobustnessPayload),
+        JobKind("shift", "thyroid.study.shift_scores:run_shift", _plan_shift,
+                payloads.ShiftPayload, gpu=True, outputs=_under(SHIFT_DIR, SHIFT_REFERENCE)),
         _kind("pooled", _plan_pooled, payloads.PooledPayload, summary=True),
         _kind("segment", _plan_segment, payloads.SegmentPayload, outputs=_under(SEGMENT_DIR)),
         _kind("export", _plan_export, payloads.ExportPayload, gpu=True, summary=True,

@@ -130,6 +130,19 @@ class SegmentPayload:
 
 
 @dataclasses.dataclass(frozen=True)
+class ShiftPayload:
+    """shift (study.shift_scores): the development images' reference, cross-fitted over the
+    study's folds (``reference``: its shift_reference.npz; ``features``: what its features
+    are), the per-image scores file, and each external image's shift (percent) by image key."""
+    reference: str
+    features: str
+    development_images: int
+    development_unusual: int
+    scores: str
+    external: dict[str, float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportPayload:
     """export: the model file, or None when no row could be exported."""
     exported: str | None = None
@@ -138,6 +151,7 @@ class ExportPayload:
     folds: int | None = None
     layout: str | None = None
     segment: str | None = None  # segment.tflite beside it (row 12)
+    shift_reference: str | None = None  # shift_reference.npz in the export, when it has one
 
 
 @dataclasses.dataclass(frozen=True)

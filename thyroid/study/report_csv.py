@@ -65,7 +65,11 @@ _CV_FIGURES = (["auc", "auc_ci_low", "auc_ci_high", "auc_fold_mean", "auc_fold_s
 _EXTERNAL_BY_MODEL = ["external_auc_refit", "external_auc_folds", "external_spread_mean_folds"]
 _AT_0_5 = [name.replace("_ci", "_at_0_5_ci") if "_ci" in name else f"{name}_at_0_5"
            for name in _RATES_WITH_CI]
-_EXTERNAL = [f"external_{name}" for name in _CV_FIGURES
+# The external images by the shift score (pooled.shift_figures): an AUC is blank where its
+# side has too few images of a class, whose counts follow.
+_SHIFT = ["unusual_share", "median_shift", "auc_usual", "auc_unusual", "usual_benign",
+          "usual_malignant", "unusual_benign", "unusual_malignant"]
+_EXTERNAL = [f"external_{name}" for name in _CV_FIGURES + _SHIFT
              if name not in ("auc_fold_mean", "auc_fold_sd", "threshold")]
 CV_CSV_COLUMNS = (["row_id", "model", "mode", "status"] + _CV_FIGURES + ["p_vs_best"]
                   + _AT_0_5 + ["images", "patients", "checkpoint", "note"])

@@ -18,6 +18,8 @@ POOLED_LAYERS = "pooled_layers"
 OUTPUTS = (BOTTLENECK, FROZEN_PREFIX, POOLED_LAYERS)
 # How POOLED_LAYERS are reduced; part of their cache key, so a change never reads old values.
 LAYER_POOLING = "mean_sd_over_space_mirror_averaged"
+# How the frozen prefix's output becomes one vector per image (``prefix_features_of``).
+PREFIX_POOLING = "mean_over_space"
 
 
 def resolve_checkpoint(checkpoint_path):
@@ -61,6 +63,16 @@ def pooled_layer_tensor(spec, inputs, layers):
         parts += [mean, tf.sqrt(variance + 1e-8)]
     image, mirror = tf.split(tf.concat(parts, axis=1), 2, axis=0)
     return (image + mirror) / 2.0
+
+
+def prefix_features_of(prefix_maps):
+    """[N, h, w, C] frozen prefix outputs -> [N, C]: each channel's mean over space
+    (``PREFIX_POOLING``). The one definition of the vector an export's ``features`` output
+    gives (a graph tensor there) and the shift score's features (``training.shift_features``:
+    numpy arrays of the cached ``FROZEN_PREFIX`` output, averaged in float64)."""
+    if isinstance(prefix_maps, np.ndarray):
+        return prefix_maps.mean(axis=(1, 2), dtype=np.float64)
+    return tf.reduce_mean(prefix_maps, axis=[1, 2])
 
 
 def output_tensors(spec, inputs, outputs, layers=()):

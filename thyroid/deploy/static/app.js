@@ -27,6 +27,13 @@
     label.textContent = data.label_name;
     label.className = data.label_name;
     document.getElementById("threshold").textContent = String(data.threshold);
+    // An unusual image keeps its answer; the warning says it lies far from the development images.
+    var warning = document.getElementById("shift-warning");
+    warning.textContent = data.shift_warning || "";
+    warning.hidden = !data.shift_warning;
+    var shiftNote = document.getElementById("shift-note");
+    shiftNote.textContent = data.shift_note || "";
+    shiftNote.dataset.shift = data.shift === null || data.shift === undefined ? "" : String(data.shift);
     var figure = document.getElementById("gradcam-figure");
     var note = document.getElementById("gradcam-note");
     if (data.gradcam) {
