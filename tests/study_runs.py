@@ -60,6 +60,30 @@ def comparable_summary(run_dir):
             for row_id, row in read_rows(run_dir).items()}
 
 
+def same_summary_row(a, b, ignore=(), relative=1e-5):
+    """Two summary.csv rows alike: the same columns, text equal, numbers within one unit of
+    the sixth significant digit they are written with (runs whose probabilities agree to
+    1e-6, not bit for bit, may round a figure's last digit apart)."""
+    if set(a) - set(ignore) != set(b) - set(ignore):
+        return False
+    for name in set(a) - set(ignore):
+        if a[name] == b[name]:
+            continue
+        try:
+            x, y = float(a[name]), float(b[name])
+        except ValueError:
+            return False
+        if abs(x - y) > relative * max(abs(x), abs(y)):
+            return False
+    return True
+
+
+def same_summaries(run_a, run_b):
+    """summary.csv of two runs alike row by row (``same_summary_row``), timing aside."""
+    a, b = comparable_summary(run_a), comparable_summary(run_b)
+    return set(a) == set(b) and all(same_summary_row(a[row], b[row]) for row in a)
+
+
 def same_predictions(run_a, run_b, tolerance=1e-6):
     """Same rows, repeats, folds, images, patients and labels; probabilities, risks and
     thresholds within ``tolerance``."""

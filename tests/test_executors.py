@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from study_runs import (QUICK_REFERENCE_FLAGS, REPO, comparable_summary, read_rows, run_study,
-                        same_predictions, study_command)
+from study_runs import (QUICK_REFERENCE_FLAGS, REPO, read_rows, run_study, same_predictions,
+                        same_summaries, study_command)
 
 # The test cluster listens on loopback; keep Ray from rewriting its address (read at import).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -80,7 +80,7 @@ def test_ray_executor_on_a_local_ray_gives_the_local_predictions(quick_study, tm
     done, ray_dir = run_study(tmp_path, "--executor=ray", *QUICK_REFERENCE_FLAGS,
                               checkpoint_dir=local_dir.parent / "checkpoints")
     assert same_predictions(local_dir, ray_dir)
-    assert comparable_summary(local_dir) == comparable_summary(ray_dir)
+    assert same_summaries(local_dir, ray_dir)
     assert "ray executor" in done.stderr
 
 
@@ -105,7 +105,7 @@ def test_the_local_executor_killed_and_resumed_redoes_no_committed_job(tmp_path,
     for job_id, (mtime, data) in before.items():
         assert after[job_id] == (mtime, data), job_id  # committed jobs were not run again
     assert same_predictions(reference, resumed)
-    assert comparable_summary(reference) == comparable_summary(resumed)
+    assert same_summaries(reference, resumed)
 
 
 def test_sigterm_stops_the_study_saying_how_to_resume(tmp_path):
@@ -166,7 +166,7 @@ def test_a_two_node_cluster_survives_losing_a_node(cluster, tmp_path, checkpoint
     cluster.wait_for_nodes()
     assert process.returncode == 0, log_tail(process)
     assert same_predictions(reference, output / "run")
-    assert comparable_summary(reference) == comparable_summary(output / "run")
+    assert same_summaries(reference, output / "run")
 
 
 def test_a_driver_killed_on_a_cluster_resumes_there(cluster, tmp_path, checkpoints):

@@ -225,7 +225,9 @@ def test_predict_reports_a_bad_dicom_and_still_predicts_the_good_image(tmp_path)
     model.crop, model.image_size, model.threshold, model.labels = "scan", 32, 0.5, ("b", "m")
     from thyroid.stats.recalibration import RecalibrationMap
     model.maps = [RecalibrationMap()]  # one model, risk = its score
-    model.fold_probabilities = lambda net_inputs: np.full([len(net_inputs), 1], 0.75)
+    model.shift_reference = None
+    # The model file's run stands in: one score, no map, no features.
+    model.outputs = lambda net_input: tflite_model.Outputs(np.array([0.75]), None, None, None)
     good = _save(tmp_path / "good.png", _gradient(255, np.uint8, (64, 80)))
     bad = _bad_dicoms(tmp_path)
     results = predict.predict_files(model, bad + [good])

@@ -14,7 +14,8 @@ import pytest
 
 from ray_head import (clean_env, descendants, free_port, is_loopback, listening_addresses,
                       start_head, stop_head)
-from study_runs import REPO, comparable_summary, read_predictions, study_command
+from study_runs import (REPO, comparable_summary, read_predictions, same_summary_row,
+                        study_command)
 
 pytest.importorskip("ray", reason="the Ray tests need Ray (pip install -e .[test])")
 
@@ -84,8 +85,7 @@ def test_the_study_joins_a_head_started_with_ray_start(head, quick_study, tmp_pa
     summary, local_summary = comparable_summary(ray_dir), comparable_summary(local_dir)
     assert {int(r) for r in ROWS} == set(summary)
     for row, values in summary.items():  # p_vs_best compares with the best row run
-        assert {k: v for k, v in values.items() if k != "p_vs_best"} == \
-            {k: v for k, v in local_summary[row].items() if k != "p_vs_best"}, row
+        assert same_summary_row(values, local_summary[row], ignore=("p_vs_best",)), row
     fit = json.loads(next((ray_dir / "jobs").glob("fit-8-*/result.json")).read_text())
     assert fit["worker"]["node"], fit  # it ran as a Ray task on the head's node
 
