@@ -209,7 +209,7 @@ def test_workers_end_when_their_parent_is_killed(synthetic_root, tmp_path):
     build = subprocess.Popen(
         [sys.executable, "-m", "thyroid.build_tfrecords", f"--ddti_dir={synthetic_root / 'ddti'}",
          f"--local_dir={synthetic_root / 'local'}", f"--output_dir={tmp_path / 'out'}",
-         "--augment_copies=8", "--num_workers=2"],
+         "--augment_copies=60", "--num_workers=2"],  # work for far longer than the wait
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     spawned = {}
     try:
@@ -219,7 +219,7 @@ def test_workers_end_when_their_parent_is_killed(synthetic_root, tmp_path):
                        if "multiprocessing" in line and "resource_tracker" not in line}
             time.sleep(0.05)
         assert len(spawned) == 2, "the build's two workers did not start"
-        time.sleep(1.0)  # started and at work
+        time.sleep(0.5)  # started and at work
         assert build.poll() is None, "the build ended before it could be killed"
         spawned = _children(build.pid)  # the workers and multiprocessing's resource tracker
         os.kill(build.pid, signal.SIGKILL)

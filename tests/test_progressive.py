@@ -4,6 +4,7 @@ row 10 on the same folds with DeLong's test between them; a study on the shared 
 images is refused in one line naming the count; flags that cannot go together are refused
 before any work."""
 
+import pathlib
 import re
 import subprocess
 
@@ -69,3 +70,48 @@ def test_init_from_is_refused_before_any_work(tmp_path, capsys, flags, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and words in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def _copy_of_what_row_14_reads(previous, destination):
+    """A copy of the previous run's export result, the checkpoint it converted and its shards'
+    manifest: all ``previous_run`` needs (the shared run itself must stay as it is)."""
+    import shutil
+    from thyroid.study.previous_run import previous_run
+    found = previous_run(str(previous))
+    wanted = [previous / "jobs" / "export" / "result.json",
+              pathlib.Path(found.shards_dir) / "manifest.json",
+              pathlib.Path(found.train_dir) / "checkpoint",
+              *pathlib.Path(found.train_dir).glob(pathlib.Path(found.checkpoint).name + ".*")]
+    for path in wanted:
+        target = destination / path.relative_to(previous)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return previous_run(str(destination))
+
+
+def test_a_changed_previous_checkpoint_is_a_change_of_the_studys_data(quick_study, tmp_path):
+    """--resume refuses a run whose previous run's checkpoint or images changed since it was
+    planned, as it does for the data folders; the shards job's fingerprint covers them."""
+    from thyroid.study import data_record, kinds
+    from thyroid.study.config import StudyConfig
+    _, previous = quick_study
+    copy = _copy_of_what_row_14_reads(previous, tmp_path / "previous")
+    study = StudyConfig(init_from=copy.run_dir)
+    recorded = data_record.record_sources(study)
+    names = sorted(entry.path for entry in recorded["--init_from"])
+    assert any(name.endswith(".index") for name in names) and \
+        any(".data-" in name for name in names) and "shards/manifest.json" in names, names
+    assert not data_record.is_external("--init_from")
+    assert kinds.get("shards").sources("--init_from")
+    assert data_record.compare(recorded, data_record.record_sources(study, recorded)) == []
+    weights = next(pathlib.Path(copy.checkpoint).parent.glob(
+        pathlib.Path(copy.checkpoint).name + ".data-*"))
+    changed = bytearray(weights.read_bytes())
+    changed[-1] ^= 1
+    weights.write_bytes(bytes(changed))
+    assert data_record.compare(recorded, data_record.record_sources(study, recorded)) == [
+        data_record.DataChange("--init_from", added=0, removed=0, modified=1)]
+    (tmp_path / "previous" / "jobs" / "export" / "result.json").unlink()
+    changes = data_record.compare(recorded, data_record.record_sources(study, recorded))
+    assert changes == [data_record.DataChange("--init_from", added=0, removed=len(names),
+                                              modified=0)]

@@ -1,6 +1,8 @@
 """What a run was planned on: every file of the user's data sources, by content.
 
-The plan records it (``plan.json``'s ``sources``). ``--resume`` compares the data with it
+The plan records it (``plan.json``'s ``sources``), and with ``--init_from`` the files this
+study reads from the previous run (the checkpoint row 14 starts from and the manifest of the
+images the overlap check compares). ``--resume`` compares the data with it
 before anything in the run folder is touched and refuses, naming what changed, when a file was
 added, removed or its bytes changed: the jobs already committed were built from the recorded
 data, and rebuilding part of a finished run from other data would mix two datasets in one
@@ -13,6 +15,7 @@ time differ from the record, so resuming an unchanged run costs a directory walk
 
 import csv
 import dataclasses
+import glob
 import os
 
 from thyroid.io_utils import file_sha256
@@ -42,6 +45,9 @@ class DataChange:
 # The names under which the development sources are recorded (the external ones are named
 # "external <kind>=<path>").
 DEVELOPMENT_SOURCES = ("--ddti_dir", "--local_dir", "--image_dir", "--csv")
+EXTERNAL_PREFIX = "external "
+# The previous run a progressive-transfer study starts from.
+PREVIOUS_RUN_SOURCE = "--init_from"
 
 
 def is_development(name):
@@ -49,7 +55,11 @@ def is_development(name):
 
 
 def is_external(name):
-    return name not in DEVELOPMENT_SOURCES
+    return name.startswith(EXTERNAL_PREFIX)
+
+
+def is_previous_run(name):
+    return name == PREVIOUS_RUN_SOURCE
 
 
 def study_sources(study):
@@ -64,7 +74,9 @@ def study_sources(study):
     if study.csv:
         sources["--csv"] = study.csv
     for kind, path in study.external:
-        sources[f"external {kind}={path}"] = path
+        sources[f"{EXTERNAL_PREFIX}{kind}={path}"] = path
+    if study.init_from:
+        sources[PREVIOUS_RUN_SOURCE] = study.init_from
     return sources
 
 
@@ -95,7 +107,24 @@ def _walk_files(folder):
     return files
 
 
-def _source_files(path):
+def _previous_run_files(run_dir):
+    """The previous run's files this study reads: every file of the checkpoint its export
+    converted and its shards' manifest; none when it is no longer a run row 14 can start
+    from (the comparison then counts them removed)."""
+    from thyroid.datasets.shards import MANIFEST_NAME
+    from thyroid.study.previous_run import PreviousRunError, previous_run
+    try:
+        previous = previous_run(run_dir)
+    except PreviousRunError:
+        return []
+    files = sorted(glob.glob(glob.escape(previous.checkpoint) + ".*"))
+    files.append(os.path.join(previous.shards_dir, MANIFEST_NAME))
+    return [(os.path.relpath(full, previous.run_dir), full) for full in files]
+
+
+def _source_files(path, name=None):
+    if is_previous_run(name):
+        return _previous_run_files(path)
     if os.path.isdir(path):
         return _walk_files(path)
     if os.path.isfile(path):
@@ -122,11 +151,11 @@ def _entry(name, full, known):
     return FileEntry(name, stat.st_size, stat.st_mtime_ns, digest)
 
 
-def record_source(path, known=None):
-    """Sorted FileEntry of every regular file of one source."""
+def record_source(path, known=None, source=None):
+    """Sorted FileEntry of every regular file of one source (``source``: its name)."""
     known = {entry.path: entry for entry in known or ()}
     entries = {}
-    for name, full in _source_files(path):
+    for name, full in _source_files(path, source):
         entry = _entry(name, full, known)
         if entry is not None:
             entries[name] = entry
@@ -136,7 +165,7 @@ def record_source(path, known=None):
 def record_sources(study, known=None):
     """{source name: [FileEntry, ...]} of the study's data now."""
     known = known or {}
-    return {name: record_source(path, known.get(name)) for name, path in
+    return {name: record_source(path, known.get(name), name) for name, path in
             study_sources(study).items()}
 
 

@@ -33,7 +33,10 @@ def _source_listing(plan, job):
     if reads is None:
         return None
     record = plan.sources or {}
-    return data_record.content_listing(record, [name for name in record if reads(name)])
+    listing = data_record.content_listing(record, [name for name in record if reads(name)])
+    # None when it reads none of this study's sources (the shards job without --init_from),
+    # so runs planned before that job read one keep their fingerprints.
+    return listing or None
 
 
 def job_fingerprint(plan, job):

@@ -315,8 +315,10 @@ def _kind(name, plan, payload, **facts):
 for _entry in (
         _kind("data", _plan_data, payloads.Sources, sources=data_record.is_development,
               outputs=_data_outputs),
+        # With --init_from the shards job checks this study's images against the previous
+        # run's, and the rows after it start from that run's checkpoint.
         _kind("shards", _plan_shards, payloads.ShardsPayload,
-              outputs=_under(SHARDS_DIR, "manifest.json")),
+              sources=data_record.is_previous_run, outputs=_under(SHARDS_DIR, "manifest.json")),
         _kind("external_shards", _plan_external_shards, payloads.ShardsPayload,
               sources=data_record.is_external, outputs=_under(EXTERNAL_DIR, "manifest.json")),
         _kind("checkpoints", _plan_checkpoints, payloads.CheckpointsPayload),
