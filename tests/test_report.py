@@ -122,12 +122,30 @@ def test_summary_markdown_content(tmp_path):
         assert row.label in md
 
 
+def test_the_single_split_report_opens_with_its_findings(tmp_path):
+    """The best row by test-set AUC, with the results table's own figure, comes before the
+    results, and the run's details come last."""
+    rows = _fake_rows()
+    single_split_report.write_report(str(tmp_path), rows, RUN_INFO)
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[:2] == ["## Findings", "## Results (test set)"]
+    assert headings[-1] == "## Run"
+    best = max((r for r in rows if r.status == "ok"), key=lambda r: r.metrics["auc"]["value"])
+    auc = best.metrics["auc"]
+    line = next(line for line in text.splitlines() if line.startswith("- Best row"))
+    assert line.startswith(f"- Best row by test-set AUC: {best.row_id} (")
+    assert f"AUC {auc['value']:.2f} [{auc['ci95'][0]:.2f}, {auc['ci95'][1]:.2f}]" in line
+    assert "Image-level split" not in text.split("## Results")[0]
+
+
 def test_image_level_protocol_warns(tmp_path):
     info = dict(RUN_INFO, protocol="image-level (paper's protocol)")
     single_split_report.write_report(str(tmp_path), _fake_rows(), info)
     md = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "Warning: image-level protocol" in md
     assert "leaks patients" in md
+    assert "**Image-level split**" in md.split("## Results")[0]  # in the findings
 
 
 def test_manifest_counts_and_warning(tmp_path):

@@ -77,11 +77,40 @@ def _split_table(split_summary):
     return lines + [""]
 
 
+def _with_protocol(run_info):
+    """``run_info`` with the manifest's protocol when it names none itself."""
+    manifest = run_info.get("manifest") if isinstance(run_info.get("manifest"), dict) else {}
+    if "protocol" not in run_info and manifest.get("protocol"):
+        return dict(run_info, protocol=manifest["protocol"])
+    return run_info
+
+
+def _findings_section(rows, run_info):
+    """The answer first: the best row by test-set AUC with its interval, what one split
+    cannot tell, and the image-level warning where it applies (the figures are the results
+    table's own entries)."""
+    lines = ["## Findings", ""]
+    scored = [r for r in rows if r.status == "ok" and r.metrics
+              and (metric_entry(r, "auc") or {}).get("value") is not None]
+    if scored:
+        best = max(scored, key=lambda r: metric_entry(r, "auc")["value"])
+        lines.append(f"- Best row by test-set AUC: {best.row_id} ({md(best.label)}), AUC "
+                     f"{metric_text.format_value(metric_entry(best, 'auc'))} (95% CI).")
+        lines.append("- One train/validation/test split: rows are not compared by a test, "
+                     "and the intervals are wide; the cross-validated protocol (the default) "
+                     "pools every patient and compares rows by DeLong's test.")
+    else:
+        lines.append("- No row was evaluated (see the rows not run below).")
+    if is_image_level(_with_protocol(run_info)):
+        lines.append("- **Image-level split**: patients leak across the split, so every figure "
+                     "is optimistic (see the warning below).")
+    return lines + [""]
+
+
 def _run_section(run_info):
     """The "Run" table, the leakage warning and the split counts of a single-split study."""
     manifest = run_info.get("manifest") if isinstance(run_info.get("manifest"), dict) else {}
-    if "protocol" not in run_info and manifest.get("protocol"):
-        run_info = dict(run_info, protocol=manifest["protocol"])
+    run_info = _with_protocol(run_info)
     lines = ["## Run", "", "| | |", "|---|---|"]
     shown = {"image_level", "manifest"}
     for key in _RUN_INFO_ORDER:
@@ -169,15 +198,17 @@ def _paper_section(rows):
 
 
 def summary_markdown(rows, run_info):
-    """summary.md of a single-split study: run, results, rows not run, the paper, plots."""
+    """summary.md of a single-split study: the findings, the results and their plots, rows
+    not run, the paper; the run's details last."""
     lines = ["# Thyroid ultrasound study: results", ""]
-    lines += _run_section(run_info)
+    lines += _findings_section(rows, run_info)
     lines += _test_results_section(rows)
-    lines += _not_run_section(rows)
-    lines += _paper_section(rows)
     lines += ["## Plots", "",
               f"- [ROC curves]({ROC_PNG})",
               f"- [Confusion matrices]({CONFUSION_PNG})", ""]
+    lines += _not_run_section(rows)
+    lines += _paper_section(rows)
+    lines += _run_section(run_info)
     return "\n".join(lines)
 
 
