@@ -257,6 +257,33 @@ def test_external_validation_scores_the_refit_and_the_fold_ensemble(tmp_path):
     assert (run_dir / "mobile" / "shift_reference.npz").read_bytes() == (
         run_dir / "shift" / "shift_reference.npz").read_bytes()
     check_external_shift(run_dir, rows, ensemble, summary, planted)
+    check_adapting_a_fold_ensemble(run_dir, tmp_path)
+
+
+def check_adapting_a_fold_ensemble(run_dir, tmp_path):
+    """``thyroid.adapt`` on the fold-ensemble export: the adapted export answers with one
+    score (the members' mean through the site's map, or the new head on the members' shared
+    features), a heat map, and the model card says what it was adapted from."""
+    from thyroid import adapt, predict
+    from thyroid.datasets import synthetic, synthetic_scans
+    from thyroid.deploy.tflite_model import TFLiteModel
+    site = tmp_path / "site"
+    synthetic.write_class_folders(str(site), 60, 33, 280, 180, look=synthetic_scans.OTHER_SCANNER)
+    adapted = tmp_path / "adapted"
+    assert adapt.main(["adapt", f"--model={run_dir / 'mobile'}", f"--image_dir={site}",
+                       f"--output_dir={adapted}", f"--checkpoint_dir={tmp_path / 'checkpoints'}",
+                       "--num_bootstrap=100"]) == 0
+    metadata = json.loads((adapted / "metadata.json").read_text())
+    assert metadata["adaptation"]["adapted_from"] == str(run_dir / "mobile")
+    assert metadata["adaptation"]["measured"]["images"] == 60
+    model = TFLiteModel.load(str(adapted))
+    assert len(model.maps) == 1 and model.has_cam
+    paths = sorted(str(p) for p in site.glob("*/*.jpg"))[:3]
+    out = tmp_path / "adapted.csv"
+    assert predict.main(["predict", f"--model={adapted}", f"--csv={out}", *paths]) == 0
+    answers = out.read_text().splitlines()[1:]
+    assert len(answers) == 3 and all(0.0 <= float(a.split(",")[1]) <= 1.0 for a in answers)
+    assert "## Adapted to a site" in (adapted / "MODEL_CARD.md").read_text()
 
 
 def check_external_shift(run_dir, rows, scored, summary, planted):
