@@ -92,7 +92,7 @@ def _copy_of_what_row_14_reads(previous, destination):
 def test_a_changed_previous_checkpoint_is_a_change_of_the_studys_data(quick_study, tmp_path):
     """--resume refuses a run whose previous run's checkpoint or images changed since it was
     planned, as it does for the data folders; the shards job's fingerprint covers them."""
-    from thyroid.study import data_record, kinds
+    from thyroid.study import data_record, kinds, source_names
     from thyroid.study.config import StudyConfig
     _, previous = quick_study
     copy = _copy_of_what_row_14_reads(previous, tmp_path / "previous")
@@ -101,7 +101,7 @@ def test_a_changed_previous_checkpoint_is_a_change_of_the_studys_data(quick_stud
     names = sorted(entry.path for entry in recorded["--init_from"])
     assert any(name.endswith(".index") for name in names) and \
         any(".data-" in name for name in names) and "shards/manifest.json" in names, names
-    assert not data_record.is_external("--init_from")
+    assert not source_names.is_external("--init_from")
     assert kinds.get("shards").sources("--init_from")
     assert data_record.compare(recorded, data_record.record_sources(study, recorded)) == []
     weights = next(pathlib.Path(copy.checkpoint).parent.glob(

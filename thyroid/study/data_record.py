@@ -19,6 +19,7 @@ import glob
 import os
 
 from thyroid.io_utils import file_sha256
+from thyroid.study.source_names import EXTERNAL_PREFIX, PREVIOUS_RUN_SOURCE, is_previous_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,26 +41,6 @@ class DataChange:
     def phrase(self):
         return (f"{self.source}: {self.added} file(s) added, {self.removed} removed, "
                 f"{self.modified} modified")
-
-
-# The names under which the development sources are recorded (the external ones are named
-# "external <kind>=<path>").
-DEVELOPMENT_SOURCES = ("--ddti_dir", "--local_dir", "--image_dir", "--csv")
-EXTERNAL_PREFIX = "external "
-# The previous run a progressive-transfer study starts from.
-PREVIOUS_RUN_SOURCE = "--init_from"
-
-
-def is_development(name):
-    return name in DEVELOPMENT_SOURCES
-
-
-def is_external(name):
-    return name.startswith(EXTERNAL_PREFIX)
-
-
-def is_previous_run(name):
-    return name == PREVIOUS_RUN_SOURCE
 
 
 def study_sources(study):

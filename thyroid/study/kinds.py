@@ -43,7 +43,7 @@ import typing
 from typing import Callable
 
 from thyroid.stats.shift import FILE_NAME as SHIFT_REFERENCE
-from thyroid.study import data_record, payloads
+from thyroid.study import payloads, source_names
 from thyroid.study import compared_kinds
 from thyroid.study.jobspec import RECORDS_FILE, Job, ids, job_dir, job_id, row_stage
 from thyroid.study.rows import MOBILE_MODELS, get_row, is_localisation
@@ -313,14 +313,14 @@ def _kind(name, plan, payload, **facts):
 
 
 for _entry in (
-        _kind("data", _plan_data, payloads.Sources, sources=data_record.is_development,
+        _kind("data", _plan_data, payloads.Sources, sources=source_names.is_development,
               outputs=_data_outputs),
         # With --init_from the shards job checks this study's images against the previous
         # run's, and the rows after it start from that run's checkpoint.
         _kind("shards", _plan_shards, payloads.ShardsPayload,
-              sources=data_record.is_previous_run, outputs=_under(SHARDS_DIR, "manifest.json")),
+              sources=source_names.is_previous_run, outputs=_under(SHARDS_DIR, "manifest.json")),
         _kind("external_shards", _plan_external_shards, payloads.ShardsPayload,
-              sources=data_record.is_external, outputs=_under(EXTERNAL_DIR, "manifest.json")),
+              sources=source_names.is_external, outputs=_under(EXTERNAL_DIR, "manifest.json")),
         _kind("checkpoints", _plan_checkpoints, payloads.CheckpointsPayload),
         _kind("outlines", _plan_outlines, payloads.OutlinesPayload, outputs=_under(OUTLINES_DIR)),
         _kind("features", _plan_features, payloads.FeaturesPayload, gpu=True, row_major=True),
