@@ -1,4 +1,3 @@
-import hashlib
 import json
 import os
 
@@ -9,25 +8,17 @@ from thyroid.datasets import synthetic as synth, synthetic_scans
 from thyroid.datasets import ddti, images, word_reports
 from thyroid.datasets.ddti import parse_polygons
 
-
-def _tree_digest(root):
-    digests = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                digests[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return digests
+from study_runs import snapshot
 
 
 def test_same_seed_gives_identical_bytes(tmp_path):
     synth.generate(str(tmp_path / "a"), num_cases=6, seed=3, width=160, height=104)
     synth.generate(str(tmp_path / "b"), num_cases=6, seed=3, width=160, height=104)
     synth.generate(str(tmp_path / "c"), num_cases=6, seed=4, width=160, height=104)
-    first, second = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
+    first, second = snapshot(tmp_path / "a"), snapshot(tmp_path / "b")
     assert first == second
     assert any(name.endswith("report.docx") for name in first)
-    assert _tree_digest(tmp_path / "c") != first
+    assert snapshot(tmp_path / "c") != first
 
 
 def test_layout(synthetic_root):
